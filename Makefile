@@ -1,0 +1,94 @@
+# qtune build. One Makefile, objects in build/, dependency files, per-file ISA flags.
+#   make            build build/qtune
+#   make test       build and run every test (closes with "N passed, N failed")
+#   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make neon-test  cross-compile the kernel tests for arm64 and run them under qemu-user
+#   make bench      build the benchmark tools
+ARCH    ?= $(shell uname -m)
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-fast-math -pthread \
+  -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+  -Wno-unused-parameter -Isrc -MMD -MP
+CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS  += -lm -pthread -lcjson
+
+# Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
+# CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).
+ifeq ($(ARCH),x86_64)
+  ISA_SRC_EXCLUDE = %-neon.c
+else ifeq ($(ARCH),aarch64)
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c
+else
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-neon.c
+endif
+FLAGS_avx2   = -mavx2 -mfma -mf16c -mbmi2
+FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+FLAGS_neon   = -march=armv8.2-a+fp16+dotprod
+
+SRC  := $(filter-out $(ISA_SRC_EXCLUDE),$(wildcard src/*/*.c))
+OBJ  := $(SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test-*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LIB  := $(BUILD)/libqtune.a
+
+all: $(BUILD)/qtune
+
+$(BUILD)/%-avx2.o: %-avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx2) -c $< -o $@
+$(BUILD)/%-avx512.o: %-avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx512) -c $< -o $@
+$(BUILD)/%-neon.o: %-neon.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_neon) -c $< -o $@
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/qtune: $(TOOL_OBJ) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
+
+tests: $(TEST_BIN) $(BUILD)/qtune
+bench: $(BENCH_BIN) $(BUILD)/qtune
+
+test: tests
+	@BUILD=$(BUILD) sh tests/run-tests.sh
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+# arm64 kernels: cross-compiled with Debian's gcc-aarch64-linux-gnu, static, run
+# under qemu-user. Only the layers test-kernels links (base, quant, kernels) are
+# built: src/io and above need cJSON headers the cross toolchain lacks.
+NEON_CC   ?= aarch64-linux-gnu-gcc
+NEON_AR   ?= aarch64-linux-gnu-ar
+NEON_QEMU ?= qemu-aarch64 -cpu max
+NEON_SRC   = $(filter-out %-avx2.c %-avx512.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+neon-test:
+	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static \
+	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
+	$(NEON_QEMU) build-arm64/tests/test-kernels
+
+clean:
+	rm -rf build build-asan build-arm64
+
+.PHONY: all test tests asan bench neon-test clean
+-include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

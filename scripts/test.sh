@@ -1,0 +1,25 @@
+#!/bin/sh
+# The test command: sets up (packages, build), then runs the test suite three
+# ways: native, under AddressSanitizer + UndefinedBehaviorSanitizer, and the
+# arm64 NEON kernels under qemu-user. Prints one closing "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+sh scripts/setup.sh --test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+jobs=$(nproc)
+total_pass=0; total_fail=0
+run() {  # name, command...
+  name=$1; shift
+  echo "== $name"
+  out=$("$@" 2>&1); rc=$?
+  echo "$out" | grep -v '^make\[' | tail -n 60
+  line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+  [ -n "$p" ] || p=0; [ -n "$f" ] || f=0
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+run "tests" make -j"$jobs" test
+run "tests under ASan+UBSan" make -j"$jobs" asan
+run "arm64 NEON kernels under qemu" make -j"$jobs" neon-test
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

@@ -1,0 +1,702 @@
+// kernels-avx2.c: the AVX2 + FMA + F16C kernel table (x86-64 since Haswell/Zen).
+//
+// Fast vec_dot for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; gemm tiles
+// (RM weight rows x RN token columns, accumulators in registers, every loaded
+// block reused RM or RN times) for F32, F16, BF16, Q8_0 and Q4_0; fast
+// conversions float -> Q8_0 / Q8_K / F16 / BF16 that are bit-equal to the
+// scalar references, and fast dequantization of Q4_0, Q8_0, Q4_K, Q6_K, F16,
+// BF16. Everything else points at the ref table.
+// Deliberately not: weight repacking (llama.cpp's q4_0_8x8), other i-quants.
+// Follows ggml-cpu/arch/x86/quants.c (vec_dot) and llamafile's tinyBLAS
+// (ggml-cpu/llamafile/sgemm.cpp) for the tile kernels.
+#include <immintrin.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+// ---- helpers ----
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+INLINE int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+// 32 4-bit quants -> 32 bytes 0..15: low nibbles first, then high nibbles
+INLINE __m256i nibbles(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
+}
+
+// sum over 32 pairs of x*y as 8 int32 lanes, x and y signed bytes
+INLINE __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// the same for unsigned x (0..127) and signed y
+INLINE __m256i dot_u8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+INLINE __m256 load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+INLINE __m256 load_bf16(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+// ---- float vec_dot ----
+
+static void vec_dot_f32_avx2(int n, float *s, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * y[i];
+    *s = sum;
+}
+
+static void vec_dot_f16_avx2(int n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16(x + i + 8), load_f16(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_f16(x + i + 16), load_f16(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_f16(x + i + 24), load_f16(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += fp16(x[i]) * fp16(y[i]);
+    *s = sum;
+}
+
+static void vec_dot_bf16_avx2(int n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16(x + i + 8), load_bf16(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_bf16(x + i + 16), load_bf16(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_bf16(x + i + 24), load_bf16(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += qt_bf16_to_fp32(x[i]) * qt_bf16_to_fp32(y[i]);
+    *s = sum;
+}
+
+// ---- Q8_0 / Q4_0 vec_dot against Q8_0 ----
+
+static void vec_dot_q8_0_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx, *y = vy;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK8_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs), _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i + 1].d) * fp16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_q4_0_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK4_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i q0 = _mm256_sub_epi8(nibbles(x[i].qs), off);
+        __m256i q1 = _mm256_sub_epi8(nibbles(x[i + 1].qs), off);
+        __m256i p0 = dot_i8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = dot_i8(q1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i + 1].d) * fp16(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i q0 = _mm256_sub_epi8(nibbles(x[i].qs), off);
+        __m256i p0 = dot_i8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[i].d) * fp16(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+// ---- k-quants against Q8_K ----
+
+// 6-bit scales and mins of the 8 sub-blocks of a Q4_K/Q5_K block
+INLINE void scales_k4(const uint8_t *q, int sc[8], int mn[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+        sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
+        mn[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
+    }
+}
+
+// min term: sum over sub-blocks of mn[j] * (sum of the 32 activation quants)
+INLINE int min_term(const int mn[8], const int16_t *bsums) {
+    int s = 0;
+    for (int j = 0; j < 8; j++) s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+    return s;
+}
+
+static void vec_dot_q4_K_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0xf);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[8], mn[8];
+        scales_k4(x[i].scales, sc, mn);
+        acc_m += y[i].d * fp16(x[i].dmin) * (float)min_term(mn, y[i].bsums);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+            __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16((short)sc[2 * j]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16((short)sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) - acc_m;
+}
+
+static void vec_dot_q5_K_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0xf), b5 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int i = 0; i < n / QK_K; i++) {
+        int sc[8], mn[8];
+        scales_k4(x[i].scales, sc, mn);
+        acc_m += y[i].d * fp16(x[i].dmin) * (float)min_term(mn, y[i].bsums);
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
+            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * j))), bh = _mm256_set1_epi8((char)(2 << (2 * j)));
+            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b5);
+            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b5);
+            __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16((short)sc[2 * j]));
+            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16((short)sc[2 * j + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc) - acc_m;
+}
+
+// scale vector for one 32-element step of Q6_K: 16-element groups a (lanes
+// 0..7 of the maddubs result) and b (lanes 8..15)
+INLINE __m256i scale_pair(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+static void vec_dot_q6_K_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int i = 0; i < n / QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int k = 0; k < 2; k++, ql += 64, qh += 32, sc += 8, q8 += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            for (int j = 0; j < 4; j++) {
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * j));
+                // (q - 32) * y = q*y - 32*y, both within int16 per pair
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], y8), _mm256_maddubs_epi16(m32, y8));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale_pair(sc[2 * j], sc[2 * j + 1])));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+// ---- gemm tiles ----
+//
+// A tile is RM weight rows x RN activation columns with RM*RN vector
+// accumulators; each weight block is unpacked once and used RN times, each
+// activation block loaded once and used RM times. The driver walks the
+// (n_rows x n_cols) rectangle with 4x3 tiles and smaller ones at the edges.
+
+typedef void (*tile_fn)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys);
+
+#define TILE_RM 4
+#define TILE_RN 3
+
+// Q8_0 x Q8_0 (signs moved onto the activations, as in dot_i8)
+INLINE void tile_q8_0(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                      const int RM, const int RN) {
+    __m256 acc[TILE_RM][TILE_RN];
+#pragma GCC unroll 4
+    for (int i = 0; i < RM; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int l = 0; l < n / QK8_0; l++) {
+        __m256i a[TILE_RM], sa[TILE_RM];
+        __m256 da[TILE_RM];
+#pragma GCC unroll 4
+        for (int i = 0; i < RM; i++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)w + i * ws) + l;
+            sa[i] = _mm256_loadu_si256((const __m256i *)b->qs);
+            a[i] = _mm256_sign_epi8(sa[i], sa[i]);
+            da[i] = _mm256_set1_ps(fp16(b->d));
+        }
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + j * xs) + l;
+            __m256i yv = _mm256_loadu_si256((const __m256i *)b->qs);
+            __m256 db = _mm256_set1_ps(fp16(b->d));
+#pragma GCC unroll 4
+            for (int i = 0; i < RM; i++) {
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], _mm256_sign_epi8(yv, sa[i])), ones);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(da[i], db), _mm256_cvtepi32_ps(p), acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < RM; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) y[j * ys + i] = hsum_ps(acc[i][j]);
+}
+
+// Q4_0 x Q8_0: the weight nibbles stay unsigned (0..15) so maddubs takes them
+// directly; the -8 offset is applied once per activation block as 8*sum(y).
+INLINE void tile_q4_0(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                      const int RM, const int RN) {
+    __m256 acc[TILE_RM][TILE_RN];
+#pragma GCC unroll 4
+    for (int i = 0; i < RM; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
+    for (int l = 0; l < n / QK4_0; l++) {
+        __m256i a[TILE_RM];
+        __m256 da[TILE_RM];
+#pragma GCC unroll 4
+        for (int i = 0; i < RM; i++) {
+            const block_q4_0 *b = (const block_q4_0 *)((const char *)w + i * ws) + l;
+            a[i] = nibbles(b->qs);
+            da[i] = _mm256_set1_ps(fp16(b->d));
+        }
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) {
+            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + j * xs) + l;
+            __m256i yv = _mm256_loadu_si256((const __m256i *)b->qs);
+            __m256i y8 = _mm256_maddubs_epi16(eights, yv);   // 8*(y0+y1) per pair
+            __m256 db = _mm256_set1_ps(fp16(b->d));
+#pragma GCC unroll 4
+            for (int i = 0; i < RM; i++) {
+                __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(a[i], yv), y8), ones);
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(da[i], db), _mm256_cvtepi32_ps(p), acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < RM; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < RN; j++) y[j * ys + i] = hsum_ps(acc[i][j]);
+}
+
+// Float tiles: a loader turns 8 elements of the stored type into floats.
+#define FLOAT_TILE(name, elem_t, LOAD, SCALAR)                                                  \
+    INLINE void tile_##name(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, \
+                            size_t ys, const int RM, const int RN) {                           \
+        __m256 acc[TILE_RM][TILE_RN];                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                                   \
+        _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();   \
+        int k = 0;                                                                             \
+        for (; k + 8 <= n; k += 8) {                                                           \
+            __m256 a[TILE_RM];                                                                 \
+            _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                               \
+                a[i] = LOAD((const elem_t *)((const char *)w + i * ws) + k);                   \
+            _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) {                             \
+                __m256 b = LOAD((const elem_t *)((const char *)x + j * xs) + k);               \
+                _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                           \
+                    acc[i][j] = _mm256_fmadd_ps(a[i], b, acc[i][j]);                           \
+            }                                                                                  \
+        }                                                                                      \
+        _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                                   \
+        _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) {                                 \
+            float s = hsum_ps(acc[i][j]);                                                      \
+            const elem_t *wr = (const elem_t *)((const char *)w + i * ws);                     \
+            const elem_t *xr = (const elem_t *)((const char *)x + j * xs);                     \
+            for (int t = k; t < n; t++) s += SCALAR(wr[t]) * SCALAR(xr[t]);                    \
+            y[j * ys + i] = s;                                                                 \
+        }                                                                                      \
+    }
+
+#define F32_SCALAR(v) (v)
+FLOAT_TILE(f32, float, _mm256_loadu_ps, F32_SCALAR)
+FLOAT_TILE(f16, uint16_t, load_f16, fp16)
+FLOAT_TILE(bf16, uint16_t, load_bf16, qt_bf16_to_fp32)
+
+// Instantiate every (rm, rn) edge size and a driver per type.
+#define TILE_SET(name)                                                                          \
+    static void name##_1x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 1); } \
+    static void name##_1x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 2); } \
+    static void name##_1x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 3); } \
+    static void name##_2x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 1); } \
+    static void name##_2x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 2); } \
+    static void name##_2x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 3); } \
+    static void name##_3x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 1); } \
+    static void name##_3x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 2); } \
+    static void name##_3x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 3); } \
+    static void name##_4x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 1); } \
+    static void name##_4x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 2); } \
+    static void name##_4x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 3); } \
+    static const tile_fn name##_tiles[TILE_RM][TILE_RN] = {                                     \
+        {name##_1x1, name##_1x2, name##_1x3}, {name##_2x1, name##_2x2, name##_2x3},             \
+        {name##_3x1, name##_3x2, name##_3x3}, {name##_4x1, name##_4x2, name##_4x3},             \
+    };                                                                                          \
+    static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs,    \
+                                   float *y, size_t ys, int n_rows, int n_cols) {               \
+        walk_tiles(name##_tiles, n, w, ws, x, xs, y, ys, n_rows, n_cols);                       \
+    }
+
+static void walk_tiles(const tile_fn tiles[TILE_RM][TILE_RN], int n, const void *w, size_t ws, const void *x,
+                       size_t xs, float *y, size_t ys, int n_rows, int n_cols) {
+    for (int r = 0; r < n_rows; r += TILE_RM) {
+        int rm = QT_MIN(TILE_RM, n_rows - r);
+        const char *wr = (const char *)w + (size_t)r * ws;
+        for (int c = 0; c < n_cols; c += TILE_RN) {
+            int rn = QT_MIN(TILE_RN, n_cols - c);
+            tiles[rm - 1][rn - 1](n, wr, ws, (const char *)x + (size_t)c * xs, xs, y + (size_t)c * ys + r, ys);
+        }
+    }
+}
+
+TILE_SET(q8_0)
+TILE_SET(q4_0)
+TILE_SET(f32)
+TILE_SET(f16)
+TILE_SET(bf16)
+
+// ---- conversions (bit-equal to the scalar references) ----
+
+// roundf (half away from zero) of 8 floats
+INLINE __m256i round_away(__m256 v) {
+    __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 frac = _mm256_sub_ps(v, t);
+    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 up = _mm256_cmp_ps(_mm256_and_ps(frac, absmask), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_andnot_ps(absmask, v));   // copysign(1, v)
+    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)));
+}
+
+INLINE float max_abs8x4(const float *x) {
+    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_and_ps(_mm256_loadu_ps(x), absmask);
+    m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + 8), absmask));
+    m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + 16), absmask));
+    m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + 24), absmask));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+// packs 4 vectors of 8 int32 (each within int8 range) into 32 bytes in order
+INLINE __m256i pack_i32x32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    __m256i v = _mm256_packs_epi16(ab, cd);
+    return _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void from_float_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        float amax = max_abs8x4(x);
+        float d = amax / 127.0f;
+        float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qt_fp32_to_fp16(d);
+        __m256 vid = _mm256_set1_ps(id);
+        __m256i q0 = round_away(_mm256_mul_ps(_mm256_loadu_ps(x), vid));
+        __m256i q1 = round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 8), vid));
+        __m256i q2 = round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 16), vid));
+        __m256i q3 = round_away(_mm256_mul_ps(_mm256_loadu_ps(x + 24), vid));
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack_i32x32(q0, q1, q2, q3));
+    }
+}
+
+// The reference picks the first element of largest magnitude as "max" (its
+// sign decides the sign of the scale) and rounds with nearest_int (to even).
+static void from_float_q8_K_avx2(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float amax = 0;
+        for (int j = 0; j < QK_K; j += 32) amax = QT_MAX(amax, max_abs8x4(x + j));
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof(y[i]));
+            continue;
+        }
+        float max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (x[j] == amax || x[j] == -amax) { max = x[j]; break; }
+        }
+        const float iscale = -127.f / max;
+        __m256 vs = _mm256_set1_ps(iscale);
+        __m256i v127 = _mm256_set1_epi32(127);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), vs);
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), v127);
+            }
+            __m256i p = pack_i32x32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
+            // bsums of the two 16-groups: widen to int16 and add horizontally
+            __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(p));
+            __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(p, 1));
+            __m256i s0 = _mm256_madd_epi16(w0, _mm256_set1_epi16(1));
+            __m256i s1 = _mm256_madd_epi16(w1, _mm256_set1_epi16(1));
+            y[i].bsums[j / 16] = (int16_t)hsum_epi32(s0);
+            y[i].bsums[j / 16 + 1] = (int16_t)hsum_epi32(s1);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static void from_float_f16_avx2(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = qt_fp32_to_fp16(x[i]);
+}
+
+static void from_float_bf16_avx2(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
+    const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_castps_si256(_mm256_loadu_ps(x + i));
+        __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+        r = _mm256_srli_epi32(r, 16);
+        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
+        __m256i qn = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+        r = _mm256_blendv_epi8(r, qn, nan);
+        __m128i p = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storeu_si128((__m128i *)(y + i), p);
+    }
+    for (; i < n; i++) y[i] = qt_fp32_to_bf16(x[i]);
+}
+
+static void from_float_f32_avx2(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * sizeof(float)); }
+
+static void to_float_f16_avx2(const void *vx, float *y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16(x + i));
+    for (; i < n; i++) y[i] = qt_fp16_to_fp32(x[i]);
+}
+
+static void to_float_bf16_avx2(const void *vx, float *y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_bf16(x + i));
+    for (; i < n; i++) y[i] = qt_bf16_to_fp32(x[i]);
+}
+
+INLINE void store_i8_scaled(float *y, __m256i q, __m256 d) {
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm256_castsi256_si128(q))), d));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8))), d));
+    __m128i h = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h)), d));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h, 8))), d));
+}
+
+static void to_float_q8_0_avx2(const void *vx, float *y, int64_t n) {
+    const block_q8_0 *x = vx;
+    for (int64_t i = 0; i < n / QK8_0; i++, y += QK8_0)
+        store_i8_scaled(y, _mm256_loadu_si256((const __m256i *)x[i].qs), _mm256_set1_ps(fp16(x[i].d)));
+}
+
+static void to_float_q4_0_avx2(const void *vx, float *y, int64_t n) {
+    const block_q4_0 *x = vx;
+    for (int64_t i = 0; i < n / QK4_0; i++, y += QK4_0)
+        store_i8_scaled(y, _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8)), _mm256_set1_ps(fp16(x[i].d)));
+}
+
+// y = d*q - m for 32 unsigned bytes, mul then sub (as the reference, no fma)
+INLINE void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d, f), m));
+    }
+}
+
+static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
+    const block_q4_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xf);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
+        int sc[8], mn[8];
+        scales_k4(x[i].scales, sc, mn);
+        for (int j = 0; j < 4; j++, y += 64) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            store_u8_affine(y, _mm256_and_si256(bits, m4), _mm256_set1_ps(d * sc[2 * j]),
+                            _mm256_set1_ps(dmin * mn[2 * j]));
+            store_u8_affine(y + 32, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                            _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(dmin * mn[2 * j + 1]));
+        }
+    }
+}
+
+static void to_float_q6_K_avx2(const void *vx, float *y, int64_t n) {
+    const block_q6_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        float d = fp16(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int k = 0; k < 2; k++, ql += 64, qh += 32, sc += 8, y += 128) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            for (int j = 0; j < 4; j++) {
+                __m256i qs = _mm256_sub_epi8(q[j], m32);
+                // each 32-run spans two 16-groups with their own scales
+                __m128i lo = _mm256_castsi256_si128(qs), hi = _mm256_extracti128_si256(qs, 1);
+                __m256 da = _mm256_set1_ps(d * sc[2 * j]), db = _mm256_set1_ps(d * sc[2 * j + 1]);
+                float *o = y + 32 * j;
+                _mm256_storeu_ps(o, _mm256_mul_ps(da, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(o + 8, _mm256_mul_ps(da, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                _mm256_storeu_ps(o + 16, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(o + 24, _mm256_mul_ps(db, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+            }
+        }
+    }
+}
+
+// ---- float helpers ----
+
+static float dot_f32_avx2(int n, const float *x, const float *y) {
+    float s;
+    vec_dot_f32_avx2(n, &s, x, y);
+    return s;
+}
+
+static void axpy_f32_avx2(int n, float a, const float *x, float *y) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void scale_f32_avx2(int n, float a, float *y) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(va, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] *= a;
+}
+
+// ---- the table: a copy of ref with the fast entries replaced ----
+
+static qt_kernel_table g_avx2;
+
+static void init_avx2(void) {
+    g_avx2 = *qt_kernels_ref();
+    g_avx2.isa = "avx2";
+    qt_kernel_traits *t = g_avx2.type;
+    t[QT_TYPE_F32].vec_dot = vec_dot_f32_avx2;
+    t[QT_TYPE_F32].gemm = gemm_f32_avx2;
+    t[QT_TYPE_F32].from_float = from_float_f32_avx2;
+    t[QT_TYPE_F16].vec_dot = vec_dot_f16_avx2;
+    t[QT_TYPE_F16].gemm = gemm_f16_avx2;
+    t[QT_TYPE_F16].from_float = from_float_f16_avx2;
+    t[QT_TYPE_F16].to_float = to_float_f16_avx2;
+    t[QT_TYPE_BF16].vec_dot = vec_dot_bf16_avx2;
+    t[QT_TYPE_BF16].gemm = gemm_bf16_avx2;
+    t[QT_TYPE_BF16].from_float = from_float_bf16_avx2;
+    t[QT_TYPE_BF16].to_float = to_float_bf16_avx2;
+    t[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx2;
+    t[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx2;
+    t[QT_TYPE_Q8_0].from_float = from_float_q8_0_avx2;
+    t[QT_TYPE_Q8_0].to_float = to_float_q8_0_avx2;
+    t[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx2;
+    t[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx2;
+    t[QT_TYPE_Q4_0].to_float = to_float_q4_0_avx2;
+    t[QT_TYPE_Q8_K].from_float = from_float_q8_K_avx2;
+    t[QT_TYPE_Q4_K].vec_dot = vec_dot_q4_K_avx2;
+    t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
+    t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
+    t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;
+    t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
+    g_avx2.dot_f32 = dot_f32_avx2;
+    g_avx2.axpy_f32 = axpy_f32_avx2;
+    g_avx2.scale_f32 = scale_f32_avx2;
+}
+
+static pthread_once_t g_avx2_once = PTHREAD_ONCE_INIT;
+
+const qt_kernel_table *qt_kernels_avx2(void) {
+    pthread_once(&g_avx2_once, init_avx2);
+    return &g_avx2;
+}

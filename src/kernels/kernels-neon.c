@@ -1,0 +1,647 @@
+// kernels-neon.c: the arm64 NEON kernel table (Apple Silicon, Graviton, recent
+// Cortex). It starts as a copy of the scalar reference table and overrides the
+// hot paths: vec_dot for F32, F16, BF16, Q4_0/Q8_0/IQ4_NL x Q8_0 and
+// Q4_K/Q5_K/Q6_K x Q8_K; gemm tiles (2 weight rows x 4 activation rows) for
+// Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16 and BF16; to_float for F16,
+// BF16, Q4_0 and Q8_0; and the f32 vector helpers.
+//
+// Deliberately not here: gemm tiles for other types (matmul then uses vec_dot
+// per row), the quant types not listed (they keep the reference kernels),
+// SVE, i8mm and fp16 arithmetic (F16 is widened to f32 so dot products are as
+// accurate as the reference).
+//
+// Integer dot products use vdotq_s32 when the compiler targets the dotprod
+// extension (__ARM_FEATURE_DOTPROD, ARMv8.2-a+dotprod, every Apple M chip) and
+// vmull_s8 + vpadalq_s16 otherwise; only horizontal sums of the accumulators
+// are used, so both give the same integers. The quantizers reproduce the
+// scalar reference bit for bit (same scale, same rounding).
+//
+// Reference: block layouts in quant/blocks.h (GGML's ggml-common.h); the
+// behaviour follows GGML's ggml/src/ggml-cpu/arch/arm/quants.c.
+#include "kernels/kernels.h"
+
+#include <arm_neon.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
+
+// ---- helpers --------------------------------------------------------------
+
+static inline float fp16_to_f32(uint16_t h) {
+    __fp16 v;
+    memcpy(&v, &h, sizeof(v));
+    return (float)v;
+}
+
+// acc += dot of 16 int8 pairs, summed into the 4 int32 lanes (which lane gets
+// which product differs between the two paths; callers only use the sum).
+static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+    return vdotq_s32(acc, a, b);
+#else
+    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
+    return vpadalq_s16(acc, vmull_high_s8(a, b));
+#endif
+}
+
+// 6-bit scale j and min j of a q4_K/q5_K super-block (12 packed bytes).
+static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// ---- f32 vector helpers ---------------------------------------------------
+
+static float dot_f32_neon(int n, const float *x, const float *y) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
+        s2 = vfmaq_f32(s2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
+        s3 = vfmaq_f32(s3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+static void axpy_f32_neon(int n, float a, const float *x, float *y) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+        vst1q_f32(y + i + 4, vfmaq_n_f32(vld1q_f32(y + i + 4), vld1q_f32(x + i + 4), a));
+    }
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+static void scale_f32_neon(int n, float a, float *y) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        vst1q_f32(y + i, vmulq_n_f32(vld1q_f32(y + i), a));
+        vst1q_f32(y + i + 4, vmulq_n_f32(vld1q_f32(y + i + 4), a));
+    }
+    for (; i < n; i++) y[i] *= a;
+}
+
+static void vec_dot_f32_neon(int n, float *s, const void *x, const void *y) {
+    *s = dot_f32_neon(n, x, y);
+}
+
+// ---- F16 and BF16 ---------------------------------------------------------
+
+static inline float32x4_t load_f16x4(const uint16_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+// bf16 -> f32 is a 16-bit left shift of the bit pattern.
+static inline float32x4_t load_bf16x4(const uint16_t *p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+
+static void vec_dot_f16_neon(int n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, load_f16x4(x + i), load_f16x4(y + i));
+        s1 = vfmaq_f32(s1, load_f16x4(x + i + 4), load_f16x4(y + i + 4));
+        s2 = vfmaq_f32(s2, load_f16x4(x + i + 8), load_f16x4(y + i + 8));
+        s3 = vfmaq_f32(s3, load_f16x4(x + i + 12), load_f16x4(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, load_f16x4(x + i), load_f16x4(y + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) sum += fp16_to_f32(x[i]) * fp16_to_f32(y[i]);
+    *s = sum;
+}
+
+static void vec_dot_bf16_neon(int n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, load_bf16x4(x + i), load_bf16x4(y + i));
+        s1 = vfmaq_f32(s1, load_bf16x4(x + i + 4), load_bf16x4(y + i + 4));
+        s2 = vfmaq_f32(s2, load_bf16x4(x + i + 8), load_bf16x4(y + i + 8));
+        s3 = vfmaq_f32(s3, load_bf16x4(x + i + 12), load_bf16x4(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, load_bf16x4(x + i), load_bf16x4(y + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) sum += qt_bf16_to_fp32(x[i]) * qt_bf16_to_fp32(y[i]);
+    *s = sum;
+}
+
+static void to_float_f16_neon(const void *src, float *dst, int64_t n) {
+    const uint16_t *x = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(x + i));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+    }
+    for (; i < n; i++) dst[i] = fp16_to_f32(x[i]);
+}
+
+// Hardware conversion rounds to nearest even, like qt_fp32_to_fp16.
+static void from_float_f16_neon(const float *src, void *dst, int64_t n) {
+    uint16_t *y = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(src + i)), vld1q_f32(src + i + 4));
+        vst1q_u16(y + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++) y[i] = qt_fp32_to_fp16(src[i]);
+}
+
+static void to_float_bf16_neon(const void *src, float *dst, int64_t n) {
+    const uint16_t *x = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t h = vld1q_u16(x + i);
+        vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)));
+        vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)));
+    }
+    for (; i < n; i++) dst[i] = qt_bf16_to_fp32(x[i]);
+}
+
+// Round to nearest even on the bit pattern, NaNs made quiet: qt_fp32_to_bf16.
+static inline uint16x4_t f32_to_bf16x4(float32x4_t f) {
+    uint32x4_t u = vreinterpretq_u32_f32(f);
+    uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(u, vaddq_u32(lsb, vdupq_n_u32(0x7fff))), 16);
+    uint32x4_t nan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+    uint32x4_t qnan = vorrq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(64));
+    return vmovn_u32(vbslq_u32(nan, qnan, r));
+}
+
+static void from_float_bf16_neon(const float *src, void *dst, int64_t n) {
+    uint16_t *y = dst;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_u16(y + i, f32_to_bf16x4(vld1q_f32(src + i)));
+    for (; i < n; i++) y[i] = qt_fp32_to_bf16(src[i]);
+}
+
+// ---- Q8_0 and Q4_0 --------------------------------------------------------
+
+// Same arithmetic as the reference: d = amax/127, q = round-half-away(x/d).
+static void quantize_row_q8_0_neon(const float *x, void *vy, int64_t k) {
+    QT_ASSERT(k % QK8_0 == 0);
+    block_q8_0 *y = vy;
+    const int64_t nb = k / QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float *xb = x + i * QK8_0;
+        float32x4_t v[8];
+        float32x4_t amax = vdupq_n_f32(0);
+        for (int j = 0; j < 8; j++) {
+            v[j] = vld1q_f32(xb + 4 * j);
+            amax = vmaxnmq_f32(amax, vabsq_f32(v[j]));
+        }
+        const float d = vmaxnmvq_f32(amax) / 127.0f;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qt_fp32_to_fp16(d);
+        for (int j = 0; j < 8; j += 2) {
+            int32x4_t a = vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(v[j], id)));
+            int32x4_t b = vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(v[j + 1], id)));
+            int16x8_t h = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
+            vst1_s8(y[i].qs + 4 * j, vmovn_s16(h));
+        }
+    }
+}
+
+static void dequantize_row_q8_0_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK8_0 == 0);
+    const block_q8_0 *x = vx;
+    const int64_t nb = k / QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = fp16_to_f32(x[i].d);
+        for (int j = 0; j < QK8_0; j += 8) {
+            int16x8_t q = vmovl_s8(vld1_s8(x[i].qs + j));
+            vst1q_f32(y + i * QK8_0 + j, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), d));
+            vst1q_f32(y + i * QK8_0 + j + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(q)), d));
+        }
+    }
+}
+
+static void dequantize_row_q4_0_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK4_0 == 0);
+    const block_q4_0 *x = vx;
+    const int64_t nb = k / QK4_0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = fp16_to_f32(x[i].d);
+        const uint8x16_t q = vld1q_u8(x[i].qs);
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0xF))), vdupq_n_s8(8));
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), vdupq_n_s8(8));
+        float *yb = y + i * QK4_0;
+        for (int h = 0; h < 2; h++) {
+            int8x16_t v = h ? hi : lo;
+            int16x8_t a = vmovl_s8(vget_low_s8(v)), b = vmovl_high_s8(v);
+            vst1q_f32(yb + 16 * h + 0, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(a))), d));
+            vst1q_f32(yb + 16 * h + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(a)), d));
+            vst1q_f32(yb + 16 * h + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(b))), d));
+            vst1q_f32(yb + 16 * h + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(b)), d));
+        }
+    }
+}
+
+static void vec_dot_q8_0_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK8_0 == 0);
+    const block_q8_0 *x = vx, *y = vy;
+    const int nb = n / QK8_0;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        int32x4_t p0 = dot16(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
+        p0 = dot16(p0, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
+        int32x4_t p1 = dot16(vdupq_n_s32(0), vld1q_s8(x[i + 1].qs), vld1q_s8(y[i + 1].qs));
+        p1 = dot16(p1, vld1q_s8(x[i + 1].qs + 16), vld1q_s8(y[i + 1].qs + 16));
+        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));
+        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), fp16_to_f32(x[i + 1].d) * fp16_to_f32(y[i + 1].d));
+    }
+    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+    for (; i < nb; i++) {
+        int32x4_t p = dot16(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
+        p = dot16(p, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
+        sum += (float)vaddvq_s32(p) * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d);
+    }
+    *s = sum;
+}
+
+// The 32 weights of a q4_0 block as signed int8 in [-8, 7]: low nibbles are
+// elements 0..15, high nibbles 16..31.
+static inline void unpack_q4_0(const block_q4_0 *b, int8x16_t *lo, int8x16_t *hi) {
+    const uint8x16_t q = vld1q_u8(b->qs);
+    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0xF))), vdupq_n_s8(8));
+    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), vdupq_n_s8(8));
+}
+
+static void vec_dot_q4_0_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK8_0 == 0);
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    int i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        int8x16_t l0, h0, l1, h1;
+        unpack_q4_0(&x[i], &l0, &h0);
+        unpack_q4_0(&x[i + 1], &l1, &h1);
+        int32x4_t p0 = dot16(dot16(vdupq_n_s32(0), l0, vld1q_s8(y[i].qs)), h0, vld1q_s8(y[i].qs + 16));
+        int32x4_t p1 = dot16(dot16(vdupq_n_s32(0), l1, vld1q_s8(y[i + 1].qs)), h1, vld1q_s8(y[i + 1].qs + 16));
+        acc0 = vfmaq_n_f32(acc0, vcvtq_f32_s32(p0), fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));
+        acc1 = vfmaq_n_f32(acc1, vcvtq_f32_s32(p1), fp16_to_f32(x[i + 1].d) * fp16_to_f32(y[i + 1].d));
+    }
+    float sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+    for (; i < nb; i++) {
+        int8x16_t l, h;
+        unpack_q4_0(&x[i], &l, &h);
+        int32x4_t p = dot16(dot16(vdupq_n_s32(0), l, vld1q_s8(y[i].qs)), h, vld1q_s8(y[i].qs + 16));
+        sum += (float)vaddvq_s32(p) * fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d);
+    }
+    *s = sum;
+}
+
+// IQ4_NL: q4_0's layout with the nibbles mapped through a 16-entry table.
+static inline void unpack_iq4_nl(const block_iq4_nl *b, int8x16_t *lo, int8x16_t *hi) {
+    const int8x16_t kv = vld1q_s8(qt_kvalues_iq4nl);
+    const uint8x16_t q = vld1q_u8(b->qs);
+    *lo = vqtbl1q_s8(kv, vandq_u8(q, vdupq_n_u8(0xF)));
+    *hi = vqtbl1q_s8(kv, vshrq_n_u8(q, 4));
+}
+
+static void vec_dot_iq4_nl_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK8_0 == 0);
+    const block_iq4_nl *x = vx;
+    const block_q8_0 *y = vy;
+    const int nb = n / QK8_0;
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int i = 0; i < nb; i++) {
+        int8x16_t l, h;
+        unpack_iq4_nl(&x[i], &l, &h);
+        int32x4_t p = dot16(dot16(vdupq_n_s32(0), l, vld1q_s8(y[i].qs)), h, vld1q_s8(y[i].qs + 16));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));
+    }
+    *s = vaddvq_f32(acc);
+}
+
+// ---- gemm tiles for the Q8_0-paired types -----------------------------------
+
+// Weight block i of a row as 32 int8 (lo = elements 0..15, hi = 16..31) and its scale.
+typedef void (*unpack32_fn)(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d);
+
+static inline void unpack_row_q4_0(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
+    const block_q4_0 *b = (const block_q4_0 *)row + i;
+    unpack_q4_0(b, lo, hi);
+    *d = fp16_to_f32(b->d);
+}
+
+static inline void unpack_row_q8_0(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
+    const block_q8_0 *b = (const block_q8_0 *)row + i;
+    *lo = vld1q_s8(b->qs);
+    *hi = vld1q_s8(b->qs + 16);
+    *d = fp16_to_f32(b->d);
+}
+
+static inline void unpack_row_iq4_nl(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
+    const block_iq4_nl *b = (const block_iq4_nl *)row + i;
+    unpack_iq4_nl(b, lo, hi);
+    *d = fp16_to_f32(b->d);
+}
+
+// Tiles of GEMM_R weight rows x GEMM_C activation rows: each weight block is
+// unpacked once for GEMM_C columns and each activation block loaded once for
+// GEMM_R rows. Ragged edges use vec_dot.
+// GCC and clang both take this pragma; fully unrolled, the accumulators stay in registers.
+enum { GEMM_R = 2, GEMM_C = 4 };
+#define UNROLL _Pragma("GCC unroll 4")
+
+static inline void gemm_q8_0_tiles(unpack32_fn unpack, qt_vec_dot_fn vec_dot, int n, const void *w,
+                                   size_t w_stride, const void *x, size_t x_stride, float *y,
+                                   size_t y_stride, int n_rows, int n_cols) {
+    QT_ASSERT(n % QK8_0 == 0);
+    const int nb = n / QK8_0;
+    const char *wb = w, *xb = x;
+    int r = 0;
+    for (; r + GEMM_R <= n_rows; r += GEMM_R) {
+        int c = 0;
+        for (; c + GEMM_C <= n_cols; c += GEMM_C) {
+            float32x4_t acc[GEMM_R][GEMM_C];
+            UNROLL for (int a = 0; a < GEMM_R; a++)
+                UNROLL for (int b = 0; b < GEMM_C; b++) acc[a][b] = vdupq_n_f32(0);
+            for (int i = 0; i < nb; i++) {
+                int8x16_t wl[GEMM_R], wh[GEMM_R];
+                float wd[GEMM_R];
+                UNROLL for (int a = 0; a < GEMM_R; a++)
+                    unpack(wb + (size_t)(r + a) * w_stride, i, &wl[a], &wh[a], &wd[a]);
+                UNROLL for (int b = 0; b < GEMM_C; b++) {
+                    const block_q8_0 *xq = (const block_q8_0 *)(xb + (size_t)(c + b) * x_stride) + i;
+                    const int8x16_t xl = vld1q_s8(xq->qs), xh = vld1q_s8(xq->qs + 16);
+                    const float xd = fp16_to_f32(xq->d);
+                    UNROLL for (int a = 0; a < GEMM_R; a++) {
+                        int32x4_t p = dot16(dot16(vdupq_n_s32(0), wl[a], xl), wh[a], xh);
+                        acc[a][b] = vfmaq_n_f32(acc[a][b], vcvtq_f32_s32(p), wd[a] * xd);
+                    }
+                }
+            }
+            UNROLL for (int a = 0; a < GEMM_R; a++)
+                UNROLL for (int b = 0; b < GEMM_C; b++) y[(size_t)(c + b) * y_stride + r + a] = vaddvq_f32(acc[a][b]);
+        }
+        for (; c < n_cols; c++)
+            for (int a = 0; a < GEMM_R; a++)
+                vec_dot(n, &y[(size_t)c * y_stride + r + a], wb + (size_t)(r + a) * w_stride,
+                        xb + (size_t)c * x_stride);
+    }
+    for (; r < n_rows; r++)
+        for (int c = 0; c < n_cols; c++)
+            vec_dot(n, &y[(size_t)c * y_stride + r], wb + (size_t)r * w_stride, xb + (size_t)c * x_stride);
+}
+
+static void gemm_q4_0_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                float *y, size_t y_stride, int n_rows, int n_cols) {
+    gemm_q8_0_tiles(unpack_row_q4_0, vec_dot_q4_0_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
+                    n_rows, n_cols);
+}
+
+static void gemm_q8_0_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                float *y, size_t y_stride, int n_rows, int n_cols) {
+    gemm_q8_0_tiles(unpack_row_q8_0, vec_dot_q8_0_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
+                    n_rows, n_cols);
+}
+
+static void gemm_iq4_nl_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                                  float *y, size_t y_stride, int n_rows, int n_cols) {
+    gemm_q8_0_tiles(unpack_row_iq4_nl, vec_dot_iq4_nl_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
+                    n_rows, n_cols);
+}
+
+// ---- k-quants -------------------------------------------------------------
+
+// Same arithmetic as the reference: the element of largest magnitude (first
+// one on ties) maps to -127, q = nearest-even(x * -127/max), bsums per 16.
+static void quantize_row_q8_K_neon(const float *x, void *vy, int64_t k) {
+    QT_ASSERT(k % QK_K == 0);
+    block_q8_K *y = vy;
+    const int64_t nb = k / QK_K;
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float32x4_t vmax = vdupq_n_f32(0);
+        for (int j = 0; j < QK_K; j += 4) vmax = vmaxnmq_f32(vmax, vabsq_f32(vld1q_f32(x + j)));
+        const float amax = vmaxnmvq_f32(vmax);
+        if (amax == 0.0f) {
+            y[i].d = 0;
+            memset(y[i].qs, 0, sizeof(y[i].qs));
+            memset(y[i].bsums, 0, sizeof(y[i].bsums));
+            continue;
+        }
+        float max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (fabsf(x[j]) == amax) { max = x[j]; break; }
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j += 16) {
+            int32x4_t q[4];
+            for (int l = 0; l < 4; l++) {
+                q[l] = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + j + 4 * l), iscale));
+                q[l] = vminq_s32(q[l], vdupq_n_s32(127));
+            }
+            int16x8_t a = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
+            int16x8_t b = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
+            vst1q_s8(y[i].qs + j, vcombine_s8(vmovn_s16(a), vmovn_s16(b)));
+            y[i].bsums[j / 16] = (int16_t)vaddvq_s16(vaddq_s16(a, b));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+// sum over the 8 sub-blocks of 32 of min_j * sum(q8 in sub-block j)
+static inline int32_t q8_K_mins_dot(const block_q8_K *y, const uint8_t mn[8]) {
+    const int16x8_t bs = vpaddq_s16(vld1q_s16(y->bsums), vld1q_s16(y->bsums + 8));
+    const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(mn)));
+    int32x4_t p = vmull_s16(vget_low_s16(bs), vget_low_s16(mins));
+    return vaddvq_s32(vmlal_high_s16(p, bs, mins));
+}
+
+static void vec_dot_q4_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK_K == 0);
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    float sumf = 0;
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const float dmin = y[i].d * fp16_to_f32(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+
+        const int32_t summs = q8_K_mins_dot(&y[i], mn);
+
+        // 4 chunks of 64: 32 bytes of nibbles, low = sub-block 2j, high = 2j+1
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        int32_t sumi = 0;
+        for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+            const uint8x16_t a = vld1q_u8(q4), b = vld1q_u8(q4 + 16);
+            int32x4_t plo = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(a, m4)), vld1q_s8(q8));
+            plo = dot16(plo, vreinterpretq_s8_u8(vandq_u8(b, m4)), vld1q_s8(q8 + 16));
+            int32x4_t phi = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(a, 4)), vld1q_s8(q8 + 32));
+            phi = dot16(phi, vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), vld1q_s8(q8 + 48));
+            sumi += vaddvq_s32(plo) * sc[2 * j] + vaddvq_s32(phi) * sc[2 * j + 1];
+        }
+        sumf += d * (float)sumi - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+// Q5_K: Q4_K plus a 5th bit per element in qh[32]: bit 2j of qh[l] belongs to
+// element 64j+l, bit 2j+1 to element 64j+32+l.
+static void vec_dot_q5_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK_K == 0);
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const uint8_t m4 = 0xF;
+    float sumf = 0;
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+        const float dmin = y[i].d * fp16_to_f32(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+        const int32_t summs = q8_K_mins_dot(&y[i], mn);
+
+        const uint8x16_t qh0 = vld1q_u8(x[i].qh), qh1 = vld1q_u8(x[i].qh + 16);
+        const uint8x16_t b16 = vdupq_n_u8(16);
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        int32_t sumi = 0;
+        for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
+            const uint8x16_t a = vld1q_u8(q5), b = vld1q_u8(q5 + 16);
+            const uint8x16_t mlo = vdupq_n_u8((uint8_t)(1u << (2 * j)));
+            const uint8x16_t mhi = vdupq_n_u8((uint8_t)(2u << (2 * j)));
+            const uint8x16_t a_lo = vorrq_u8(vandq_u8(a, vdupq_n_u8(m4)), vandq_u8(vtstq_u8(qh0, mlo), b16));
+            const uint8x16_t b_lo = vorrq_u8(vandq_u8(b, vdupq_n_u8(m4)), vandq_u8(vtstq_u8(qh1, mlo), b16));
+            const uint8x16_t a_hi = vorrq_u8(vshrq_n_u8(a, 4), vandq_u8(vtstq_u8(qh0, mhi), b16));
+            const uint8x16_t b_hi = vorrq_u8(vshrq_n_u8(b, 4), vandq_u8(vtstq_u8(qh1, mhi), b16));
+            int32x4_t plo = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a_lo), vld1q_s8(q8));
+            plo = dot16(plo, vreinterpretq_s8_u8(b_lo), vld1q_s8(q8 + 16));
+            int32x4_t phi = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a_hi), vld1q_s8(q8 + 32));
+            phi = dot16(phi, vreinterpretq_s8_u8(b_hi), vld1q_s8(q8 + 48));
+            sumi += vaddvq_s32(plo) * sc[2 * j] + vaddvq_s32(phi) * sc[2 * j + 1];
+        }
+        sumf += d * (float)sumi - dmin * (float)summs;
+    }
+    *s = sumf;
+}
+
+static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK_K == 0);
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const int nb = n / QK_K;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
+    float sumf = 0;
+    for (int i = 0; i < nb; i++) {
+        const float d = y[i].d * fp16_to_f32(x[i].d);
+
+        // The quants are stored as 0..63 with an offset of 32: take it out
+        // afterwards as 32 * sum_g scale_g * sum(q8 in group g of 16).
+        const int8x16_t scv = vld1q_s8(x[i].scales);
+        const int16x8_t sc_lo = vmovl_s8(vget_low_s8(scv)), sc_hi = vmovl_high_s8(scv);
+        int32x4_t pb = vmull_s16(vget_low_s16(sc_lo), vld1_s16(y[i].bsums));
+        pb = vmlal_high_s16(pb, sc_lo, vld1q_s16(y[i].bsums));
+        pb = vmlal_s16(pb, vget_low_s16(sc_hi), vld1_s16(y[i].bsums + 8));
+        pb = vmlal_high_s16(pb, sc_hi, vld1q_s16(y[i].bsums + 8));
+        int32_t sumi = -32 * vaddvq_s32(pb);
+
+        // Two halves of 128: 64 bytes ql, 32 bytes qh; group g of 16 uses scale g.
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs, *sc = x[i].scales;
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128, sc += 8) {
+            const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
+            const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
+            const uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
+            uint8x16_t q[8];
+            q[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h0, m3), 4));
+            q[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(h1, m3), 4));
+            q[2] = vorrq_u8(vandq_u8(l2, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 2), m3), 4));
+            q[3] = vorrq_u8(vandq_u8(l3, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 2), m3), 4));
+            q[4] = vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 4), m3), 4));
+            q[5] = vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 4), m3), 4));
+            q[6] = vorrq_u8(vshrq_n_u8(l2, 4), vshlq_n_u8(vshrq_n_u8(h0, 6), 4));
+            q[7] = vorrq_u8(vshrq_n_u8(l3, 4), vshlq_n_u8(vshrq_n_u8(h1, 6), 4));
+            for (int g = 0; g < 8; g++) {
+                int32x4_t p = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(q[g]), vld1q_s8(q8 + 16 * g));
+                sumi += vaddvq_s32(p) * sc[g];
+            }
+        }
+        sumf += d * (float)sumi;
+    }
+    *s = sumf;
+}
+
+// ---- the table --------------------------------------------------------------
+
+static qt_kernel_table g_neon;
+static pthread_once_t g_neon_once = PTHREAD_ONCE_INIT;
+
+// A kernel written here for a (weight, activation) pair is only installed when
+// the reference table pairs the weight type with that activation type.
+static void set_vec_dot(qt_type type, qt_type vec_dot_type, qt_vec_dot_fn fn) {
+    qt_kernel_traits *t = &g_neon.type[type];
+    if (t->vec_dot_type != vec_dot_type) return;
+    t->vec_dot = fn;
+    t->gemm = NULL;   // the reference tile kernel would bypass the NEON vec_dot
+}
+
+static void set_gemm(qt_type type, qt_type vec_dot_type, qt_gemm_fn fn) {
+    if (g_neon.type[type].vec_dot_type == vec_dot_type) g_neon.type[type].gemm = fn;
+}
+
+static void set_conv(qt_type type, qt_from_float_fn from_float, qt_to_float_fn to_float) {
+    // from_float is looked up on the vec_dot_type of some weight type, so it is
+    // set on the type's own entry; to_float dequantizes rows of that type.
+    if (from_float) g_neon.type[type].from_float = from_float;
+    if (to_float) g_neon.type[type].to_float = to_float;
+}
+
+static void init_neon(void) {
+    const qt_kernel_table *ref = qt_kernels_ref();
+    QT_ASSERT(ref != NULL);
+    g_neon = *ref;
+    g_neon.isa = "neon";
+    g_neon.dot_f32 = dot_f32_neon;
+    g_neon.axpy_f32 = axpy_f32_neon;
+    g_neon.scale_f32 = scale_f32_neon;
+
+    set_vec_dot(QT_TYPE_F32, QT_TYPE_F32, vec_dot_f32_neon);
+    set_vec_dot(QT_TYPE_F16, QT_TYPE_F16, vec_dot_f16_neon);
+    set_vec_dot(QT_TYPE_BF16, QT_TYPE_BF16, vec_dot_bf16_neon);
+    set_vec_dot(QT_TYPE_Q4_0, QT_TYPE_Q8_0, vec_dot_q4_0_q8_0_neon);
+    set_vec_dot(QT_TYPE_Q8_0, QT_TYPE_Q8_0, vec_dot_q8_0_q8_0_neon);
+    set_vec_dot(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, vec_dot_iq4_nl_q8_0_neon);
+    set_vec_dot(QT_TYPE_Q4_K, QT_TYPE_Q8_K, vec_dot_q4_K_q8_K_neon);
+    set_vec_dot(QT_TYPE_Q5_K, QT_TYPE_Q8_K, vec_dot_q5_K_q8_K_neon);
+    set_vec_dot(QT_TYPE_Q6_K, QT_TYPE_Q8_K, vec_dot_q6_K_q8_K_neon);
+    set_gemm(QT_TYPE_Q4_0, QT_TYPE_Q8_0, gemm_q4_0_q8_0_neon);
+    set_gemm(QT_TYPE_Q8_0, QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon);
+    set_gemm(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_neon);
+
+    set_conv(QT_TYPE_F16, from_float_f16_neon, to_float_f16_neon);
+    set_conv(QT_TYPE_BF16, from_float_bf16_neon, to_float_bf16_neon);
+    set_conv(QT_TYPE_Q8_0, quantize_row_q8_0_neon, dequantize_row_q8_0_neon);
+    set_conv(QT_TYPE_Q4_0, NULL, dequantize_row_q4_0_neon);
+    set_conv(QT_TYPE_Q8_K, quantize_row_q8_K_neon, NULL);
+}
+
+const qt_kernel_table *qt_kernels_neon(void) {
+    pthread_once(&g_neon_once, init_neon);
+    return &g_neon;
+}

@@ -1,0 +1,90 @@
+// kernels.h: the only door to SIMD code. Each ISA file (kernels-ref.c,
+// kernels-avx2.c, kernels-avx512.c, kernels-neon.c) fills a qt_kernel_table;
+// cpu.c detects the CPU once and picks the best table. Everything above this
+// layer calls through qt_kernels() or the drivers below and never sees an
+// intrinsic.
+//
+// Conventions (GGML's): a weight matrix W has n_out rows of n_in elements,
+// each row stored contiguously in W's type, row stride qt_row_size(type, n_in).
+// Activations are float32, row-major (T, n_in).
+#ifndef QT_KERNELS_H
+#define QT_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/pool.h"
+#include "quant/types.h"
+
+// s = dot(x, y) over n elements; x is a row in the weight type, y a row in
+// that type's vec_dot_type (e.g. Q4_0 pairs with Q8_0, Q4_K with Q8_K).
+typedef void (*qt_vec_dot_fn)(int n, float *s, const void *x, const void *y);
+
+// Tile kernel for matmul: for r < n_rows, c < n_cols:
+//   y[c*y_stride + r] = dot(w + r*w_stride, x + c*x_stride) over n elements,
+// w in the weight type, x in vec_dot_type. NULL: matmul uses vec_dot.
+typedef void (*qt_gemm_fn)(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
+                           float *y, size_t y_stride, int n_rows, int n_cols);
+
+typedef struct {
+    qt_type vec_dot_type;        // the type activations are converted to
+    qt_from_float_fn from_float; // float -> vec_dot_type rows (fast)
+    qt_to_float_fn to_float;     // this type -> float rows (fast dequantization)
+    qt_vec_dot_fn vec_dot;       // NULL: no matmul support for this weight type
+    qt_gemm_fn gemm;             // optional tiled kernel for T > 1
+} qt_kernel_traits;
+
+typedef struct {
+    const char *isa;                          // "ref", "avx2", "avx512", "neon"
+    qt_kernel_traits type[QT_TYPE_COUNT];
+    // float vector helpers for the layers (attention, norms, optimizers)
+    float (*dot_f32)(int n, const float *x, const float *y);
+    void (*axpy_f32)(int n, float a, const float *x, float *y);   // y += a*x
+    void (*scale_f32)(int n, float a, float *y);                  // y *= a
+} qt_kernel_table;
+
+// Per-ISA tables. Each returns NULL when not compiled in for this build
+// (e.g. avx2 on arm64); availability on this CPU is a separate question.
+const qt_kernel_table *qt_kernels_ref(void);
+const qt_kernel_table *qt_kernels_avx2(void);
+const qt_kernel_table *qt_kernels_avx512(void);
+const qt_kernel_table *qt_kernels_neon(void);
+
+// CPU feature detection (cpu.c).
+typedef struct {
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, neon, dotprod;
+} qt_cpu_features;
+const qt_cpu_features *qt_cpu(void);
+// Whether this CPU can run the table (false for NULL): every ISA extension
+// its file is compiled with must be present.
+bool qt_kernels_runnable(const qt_kernel_table *table);
+
+// The table in use: the best one the CPU runs, unless the environment variable
+// QT_ISA=ref|avx2|avx512|neon asks for another (tests and benchmarks).
+// Thread-safe after the first call.
+const qt_kernel_table *qt_kernels(void);
+// Pick a table explicitly (tests): NULL restores the automatic choice.
+void qt_kernels_set(const qt_kernel_table *table);
+
+// y (T, n_out) = x (T, n_in) @ W^T, where W is (n_out, n_in) in wtype.
+// x is converted once to the vec_dot_type (in the pool's work buffer) and the
+// output is split across the pool's threads; uses gemm tiles when T > 1.
+// n_in must be a multiple of wtype's block size.
+void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype,
+               int n_in, int n_out, int T);
+
+// Backward of qt_matmul w.r.t. x, for the training engine:
+// dx (T, n_in) += dy (T, n_out) @ W. W is read row by row in its stored type
+// (dequantized a tile at a time), never materialised in full precision.
+void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype,
+                 int n_in, int n_out, int T);
+
+// Dequantize row `row` of W (n_in elements) into dst.
+void qt_get_row(float *dst, const void *w, qt_type wtype, int n_in, int64_t row);
+
+// qt_matmul with an explicit table (tests and benchmarks compare ISAs).
+void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x,
+                    const void *w, qt_type wtype, int n_in, int n_out, int T);
+
+#endif

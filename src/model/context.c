@@ -1,0 +1,169 @@
+// context.c: the Llama-family forward pass over a KV cache (llama2.c's
+// `forward`, batched over T tokens so prompt processing runs as matmuls).
+//   x = embed(tokens)
+//   per layer: x += wo(attn(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(x)
+//              x += w_down(silu(w_gate xn) * w_up xn),          xn = rmsnorm(x)
+//   logits = output(rmsnorm(x))
+// Reference: transformers LlamaForCausalLM / Qwen2ForCausalLM in fp32.
+#include "model/context.h"
+
+#include <string.h>
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "model/layers.h"
+
+typedef struct {
+    size_t off;
+} arena_plan;
+
+static size_t take(arena_plan *p, size_t bytes) {
+    size_t off = p->off;
+    p->off += (bytes + 63) & ~(size_t)63;
+    return off;
+}
+
+// Lays out every buffer in one arena; offsets written to *c when c != NULL.
+static size_t plan(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all, qt_ctx *c) {
+    const qt_config *cf = &m->cfg;
+    size_t B = (size_t)n_batch, C = (size_t)cf->n_embd, F = (size_t)cf->n_ff, HS = (size_t)cf->head_dim;
+    size_t qd = (size_t)cf->n_head * HS, kvd = (size_t)cf->n_head_kv * HS, f = sizeof(float);
+    size_t kv = (size_t)cf->n_layer * (size_t)n_ctx * kvd * f;
+    arena_plan p = { 0 };
+    size_t o[13];
+    o[0] = take(&p, kv);
+    o[1] = take(&p, kv);
+    o[2] = take(&p, B * C * f);
+    o[3] = take(&p, B * C * f);
+    o[4] = take(&p, B * qd * f);
+    o[5] = take(&p, B * qd * f);
+    o[6] = take(&p, B * C * f);
+    o[7] = take(&p, B * F * f);
+    o[8] = take(&p, B * F * f);
+    o[9] = take(&p, (logits_all ? B : 1) * (size_t)cf->n_vocab * f);
+    o[10] = take(&p, (size_t)n_threads * (size_t)n_ctx * f);
+    o[11] = take(&p, B * HS * f);
+    o[12] = take(&p, B * sizeof(int));
+    if (c) {
+        uint8_t *a = c->arena;
+        c->k_cache = (float *)(a + o[0]); c->v_cache = (float *)(a + o[1]);
+        c->x = (float *)(a + o[2]); c->xn = (float *)(a + o[3]);
+        c->q = (float *)(a + o[4]); c->att = (float *)(a + o[5]);
+        c->proj = (float *)(a + o[6]); c->gate = (float *)(a + o[7]); c->up = (float *)(a + o[8]);
+        c->logits = (float *)(a + o[9]); c->scores = (float *)(a + o[10]);
+        c->rope_cs = (float *)(a + o[11]); c->pos = (int *)(a + o[12]);
+    }
+    return p.off;
+}
+
+size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
+    return plan(m, n_threads, n_ctx, n_batch, logits_all, NULL);
+}
+
+qt_ctx *qt_ctx_init(const qt_model *m, qt_pool *pool, int n_ctx, int n_batch, bool logits_all) {
+    QT_ASSERT(n_ctx > 0 && n_batch > 0);
+    qt_ctx *c = qt_calloc(1, sizeof(qt_ctx));
+    c->m = m;
+    c->pool = pool;
+    c->n_ctx = n_ctx;
+    c->n_batch = QT_MIN(n_batch, n_ctx);
+    c->logits_all = logits_all;
+    int nth = qt_pool_n_threads(pool);
+    c->arena_size = plan(m, nth, n_ctx, c->n_batch, logits_all, NULL);
+    c->arena = qt_alloc_big(c->arena_size, "the inference context (KV cache and activations)");
+    if (!c->arena) {
+        qt_free(c);
+        return NULL;
+    }
+    plan(m, nth, n_ctx, c->n_batch, logits_all, c);
+    return c;
+}
+
+void qt_ctx_free(qt_ctx *c) {
+    if (!c) return;
+    qt_free_big(c->arena, c->arena_size);
+    qt_free(c);
+}
+
+void qt_ctx_truncate(qt_ctx *c, int n) {
+    QT_ASSERT(n >= 0);
+    if (n < c->n_past) c->n_past = n;
+}
+
+static void add_bias(float *y, const float *b, int T, int n) {
+    if (!b) return;
+    for (int t = 0; t < T; t++) qt_residual_forward(y + (size_t)t * n, b, n);
+}
+
+// One chunk of T <= n_batch tokens at positions n_past ...
+static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logits) {
+    const qt_model *m = c->m;
+    const qt_config *cf = &m->cfg;
+    const int C = cf->n_embd, HS = cf->head_dim, NH = cf->n_head, NKV = cf->n_head_kv, F = cf->n_ff;
+    const int qd = NH * HS, kvd = NKV * HS, pos0 = c->n_past;
+    qt_pool *pool = c->pool;
+
+    for (int t = 0; t < T; t++) c->pos[t] = pos0 + t;
+    qt_rope_cache(c->rope_cs, c->pos, T, HS, cf->rope_theta, m->rope_freqs);
+    qt_embedding_forward(c->x, tokens, T, &m->tok_embd);
+
+    for (int il = 0; il < cf->n_layer; il++) {
+        const qt_layer *L = &m->layers[il];
+        float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd;
+        float *vc = c->v_cache + (size_t)il * c->n_ctx * kvd;
+        float *k_new = kc + (size_t)pos0 * kvd, *v_new = vc + (size_t)pos0 * kvd;
+
+        qt_rmsnorm_forward(c->xn, NULL, c->x, L->attn_norm, T, C, cf->rms_eps);
+        qt_matmul(pool, c->q, c->xn, L->wq.data, L->wq.type, C, qd, T);
+        qt_matmul(pool, k_new, c->xn, L->wk.data, L->wk.type, C, kvd, T);   // written straight into the cache
+        qt_matmul(pool, v_new, c->xn, L->wv.data, L->wv.type, C, kvd, T);
+        add_bias(c->q, L->bq, T, qd);
+        add_bias(k_new, L->bk, T, kvd);
+        add_bias(v_new, L->bv, T, kvd);
+        qt_rope_forward(c->q, c->rope_cs, T, NH, HS, cf->rope_type);
+        qt_rope_forward(k_new, c->rope_cs, T, NKV, HS, cf->rope_type);
+        qt_attention_forward(pool, c->att, c->q, kc, vc, T, pos0, NH, NKV, HS, c->scores, c->n_ctx);
+        qt_matmul(pool, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
+        qt_residual_forward(c->x, c->proj, (int64_t)T * C);
+
+        qt_rmsnorm_forward(c->xn, NULL, c->x, L->ffn_norm, T, C, cf->rms_eps);
+        qt_matmul(pool, c->gate, c->xn, L->w_gate.data, L->w_gate.type, C, F, T);
+        qt_matmul(pool, c->up, c->xn, L->w_up.data, L->w_up.type, C, F, T);
+        qt_swiglu_forward(c->gate, c->gate, c->up, (int64_t)T * F);
+        qt_matmul(pool, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
+        qt_residual_forward(c->x, c->proj, (int64_t)T * C);
+    }
+    // Only the rows whose logits are wanted go through the (large) output head.
+    int first = all_logits ? 0 : T - 1, n_out = T - first;
+    qt_rmsnorm_forward(c->xn, NULL, c->x + (size_t)first * C, m->out_norm, n_out, C, cf->rms_eps);
+    qt_matmul(pool, c->logits, c->xn, m->output.data, m->output.type, C, cf->n_vocab, n_out);
+    c->n_past += T;
+}
+
+const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) {
+    const qt_config *cf = &c->m->cfg;
+    if (n <= 0) {
+        qt_log_error("nothing to evaluate: empty token list");
+        return NULL;
+    }
+    if (c->n_past + n > c->n_ctx) {
+        qt_log_error("context full: %d tokens in the cache + %d new > context size %d (raise --ctx-size)", c->n_past, n,
+                     c->n_ctx);
+        return NULL;
+    }
+    if (c->logits_all && n > c->n_batch) {
+        qt_log_error("%d tokens with all logits exceed the batch size %d", n, c->n_batch);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab) {
+            qt_log_error("token id %d out of range [0, %d)", tokens[i], cf->n_vocab);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n; i += c->n_batch) {
+        int T = QT_MIN(c->n_batch, n - i);
+        forward_chunk(c, tokens + i, T, c->logits_all);
+    }
+    return c->logits;
+}

@@ -1,0 +1,41 @@
+// layers.h: the Llama block's layers as explicit forward functions, llm.c
+// style: outputs first, then saved tensors, inputs, parameters, dimensions.
+// Shapes use T (tokens), C (n_embd), NH/NKV (query/key-value heads), HS (head
+// size), F (n_ff). The training issue adds a _backward for each, with the
+// same argument order, accumulating (+=) into parameter gradients; the saved
+// tensors (rstd, ...) are what those backward passes need.
+#ifndef QT_LAYERS_H
+#define QT_LAYERS_H
+
+#include <stdint.h>
+
+#include "base/pool.h"
+#include "model/model.h"
+
+// out (T, C) = x / sqrt(mean(x^2) + eps) * w; rstd (T) is saved when non-NULL.
+void qt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int T, int C, float eps);
+
+// RoPE tables for T positions: cs (T, HS/2, 2) holds cos, sin of pos[t] * freq_i,
+// freq_i = theta^(-2i/HS) / freq_factors[i] (freq_factors may be NULL).
+void qt_rope_cache(float *cs, const int *pos, int T, int HS, float theta, const float *freq_factors);
+// In-place rotation of x (T, NHX, HS). NORM rotates pairs (2i, 2i+1) (GGUF
+// llama); NEOX rotates (i, i + HS/2) (HF rotate_half, qwen2).
+void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_type type);
+
+// Causal grouped-query attention over a KV cache.
+// out (T, NH*HS); q (T, NH*HS) for positions pos0 .. pos0+T-1; kc, vc
+// (n_pos, NKV*HS) where rows 0 .. pos0+T-1 are filled. Query head h reads
+// key/value head h / (NH/NKV). scratch: n_threads * n_pos floats.
+void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vc,
+                          int T, int pos0, int NH, int NKV, int HS, float *scratch, int n_pos);
+
+// out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N);
+
+// out (T, C) = rows tokens[t] of the embedding (n_vocab, C), any stored type.
+void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd);
+
+// y (N) += x (N)
+void qt_residual_forward(float *y, const float *x, int64_t N);
+
+#endif

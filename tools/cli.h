@@ -1,0 +1,40 @@
+// cli.h: the `qtune <command>` front end. One file per command; options are
+// declared as tables and parsed by opts.c. Only tools/ turns a status into an
+// exit code.
+#ifndef QT_CLI_H
+#define QT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum { QT_OPT_STR, QT_OPT_INT, QT_OPT_FLOAT, QT_OPT_U64, QT_OPT_FLAG } qt_opt_kind;
+
+typedef struct {
+    const char *name;      // long name without dashes: "temp"
+    char short_name;       // 'm', or 0
+    qt_opt_kind kind;
+    void *dst;             // const char **, int *, float *, uint64_t *, bool *
+    const char *metavar;   // "N", "PATH" (NULL for flags)
+    const char *help;
+} qt_opt;
+
+typedef struct {
+    const char *name;       // "generate"
+    const char *synopsis;   // usage line after "qtune generate "
+    const char *summary;    // one line for `qtune --help`
+    const qt_opt *opts;     // terminated by an entry with name == NULL
+    int min_pos, max_pos;   // positional argument counts
+} qt_cmd_spec;
+
+// Parses argv (after the command name). Fills option destinations and pos[]
+// (borrowed from argv). Returns 0 to go on, 1 when --help was printed, or -1
+// after printing one error line that names the bad flag or value.
+int qt_opts_parse(const qt_cmd_spec *spec, int argc, char **argv, char **pos, int *n_pos);
+void qt_opts_usage(const qt_cmd_spec *spec);
+
+// Commands: each returns the process exit code.
+int qt_cmd_generate(int argc, char **argv);
+int qt_cmd_info(int argc, char **argv);
+int qt_cmd_bench(int argc, char **argv);
+
+#endif

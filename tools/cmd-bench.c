@@ -1,0 +1,97 @@
+// cmd-bench.c: `qtune bench`: prompt processing (pp) and token generation
+// (tg) speed, measured like llama.cpp's llama-bench so the two can be
+// compared on the same file: pp = N random tokens in one fresh context in
+// batches; tg = N tokens decoded one at a time from an empty context.
+// Reports the median over repetitions (the host is noisy).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "cli.h"
+#include "common.h"
+#include "kernels/kernels.h"
+#include "model/context.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// Runs one test; returns tokens/s or a negative value on failure.
+static double run_once(qt_ctx *ctx, const int32_t *toks, int n_prompt, int n_gen) {
+    qt_ctx_truncate(ctx, 0);
+    double t0 = qt_time_s();
+    if (n_prompt > 0) {
+        if (!qt_ctx_eval(ctx, toks, n_prompt)) return -1;
+    } else {
+        for (int i = 0; i < n_gen; i++)
+            if (!qt_ctx_eval(ctx, &toks[i], 1)) return -1;
+    }
+    double dt = qt_time_s() - t0;
+    return (n_prompt > 0 ? n_prompt : n_gen) / dt;
+}
+
+int qt_cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_batch = 512, verbose = 1;
+    const qt_opt opts[] = {
+        { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
+        { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)" },
+        { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)" },
+        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)" },
+        { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)" },
+        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { 0 },
+    };
+    const qt_cmd_spec spec = { "bench", "-m MODEL [options]",
+                               "Measure prompt processing and generation speed in tokens/s (median of repetitions).",
+                               opts, 0, 0 };
+    char *pos[1];
+    int n_pos;
+    int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (r) return r > 0 ? 0 : 2;
+    qt_log_set_level(verbose);
+    if (n_prompt < 0 || n_gen < 0 || reps <= 0 || n_batch <= 0 || (n_prompt == 0 && n_gen == 0)) {
+        qt_log_error("qtune bench: -p and -n must be >= 0 (not both 0), -r and -b > 0");
+        return 2;
+    }
+    qt_model *m = qt_cli_load_model(model, NULL, false);
+    if (!m) return 1;
+    int nth = qt_cli_threads(threads), rc = 1;
+    qt_pool *pool = qt_pool_init(nth);
+    int n_ctx = QT_MAX(n_prompt, n_gen);
+    qt_ctx *ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    int32_t *toks = qt_malloc(sizeof(int32_t) * (size_t)n_ctx);
+    double *ts = qt_malloc(sizeof(double) * (size_t)reps);
+    if (!ctx) goto done;
+    qt_rng rng;
+    qt_rng_seed(&rng, 42);
+    for (int i = 0; i < n_ctx; i++) toks[i] = (int32_t)(qt_rng_u64(&rng) % (uint64_t)m->cfg.n_vocab);
+    printf("| model | size | params | isa | threads | test | t/s |\n|---|---|---|---|---|---|---|\n");
+    for (int test = 0; test < 2; test++) {
+        int np = test == 0 ? n_prompt : 0, ng = test == 1 ? n_gen : 0;
+        if (np == 0 && ng == 0) continue;
+        run_once(ctx, toks, np ? QT_MIN(np, 32) : 0, ng ? QT_MIN(ng, 4) : 0);   // warm-up: page in the weights
+        for (int i = 0; i < reps; i++) {
+            ts[i] = run_once(ctx, toks, np, ng);
+            if (ts[i] < 0) goto done;
+        }
+        qsort(ts, (size_t)reps, sizeof(double), cmp_double);
+        double med = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
+        printf("| %s | %.2f GiB | %.2f B | %s | %d | %s%d | %.2f (min %.2f, max %.2f) |\n", m->name,
+               qt_model_weight_bytes(m) / 1073741824.0, qt_model_n_params(m) / 1e9, qt_kernels()->isa, nth,
+               np ? "pp" : "tg", np ? np : ng, med, ts[0], ts[reps - 1]);
+        fflush(stdout);
+    }
+    rc = 0;
+done:
+    qt_free(ts);
+    qt_free(toks);
+    qt_ctx_free(ctx);
+    qt_pool_free(pool);
+    qt_model_free(m);
+    return rc;
+}

@@ -1,0 +1,103 @@
+// cmd-info.c: `qtune info MODEL`: what a model is and what it needs to run.
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "cli.h"
+#include "common.h"
+#include "model/context.h"
+
+static void add_type(int64_t *count, size_t *bytes, qt_type type, size_t nbytes) {
+    if ((int)type >= 0 && type < QT_TYPE_COUNT) {
+        count[type]++;
+        bytes[type] += nbytes;
+    }
+}
+
+int qt_cmd_info(int argc, char **argv) {
+    const char *tok_path = NULL;
+    int n_ctx = 0, verbose = 1;
+    bool list = false;
+    const qt_opt opts[] = {
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size for the memory estimate (default: training context)" },
+        { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
+        { "tensors", 0, QT_OPT_FLAG, &list, NULL, "list every tensor" },
+        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { 0 },
+    };
+    const qt_cmd_spec spec = { "info", "MODEL [options]",
+                               "Show the architecture, hyper-parameters, tensor types, parameter count and memory needs.",
+                               opts, 1, 1 };
+    char *pos[1];
+    int n_pos;
+    int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (r) return r > 0 ? 0 : 2;
+    qt_log_set_level(verbose);
+    if (n_ctx < 0) {
+        qt_log_error("qtune info: --ctx-size must not be negative");
+        return 2;
+    }
+    qt_model *m = qt_cli_load_model(pos[0], tok_path, false);
+    if (!m) return 1;
+    const qt_config *c = &m->cfg;
+    printf("model:          %s\n", m->path);
+    printf("name:           %s\n", m->name);
+    printf("format:         %s\n", m->gguf ? "GGUF" : "Hugging Face safetensors");
+    if (m->gguf) printf("gguf version:   %u\n", qt_gguf_version(m->gguf));
+    printf("architecture:   %s (%s)\n", m->arch_name, qt_arch_name(c->arch));
+    printf("vocabulary:     %d%s\n", c->n_vocab, m->tok ? "" : " (no tokenizer loaded)");
+    printf("embedding:      %d\n", c->n_embd);
+    printf("feed-forward:   %d\n", c->n_ff);
+    printf("layers:         %d\n", c->n_layer);
+    printf("heads:          %d (key/value heads %d, head size %d)\n", c->n_head, c->n_head_kv, c->head_dim);
+    printf("context:        %d (training)\n", c->n_ctx_train);
+    printf("rope:           %s, theta %g%s\n", c->rope_type == QT_ROPE_NEOX ? "neox" : "norm", c->rope_theta,
+           m->rope_freqs ? ", llama3 frequency scaling" : "");
+    printf("rms epsilon:    %g\n", c->rms_eps);
+    printf("output head:    %s\n", c->tied_output ? "tied to the token embedding" : "separate");
+    if (m->tok)
+        printf("special tokens: bos %d, eos %d, add bos %s\n", qt_tokenizer_bos(m->tok), qt_tokenizer_eos(m->tok),
+               qt_tokenizer_add_bos(m->tok) ? "yes" : "no");
+
+    int64_t count[QT_TYPE_COUNT] = {0};
+    size_t bytes[QT_TYPE_COUNT] = {0}, total = 0;
+    int64_t n_tensors = m->gguf ? qt_gguf_n_tensors(m->gguf) : qt_st_n_tensors(m->st);
+    if (list) printf("tensors:\n");
+    for (int64_t i = 0; i < n_tensors; i++) {
+        if (m->gguf) {
+            const qt_gguf_tensor *t = qt_gguf_tensor_at(m->gguf, i);
+            add_type(count, bytes, t->type, t->nbytes);
+            total += t->nbytes;
+            if (list)
+                printf("  %-36.*s %-6s [%lld, %lld, %lld, %lld] %zu bytes\n", (int)t->name.len, t->name.data,
+                       qt_type_name(t->type), (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                       (long long)t->ne[3], t->nbytes);
+        } else {
+            const qt_st_tensor *t = qt_st_tensor_at(m->st, i);
+            add_type(count, bytes, t->type, t->nbytes);
+            total += t->nbytes;
+            if (list) {
+                printf("  %-48s %-6s [", t->name, qt_type_name(t->type));
+                for (int d = 0; d < t->n_dims; d++) printf("%s%lld", d ? ", " : "", (long long)t->shape[d]);
+                printf("] %zu bytes\n", t->nbytes);
+            }
+        }
+    }
+    printf("tensor types:  ");
+    for (int t = 0; t < QT_TYPE_COUNT; t++)
+        if (count[t]) printf(" %s x%lld (%.2f MiB)", qt_type_name(t), (long long)count[t], bytes[t] / 1048576.0);
+    printf("\n");
+    int64_t np = qt_model_n_params(m);
+    printf("parameters:     %lld (%.3f B), %.2f bits per weight\n", (long long)np, np / 1e9,
+           np ? 8.0 * (double)qt_model_weight_bytes(m) / (double)np : 0.0);
+    printf("weights:        %.2f MiB (%zu tensors, %.2f MiB of tensor data)\n", qt_model_weight_bytes(m) / 1048576.0,
+           (size_t)n_tensors, total / 1048576.0);
+    int ctx = n_ctx ? n_ctx : c->n_ctx_train;
+    size_t kv = 2 * sizeof(float) * (size_t)c->n_layer * (size_t)ctx * (size_t)c->n_head_kv * c->head_dim;
+    size_t run = qt_ctx_bytes(m, qt_n_cpus(), ctx, 256, false);
+    printf("to run:         %.2f MiB at context %d = weights %.2f MiB (memory-mapped) + KV cache %.2f MiB + buffers %.2f MiB\n",
+           (qt_model_weight_bytes(m) + run) / 1048576.0, ctx, qt_model_weight_bytes(m) / 1048576.0, kv / 1048576.0,
+           (run - kv) / 1048576.0);
+    qt_model_free(m);
+    return 0;
+}

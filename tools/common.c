@@ -1,0 +1,39 @@
+// common.c: see common.h.
+#include "common.h"
+
+#include "base/base.h"
+
+qt_model *qt_cli_load_model(const char *path, const char *tokenizer_path, bool need_tokenizer) {
+    if (!path) {
+        qt_log_error("no model given (-m MODEL: a .gguf file or a Hugging Face folder)");
+        return NULL;
+    }
+    qt_model *m = qt_model_load(path);
+    if (!m) return NULL;
+    if (tokenizer_path) {
+        qt_gguf *g = qt_gguf_open(tokenizer_path);
+        qt_tokenizer *t = g ? qt_tokenizer_from_gguf(g) : NULL;
+        qt_gguf_close(g);
+        if (!t) {
+            qt_model_free(m);
+            return NULL;
+        }
+        if (qt_tokenizer_n_vocab(t) > m->cfg.n_vocab) {
+            qt_log_error("%s: vocabulary of %d tokens does not fit the model's %d", tokenizer_path,
+                         qt_tokenizer_n_vocab(t), m->cfg.n_vocab);
+            qt_tokenizer_free(t);
+            qt_model_free(m);
+            return NULL;
+        }
+        qt_tokenizer_free(m->tok);
+        m->tok = t;
+    }
+    if (need_tokenizer && !m->tok) {
+        qt_log_error("%s: no tokenizer we can read (hint: pass --tokenizer FILE.gguf with the model's vocabulary)", path);
+        qt_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int qt_cli_threads(int requested) { return requested > 0 ? requested : qt_n_cpus(); }

@@ -1,0 +1,47 @@
+// main.c: `qtune <command> [options]`. Dispatches to tools/cmd-*.c.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#ifndef QT_VERSION
+#define QT_VERSION "0.1.0"
+#endif
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    { "generate", qt_cmd_generate, "generate text from a prompt, streaming, with sampling and speed stats" },
+    { "info", qt_cmd_info, "show a model's architecture, hyper-parameters, tensors and memory needs" },
+    { "bench", qt_cmd_bench, "measure prompt processing and generation speed (tokens/s)" },
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "qtune %s: fine-tune and run Llama-family models on your own machine\n\n", QT_VERSION);
+    fprintf(f, "usage: qtune <command> [options]   (qtune <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("qtune %s\n", QT_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "error: unknown command '%s' (see qtune --help)\n", argv[1]);
+    return 2;
+}
