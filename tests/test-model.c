@@ -5,6 +5,7 @@
 // through the KV cache against PyTorch's full-recompute greedy ids; and the
 // greedy text llama2.c's own test asserts for this model.
 #include <stdint.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "base/pool.h"
@@ -32,6 +33,7 @@ static int load_ref(ref_data *r, const char *path) {
     r->n_tokens = (int)h[1]; r->n_vocab = (int)h[2]; r->n_greedy = (int)h[3];
     size_t need = 20 + 4 * ((size_t)r->n_tokens + (size_t)r->n_tokens * r->n_vocab + r->n_greedy);
     if (n != need) { free(buf); return -1; }
+    r->greedy = NULL;
     r->tokens = malloc(4 * (size_t)r->n_tokens);
     r->logits = malloc(4 * (size_t)r->n_tokens * r->n_vocab);
     r->greedy = malloc(4 * (size_t)r->n_greedy);
@@ -67,7 +69,7 @@ static void check_logits(const char *what, const qt_model *m, const ref_data *r,
     }
     CHECK(worst <= LOGIT_TOL, "%s threads=%d batch=%d: max |logit - torch| = %g > %g", what, n_threads, n_batch,
           worst, LOGIT_TOL);
-    printf("%-5s threads=%d batch=%2d: max |logit - torch| = %.3g\n", what, n_threads, n_batch, worst);
+    printf("%-11s threads=%d batch=%2d: max |logit - torch| = %.3g\n", what, n_threads, n_batch, worst);
     qt_ctx_free(c);
     qt_pool_free(pool);
 }
@@ -87,6 +89,98 @@ static void check_greedy(const char *what, const qt_model *m, const ref_data *r,
     CHECK(same == r->n_greedy, "%s: greedy ids differ from torch at step %d", what, same);
     qt_ctx_free(c);
     qt_pool_free(pool);
+}
+
+// Writes the HF tiny-qwen2 folder as a GGUF file with llama.cpp's qwen2
+// names and keys (no Q/K permutation: qwen2 uses NEOX RoPE in GGUF too).
+static void write_qwen2_gguf(const qt_model *h, const char *out) {
+    static const char *hf_names[][2] = {
+        { "input_layernorm.weight", "attn_norm.weight" }, { "post_attention_layernorm.weight", "ffn_norm.weight" },
+        { "self_attn.q_proj.weight", "attn_q.weight" }, { "self_attn.k_proj.weight", "attn_k.weight" },
+        { "self_attn.v_proj.weight", "attn_v.weight" }, { "self_attn.o_proj.weight", "attn_output.weight" },
+        { "self_attn.q_proj.bias", "attn_q.bias" }, { "self_attn.k_proj.bias", "attn_k.bias" },
+        { "self_attn.v_proj.bias", "attn_v.bias" }, { "mlp.gate_proj.weight", "ffn_gate.weight" },
+        { "mlp.up_proj.weight", "ffn_up.weight" }, { "mlp.down_proj.weight", "ffn_down.weight" },
+    };
+    const qt_config *c = &h->cfg;
+    qt_gguf_writer *w = qt_gguf_writer_init();
+    qt_gguf_set_str(w, "general.architecture", "qwen2");
+    qt_gguf_set_u32(w, "qwen2.embedding_length", (uint32_t)c->n_embd);
+    qt_gguf_set_u32(w, "qwen2.feed_forward_length", (uint32_t)c->n_ff);
+    qt_gguf_set_u32(w, "qwen2.block_count", (uint32_t)c->n_layer);
+    qt_gguf_set_u32(w, "qwen2.attention.head_count", (uint32_t)c->n_head);
+    qt_gguf_set_u32(w, "qwen2.attention.head_count_kv", (uint32_t)c->n_head_kv);
+    qt_gguf_set_u32(w, "qwen2.context_length", (uint32_t)c->n_ctx_train);
+    qt_gguf_set_f32(w, "qwen2.attention.layer_norm_rms_epsilon", c->rms_eps);
+    qt_gguf_set_f32(w, "qwen2.rope.freq_base", c->rope_theta);
+    // a minimal SPM vocabulary of n_vocab tokens so the tokenizer loads
+    char **toks = malloc(sizeof(char *) * (size_t)c->n_vocab);
+    float *scores = malloc(sizeof(float) * (size_t)c->n_vocab);
+    int32_t *types = malloc(sizeof(int32_t) * (size_t)c->n_vocab);
+    for (int i = 0; i < c->n_vocab; i++) {
+        toks[i] = malloc(16);
+        snprintf(toks[i], 16, i == 0 ? "<unk>" : i == 1 ? "<s>" : i == 2 ? "</s>" : "t%d", i);
+        scores[i] = -(float)i;
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : 1;
+    }
+    qt_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    qt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, (uint64_t)c->n_vocab);
+    qt_gguf_set_arr(w, "tokenizer.ggml.scores", QT_GGUF_FLOAT32, scores, (uint64_t)c->n_vocab);
+    qt_gguf_set_arr(w, "tokenizer.ggml.token_type", QT_GGUF_INT32, types, (uint64_t)c->n_vocab);
+    char names[64][2][96];
+    int n = 0;
+    for (int64_t i = 0; i < qt_st_n_tensors(h->st); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(h->st, i);
+        char *dst = names[n][1];
+        int il;
+        char rest[80];
+        if (!strcmp(t->name, "model.embed_tokens.weight")) snprintf(dst, 96, "token_embd.weight");
+        else if (!strcmp(t->name, "model.norm.weight")) snprintf(dst, 96, "output_norm.weight");
+        else if (!strcmp(t->name, "lm_head.weight")) snprintf(dst, 96, "output.weight");
+        else if (sscanf(t->name, "model.layers.%d.%79s", &il, rest) == 2) {
+            dst[0] = 0;
+            for (size_t k = 0; k < sizeof(hf_names) / sizeof(hf_names[0]); k++)
+                if (!strcmp(rest, hf_names[k][0])) snprintf(dst, 96, "blk.%d.%s", il, hf_names[k][1]);
+            QT_ASSERT(dst[0]);
+        } else QT_ASSERT(!"unexpected tensor");
+        int64_t ne[2] = { t->shape[t->n_dims - 1], t->n_dims == 2 ? t->shape[0] : 1 };
+        qt_gguf_add_tensor(w, dst, t->type, t->n_dims, ne, t->data);
+        n++;
+        QT_ASSERT(n < 64);
+    }
+    CHECK(qt_gguf_write(w, out) == QT_OK, "writing %s", out);
+    qt_gguf_writer_free(w);
+    for (int i = 0; i < c->n_vocab; i++) free(toks[i]);
+    free(toks); free(scores); free(types);
+}
+
+static void check_tiny(const char *name) {
+    char path[256];
+    ref_data r;
+    snprintf(path, sizeof(path), "tests/data/%s/ref.bin", name);
+    CHECK(load_ref(&r, path) == 0, "cannot read %s", path);
+    snprintf(path, sizeof(path), "tests/data/%s", name);
+    qt_model *h = qt_model_load(path);
+    CHECK(h != NULL, "cannot load %s", path);
+    if (!h) return;
+    check_logits(name, h, &r, 2, 7);
+    if (h->cfg.arch == QT_ARCH_QWEN2) {
+        char gpath[] = "/tmp/qt-tiny-qwen2-XXXXXX";
+        int fd = mkstemp(gpath);
+        QT_ASSERT(fd >= 0);
+        close(fd);
+        write_qwen2_gguf(h, gpath);
+        qt_model *g = qt_model_load(gpath);
+        CHECK(g != NULL && g->cfg.arch == QT_ARCH_QWEN2 && g->cfg.rope_type == QT_ROPE_NEOX && g->layers[0].bq,
+              "qwen2 GGUF");
+        if (g) check_logits("qwen2.gguf", g, &r, 1, 24);
+        qt_model_free(g);
+        unlink(gpath);
+    } else {
+        CHECK(h->rope_freqs != NULL, "llama3 rope scaling not applied");
+    }
+    qt_model_free(h);
+    free(r.tokens); free(r.logits);
 }
 
 int main(void) {
@@ -145,5 +239,8 @@ int main(void) {
     qt_model_free(g);
     qt_model_free(h);
     free(r.tokens); free(r.logits); free(r.greedy);
+
+    check_tiny("tiny-qwen2");
+    check_tiny("tiny-llama3");
     TEST_END();
 }
