@@ -8,7 +8,7 @@ ARCH    ?= $(shell uname -m)
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-fast-math -pthread \
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-fast-math -ffp-contract=off -pthread \
   -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
   -Wno-unused-parameter -Isrc -MMD -MP
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
 #include "base/pool.h"
@@ -59,6 +60,7 @@ typedef struct {
     uint64_t seed;
     qt_pool *pool;
     double t_start;
+    bool progress;   // stderr is a terminal
     size_t bytes_done, bytes_total;
 } maker;
 
@@ -103,8 +105,8 @@ static int fill_tensor(void *ctx, int64_t tensor_index, void *dst, size_t nbytes
     fill_job job = { .mk = mk, .ts = ts, .tensor_index = tensor_index, .dst = dst };
     qt_pool_run(mk->pool, fill_rows, &job);
     mk->bytes_done += nbytes;
-    if (nbytes >= (1u << 24) || tensor_index == mk->n_specs - 1)
-        fprintf(stderr, "\r  %6.1f / %.1f MB  %5.1f s  ", mk->bytes_done / 1e6,
+    if (mk->progress && (mk->bytes_done * 50 / mk->bytes_total != (mk->bytes_done - nbytes) * 50 / mk->bytes_total))
+        fprintf(stderr, "\r  %7.1f / %.1f MB  %6.1f s  ", mk->bytes_done / 1e6,
                 mk->bytes_total / 1e6, qt_time_s() - mk->t_start);
     return QT_OK;
 }
@@ -281,10 +283,11 @@ int main(int argc, char **argv) {
 
     mk.pool = qt_pool_init(n_threads);
     mk.t_start = qt_time_s();
+    mk.progress = isatty(2);
     fprintf(stderr, "make-model: %s %s (%d layers), seed %llu, %d threads -> %s\n", p->name,
             tt->name, n_layer, (unsigned long long)seed, qt_pool_n_threads(mk.pool), out);
     int rc = qt_gguf_write(w, out);
-    fprintf(stderr, "\n");
+    if (mk.progress) fprintf(stderr, "\n");
     if (rc == QT_OK)
         fprintf(stderr, "make-model: wrote %s: %.1f MB of tensors in %.1f s\n", out,
                 mk.bytes_total / 1e6, qt_time_s() - mk.t_start);

@@ -48,6 +48,9 @@ static float *randn(qt_rng *r, size_t n, float scale) {
 
 // worst |fast - ref| / (scale) seen, per table, for the report
 static double g_worst[4];
+// mismatch details printed so far (the CHECK lines still count every failure)
+static int g_n_details;
+#define MAX_DETAILS 40
 
 typedef struct {
     qt_type wt, vdt;
@@ -111,7 +114,7 @@ static int compare_same(const problem *p, const float *y, const char *what, cons
         for (; ti < g_n_tables; ti++) if (!strcmp(g_tables[ti]->isa, isa)) break;
         if (ti < g_n_tables && p->absd[i] > 0) g_worst[ti] = QT_MAX(g_worst[ti], e / p->absd[i]);
         if (!(e <= tol)) {
-            if (bad++ < 3)
+            if (bad++ < 3 && g_n_details++ < MAX_DETAILS)
                 fprintf(stderr, "  %s %s %s n_in=%d n_out=%d T=%d threads=%d [t=%d r=%d]: %.9g vs ref %.9g (tol %.3g)\n",
                         isa, qt_type_name(p->wt), what, p->n_in, p->n_out, p->T, nth, i / p->n_out,
                         i % p->n_out, y[i], p->yref[i], tol);
@@ -133,7 +136,7 @@ static void test_problem(const problem *p) {
             double d = 0;
             for (int k = 0; k < n_in; k++) d += (double)p->wd[(size_t)r * n_in + k] * p->xd[(size_t)t * n_in + k];
             double tol = TOL_SAME * p->absd[(size_t)t * n_out + r] + 1e-30;
-            if (!(fabs(s - d) <= tol) && bad++ < 3)
+            if (!(fabs(s - d) <= tol) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
                 fprintf(stderr, "  ref vec_dot %s n_in=%d: %.9g vs double %.9g\n", qt_type_name(p->wt), n_in, s, d);
         }
     CHECK(bad == 0, "ref vec_dot %s n_in=%d: %d mismatches vs double", qt_type_name(p->wt), n_in, bad);
@@ -160,7 +163,7 @@ static void test_problem(const problem *p) {
             }
             bound += TOL_SAME * p->absd[(size_t)t * n_out + r] + 1e-6;
             double e = fabs(p->yref[(size_t)t * n_out + r] - d);
-            if (!(e <= bound) && bad++ < 3)
+            if (!(e <= bound) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
                 fprintf(stderr, "  ref matmul %s n_in=%d: %.9g vs exact %.9g (bound %.3g)\n", qt_type_name(p->wt), n_in,
                         p->yref[(size_t)t * n_out + r], d, bound);
         }
@@ -272,7 +275,7 @@ static void test_matmul_t(qt_rng *rng) {
                                 d += v;
                                 a += fabs(v);
                             }
-                            if (!(fabs(dx[(size_t)t * n_in + k] - d) <= TOL_SAME * a) && bad++ < 3)
+                            if (!(fabs(dx[(size_t)t * n_in + k] - d) <= TOL_SAME * a) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
                                 fprintf(stderr, "  matmul_t %s %s [%d,%d]: %.9g vs %.9g\n", g_tables[ti]->isa,
                                         qt_type_name(wt), t, k, dx[(size_t)t * n_in + k], d);
                         }

@@ -85,21 +85,38 @@ char *qt_strdup(const char *s) {
 }
 void qt_free(void *p) { free(p); }
 
+// Big buffers are 2 MiB aligned so transparent huge pages (madvise mode) can
+// back all of them: first-touch faults cost ~12 us per 4 KiB page on the VMs
+// we run on, 512x fewer faults with huge pages.
+#define HUGE_ALIGN ((size_t)2 << 20)
+
 void *qt_alloc_big(size_t n, const char *what) {
     if (n == 0) n = 1;
-    // Anonymous mmap: zero-filled, page aligned; huge pages where available.
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = (n + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+    bool huge = len >= HUGE_ALIGN && n >= HUGE_ALIGN / 2;
+    size_t map_len = huge ? len + HUGE_ALIGN : n;
+    uint8_t *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         qt_log_error("cannot allocate %.1f MiB for %s: %s", n / 1048576.0, what, strerror(errno));
         return NULL;
     }
+    if (!huge) return p;
+    // trim to a 2 MiB aligned start; qt_free_big unmaps the aligned length
+    uint8_t *a = (uint8_t *)(((uintptr_t)p + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
+    if (a > p) munmap(p, (size_t)(a - p));
+    size_t tail = (size_t)((p + map_len) - (a + len));
+    if (tail) munmap(a + len, tail);
 #ifdef MADV_HUGEPAGE
-    if (n >= (2u << 20)) madvise(p, n, MADV_HUGEPAGE);
+    madvise(a, len, MADV_HUGEPAGE);
 #endif
-    return p;
+    return a;
 }
 void qt_free_big(void *p, size_t n) {
-    if (p) munmap(p, n ? n : 1);
+    if (!p) return;
+    if (n == 0) n = 1;
+    size_t len = (n + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+    bool huge = len >= HUGE_ALIGN && n >= HUGE_ALIGN / 2;
+    munmap(p, huge ? len : n);
 }
 
 int qt_mmap_open(qt_mmap *m, const char *path) {
@@ -117,7 +134,13 @@ int qt_mmap_open(qt_mmap *m, const char *path) {
         return QT_ERR;
     }
     if (st.st_size == 0) { close(fd); return QT_OK; }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    // MAP_POPULATE: fault the whole file in at once (as llama.cpp does) rather
+    // than one page at a time in the first forward pass.
+    int flags = MAP_PRIVATE;
+#ifdef MAP_POPULATE
+    flags |= MAP_POPULATE;
+#endif
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, flags, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
         qt_log_error("%s: cannot map: %s", path, strerror(errno));

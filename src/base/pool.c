@@ -1,7 +1,8 @@
 // pool.c: the persistent thread pool behind pool.h.
 //
 // Jobs are published by bumping a generation counter; workers spin on it for a
-// bounded time (SPIN_NS, with a pause hint) and then sleep on a condition
+// bounded time (SPIN_NS: pause hints, then sched_yield so an oversubscribed
+// machine still makes progress) and then sleep on a condition
 // variable, so back-to-back jobs of a decode step cost a cache-line round trip
 // rather than a futex wake-up each. The caller is thread 0 and waits for a
 // completion counter (the barrier at the end of each job).
@@ -19,9 +20,9 @@
 #elif defined(__aarch64__)
 #define cpu_relax() __asm__ __volatile__("yield")
 #else
-#include <sched.h>
-#define cpu_relax() sched_yield()
+#define cpu_relax() ((void)0)
 #endif
+#include <sched.h>
 
 #include "base/base.h"
 
@@ -29,6 +30,15 @@
 // the gaps between the matmuls of one token, short enough not to burn a core
 // while the program waits for input.
 #define SPIN_NS 300000
+// Pause-spins before a spinning thread starts yielding its core on every
+// iteration: when there are more runnable threads than cores (a shared machine,
+// or n_threads > cores) the thread we wait for may need our core to finish.
+#define SPIN_PAUSES 64
+
+static inline void backoff(int i) {
+    if (i < SPIN_PAUSES) cpu_relax();
+    else sched_yield();
+}
 
 struct qt_pool {
     int n_threads;                 // including the caller
@@ -66,8 +76,8 @@ static unsigned wait_job(qt_pool *p, unsigned last) {
     for (int i = 1;; i++) {
         g = atomic_load_explicit(&p->gen, memory_order_acquire);
         if (g != last || atomic_load(&p->stop)) return g;
-        cpu_relax();
-        if ((i & 255) == 0 && now_ns() - t0 > SPIN_NS) break;
+        backoff(i);
+        if ((i & 15) == 0 && now_ns() - t0 > SPIN_NS) break;
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->n_sleeping, 1);   // seq_cst: pairs with the caller's gen bump
@@ -149,7 +159,7 @@ void qt_pool_run(qt_pool *p, qt_pool_fn fn, void *ctx) {
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n_threads);
-    while (atomic_load_explicit(&p->n_left, memory_order_acquire) > 0) cpu_relax();
+    for (int i = 0; atomic_load_explicit(&p->n_left, memory_order_acquire) > 0; i++) backoff(i);
     atomic_store(&p->running, 0);
 }
 

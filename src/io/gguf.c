@@ -139,6 +139,18 @@ static int cur_str(cursor *c, qt_gguf_str *s, const char *what) {
     return QT_OK;
 }
 
+// Grows *arr (elements of size sz) so that index i fits, doubling up to limit
+// elements. Arrays sized from a count in the file grow as elements are actually
+// read: memory stays proportional to the bytes parsed, never to a claimed count.
+static void grow(void **arr, int64_t *cap, int64_t i, int64_t limit, size_t sz) {
+    if (i < *cap) return;
+    int64_t n = *cap ? 2 * *cap : 64;
+    if (n > limit) n = limit;
+    *arr = qt_realloc(*arr, (size_t)n * sz);
+    memset((char *)*arr + (size_t)*cap * sz, 0, (size_t)(n - *cap) * sz);
+    *cap = n;
+}
+
 static int str_cmp(qt_gguf_str a, qt_gguf_str b) {
     size_t n = a.len < b.len ? a.len : b.len;
     int r = n ? memcmp(a.data, b.data, n) : 0;
@@ -148,6 +160,13 @@ static int str_cmp(qt_gguf_str a, qt_gguf_str b) {
 static int str_cmp_c(qt_gguf_str a, const char *s) {
     qt_gguf_str b = { s, strlen(s) };
     return str_cmp(a, b);
+}
+
+static char *str_dup_n(qt_gguf_str s) {
+    char *d = qt_malloc((size_t)s.len + 1);
+    memcpy(d, s.data, (size_t)s.len);
+    d[s.len] = 0;
+    return d;
 }
 
 // Prints a key or name from the file for an error message (bounded, no NULs).
@@ -227,28 +246,38 @@ static int read_kv(cursor *c, qt_gguf_kv *kv) {
         c->pos += (size_t)n * min_elem;
         return QT_OK;
     }
-    qt_gguf_str *strs = qt_malloc((size_t)(n ? n : 1) * sizeof(*strs));
-    kv->v.arr.strs = strs;   // owned by the ctx from here on (freed in close)
-    for (uint64_t i = 0; i < n; i++)
-        if (cur_str(c, &strs[i], "array string")) return QT_ERR;
+    int64_t cap = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        void *p = (void *)kv->v.arr.strs;   // owned by the ctx (freed in close) even when partial
+        grow(&p, &cap, (int64_t)i, (int64_t)n, sizeof(qt_gguf_str));
+        kv->v.arr.strs = p;
+        if (cur_str(c, (qt_gguf_str *)&kv->v.arr.strs[i], "array string")) return QT_ERR;
+    }
     return QT_OK;
 }
 
-static const qt_gguf *g_sort_ctx;  // qsort has no user pointer in C11
-static int kv_sort_cmp(const void *a, const void *b) {
-    const qt_gguf_kv *kv = g_sort_ctx->kv;
-    int r = str_cmp(kv[*(const int64_t *)a].key, kv[*(const int64_t *)b].key);
-    return r ? r : (*(const int64_t *)a > *(const int64_t *)b) - (*(const int64_t *)a < *(const int64_t *)b);
+// Sorting without globals (qsort has no user pointer in C11): sort (key, index)
+// pairs, then read back the indices.
+typedef struct { qt_gguf_str s; uint64_t off; int64_t i; } sort_item;
+static int sort_by_str(const void *a, const void *b) {
+    const sort_item *x = a, *y = b;
+    int r = str_cmp(x->s, y->s);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
 }
-static int t_sort_cmp(const void *a, const void *b) {
-    const qt_gguf_tensor *t = g_sort_ctx->tensors;
-    int r = str_cmp(t[*(const int64_t *)a].name, t[*(const int64_t *)b].name);
-    return r ? r : (*(const int64_t *)a > *(const int64_t *)b) - (*(const int64_t *)a < *(const int64_t *)b);
+static int sort_by_off(const void *a, const void *b) {
+    const sort_item *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
 }
-static int t_offset_cmp(const void *a, const void *b) {
-    const qt_gguf_tensor *t = g_sort_ctx->tensors;
-    uint64_t x = t[*(const int64_t *)a].offset, y = t[*(const int64_t *)b].offset;
-    return (x > y) - (x < y);
+// Fills idx (n) with 0..n-1 ordered by cmp over items; returns the first index
+// of an adjacent pair with equal strings (duplicate), or -1.
+static int64_t sort_indices(sort_item *items, int64_t n, int64_t *idx, int (*cmp)(const void *, const void *)) {
+    qsort(items, (size_t)n, sizeof(*items), cmp);
+    int64_t dup = -1;
+    for (int64_t k = 0; k < n; k++) {
+        idx[k] = items[k].i;
+        if (dup < 0 && k > 0 && cmp == sort_by_str && str_cmp(items[k - 1].s, items[k].s) == 0) dup = items[k].i;
+    }
+    return dup;
 }
 
 static int read_tensor_info(cursor *c, const qt_gguf *g, qt_gguf_tensor *t) {
@@ -310,9 +339,15 @@ static int read_tensor_info(cursor *c, const qt_gguf *g, qt_gguf_tensor *t) {
     return QT_OK;
 }
 
+// Bounded by the bytes that remain: counts, then kv, alignment, tensor infos,
+// then the data section. Everything allocated here is owned by g (freed by
+// qt_gguf_close) except the scratch arrays freed at fail/done.
 static int parse(qt_gguf *g) {
     cursor c = { g->map.data, g->map.size, 0, g->path };
     const char *path = g->path;
+    sort_item *items = NULL;
+    int64_t *ord = NULL;
+    char nb[96], nb2[96];
     if (c.size < 4 || memcmp(c.p, GGUF_MAGIC, 4) != 0) {
         qt_log_error("%s: not a GGUF file (bad magic)", path);
         return QT_ERR;
@@ -342,67 +377,57 @@ static int parse(qt_gguf *g) {
                      path, (unsigned long long)n_tensors, cur_left(&c));
         return QT_ERR;
     }
-    g->n_kv = (int64_t)n_kv;
-    g->kv = qt_calloc((size_t)n_kv, sizeof(*g->kv));
-    g->kv_cstr = qt_calloc((size_t)n_kv, sizeof(*g->kv_cstr));
-    g->kv_sorted = qt_calloc((size_t)n_kv, sizeof(*g->kv_sorted));
-    for (int64_t i = 0; i < g->n_kv; i++) {
-        if (read_kv(&c, &g->kv[i])) {
-            g->n_kv = i + 1;   // so close frees the strs of the partial kv
-            return QT_ERR;
-        }
-        g->kv_sorted[i] = i;
+
+    // metadata
+    int64_t cap = 0;
+    for (uint64_t i = 0; i < n_kv; i++) {
+        grow((void **)&g->kv, &cap, (int64_t)i, (int64_t)n_kv, sizeof(*g->kv));
+        g->n_kv = (int64_t)i + 1;   // counts a partial kv too, so close frees its strings
+        if (read_kv(&c, &g->kv[i])) return QT_ERR;
     }
-    g_sort_ctx = g;
-    qsort(g->kv_sorted, (size_t)g->n_kv, sizeof(int64_t), kv_sort_cmp);
-    for (int64_t i = 1; i < g->n_kv; i++) {
-        qt_gguf_str a = g->kv[g->kv_sorted[i - 1]].key, b = g->kv[g->kv_sorted[i]].key;
-        if (str_cmp(a, b) == 0) {
-            char kb[96];
-            qt_log_error("%s: duplicate key '%s'", path, str_show(a, kb, sizeof(kb)));
-            return QT_ERR;
-        }
+    g->kv_cstr = qt_calloc((size_t)g->n_kv, sizeof(*g->kv_cstr));
+    g->kv_sorted = qt_calloc((size_t)g->n_kv, sizeof(*g->kv_sorted));
+    items = qt_malloc((size_t)(g->n_kv + 1) * sizeof(*items));
+    for (int64_t i = 0; i < g->n_kv; i++) items[i] = (sort_item){ g->kv[i].key, 0, i };
+    int64_t dup = sort_indices(items, g->n_kv, g->kv_sorted, sort_by_str);
+    if (dup >= 0) {
+        qt_log_error("%s: duplicate key '%s'", path, str_show(g->kv[dup].key, nb, sizeof(nb)));
+        goto fail;
     }
-    for (int64_t i = 0; i < g->n_kv; i++) {
-        qt_gguf_kv *kv = &g->kv[i];
-        if (kv->type != QT_GGUF_STRING) continue;
-        char *s = qt_malloc((size_t)kv->v.str.len + 1);
-        memcpy(s, kv->v.str.data, (size_t)kv->v.str.len);
-        s[kv->v.str.len] = 0;
-        g->kv_cstr[i] = s;
-    }
+    for (int64_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].type == QT_GGUF_STRING) g->kv_cstr[i] = str_dup_n(g->kv[i].v.str);
 
     g->alignment = GGUF_DEFAULT_ALIGNMENT;
     const qt_gguf_kv *al = qt_gguf_find_kv(g, "general.alignment");
     if (al) {
         if (al->type != QT_GGUF_UINT32) {
             qt_log_error("%s: general.alignment has type %s, expected uint32", path, qt_gguf_vtype_name(al->type));
-            return QT_ERR;
+            goto fail;
         }
         uint64_t a = al->v.u64;
         if (a == 0 || (a & (a - 1)) != 0) {
             qt_log_error("%s: bad alignment: general.alignment = %llu is not a non-zero power of two",
                          path, (unsigned long long)a);
-            return QT_ERR;
+            goto fail;
         }
         g->alignment = (size_t)a;
     }
 
-    g->n_tensors = (int64_t)n_tensors;
-    g->tensors = qt_calloc((size_t)n_tensors, sizeof(*g->tensors));
-    g->t_sorted = qt_calloc((size_t)n_tensors, sizeof(*g->t_sorted));
-    for (int64_t i = 0; i < g->n_tensors; i++) {
-        if (read_tensor_info(&c, g, &g->tensors[i])) return QT_ERR;
-        g->t_sorted[i] = i;
+    // tensor infos
+    cap = 0;
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        grow((void **)&g->tensors, &cap, (int64_t)i, (int64_t)n_tensors, sizeof(*g->tensors));
+        if (read_tensor_info(&c, g, &g->tensors[i])) goto fail;
     }
-    qsort(g->t_sorted, (size_t)g->n_tensors, sizeof(int64_t), t_sort_cmp);
-    for (int64_t i = 1; i < g->n_tensors; i++) {
-        qt_gguf_str a = g->tensors[g->t_sorted[i - 1]].name, b = g->tensors[g->t_sorted[i]].name;
-        if (str_cmp(a, b) == 0) {
-            char nb[96];
-            qt_log_error("%s: duplicate tensor name '%s'", path, str_show(a, nb, sizeof(nb)));
-            return QT_ERR;
-        }
+    g->n_tensors = (int64_t)n_tensors;
+    g->t_sorted = qt_calloc((size_t)g->n_tensors, sizeof(*g->t_sorted));
+    qt_free(items);
+    items = qt_malloc((size_t)(g->n_tensors + 1) * sizeof(*items));
+    for (int64_t i = 0; i < g->n_tensors; i++) items[i] = (sort_item){ g->tensors[i].name, g->tensors[i].offset, i };
+    dup = sort_indices(items, g->n_tensors, g->t_sorted, sort_by_str);
+    if (dup >= 0) {
+        qt_log_error("%s: duplicate tensor name '%s'", path, str_show(g->tensors[dup].name, nb, sizeof(nb)));
+        goto fail;
     }
 
     // The data section starts at the next multiple of the alignment. A file
@@ -413,38 +438,37 @@ static int parse(qt_gguf *g) {
         qt_gguf_tensor *t = &g->tensors[i];
         uint64_t room = data_off <= c.size ? c.size - data_off : 0;
         if (data_off > c.size || t->offset > room || t->nbytes > room - t->offset) {
-            char nb[96];
             qt_log_error("%s: tensor '%s': data [offset %llu, %zu bytes] extends past end of file "
                          "(size %zu, data section at %llu): truncated file?",
                          path, str_show(t->name, nb, sizeof(nb)), (unsigned long long)t->offset,
                          t->nbytes, c.size, (unsigned long long)data_off);
-            return QT_ERR;
+            goto fail;
         }
         t->data = c.p + data_off + t->offset;
     }
-    // no two tensors may share bytes
-    if (g->n_tensors > 1) {
-        int64_t *ord = qt_malloc((size_t)g->n_tensors * sizeof(int64_t));
-        for (int64_t i = 0; i < g->n_tensors; i++) ord[i] = i;
-        qsort(ord, (size_t)g->n_tensors, sizeof(int64_t), t_offset_cmp);
-        // sorted by offset: a non-empty tensor overlaps an earlier one iff it
-        // starts before the furthest end seen so far (empty tensors own no bytes)
-        const qt_gguf_tensor *a = NULL;   // the tensor reaching furthest so far
-        for (int64_t i = 0; i < g->n_tensors; i++) {
-            const qt_gguf_tensor *b = &g->tensors[ord[i]];
-            if (b->nbytes == 0) continue;
-            if (a && a->offset + a->nbytes > b->offset) {
-                char na[96], nb[96];
-                qt_log_error("%s: tensors '%s' and '%s' overlap in the data section", path,
-                             str_show(a->name, na, sizeof(na)), str_show(b->name, nb, sizeof(nb)));
-                qt_free(ord);
-                return QT_ERR;
-            }
-            a = b;   // no overlap: b starts at or after a's end, so it reaches further
+    // No two tensors share bytes. Sorted by offset, a non-empty tensor overlaps
+    // an earlier one iff it starts before the furthest end so far; without
+    // overlap each next tensor reaches further. Empty tensors own no bytes.
+    ord = qt_malloc((size_t)(g->n_tensors + 1) * sizeof(int64_t));
+    sort_indices(items, g->n_tensors, ord, sort_by_off);
+    const qt_gguf_tensor *a = NULL;
+    for (int64_t i = 0; i < g->n_tensors; i++) {
+        const qt_gguf_tensor *b = &g->tensors[ord[i]];
+        if (b->nbytes == 0) continue;
+        if (a && a->offset + a->nbytes > b->offset) {
+            qt_log_error("%s: tensors '%s' and '%s' overlap in the data section", path,
+                         str_show(a->name, nb, sizeof(nb)), str_show(b->name, nb2, sizeof(nb2)));
+            goto fail;
         }
-        qt_free(ord);
+        a = b;
     }
+    qt_free(ord);
+    qt_free(items);
     return QT_OK;
+fail:
+    qt_free(ord);
+    qt_free(items);
+    return QT_ERR;
 }
 
 qt_gguf *qt_gguf_open(const char *path) {
@@ -773,12 +797,6 @@ void qt_gguf_set_arr_str(qt_gguf_writer *w, const char *key, const char *const *
     e->arr_strs = copy;
 }
 
-static char *str_dup_n(qt_gguf_str s) {
-    char *d = qt_malloc((size_t)s.len + 1);
-    memcpy(d, s.data, (size_t)s.len);
-    d[s.len] = 0;
-    return d;
-}
 
 static bool writer_has_key(const qt_gguf_writer *w, const char *key) {
     for (int64_t i = 0; i < w->n_kv; i++)

@@ -28,7 +28,9 @@ typedef struct {
 typedef struct {
     qt_gguf_str key;
     qt_gguf_vtype type;
-    // scalar value (by type) or array description
+    // scalar value by type: UINT8/16/32/64 in u64, INT8/16/32/64 in i64
+    // (sign-extended), FLOAT32/FLOAT64 in f64, BOOL in b, STRING in str;
+    // or the array description
     union {
         uint64_t u64; int64_t i64; double f64; bool b;
         qt_gguf_str str;
@@ -102,7 +104,8 @@ void qt_gguf_set_str(qt_gguf_writer *w, const char *key, const char *v);
 // Array of scalars (elem_type not STRING/ARRAY), data copied.
 void qt_gguf_set_arr(qt_gguf_writer *w, const char *key, qt_gguf_vtype elem_type, const void *data, uint64_t n);
 void qt_gguf_set_arr_str(qt_gguf_writer *w, const char *key, const char *const *strs, uint64_t n);
-// Copy every kv of an opened file (skipping keys already set).
+// Copy every kv of an opened file (skipping keys already set, and
+// general.alignment: the writer's own alignment applies).
 void qt_gguf_copy_kv(qt_gguf_writer *w, const qt_gguf *src);
 // Add a tensor; data is borrowed and must stay valid until write. ne[0] innermost.
 void qt_gguf_add_tensor(qt_gguf_writer *w, const char *name, qt_type type, int n_dims,
@@ -112,6 +115,10 @@ void qt_gguf_add_tensor(qt_gguf_writer *w, const char *name, qt_type type, int n
 typedef int (*qt_gguf_fill_fn)(void *ctx, int64_t tensor_index, void *dst, size_t nbytes);
 void qt_gguf_add_tensor_lazy(qt_gguf_writer *w, const char *name, qt_type type, int n_dims,
                              const int64_t *ne, qt_gguf_fill_fn fill, void *ctx);
-int qt_gguf_write(qt_gguf_writer *w, const char *path);   // version 3, alignment 32
+// Version 3, alignment 32 (or a general.alignment u32 set on the writer), each
+// tensor zero-padded to the alignment as llama.cpp writes it. Lazy tensors are
+// filled one at a time into one reused buffer. QT_ERR (logged) on I/O or fill
+// failure, and then no file is left behind.
+int qt_gguf_write(qt_gguf_writer *w, const char *path);
 
 #endif

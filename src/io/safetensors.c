@@ -27,6 +27,7 @@
 
 #define ST_MAX_HEADER (100u * 1024 * 1024)
 #define ST_MAX_DIMS 4
+#define ST_MAX_SHARDS 4096    // bounds the shard de-duplication of a hostile index
 #define ST_MAX_JSON_INT 9007199254740992.0   // 2^53: larger JSON numbers are not exact
 
 typedef struct {
@@ -77,9 +78,31 @@ static int json_uint(const cJSON *j, uint64_t *out) {
     return QT_OK;
 }
 
-static const qt_st_set *g_sort_set;   // qsort has no user pointer in C11
-static int name_cmp(const void *a, const void *b) {
-    return strcmp(g_sort_set->t[*(const int64_t *)a].name, g_sort_set->t[*(const int64_t *)b].name);
+// Sorting without globals (qsort has no user pointer in C11): (name, index) pairs.
+typedef struct { const char *name; int64_t i; } named;
+static int named_cmp(const void *a, const void *b) {
+    const named *x = a, *y = b;
+    int r = strcmp(x->name, y->name);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+// Builds s->sorted (indices by name); logs and fails on a duplicate name.
+static int index_names(qt_st_set *s, const char *where) {
+    named *items = qt_malloc((size_t)(s->n + 1) * sizeof(*items));
+    for (int64_t i = 0; i < s->n; i++) items[i] = (named){ s->t[i].name, i };
+    qsort(items, (size_t)s->n, sizeof(*items), named_cmp);
+    qt_free(s->sorted);
+    s->sorted = qt_malloc((size_t)(s->n + 1) * sizeof(int64_t));
+    int rc = QT_OK;
+    for (int64_t i = 0; i < s->n; i++) {
+        s->sorted[i] = items[i].i;
+        if (rc == QT_OK && i > 0 && strcmp(items[i - 1].name, items[i].name) == 0) {
+            qt_log_error("%s: duplicate tensor name '%s'", where, items[i].name);
+            rc = QT_ERR;
+        }
+    }
+    qt_free(items);
+    return rc;
 }
 typedef struct { uint64_t begin, end; const char *name; } span;
 static int span_cmp(const void *a, const void *b) {
@@ -156,7 +179,12 @@ static int parse_entry(const char *path, const cJSON *e, const uint8_t *data, ui
                      path, nm, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_size);
         return QT_ERR;
     }
-    if (nel > UINT64_MAX / dt->size || nel * dt->size != end - begin) {
+    if (nel > UINT64_MAX / dt->size) {
+        qt_log_error("%s: tensor '%s': shape/bytes mismatch: %llu elements of %s overflow a 64-bit byte count",
+                     path, nm, (unsigned long long)nel, dt->name);
+        return QT_ERR;
+    }
+    if (nel * dt->size != end - begin) {
         qt_log_error("%s: tensor '%s': shape/bytes mismatch: %llu elements of %s need %llu bytes, data_offsets give %llu",
                      path, nm, (unsigned long long)nel, dt->name, (unsigned long long)(nel * dt->size),
                      (unsigned long long)(end - begin));
@@ -300,6 +328,10 @@ static int open_index(qt_st_set *s, const char *dir, const char *index_path) {
         }
         int k = 0;
         while (k < n_shards && strcmp(shards[k], f) != 0) k++;
+        if (k == n_shards && n_shards == ST_MAX_SHARDS) {
+            qt_log_error("%s: more than %d shard files", index_path, ST_MAX_SHARDS);
+            goto done;
+        }
         if (k == n_shards) shards[n_shards++] = (char *)f;
     }
     for (int k = 0; k < n_shards; k++) {
@@ -313,14 +345,13 @@ static int open_index(qt_st_set *s, const char *dir, const char *index_path) {
         qt_free(p);
         if (r != QT_OK) goto done;
     }
-    // resolve every name of the index in its shard
+    // resolve every name of the index in its shard (file k was opened k-th)
+    if (index_names(s, dir) != QT_OK) goto done;
     for (const cJSON *e = wm->child; e; e = e->next) {
         int k = 0;
         while (strcmp(shards[k], e->valuestring) != 0) k++;
-        bool found = false;
-        for (int64_t i = 0; i < s->n && !found; i++)
-            found = s->t[i].file_index == k && strcmp(s->t[i].name, e->string) == 0;
-        if (!found) {
+        const qt_st_tensor *t = qt_st_find(s, e->string);
+        if (!t || t->file_index != k) {
             qt_log_error("%s: tensor '%s' is listed in the index but missing from shard '%s'",
                          index_path, e->string, shards[k]);
             goto done;
@@ -357,17 +388,7 @@ qt_st_set *qt_st_open(const char *path) {
     } else if (open_file(s, path) != QT_OK) {
         goto fail;
     }
-    s->sorted = qt_malloc((size_t)(s->n ? s->n : 1) * sizeof(int64_t));
-    for (int64_t i = 0; i < s->n; i++) s->sorted[i] = i;
-    g_sort_set = s;
-    qsort(s->sorted, (size_t)s->n, sizeof(int64_t), name_cmp);
-    for (int64_t i = 1; i < s->n; i++) {
-        const qt_st_tensor *a = &s->t[s->sorted[i - 1]], *b = &s->t[s->sorted[i]];
-        if (strcmp(a->name, b->name) == 0) {
-            qt_log_error("%s: duplicate tensor name '%s'", where, a->name);
-            goto fail;
-        }
-    }
+    if (!s->sorted && index_names(s, where) != QT_OK) goto fail;
     qt_free(p);
     return s;
 fail:
@@ -499,16 +520,14 @@ static void sb_json_str(sbuf *b, const char *s) {
     sb_cat(b, "\"");
 }
 
-static const qt_st_writer *g_sort_w;
-static int wentry_cmp(const void *a, const void *b) {
-    return strcmp(g_sort_w->e[*(const int *)a].name, g_sort_w->e[*(const int *)b].name);
-}
 
 int qt_st_write(qt_st_writer *w, const char *path) {
-    int *ord = qt_malloc((size_t)(w->n ? w->n : 1) * sizeof(int));
-    for (int i = 0; i < w->n; i++) ord[i] = i;
-    g_sort_w = w;
-    qsort(ord, (size_t)w->n, sizeof(int), wentry_cmp);
+    named *items = qt_malloc((size_t)(w->n + 1) * sizeof(*items));
+    for (int i = 0; i < w->n; i++) items[i] = (named){ w->e[i].name, i };
+    qsort(items, (size_t)w->n, sizeof(*items), named_cmp);
+    int *ord = qt_malloc((size_t)(w->n + 1) * sizeof(int));
+    for (int i = 0; i < w->n; i++) ord[i] = (int)items[i].i;
+    qt_free(items);
 
     sbuf b = { 0 };
     char num[64];

@@ -280,81 +280,6 @@ typedef void (*tile_fn)(int n, const void *w, size_t ws, const void *x, size_t x
 #define TILE_RM 4
 #define TILE_RN 3
 
-// Q8_0 x Q8_0 (signs moved onto the activations, as in dot_i8)
-INLINE void tile_q8_0(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                      const int RM, const int RN) {
-    __m256 acc[TILE_RM][TILE_RN];
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int l = 0; l < n / QK8_0; l++) {
-        __m256i a[TILE_RM], sa[TILE_RM];
-        __m256 da[TILE_RM];
-#pragma GCC unroll 4
-        for (int i = 0; i < RM; i++) {
-            const block_q8_0 *b = (const block_q8_0 *)((const char *)w + i * ws) + l;
-            sa[i] = _mm256_loadu_si256((const __m256i *)b->qs);
-            a[i] = _mm256_sign_epi8(sa[i], sa[i]);
-            da[i] = _mm256_set1_ps(fp16(b->d));
-        }
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) {
-            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + j * xs) + l;
-            __m256i yv = _mm256_loadu_si256((const __m256i *)b->qs);
-            __m256 db = _mm256_set1_ps(fp16(b->d));
-#pragma GCC unroll 4
-            for (int i = 0; i < RM; i++) {
-                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(a[i], _mm256_sign_epi8(yv, sa[i])), ones);
-                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(da[i], db), _mm256_cvtepi32_ps(p), acc[i][j]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) y[j * ys + i] = hsum_ps(acc[i][j]);
-}
-
-// Q4_0 x Q8_0: the weight nibbles stay unsigned (0..15) so maddubs takes them
-// directly; the -8 offset is applied once per activation block as 8*sum(y).
-INLINE void tile_q4_0(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                      const int RM, const int RN) {
-    __m256 acc[TILE_RM][TILE_RN];
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1), eights = _mm256_set1_epi8(8);
-    for (int l = 0; l < n / QK4_0; l++) {
-        __m256i a[TILE_RM];
-        __m256 da[TILE_RM];
-#pragma GCC unroll 4
-        for (int i = 0; i < RM; i++) {
-            const block_q4_0 *b = (const block_q4_0 *)((const char *)w + i * ws) + l;
-            a[i] = nibbles(b->qs);
-            da[i] = _mm256_set1_ps(fp16(b->d));
-        }
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) {
-            const block_q8_0 *b = (const block_q8_0 *)((const char *)x + j * xs) + l;
-            __m256i yv = _mm256_loadu_si256((const __m256i *)b->qs);
-            __m256i y8 = _mm256_maddubs_epi16(eights, yv);   // 8*(y0+y1) per pair
-            __m256 db = _mm256_set1_ps(fp16(b->d));
-#pragma GCC unroll 4
-            for (int i = 0; i < RM; i++) {
-                __m256i p = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(a[i], yv), y8), ones);
-                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(da[i], db), _mm256_cvtepi32_ps(p), acc[i][j]);
-            }
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < RM; i++)
-#pragma GCC unroll 3
-        for (int j = 0; j < RN; j++) y[j * ys + i] = hsum_ps(acc[i][j]);
-}
-
 // Float tiles: a loader turns 8 elements of the stored type into floats.
 #define FLOAT_TILE(name, elem_t, LOAD, SCALAR)                                                  \
     INLINE void tile_##name(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, \
@@ -423,11 +348,194 @@ static void walk_tiles(const tile_fn tiles[TILE_RM][TILE_RN], int n, const void 
     }
 }
 
-TILE_SET(q8_0)
-TILE_SET(q4_0)
 TILE_SET(f32)
 TILE_SET(f16)
 TILE_SET(bf16)
+
+// ---- interleaved gemm for Q4_0 / Q8_0 weights ----
+//
+// Eight weight rows are unpacked to bytes and interleaved so that one 32-byte
+// register holds four consecutive quants of each of the eight rows (lane r =
+// row r). One activation dword (four quants) broadcast to all lanes then gives
+// eight rows' partial dots per maddubs, with no horizontal sums: the output of
+// a column for eight rows is one float vector. The interleaving is done here
+// per call (a K chunk of 8 rows at a time, in a stack buffer) and reused by
+// every activation column, so the weights stay in GGUF layout everywhere else.
+// The idea is llama.cpp's q4_0_8x8 repacking, done on the fly.
+
+#define IG_ROWS 8
+#define IG_K 2048                 // K chunk: 8 rows x 2048 bytes of quants on the stack
+#define IG_NB (IG_K / 32)
+#define IG_COLS 4                 // activation columns per register group
+
+typedef struct {
+    uint32_t q[IG_NB][8][IG_ROWS];   // [block][dword s][row]: quants 4s..4s+3 of the block
+    float d[IG_NB][IG_ROWS];         // weight scales
+} ig_tile;
+
+typedef struct {
+    float d, corr;                   // activation scale; 8*d*sum(q) for Q4_0's offset
+} ig_col;
+
+static void ig_repack_q4_0(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    uint32_t tmp[8];
+    for (int r = 0; r < IG_ROWS; r++) {
+        const block_q4_0 *b = (const block_q4_0 *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+        for (int l = 0; l < nb; l++) {
+            _mm256_storeu_si256((__m256i *)tmp, nibbles(b[l].qs));
+            for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
+            t->d[l][r] = r < rm ? fp16(b[l].d) : 0.0f;   // padding rows contribute 0
+        }
+    }
+}
+
+static void ig_repack_q8_0(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    for (int r = 0; r < IG_ROWS; r++) {
+        const block_q8_0 *b = (const block_q8_0 *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+        for (int l = 0; l < nb; l++) {
+            for (int s = 0; s < 8; s++) memcpy(&t->q[l][s][r], b[l].qs + 4 * s, 4);
+            t->d[l][r] = r < rm ? fp16(b[l].d) : 0.0f;
+        }
+    }
+}
+
+static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, int n_cols, bool q4) {
+    for (int j = 0; j < n_cols; j++) {
+        const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
+        for (int l = 0; l < nb; l++) {
+            float d = fp16(b[l].d);
+            col[j * IG_NB + l].d = d;
+            if (q4) {
+                __m256i s = dot_u8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)b[l].qs));
+                col[j * IG_NB + l].corr = 8.0f * d * (float)hsum_epi32(s);
+            }
+        }
+    }
+}
+
+INLINE __m256i bcast_dword(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+// acc (lanes = rows) for RN columns, blocks 0..nb of the chunk, added into y
+INLINE void ig_store(float *y, size_t ys, __m256 acc, int j, int rm, bool add) {
+    float *o = y + (size_t)j * ys;
+    if (rm == IG_ROWS) {
+        _mm256_storeu_ps(o, add ? _mm256_add_ps(_mm256_loadu_ps(o), acc) : acc);
+    } else {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, acc);
+        for (int r = 0; r < rm; r++) o[r] = add ? o[r] + tmp[r] : tmp[r];
+    }
+}
+
+INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
+                           float *y, size_t ys, int rm, bool add, const int RN) {
+    const block_q8_0 *xb[IG_COLS];
+    __m256 acc[IG_COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) {
+        xb[j] = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
+        acc[j] = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int l = 0; l < nb; l++) {
+        __m256i p[IG_COLS];
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
+        // 8 steps of |pair| <= 15*127*2 stay within int16 (30480)
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
+#pragma GCC unroll 4
+            for (int j = 0; j < RN; j++)
+                p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, bcast_dword(xb[j][l].qs + 4 * s)));
+        }
+        __m256 da = _mm256_loadu_ps(t->d[l]);
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++) {
+            const ig_col *c = &col[j * IG_NB + l];
+            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[j], ones));
+            __m256 v = _mm256_fmsub_ps(_mm256_set1_ps(c->d), f, _mm256_set1_ps(c->corr));
+            acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
+}
+
+INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
+                           float *y, size_t ys, int rm, bool add, const int RN) {
+    const block_q8_0 *xb[IG_COLS];
+    __m256 acc[IG_COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) {
+        xb[j] = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
+        acc[j] = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int l = 0; l < nb; l++) {
+        __m256i p[IG_COLS];
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
+            __m256i aa = _mm256_sign_epi8(a, a);
+#pragma GCC unroll 4
+            for (int j = 0; j < RN; j++) {
+                __m256i yb = _mm256_sign_epi8(bcast_dword(xb[j][l].qs + 4 * s), a);
+                p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aa, yb), ones));
+            }
+        }
+        __m256 da = _mm256_loadu_ps(t->d[l]);
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++) {
+            __m256 v = _mm256_mul_ps(_mm256_set1_ps(col[j * IG_NB + l].d), _mm256_cvtepi32_ps(p[j]));
+            acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
+}
+
+#define IG_GEMM(name, blk_t, Q4)                                                                       \
+    static void ig_##name##_1(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 1); } \
+    static void ig_##name##_2(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 2); } \
+    static void ig_##name##_3(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 3); } \
+    static void ig_##name##_4(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 4); } \
+    static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y,   \
+                                   size_t ys, int n_rows, int n_cols) {                                   \
+        static void (*const kern[IG_COLS])(const ig_tile *, const ig_col *, const void *, size_t, int, int, \
+                                           float *, size_t, int, bool) = {                                \
+            ig_##name##_1, ig_##name##_2, ig_##name##_3, ig_##name##_4};                                  \
+        ig_tile t;                                                                                        \
+        ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));                                 \
+        int nb_all = n / 32;                                                                              \
+        for (int l0 = 0; l0 < nb_all; l0 += IG_NB) {                                                      \
+            int nb = QT_MIN(IG_NB, nb_all - l0);                                                          \
+            ig_columns(col, x, xs, l0, nb, n_cols, Q4);                                                   \
+            for (int r = 0; r < n_rows; r += IG_ROWS) {                                                   \
+                int rm = QT_MIN(IG_ROWS, n_rows - r);                                                     \
+                ig_repack_##name(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);                   \
+                for (int c = 0; c < n_cols; c += IG_COLS) {                                               \
+                    int rn = QT_MIN(IG_COLS, n_cols - c);                                                 \
+                    kern[rn - 1](&t, col + (size_t)c * IG_NB, (const char *)x + (size_t)c * xs, xs, l0, nb, \
+                                 y + (size_t)c * ys + r, ys, rm, l0 > 0);                                 \
+                }                                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+        qt_free(col);                                                                                     \
+    }
+
+IG_GEMM(q4_0, block_q4_0, true)
+IG_GEMM(q8_0, block_q8_0, false)
 
 // ---- conversions (bit-equal to the scalar references) ----
 

@@ -74,6 +74,11 @@ void qt_kernels_set(const qt_kernel_table *table);
 void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype,
                int n_in, int n_out, int T);
 
+// qt_matmul with weight rows w_stride bytes apart (a view into a larger
+// matrix, e.g. one head of a transposed V cache).
+void qt_matmul_strided(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
+                       int T, size_t w_stride);
+
 // Backward of qt_matmul w.r.t. x, for the training engine:
 // dx (T, n_in) += dy (T, n_out) @ W. W is read row by row in its stored type
 // (dequantized a tile at a time), never materialised in full precision.

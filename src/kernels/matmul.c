@@ -87,8 +87,8 @@ static void tiles_job(void *arg, int ith, int nth) {
     }
 }
 
-void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
-                    qt_type wtype, int n_in, int n_out, int T) {
+static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
+                        qt_type wtype, int n_in, int n_out, int T, size_t w_stride) {
     QT_ASSERT(kt && (unsigned)wtype < QT_TYPE_COUNT);
     const qt_kernel_traits *tr = &kt->type[wtype];
     QT_ASSERT(tr->vec_dot != NULL);
@@ -97,7 +97,7 @@ void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const fl
     qt_type vdt = tr->vec_dot_type;
     mm_ctx c = {
         .tr = tr, .from_float = kt->type[vdt].from_float, .x = x,
-        .w = w, .w_stride = qt_row_size(wtype, n_in), .y = y,
+        .w = w, .w_stride = w_stride ? w_stride : qt_row_size(wtype, n_in), .y = y,
         .n_in = n_in, .n_out = n_out, .T = T,
     };
     c.xq_stride = qt_row_size(vdt, n_in);
@@ -110,6 +110,17 @@ void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const fl
         else qt_pool_run(pool, convert_job, &c);
     }
     qt_pool_run(pool, T == 1 ? decode_job : tiles_job, &c);
+}
+
+void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
+                    qt_type wtype, int n_in, int n_out, int T) {
+    matmul_impl(kt, pool, y, x, w, wtype, n_in, n_out, T, 0);
+}
+
+void qt_matmul_strided(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
+                       int T, size_t w_stride) {
+    QT_ASSERT(w_stride >= qt_row_size(wtype, n_in));
+    matmul_impl(qt_kernels(), pool, y, x, w, wtype, n_in, n_out, T, w_stride);
 }
 
 void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,

@@ -30,7 +30,7 @@ static size_t plan(const qt_model *m, int n_threads, int n_ctx, int n_batch, boo
     size_t qd = (size_t)cf->n_head * HS, kvd = (size_t)cf->n_head_kv * HS, f = sizeof(float);
     size_t kv = (size_t)cf->n_layer * (size_t)n_ctx * kvd * f;
     arena_plan p = { 0 };
-    size_t o[13];
+    size_t o[15];
     o[0] = take(&p, kv);
     o[1] = take(&p, kv);
     o[2] = take(&p, B * C * f);
@@ -41,9 +41,11 @@ static size_t plan(const qt_model *m, int n_threads, int n_ctx, int n_batch, boo
     o[7] = take(&p, B * F * f);
     o[8] = take(&p, B * F * f);
     o[9] = take(&p, (logits_all ? B : 1) * (size_t)cf->n_vocab * f);
-    o[10] = take(&p, (size_t)n_threads * (size_t)n_ctx * f);
+    o[10] = take(&p, qt_attention_scratch(n_batch, cf->n_head, cf->n_head_kv, cf->head_dim, n_ctx, n_threads) * f);
     o[11] = take(&p, B * HS * f);
     o[12] = take(&p, B * sizeof(int));
+    o[13] = take(&p, B * kvd * f);
+    o[14] = take(&p, B * kvd * f);
     if (c) {
         uint8_t *a = c->arena;
         c->k_cache = (float *)(a + o[0]); c->v_cache = (float *)(a + o[1]);
@@ -52,6 +54,7 @@ static size_t plan(const qt_model *m, int n_threads, int n_ctx, int n_batch, boo
         c->proj = (float *)(a + o[6]); c->gate = (float *)(a + o[7]); c->up = (float *)(a + o[8]);
         c->logits = (float *)(a + o[9]); c->scores = (float *)(a + o[10]);
         c->rope_cs = (float *)(a + o[11]); c->pos = (int *)(a + o[12]);
+        c->k = (float *)(a + o[13]); c->v = (float *)(a + o[14]);
     }
     return p.off;
 }
@@ -95,6 +98,17 @@ static void add_bias(float *y, const float *b, int T, int n) {
     for (int t = 0; t < T; t++) qt_residual_forward(y + (size_t)t * n, b, n);
 }
 
+// k, v (T, NKV*HS) -> kc (NKV, n_ctx, HS) rows pos0.., vt (NKV, HS, n_ctx) columns pos0..
+static void store_kv(float *kc, float *vt, const float *k, const float *v, int T, int pos0, int NKV, int HS, int n_ctx) {
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NKV; h++) {
+            const float *ks = k + ((size_t)t * NKV + h) * HS, *vs = v + ((size_t)t * NKV + h) * HS;
+            memcpy(kc + ((size_t)h * n_ctx + pos0 + t) * HS, ks, sizeof(float) * HS);
+            float *vd = vt + (size_t)h * HS * n_ctx + pos0 + t;
+            for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vs[d];
+        }
+}
+
 // One chunk of T <= n_batch tokens at positions n_past ...
 static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logits) {
     const qt_model *m = c->m;
@@ -110,19 +124,19 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
     for (int il = 0; il < cf->n_layer; il++) {
         const qt_layer *L = &m->layers[il];
         float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd;
-        float *vc = c->v_cache + (size_t)il * c->n_ctx * kvd;
-        float *k_new = kc + (size_t)pos0 * kvd, *v_new = vc + (size_t)pos0 * kvd;
+        float *vt = c->v_cache + (size_t)il * c->n_ctx * kvd;
 
         qt_rmsnorm_forward(c->xn, NULL, c->x, L->attn_norm, T, C, cf->rms_eps);
         qt_matmul(pool, c->q, c->xn, L->wq.data, L->wq.type, C, qd, T);
-        qt_matmul(pool, k_new, c->xn, L->wk.data, L->wk.type, C, kvd, T);   // written straight into the cache
-        qt_matmul(pool, v_new, c->xn, L->wv.data, L->wv.type, C, kvd, T);
+        qt_matmul(pool, c->k, c->xn, L->wk.data, L->wk.type, C, kvd, T);
+        qt_matmul(pool, c->v, c->xn, L->wv.data, L->wv.type, C, kvd, T);
         add_bias(c->q, L->bq, T, qd);
-        add_bias(k_new, L->bk, T, kvd);
-        add_bias(v_new, L->bv, T, kvd);
+        add_bias(c->k, L->bk, T, kvd);
+        add_bias(c->v, L->bv, T, kvd);
         qt_rope_forward(c->q, c->rope_cs, T, NH, HS, cf->rope_type);
-        qt_rope_forward(k_new, c->rope_cs, T, NKV, HS, cf->rope_type);
-        qt_attention_forward(pool, c->att, c->q, kc, vc, T, pos0, NH, NKV, HS, c->scores, c->n_ctx);
+        qt_rope_forward(c->k, c->rope_cs, T, NKV, HS, cf->rope_type);
+        store_kv(kc, vt, c->k, c->v, T, pos0, NKV, HS, c->n_ctx);
+        qt_attention_forward(pool, c->att, c->q, kc, vt, T, pos0, NH, NKV, HS, c->n_ctx, c->scores);
         qt_matmul(pool, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
 

@@ -17,17 +17,19 @@ typedef struct {
     bool logits_all;     // keep logits of every token of a chunk, not just the last
     int n_past;          // positions filled in the KV cache
 
-    float *k_cache;      // (n_layer, n_ctx, NKV*HS)
-    float *v_cache;      // (n_layer, n_ctx, NKV*HS)
+    float *k_cache;      // (n_layer, NKV, n_ctx, HS)  head-major: one dense matrix per head
+    float *v_cache;      // (n_layer, NKV, HS, n_ctx)  transposed: P @ V is a matmul
     float *x;            // (B, C) residual stream
     float *xn;           // (B, C) normed input of a sub-layer
     float *q;            // (B, NH*HS)
+    float *k;            // (B, NKV*HS) new keys before they go into the cache
+    float *v;            // (B, NKV*HS) new values
     float *att;          // (B, NH*HS) attention output before wo
     float *proj;         // (B, C) output of wo / w_down
     float *gate;         // (B, F)
     float *up;           // (B, F)
     float *logits;       // (B or 1, n_vocab)
-    float *scores;       // (n_threads, n_ctx) attention scratch
+    float *scores;       // attention scratch, qt_attention_scratch() floats
     float *rope_cs;      // (B, HS) cos/sin
     int *pos;            // (B)
     void *arena;

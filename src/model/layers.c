@@ -54,44 +54,98 @@ void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_
     }
 }
 
+// Below this many (token, head) pairs a batch takes the per-task path.
+#define ATTN_MATMUL_MIN_ROWS 32
+
+size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads) {
+    size_t G = (size_t)(NH / NKV), rows = G * (size_t)n_batch;
+    size_t per_task = (size_t)n_threads * (size_t)n_ctx;
+    size_t per_head = rows * (2 * (size_t)HS + (size_t)n_ctx);   // Qg, Og, S
+    return QT_MAX(per_task, per_head);
+}
+
 typedef struct {
     float *out;
-    const float *q, *kc, *vc;
-    int T, pos0, NH, NKV, HS, n_pos;
+    const float *q, *kc, *vt;
+    int T, pos0, NH, NKV, HS, n_ctx;
     float *scratch;
 } attn_job;
 
+static void softmax_row(float *s, int n) {
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
+    double sum = 0;
+    for (int p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
+    float inv = (float)(1.0 / sum);
+    for (int p = 0; p < n; p++) s[p] *= inv;
+}
+
 // One task per (token, head) pair, spread over the threads round-robin so
 // that later tokens (longer causal windows) do not all land on one thread.
-static void attn_worker(void *ctx, int ith, int nth) {
+static void attn_task_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     const qt_kernel_table *K = qt_kernels();
-    const int kvdim = j->NKV * j->HS, group = j->NH / j->NKV;
+    const int group = j->NH / j->NKV;
     const float scale = 1.0f / sqrtf((float)j->HS);
-    float *s = j->scratch + (size_t)ith * j->n_pos;
+    float *s = j->scratch + (size_t)ith * j->n_ctx;
     for (int task = ith; task < j->T * j->NH; task += nth) {
         int t = task / j->NH, h = task % j->NH, kvh = h / group;
         int n = j->pos0 + t + 1;   // causal window
         const float *qh = j->q + ((size_t)t * j->NH + h) * j->HS;
-        float mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            s[p] = K->dot_f32(j->HS, qh, j->kc + (size_t)p * kvdim + (size_t)kvh * j->HS) * scale;
-            if (s[p] > mx) mx = s[p];
-        }
-        double sum = 0;
-        for (int p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
-        float inv = (float)(1.0 / sum);
+        const float *kh = j->kc + (size_t)kvh * j->n_ctx * j->HS;
+        const float *vh = j->vt + (size_t)kvh * j->HS * j->n_ctx;
+        for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
+        softmax_row(s, n);
         float *oh = j->out + ((size_t)t * j->NH + h) * j->HS;
-        memset(oh, 0, sizeof(float) * (size_t)j->HS);
-        for (int p = 0; p < n; p++) K->axpy_f32(j->HS, s[p] * inv, j->vc + (size_t)p * kvdim + (size_t)kvh * j->HS, oh);
+        for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32(n, s, vh + (size_t)d * j->n_ctx);
     }
 }
 
-void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vc,
-                          int T, int pos0, int NH, int NKV, int HS, float *scratch, int n_pos) {
-    QT_ASSERT(NH % NKV == 0 && pos0 + T <= n_pos);
-    attn_job j = { out, q, kc, vc, T, pos0, NH, NKV, HS, n_pos, scratch };
-    qt_pool_run(pool, attn_worker, &j);
+typedef struct {
+    float *S;
+    int rows, T, pos0, n;
+    float scale;
+} mask_job;
+
+// Row r of S belongs to token t = r % T: scale, mask positions > pos0 + t, softmax.
+static void mask_softmax_worker(void *ctx, int ith, int nth) {
+    const mask_job *j = ctx;
+    for (int r = ith; r < j->rows; r += nth) {
+        float *s = j->S + (size_t)r * j->n;
+        int valid = j->pos0 + r % j->T + 1;
+        for (int p = 0; p < valid; p++) s[p] *= j->scale;
+        softmax_row(s, valid);
+        for (int p = valid; p < j->n; p++) s[p] = 0;
+    }
+}
+
+void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vt,
+                          int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch) {
+    QT_ASSERT(NH % NKV == 0 && pos0 + T <= n_ctx);
+    const int G = NH / NKV, n = pos0 + T, rows = G * T;
+    if (rows < ATTN_MATMUL_MIN_ROWS) {
+        attn_job j = { out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch };
+        qt_pool_run(pool, attn_task_worker, &j);
+        return;
+    }
+    float *Qg = scratch;                        // (G*T, HS): row (h - h0)*T + t
+    float *Og = Qg + (size_t)rows * HS;         // (G*T, HS)
+    float *S = Og + (size_t)rows * HS;          // (G*T, n)
+    for (int kvh = 0; kvh < NKV; kvh++) {
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++)
+                memcpy(Qg + ((size_t)g * T + t) * HS, q + ((size_t)t * NH + kvh * G + g) * HS, sizeof(float) * HS);
+        // S (G*T, n) = Qg @ K_h^T, K_h (n, HS) dense
+        qt_matmul(pool, S, Qg, kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, n, rows);
+        mask_job mj = { S, rows, T, pos0, n, 1.0f / sqrtf((float)HS) };
+        qt_pool_run(pool, mask_softmax_worker, &mj);
+        // Og (G*T, HS) = P @ V_h, with V_h^T (HS, n) rows n_ctx apart
+        qt_matmul_strided(pool, Og, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, n, HS, rows,
+                          sizeof(float) * (size_t)n_ctx);
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++)
+                memcpy(out + ((size_t)t * NH + kvh * G + g) * HS, Og + ((size_t)g * T + t) * HS, sizeof(float) * HS);
+    }
 }
 
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N) {

@@ -22,12 +22,19 @@ void qt_rope_cache(float *cs, const int *pos, int T, int HS, float theta, const 
 // llama); NEOX rotates (i, i + HS/2) (HF rotate_half, qwen2).
 void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_type type);
 
-// Causal grouped-query attention over a KV cache.
-// out (T, NH*HS); q (T, NH*HS) for positions pos0 .. pos0+T-1; kc, vc
-// (n_pos, NKV*HS) where rows 0 .. pos0+T-1 are filled. Query head h reads
-// key/value head h / (NH/NKV). scratch: n_threads * n_pos floats.
-void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vc,
-                          int T, int pos0, int NH, int NKV, int HS, float *scratch, int n_pos);
+// Causal grouped-query attention over one layer's KV cache.
+// out (T, NH*HS); q (T, NH*HS) for positions pos0 .. pos0+T-1.
+// kc (NKV, n_ctx, HS): keys, head-major so each head's keys are a dense
+// matrix; vt (NKV, HS, n_ctx): values transposed, so P @ V is a matmul whose
+// weight rows are contiguous. Positions 0 .. pos0+T-1 must be filled.
+// Query head h reads key/value head h / (NH/NKV).
+// Short batches (decode) run one (token, head) task per thread; long ones
+// (prompts, training) run per key/value head as two matmuls, S = Q K^T and
+// O = softmax(S) V, with the causal mask applied to S.
+// scratch: qt_attention_scratch() floats.
+void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vt,
+                          int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch);
+size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads);
 
 // out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N);

@@ -1,0 +1,116 @@
+// bench-kernels.c: matmul throughput of the kernel table in use (QT_ISA
+// overrides) and the machine's memory read bandwidth.
+//
+// For a 2048 x 2048 weight in F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K: T = 1
+// (decode; reported also as GB/s of weight bytes, with enough copies of the
+// weight cycled that they do not fit in the last-level cache) and T = 64..512
+// (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type] [T]
+// Not a test: no checks, numbers only.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "kernels/kernels.h"
+#include "quant/types.h"
+
+#define N 2048
+// decode reads this many bytes of distinct weights per round (> the 32 MiB L3)
+#define DECODE_BYTES ((size_t)256 << 20)
+
+typedef struct {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sums[64][8];   // per thread, padded
+} bw_ctx;
+
+static void bw_job(void *arg, int ith, int nth) {
+    bw_ctx *c = arg;
+    size_t per = c->n / nth, i0 = per * ith, i1 = ith == nth - 1 ? c->n : i0 + per;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = i0; i + 4 <= i1; i += 4) {
+        s0 += c->p[i]; s1 += c->p[i + 1]; s2 += c->p[i + 2]; s3 += c->p[i + 3];
+    }
+    c->sums[ith][0] = s0 + s1 + s2 + s3;
+}
+
+static void bench_bandwidth(int max_threads) {
+    size_t bytes = (size_t)1 << 30;
+    uint64_t *buf = qt_alloc_big(bytes, "bandwidth buffer");
+    if (!buf) return;
+    memset(buf, 1, bytes);
+    for (int nth = 1; nth <= max_threads; nth++) {
+        qt_pool *pool = qt_pool_init(nth);
+        bw_ctx c = {.p = buf, .n = bytes / 8};
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = qt_time_s();
+            qt_pool_run(pool, bw_job, &c);
+            best = QT_MIN(best, qt_time_s() - t0);
+        }
+        printf("memory read bandwidth, %d thread%s: %.1f GB/s (1 GiB sum)\n", nth, nth > 1 ? "s" : "",
+               bytes / best / 1e9);
+        qt_pool_free(pool);
+    }
+    qt_free_big(buf, bytes);
+}
+
+int main(int argc, char **argv) {
+    int max_threads = argc > 1 ? atoi(argv[1]) : 2;
+    double secs = argc > 2 ? atof(argv[2]) : 0.3;
+    const qt_kernel_table *kt = qt_kernels();
+    const char *only_type = argc > 3 ? argv[3] : NULL;
+    int only_T = argc > 4 ? atoi(argv[4]) : 0;
+    printf("kernels: %s, weight %dx%d\n", kt->isa, N, N);
+    if (!only_type) bench_bandwidth(max_threads);
+
+    static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
+                                    QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+    static const int Ts[] = {1, 64, 128, 256, 512};
+    qt_rng rng;
+    qt_rng_seed(&rng, 42);
+    float *wf = qt_malloc((size_t)N * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)N * N; i++) wf[i] = qt_rng_normal(&rng) * 0.02f;
+    float *x = qt_malloc((size_t)512 * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)512 * N; i++) x[i] = qt_rng_normal(&rng);
+    float *y = qt_malloc((size_t)512 * N * sizeof(float));
+
+    printf("%-6s %3s %5s %10s %10s %10s\n", "type", "thr", "T", "ms/call", "GFLOP/s", "GB/s(w)");
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        if (only_type && strcmp(only_type, qt_type_name(wt))) continue;
+        size_t ws = qt_row_size(wt, N), wbytes = ws * N;
+        int n_copies = (int)((DECODE_BYTES + wbytes - 1) / wbytes);
+        char *w = qt_alloc_big(wbytes * n_copies, "bench weights");
+        if (!w) return 1;
+        for (int r = 0; r < N; r++) qt_type_traits_get(wt)->from_float_ref(wf + (size_t)r * N, w + r * ws, N);
+        for (int k = 1; k < n_copies; k++) memcpy(w + k * wbytes, w, wbytes);
+        for (int nth = 1; nth <= max_threads; nth++) {
+            qt_pool *pool = qt_pool_init(nth);
+            for (size_t ti = 0; ti < QT_ARRAY_LEN(Ts); ti++) {
+                int T = Ts[ti];
+                if (only_T && T != only_T) continue;
+                int copies = T == 1 ? n_copies : 1;
+                qt_matmul(pool, y, x, w, wt, N, N, T);   // warm-up
+                int calls = 0;
+                double t0 = qt_time_s(), dt;
+                do {
+                    qt_matmul(pool, y, x, w + (size_t)(calls % copies) * wbytes, wt, N, N, T);
+                    calls++;
+                    dt = qt_time_s() - t0;
+                } while (dt < secs);
+                double per = dt / calls;
+                printf("%-6s %3d %5d %10.3f %10.1f", qt_type_name(wt), nth, T, per * 1e3, 2.0 * N * N * T / per / 1e9);
+                if (T == 1) printf(" %10.1f", wbytes / per / 1e9);
+                printf("\n");
+                fflush(stdout);
+            }
+            qt_pool_free(pool);
+        }
+        qt_free_big(w, wbytes * n_copies);
+    }
+    qt_free(wf); qt_free(x); qt_free(y);
+    return 0;
+}
