@@ -1,13 +1,13 @@
 #!/bin/sh
 # Installs what qtune needs to build and test (Debian packages), only what is
 # missing, then builds. Safe to run repeatedly.
-#   build:   gcc make libcjson-dev
+#   build:   gcc make libcjson-dev libutf8proc-dev
 #   tests:   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (arm64 kernels under emulation)
 set -e
 cd "$(dirname "$0")/.."
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-pkgs="gcc make libcjson-dev"
+pkgs="gcc make libcjson-dev libutf8proc-dev"
 [ "${1:-}" = "--test" ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
 for p in $pkgs; do have "$p" || need="$need $p"; done
 if [ -n "$need" ]; then

@@ -225,7 +225,8 @@ static void test_matmul_types(qt_rng *rng) {
         int blk = qt_type_traits_get(wt)->blck_size;
         int n_in_list[4];
         if (blk == 1) { n_in_list[0] = 7; n_in_list[1] = 33; n_in_list[2] = 256; n_in_list[3] = 515; }
-        else if (blk == 32) { n_in_list[0] = 32; n_in_list[1] = 96; n_in_list[2] = 544; n_in_list[3] = 1024; }
+        // 2080: two K chunks of the AVX2 Q4_0/Q8_0 gemm
+        else if (blk == 32) { n_in_list[0] = 32; n_in_list[1] = 96; n_in_list[2] = 544; n_in_list[3] = 2080; }
         else { n_in_list[0] = 256; n_in_list[1] = 512; n_in_list[2] = 768; n_in_list[3] = 2048; }
         int f0 = test_n_fail, k = 0;
         for (int ni = 0; ni < 4; ni++)

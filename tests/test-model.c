@@ -33,7 +33,6 @@ static int load_ref(ref_data *r, const char *path) {
     r->n_tokens = (int)h[1]; r->n_vocab = (int)h[2]; r->n_greedy = (int)h[3];
     size_t need = 20 + 4 * ((size_t)r->n_tokens + (size_t)r->n_tokens * r->n_vocab + r->n_greedy);
     if (n != need) { free(buf); return -1; }
-    r->greedy = NULL;
     r->tokens = malloc(4 * (size_t)r->n_tokens);
     r->logits = malloc(4 * (size_t)r->n_tokens * r->n_vocab);
     r->greedy = malloc(4 * (size_t)r->n_greedy);
@@ -180,7 +179,7 @@ static void check_tiny(const char *name) {
         CHECK(h->rope_freqs != NULL, "llama3 rope scaling not applied");
     }
     qt_model_free(h);
-    free(r.tokens); free(r.logits);
+    free(r.tokens); free(r.logits); free(r.greedy);
 }
 
 int main(void) {

@@ -172,16 +172,42 @@ INLINE int min_term(const int mn[8], const int16_t *bsums) {
     return s;
 }
 
+// The 12 packed bytes of a Q4_K/Q5_K block as 8 scales (bytes 0..7) and
+// 8 mins (bytes 8..15), 6 bits each (llama.cpp's kmask shuffle).
+INLINE __m128i unpack_scales_k4(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+    uint32_t mins_lo = u[1] & m1;
+    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+    u[2] = mins_lo;
+    u[0] &= m1;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+// int16 lane i of v broadcast to all 16 lanes (v holds the same 8 int16 in both halves)
+INLINE __m256i bcast_i16(__m256i v, int i) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * i + 1) << 8) | (2 * i))));
+}
+
+// sum over sub-blocks of min[j] * (sum of its 32 activation quants), 4 int32 lanes
+INLINE __m128i min_term_k4(__m256i mins_scales, const int16_t *bsums) {
+    __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    return _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), pairs);
+}
+
 static void vec_dot_q4_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q4_K *x = vx;
     const block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0xf);
     __m256 acc = _mm256_setzero_ps();
-    float acc_m = 0;
+    __m128 acc_m = _mm_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8];
-        scales_k4(x[i].scales, sc, mn);
-        acc_m += y[i].d * fp16(x[i].dmin) * (float)min_term(mn, y[i].bsums);
+        __m256i ms = _mm256_cvtepu8_epi16(unpack_scales_k4(x[i].scales));   // 8 scales, 8 mins
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(y[i].d * fp16(x[i].dmin)), _mm_cvtepi32_ps(min_term_k4(ms, y[i].bsums)), acc_m);
+        __m256i sc = _mm256_permute2x128_si256(ms, ms, 0x00);   // scales in both halves
         const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
@@ -190,13 +216,15 @@ static void vec_dot_q4_K_avx2(int n, float *s, const void *vx, const void *vy) {
             __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
             __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16((short)sc[2 * j]));
-            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16((short)sc[2 * j + 1]));
+            pl = _mm256_madd_epi16(pl, bcast_i16(sc, 2 * j));
+            ph = _mm256_madd_epi16(ph, bcast_i16(sc, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) - acc_m;
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 static void vec_dot_q5_K_avx2(int n, float *s, const void *vx, const void *vy) {
@@ -204,31 +232,43 @@ static void vec_dot_q5_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0xf), b5 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
-    float acc_m = 0;
+    __m128 acc_m = _mm_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        int sc[8], mn[8];
-        scales_k4(x[i].scales, sc, mn);
-        acc_m += y[i].d * fp16(x[i].dmin) * (float)min_term(mn, y[i].bsums);
+        __m256i ms = _mm256_cvtepu8_epi16(unpack_scales_k4(x[i].scales));
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(y[i].d * fp16(x[i].dmin)), _mm_cvtepi32_ps(min_term_k4(ms, y[i].bsums)), acc_m);
+        __m256i sc = _mm256_permute2x128_si256(ms, ms, 0x00);
         const uint8_t *q5 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
-            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * j))), bh = _mm256_set1_epi8((char)(2 << (2 * j)));
-            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b5);
-            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b5);
+            // bits 2j and 2j+1 of each qh byte are the 5th bits of the low and
+            // high nibbles: move them to bit 4 (16-bit shifts by at most 4 left
+            // or 3 right keep bit 4 of every byte within its byte)
+            __m256i hl, hh;
+            if (j < 2) {
+                hl = _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - 2 * j));
+                hh = _mm256_sll_epi16(qh, _mm_cvtsi32_si128(3 - 2 * j));
+            } else {
+                hl = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j - 4));
+                hh = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j - 3));
+            }
+            hl = _mm256_and_si256(hl, b5);
+            hh = _mm256_and_si256(hh, b5);
             __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
             __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
             __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            pl = _mm256_madd_epi16(pl, _mm256_set1_epi16((short)sc[2 * j]));
-            ph = _mm256_madd_epi16(ph, _mm256_set1_epi16((short)sc[2 * j + 1]));
+            pl = _mm256_madd_epi16(pl, bcast_i16(sc, 2 * j));
+            ph = _mm256_madd_epi16(ph, bcast_i16(sc, 2 * j + 1));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
-    *s = hsum_ps(acc) - acc_m;
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 // scale vector for one 32-element step of Q6_K: 16-element groups a (lanes
@@ -366,7 +406,7 @@ TILE_SET(bf16)
 #define IG_ROWS 8
 #define IG_K 2048                 // K chunk: 8 rows x 2048 bytes of quants on the stack
 #define IG_NB (IG_K / 32)
-#define IG_COLS 4                 // activation columns per register group
+#define IG_COLS 6                 // activation columns per register group
 
 typedef struct {
     uint32_t q[IG_NB][8][IG_ROWS];   // [block][dword s][row]: quants 4s..4s+3 of the block
@@ -413,6 +453,10 @@ static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, in
     }
 }
 
+// Keeps an accumulator in its register: without it GCC re-associates the
+// integer sums into a tree of temporaries and spills them to the stack.
+#define PIN(v) __asm__("" : "+x"(v))
+
 INLINE __m256i bcast_dword(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
@@ -435,7 +479,7 @@ INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, s
                            float *y, size_t ys, int rm, bool add, const int RN) {
     const block_q8_0 *xb[IG_COLS];
     __m256 acc[IG_COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int j = 0; j < RN; j++) {
         xb[j] = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
         acc[j] = _mm256_setzero_ps();
@@ -443,18 +487,21 @@ INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, s
     const __m256i ones = _mm256_set1_epi16(1);
     for (int l = 0; l < nb; l++) {
         __m256i p[IG_COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
         // 8 steps of |pair| <= 15*127*2 stay within int16 (30480)
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int j = 0; j < RN; j++)
+            {
                 p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, bcast_dword(xb[j][l].qs + 4 * s)));
+                PIN(p[j]);
+            }
         }
         __m256 da = _mm256_loadu_ps(t->d[l]);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int j = 0; j < RN; j++) {
             const ig_col *c = &col[j * IG_NB + l];
             __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[j], ones));
@@ -462,7 +509,7 @@ INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, s
             acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
 }
 
@@ -470,7 +517,7 @@ INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, s
                            float *y, size_t ys, int rm, bool add, const int RN) {
     const block_q8_0 *xb[IG_COLS];
     __m256 acc[IG_COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int j = 0; j < RN; j++) {
         xb[j] = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
         acc[j] = _mm256_setzero_ps();
@@ -478,26 +525,27 @@ INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, s
     const __m256i ones = _mm256_set1_epi16(1);
     for (int l = 0; l < nb; l++) {
         __m256i p[IG_COLS];
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
             __m256i aa = _mm256_sign_epi8(a, a);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int j = 0; j < RN; j++) {
                 __m256i yb = _mm256_sign_epi8(bcast_dword(xb[j][l].qs + 4 * s), a);
                 p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aa, yb), ones));
+                PIN(p[j]);
             }
         }
         __m256 da = _mm256_loadu_ps(t->d[l]);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int j = 0; j < RN; j++) {
             __m256 v = _mm256_mul_ps(_mm256_set1_ps(col[j * IG_NB + l].d), _mm256_cvtepi32_ps(p[j]));
             acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
     for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
 }
 
@@ -510,11 +558,15 @@ INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, s
                               float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 3); } \
     static void ig_##name##_4(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
                               float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 4); } \
+    static void ig_##name##_5(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 5); } \
+    static void ig_##name##_6(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 6); } \
     static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y,   \
                                    size_t ys, int n_rows, int n_cols) {                                   \
         static void (*const kern[IG_COLS])(const ig_tile *, const ig_col *, const void *, size_t, int, int, \
                                            float *, size_t, int, bool) = {                                \
-            ig_##name##_1, ig_##name##_2, ig_##name##_3, ig_##name##_4};                                  \
+            ig_##name##_1, ig_##name##_2, ig_##name##_3, ig_##name##_4, ig_##name##_5, ig_##name##_6};                                  \
         ig_tile t;                                                                                        \
         ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));                                 \
         int nb_all = n / 32;                                                                              \
@@ -536,6 +588,122 @@ INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, s
 
 IG_GEMM(q4_0, block_q4_0, true)
 IG_GEMM(q8_0, block_q8_0, false)
+
+// Q4_K x Q8_K through the same interleaved kernel: every 32-quant sub-block of
+// a Q4_K row is affine, x = a*q + b with a = d*scale, b = -dmin*min, so the
+// tile carries a and b per row and sub-block; the activations' per-32 sums
+// come from the Q8_K bsums.
+typedef struct {
+    uint32_t q[IG_NB][8][IG_ROWS];
+    float a[IG_NB][IG_ROWS], b[IG_NB][IG_ROWS];
+} igk_tile;
+
+static void igk_repack_q4_K(igk_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    const __m256i m4 = _mm256_set1_epi8(0xf);
+    uint32_t lo[8], hi[8];
+    for (int r = 0; r < IG_ROWS; r++) {
+        const block_q4_K *row = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0 / 8;
+        for (int sb = 0; sb < nb / 8; sb++) {
+            const block_q4_K *b = &row[sb];
+            float d = r < rm ? fp16(b->d) : 0.0f, dmin = r < rm ? fp16(b->dmin) : 0.0f;
+            int sc[8], mn[8];
+            scales_k4(b->scales, sc, mn);
+            for (int jj = 0; jj < 4; jj++) {
+                __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * jj));
+                _mm256_storeu_si256((__m256i *)lo, _mm256_and_si256(bits, m4));
+                _mm256_storeu_si256((__m256i *)hi, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+                int l = 8 * sb + 2 * jj;
+                for (int s = 0; s < 8; s++) {
+                    t->q[l][s][r] = lo[s];
+                    t->q[l + 1][s][r] = hi[s];
+                }
+                t->a[l][r] = d * sc[2 * jj];
+                t->b[l][r] = -dmin * mn[2 * jj];
+                t->a[l + 1][r] = d * sc[2 * jj + 1];
+                t->b[l + 1][r] = -dmin * mn[2 * jj + 1];
+            }
+        }
+    }
+}
+
+static void igk_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+    for (int j = 0; j < n_cols; j++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)x + (size_t)j * xs);
+        for (int l = 0; l < nb; l++) {
+            const block_q8_K *bb = &b[(l0 + l) >> 3];
+            int k = (l0 + l) & 7;
+            col[j * IG_NB + l].d = bb->d;
+            col[j * IG_NB + l].corr = bb->d * (float)(bb->bsums[2 * k] + bb->bsums[2 * k + 1]);
+        }
+    }
+}
+
+INLINE void igk_kernel_q4_K(const igk_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
+                            float *y, size_t ys, int rm, bool add, const int RN) {
+    const block_q8_K *xb[IG_COLS];
+    __m256 acc[IG_COLS];
+#pragma GCC unroll 6
+    for (int j = 0; j < RN; j++) {
+        xb[j] = (const block_q8_K *)((const char *)x + (size_t)j * xs);
+        acc[j] = _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int l = 0; l < nb; l++) {
+        int gl = l0 + l;
+        __m256i p[IG_COLS];
+#pragma GCC unroll 6
+        for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
+#pragma GCC unroll 6
+            for (int j = 0; j < RN; j++) {
+                p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, bcast_dword(xb[j][gl >> 3].qs + 32 * (gl & 7) + 4 * s)));
+                PIN(p[j]);
+            }
+        }
+        __m256 va = _mm256_loadu_ps(t->a[l]), vb = _mm256_loadu_ps(t->b[l]);
+#pragma GCC unroll 6
+        for (int j = 0; j < RN; j++) {
+            const ig_col *c = &col[j * IG_NB + l];
+            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[j], ones));
+            acc[j] = _mm256_fmadd_ps(va, _mm256_mul_ps(_mm256_set1_ps(c->d), f), acc[j]);
+            acc[j] = _mm256_fmadd_ps(vb, _mm256_set1_ps(c->corr), acc[j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
+}
+
+#define IGK_N(k) \
+    static void igk_q4_K_##k(const igk_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                             float *y, size_t ys, int rm, bool add) { igk_kernel_q4_K(t, c, x, xs, l0, nb, y, ys, rm, add, k); }
+IGK_N(1) IGK_N(2) IGK_N(3) IGK_N(4) IGK_N(5) IGK_N(6)
+#undef IGK_N
+
+static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                           int n_rows, int n_cols) {
+    static void (*const kern[IG_COLS])(const igk_tile *, const ig_col *, const void *, size_t, int, int, float *,
+                                       size_t, int, bool) = {igk_q4_K_1, igk_q4_K_2, igk_q4_K_3,
+                                                             igk_q4_K_4, igk_q4_K_5, igk_q4_K_6};
+    igk_tile t;
+    ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));
+    int nb_all = n / 32;   // sub-blocks; IG_NB is a multiple of the 8 per super-block
+    for (int l0 = 0; l0 < nb_all; l0 += IG_NB) {
+        int nb = QT_MIN(IG_NB, nb_all - l0);
+        igk_columns(col, x, xs, l0, nb, n_cols);
+        for (int r = 0; r < n_rows; r += IG_ROWS) {
+            int rm = QT_MIN(IG_ROWS, n_rows - r);
+            igk_repack_q4_K(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            for (int c = 0; c < n_cols; c += IG_COLS) {
+                int rn = QT_MIN(IG_COLS, n_cols - c);
+                kern[rn - 1](&t, col + (size_t)c * IG_NB, (const char *)x + (size_t)c * xs, xs, l0, nb,
+                             y + (size_t)c * ys + r, ys, rm, l0 > 0);
+            }
+        }
+    }
+    qt_free(col);
+}
 
 // ---- conversions (bit-equal to the scalar references) ----
 
@@ -793,6 +961,7 @@ static void init_avx2(void) {
     t[QT_TYPE_Q4_0].to_float = to_float_q4_0_avx2;
     t[QT_TYPE_Q8_K].from_float = from_float_q8_K_avx2;
     t[QT_TYPE_Q4_K].vec_dot = vec_dot_q4_K_avx2;
+    t[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx2;
     t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
     t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
     t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;

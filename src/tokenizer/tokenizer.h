@@ -1,9 +1,11 @@
 // tokenizer.h: text <-> token ids.
-// This issue's scope: the SentencePiece BPE tokenizer described by GGUF
-// metadata (tokenizer.ggml.model = "llama"): score-driven merges, byte
-// fallback <0xNN>, the leading-space prefix, U+2581 for spaces, unknown token.
-// Byte-level BPE (gpt2) and tokenizer.json loading come with the tokenizer
-// issue and slot in behind the same interface.
+// Vocabularies: SentencePiece BPE from GGUF metadata (tokenizer.ggml.model =
+// "llama": score-driven merges, byte fallback <0xNN>, the leading-space
+// prefix, U+2581 for spaces, unknown token); byte-level BPE (model "gpt2":
+// merge ranks, GPT-2's byte <-> unicode map, the pre-tokenizer named by
+// tokenizer.ggml.pre); and Hugging Face tokenizer.json (BPE model, either
+// byte-level or SentencePiece-style with byte_fallback). All behind the same
+// interface.
 #ifndef QT_TOKENIZER_H
 #define QT_TOKENIZER_H
 
@@ -20,6 +22,15 @@ typedef struct qt_tokenizer qt_tokenizer;
 // be closed afterwards.
 qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g);
 void qt_tokenizer_free(qt_tokenizer *t);   // NULL is a no-op
+// Build from a Hugging Face model folder: dir/tokenizer.json (required), and
+// dir/tokenizer_config.json, dir/special_tokens_map.json when present (BOS/EOS,
+// add_bos_token). dir may also name the tokenizer.json file itself. NULL on
+// error, logged once with the file and the field at fault.
+qt_tokenizer *qt_tokenizer_from_hf(const char *dir);
+// "spm", "bpe" (byte-level) or "bpe-spm" (char-level BPE with byte fallback,
+// as converted from SentencePiece), and the pre-tokenizer name ("" if none).
+const char *qt_tokenizer_model_name(const qt_tokenizer *t);
+const char *qt_tokenizer_pre_name(const qt_tokenizer *t);
 
 int qt_tokenizer_n_vocab(const qt_tokenizer *t);
 int qt_tokenizer_bos(const qt_tokenizer *t);      // -1 if none
@@ -71,5 +82,23 @@ void qt_detok_init(qt_detok *d);
 size_t qt_detok_push(qt_detok *d, const qt_tokenizer *t, int id, char *out, size_t cap);
 // Flushes held-back bytes at the end of a stream (as U+FFFD if incomplete).
 size_t qt_detok_flush(qt_detok *d, char *out, size_t cap);
+
+
+// ---- pre-tokenizers (byte-level BPE) ----
+// The word splits of llama.cpp's llm_tokenizer_bpe regex lists (one list per
+// tokenizer.ggml.pre family), written as matchers over code points; Unicode
+// categories come from utf8proc.
+typedef enum {
+    QT_PRE_DEFAULT = 0, QT_PRE_GPT2, QT_PRE_LLAMA3, QT_PRE_QWEN2, QT_PRE_DEEPSEEK_LLM,
+    QT_PRE_DEEPSEEK_CODER, QT_PRE_FALCON, QT_PRE_STARCODER, QT_PRE_COUNT,
+} qt_pretok;
+// tokenizer.ggml.pre name -> family; -1 for a name we do not know. *ignore_merges
+// and *add_bos (may be NULL) get llama.cpp's per-name defaults.
+int qt_pretok_from_name(const char *name, bool *ignore_merges, bool *add_bos);
+const char *qt_pretok_name(int pre);   // family name ("gpt2", "llama3", ...)
+// Splits len bytes of text into words: writes the end offset of each word to
+// ends (at most cap) and returns the number of words (may exceed cap). Words
+// cover the text without gaps. Invalid UTF-8 bytes are single characters.
+int qt_pretok_split(int pre, const char *text, size_t len, uint32_t *ends, int cap);
 
 #endif

@@ -1,0 +1,67 @@
+// layers-train.h: backward passes of the Llama block's layers for LoRA
+// training, llm.c style: outputs (gradients) first, then saved tensors,
+// inputs, parameters, dimensions. Shapes: T tokens of ONE sequence, C n_embd,
+// NH query heads, NKV key/value heads (query head h reads kv head h / (NH/NKV)),
+// HS head size, F n_ff, V vocabulary.
+//
+// Contract: every backward ACCUMULATES (+=) into its gradient outputs (callers
+// zero them), except qt_cross_entropy's dlogits, which is written. A NULL
+// parameter-gradient pointer means a frozen parameter: that work is skipped.
+#ifndef QT_LAYERS_TRAIN_H
+#define QT_LAYERS_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/layers.h"
+
+// Backward of y = x * rstd * w (qt_rmsnorm_forward, which saved rstd (T)).
+// dx (T, C) += ..., dw (C) += ... (dw may be NULL); dout, x (T, C); w (C).
+void qt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                         int T, int C);
+
+// Backward of qt_rope_forward: the inverse (transposed) rotation applied in
+// place to the gradient dx (T, NHX, HS), with the same cs table and type.
+void qt_rope_backward(float *dx, const float *cs, int T, int NHX, int HS, qt_rope_type type);
+
+// Causal self-attention within one sequence (no KV cache), scale 1/sqrt(HS):
+// q (T, NH*HS), k, v (T, NKV*HS) -> out (T, NH*HS) (written);
+// att (NH, T, T) saves the softmax probabilities (row t holds entries 0..t,
+// the rest zero). Runs per kv head as two matmuls (S = Q K^T, O = P V) split
+// over the pool's threads. Allocates a small work buffer per call
+// (2*G*T*HS + HS*T floats, G = NH/NKV); qt_attention_train_forward_ws takes it
+// from the caller instead (qt_attention_train_forward_ws_size floats).
+void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const float *q, const float *k, const float *v,
+                                int T, int NH, int NKV, int HS);
+void qt_attention_train_forward_ws(qt_pool *pool, float *out, float *att, const float *q, const float *k,
+                                   const float *v, int T, int NH, int NKV, int HS, float *scratch);
+size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS);
+
+// dq (T, NH*HS), dk, dv (T, NKV*HS) += ... (any may be NULL: skipped);
+// dout (T, NH*HS); att, q, k, v as saved by the forward.
+// scratch: qt_attention_train_scratch(T, NH, NKV, HS, n_threads) floats
+// (at least qt_attention_train_forward_ws_size, so it also serves the forward).
+void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+                                 const float *att, const float *q, const float *k, const float *v, int T, int NH,
+                                 int NKV, int HS);
+size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads);
+
+// Backward of out = silu(gate) * up (qt_swiglu_forward):
+// dgate (N) += dout * up * silu'(gate), dup (N) += dout * silu(gate); either may be NULL.
+void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N);
+
+// Cross-entropy over V classes for T rows of logits (T, V):
+// losses (T) = logsumexp(row) - row[target]; rows whose target < 0 are ignored
+// (loss 0, gradient 0). If dlogits != NULL, writes (not +=)
+// dlogits (T, V) = (softmax - onehot) * dscale[t] (dscale (T) per-row weights,
+// e.g. 1/n_targets; NULL means 1); dlogits may alias logits.
+// Max-subtracted, with the log-sum-exp accumulated in double.
+void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
+                      int T, int V);
+
+// Weight gradient of y = x @ W^T for LoRA adapters, all f32 row-major:
+// dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split over n_out rows
+// across the pool's threads (no write conflicts).
+void qt_matmul_dw(qt_pool *pool, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
+
+#endif

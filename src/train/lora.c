@@ -1,0 +1,125 @@
+// lora.c: adapter allocation and PEFT initialisation (see lora.h).
+// Reference: peft/tuners/lora/layer.py (reset_lora_parameters: kaiming_uniform_
+// with a = sqrt(5) on lora_A, zeros on lora_B; scaling alpha / r or alpha / sqrt(r)).
+#include "train/lora.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/base.h"
+
+static const char *names[QT_LORA_N_TARGETS] = { "q", "k", "v", "o", "gate", "up", "down" };
+static const char *hf_names[QT_LORA_N_TARGETS] = { "q_proj", "k_proj", "v_proj", "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj" };
+
+const char *qt_lora_target_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? names[t] : "?"; }
+const char *qt_lora_target_hf_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? hf_names[t] : "?"; }
+
+qt_lora_config qt_lora_defaults(void) {
+    qt_lora_config c = { .rank = 8, .alpha = 16, .dropout = 0, .rslora = false,
+                         .targets = (1u << QT_LORA_Q) | (1u << QT_LORA_V), .n_layers = 0 };
+    return c;
+}
+
+int qt_lora_parse_targets(const char *list, uint32_t *out) {
+    uint32_t mask = 0;
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        bool found = false;
+        if (n == 3 && !strncasecmp(p, "all", 3)) { mask = (1u << QT_LORA_N_TARGETS) - 1; found = true; }
+        for (int t = 0; t < QT_LORA_N_TARGETS && !found; t++)
+            if ((strlen(names[t]) == n && !strncasecmp(p, names[t], n)) ||
+                (strlen(hf_names[t]) == n && !strncasecmp(p, hf_names[t], n))) {
+                mask |= 1u << t;
+                found = true;
+            }
+        if (!found) {
+            qt_log_error("unknown LoRA target '%.*s' (use q, k, v, o, gate, up, down or all)", (int)n, p);
+            return QT_ERR;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    if (!mask) {
+        qt_log_error("no LoRA targets given");
+        return QT_ERR;
+    }
+    *out = mask;
+    return QT_OK;
+}
+
+void qt_lora_dims(const qt_config *c, int t, int *n_in, int *n_out) {
+    int C = c->n_embd, qd = c->n_head * c->head_dim, kvd = c->n_head_kv * c->head_dim, F = c->n_ff;
+    switch (t) {
+    case QT_LORA_Q: *n_in = C; *n_out = qd; break;
+    case QT_LORA_K: *n_in = C; *n_out = kvd; break;
+    case QT_LORA_V: *n_in = C; *n_out = kvd; break;
+    case QT_LORA_O: *n_in = qd; *n_out = C; break;
+    case QT_LORA_GATE: *n_in = C; *n_out = F; break;
+    case QT_LORA_UP: *n_in = C; *n_out = F; break;
+    default: *n_in = F; *n_out = C; break;
+    }
+}
+
+qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed) {
+    const qt_config *c = &m->cfg;
+    if (cfg->rank <= 0 || cfg->rank > 4096 || !(cfg->alpha > 0) || cfg->dropout < 0 || cfg->dropout >= 1 ||
+        !cfg->targets) {
+        qt_log_error("invalid LoRA settings: rank %d, alpha %g, dropout %g (need rank 1..4096, alpha > 0, 0 <= dropout < 1)",
+                     cfg->rank, cfg->alpha, cfg->dropout);
+        return NULL;
+    }
+    qt_lora *l = qt_calloc(1, sizeof(qt_lora));
+    l->cfg = *cfg;
+    l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->rank) : cfg->alpha / (float)cfg->rank;
+    l->n_layer = c->n_layer;
+    l->first_layer = cfg->n_layers > 0 && cfg->n_layers < c->n_layer ? c->n_layer - cfg->n_layers : 0;
+    l->pairs = qt_calloc((size_t)c->n_layer * QT_LORA_N_TARGETS, sizeof(qt_lora_pair));
+    const int r = cfg->rank;
+    size_t off = 0;
+    for (int il = l->first_layer; il < c->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+            if (!(cfg->targets & (1u << t))) continue;
+            qt_lora_pair *p = &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
+            qt_lora_dims(c, t, &p->n_in, &p->n_out);
+            p->off = off;
+            off += (size_t)r * (size_t)(p->n_in + p->n_out);
+        }
+    l->n_params = off;
+    size_t bytes = off * sizeof(float);
+    l->params = qt_alloc_big(bytes, "LoRA parameters");
+    l->grads = qt_alloc_big(bytes, "LoRA gradients");
+    l->m = qt_alloc_big(bytes, "optimizer state");
+    l->v = qt_alloc_big(bytes, "optimizer state");
+    if (!l->params || !l->grads || !l->m || !l->v) {
+        qt_lora_free(l);
+        return NULL;
+    }
+    qt_rng rng;
+    qt_rng_seed(&rng, seed);
+    for (int il = l->first_layer; il < c->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+            qt_lora_pair *p = &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
+            if (!p->n_in) continue;
+            p->a = l->params + p->off;
+            p->b = p->a + (size_t)r * p->n_in;
+            float bound = 1.0f / sqrtf((float)p->n_in);
+            for (size_t i = 0; i < (size_t)r * p->n_in; i++) p->a[i] = (2 * qt_rng_f32(&rng) - 1) * bound;
+            // b stays zero (qt_alloc_big zero-fills)
+        }
+    return l;
+}
+
+void qt_lora_free(qt_lora *l) {
+    if (!l) return;
+    size_t bytes = l->n_params * sizeof(float);
+    qt_free_big(l->params, bytes);
+    qt_free_big(l->grads, bytes);
+    qt_free_big(l->m, bytes);
+    qt_free_big(l->v, bytes);
+    qt_free(l->pairs);
+    qt_free(l);
+}

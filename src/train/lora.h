@@ -1,0 +1,67 @@
+// lora.h: LoRA adapters (Hu et al. 2021, as Hugging Face PEFT implements them)
+// on the projections of a frozen base model.
+//
+//   y = W x + s * B (A drop(x)),  A (r, in), B (out, r), s = alpha / r
+//   (rsLoRA: s = alpha / sqrt(r)). PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in))
+//   (kaiming_uniform with a = sqrt(5)), B = 0, so training starts at the base.
+//
+// Parameters, gradients and the two AdamW moments live in four flat arenas of
+// the same layout, so the optimizer is one loop and a checkpoint is a list of
+// (name, offset, size) (llm.c's layout).
+#ifndef QT_LORA_H
+#define QT_LORA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef enum {
+    QT_LORA_Q = 0, QT_LORA_K, QT_LORA_V, QT_LORA_O, QT_LORA_GATE, QT_LORA_UP, QT_LORA_DOWN,
+    QT_LORA_N_TARGETS
+} qt_lora_target;
+
+typedef struct {
+    int rank;            // r (default 8)
+    float alpha;         // default 16
+    float dropout;       // on the adapter input, training only (default 0)
+    bool rslora;         // s = alpha / sqrt(r)
+    uint32_t targets;    // bit (1 << qt_lora_target); default q, v (PEFT's default for Llama)
+    int n_layers;        // adapt the last n layers; <= 0: all
+} qt_lora_config;
+
+qt_lora_config qt_lora_defaults(void);
+// "q,k,v,o,gate,up,down" (also q_proj, ..., "all") -> bit mask; QT_ERR on an unknown name (logged).
+int qt_lora_parse_targets(const char *list, uint32_t *out);
+const char *qt_lora_target_name(int t);         // "q" ...
+const char *qt_lora_target_hf_name(int t);      // "q_proj" ...
+
+typedef struct {
+    float *a;    // (r, in) into params, NULL when this (layer, target) has no adapter
+    float *b;    // (out, r)
+    int n_in, n_out;
+    size_t off;  // offset of a in the arenas (b follows at off + r*in)
+} qt_lora_pair;
+
+typedef struct {
+    qt_lora_config cfg;
+    float scale;             // s
+    int n_layer;             // of the model
+    int first_layer;         // layers < first_layer have no adapters
+    qt_lora_pair *pairs;     // (n_layer, QT_LORA_N_TARGETS)
+    size_t n_params;
+    float *params;           // (n_params)
+    float *grads;            // (n_params)
+    float *m, *v;            // (n_params) AdamW moments
+} qt_lora;
+
+// Adapters for model m, initialised the PEFT way from seed. NULL on error.
+qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed);
+void qt_lora_free(qt_lora *l);    // NULL is a no-op
+static inline const qt_lora_pair *qt_lora_get(const qt_lora *l, int il, int t) {
+    return &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
+}
+// (in, out) dims of target t for model config c.
+void qt_lora_dims(const qt_config *c, int t, int *n_in, int *n_out);
+
+#endif

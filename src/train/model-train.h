@@ -1,0 +1,48 @@
+// model-train.h: forward and backward of a Llama-family model with LoRA
+// adapters over a batch of packed sequences (llm.c's gpt2_forward /
+// gpt2_backward, for a frozen base). The base weights stay in their stored
+// type (F32/F16/BF16/quantized: QLoRA); only the adapters get gradients.
+//
+// A batch is n_seq sequences of different lengths laid end to end (N tokens
+// in all): matmuls run over all N tokens at once, attention stays inside each
+// sequence, and no token is padding.
+#ifndef QT_MODEL_TRAIN_H
+#define QT_MODEL_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/pool.h"
+#include "model/model.h"
+#include "train/lora.h"
+
+typedef struct {
+    const int32_t *tokens;    // (N) inputs
+    const int32_t *targets;   // (N) next-token targets; -1 = not trained
+    const int *seq_start;     // (n_seq + 1) offsets into tokens; seq_start[n_seq] = N
+    int n_seq;
+} qt_batch;
+
+typedef struct qt_tmodel qt_tmodel;
+
+// Buffers for batches of up to max_tokens tokens with sequences of at most
+// max_seq tokens. checkpoint: keep only each layer's input and recompute the
+// layer in backward (activation memory of one layer instead of all).
+// NULL on allocation failure (logged).
+qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_pool *pool, int max_tokens, int max_seq,
+                          bool checkpoint);
+void qt_tmodel_free(qt_tmodel *tm);
+// Bytes qt_tmodel_init would allocate (activations and scratch).
+size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, int max_seq, bool checkpoint,
+                       int n_threads);
+
+// Forward (and backward when `backward`): returns the sum of the
+// cross-entropy losses over the batch's targets in *loss_sum and their count
+// in *n_targets. Backward accumulates (+=) d(sum_t dscale * loss_t)/d(adapter)
+// into lora->grads (dscale = 1 / targets in the optimizer step, for a mean).
+// train: dropout on (training); off for evaluation. drop_seed varies the
+// dropout masks per step. QT_ERR (logged) if the batch does not fit.
+int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, float dscale, uint64_t drop_seed,
+                   double *loss_sum, int64_t *n_targets);
+
+#endif

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Independent PyTorch fp32 reference for LoRA training (autograd, no PEFT).
+
+stories260K (HF form) with LoRA on q, k, v, o, gate, up, down of every layer,
+rank 4, alpha 8 (scale 2), A and B both non-zero (random), dropout 0.
+A batch of two packed sequences (lengths 13 and 8, some targets masked).
+Writes tests/data/lora-ref.bin:
+
+  magic "QTLR", u32 version 1
+  u32 rank, f32 alpha, u32 n_layer, u32 target_mask, u32 n_params
+  u32 n_seq, u32 N, i32 seq_start[n_seq+1], i32 tokens[N], i32 targets[N]
+  f32 params0[n_params]          (arena order: layer, target q..down, A (r,in) then B (out,r))
+  f32 loss0                      (mean CE over targets)
+  f32 grads0[n_params]           (d loss0 / d params)
+  f32 lr, beta1, beta2, eps, weight_decay; u32 n_steps
+  f32 losses[n_steps]            (loss before each AdamW step, same batch)
+  f32 params_final[n_params]
+
+Run: /usr/bin/python3 tests/ref/make_ref_lora.py  (python3-torch, python3-numpy)
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+torch.set_num_threads(2)
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from make_ref_logits import MODELS, load_safetensors, rms_norm, rotate_half  # noqa: E402
+
+HF = os.path.join(MODELS, "tinystories-260K", "hf")
+OUT = os.path.join(HERE, "..", "data", "lora-ref.bin")
+TARGETS = ["q", "k", "v", "o", "gate", "up", "down"]
+PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
+RANK, ALPHA, N_STEPS = 4, 8.0, 20
+LR, B1, B2, EPS, WD = 2e-3, 0.9, 0.999, 1e-8, 0.01
+
+
+def lora_forward(W, cfg, lora, tokens, seq_start):
+    C, NH, NKV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    HS, eps, s = C // NH, cfg["rms_norm_eps"], ALPHA / RANK
+    x = W["model.embed_tokens.weight"][torch.tensor(tokens)]
+
+    def lin(il, t, h):
+        y = h @ W[f"model.layers.{il}.{PROJ[t]}.weight"].T
+        A, B = lora[(il, t)]
+        return y + s * ((h @ A.T) @ B.T)
+
+    for il in range(cfg["num_hidden_layers"]):
+        h = rms_norm(x, W[f"model.layers.{il}.input_layernorm.weight"], eps)
+        q, k, v = lin(il, "q", h), lin(il, "k", h), lin(il, "v", h)
+        outs = []
+        for a, b in zip(seq_start[:-1], seq_start[1:]):
+            T = b - a
+            inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, HS, 2, dtype=torch.float64) / HS))
+            ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
+            emb = torch.cat((ang, ang), -1)
+            cos, sin = emb.cos().float(), emb.sin().float()
+            qs = q[a:b].view(T, NH, HS).transpose(0, 1)
+            ks = k[a:b].view(T, NKV, HS).transpose(0, 1)
+            vs = v[a:b].view(T, NKV, HS).transpose(0, 1)
+            qs = qs * cos + rotate_half(qs) * sin
+            ks = ks * cos + rotate_half(ks) * sin
+            ks = ks.repeat_interleave(NH // NKV, 0)
+            vs = vs.repeat_interleave(NH // NKV, 0)
+            mask = torch.full((T, T), float("-inf")).triu(1)
+            att = torch.softmax(qs @ ks.transpose(-1, -2) / HS ** 0.5 + mask, -1)
+            outs.append((att @ vs).transpose(0, 1).reshape(T, NH * HS))
+        x = x + lin(il, "o", torch.cat(outs, 0))
+        h = rms_norm(x, W[f"model.layers.{il}.post_attention_layernorm.weight"], eps)
+        x = x + lin(il, "down", torch.nn.functional.silu(lin(il, "gate", h)) * lin(il, "up", h))
+    x = rms_norm(x, W["model.norm.weight"], eps)
+    return x @ W["model.embed_tokens.weight"].T
+
+
+def main():
+    cfg = json.load(open(os.path.join(HF, "config.json")))
+    W = load_safetensors(os.path.join(HF, "model.safetensors"))
+    rng = np.random.default_rng(1234)
+    L = cfg["num_hidden_layers"]
+    lora, order = {}, []
+    for il in range(L):
+        for t in TARGETS:
+            w = W[f"model.layers.{il}.{PROJ[t]}.weight"]
+            out_d, in_d = w.shape
+            A = torch.tensor(rng.uniform(-1, 1, (RANK, in_d)) / np.sqrt(in_d), dtype=torch.float32, requires_grad=True)
+            B = torch.tensor(rng.standard_normal((out_d, RANK)) * 0.05, dtype=torch.float32, requires_grad=True)
+            lora[(il, t)] = (A, B)
+            order += [A, B]
+    seqs = [[1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421],
+            [1, 290, 333, 301, 412, 267, 344, 258]]
+    tokens, targets, seq_start = [], [], [0]
+    for si, sq in enumerate(seqs):
+        tokens += sq[:-1]
+        tg = sq[1:]
+        if si == 0:
+            tg = [-1, -1, -1] + tg[3:]   # a masked prompt
+        targets += tg
+        seq_start.append(len(tokens))
+    tt = torch.tensor(targets)
+
+    def loss_fn():
+        logits = lora_forward(W, cfg, lora, tokens, seq_start)
+        return torch.nn.functional.cross_entropy(logits, tt, ignore_index=-1)
+
+    params0 = torch.cat([p.detach().flatten() for p in order]).numpy().copy()
+    loss0 = loss_fn()
+    loss0.backward()
+    grads0 = torch.cat([p.grad.flatten() for p in order]).numpy().copy()
+    for p in order:
+        p.grad = None
+    opt = torch.optim.AdamW(order, lr=LR, betas=(B1, B2), eps=EPS, weight_decay=WD)
+    losses = []
+    for _ in range(N_STEPS):
+        opt.zero_grad()
+        loss = loss_fn()
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    final = torch.cat([p.detach().flatten() for p in order]).numpy()
+    with open(OUT, "wb") as f:
+        f.write(b"QTLR")
+        f.write(struct.pack("<IIfIII", 1, RANK, ALPHA, L, 0x7F, len(params0)))
+        f.write(struct.pack("<II", len(seqs), len(tokens)))
+        f.write(np.asarray(seq_start, "<i4").tobytes())
+        f.write(np.asarray(tokens, "<i4").tobytes())
+        f.write(np.asarray(targets, "<i4").tobytes())
+        f.write(params0.astype("<f4").tobytes())
+        f.write(struct.pack("<f", loss0.item()))
+        f.write(grads0.astype("<f4").tobytes())
+        f.write(struct.pack("<fffffI", LR, B1, B2, EPS, WD, N_STEPS))
+        f.write(np.asarray(losses, "<f4").tobytes())
+        f.write(final.astype("<f4").tobytes())
+    print(f"wrote {OUT}: {len(params0)} params, loss0 {loss0.item():.6f}, losses {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
