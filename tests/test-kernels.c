@@ -227,7 +227,7 @@ static void test_matmul_types(qt_rng *rng) {
         if (blk == 1) { n_in_list[0] = 7; n_in_list[1] = 33; n_in_list[2] = 256; n_in_list[3] = 515; }
         // 2080: two K chunks of the AVX2 Q4_0/Q8_0 gemm
         else if (blk == 32) { n_in_list[0] = 32; n_in_list[1] = 96; n_in_list[2] = 544; n_in_list[3] = 2080; }
-        else { n_in_list[0] = 256; n_in_list[1] = 512; n_in_list[2] = 768; n_in_list[3] = 2048; }
+        else { n_in_list[0] = 256; n_in_list[1] = 512; n_in_list[2] = 2048; n_in_list[3] = 2304; }
         int f0 = test_n_fail, k = 0;
         for (int ni = 0; ni < 4; ni++)
             for (size_t ti = 0; ti < QT_ARRAY_LEN(T_list); ti++, k++) {

@@ -10,9 +10,11 @@
 
 #include "base/base.h"
 #include "base/pool.h"
+#include "model/context.h"
+#include "model/lora-io.h"
 #include "model/model.h"
 #include "test.h"
-#include "train/lora.h"
+#include "model/lora.h"
 #include "train/model-train.h"
 #include "train/optim.h"
 
@@ -74,6 +76,7 @@ static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) 
     qt_lora *l = qt_lora_init(m, &cfg, 1);
     CHECK(l && l->n_params == r->n_params, "adapter size %zu vs %u", l ? l->n_params : 0, r->n_params);
     if (!l || l->n_params != r->n_params) { qt_lora_free(l); return; }
+    CHECK(qt_lora_enable_training(l) == QT_OK, "training buffers");
     memcpy(l->params, r->params0, sizeof(float) * l->n_params);
     qt_pool *pool = n_threads > 1 ? qt_pool_init(n_threads) : NULL;
     qt_tmodel *tm = qt_tmodel_init(m, l, pool, (int)r->N, (int)r->N, ckpt);
@@ -147,6 +150,87 @@ static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) 
     qt_lora_free(l);
 }
 
+// Mean cross-entropy of the reference batch computed by the inference
+// context (KV cache path) with the adapter applied unmerged.
+static double infer_loss(const qt_model *m, const qt_lora *l, const lora_ref *r) {
+    qt_ctx *c = qt_ctx_init(m, NULL, 64, 64, true);
+    qt_ctx_set_adapter(c, l, 1.0f);
+    double sum = 0;
+    int cnt = 0;
+    for (uint32_t s = 0; s < r->n_seq; s++) {
+        int o = r->seq_start[s], T = r->seq_start[s + 1] - o;
+        qt_ctx_truncate(c, 0);
+        const float *lg = qt_ctx_eval(c, r->tokens + o, T);
+        for (int t = 0; lg && t < T; t++) {
+            int y = r->targets[o + t];
+            if (y < 0) continue;
+            const float *row = lg + (size_t)t * m->cfg.n_vocab;
+            double mx = row[0], z = 0;
+            for (int v = 1; v < m->cfg.n_vocab; v++) mx = fmax(mx, row[v]);
+            for (int v = 0; v < m->cfg.n_vocab; v++) z += exp(row[v] - mx);
+            sum += log(z) + mx - row[y];
+            cnt++;
+        }
+    }
+    qt_ctx_free(c);
+    return sum / cnt;
+}
+
+static void check_interchange(const qt_model *hf, const lora_ref *r) {
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = (int)r->rank;
+    cfg.alpha = r->alpha;
+    cfg.targets = r->mask;
+    qt_lora *l = qt_lora_init(hf, &cfg, 1);
+    memcpy(l->params, r->params0, sizeof(float) * l->n_params);
+    double li = infer_loss(hf, l, r);
+    CHECK(fabs(li - r->loss0) <= 1e-5 * r->loss0, "inference with adapter: loss %.7f vs torch %.7f", li, r->loss0);
+
+    char dir[] = "/tmp/qt-lora-io-XXXXXX";
+    QT_ASSERT(mkdtemp(dir));
+    CHECK(qt_lora_save_peft(l, hf, dir) == QT_OK, "save PEFT");
+    qt_lora *back = qt_lora_load_peft(hf, dir);
+    CHECK(back && back->n_params == l->n_params && !memcmp(back->params, l->params, sizeof(float) * l->n_params) &&
+              back->scale == l->scale,
+          "PEFT round trip");
+    // the same adapter on the GGUF form (interleaved q/k rows) gives the same loss
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tinystories-260K/stories260K.gguf", test_models_dir());
+    qt_model *g = qt_model_load(path);
+    qt_lora *lg = g ? qt_lora_load_peft(g, dir) : NULL;
+    CHECK(lg != NULL, "load PEFT onto the GGUF model");
+    if (lg) {
+        double lgl = infer_loss(g, lg, r);
+        CHECK(fabs(lgl - r->loss0) <= 1e-5 * r->loss0, "PEFT adapter on GGUF form: loss %.7f vs torch %.7f", lgl, r->loss0);
+        // and saving from the GGUF form gives back the HF-order file
+        char dir2[] = "/tmp/qt-lora-io2-XXXXXX";
+        QT_ASSERT(mkdtemp(dir2));
+        qt_lora_save_peft(lg, g, dir2);
+        qt_lora *again = qt_lora_load_peft(hf, dir2);
+        CHECK(again && !memcmp(again->params, l->params, sizeof(float) * l->n_params), "GGUF -> PEFT -> HF round trip");
+        qt_lora_free(again);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir2);
+        CHECK(system(cmd) == 0, "cleanup");
+    }
+    printf("inference with adapter: loss %.7f (torch %.7f)\n", li, r->loss0);
+    // a wrong-rank adapter config is refused with the tensor named
+    snprintf(path, sizeof(path), "%s/adapter_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16}", f);
+    fclose(f);
+    qt_lora *bad = qt_lora_load_peft(hf, dir);
+    CHECK(bad == NULL, "rank mismatch must fail");
+    qt_lora_free(bad);
+    qt_lora_free(lg);
+    qt_model_free(g);
+    qt_lora_free(back);
+    qt_lora_free(l);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(void) {
     lora_ref r;
     CHECK(load_ref(&r, "tests/data/lora-ref.bin") == 0, "cannot read tests/data/lora-ref.bin");
@@ -158,6 +242,7 @@ int main(void) {
     if (!m) TEST_END();
     run(m, &r, 1, false);
     run(m, &r, 2, true);
+    check_interchange(m, &r);
 
     // targets parsing and PEFT init
     uint32_t mask;

@@ -1,14 +1,16 @@
 // kernels-avx2.c: the AVX2 + FMA + F16C kernel table (x86-64 since Haswell/Zen).
 //
-// Fast vec_dot for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; gemm tiles
-// (RM weight rows x RN token columns, accumulators in registers, every loaded
-// block reused RM or RN times) for F32, F16, BF16, Q8_0 and Q4_0; fast
-// conversions float -> Q8_0 / Q8_K / F16 / BF16 that are bit-equal to the
-// scalar references, and fast dequantization of Q4_0, Q8_0, Q4_K, Q6_K, F16,
-// BF16. Everything else points at the ref table.
-// Deliberately not: weight repacking (llama.cpp's q4_0_8x8), other i-quants.
-// Follows ggml-cpu/arch/x86/quants.c (vec_dot) and llamafile's tinyBLAS
-// (ggml-cpu/llamafile/sgemm.cpp) for the tile kernels.
+// Fast vec_dot for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K. gemm for
+// T > 1: Q4_0, Q8_0, Q4_K and Q6_K interleave 8 weight rows on the fly so one
+// register holds 4 quants of each row and a broadcast activation dword feeds
+// 8 rows per maddubs (no horizontal sums; llama.cpp's q4_0_8x8 repacking idea
+// without changing the stored layout); F32, F16, BF16 use register tiles of
+// 3 rows x 4 columns (llamafile's tinyBLAS). Conversions float -> Q8_0 /
+// Q8_K / F16 / BF16 bit-equal to the scalar references; fast dequantization
+// of Q4_0, Q8_0, Q4_K, Q6_K, F16, BF16. Everything else is the ref table's.
+// Deliberately not: persistent weight repacking, the other i-quants.
+// Follows ggml-cpu/arch/x86/quants.c (vec_dot), ggml-cpu/repack.cpp and
+// llamafile/sgemm.cpp (gemm).
 #include <immintrin.h>
 #include <pthread.h>
 #include <string.h>
@@ -308,17 +310,18 @@ static void vec_dot_q6_K_avx2(int n, float *s, const void *vx, const void *vy) {
     *s = hsum_ps(acc);
 }
 
-// ---- gemm tiles ----
+// ---- float gemm tiles ----
 //
 // A tile is RM weight rows x RN activation columns with RM*RN vector
-// accumulators; each weight block is unpacked once and used RN times, each
-// activation block loaded once and used RM times. The driver walks the
-// (n_rows x n_cols) rectangle with 4x3 tiles and smaller ones at the edges.
+// accumulators; each weight vector is loaded once and used RN times, each
+// activation vector loaded once and used RM times. The driver walks the
+// (n_rows x n_cols) rectangle with 3x4 tiles (12 accumulators + 3 weight
+// vectors + 1 activation vector = the 16 ymm registers) and smaller ones at the edges.
 
 typedef void (*tile_fn)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys);
 
-#define TILE_RM 4
-#define TILE_RN 3
+#define TILE_RM 3
+#define TILE_RN 4
 
 // Float tiles: a loader turns 8 elements of the stored type into floats.
 #define FLOAT_TILE(name, elem_t, LOAD, SCALAR)                                                  \
@@ -354,22 +357,19 @@ FLOAT_TILE(f16, uint16_t, load_f16, fp16)
 FLOAT_TILE(bf16, uint16_t, load_bf16, qt_bf16_to_fp32)
 
 // Instantiate every (rm, rn) edge size and a driver per type.
+#define TILE_FN(name, rm, rn)                                                                   \
+    static void name##_##rm##x##rn(int n, const void *w, size_t ws, const void *x, size_t xs,    \
+                                   float *y, size_t ys) {                                        \
+        tile_##name(n, w, ws, x, xs, y, ys, rm, rn);                                             \
+    }
 #define TILE_SET(name)                                                                          \
-    static void name##_1x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 1); } \
-    static void name##_1x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 2); } \
-    static void name##_1x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 1, 3); } \
-    static void name##_2x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 1); } \
-    static void name##_2x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 2); } \
-    static void name##_2x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 2, 3); } \
-    static void name##_3x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 1); } \
-    static void name##_3x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 2); } \
-    static void name##_3x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 3, 3); } \
-    static void name##_4x1(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 1); } \
-    static void name##_4x2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 2); } \
-    static void name##_4x3(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys) { tile_##name(n, w, ws, x, xs, y, ys, 4, 3); } \
+    TILE_FN(name, 1, 1) TILE_FN(name, 1, 2) TILE_FN(name, 1, 3) TILE_FN(name, 1, 4)              \
+    TILE_FN(name, 2, 1) TILE_FN(name, 2, 2) TILE_FN(name, 2, 3) TILE_FN(name, 2, 4)              \
+    TILE_FN(name, 3, 1) TILE_FN(name, 3, 2) TILE_FN(name, 3, 3) TILE_FN(name, 3, 4)              \
     static const tile_fn name##_tiles[TILE_RM][TILE_RN] = {                                     \
-        {name##_1x1, name##_1x2, name##_1x3}, {name##_2x1, name##_2x2, name##_2x3},             \
-        {name##_3x1, name##_3x2, name##_3x3}, {name##_4x1, name##_4x2, name##_4x3},             \
+        {name##_1x1, name##_1x2, name##_1x3, name##_1x4},                                       \
+        {name##_2x1, name##_2x2, name##_2x3, name##_2x4},                                       \
+        {name##_3x1, name##_3x2, name##_3x3, name##_3x4},                                       \
     };                                                                                          \
     static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs,    \
                                    float *y, size_t ys, int n_rows, int n_cols) {               \
@@ -705,6 +705,144 @@ static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_
     qt_free(col);
 }
 
+// Q6_K x Q8_K: quants 0..63 (stored minus 32) with an int8 scale per 16.
+// Two maddubs steps fit int16 (2 * 63*127*2 = 32004), then vpmaddwd applies
+// each row's scale (an int16 in both halves of the row's dword) and the sum
+// stays in int32 over the super-block; the -32 offset is 32 * scale *
+// sum(y) per 16-group, taken the same way from 16*sum(y) (Q8_K bsums).
+#define IG6_COLS 4
+#define IG6_SB (IG_K / QK_K)
+
+typedef struct {
+    uint32_t q[IG_NB][8][IG_ROWS];       // unsigned 6-bit quants, interleaved as above
+    uint32_t sc[IG6_SB * 16][IG_ROWS];   // per 16-group: the row's scale in both int16 halves
+    float d[IG6_SB][IG_ROWS];
+} ig6_tile;
+
+typedef struct {
+    float d;                  // Q8_K scale of the super-block
+    int32_t sum16[16];        // per 16-group: 16 * sum(y) in both int16 halves
+} ig6_col;
+
+static void ig6_repack(ig6_tile *t, const void *w, size_t ws, int sb0, int nsb, int rm) {
+    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30);
+    uint32_t tmp[8];
+    for (int r = 0; r < IG_ROWS; r++) {
+        const block_q6_K *row = (const block_q6_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + sb0;
+        for (int sb = 0; sb < nsb; sb++) {
+            const block_q6_K *b = &row[sb];
+            t->d[sb][r] = r < rm ? fp16(b->d) : 0.0f;
+            for (int g = 0; g < 16; g++) {
+                uint16_t s = (uint16_t)(int16_t)b->scales[g];
+                t->sc[sb * 16 + g][r] = (uint32_t)s | ((uint32_t)s << 16);
+            }
+            for (int k = 0; k < 2; k++) {
+                const uint8_t *ql = b->ql + 64 * k, *qh = b->qh + 32 * k;
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+                for (int u = 0; u < 4; u++) {
+                    _mm256_storeu_si256((__m256i *)tmp, q[u]);
+                    int l = 8 * sb + 4 * k + u;   // 32-quant unit within the chunk
+                    for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
+                }
+            }
+        }
+    }
+}
+
+static void ig6_columns(ig6_col *col, const void *x, size_t xs, int sb0, int nsb, int n_cols) {
+    for (int j = 0; j < n_cols; j++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)x + (size_t)j * xs) + sb0;
+        for (int sb = 0; sb < nsb; sb++) {
+            ig6_col *c = &col[j * IG6_SB + sb];
+            c->d = b[sb].d;
+            for (int g = 0; g < 16; g++) {
+                uint16_t v = (uint16_t)(int16_t)(16 * b[sb].bsums[g]);   // |16 * sum| <= 32512
+                c->sum16[g] = (int32_t)((uint32_t)v | ((uint32_t)v << 16));
+            }
+        }
+    }
+}
+
+INLINE void ig6_kernel(const ig6_tile *t, const ig6_col *col, const void *x, size_t xs, int sb0, int nsb, float *y,
+                       size_t ys, int rm, bool add, const int RN) {
+    const block_q8_K *xb[IG6_COLS];
+    __m256 acc[IG6_COLS];
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) {
+        xb[j] = (const block_q8_K *)((const char *)x + (size_t)j * xs) + sb0;
+        acc[j] = _mm256_setzero_ps();
+    }
+    for (int sb = 0; sb < nsb; sb++) {
+        __m256i acci[IG6_COLS];
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++) acci[j] = _mm256_setzero_si256();
+        for (int g = 0; g < 16; g++) {   // 16-groups: unit g/2, steps 4*(g&1) .. +3
+            int l = 8 * sb + g / 2, s0 = 4 * (g & 1);
+            __m256i sc = _mm256_loadu_si256((const __m256i *)t->sc[sb * 16 + g]);
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)t->q[l][s0]);
+            __m256i a1 = _mm256_loadu_si256((const __m256i *)t->q[l][s0 + 1]);
+            __m256i a2 = _mm256_loadu_si256((const __m256i *)t->q[l][s0 + 2]);
+            __m256i a3 = _mm256_loadu_si256((const __m256i *)t->q[l][s0 + 3]);
+#pragma GCC unroll 4
+            for (int j = 0; j < RN; j++) {
+                const int8_t *yq = xb[j][sb].qs + 16 * g;
+                __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(a0, bcast_dword(yq)),
+                                              _mm256_maddubs_epi16(a1, bcast_dword(yq + 4)));
+                __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(a2, bcast_dword(yq + 8)),
+                                              _mm256_maddubs_epi16(a3, bcast_dword(yq + 12)));
+                __m256i v = _mm256_add_epi32(_mm256_madd_epi16(p0, sc), _mm256_madd_epi16(p1, sc));
+                v = _mm256_sub_epi32(v, _mm256_madd_epi16(sc, _mm256_set1_epi32(col[j * IG6_SB + sb].sum16[g])));
+                acci[j] = _mm256_add_epi32(acci[j], v);
+                PIN(acci[j]);
+            }
+        }
+        __m256 d = _mm256_loadu_ps(t->d[sb]);
+#pragma GCC unroll 4
+        for (int j = 0; j < RN; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(col[j * IG6_SB + sb].d)),
+                                     _mm256_cvtepi32_ps(acci[j]), acc[j]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
+}
+
+#define IG6_N(k) \
+    static void ig6_q6_K_##k(const ig6_tile *t, const ig6_col *c, const void *x, size_t xs, int sb0, int nsb, \
+                             float *y, size_t ys, int rm, bool add) { ig6_kernel(t, c, x, xs, sb0, nsb, y, ys, rm, add, k); }
+IG6_N(1) IG6_N(2) IG6_N(3) IG6_N(4)
+#undef IG6_N
+
+static void gemm_q6_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                           int n_rows, int n_cols) {
+    static void (*const kern[IG6_COLS])(const ig6_tile *, const ig6_col *, const void *, size_t, int, int, float *,
+                                        size_t, int, bool) = {ig6_q6_K_1, ig6_q6_K_2, ig6_q6_K_3, ig6_q6_K_4};
+    ig6_tile t;
+    ig6_col *col = qt_malloc((size_t)n_cols * IG6_SB * sizeof(ig6_col));
+    int nsb_all = n / QK_K;
+    for (int sb0 = 0; sb0 < nsb_all; sb0 += IG6_SB) {
+        int nsb = QT_MIN(IG6_SB, nsb_all - sb0);
+        ig6_columns(col, x, xs, sb0, nsb, n_cols);
+        for (int r = 0; r < n_rows; r += IG_ROWS) {
+            int rm = QT_MIN(IG_ROWS, n_rows - r);
+            ig6_repack(&t, (const char *)w + (size_t)r * ws, ws, sb0, nsb, rm);
+            for (int c = 0; c < n_cols; c += IG6_COLS) {
+                int rn = QT_MIN(IG6_COLS, n_cols - c);
+                kern[rn - 1](&t, col + (size_t)c * IG6_SB, (const char *)x + (size_t)c * xs, xs, sb0, nsb,
+                             y + (size_t)c * ys + r, ys, rm, sb0 > 0);
+            }
+        }
+    }
+    qt_free(col);
+}
+
 // ---- conversions (bit-equal to the scalar references) ----
 
 // roundf (half away from zero) of 8 floats
@@ -965,6 +1103,7 @@ static void init_avx2(void) {
     t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
     t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
     t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;
+    t[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx2;
     t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
     g_avx2.dot_f32 = dot_f32_avx2;
     g_avx2.axpy_f32 = axpy_f32_avx2;

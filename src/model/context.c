@@ -82,8 +82,34 @@ qt_ctx *qt_ctx_init(const qt_model *m, qt_pool *pool, int n_ctx, int n_batch, bo
     return c;
 }
 
+void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale) {
+    qt_free(c->lora_ax);
+    qt_free(c->lora_tmp);
+    c->lora_ax = c->lora_tmp = NULL;
+    c->lora = l;
+    c->lora_scale = scale;
+    if (!l) return;
+    const qt_config *cf = &c->m->cfg;
+    size_t wide = (size_t)QT_MAX(QT_MAX(cf->n_head * cf->head_dim, cf->n_ff), cf->n_embd);
+    c->lora_ax = qt_malloc(sizeof(float) * (size_t)c->n_batch * (size_t)l->cfg.rank);
+    c->lora_tmp = qt_malloc(sizeof(float) * (size_t)c->n_batch * wide);
+}
+
+// y (T, out) += scale * s * (x A^T) B^T for the adapter on (il, target), if any.
+static void apply_adapter(qt_ctx *c, int il, int target, float *y, const float *x, int T) {
+    if (!c->lora || il < c->lora->first_layer) return;
+    const qt_lora_pair *p = qt_lora_get(c->lora, il, target);
+    if (!p->a) return;
+    const int r = c->lora->cfg.rank;
+    qt_matmul(c->pool, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
+    qt_matmul(c->pool, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
+    qt_kernels()->axpy_f32(T * p->n_out, c->lora_scale * c->lora->scale, c->lora_tmp, y);
+}
+
 void qt_ctx_free(qt_ctx *c) {
     if (!c) return;
+    qt_free(c->lora_ax);
+    qt_free(c->lora_tmp);
     qt_free_big(c->arena, c->arena_size);
     qt_free(c);
 }
@@ -130,6 +156,9 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         qt_matmul(pool, c->q, c->xn, L->wq.data, L->wq.type, C, qd, T);
         qt_matmul(pool, c->k, c->xn, L->wk.data, L->wk.type, C, kvd, T);
         qt_matmul(pool, c->v, c->xn, L->wv.data, L->wv.type, C, kvd, T);
+        apply_adapter(c, il, QT_LORA_Q, c->q, c->xn, T);
+        apply_adapter(c, il, QT_LORA_K, c->k, c->xn, T);
+        apply_adapter(c, il, QT_LORA_V, c->v, c->xn, T);
         add_bias(c->q, L->bq, T, qd);
         add_bias(c->k, L->bk, T, kvd);
         add_bias(c->v, L->bv, T, kvd);
@@ -138,13 +167,17 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         store_kv(kc, vt, c->k, c->v, T, pos0, NKV, HS, c->n_ctx);
         qt_attention_forward(pool, c->att, c->q, kc, vt, T, pos0, NH, NKV, HS, c->n_ctx, c->scores);
         qt_matmul(pool, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
+        apply_adapter(c, il, QT_LORA_O, c->proj, c->att, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
 
         qt_rmsnorm_forward(c->xn, NULL, c->x, L->ffn_norm, T, C, cf->rms_eps);
         qt_matmul(pool, c->gate, c->xn, L->w_gate.data, L->w_gate.type, C, F, T);
         qt_matmul(pool, c->up, c->xn, L->w_up.data, L->w_up.type, C, F, T);
+        apply_adapter(c, il, QT_LORA_GATE, c->gate, c->xn, T);
+        apply_adapter(c, il, QT_LORA_UP, c->up, c->xn, T);
         qt_swiglu_forward(c->gate, c->gate, c->up, (int64_t)T * F);
         qt_matmul(pool, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
+        apply_adapter(c, il, QT_LORA_DOWN, c->proj, c->gate, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
     }
     // Only the rows whose logits are wanted go through the (large) output head.

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "base/pool.h"
+#include "model/lora.h"
 #include "model/model.h"
 
 typedef struct {
@@ -34,6 +35,11 @@ typedef struct {
     int *pos;            // (B)
     void *arena;
     size_t arena_size;
+
+    const qt_lora *lora; // borrowed adapter applied unmerged, or NULL
+    float lora_scale;    // multiplies the adapter's own scale (--adapter PATH:SCALE)
+    float *lora_ax;      // (B, r)
+    float *lora_tmp;     // (B, max(qd, F, C))
 } qt_ctx;
 
 // NULL on allocation failure (logged with the size asked for).
@@ -47,6 +53,10 @@ size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bo
 // (n, n_vocab) when logits_all (then n <= n_batch). NULL (logged) when the
 // tokens do not fit in the context or an id is out of range.
 const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n);
+
+// Apply adapter l (borrowed; must outlive the context) with an extra scale
+// on every forward from now on: y = W x + scale * s * B A x. NULL removes it.
+void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale);
 
 // Forget positions >= n (chat: drop a turn; reset: n = 0).
 void qt_ctx_truncate(qt_ctx *c, int n);

@@ -59,7 +59,7 @@ void qt_rope_backward(float *dx, const float *cs, int T, int NHX, int HS, qt_rop
 // ---- attention ----
 
 // Block edge of the cache-friendly transposes.
-#define TR_BLOCK 32
+#define TR_BLOCK 16
 
 typedef struct {
     float *dst;          // (n_cols, n_rows) dense
@@ -144,7 +144,7 @@ static void softmax_backward_worker(void *ctx, int ith, int nth) {
         const float *p = j->P + (size_t)r * j->T;
         int n = r % j->T + 1;
         float dot = K->dot_f32(n, p, ds);
-        for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot);
+        for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * j->scale;
         for (int s = n; s < j->T; s++) ds[s] = 0;
     }
 }

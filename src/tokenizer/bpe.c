@@ -25,21 +25,21 @@
 
 static bool printable_byte(int b) { return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae); }
 
+// The 68 others, in byte order, take 256, 257, ...: 0x00-0x20, 0x7f-0xa0, 0xad.
 uint32_t qt_bpe_byte_to_cp(uint8_t b) {
     if (printable_byte(b)) return b;
-    // the others, in byte order, take 256, 257, ...
-    uint32_t k = 0;
-    for (int x = 0; x < b; x++) k += !printable_byte(x);
-    return 256 + k;
+    if (b <= 0x20) return 256u + b;
+    if (b >= 0x7f && b <= 0xa0) return 256u + 33 + (b - 0x7fu);
+    return 256u + 67;   // 0xad
 }
 
 int qt_bpe_cp_to_byte(uint32_t cp) {
     if (cp < 256) return printable_byte((int)cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1;   // 68 bytes are not printable
+    if (cp >= 256 + 68) return -1;
     uint32_t k = cp - 256;
-    for (int x = 0; x < 256; x++)
-        if (!printable_byte(x) && k-- == 0) return x;
-    return -1;
+    if (k < 33) return (int)k;
+    if (k < 67) return (int)(0x7f + k - 33);
+    return 0xad;
 }
 
 static size_t put_utf8(uint32_t cp, char *p) {

@@ -1,5 +1,8 @@
-// tokenizer.c: SentencePiece-style BPE ("llama" vocabularies in GGUF) and the
-// streaming detokenizer.
+// tokenizer.c: the vocabulary (texts, types, hash lookup, decoded pieces),
+// loading from GGUF metadata ("llama" and "gpt2" vocabularies), special-token
+// partitioning, SentencePiece-style BPE and the streaming detokenizer.
+// Rank-based BPE is in bpe.c, pre-tokenizers in pretok.c, tokenizer.json in
+// tokenizer-json.c.
 //
 // Implements: loading and validating tokenizer.ggml.* metadata; encoding as
 // llama.cpp's llm_tokenizer_spm (src/llama-vocab.cpp): spaces -> U+2581, a
@@ -15,9 +18,10 @@
 // special; the streaming decoder holds incomplete UTF-8 and replaces invalid
 // bytes with U+FFFD (maximal-subpart rule of Unicode ch. 3).
 //
-// Deliberately not here: byte-level BPE (gpt2), Unigram (t5), WPM, the
-// lstrip/rstrip attributes llama.cpp sets by model name (phi-3), and
-// sentencepiece's normalizer (NFKC): llama vocabularies carry none.
+// Deliberately not here: Unigram (t5), WPM, RWKV, the lstrip/rstrip
+// attributes llama.cpp sets by model name (phi-3), sentencepiece's normalizer
+// (NFKC: llama vocabularies carry none), and llama.cpp's clean_spaces
+// post-processing of detokenized text.
 #include "tokenizer/tokenizer.h"
 
 #include <stdio.h>
@@ -25,35 +29,7 @@
 #include <string.h>
 
 #include "base/base.h"
-
-enum {
-    TT_UNDEFINED = 0, TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3,
-    TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6,
-};
-
-typedef struct {
-    size_t text_off;     // into t->text (NUL-terminated)
-    size_t piece_off;    // into t->pieces: the decoded bytes
-    uint32_t text_len;
-    uint32_t piece_len;
-    float score;
-    uint8_t type;
-    uint8_t is_eog;
-} tok_entry;
-
-struct qt_tokenizer {
-    int n_vocab;
-    tok_entry *toks;        // (n_vocab)
-    char *text;             // token texts, each NUL-terminated
-    char *pieces;           // decoded pieces, each NUL-terminated
-    int32_t *table;         // open-addressing hash text -> id; -1 empty
-    uint32_t table_mask;
-    int32_t byte_id[256];   // byte fallback token for each byte; -1 none
-    int32_t *special;       // (n_special) ids of control/user-defined/unknown tokens, longest text first
-    int n_special;
-    int bos, eos, unk, pad, eot, eom;  // -1 if none
-    bool add_bos, add_eos, add_space_prefix;
-};
+#include "tokenizer/tokenizer-impl.h"
 
 // ---- text -> id hash table ------------------------------------------------
 
@@ -73,6 +49,8 @@ static int lookup(const qt_tokenizer *t, const char *s, size_t n) {
         i = (i + 1) & t->table_mask;
     }
 }
+
+int qt_tok_lookup(const qt_tokenizer *t, const char *s, size_t n) { return lookup(t, s, n); }
 
 // Later duplicates win, as llama.cpp's token_to_id map assignment.
 static void table_insert(qt_tokenizer *t, int id) {
@@ -142,75 +120,42 @@ static int cmp_len_id(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
-    const char *path = qt_gguf_path(g);
-    qt_tokenizer *t = NULL;
-    const char *model = NULL;
-    if (qt_gguf_get_str(g, "tokenizer.ggml.model", &model, true) != QT_OK) return NULL;
-    if (strcmp(model, "llama") != 0) {
-        qt_log_error("%s: key tokenizer.ggml.model: tokenizer model '%s' not supported yet (only 'llama')",
-                     path, model);
-        return NULL;
-    }
-    const qt_gguf_kv *kt = NULL, *ks = NULL, *ky = NULL;
-    if (qt_gguf_get_arr(g, "tokenizer.ggml.tokens", QT_GGUF_STRING, &kt, true) != QT_OK) return NULL;
-    uint64_t n = kt->v.arr.n;
-    if (n == 0 || n > (uint64_t)INT32_MAX / 2) {
-        qt_log_error("%s: key tokenizer.ggml.tokens: bad token count %llu", path, (unsigned long long)n);
-        return NULL;
-    }
-    // Scores drive every merge: a llama vocabulary without them is not usable.
-    if (qt_gguf_get_arr(g, "tokenizer.ggml.scores", QT_GGUF_FLOAT32, &ks, true) != QT_OK) return NULL;
-    if (ks->v.arr.n != n) {
-        qt_log_error("%s: key tokenizer.ggml.scores: %llu scores for %llu tokens", path,
-                     (unsigned long long)ks->v.arr.n, (unsigned long long)n);
-        return NULL;
-    }
-    if (qt_gguf_get_arr(g, "tokenizer.ggml.token_type", QT_GGUF_INT32, &ky, false) != QT_OK) return NULL;
-    if (ky && ky->v.arr.n != n) {
-        qt_log_error("%s: key tokenizer.ggml.token_type: %llu types for %llu tokens", path,
-                     (unsigned long long)ky->v.arr.n, (unsigned long long)n);
-        return NULL;
-    }
-
-    t = qt_calloc(1, sizeof(*t));
-    t->n_vocab = (int)n;
-    t->toks = qt_calloc(n, sizeof(tok_entry));
+int qt_tok_build_vocab(qt_tokenizer *t, const char *path, int n, const char *const *texts, const uint32_t *lens,
+                       const float *scores, const int32_t *types) {
+    t->n_vocab = n;
+    t->toks = qt_calloc((size_t)n, sizeof(tok_entry));
     size_t text_bytes = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t len = kt->v.arr.strs[i].len;
-        if (len > 65536) {
-            qt_log_error("%s: key tokenizer.ggml.tokens: token %llu is %llu bytes long (limit 65536)", path,
-                         (unsigned long long)i, (unsigned long long)len);
-            goto fail;
+    for (int i = 0; i < n; i++) {
+        if (texts[i] && lens[i] > 65536) {
+            qt_log_error("%s: token %d is %u bytes long (limit 65536)", path, i, lens[i]);
+            return QT_ERR;
         }
-        text_bytes += len + 1;
+        text_bytes += (texts[i] ? lens[i] : 0) + 1;
     }
     t->text = qt_malloc(text_bytes);
-    // Decoded pieces are never longer than the text (U+2581 3 bytes -> 1 byte).
+    // Decoded pieces are never longer than the text (U+2581 3 bytes -> 1 byte,
+    // a byte-level character 1-2 bytes -> 1 byte).
     t->pieces = qt_malloc(text_bytes);
     size_t off = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         tok_entry *e = &t->toks[i];
-        const qt_gguf_str *s = &kt->v.arr.strs[i];
-        memcpy(t->text + off, s->data, s->len);
-        t->text[off + s->len] = 0;
+        uint32_t len = texts[i] ? lens[i] : 0;
+        if (len) memcpy(t->text + off, texts[i], len);
+        t->text[off + len] = 0;
         e->text_off = off;
-        e->text_len = (uint32_t)s->len;
-        off += s->len + 1;
-        float sc;
-        memcpy(&sc, ks->v.arr.data + 4 * i, 4);
+        e->text_len = len;
+        off += len + 1;
+        float sc = scores ? scores[i] : 0.0f;
         if (sc != sc) {
-            qt_log_error("%s: key tokenizer.ggml.scores: score of token %llu is NaN", path, (unsigned long long)i);
-            goto fail;
+            qt_log_error("%s: key tokenizer.ggml.scores: score of token %d is NaN", path, i);
+            return QT_ERR;
         }
         e->score = sc;
-        int32_t ty = TT_NORMAL;
-        if (ky) memcpy(&ty, ky->v.arr.data + 4 * i, 4);
+        int32_t ty = types ? types[i] : TT_NORMAL;
+        if (!texts[i]) ty = TT_UNUSED;
         if (ty < TT_UNDEFINED || ty > TT_BYTE) {
-            qt_log_error("%s: key tokenizer.ggml.token_type: token %llu has type %d (valid: 0..6)", path,
-                         (unsigned long long)i, ty);
-            goto fail;
+            qt_log_error("%s: key tokenizer.ggml.token_type: token %d has type %d (valid: 0..6)", path, i, ty);
+            return QT_ERR;
         }
         if (ty == TT_UNDEFINED) ty = TT_NORMAL;
         e->type = (uint8_t)ty;
@@ -218,16 +163,16 @@ qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
 
     // hash table at most half full
     uint32_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
+    while (cap < 2 * (uint32_t)n) cap *= 2;
     t->table = qt_malloc(cap * sizeof(int32_t));
     memset(t->table, 0xff, cap * sizeof(int32_t));
     t->table_mask = cap - 1;
-    for (int i = 0; i < (int)n; i++)
-        if (t->toks[i].text_len > 0) table_insert(t, i);
+    for (int i = 0; i < n; i++)
+        if (t->toks[i].text_len > 0 && texts[i]) table_insert(t, i);
 
     // decoded pieces
     off = 0;
-    for (int i = 0; i < (int)n; i++) {
+    for (int i = 0; i < n; i++) {
         tok_entry *e = &t->toks[i];
         const char *s = t->text + e->text_off;
         char *p = t->pieces + off;
@@ -236,9 +181,11 @@ qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
             int b = parse_byte_token(s, e->text_len);
             if (b < 0) {
                 qt_log_error("%s: key tokenizer.ggml.tokens: byte token %d is '%s', expected <0xNN>", path, i, s);
-                goto fail;
+                return QT_ERR;
             }
             p[pl++] = (char)b;
+        } else if (e->type == TT_NORMAL && t->byte_level) {
+            pl = qt_bpe_decode_text(s, e->text_len, p);
         } else if (e->type == TT_NORMAL) {
             for (uint32_t j = 0; j < e->text_len; j++) {
                 if (j + 2 < e->text_len && memcmp(s + j, "\xe2\x96\x81", 3) == 0) { p[pl++] = ' '; j += 2; }
@@ -263,10 +210,12 @@ qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
         if (id < 0 && b < 0x80 && b > 0) { buf[0] = (char)b; id = lookup(t, buf, 1); }
         t->byte_id[b] = id;
     }
+    for (int b = 0; b < 256; b++) t->bl_id[b] = -1;
+    if (t->byte_level) qt_bpe_byte_level_init(t);
 
     // special tokens, longest text first
-    len_id *sp = qt_malloc(n * sizeof(len_id));
-    for (int i = 0; i < (int)n; i++) {
+    len_id *sp = qt_malloc((size_t)n * sizeof(len_id));
+    for (int i = 0; i < n; i++) {
         uint8_t ty = t->toks[i].type;
         if ((ty == TT_CONTROL || ty == TT_USER_DEFINED || ty == TT_UNKNOWN) && t->toks[i].text_len > 0)
             sp[t->n_special++] = (len_id){ t->toks[i].text_len, i };
@@ -275,31 +224,10 @@ qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
     t->special = qt_malloc(((size_t)t->n_special + 1) * sizeof(int32_t));
     for (int i = 0; i < t->n_special; i++) t->special[i] = sp[i].id;
     qt_free(sp);
+    return QT_OK;
+}
 
-    // special ids: llama.cpp's SPM defaults, kept only if they exist
-    t->unk = n > 0 ? 0 : -1;
-    t->bos = n > 1 ? 1 : -1;
-    t->eos = n > 2 ? 2 : -1;
-    t->pad = t->eot = t->eom = -1;
-    if (get_special_id(g, "tokenizer.ggml.bos_token_id", (int)n, &t->bos) != QT_OK ||
-        get_special_id(g, "tokenizer.ggml.eos_token_id", (int)n, &t->eos) != QT_OK ||
-        get_special_id(g, "tokenizer.ggml.unknown_token_id", (int)n, &t->unk) != QT_OK ||
-        get_special_id(g, "tokenizer.ggml.padding_token_id", (int)n, &t->pad) != QT_OK ||
-        get_special_id(g, "tokenizer.ggml.eot_token_id", (int)n, &t->eot) != QT_OK ||
-        get_special_id(g, "tokenizer.ggml.eom_token_id", (int)n, &t->eom) != QT_OK)
-        goto fail;
-    t->add_bos = true;
-    t->add_eos = false;
-    t->add_space_prefix = true;
-    if (qt_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos, false) != QT_OK ||
-        qt_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos, false) != QT_OK ||
-        qt_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, false) != QT_OK)
-        goto fail;
-    if (t->add_bos && t->bos < 0) {
-        qt_log_warn("%s: tokenizer.ggml.add_bos_token is set but there is no BOS token", path);
-        t->add_bos = false;
-    }
-
+void qt_tok_finish(qt_tokenizer *t) {
     // end of generation: eos, eot, eom and the control tokens llama.cpp knows by text
     if (t->eos >= 0) t->toks[t->eos].is_eog = 1;
     if (t->eot >= 0) t->toks[t->eot].is_eog = 1;
@@ -309,6 +237,139 @@ qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
         if (id >= 0 && (t->toks[id].type == TT_CONTROL || t->toks[id].type == TT_USER_DEFINED))
             t->toks[id].is_eog = 1;
     }
+}
+
+// tokenizer.ggml.merges: "a b" strings in rank order (gpt2 vocabularies).
+static int load_merges(qt_tokenizer *t, const qt_gguf *g) {
+    const char *path = qt_gguf_path(g);
+    const qt_gguf_kv *km = NULL;
+    if (qt_gguf_get_arr(g, "tokenizer.ggml.merges", QT_GGUF_STRING, &km, true) != QT_OK) return QT_ERR;
+    uint64_t nm = km->v.arr.n;
+    if (nm > (uint64_t)INT32_MAX / 4) {
+        qt_log_error("%s: key tokenizer.ggml.merges: bad merge count %llu", path, (unsigned long long)nm);
+        return QT_ERR;
+    }
+    qt_bpe_merges_init(t, (int)nm);
+    int n_skipped = 0;
+    for (uint64_t i = 0; i < nm; i++) {
+        const qt_gguf_str *s = &km->v.arr.strs[i];
+        // split at the first space after the first byte, as llama.cpp
+        const char *sp = s->len > 1 ? memchr(s->data + 1, ' ', s->len - 1) : NULL;
+        if (!sp) {
+            qt_log_error("%s: key tokenizer.ggml.merges: merge %llu '%.*s' is not two tokens separated by a space",
+                         path, (unsigned long long)i, (int)QT_MIN(s->len, 64), s->data);
+            return QT_ERR;
+        }
+        size_t na = (size_t)(sp - s->data);
+        if (qt_bpe_merge_add(t, s->data, na, sp + 1, s->len - na - 1) != QT_OK) n_skipped++;
+    }
+    if (n_skipped) qt_log_debug("%s: %d merges skipped: a part or the result is not a token", path, n_skipped);
+    return QT_OK;
+}
+
+qt_tokenizer *qt_tokenizer_from_gguf(const qt_gguf *g) {
+    const char *path = qt_gguf_path(g);
+    qt_tokenizer *t = NULL;
+    const char *model = NULL, *pre = NULL;
+    const char **texts = NULL;
+    uint32_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    if (qt_gguf_get_str(g, "tokenizer.ggml.model", &model, true) != QT_OK) return NULL;
+    bool is_gpt2 = strcmp(model, "gpt2") == 0;
+    if (strcmp(model, "llama") != 0 && !is_gpt2) {
+        qt_log_error("%s: key tokenizer.ggml.model: tokenizer model '%s' not supported (supported: 'llama', 'gpt2')",
+                     path, model);
+        return NULL;
+    }
+    int pre_id = QT_PRE_DEFAULT;
+    bool ignore_merges = false, add_bos_default = !is_gpt2;
+    if (is_gpt2) {
+        if (qt_gguf_get_str(g, "tokenizer.ggml.pre", &pre, false) != QT_OK) return NULL;
+        if (!pre) {
+            qt_log_warn("%s: no tokenizer.ggml.pre: using the 'default' pre-tokenizer (as llama.cpp); "
+                        "tokenization may differ from the model's own", path);
+        } else if ((pre_id = qt_pretok_from_name(pre, &ignore_merges, &add_bos_default)) < 0) {
+            qt_log_error("%s: key tokenizer.ggml.pre: unknown pre-tokenizer '%s' (known: default, gpt-2, "
+                         "llama-bpe, qwen2, smollm, deepseek-llm, deepseek-coder, falcon, mpt, starcoder, refact, "
+                         "command-r, and their aliases)", path, pre);
+            return NULL;
+        }
+    }
+    const qt_gguf_kv *kt = NULL, *ks = NULL, *ky = NULL;
+    if (qt_gguf_get_arr(g, "tokenizer.ggml.tokens", QT_GGUF_STRING, &kt, true) != QT_OK) return NULL;
+    uint64_t n = kt->v.arr.n;
+    if (n == 0 || n > (uint64_t)INT32_MAX / 2) {
+        qt_log_error("%s: key tokenizer.ggml.tokens: bad token count %llu", path, (unsigned long long)n);
+        return NULL;
+    }
+    // Scores drive every SPM merge: a llama vocabulary without them is not usable.
+    if (qt_gguf_get_arr(g, "tokenizer.ggml.scores", QT_GGUF_FLOAT32, &ks, !is_gpt2) != QT_OK) return NULL;
+    if (ks && ks->v.arr.n != n) {
+        qt_log_error("%s: key tokenizer.ggml.scores: %llu scores for %llu tokens", path,
+                     (unsigned long long)ks->v.arr.n, (unsigned long long)n);
+        return NULL;
+    }
+    if (qt_gguf_get_arr(g, "tokenizer.ggml.token_type", QT_GGUF_INT32, &ky, false) != QT_OK) return NULL;
+    if (ky && ky->v.arr.n != n) {
+        qt_log_error("%s: key tokenizer.ggml.token_type: %llu types for %llu tokens", path,
+                     (unsigned long long)ky->v.arr.n, (unsigned long long)n);
+        return NULL;
+    }
+
+    t = qt_calloc(1, sizeof(*t));
+    t->kind = is_gpt2 ? TOK_BPE : TOK_SPM;
+    t->byte_level = is_gpt2;
+    t->pre = pre_id;
+    t->ignore_merges = ignore_merges;
+    texts = qt_malloc(n * sizeof(*texts));
+    lens = qt_malloc(n * sizeof(*lens));
+    if (ks) scores = qt_malloc(n * sizeof(float));
+    if (ky) types = qt_malloc(n * sizeof(int32_t));
+    for (uint64_t i = 0; i < n; i++) {
+        const qt_gguf_str *s = &kt->v.arr.strs[i];
+        texts[i] = s->data;
+        lens[i] = s->len > UINT32_MAX ? UINT32_MAX : (uint32_t)s->len;
+        if (ks) memcpy(&scores[i], ks->v.arr.data + 4 * i, 4);
+        if (ky) memcpy(&types[i], ky->v.arr.data + 4 * i, 4);
+    }
+    int rc = qt_tok_build_vocab(t, path, (int)n, texts, lens, scores, types);
+    qt_free(texts);
+    qt_free(lens);
+    qt_free(scores);
+    qt_free(types);
+    if (rc != QT_OK) goto fail;
+    if (is_gpt2 && load_merges(t, g) != QT_OK) goto fail;
+
+    // special ids: llama.cpp's defaults (SPM 0/1/2 if they exist; BPE none but
+    // 11 for bos/eos as in its loader only when given), then the metadata
+    if (is_gpt2) {
+        t->unk = t->bos = t->eos = -1;
+    } else {
+        t->unk = n > 0 ? 0 : -1;
+        t->bos = n > 1 ? 1 : -1;
+        t->eos = n > 2 ? 2 : -1;
+    }
+    t->pad = t->eot = t->eom = -1;
+    if (get_special_id(g, "tokenizer.ggml.bos_token_id", (int)n, &t->bos) != QT_OK ||
+        get_special_id(g, "tokenizer.ggml.eos_token_id", (int)n, &t->eos) != QT_OK ||
+        get_special_id(g, "tokenizer.ggml.unknown_token_id", (int)n, &t->unk) != QT_OK ||
+        get_special_id(g, "tokenizer.ggml.padding_token_id", (int)n, &t->pad) != QT_OK ||
+        get_special_id(g, "tokenizer.ggml.eot_token_id", (int)n, &t->eot) != QT_OK ||
+        get_special_id(g, "tokenizer.ggml.eom_token_id", (int)n, &t->eom) != QT_OK)
+        goto fail;
+    t->add_bos = add_bos_default;
+    t->add_eos = false;
+    t->add_space_prefix = !is_gpt2;
+    if (qt_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos, false) != QT_OK ||
+        qt_gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos, false) != QT_OK ||
+        qt_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, false) != QT_OK)
+        goto fail;
+    if (t->add_bos && t->bos < 0) {
+        qt_log_warn("%s: tokenizer.ggml.add_bos_token is set but there is no BOS token", path);
+        t->add_bos = false;
+    }
+    qt_tok_finish(t);
     return t;
 
 fail:
@@ -323,7 +384,17 @@ void qt_tokenizer_free(qt_tokenizer *t) {
     qt_free(t->pieces);
     qt_free(t->table);
     qt_free(t->special);
+    qt_bpe_free(t);
     qt_free(t);
+}
+
+const char *qt_tokenizer_model_name(const qt_tokenizer *t) {
+    if (t->kind == TOK_SPM) return "spm";
+    return t->byte_level ? "bpe" : "bpe-spm";
+}
+
+const char *qt_tokenizer_pre_name(const qt_tokenizer *t) {
+    return t->kind == TOK_BPE && t->byte_level ? qt_pretok_name(t->pre) : "";
 }
 
 int qt_tokenizer_n_vocab(const qt_tokenizer *t) { return t->n_vocab; }
@@ -361,16 +432,13 @@ const char *qt_token_to_piece(const qt_tokenizer *t, int id, bool special, size_
 
 // ---- encoding --------------------------------------------------------------
 
-typedef struct {
-    int32_t *out;
-    int cap;
-    int64_t n;
-} id_sink;
+typedef qt_tok_sink id_sink;
 
-static void emit(id_sink *s, int id) {
+void qt_tok_emit(qt_tok_sink *s, int id) {
     if (s->n < s->cap) s->out[s->n] = id;
     s->n++;
 }
+#define emit qt_tok_emit
 
 typedef struct {
     int32_t start, n;    // bytes of the escaped text; n == 0: merged away
@@ -571,7 +639,9 @@ int qt_tokenize(const qt_tokenizer *t, const char *text, size_t len, bool add_bo
     for (size_t k = 0; k <= n_m && rc == QT_OK; k++) {
         size_t end = k < n_m ? m[k].pos : len;
         if (end > pos) {
-            rc = spm_fragment(t, text + pos, end - pos, t->add_space_prefix && prev_special, &sink, &buf, &buf_cap);
+            bool prefix = t->add_space_prefix && prev_special;
+            if (t->kind == TOK_SPM) rc = spm_fragment(t, text + pos, end - pos, prefix, &sink, &buf, &buf_cap);
+            else rc = qt_bpe_encode_fragment(t, text + pos, end - pos, prefix, &sink);
             prev_special = false;
         }
         if (k < n_m) {

@@ -14,7 +14,7 @@
 
 #include "base/pool.h"
 #include "model/model.h"
-#include "train/lora.h"
+#include "model/lora.h"
 
 typedef struct {
     const int32_t *tokens;    // (N) inputs

@@ -7,7 +7,9 @@
 //
 // Parameters, gradients and the two AdamW moments live in four flat arenas of
 // the same layout, so the optimizer is one loop and a checkpoint is a list of
-// (name, offset, size) (llm.c's layout).
+// (name, offset, size) (llm.c's layout). The adapter lives in model/ because
+// inference applies it too; grads, m and v are allocated only for training
+// (qt_lora_enable_training).
 #ifndef QT_LORA_H
 #define QT_LORA_H
 
@@ -51,13 +53,15 @@ typedef struct {
     qt_lora_pair *pairs;     // (n_layer, QT_LORA_N_TARGETS)
     size_t n_params;
     float *params;           // (n_params)
-    float *grads;            // (n_params)
-    float *m, *v;            // (n_params) AdamW moments
+    float *grads;            // (n_params) NULL until qt_lora_enable_training
+    float *m, *v;            // (n_params) AdamW moments, likewise
 } qt_lora;
 
 // Adapters for model m, initialised the PEFT way from seed. NULL on error.
 qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed);
 void qt_lora_free(qt_lora *l);    // NULL is a no-op
+// Allocate (zeroed) gradients and optimizer moments. QT_ERR on failure (logged).
+int qt_lora_enable_training(qt_lora *l);
 static inline const qt_lora_pair *qt_lora_get(const qt_lora *l, int il, int t) {
     return &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
 }

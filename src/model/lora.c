@@ -1,7 +1,7 @@
 // lora.c: adapter allocation and PEFT initialisation (see lora.h).
 // Reference: peft/tuners/lora/layer.py (reset_lora_parameters: kaiming_uniform_
 // with a = sqrt(5) on lora_A, zeros on lora_B; scaling alpha / r or alpha / sqrt(r)).
-#include "train/lora.h"
+#include "model/lora.h"
 
 #include <math.h>
 #include <string.h>
@@ -91,10 +91,7 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
     l->n_params = off;
     size_t bytes = off * sizeof(float);
     l->params = qt_alloc_big(bytes, "LoRA parameters");
-    l->grads = qt_alloc_big(bytes, "LoRA gradients");
-    l->m = qt_alloc_big(bytes, "optimizer state");
-    l->v = qt_alloc_big(bytes, "optimizer state");
-    if (!l->params || !l->grads || !l->m || !l->v) {
+    if (!l->params) {
         qt_lora_free(l);
         return NULL;
     }
@@ -111,6 +108,14 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
             // b stays zero (qt_alloc_big zero-fills)
         }
     return l;
+}
+
+int qt_lora_enable_training(qt_lora *l) {
+    size_t bytes = l->n_params * sizeof(float);
+    if (!l->grads) l->grads = qt_alloc_big(bytes, "LoRA gradients");
+    if (!l->m) l->m = qt_alloc_big(bytes, "optimizer state");
+    if (!l->v) l->v = qt_alloc_big(bytes, "optimizer state");
+    return l->grads && l->m && l->v ? QT_OK : QT_ERR;
 }
 
 void qt_lora_free(qt_lora *l) {

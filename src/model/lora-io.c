@@ -1,0 +1,239 @@
+// lora-io.c: PEFT adapter files (see lora-io.h). Key names and config fields
+// follow peft/utils/save_and_load.py and peft/tuners/lora/config.py.
+// Does not: read mlx-lm or GGUF LoRA adapters (interchange issue).
+#include "model/lora-io.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "io/safetensors.h"
+
+static const char *module_prefix(int t) { return t <= QT_LORA_O ? "self_attn" : "mlp"; }
+
+// Row r of B (HF order) comes from row rope_src_row(r) of the model's order.
+static int rope_src_row(int r, int HS) {
+    int h = r / HS, j = r % HS, half = HS / 2;
+    return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
+}
+
+static bool needs_permute(const qt_model *m, int t) {
+    return m->cfg.rope_type == QT_ROPE_NORM && (t == QT_LORA_Q || t == QT_LORA_K);
+}
+
+static int mkdir_p(const char *dir) {
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return QT_ERR;
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+        qt_log_error("%s: cannot create folder: %s", dir, strerror(errno));
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
+int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
+    if (mkdir_p(dir) != QT_OK) return QT_ERR;
+    const int r = l->cfg.rank, HS = m->cfg.head_dim;
+    qt_st_writer *w = qt_st_writer_init();
+    qt_st_writer_meta(w, "format", "pt");
+    float *perm = NULL;
+    size_t n_perm = 0;
+    for (int il = l->first_layer; il < l->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
+            if (qt_lora_get(l, il, t)->a && needs_permute(m, t)) n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
+    perm = qt_malloc(sizeof(float) * (n_perm + 1));
+    size_t used = 0;
+    char names[2][160];
+    for (int il = l->first_layer; il < l->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+            const qt_lora_pair *p = qt_lora_get(l, il, t);
+            if (!p->a) continue;
+            const float *b = p->b;
+            if (needs_permute(m, t)) {
+                float *dst = perm + used;
+                for (int row = 0; row < p->n_out; row++)
+                    memcpy(dst + (size_t)row * r, p->b + (size_t)rope_src_row(row, HS) * r, sizeof(float) * r);
+                b = dst;
+                used += (size_t)p->n_out * r;
+            }
+            for (int k = 0; k < 2; k++) {
+                snprintf(names[k], sizeof(names[k]), "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", il,
+                         module_prefix(t), qt_lora_target_hf_name(t), "AB"[k]);
+                int64_t shape[2] = { k ? p->n_out : r, k ? r : p->n_in };
+                qt_st_writer_add(w, names[k], QT_TYPE_F32, 2, shape, k ? b : p->a);
+            }
+        }
+    size_t n = strlen(dir) + 40;
+    char *path = qt_malloc(n);
+    snprintf(path, n, "%s/adapter_model.safetensors", dir);
+    int rc = qt_st_write(w, path);
+    qt_st_writer_free(w);
+    qt_free(perm);
+    if (rc == QT_OK) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "peft_type", "LORA");
+        cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
+        cJSON_AddStringToObject(j, "base_model_name_or_path", m->name ? m->name : "");
+        cJSON_AddNumberToObject(j, "r", r);
+        cJSON_AddNumberToObject(j, "lora_alpha", l->cfg.alpha);
+        cJSON_AddNumberToObject(j, "lora_dropout", l->cfg.dropout);
+        cJSON_AddBoolToObject(j, "use_rslora", l->cfg.rslora);
+        cJSON_AddStringToObject(j, "bias", "none");
+        cJSON_AddBoolToObject(j, "fan_in_fan_out", false);
+        cJSON_AddBoolToObject(j, "inference_mode", true);
+        cJSON *tm = cJSON_AddArrayToObject(j, "target_modules");
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
+            if (l->cfg.targets & (1u << t)) cJSON_AddItemToArray(tm, cJSON_CreateString(qt_lora_target_hf_name(t)));
+        if (l->first_layer > 0) {
+            cJSON *lt = cJSON_AddArrayToObject(j, "layers_to_transform");
+            for (int il = l->first_layer; il < l->n_layer; il++) cJSON_AddItemToArray(lt, cJSON_CreateNumber(il));
+        }
+        char *text = cJSON_Print(j);
+        cJSON_Delete(j);
+        snprintf(path, n, "%s/adapter_config.json", dir);
+        qt_atomic_file f;
+        rc = qt_atomic_open(&f, path);
+        if (rc == QT_OK) {
+            qt_atomic_write(&f, text, strlen(text));
+            qt_atomic_write(&f, "\n", 1);
+            rc = qt_atomic_commit(&f);
+        }
+        cJSON_free(text);
+    }
+    qt_free(path);
+    return rc;
+}
+
+static int parse_key(const char *name, int *il, int *t, int *ab) {
+    char mod[32], proj[32], which;
+    int n = 0;
+    if (sscanf(name, "base_model.model.model.layers.%d.%31[a-z_].%31[a-z_].lora_%c.weight%n", il, mod, proj, &which,
+               &n) != 4 || name[n] != 0)
+        return QT_ERR;
+    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
+        if (!strcmp(proj, qt_lora_target_hf_name(k)) && !strcmp(mod, module_prefix(k))) {
+            *t = k;
+            *ab = which == 'A' ? 0 : which == 'B' ? 1 : -1;
+            return *ab >= 0 ? QT_OK : QT_ERR;
+        }
+    return QT_ERR;
+}
+
+qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
+    struct stat st;
+    bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    size_t n = strlen(path) + 40;
+    char *dir = qt_malloc(n), *file = qt_malloc(n), *cfg_path = qt_malloc(n);
+    snprintf(dir, n, "%s", path);
+    if (!is_dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else snprintf(dir, n, ".");
+    }
+    if (is_dir) snprintf(file, n, "%s/adapter_model.safetensors", dir);
+    else snprintf(file, n, "%s", path);
+    snprintf(cfg_path, n, "%s/adapter_config.json", dir);
+    qt_lora *l = NULL;
+    qt_st_set *s = NULL;
+    cJSON *j = NULL;
+    char *text = qt_read_file(cfg_path, NULL);
+    if (!text) goto done;
+    j = cJSON_Parse(text);
+    qt_free(text);
+    if (!cJSON_IsObject(j)) {
+        qt_log_error("%s: not valid JSON", cfg_path);
+        goto done;
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r"), *alpha = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
+    if (pt && (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0)) {
+        qt_log_error("%s: peft_type must be \"LORA\"", cfg_path);
+        goto done;
+    }
+    if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 4096 || r->valuedouble != floor(r->valuedouble)) {
+        qt_log_error("%s: field \"r\" must be an integer rank 1..4096", cfg_path);
+        goto done;
+    }
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = (int)r->valuedouble;
+    cfg.alpha = cJSON_IsNumber(alpha) ? (float)alpha->valuedouble : (float)cfg.rank;
+    cfg.rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
+    s = qt_st_open(file);
+    if (!s) goto done;
+    // targets and first layer from the keys present
+    uint32_t mask = 0;
+    int first = m->cfg.n_layer;
+    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(s, i);
+        int il, tg, ab;
+        if (parse_key(t->name, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a Llama projection)", file, t->name);
+            goto done;
+        }
+        if (il < 0 || il >= m->cfg.n_layer) {
+            qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
+            goto done;
+        }
+        mask |= 1u << tg;
+        first = QT_MIN(first, il);
+    }
+    if (!mask) {
+        qt_log_error("%s: no LoRA tensors", file);
+        goto done;
+    }
+    cfg.targets = mask;
+    cfg.n_layers = m->cfg.n_layer - first;
+    l = qt_lora_init(m, &cfg, 0);
+    if (!l) goto done;
+    memset(l->params, 0, sizeof(float) * l->n_params);
+    const int HS = m->cfg.head_dim;
+    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(s, i);
+        int il, tg, ab;
+        parse_key(t->name, &il, &tg, &ab);
+        const qt_lora_pair *p = qt_lora_get(l, il, tg);
+        int64_t want0 = ab ? p->n_out : cfg.rank, want1 = ab ? cfg.rank : p->n_in;
+        if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
+            qt_log_error("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] for this model and rank %d", file,
+                         t->name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                         (long long)want0, (long long)want1, cfg.rank);
+            qt_lora_free(l);
+            l = NULL;
+            goto done;
+        }
+        if (t->type != QT_TYPE_F32 && t->type != QT_TYPE_F16 && t->type != QT_TYPE_BF16) {
+            qt_log_error("%s: tensor '%s': dtype %s not supported", file, t->name, qt_type_name(t->type));
+            qt_lora_free(l);
+            l = NULL;
+            goto done;
+        }
+        float *dst = ab ? p->b : p->a;
+        size_t cnt = (size_t)want0 * (size_t)want1;
+        float *tmp = qt_malloc(sizeof(float) * cnt);
+        qt_type_traits_get(t->type)->to_float(t->data, tmp, (int64_t)cnt);
+        if (ab && needs_permute(m, tg)) {
+            for (int row = 0; row < p->n_out; row++)
+                memcpy(dst + (size_t)rope_src_row(row, HS) * cfg.rank, tmp + (size_t)row * cfg.rank,
+                       sizeof(float) * cfg.rank);
+        } else {
+            memcpy(dst, tmp, sizeof(float) * cnt);
+        }
+        qt_free(tmp);
+    }
+done:
+    cJSON_Delete(j);
+    qt_st_close(s);
+    qt_free(dir);
+    qt_free(file);
+    qt_free(cfg_path);
+    return l;
+}

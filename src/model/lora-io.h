@@ -1,0 +1,21 @@
+// lora-io.h: adapters on disk in Hugging Face PEFT's layout:
+//   DIR/adapter_model.safetensors  base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight (r, in)
+//                                  ... .lora_B.weight (out, r), F32
+//   DIR/adapter_config.json        peft_type LORA, task_type CAUSAL_LM, r, lora_alpha, lora_dropout,
+//                                  target_modules, use_rslora, bias, base_model_name_or_path
+// Q/K rows: PEFT adapters live in HF's rotate_half row order. A model loaded
+// from a llama GGUF keeps interleaved-pair order (model.h), so B rows of q and
+// k are permuted per head on save and permuted back on load for such models.
+#ifndef QT_LORA_IO_H
+#define QT_LORA_IO_H
+
+#include "model/lora.h"
+#include "model/model.h"
+
+// Writes both files atomically into dir (created if missing). QT_OK / QT_ERR (logged).
+int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir);
+// Reads a PEFT adapter folder (or the adapter_model.safetensors inside it) for
+// model m; shapes are checked against the model. NULL on error (logged).
+qt_lora *qt_lora_load_peft(const qt_model *m, const char *path);
+
+#endif
