@@ -5,11 +5,13 @@
 // (decode; reported also as GB/s of weight bytes, with enough copies of the
 // weight cycled that they do not fit in the last-level cache) and T = 64..512
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
-// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type] [T]
+// Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer] [T]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/pool.h"
@@ -19,6 +21,14 @@
 #define N 2048
 // decode reads this many bytes of distinct weights per round (> the 32 MiB L3)
 #define DECODE_BYTES ((size_t)256 << 20)
+
+// CPU time of the calling thread: cpu/wall below 100% means the machine was
+// busy with something else and the wall-clock numbers understate the kernels.
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 typedef struct {
     const uint64_t *p;
@@ -57,6 +67,46 @@ static void bench_bandwidth(int max_threads) {
     qt_free_big(buf, bytes);
 }
 
+// The seven matmuls of one TinyLlama-1.1B layer (n_embd 2048, 4 KV heads of
+// 64, n_ff 5632) on a T-token prompt: an upper bound on prompt-processing
+// speed (attention, norms and the output head excluded), 22 layers.
+static void bench_llama_layer(qt_type wt, int nth, int T, double secs) {
+    static const int shapes[7][2] = {{2048, 2048}, {2048, 256}, {2048, 256}, {2048, 2048},
+                                     {2048, 5632}, {2048, 5632}, {5632, 2048}};   // (n_in, n_out)
+    qt_pool *pool = qt_pool_init(nth);
+    void *w[7];
+    float *x = qt_malloc((size_t)T * 5632 * sizeof(float)), *y = qt_malloc((size_t)T * 5632 * sizeof(float));
+    qt_rng rng;
+    qt_rng_seed(&rng, 7);
+    for (size_t i = 0; i < (size_t)T * 5632; i++) x[i] = qt_rng_normal(&rng);
+    float *row = qt_malloc(5632 * sizeof(float));
+    double flops = 0;
+    for (int m = 0; m < 7; m++) {
+        int n_in = shapes[m][0], n_out = shapes[m][1];
+        size_t ws = qt_row_size(wt, n_in);
+        w[m] = qt_malloc(ws * n_out);
+        for (int r = 0; r < n_out; r++) {
+            for (int k = 0; k < n_in; k++) row[k] = qt_rng_normal(&rng) * 0.02f;
+            qt_type_traits_get(wt)->from_float_ref(row, (char *)w[m] + r * ws, n_in);
+        }
+        flops += 2.0 * n_in * n_out * T;
+    }
+    int reps = 0;
+    double t0 = qt_time_s(), c0 = thread_cpu_s(), dt;
+    do {
+        for (int m = 0; m < 7; m++) qt_matmul(pool, y, x, w[m], wt, shapes[m][0], shapes[m][1], T);
+        reps++;
+        dt = qt_time_s() - t0;
+    } while (dt < secs);
+    double per_layer = dt / reps, busy = (thread_cpu_s() - c0) / dt;
+    printf("tinyllama-1.1B layer matmuls, %-5s T=%d %d thread%s: %.1f ms/layer, %.1f GFLOP/s, "
+           "<= %.0f tok/s prompt (22 layers, matmuls only), cpu/wall %.0f%%\n", qt_type_name(wt), T, nth,
+           nth > 1 ? "s" : "", per_layer * 1e3, flops / per_layer / 1e9, T / (22 * per_layer), 100 * busy);
+    for (int m = 0; m < 7; m++) qt_free(w[m]);
+    qt_free(x); qt_free(y); qt_free(row);
+    qt_pool_free(pool);
+}
+
 int main(int argc, char **argv) {
     int max_threads = argc > 1 ? atoi(argv[1]) : 2;
     double secs = argc > 2 ? atof(argv[2]) : 0.3;
@@ -77,7 +127,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)512 * N; i++) x[i] = qt_rng_normal(&rng);
     float *y = qt_malloc((size_t)512 * N * sizeof(float));
 
-    printf("%-6s %3s %5s %10s %10s %10s\n", "type", "thr", "T", "ms/call", "GFLOP/s", "GB/s(w)");
+    printf("%-6s %3s %5s %10s %10s %8s %10s\n", "type", "thr", "T", "ms/call", "GFLOP/s", "cpu/wall", "GB/s(w)");
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
         if (only_type && strcmp(only_type, qt_type_name(wt))) continue;
@@ -95,14 +145,16 @@ int main(int argc, char **argv) {
                 int copies = T == 1 ? n_copies : 1;
                 qt_matmul(pool, y, x, w, wt, N, N, T);   // warm-up
                 int calls = 0;
-                double t0 = qt_time_s(), dt;
+                double t0 = qt_time_s(), c0 = thread_cpu_s(), dt;
                 do {
                     qt_matmul(pool, y, x, w + (size_t)(calls % copies) * wbytes, wt, N, N, T);
                     calls++;
                     dt = qt_time_s() - t0;
                 } while (dt < secs);
                 double per = dt / calls;
-                printf("%-6s %3d %5d %10.3f %10.1f", qt_type_name(wt), nth, T, per * 1e3, 2.0 * N * N * T / per / 1e9);
+                double busy = (thread_cpu_s() - c0) / dt;
+                printf("%-6s %3d %5d %10.3f %10.1f %7.0f%%", qt_type_name(wt), nth, T, per * 1e3,
+                       2.0 * N * N * T / per / 1e9, 100 * busy);
                 if (T == 1) printf(" %10.1f", wbytes / per / 1e9);
                 printf("\n");
                 fflush(stdout);
@@ -112,5 +164,10 @@ int main(int argc, char **argv) {
         qt_free_big(w, wbytes * n_copies);
     }
     qt_free(wf); qt_free(x); qt_free(y);
+    if (!only_type || !strcmp(only_type, "layer")) {
+        static const qt_type lt[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K};
+        for (size_t i = 0; i < QT_ARRAY_LEN(lt); i++)
+            for (int nth = 1; nth <= max_threads; nth++) bench_llama_layer(lt[i], nth, 512, 3 * secs);
+    }
     return 0;
 }

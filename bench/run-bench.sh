@@ -21,9 +21,8 @@
 # qtune and the peer are run alternately, REPS times each, because a shared host
 # is noisy: slow phases then hit both rather than one.
 #
-# Contract with `qtune bench -m MODEL -p PP -n TG -t N`: it prints one line
-# containing "pp<PP>" and one containing "tg<TG>", each with its speed as a
-# number followed by "tok/s" (e.g. "pp512  123.45 tok/s"). Anything else is ignored.
+# Both print markdown rows; we read qtune's "| .. | pp512 | 123.45 (min .., max ..) |"
+# rows from `qtune bench -m MODEL -p PP -n TG -t N -r 1` and llama-bench's -o jsonl.
 set -eu
 
 MODELS_DIR=${1:?usage: bench/run-bench.sh MODELS_DIR [NAME...]}
@@ -80,20 +79,23 @@ ensure_model() {
     echo "$file"
 }
 
-# Prints "PP_TOKS TG_TOKS" for one run of qtune, or "- -" on failure.
+# Prints "PP_TOKS TG_TOKS" for one run of qtune (one repetition after its warm-up),
+# or "- -" on failure.
 run_qtune() {
     if [ ! -x "$QTUNE" ]; then echo "- -"; return; fi
-    # TODO(lead): `qtune bench` is being written in tools/; until it exists this gives "- -".
-    out=$("$QTUNE" bench -m "$1" -p "$PP" -n "$TG" -t "$2" 2>/dev/null) || { echo "- -"; return; }
-    echo "$out" | awk -v pp="pp$PP" -v tg="tg$TG" '
-        function speed(line,   i, n, f) {
-            n = split(line, f, /[ \t|]+/)
-            for (i = 2; i <= n; i++) if (f[i] ~ /^tok\/s/) return f[i - 1]
-            for (i = 1; i <= n; i++) if (f[i] ~ /tok\/s$/) { sub(/tok\/s$/, "", f[i]); return f[i] }
-            return "-"
+    out=$("$QTUNE" bench -m "$1" -p "$PP" -n "$TG" -t "$2" -r 1 -v 0 2>/dev/null) || { echo "- -"; return; }
+    echo "$out" | awk -F'|' -v pp="pp$PP" -v tg="tg$TG" '
+        # the markdown row "| ... | pp512 | 123.45 (min ..) |": first number after the test cell
+        function speed(   i, c, v) {
+            for (i = 1; i < NF; i++) {
+                c = $i; gsub(/^[ \t]+|[ \t]+$/, "", c)
+                if (c == pp || c == tg) { v = $(i + 1); if (match(v, /[0-9]+(\.[0-9]+)?/)) return substr(v, RSTART, RLENGTH) }
+            }
+            return ""
         }
-        index($0, pp) && p == "" { p = speed($0) }
-        index($0, tg) && t == "" { t = speed($0) }
+        { s = speed() }
+        s != "" && index($0, pp) && p == "" { p = s }
+        s != "" && index($0, tg) && t == "" { t = s }
         END { print (p == "" ? "-" : p), (t == "" ? "-" : t) }'
 }
 

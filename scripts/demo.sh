@@ -1,16 +1,19 @@
 #!/bin/sh
-# The demo: sets up (packages, build) and runs the bundled stories260K model.
-# Fine-tuning (LoRA/QLoRA) is being built; until it lands the demo shows
-# generation, model info and speed on the bundled model.
+# The demo: sets up (packages, build), then fine-tunes the bundled stories260K
+# model with LoRA on the bundled data (data/demo: short stories about Bolt the
+# robot) and shows the model's text before and after.
 set -e
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh
 M=models/stories260K.gguf
-echo "== qtune info $M"
-build/qtune info "$M"
+OUT=${OUT:-runs/demo}
+PROMPT="Once upon a time"
+echo "== before fine-tuning: qtune generate -m $M -p \"$PROMPT\" --temp 0"
+build/qtune generate -m "$M" -p "$PROMPT" -n 64 --temp 0
 echo
-echo "== greedy generation"
-build/qtune generate -m "$M" -p "Once upon a time" -n 80 --temp 0
+echo "== fine-tuning: LoRA rank 8 on all projections, 60 steps"
+build/qtune train -m "$M" --data data/demo --iters 60 --batch-size 8 --learning-rate 2e-3 \
+  --targets all --steps-per-eval 20 --val-batches -1 --test -o "$OUT"
 echo
-echo "== sampled generation (temperature 0.8, seed 7)"
-build/qtune generate -m "$M" -p "Lily and Ben went to the park" -n 80 --temp 0.8 --seed 7
+echo "== after fine-tuning: qtune generate -m $M --adapter $OUT -p \"$PROMPT\" --temp 0"
+build/qtune generate -m "$M" --adapter "$OUT" -p "$PROMPT" -n 64 --temp 0

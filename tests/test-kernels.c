@@ -321,6 +321,35 @@ static void test_float_helpers(qt_rng *rng) {
     }
 }
 
+static void test_gemm_acc(qt_rng *rng) {
+    static const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 16, 64}, {9, 40, 33}, {5, 259, 70}};   // M, N, K
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++) {
+            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+            int lda = K + 3, ldb = N + 5, ldc = N + 1;   // leading dimensions larger than the extents
+            float *A = randn(rng, (size_t)M * lda, 1), *B = randn(rng, (size_t)K * ldb, 1);
+            float *C = randn(rng, (size_t)M * ldc, 1), *C0 = qt_malloc((size_t)M * ldc * sizeof(float));
+            memcpy(C0, C, (size_t)M * ldc * sizeof(float));
+            kt->gemm_acc_f32(M, N, K, A, lda, B, ldb, C, ldc);
+            int bad = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < ldc; j++) {
+                    double d = C0[(size_t)i * ldc + j], a = fabs(d);
+                    if (j < N)
+                        for (int k = 0; k < K; k++) {
+                            double v = (double)A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
+                            d += v;
+                            a += fabs(v);
+                        }
+                    bad += !(fabs(C[(size_t)i * ldc + j] - d) <= TOL_SAME * a);   // j >= N: untouched
+                }
+            CHECK(bad == 0, "%s gemm_acc_f32 M=%d N=%d K=%d: %d wrong", kt->isa, M, N, K, bad);
+            qt_free(A); qt_free(B); qt_free(C); qt_free(C0);
+        }
+    }
+}
+
 // ---- pool ----
 
 typedef struct {
@@ -398,6 +427,7 @@ int main(void) {
     test_matmul_types(&rng);
     test_matmul_t(&rng);
     test_float_helpers(&rng);
+    test_gemm_acc(&rng);
     for (int ti = 0; ti < g_n_tables; ti++)
         printf("  %s: worst |y - y_ref| / sum|w*x| = %.3g (tolerance %.3g)\n", g_tables[ti]->isa, g_worst[ti], TOL_SAME);
 

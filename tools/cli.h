@@ -36,5 +36,7 @@ void qt_opts_usage(const qt_cmd_spec *spec);
 int qt_cmd_generate(int argc, char **argv);
 int qt_cmd_info(int argc, char **argv);
 int qt_cmd_bench(int argc, char **argv);
+int qt_cmd_tokenize(int argc, char **argv);
+int qt_cmd_train(int argc, char **argv);
 
 #endif

@@ -1,7 +1,11 @@
 // common.c: see common.h.
 #include "common.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "base/base.h"
+#include "model/lora-io.h"
 
 qt_model *qt_cli_load_model(const char *path, const char *tokenizer_path, bool need_tokenizer) {
     if (!path) {
@@ -37,3 +41,20 @@ qt_model *qt_cli_load_model(const char *path, const char *tokenizer_path, bool n
 }
 
 int qt_cli_threads(int requested) { return requested > 0 ? requested : qt_n_cpus(); }
+
+qt_lora *qt_cli_load_adapter(const qt_model *m, const char *spec, float *scale) {
+    char *path = qt_strdup(spec);
+    *scale = 1.0f;
+    char *colon = strrchr(path, ':');
+    if (colon && colon[1]) {
+        char *end;
+        float s = strtof(colon + 1, &end);
+        if (*end == 0) {   // "PATH:0.5"; otherwise the colon is part of the path
+            *colon = 0;
+            *scale = s;
+        }
+    }
+    qt_lora *l = qt_lora_load_peft(m, path);
+    qt_free(path);
+    return l;
+}

@@ -17,7 +17,9 @@ typedef struct {
 static const command commands[] = {
     { "generate", qt_cmd_generate, "generate text from a prompt, streaming, with sampling and speed stats" },
     { "info", qt_cmd_info, "show a model's architecture, hyper-parameters, tensors and memory needs" },
+    { "train", qt_cmd_train, "fine-tune a LoRA / QLoRA adapter on your JSONL data" },
     { "bench", qt_cmd_bench, "measure prompt processing and generation speed (tokens/s)" },
+    { "tokenize", qt_cmd_tokenize, "print the token ids and pieces of a text" },
 };
 
 static void usage(FILE *f) {

@@ -297,6 +297,17 @@ static void scale_f32_ref(int n, float a, float *y) {
     for (int i = 0; i < n; i++) y[i] *= a;
 }
 
+static void gemm_acc_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
+                             int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) {
+            float a = A[(size_t)i * lda + k];
+            const float *b = B + (size_t)k * ldb;
+            float *c = C + (size_t)i * ldc;
+            for (int j = 0; j < N; j++) c[j] += a * b[j];
+        }
+}
+
 // ---- the table ----
 
 static qt_kernel_table g_ref;
@@ -339,6 +350,7 @@ static void init_ref(void) {
     g_ref.dot_f32 = dot_f32_ref;
     g_ref.axpy_f32 = axpy_f32_ref;
     g_ref.scale_f32 = scale_f32_ref;
+    g_ref.gemm_acc_f32 = gemm_acc_f32_ref;
 }
 
 #include <pthread.h>

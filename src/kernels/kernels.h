@@ -42,6 +42,9 @@ typedef struct {
     float (*dot_f32)(int n, const float *x, const float *y);
     void (*axpy_f32)(int n, float a, const float *x, float *y);   // y += a*x
     void (*scale_f32)(int n, float a, float *y);                  // y *= a
+    // C (M, N) += A (M, K) @ B (K, N), float32 row-major with leading
+    // dimensions lda, ldb, ldc: qt_matmul_t's inner kernel (dx += dy @ W tile).
+    void (*gemm_acc_f32)(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
 } qt_kernel_table;
 
 // Per-ISA tables. Each returns NULL when not compiled in for this build

@@ -10,7 +10,8 @@
 //     the table's gemm kernel (or vec_dot per pair when there is none).
 // qt_matmul_t: dx (T, n_in) += dy (T, n_out) @ W; each thread owns a
 // block-aligned range of the n_in columns (no write conflicts, no reduction)
-// and dequantizes W a (rows x columns) tile at a time into a stack buffer.
+// and dequantizes W a (rows x columns) tile at a time, then accumulates with
+// the table's gemm_acc_f32.
 // Deliberately not: weight repacking, fused operations.
 // Follows ggml-cpu's mul_mat (src1 converted to vec_dot_type once, output
 // chunked over threads) and llamafile's tinyBLAS for the tiling.
@@ -131,9 +132,10 @@ void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type w
 
 // ---- backward w.r.t. x ----
 
-// Columns per dequantized tile: a multiple of every block size (32, 256).
+// Dequantized tile of W: MT_ROWS rows x MT_COLS columns (64 KiB of floats,
+// in L2). MT_COLS is a multiple of every block size (32, 256).
 #define MT_COLS 256
-#define MT_ROWS 16
+#define MT_ROWS 64
 
 typedef struct {
     const qt_kernel_table *kt;
@@ -151,7 +153,7 @@ static void matmul_t_job(void *arg, int ith, int nth) {
     mt_ctx *c = arg;
     int k0, k1;
     split(c->n_in, MT_COLS, ith, nth, &k0, &k1);   // MT_COLS is a multiple of blck
-    float tile[MT_ROWS * MT_COLS];
+    float *tile = qt_malloc((size_t)MT_ROWS * MT_COLS * sizeof(float));
     for (int kc = k0; kc < k1; kc += MT_COLS) {
         int nk = QT_MIN(MT_COLS, k1 - kc);   // a multiple of blck: n_in is
         for (int r0 = 0; r0 < c->n_out; r0 += MT_ROWS) {
@@ -161,14 +163,11 @@ static void matmul_t_job(void *arg, int ith, int nth) {
                                   (size_t)(kc / c->blck) * c->blck_bytes;
                 c->to_float(src, tile + i * MT_COLS, nk);
             }
-            for (int t = 0; t < c->T; t++) {
-                const float *dyt = c->dy + (size_t)t * c->n_out + r0;
-                float *dxt = c->dx + (size_t)t * c->n_in + kc;
-                for (int i = 0; i < nr; i++)
-                    if (dyt[i] != 0) c->kt->axpy_f32(nk, dyt[i], tile + i * MT_COLS, dxt);
-            }
+            // dx[:, kc:kc+nk] += dy[:, r0:r0+nr] @ tile
+            c->kt->gemm_acc_f32(c->T, nk, nr, c->dy + r0, c->n_out, tile, MT_COLS, c->dx + kc, c->n_in);
         }
     }
+    qt_free(tile);
 }
 
 void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype, int n_in, int n_out,

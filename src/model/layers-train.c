@@ -186,7 +186,7 @@ void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const flo
 size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads) {
     (void)n_threads;   // the parallel parts share the buffers; kept for future per-thread tiles
     size_t rows = (size_t)(NH / NKV) * (size_t)T, t = (size_t)T, hs = (size_t)HS;
-    size_t bwd = 3 * rows * hs + hs * t + 2 * rows * t;
+    size_t bwd = 2 * rows * hs + 2 * hs * t + t * t + rows * t;
     return QT_MAX(bwd, qt_attention_train_forward_ws_size(T, NH, NKV, HS));
 }
 
@@ -199,34 +199,38 @@ static void add_kv_head(float *dst, const float *src, int T, int NKV, int h, int
 }
 
 // Per kv head h, with rows = G*T query rows (row g*T + t) and P_h = att rows:
-//   dV_h = P^T dO           (T, HS)
-//   dP   = dO V_h^T         (rows, T)
-//   dS   = softmax backward (rows, T), scaled
-//   dQ   = dS K_h           (rows, HS)
-//   dK_h = dS^T Q           (T, HS)
+//   dP   = dO V_h^T          (rows, T)
+//   dS   = softmax backward  (rows, T), scaled
+//   dQ   = dS K_h            (rows, HS)
+// and per query head g of the group (keeping the contraction T long, not G*T,
+// so the operands stay in cache):
+//   dV_h += P_g^T dO_g       (T, HS)
+//   dK_h += dS_g^T Q_g       (T, HS)
 // each a qt_matmul with an f32 'weight' made dense by a transpose.
 void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                                  const float *att, const float *q, const float *k, const float *v, int T, int NH,
                                  int NKV, int HS) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
     if (!dq && !dk && !dv) return;
-    const int G = NH / NKV, rows = G * T, kvd = NKV * HS;
+    const int G = NH / NKV, rows = G * T, kvd = NKV * HS, qd = NH * HS;
     float *dO = scratch;                         // (rows, HS)
-    float *B = dO + (size_t)rows * HS;           // (HS, rows): dO^T, then Q^T
-    float *Cb = B + (size_t)HS * rows;           // (rows, HS): Q gathered, dQ; or (T, HS) results
-    float *Kt = Cb + (size_t)rows * HS;          // (HS, T)
-    float *Tr = Kt + (size_t)HS * T;             // (T, rows): P^T, then dS^T
-    float *dP = Tr + (size_t)T * rows;           // (rows, T)
+    float *Cb = dO + (size_t)rows * HS;          // (rows, HS): dQ; or a (T, HS) result
+    float *B = Cb + (size_t)rows * HS;           // (HS, T): dO_g^T or Q_g^T
+    float *Kt = B + (size_t)HS * T;              // (HS, T)
+    float *Tr = Kt + (size_t)HS * T;             // (T, T): P_g^T or dS_g^T
+    float *dP = Tr + (size_t)T * T;              // (rows, T)
     for (int h = 0; h < NKV; h++) {
         const float *P = att + (size_t)h * G * T * T;
-        gather_heads(dO, dout, T, NH, h * G, G, HS);
         if (dv) {
-            transpose(pool, B, dO, HS, rows, HS);
-            transpose(pool, Tr, P, T, rows, T);
-            qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, rows, HS, T);
-            add_kv_head(dv, Cb, T, NKV, h, HS);
+            for (int g = 0; g < G; g++) {
+                transpose(pool, B, dout + (size_t)(h * G + g) * HS, qd, T, HS);
+                transpose(pool, Tr, P + (size_t)g * T * T, T, T, T);
+                qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, T, HS, T);
+                add_kv_head(dv, Cb, T, NKV, h, HS);
+            }
         }
         if (!dq && !dk) continue;
+        gather_heads(dO, dout, T, NH, h * G, G, HS);
         qt_matmul_strided(pool, dP, dO, v + (size_t)h * HS, QT_TYPE_F32, HS, T, rows, sizeof(float) * kvd);
         rows_job rj = { dP, P, rows, T, 1.0f / sqrtf((float)HS) };
         qt_pool_run(pool, softmax_backward_worker, &rj);
@@ -236,11 +240,12 @@ void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv,
             scatter_heads(dq, Cb, T, NH, h * G, G, HS, true);
         }
         if (dk) {
-            gather_heads(Cb, q, T, NH, h * G, G, HS);
-            transpose(pool, B, Cb, HS, rows, HS);
-            transpose(pool, Tr, dP, T, rows, T);
-            qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, rows, HS, T);
-            add_kv_head(dk, Cb, T, NKV, h, HS);
+            for (int g = 0; g < G; g++) {
+                transpose(pool, B, q + (size_t)(h * G + g) * HS, qd, T, HS);
+                transpose(pool, Tr, dP + (size_t)g * T * T, T, T, T);
+                qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, T, HS, T);
+                add_kv_head(dk, Cb, T, NKV, h, HS);
+            }
         }
     }
 }

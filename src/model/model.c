@@ -438,9 +438,24 @@ static int load_hf(qt_model *m) {
             return QT_ERR;
 #undef T
     }
-    // tokenizer.json support arrives with the tokenizer issue; callers may
-    // attach a vocabulary from a GGUF file (qtune --tokenizer).
+    // tokenizer.json when the folder has one; otherwise callers may attach a
+    // vocabulary from a GGUF file (qtune --tokenizer).
+    size_t tn = strlen(m->path) + 32;
+    char *tj = qt_malloc(tn);
+    snprintf(tj, tn, "%s/tokenizer.json", m->path);
+    struct stat tst;
+    bool has_tok = stat(tj, &tst) == 0;
+    qt_free(tj);
     m->tok = NULL;
+    if (has_tok) {
+        m->tok = qt_tokenizer_from_hf(m->path);
+        if (!m->tok) return QT_ERR;
+        if (qt_tokenizer_n_vocab(m->tok) > c->n_vocab) {
+            qt_log_error("%s: tokenizer.json has %d tokens but the model's vocabulary is %d", m->path,
+                         qt_tokenizer_n_vocab(m->tok), c->n_vocab);
+            return QT_ERR;
+        }
+    }
     return QT_OK;
 }
 
@@ -462,8 +477,52 @@ qt_model *qt_model_load(const char *path) {
     return m;
 }
 
+static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_traits *to) {
+    if (t->type == type) return QT_OK;
+    if (t->ne0 % to->blck_size != 0) {
+        qt_log_error("--quantize %s: row length %lld is not a multiple of the block size %d", to->name,
+                     (long long)t->ne0, to->blck_size);
+        return QT_ERR;
+    }
+    const qt_type_traits *from = qt_type_traits_get(t->type);
+    size_t row = qt_row_size(type, t->ne0), bytes = row * (size_t)t->ne1, src_row = qt_row_size(t->type, t->ne0);
+    uint8_t *dst = qt_alloc_big(bytes, "quantized weights");
+    if (!dst) return QT_ERR;
+    float *tmp = qt_malloc(sizeof(float) * (size_t)t->ne0);
+    for (int64_t r = 0; r < t->ne1; r++) {
+        from->to_float((const uint8_t *)t->data + (size_t)r * src_row, tmp, t->ne0);
+        to->from_float_ref(tmp, dst + (size_t)r * row, t->ne0);
+    }
+    qt_free(tmp);
+    m->bufs = qt_realloc(m->bufs, sizeof(void *) * (size_t)(m->n_bufs + 1));
+    m->buf_sizes = qt_realloc(m->buf_sizes, sizeof(size_t) * (size_t)(m->n_bufs + 1));
+    m->bufs[m->n_bufs] = dst;
+    m->buf_sizes[m->n_bufs++] = bytes;
+    t->type = type;
+    t->data = dst;
+    return QT_OK;
+}
+
+int qt_model_quantize(qt_model *m, qt_type type) {
+    const qt_type_traits *to = qt_type_traits_get(type);
+    if (!to || !to->from_float_ref || !to->to_float) {
+        qt_log_error("--quantize: no quantizer for type %s", qt_type_name(type));
+        return QT_ERR;
+    }
+    for (int il = 0; il < m->cfg.n_layer; il++) {
+        qt_layer *L = &m->layers[il];
+        qt_tensor *ts[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
+        for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
+            if (requantize(m, ts[i], type, to) != QT_OK) return QT_ERR;
+    }
+    return QT_OK;
+}
+
 void qt_model_free(qt_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_bufs; i++) qt_free_big(m->bufs[i], m->buf_sizes[i]);
+    qt_free(m->bufs);
+    qt_free(m->buf_sizes);
     qt_tokenizer_free(m->tok);
     qt_gguf_close(m->gguf);
     qt_st_close(m->st);

@@ -76,12 +76,21 @@ typedef struct {
     qt_st_set *st;
     float *owned;               // float32 copies of small vectors
     size_t n_owned, cap_owned;
+    void **bufs;                // requantized weights (qt_model_quantize)
+    size_t *buf_sizes;
+    int n_bufs;
 } qt_model;
 
 // Load a .gguf file or a Hugging Face folder (config.json + safetensors).
 // NULL on error, logged with the file and the problem.
 qt_model *qt_model_load(const char *path);
 void qt_model_free(qt_model *m);   // NULL is a no-op
+
+// Convert every projection matrix (attention, MLP) to `type` in memory (QLoRA
+// on an F16/BF16/F32 file: "--quantize q4_0"); embeddings, norms and the output
+// head stay as stored. Matrices already of that type are kept. QT_ERR (logged)
+// if the type has no quantizer or a row length is not a multiple of its block.
+int qt_model_quantize(qt_model *m, qt_type type);
 
 // Parameter count and bytes of the weights as stored.
 int64_t qt_model_n_params(const qt_model *m);

@@ -298,7 +298,12 @@ int qt_bpe_encode_fragment(const qt_tokenizer *t, const char *text, size_t n, bo
                 }
             encode_word(&s, buf + beg, m - beg, out);
         } else {
-            encode_word(&s, buf, m, out);
+            // independent segments: no token spans their boundaries
+            for (size_t off = 0; off < m;) {
+                size_t l = qt_tok_segment(t, buf + off, m - off);
+                encode_word(&s, buf + off, l, out);
+                off += l;
+            }
         }
     }
     qt_free(buf);

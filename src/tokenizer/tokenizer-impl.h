@@ -59,6 +59,11 @@ struct qt_tokenizer {
     int32_t *merge_out;     // id of the merged token
     uint32_t merge_mask;
     int n_merges;
+    // adjacent character pairs that occur inside some token text (chars packed
+    // as their UTF-8 bytes): a boundary between any other pair is never merged
+    // across, so long texts are encoded in independent segments
+    uint64_t *pair_key;     // open addressing; 0 empty
+    uint32_t pair_mask;
 };
 
 // ---- tokenizer.c ----
@@ -71,6 +76,10 @@ int qt_tok_build_vocab(qt_tokenizer *t, const char *path, int n, const char *con
 // Marks end-of-generation tokens (eos, eot, eom and known texts). Call last.
 void qt_tok_finish(qt_tokenizer *t);
 int qt_tok_lookup(const qt_tokenizer *t, const char *s, size_t n);
+// Length of the segment starting at text[0] whose symbols may merge with each
+// other: it ends before the first pair of adjacent characters that no token
+// contains. n > 0; returns 1..n.
+size_t qt_tok_segment(const qt_tokenizer *t, const char *text, size_t n);
 
 typedef struct {
     int32_t *out;

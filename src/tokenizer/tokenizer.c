@@ -31,6 +31,8 @@
 #include "base/base.h"
 #include "tokenizer/tokenizer-impl.h"
 
+static void build_pairs(qt_tokenizer *t);
+
 // ---- text -> id hash table ------------------------------------------------
 
 static uint64_t hash_bytes(const char *s, size_t n) {
@@ -224,6 +226,7 @@ int qt_tok_build_vocab(qt_tokenizer *t, const char *path, int n, const char *con
     t->special = qt_malloc(((size_t)t->n_special + 1) * sizeof(int32_t));
     for (int i = 0; i < t->n_special; i++) t->special[i] = sp[i].id;
     qt_free(sp);
+    if (!t->byte_level) build_pairs(t);
     return QT_OK;
 }
 
@@ -384,6 +387,7 @@ void qt_tokenizer_free(qt_tokenizer *t) {
     qt_free(t->pieces);
     qt_free(t->table);
     qt_free(t->special);
+    qt_free(t->pair_key);
     qt_bpe_free(t);
     qt_free(t);
 }
@@ -513,7 +517,82 @@ static int utf8_len(uint8_t c) {
     return lens[c >> 4];
 }
 
+// UTF-8 sequence length from the lead byte; continuation bytes count as 1
+// (llama.cpp's unicode_len_utf8).
+static int utf8_len(uint8_t c);
+
+// A character packed as its bytes (at most 4). Pair keys get bit 63 set so
+// that no key is 0 (the empty slot); a collision can only make a pair look
+// possible, which costs speed, never correctness.
+static uint32_t pack_char(const char *s, size_t l) {
+    uint32_t v = 0;
+    for (size_t i = 0; i < l; i++) v = (v << 8) | (uint8_t)s[i];
+    return v;
+}
+#define PAIR_KEY(a, b) ((uint64_t)(a) << 32 | (b) | 1ull << 63)
+
+static size_t char_len_at(const char *s, size_t n) {
+    size_t l = (size_t)utf8_len((uint8_t)s[0]);
+    return l > n ? n : l;
+}
+
+static uint32_t pair_slot(const qt_tokenizer *t, uint64_t key) {
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
+    uint32_t i = (uint32_t)(h >> 32) & t->pair_mask;
+    while (t->pair_key[i] != 0 && t->pair_key[i] != key) i = (i + 1) & t->pair_mask;
+    return i;
+}
+
+// The set of adjacent character pairs inside token texts (normal, user-defined
+// and unknown tokens: anything a merge can produce).
+static void build_pairs(qt_tokenizer *t) {
+    size_t n_pairs = 0;
+    for (int i = 0; i < t->n_vocab; i++) n_pairs += t->toks[i].text_len;
+    uint32_t cap = 1024;
+    while (cap < 2 * n_pairs) cap *= 2;
+    t->pair_key = qt_calloc(cap, sizeof(uint64_t));
+    t->pair_mask = cap - 1;
+    for (int i = 0; i < t->n_vocab; i++) {
+        const tok_entry *e = &t->toks[i];
+        const char *s = t->text + e->text_off;
+        size_t n = e->text_len;
+        if (n == 0 || e->type == TT_BYTE || e->type == TT_CONTROL) continue;
+        size_t l0 = char_len_at(s, n);
+        for (size_t off = l0; off < n;) {
+            size_t l1 = char_len_at(s + off, n - off);
+            uint64_t key = PAIR_KEY(pack_char(s + off - l0, l0), pack_char(s + off, l1));
+            t->pair_key[pair_slot(t, key)] = key;
+            off += l1;
+            l0 = l1;
+        }
+    }
+}
+
+size_t qt_tok_segment(const qt_tokenizer *t, const char *text, size_t n) {
+    if (!t->pair_key) return n;
+    size_t l0 = char_len_at(text, n);
+    for (size_t off = l0; off < n;) {
+        size_t l1 = char_len_at(text + off, n - off);
+        uint64_t key = PAIR_KEY(pack_char(text + off - l0, l0), pack_char(text + off, l1));
+        if (t->pair_key[pair_slot(t, key)] != key) return off;
+        off += l1;
+        l0 = l1;
+    }
+    return n;
+}
+
+static int spm_encode_segment(const qt_tokenizer *t, const char *text, size_t n, id_sink *out);
+
 static int spm_encode(const qt_tokenizer *t, const char *text, size_t n, id_sink *out) {
+    for (size_t off = 0; off < n;) {
+        size_t l = qt_tok_segment(t, text + off, n - off);
+        if (spm_encode_segment(t, text + off, l, out) != QT_OK) return QT_ERR;
+        off += l;
+    }
+    return QT_OK;
+}
+
+static int spm_encode_segment(const qt_tokenizer *t, const char *text, size_t n, id_sink *out) {
     if (n == 0) return QT_OK;
     spm_session s = { t, text, qt_malloc(n * sizeof(symbol)), { 0 } };
     int n_sym = 0;

@@ -66,13 +66,34 @@ static size_t utf8_invalid_at(const uint8_t *s, size_t n) {
     return n;
 }
 
-// Python's str.strip() on ASCII whitespace (what the Jinja template's .strip() does
-// for the text people write; Unicode spaces such as U+00A0 are kept).
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+// Python's str.strip() (what the Jinja template's .strip() does): removes the
+// code points str.isspace() accepts, ASCII and Unicode (U+0085, U+00A0, U+1680,
+// U+2000..U+200A, U+2028, U+2029, U+202F, U+205F, U+3000).
+static bool is_space(char c) { return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20); }
+
+// Byte length of the whitespace code point that s (n bytes) starts with, 0 if none.
+static size_t space_at(const char *p, size_t n) {
+    const uint8_t *s = (const uint8_t *)p;
+    if (n >= 1 && is_space((char)s[0])) return 1;
+    if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0)) return 2;
+    if (n >= 3) {
+        uint32_t c = (uint32_t)s[0] << 16 | (uint32_t)s[1] << 8 | s[2];
+        if (c == 0xe19a80 || (c >= 0xe28080 && c <= 0xe2808a) || c == 0xe280a8 || c == 0xe280a9 || c == 0xe280af ||
+            c == 0xe2819f || c == 0xe38080)
+            return 3;
+    }
+    return 0;
+}
 
 static void strip(const char **s, size_t *n) {
-    while (*n > 0 && is_space((*s)[0])) { (*s)++; (*n)--; }
-    while (*n > 0 && is_space((*s)[*n - 1])) (*n)--;
+    size_t k;
+    while ((k = space_at(*s, *n)) > 0) { *s += k; *n -= k; }
+    for (bool more = true; more;) {
+        more = false;
+        for (size_t l = 1; l <= 3 && l <= *n; l++) {
+            if (space_at(*s + *n - l, l) == l) { *n -= l; more = true; break; }
+        }
+    }
 }
 
 // ---- rendering: a record as runs of text and special tokens ------------------
@@ -567,7 +588,7 @@ qt_dataset *qt_dataset_load(const char *path, const qt_tokenizer *tok, const qt_
         char *p = s;
         if (line == 1 && n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) { p += 3; n -= 3; }  // UTF-8 byte order mark
         size_t k = 0;
-        while (k < n && is_space(p[k])) k++;
+        while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\f' || p[k] == '\v')) k++;
         if (k == n) continue;   // blank line
         int form = FORM_NONE;
         bool truncated = false;
@@ -736,8 +757,8 @@ static int cmp_key(const void *a, const void *b) {
 
 static void plan_epoch(qt_batcher *b, int64_t epoch) {
     int n = b->n, B = b->batch_size;
-    qt_rng r;
-    qt_rng_seed(&r, splitmix64(b->seed) ^ splitmix64(0x5bd1e995ull + (uint64_t)epoch));
+    qt_rng r;   // unshuffled: the same plan every epoch
+    qt_rng_seed(&r, splitmix64(b->seed) ^ splitmix64(0x5bd1e995ull + (uint64_t)(b->shuffle ? epoch : 0)));
     for (int i = 0; i < n; i++) b->order[i] = i;
     if (b->shuffle) shuffle_ints(&r, b->order, n);
     int64_t W = 50 * (int64_t)B;
@@ -753,7 +774,11 @@ static void plan_epoch(qt_batcher *b, int64_t epoch) {
     }
     qt_free(k);
     for (int i = 0; i < b->n_batches; i++) b->bstart[i] = i * B;
+    // Batch order: shuffled. Unshuffled, still a fixed permutation, so that the
+    // first k batches (validation on a few batches) sample the whole file rather
+    // than its shortest records; the short batch stays last.
     if (b->shuffle) shuffle_ints(&r, b->bstart, b->n_batches);
+    else shuffle_ints(&r, b->bstart, n % B ? b->n_batches - 1 : b->n_batches);
     b->epoch = epoch;
 }
 

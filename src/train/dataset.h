@@ -85,8 +85,10 @@ int qt_data_find_splits(const char *data, char **train, char **valid, char **tes
 // Batches without wasted padding: length bucketing. Each epoch the examples are
 // shuffled deterministically from (seed, epoch), then cut into windows of
 // 50*batch_size, each window sorted by length and cut into batches, and the
-// batch order shuffled, so padding stays small. Unshuffled: the same bucketing
-// in file order, batches in order (for evaluation). Each epoch holds every
+// batch order shuffled, so padding stays small. Unshuffled (for evaluation):
+// the same bucketing of the examples in file order, and one fixed batch order
+// (from seed, the same every epoch) so that the first k batches sample the whole
+// file, not its shortest records; the short batch comes last. Each epoch holds every
 // example exactly once, in ceil(n / batch_size) batches: all full but one when n
 // is not a multiple of batch_size (the last one unshuffled; one somewhere in a
 // shuffled epoch). Epochs follow each other without end.

@@ -240,8 +240,9 @@ static void layer_forward(qt_tmodel *tm, const qt_batch *b, int il, layer_acts *
         int o = b->seq_start[s], T = b->seq_start[s + 1] - o;
         qt_rope_forward(A->q + (size_t)o * qd, tm->cs, T, NH, HS, c->rope_type);
         qt_rope_forward(A->k + (size_t)o * kvd, tm->cs, T, NKV, HS, c->rope_type);
-        qt_attention_train_forward(tm->pool, A->ao + (size_t)o * qd, A->att + att_off, A->q + (size_t)o * qd,
-                                   A->k + (size_t)o * kvd, A->v + (size_t)o * kvd, T, NH, NKV, HS);
+        qt_attention_train_forward_ws(tm->pool, A->ao + (size_t)o * qd, A->att + att_off, A->q + (size_t)o * qd,
+                                      A->k + (size_t)o * kvd, A->v + (size_t)o * kvd, T, NH, NKV, HS,
+                                      tm->att_scratch);
         att_off += (size_t)NH * T * T;
     }
     linear_fwd(tm, A->xmid, A->ao, &L->wo, il, QT_LORA_O, A->ax[QT_LORA_O], N);

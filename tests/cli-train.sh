@@ -1,0 +1,63 @@
+#!/bin/sh
+# `qtune train` end to end on the bundled model and demo data: the loss goes
+# down, the adapter changes the greedy text, an interrupted-and-resumed run
+# ends with the same adapter bytes as an uninterrupted one, and bad data or
+# flags give one clear error and a non-zero exit.
+Q=${QTUNE:-build/qtune}
+M=models/stories260K.gguf
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+common="-m $M --data data/demo --batch-size 8 --learning-rate 2e-3 --targets all --steps-per-eval 0 --steps-per-report 4 -t 2 --seed 3"
+
+# a short run: loss falls, files written, the text changes
+$Q train $common --iters 16 -o "$tmp/a" > "$tmp/a.out" 2>&1 || bad "train failed: $(tail -5 "$tmp/a.out")"
+first=$(grep -o 'iter *4/16: loss [0-9.]*' "$tmp/a.out" | awk '{print $NF}')
+last=$(grep -o 'iter *16/16: loss [0-9.]*' "$tmp/a.out" | awk '{print $NF}')
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.8) }' && ok || bad "loss did not fall: $first -> $last"
+for f in adapter_model.safetensors adapter_config.json optimizer.safetensors training_state.json train.log metrics.jsonl; do
+  [ -s "$tmp/a/$f" ] && ok || bad "missing $f"
+done
+ls "$tmp/a" | grep -q tmp && bad "temporary files left behind" || ok
+grep -q "\"peft_type\":[[:space:]]*\"LORA\"" "$tmp/a/adapter_config.json" && ok || bad "adapter_config.json"
+base=$($Q generate -m $M -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
+tuned=$($Q generate -m $M --adapter "$tmp/a" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
+case "$tuned" in *Bolt*) ok ;; *) bad "adapter did not change the text: '$tuned'" ;; esac
+[ "$base" != "$tuned" ] && ok || bad "same text with and without the adapter"
+zero=$($Q generate -m $M --adapter "$tmp/a:0" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
+[ "$zero" = "$base" ] && ok || bad "adapter scale 0 must give the base text"
+
+# resume: 8 steps + 8 resumed steps == 16 steps in one go (same adapter bytes)
+$Q train $common --iters 8 --save-every 4 -o "$tmp/b" > /dev/null 2>&1 || bad "first half"
+sed -i 's/"iters": *8/"iters": 16/' "$tmp/b/training_state.json"
+$Q train $common --iters 16 --resume -o "$tmp/b" > "$tmp/b.out" 2>&1 || bad "resume failed: $(tail -3 "$tmp/b.out")"
+grep -q "resumed from .* at step 8" "$tmp/b.out" && ok || bad "resume message"
+cmp -s "$tmp/a/adapter_model.safetensors" "$tmp/b/adapter_model.safetensors" && ok || bad "resumed adapter differs from the uninterrupted one"
+cmp -s "$tmp/a/optimizer.safetensors" "$tmp/b/optimizer.safetensors" && ok || bad "resumed optimizer state differs"
+
+# bad input: one error line naming the file/line or flag, exit code 1 or 2
+expect_err() {  # code, word, command...
+  code=$1; word=$2; shift 2
+  "$@" >/dev/null 2>"$tmp/e"; rc=$?
+  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
+  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
+}
+mkdir "$tmp/bad"; printf '{"text": "fine"}\n{"text": 3}\n' > "$tmp/bad/train.jsonl"
+expect_err 1 "train.jsonl:2" $Q train -m $M --data "$tmp/bad" --iters 1
+printf '{"text": "fine"}\nnot json\n' > "$tmp/bad/train.jsonl"
+expect_err 1 "train.jsonl:2" $Q train -m $M --data "$tmp/bad" --iters 1
+: > "$tmp/bad/train.jsonl"
+expect_err 1 "train.jsonl" $Q train -m $M --data "$tmp/bad" --iters 1
+expect_err 1 "nope" $Q train -m $M --data "$tmp/nope" --iters 1
+expect_err 2 "nose" $Q train -m $M --data data/demo --targets q,nose
+expect_err 2 "lr-schedule" $Q train -m $M --data data/demo --lr-schedule wavy
+expect_err 2 "--iters" $Q train -m $M --data data/demo --iters many
+expect_err 1 "LoRA" $Q train -m $M --data data/demo --lora-rank 0 --iters 1
+expect_err 1 "adapter_config.json" $Q generate -m $M --adapter "$tmp/nope" -p hi
+printf '{"text": "ok"}\n{"text": 3}\n{"text": "also ok"}\n' > "$tmp/bad/train.jsonl"
+$Q train -m $M --data "$tmp/bad" --iters 1 --skip-bad-lines -o "$tmp/c" > "$tmp/c.out" 2>&1 && ok || bad "skip-bad-lines: $(cat "$tmp/c.out")"
+grep -q "1 bad lines skipped" "$tmp/c.out" && ok || bad "skip count: $(cat "$tmp/c.out")"
+
+echo "cli-train: $pass passed, $fail failed"
+[ $fail -eq 0 ]
