@@ -85,7 +85,7 @@ NEON_SRC   = $(filter-out %-avx2.c %-avx512.c,$(wildcard src/base/*.c src/quant/
 neon-test:
 	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static \
 	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
-	$(NEON_QEMU) build-arm64/tests/test-kernels
+	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) build-arm64/tests/test-kernels
 
 clean:
 	rm -rf build build-asan build-arm64

@@ -20,6 +20,16 @@
 #include "quant/types.h"
 #include "test.h"
 
+// Under emulation (make neon-test runs this binary in qemu-user) the thread
+// sweeps are slow: QT_TEST_MAX_THREADS and QT_TEST_POOL_RUNS shorten them.
+static int g_max_threads = 4, g_pool_runs = 20000;
+static void test_config_from_env(void) {
+    const char *e = getenv("QT_TEST_MAX_THREADS");
+    if (e && atoi(e) >= 1 && atoi(e) <= 4) g_max_threads = atoi(e);
+    e = getenv("QT_TEST_POOL_RUNS");
+    if (e && atoi(e) >= 1) g_pool_runs = atoi(e);
+}
+
 // Same quantized inputs, different summation order (float vs double, per-block
 // partial sums): the difference is a few float roundings of the running sum,
 // bounded relative to sum |w_i * x_i| (typical sqrt(n) * 6e-8, worst n * 6e-8).
@@ -207,7 +217,7 @@ static void test_problem(const problem *p) {
             CHECK(compare_same(p, y, "gemm", kt->isa, 1) == 0, "%s gemm %s n_in=%d n_out=%d T=%d", kt->isa,
                   qt_type_name(p->wt), n_in, n_out, T);
         }
-        for (int nth = 1; nth <= 4; nth++) {
+        for (int nth = 1; nth <= g_max_threads; nth++) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             qt_matmul_with(kt, g_pools[nth], y, p->x, p->w, p->wt, n_in, n_out, T);
             CHECK(compare_same(p, y, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
@@ -264,7 +274,7 @@ static void test_matmul_t(qt_rng *rng) {
                 float *dy = randn(rng, (size_t)T * n_out, 1.0f);
                 float *dx0 = randn(rng, (size_t)T * n_in, 1.0f);
                 float *dx = qt_malloc((size_t)T * n_in * sizeof(float));
-                for (int nth = 1; nth <= 4; nth++) {
+                for (int nth = 1; nth <= g_max_threads; nth++) {
                     memcpy(dx, dx0, (size_t)T * n_in * sizeof(float));
                     qt_matmul_t(g_pools[nth], dx, dy, w, wt, n_in, n_out, T);
                     int bad = 0;
@@ -364,12 +374,12 @@ static void pool_job(void *arg, int ith, int nth) {
 }
 
 static void test_pool(void) {
-    for (int n = 1; n <= 4; n++) {
+    for (int n = 1; n <= g_max_threads; n++) {
         qt_pool *p = g_pools[n];
         CHECK(qt_pool_n_threads(p) == n, "pool threads %d", n);
         pool_ctx c;
         memset(&c, 0, sizeof(c));
-        const int runs = 20000;
+        const int runs = g_pool_runs;
         double t0 = qt_time_s();
         for (int i = 0; i < runs; i++) qt_pool_run(p, pool_job, &c);
         double us = (qt_time_s() - t0) / runs * 1e6;
@@ -402,6 +412,7 @@ static void test_pool(void) {
 }
 
 int main(void) {
+    test_config_from_env();
     const qt_kernel_table *all[] = {qt_kernels_ref(), qt_kernels_avx2(), qt_kernels_avx512(), qt_kernels_neon()};
     const char *names[] = {"ref", "avx2", "avx512", "neon"};
     printf("kernel tables:");

@@ -22,6 +22,11 @@
 #define GRAD_RTOL 1e-3
 #define CURVE_RTOL 1e-4
 #define FINAL_L2_RTOL 1e-3
+// QLoRA through the Q4_0 kernels: the activations are rounded to Q8_0
+// (relative step ~1/254 per matmul input); on this 64-wide model that moves
+// the loss by ~2e-5 and individual adapter gradients by up to ~11%, measured.
+#define QLORA_LOSS_RTOL 2e-4
+#define QLORA_GRAD_RTOL 0.15
 
 typedef struct {
     uint32_t rank, n_layer, mask, n_params, n_seq, N, n_steps;
@@ -68,7 +73,12 @@ static int load_ref(lora_ref *r, const char *path) {
     return bad ? -1 : 0;
 }
 
+static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt, double loss_rtol, double grad_rtol);
 static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) {
+    run_tol(m, r, n_threads, ckpt, LOSS_RTOL, GRAD_RTOL);
+}
+
+static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt, double loss_rtol, double grad_rtol) {
     qt_lora_config cfg = qt_lora_defaults();
     cfg.rank = (int)r->rank;
     cfg.alpha = r->alpha;
@@ -89,7 +99,7 @@ static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) 
     CHECK(qt_tmodel_step(tm, &b, true, true, 1.0f / (float)n_tgt, 0, &loss_sum, &cnt) == QT_OK, "step");
     double loss = loss_sum / (double)cnt;
     CHECK(cnt == n_tgt, "target count %lld vs %lld", (long long)cnt, (long long)n_tgt);
-    CHECK(fabs(loss - r->loss0) <= LOSS_RTOL * fabs(r->loss0), "loss %.8f vs torch %.8f", loss, r->loss0);
+    CHECK(fabs(loss - r->loss0) <= loss_rtol * fabs(r->loss0), "loss %.8f vs torch %.8f", loss, r->loss0);
 
     // gradient of every adapter tensor
     double worst = 0;
@@ -109,13 +119,13 @@ static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) 
                 }
                 double rel = md / (mx > 0 ? mx : 1);
                 if (rel > worst) worst = rel;
-                if (!(rel <= GRAD_RTOL)) {
+                if (!(rel <= grad_rtol)) {
                     n_bad++;
                     fprintf(stderr, "layer %d %s.%c: grad rel err %.3g\n", il, qt_lora_target_name(t), "AB"[k], rel);
                 }
             }
         }
-    CHECK(n_bad == 0, "%d adapter gradients differ from torch by more than %g", n_bad, GRAD_RTOL);
+    CHECK(n_bad == 0, "%d adapter gradients differ from torch by more than %g", n_bad, grad_rtol);
 
     // 20 AdamW steps on the same batch
     qt_adamw_params hp = { r->lr, r->b1, r->b2, r->eps, r->wd };
@@ -243,6 +253,24 @@ int main(void) {
     run(m, &r, 1, false);
     run(m, &r, 2, true);
     check_interchange(m, &r);
+
+    // QLoRA: the projections quantized to Q4_0 in memory; PyTorch runs on the
+    // same weights dequantized. Our Q4_0 kernels also round the activations
+    // to 8 bits (Q8_0, as llama.cpp does), which PyTorch does not: that is
+    // what the wider tolerances are for.
+    lora_ref rq;
+    CHECK(load_ref(&rq, "tests/data/lora-ref-q4_0.bin") == 0, "cannot read tests/data/lora-ref-q4_0.bin");
+    qt_model *mq = qt_model_load(path);
+    CHECK(mq && qt_model_quantize(mq, QT_TYPE_Q4_0) == QT_OK && mq->layers[0].wq.type == QT_TYPE_Q4_0 &&
+              mq->layers[0].w_down.type == QT_TYPE_F32,
+          "quantize to q4_0 (rows of 172 stay f32)");
+    if (mq && !test_n_fail) run_tol(mq, &rq, 2, false, QLORA_LOSS_RTOL, QLORA_GRAD_RTOL);
+    // the same Q4_0 weights expanded back to F32: now only float32 arithmetic
+    // differs from PyTorch, and the strict tolerances apply
+    CHECK(mq && qt_model_quantize(mq, QT_TYPE_F32) == QT_OK && mq->layers[0].wq.type == QT_TYPE_F32, "q4_0 -> f32");
+    if (mq && !test_n_fail) run_tol(mq, &rq, 1, false, LOSS_RTOL, GRAD_RTOL);
+    qt_model_free(mq);
+    free(rq.seq_start); free(rq.tokens); free(rq.targets); free(rq.params0); free(rq.grads0); free(rq.losses); free(rq.final);
 
     // targets parsing and PEFT init
     uint32_t mask;

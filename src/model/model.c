@@ -479,10 +479,10 @@ qt_model *qt_model_load(const char *path) {
 
 static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_traits *to) {
     if (t->type == type) return QT_OK;
-    if (t->ne0 % to->blck_size != 0) {
-        qt_log_error("--quantize %s: row length %lld is not a multiple of the block size %d", to->name,
-                     (long long)t->ne0, to->blck_size);
-        return QT_ERR;
+    if (t->ne0 % to->blck_size != 0) {   // as llama-quantize: such tensors keep their type
+        qt_log_info("--quantize %s: a matrix with rows of %lld (not a multiple of %d) stays %s", to->name,
+                    (long long)t->ne0, to->blck_size, qt_type_name(t->type));
+        return QT_OK;
     }
     const qt_type_traits *from = qt_type_traits_get(t->type);
     size_t row = qt_row_size(type, t->ne0), bytes = row * (size_t)t->ne1, src_row = qt_row_size(t->type, t->ne0);

@@ -88,8 +88,9 @@ void qt_model_free(qt_model *m);   // NULL is a no-op
 
 // Convert every projection matrix (attention, MLP) to `type` in memory (QLoRA
 // on an F16/BF16/F32 file: "--quantize q4_0"); embeddings, norms and the output
-// head stay as stored. Matrices already of that type are kept. QT_ERR (logged)
-// if the type has no quantizer or a row length is not a multiple of its block.
+// head stay as stored. Matrices already of that type, or whose row length is
+// not a multiple of the type's block, are kept. QT_ERR (logged) if the type
+// has no quantizer.
 int qt_model_quantize(qt_model *m, qt_type type);
 
 // Parameter count and bytes of the weights as stored.

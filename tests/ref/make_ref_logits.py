@@ -11,7 +11,7 @@ SwiGLU, tied head) in torch fp32, and writes tests/data/stories260K-ref.bin:
   i32 tokens[n_tokens], f32 logits[n_tokens][n_vocab],
   i32 greedy[n_greedy]   (greedy continuation after BOS, full recompute)
 
-Run: /usr/bin/python3 tests/ref/make_ref_logits.py [MODELS_DIR]
+Run: /usr/bin/python3 tests/ref/make_ref_logits.py  (QT_SHARED_MODELS overrides ../shared/models)
 (python3-torch and python3-numpy from Debian). CI uses the committed output.
 """
 import json
@@ -24,7 +24,7 @@ import torch
 
 torch.set_num_threads(2)
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "models")
+MODELS = os.environ.get("QT_SHARED_MODELS") or os.path.join(HERE, "..", "..", "..", "shared", "models")
 HF = os.path.join(MODELS, "tinystories-260K", "hf")
 OUT = os.path.join(HERE, "..", "data", "stories260K-ref.bin")
 

@@ -16,7 +16,10 @@ Writes tests/data/lora-ref.bin:
   f32 losses[n_steps]            (loss before each AdamW step, same batch)
   f32 params_final[n_params]
 
-Run: /usr/bin/python3 tests/ref/make_ref_lora.py  (python3-torch, python3-numpy)
+Run: /usr/bin/python3 tests/ref/make_ref_lora.py [q4_0]  (python3-torch, python3-numpy)
+With q4_0 the projections whose rows are a multiple of 32 are first quantized
+to Q4_0 and dequantized exactly as ggml does (QLoRA: PyTorch runs on the
+dequantized base), written to lora-ref-q4_0.bin, without the AdamW steps.
 """
 import json
 import os
@@ -32,11 +35,13 @@ sys.path.insert(0, HERE)
 from make_ref_logits import MODELS, load_safetensors, rms_norm, rotate_half  # noqa: E402
 
 HF = os.path.join(MODELS, "tinystories-260K", "hf")
-OUT = os.path.join(HERE, "..", "data", "lora-ref.bin")
+QUANT = sys.argv[1] if len(sys.argv) > 1 else None   # None or "q4_0"
+OUT = os.path.join(HERE, "..", "data", f"lora-ref{'-' + QUANT if QUANT else ''}.bin")
 TARGETS = ["q", "k", "v", "o", "gate", "up", "down"]
 PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
         "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
-RANK, ALPHA, N_STEPS = 4, 8.0, 20
+RANK, ALPHA = 4, 8.0
+N_STEPS = 20 if QUANT is None else 0
 LR, B1, B2, EPS, WD = 2e-3, 0.9, 0.999, 1e-8, 0.01
 
 
@@ -77,9 +82,25 @@ def lora_forward(W, cfg, lora, tokens, seq_start):
     return x @ W["model.embed_tokens.weight"].T
 
 
+def q4_0_roundtrip(w):
+    """ggml's quantize_row_q4_0_ref then dequantize_row_q4_0, in float32 as C does."""
+    x = w.numpy().reshape(-1, 32).astype(np.float32)
+    mx = x[np.arange(len(x)), np.argmax(np.abs(x), axis=1)]
+    d = (mx / np.float32(-8)).astype(np.float32)
+    inv = np.zeros_like(d)
+    inv[d != 0] = (np.float32(1) / d[d != 0]).astype(np.float32)
+    q = np.minimum(15, np.trunc((x * inv[:, None]).astype(np.float32) + np.float32(8.5))).astype(np.float32)
+    dh = d.astype(np.float16).astype(np.float32)
+    return torch.from_numpy(((q - 8) * dh[:, None]).astype(np.float32).reshape(w.shape))
+
+
 def main():
     cfg = json.load(open(os.path.join(HF, "config.json")))
     W = load_safetensors(os.path.join(HF, "model.safetensors"))
+    if QUANT == "q4_0":   # QLoRA: the projections as the C side's --quantize q4_0 leaves them
+        for name in list(W):
+            if any(p in name for p in PROJ.values()) and W[name].shape[1] % 32 == 0:
+                W[name] = q4_0_roundtrip(W[name])
     rng = np.random.default_rng(1234)
     L = cfg["num_hidden_layers"]
     lora, order = {}, []
@@ -135,7 +156,8 @@ def main():
         f.write(struct.pack("<fffffI", LR, B1, B2, EPS, WD, N_STEPS))
         f.write(np.asarray(losses, "<f4").tobytes())
         f.write(final.astype("<f4").tobytes())
-    print(f"wrote {OUT}: {len(params0)} params, loss0 {loss0.item():.6f}, losses {losses[0]:.4f} -> {losses[-1]:.4f}")
+    curve = f", losses {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else ""
+    print(f"wrote {OUT}: {len(params0)} params, loss0 {loss0.item():.6f}{curve}")
 
 
 if __name__ == "__main__":
