@@ -16,6 +16,7 @@ run() {  # name, command...
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
   [ -n "$p" ] || p=0; [ -n "$f" ] || f=0
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  if [ $rc -eq 0 ] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then p=1; fi
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 }
 run "tests" make -j"$jobs" test

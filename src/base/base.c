@@ -241,6 +241,13 @@ void qt_atomic_abort(qt_atomic_file *f) {
     atomic_release(f);
 }
 
+int qt_write_file_atomic(const char *path, const void *data, size_t n) {
+    qt_atomic_file f;
+    if (qt_atomic_open(&f, path) != QT_OK) return QT_ERR;
+    qt_atomic_write(&f, data, n);
+    return qt_atomic_commit(&f);
+}
+
 double qt_time_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

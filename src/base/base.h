@@ -74,6 +74,8 @@ int qt_atomic_open(qt_atomic_file *f, const char *path);
 int qt_atomic_write(qt_atomic_file *f, const void *data, size_t n);
 int qt_atomic_commit(qt_atomic_file *f);   // closes, renames; QT_ERR on failure
 void qt_atomic_abort(qt_atomic_file *f);   // closes, removes the temporary file
+// The whole of data written to path through a temporary file and a rename.
+int qt_write_file_atomic(const char *path, const void *data, size_t n);
 
 // Monotonic wall clock in seconds.
 double qt_time_s(void);

@@ -101,13 +101,7 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
         char *text = cJSON_Print(j);
         cJSON_Delete(j);
         snprintf(path, n, "%s/adapter_config.json", dir);
-        qt_atomic_file f;
-        rc = qt_atomic_open(&f, path);
-        if (rc == QT_OK) {
-            qt_atomic_write(&f, text, strlen(text));
-            qt_atomic_write(&f, "\n", 1);
-            rc = qt_atomic_commit(&f);
-        }
+        rc = qt_write_file_atomic(path, text, strlen(text));
         cJSON_free(text);
     }
     qt_free(path);

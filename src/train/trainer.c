@@ -165,12 +165,7 @@ static int save_state(const qt_train_opts *o, const qt_lora *l, const qt_model *
         char *text = cJSON_Print(j);
         cJSON_Delete(j);
         snprintf(path, n, "%s/training_state.json", o->adapter_path);
-        qt_atomic_file f;
-        rc = qt_atomic_open(&f, path);
-        if (rc == QT_OK) {
-            qt_atomic_write(&f, text, strlen(text));
-            rc = qt_atomic_commit(&f);
-        }
+        rc = qt_write_file_atomic(path, text, strlen(text));
         cJSON_free(text);
     }
     qt_free(path);

@@ -1,0 +1,82 @@
+// bench-train.c: speed and memory of one LoRA training step, the way the
+// training issue measures it: a model file (random weights with real shapes
+// are fine: cost does not depend on values), LoRA rank r on the given
+// targets, one sequence of T random tokens per step, batch 1, AdamW.
+// Prints tokens/s (median over steps after a warm-up), the step's FLOP rate
+// (6 * params-in-matmuls * T for forward + backward, + attention), and the
+// peak RSS.
+//   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [ckpt=1]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "train/model-train.h"
+#include "train/optim.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [ckpt=1]\n", argv[0]);
+        return 2;
+    }
+    int T = argc > 2 ? atoi(argv[2]) : 512, steps = argc > 3 ? atoi(argv[3]) : 3;
+    int nth = argc > 4 ? atoi(argv[4]) : 2, rank = argc > 5 ? atoi(argv[5]) : 16;
+    const char *targets = argc > 6 ? argv[6] : "q,k,v,o,gate";
+    bool ckpt = argc > 7 ? atoi(argv[7]) != 0 : true;
+    double t_load = qt_time_s();
+    qt_model *m = qt_model_load(argv[1]);
+    if (!m) return 1;
+    t_load = qt_time_s() - t_load;
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = rank;
+    cfg.alpha = 2.0f * rank;
+    if (qt_lora_parse_targets(targets, &cfg.targets) != QT_OK) return 2;
+    qt_lora *l = qt_lora_init(m, &cfg, 1);
+    if (!l || qt_lora_enable_training(l) != QT_OK) return 1;
+    qt_pool *pool = qt_pool_init(nth);
+    qt_tmodel *tm = qt_tmodel_init(m, l, pool, T, T, ckpt);
+    if (!tm) return 1;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)T), *tgt = malloc(sizeof(int32_t) * (size_t)T);
+    qt_rng rng;
+    qt_rng_seed(&rng, 5);
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)(qt_rng_u64(&rng) % (uint64_t)m->cfg.n_vocab);
+    for (int i = 0; i < T; i++) tgt[i] = i + 1 < T ? tok[i + 1] : -1;
+    int seq[2] = { 0, T };
+    qt_batch b = { tok, tgt, seq, 1 };
+    qt_adamw_params hp = qt_adamw_defaults();
+    double *ts = malloc(sizeof(double) * (size_t)(steps + 1));
+    for (int s = 0; s <= steps; s++) {   // step 0 is the warm-up
+        double t0 = qt_time_s(), ls;
+        int64_t n;
+        memset(l->grads, 0, sizeof(float) * l->n_params);
+        if (qt_tmodel_step(tm, &b, true, true, 1.0f / (T - 1), (uint64_t)s, &ls, &n) != QT_OK) return 1;
+        qt_adamw_step(l->params, l->grads, l->m, l->v, l->n_params, &hp, hp.lr, s + 1);
+        ts[s] = qt_time_s() - t0;
+        fprintf(stderr, "step %d: %.2f s, loss %.4f\n", s, ts[s], ls / (double)n);
+    }
+    qsort(ts + 1, (size_t)steps, sizeof(double), cmp_double);
+    double med = ts[1 + steps / 2];
+    const qt_config *c = &m->cfg;
+    // matmul parameters (projections + output head) and attention FLOPs per token
+    double p_mm = (double)c->n_layer * c->n_embd * (2.0 * c->n_head * c->head_dim + 2.0 * c->n_head_kv * c->head_dim + 3.0 * c->n_ff) +
+                  (double)c->n_embd * c->n_vocab;
+    double att = (double)c->n_layer * 2.0 * c->n_head * c->head_dim * T;   // QK^T + PV per token, causal half counted as full
+    double flop = (6.0 * p_mm + 3.0 * 2.0 * att) * T + (ckpt ? 2.0 * (p_mm - (double)c->n_embd * c->n_vocab) * T : 0);
+    printf("| %s | %s | T=%d | r=%d %s | threads %d | ckpt %d | %.1f tokens/s | %.1f s/step | %.1f GFLOP/s | peak RSS %.2f GiB | load %.1f s |\n",
+           m->name, qt_type_name(m->layers[0].wq.type), T, rank, targets, nth, ckpt, T / med, med, flop / med / 1e9,
+           qt_peak_rss() / 1073741824.0, t_load);
+    qt_tmodel_free(tm);
+    qt_pool_free(pool);
+    qt_lora_free(l);
+    qt_model_free(m);
+    free(tok); free(tgt); free(ts);
+    return 0;
+}
