@@ -12,7 +12,7 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-fast-math -ffp-contract=off 
   -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
   -Wno-unused-parameter -Isrc -MMD -MP
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDLIBS  += -lm -pthread -lcjson -lutf8proc
+LDLIBS  += -lm -pthread -lcjson -lutf8proc -lmicrohttpd
 
 # Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
 # CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).

@@ -65,11 +65,13 @@ int main(int argc, char **argv) {
     qsort(ts + 1, (size_t)steps, sizeof(double), cmp_double);
     double med = ts[1 + steps / 2];
     const qt_config *c = &m->cfg;
-    // matmul parameters (projections + output head) and attention FLOPs per token
+    // Model FLOPs of a LoRA step (frozen base: forward 2pT, backward to the
+    // inputs only 2pT; the adapters are < 1%), attention causal (half of T^2):
+    // forward 2 matmuls, backward 4, each NH*HS*T^2/2 MACs. Recomputation under
+    // checkpointing is not counted (it is overhead, not model work).
     double p_mm = (double)c->n_layer * c->n_embd * (2.0 * c->n_head * c->head_dim + 2.0 * c->n_head_kv * c->head_dim + 3.0 * c->n_ff) +
                   (double)c->n_embd * c->n_vocab;
-    double att = (double)c->n_layer * 2.0 * c->n_head * c->head_dim * T;   // QK^T + PV per token, causal half counted as full
-    double flop = (6.0 * p_mm + 3.0 * 2.0 * att) * T + (ckpt ? 2.0 * (p_mm - (double)c->n_embd * c->n_vocab) * T : 0);
+    double flop = 4.0 * p_mm * T + 6.0 * c->n_layer * (double)c->n_head * c->head_dim * (double)T * T;
     printf("| %s | %s | T=%d | r=%d %s | threads %d | ckpt %d | %.1f tokens/s | %.1f s/step | %.1f GFLOP/s | peak RSS %.2f GiB | load %.1f s |\n",
            m->name, qt_type_name(m->layers[0].wq.type), T, rank, targets, nth, ckpt, T / med, med, flop / med / 1e9,
            qt_peak_rss() / 1073741824.0, t_load);

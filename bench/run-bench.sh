@@ -125,13 +125,18 @@ ratio() {
 }
 fmt() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.2f", a }'; }
 
-echo "| model | threads | qtune pp$PP | llama.cpp pp$PP | pp ratio | qtune tg$TG | llama.cpp tg$TG | tg ratio |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+# 1-minute load average when a cell starts: above ~0.5 on an idle-looking host
+# means another process competes for the cores, and spinning thread pools
+# (llama.cpp's OpenMP build in particular) can lose an order of magnitude.
+loadavg() { if [ -r /proc/loadavg ]; then cut -d' ' -f1 /proc/loadavg; else echo "-"; fi; }
+
+echo "| model | threads | qtune pp$PP | llama.cpp pp$PP | pp ratio | qtune tg$TG | llama.cpp tg$TG | tg ratio | load |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for name in $NAMES; do
     file=$(ensure_model "$name")
     [ -n "$file" ] || continue
     for t in $THREADS; do
-        qp=""; qt=""; lp=""; lt=""
+        qp=""; qt=""; lp=""; lt=""; load=$(loadavg)
         i=0
         while [ "$i" -lt "$REPS" ]; do
             set -- $(run_qtune "$file" "$t"); qp="$qp $1"; qt="$qt $2"
@@ -139,6 +144,6 @@ for name in $NAMES; do
             i=$((i + 1))
         done
         mqp=$(median $qp); mqt=$(median $qt); mlp=$(median $lp); mlt=$(median $lt)
-        echo "| $name | $t | $(fmt "$mqp") | $(fmt "$mlp") | $(ratio "$mqp" "$mlp") | $(fmt "$mqt") | $(fmt "$mlt") | $(ratio "$mqt" "$mlt") |"
+        echo "| $name | $t | $(fmt "$mqp") | $(fmt "$mlp") | $(ratio "$mqp" "$mlp") | $(fmt "$mqt") | $(fmt "$mlt") | $(ratio "$mqt" "$mlt") | $load |"
     done
 done

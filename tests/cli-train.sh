@@ -54,10 +54,32 @@ expect_err 2 "nose" $Q train -m $M --data data/demo --targets q,nose
 expect_err 2 "lr-schedule" $Q train -m $M --data data/demo --lr-schedule wavy
 expect_err 2 "--iters" $Q train -m $M --data data/demo --iters many
 expect_err 1 "LoRA" $Q train -m $M --data data/demo --lora-rank 0 --iters 1
-expect_err 1 "adapter_config.json" $Q generate -m $M --adapter "$tmp/nope" -p hi
+expect_err 1 "nope" $Q generate -m $M --adapter "$tmp/nope" -p hi
 printf '{"text": "ok"}\n{"text": 3}\n{"text": "also ok"}\n' > "$tmp/bad/train.jsonl"
 $Q train -m $M --data "$tmp/bad" --iters 1 --skip-bad-lines -o "$tmp/c" > "$tmp/c.out" 2>&1 && ok || bad "skip-bad-lines: $(cat "$tmp/c.out")"
 grep -q "1 bad lines skipped" "$tmp/c.out" && ok || bad "skip count: $(cat "$tmp/c.out")"
+
+# Ctrl-C: the run stops after the current step, saves a checkpoint, exits 0;
+# --resume then finishes the run
+$Q train $common --iters 100000 --steps-per-report 1 -o "$tmp/i" > "$tmp/i.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do grep -q "iter *2/" "$tmp/i.out" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+[ $rc -eq 0 ] && grep -q "interrupted at step" "$tmp/i.out" && [ -s "$tmp/i/optimizer.safetensors" ] && ok \
+  || bad "SIGINT: rc $rc, $(tail -2 "$tmp/i.out")"
+at=$(sed -n 's/.*interrupted at step \([0-9]*\).*/\1/p' "$tmp/i.out")
+$Q train $common --iters $((at + 2)) --resume --steps-per-report 1 -o "$tmp/i" > "$tmp/i2.out" 2>&1 \
+  && grep -q "iter *$((at + 2))/$((at + 2))" "$tmp/i2.out" && ok || bad "resume after SIGINT: $(tail -2 "$tmp/i2.out")"
+
+# --config: a JSON file of options; command-line flags win
+printf '{"iters": 2, "batch_size": 4, "targets": ["q", "v"], "steps_per_eval": 0, "lora_rank": 4}' > "$tmp/cfg.json"
+$Q train -m $M --data data/demo --config "$tmp/cfg.json" --iters 3 --steps-per-report 1 -o "$tmp/d" > "$tmp/d.out" 2>&1 || bad "config run"
+grep -q "iter *3/3" "$tmp/d.out" && ok || bad "--iters on the command line must override the config"
+grep -q '"r":[[:space:]]*4' "$tmp/d/adapter_config.json" && ok || bad "lora_rank from the config"
+printf '{"iters": {"a": 1}}' > "$tmp/bad.json"
+expect_err 2 "bad.json" $Q train -m $M --data data/demo --config "$tmp/bad.json"
+printf '{"itres": 3}' > "$tmp/typo.json"
+expect_err 2 "--itres" $Q train -m $M --data data/demo --config "$tmp/typo.json"
 
 echo "cli-train: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -179,7 +179,7 @@ static void test_chat_template(const qt_tokenizer *tok) {
           "system later: %s", g_log);
     CHECK(qt_chat_render(NULL, bad3, 1) == NULL && strstr(g_log, "no user message"), "system only: %s", g_log);
     CHECK(qt_chat_render(NULL, bad4, 1) == NULL && strstr(g_log, "unknown role \"bot\""), "unknown role: %s", g_log);
-    CHECK(qt_chat_render("chatml", m, 5) == NULL && strstr(g_log, "not supported"), "unknown template: %s", g_log);
+    CHECK(qt_chat_render("vicuna", m, 5) == NULL && strstr(g_log, "not supported"), "unknown template: %s", g_log);
     release();
 }
 
@@ -483,7 +483,7 @@ static const bad_case bad_cases[] = {
       ":1: a record with no trainable tokens", 1, 0, NULL },
     { "prompt-too-long", "{\"prompt\": \"one two three four five six seven eight nine ten\", \"completion\": \" eleven\"}\n",
       ":1: no trainable tokens in the first 8 (max_seq_len)", 1, 8, NULL },
-    { "template", GOOD_CHAT, ":1: chat template \"chatml\" is not supported yet", 0, 0, "chatml" },
+    { "template", GOOD_CHAT, ":1: chat template \"vicuna\" is not supported yet", 0, 0, "vicuna" },
 };
 
 static void test_bad_data(const qt_tokenizer *tok) {
@@ -559,7 +559,7 @@ static void test_bad_data(const qt_tokenizer *tok) {
     qt_free(p);
     // an unsupported template is not a bad line to skip
     p = write_tmp("tmpl.jsonl", GOOD_CHAT GOOD_CHAT, strlen(GOOD_CHAT GOOD_CHAT));
-    o.chat_template = "chatml";
+    o.chat_template = "vicuna";
     capture();
     d = qt_dataset_load(p, tok, &o);
     release();

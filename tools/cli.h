@@ -32,11 +32,28 @@ typedef struct {
 int qt_opts_parse(const qt_cmd_spec *spec, int argc, char **argv, char **pos, int *n_pos);
 void qt_opts_usage(const qt_cmd_spec *spec);
 
+// `--config FILE`: a JSON object whose keys are option names ("iters",
+// "learning-rate" or "learning_rate") becomes options placed before the
+// command line's, so flags given on the command line win. true -> the flag,
+// false -> nothing, arrays -> comma-joined. *out_argv is malloc'd (free with
+// qt_opts_free_config). Returns 0, or -1 after one error line naming the file
+// and the key.
+int qt_opts_expand_config(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv);
+void qt_opts_free_config(int argc, char **argv);
+
 // Commands: each returns the process exit code.
 int qt_cmd_generate(int argc, char **argv);
 int qt_cmd_info(int argc, char **argv);
 int qt_cmd_bench(int argc, char **argv);
 int qt_cmd_tokenize(int argc, char **argv);
 int qt_cmd_train(int argc, char **argv);
+int qt_cmd_chat(int argc, char **argv);
+int qt_cmd_serve(int argc, char **argv);
+int qt_cmd_fuse(int argc, char **argv);
+int qt_cmd_quantize(int argc, char **argv);
+int qt_cmd_convert(int argc, char **argv);
+int qt_cmd_eval(int argc, char **argv);
+int qt_cmd_data(int argc, char **argv);
+int qt_cmd_report(int argc, char **argv);
 
 #endif

@@ -8,9 +8,11 @@
 #include "cli.h"
 #include "train/trainer.h"
 
+static int run_train(qt_train_opts *po, const char *targets, const char *schedule, int verbose);
+
 int qt_cmd_train(int argc, char **argv) {
     qt_train_opts o = qt_train_defaults();
-    const char *targets = NULL, *schedule = "constant";
+    const char *targets = NULL, *schedule = "constant", *config = NULL;
     int verbose = 1;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &o.model, "PATH", "base model: .gguf (any type, also quantized) or HF folder" },
@@ -33,6 +35,7 @@ int qt_cmd_train(int argc, char **argv) {
         { "targets", 0, QT_OPT_STR, &targets, "LIST", "projections: q,k,v,o,gate,up,down or all (default q,v)" },
         { "max-seq-len", 0, QT_OPT_INT, &o.data_opts.max_seq_len, "N", "truncate records to N tokens (default 2048)" },
         { "mask-prompt", 0, QT_OPT_FLAG, &o.data_opts.mask_prompt, NULL, "train on completions / assistant turns only" },
+        { "chat-template", 0, QT_OPT_STR, &o.data_opts.chat_template, "NAME", "template for messages records (default llama2; chatml, llama3, zephyr, phi3, gemma, mistral, alpaca)" },
         { "parse-special", 0, QT_OPT_FLAG, &o.data_opts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens" },
         { "skip-bad-lines", 0, QT_OPT_FLAG, &o.data_opts.skip_bad_lines, NULL, "skip malformed records (counted) instead of stopping" },
         { "steps-per-report", 0, QT_OPT_INT, &o.steps_per_report, "N", "report training loss every N steps (default 10)" },
@@ -47,14 +50,23 @@ int qt_cmd_train(int argc, char **argv) {
         { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
         { "tokenizer", 0, QT_OPT_STR, &o.tokenizer, "PATH", "take the vocabulary from this .gguf" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { "config", 0, QT_OPT_STR, &config, "FILE", "JSON file of options (keys as these names); flags override it" },
         { 0 },
     };
     const qt_cmd_spec spec = { "train", "-m MODEL --data DATA [options]",
                                "Fine-tune a LoRA adapter on a frozen (optionally quantized) base model.", opts, 0, 0 };
     char *pos[1];
-    int n_pos;
-    int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
-    if (r) return r > 0 ? 0 : 2;
+    int n_pos, cargc;
+    char **cargv;
+    if (qt_opts_expand_config("train", argc, argv, &cargc, &cargv) != 0) return 2;
+    int r = qt_opts_parse(&spec, cargc, cargv, pos, &n_pos);
+    int rc = r ? (r > 0 ? 0 : 2) : run_train(&o, targets, schedule, verbose);
+    qt_opts_free_config(cargc, cargv);   // option strings point into cargv until here
+    return rc;
+}
+
+static int run_train(qt_train_opts *po, const char *targets, const char *schedule, int verbose) {
+    qt_train_opts o = *po;
     qt_log_set_level(verbose);
     if (!o.model || !o.data) {
         qt_log_error("qtune train: give a model (-m) and data (--data)");

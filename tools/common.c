@@ -54,7 +54,7 @@ qt_lora *qt_cli_load_adapter(const qt_model *m, const char *spec, float *scale) 
             *scale = s;
         }
     }
-    qt_lora *l = qt_lora_load_peft(m, path);
+    qt_lora *l = qt_lora_load(m, path);
     qt_free(path);
     return l;
 }

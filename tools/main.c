@@ -18,8 +18,16 @@ static const command commands[] = {
     { "generate", qt_cmd_generate, "generate text from a prompt, streaming, with sampling and speed stats" },
     { "info", qt_cmd_info, "show a model's architecture, hyper-parameters, tensors and memory needs" },
     { "train", qt_cmd_train, "fine-tune a LoRA / QLoRA adapter on your JSONL data" },
+    { "eval", qt_cmd_eval, "loss, perplexity and generation scores (BLEU, ROUGE-L) on held-out data" },
+    { "data", qt_cmd_data, "prepare training data from CSV/TSV/JSON (data prepare) and show token statistics (data stats)" },
+    { "report", qt_cmd_report, "write an HTML report with loss / learning-rate / speed plots of a training run" },
     { "bench", qt_cmd_bench, "measure prompt processing and generation speed (tokens/s)" },
     { "tokenize", qt_cmd_tokenize, "print the token ids and pieces of a text" },
+    { "chat", qt_cmd_chat, "chat with a model in the terminal or through a pipe (multi-turn, KV cache reused)" },
+    { "serve", qt_cmd_serve, "OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions, /v1/models" },
+    { "fuse", qt_cmd_fuse, "merge a LoRA adapter into the model and write a GGUF file" },
+    { "quantize", qt_cmd_quantize, "quantize a model to a llama.cpp block type (q8_0, q4_k, ...)" },
+    { "convert", qt_cmd_convert, "convert a Hugging Face model folder to GGUF" },
 };
 
 static void usage(FILE *f) {

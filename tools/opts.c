@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "base/base.h"
 #include "cli.h"
 
 void qt_opts_usage(const qt_cmd_spec *spec) {
@@ -117,4 +120,87 @@ int qt_opts_parse(const qt_cmd_spec *spec, int argc, char **argv, char **pos, in
         return -1;
     }
     return 0;
+}
+
+static char *opt_dup(const char *prefix, const char *s) {
+    size_t n = strlen(prefix) + strlen(s) + 1;
+    char *d = qt_malloc(n);
+    snprintf(d, n, "%s%s", prefix, s);
+    return d;
+}
+
+int qt_opts_expand_config(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv) {
+    const char *path = NULL;
+    int skip = -1;   // index of "--config" in argv
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) { path = argv[i + 1]; skip = i; break; }
+        if (!strncmp(argv[i], "--config=", 9)) { path = argv[i] + 9; skip = i; break; }
+    }
+    // every argument is copied so the result can be freed uniformly
+    size_t cap = (size_t)argc + 1;
+    char **out = qt_malloc(sizeof(char *) * cap);
+    int n = 0;
+    cJSON *j = NULL;
+    if (path) {
+        char *text = qt_read_file(path, NULL);
+        if (!text) goto fail;
+        j = cJSON_Parse(text);
+        qt_free(text);
+        if (!cJSON_IsObject(j)) {
+            fprintf(stderr, "error: qtune %s: %s: not a JSON object of options\n", cmd, path);
+            goto fail;
+        }
+        for (cJSON *e = j->child; e; e = e->next) {
+            char key[128];
+            snprintf(key, sizeof(key), "%s", e->string);
+            for (char *k = key; *k; k++) if (*k == '_') *k = '-';
+            char val[512] = "";
+            bool flag = false;
+            if (cJSON_IsBool(e)) {
+                if (cJSON_IsFalse(e)) continue;
+                flag = true;
+            } else if (cJSON_IsNumber(e)) {
+                snprintf(val, sizeof(val), "%.17g", e->valuedouble);
+            } else if (cJSON_IsString(e)) {
+                snprintf(val, sizeof(val), "%s", e->valuestring);
+            } else if (cJSON_IsArray(e)) {
+                size_t len = 0;
+                for (cJSON *a = e->child; a; a = a->next) {
+                    if (!cJSON_IsString(a)) {
+                        fprintf(stderr, "error: qtune %s: %s: \"%s\": arrays may hold strings only\n", cmd, path, e->string);
+                        goto fail;
+                    }
+                    len += (size_t)snprintf(val + len, len < sizeof(val) ? sizeof(val) - len : 0, "%s%s", len ? "," : "",
+                                            a->valuestring);
+                }
+            } else {
+                fprintf(stderr, "error: qtune %s: %s: \"%s\" must be a number, string, boolean or list\n", cmd, path,
+                        e->string);
+                goto fail;
+            }
+            cap += 2;
+            out = qt_realloc(out, sizeof(char *) * cap);
+            out[n++] = opt_dup("--", key);
+            if (!flag) out[n++] = opt_dup("", val);
+        }
+        cJSON_Delete(j);
+        j = NULL;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (i == skip) { i += !strcmp(argv[i], "--config"); continue; }
+        out[n++] = opt_dup("", argv[i]);
+    }
+    out[n] = NULL;
+    *out_argc = n;
+    *out_argv = out;
+    return 0;
+fail:
+    cJSON_Delete(j);
+    qt_opts_free_config(n, out);
+    return -1;
+}
+
+void qt_opts_free_config(int argc, char **argv) {
+    for (int i = 0; i < argc; i++) qt_free(argv[i]);
+    qt_free(argv);
 }

@@ -1071,28 +1071,29 @@ static void scale_f32_avx2(int n, float a, float *y) {
     for (; i < n; i++) y[i] *= a;
 }
 
-// C (M, N) += A (M, K) @ B (K, N): RM rows of C x 16 columns in registers
-// (8 accumulators), one broadcast of A and two loads of B per k.
+// C (M, N) += A (M, K) @ B (K, N): RM (<= 6) rows of C x 16 columns in
+// registers (12 accumulators: enough independent FMA chains to cover the FMA
+// latency on two ports), one broadcast of A per row and two loads of B per k.
 INLINE void gemm_acc_rows(int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                           const int RM) {
     int j = 0;
     for (; j + 16 <= N; j += 16) {
-        __m256 acc[4][2];
-#pragma GCC unroll 4
+        __m256 acc[6][2];
+#pragma GCC unroll 6
         for (int i = 0; i < RM; i++) {
             acc[i][0] = _mm256_loadu_ps(C + (size_t)i * ldc + j);
             acc[i][1] = _mm256_loadu_ps(C + (size_t)i * ldc + j + 8);
         }
         for (int k = 0; k < K; k++) {
             __m256 b0 = _mm256_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm256_loadu_ps(B + (size_t)k * ldb + j + 8);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
             for (int i = 0; i < RM; i++) {
                 __m256 a = _mm256_broadcast_ss(A + (size_t)i * lda + k);
                 acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
                 acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int i = 0; i < RM; i++) {
             _mm256_storeu_ps(C + (size_t)i * ldc + j, acc[i][0]);
             _mm256_storeu_ps(C + (size_t)i * ldc + j + 8, acc[i][1]);
@@ -1109,8 +1110,8 @@ INLINE void gemm_acc_rows(int N, int K, const float *A, int lda, const float *B,
 static void gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
                               int ldc) {
     int i = 0;
-    for (; i + 4 <= M; i += 4)
-        gemm_acc_rows(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, 4);
+    for (; i + 6 <= M; i += 6)
+        gemm_acc_rows(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, 6);
     for (; i < M; i++) gemm_acc_rows(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, 1);
 }
 

@@ -1,6 +1,7 @@
 // lora-io.c: PEFT adapter files (see lora-io.h). Key names and config fields
 // follow peft/utils/save_and_load.py and peft/tuners/lora/config.py.
-// Does not: read mlx-lm or GGUF LoRA adapters (interchange issue).
+// qt_lora_load picks PEFT, mlx-lm (lora-mlx.c) or GGUF (lora-gguf.c) by content.
+// Does not: write mlx-lm adapters.
 #include "model/lora-io.h"
 
 #include <cjson/cJSON.h>
@@ -229,5 +230,47 @@ done:
     qt_free(dir);
     qt_free(file);
     qt_free(cfg_path);
+    return l;
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool has_gguf_magic(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[4] = { 0 };
+    bool ok = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return ok;
+}
+
+qt_lora *qt_lora_load(const qt_model *m, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        qt_log_error("%s: cannot open adapter: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (has_gguf_magic(path)) return qt_lora_load_gguf(m, path);
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (!strcmp(base, "adapters.safetensors")) return qt_lora_load_mlx(m, path);
+        return qt_lora_load_peft(m, path);
+    }
+    size_t n = strlen(path) + 40;
+    char *f = qt_malloc(n);
+    qt_lora *l = NULL;
+    snprintf(f, n, "%s/adapter_model.safetensors", path);
+    if (file_exists(f)) {
+        l = qt_lora_load_peft(m, path);
+    } else {
+        snprintf(f, n, "%s/adapters.safetensors", path);
+        if (file_exists(f)) l = qt_lora_load_mlx(m, path);
+        else qt_log_error("%s: no adapter_model.safetensors (PEFT) or adapters.safetensors (mlx-lm) in this folder", path);
+    }
+    qt_free(f);
     return l;
 }

@@ -18,4 +18,25 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir);
 // model m; shapes are checked against the model. NULL on error (logged).
 qt_lora *qt_lora_load_peft(const qt_model *m, const char *path);
 
+// llama.cpp GGUF LoRA adapter (lora-gguf.c): general.type "adapter",
+// adapter.type "lora", adapter.lora.alpha, general.architecture of the base;
+// blk.N.attn_q.weight.lora_a ne [in, r], .lora_b ne [r, out], F32, Q/K rows in
+// GGUF (interleaved RoPE) order. Written atomically. QT_OK / QT_ERR (logged).
+int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path);
+qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path);
+const char *qt_lora_target_gguf_name(int t);    // "attn_q" ...
+// Whether B rows of target t must be permuted between model order and GGUF
+// order (a llama model loaded from an HF folder, q and k).
+bool qt_lora_gguf_needs_permute(const qt_model *m, int t);
+
+// mlx-lm adapter (lora-mlx.c): DIR/adapters.safetensors with
+// model.layers.N.self_attn.q_proj.lora_a (in, r) and .lora_b (r, out), and
+// DIR/adapter_config.json with lora_parameters {rank, scale}; y += scale * x A B.
+qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path);
+
+// Any of the three, by content: a .gguf file, a folder (or file) holding
+// adapter_model.safetensors (PEFT) or adapters.safetensors (mlx-lm). NULL on
+// error, logged naming the file.
+qt_lora *qt_lora_load(const qt_model *m, const char *path);
+
 #endif

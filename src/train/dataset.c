@@ -4,7 +4,8 @@
 //
 // Follows mlx-lm's lora data formats (mlx_lm/tuner/datasets.py: text,
 // prompt/completion, chat messages; mask_prompt) and the Llama-2 chat template
-// of meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json. Tokenization
+// of meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json (other templates:
+// tokenizer/chat-template.c renders them, with the answers marked). Tokenization
 // follows llama.cpp's tokenizing of a rendered conversation with special
 // tokens parsed: every text run between two special tokens is tokenized on its
 // own (with the SPM space prefix), the template's <s>/</s> are the BOS/EOS ids.
@@ -12,8 +13,8 @@
 // starts where the tokens of the run's prompt part stop agreeing with the
 // tokens of the whole run.
 //
-// Deliberately not here: packing several records into one sequence, other
-// chat templates (the chat issue), streaming datasets larger than memory.
+// Deliberately not here: packing several records into one sequence, streaming
+// datasets larger than memory.
 #include "train/dataset.h"
 
 #include <cjson/cJSON.h>
@@ -220,19 +221,47 @@ static int render_llama2(render *r, const qt_chat_msg *m, int n, char *err, size
     return QT_OK;
 }
 
-static int render_chat(render *r, const char *tmpl, const qt_chat_msg *m, int n, char *err, size_t err_cap) {
-    if (!is_llama2_template(tmpl)) {
-        snprintf(err, err_cap, "chat template \"%.60s\" is not supported yet (only the Llama-2 [INST] template: NULL or \"llama2\")",
-                 tmpl);
+// Other families: tokenizer/chat-template.c renders the text and marks the
+// assistant answers; the whole text is tokenized with special-token parsing.
+static int render_family(render *r, const char *tmpl, const qt_tokenizer *tok, const qt_chat_msg *m, int n, char *err,
+                         size_t err_cap) {
+    qt_chat_template t;
+    if (qt_chat_family_from_name(tmpl) < 0 || qt_chat_template_init(&t, NULL, tmpl) != QT_OK) {
+        snprintf(err, err_cap, "chat template \"%.60s\" is not supported yet (qtune renders: %s)", tmpl, qt_chat_family_list());
         return QT_ERR;
     }
+    int bos = tok ? qt_tokenizer_bos(tok) : -1, eos = tok ? qt_tokenizer_eos(tok) : -1;
+    const char *bos_text = bos >= 0 ? qt_token_text(tok, bos) : tok ? "" : "<s>";
+    const char *eos_text = eos >= 0 ? qt_token_text(tok, eos) : tok ? "" : "</s>";
+    size_t len = 0;
+    qt_chat_span *sp = NULL;
+    int nsp = 0;
+    char *text = qt_chat_render_family(&t, m, n, bos_text, eos_text, false, &len, &sp, &nsp, err, err_cap);
+    qt_chat_template_free(&t);
+    if (!text) return QT_ERR;
+    r->special = true;
+    size_t at = 0;
+    for (int i = 0; i < nsp; i++) {
+        r_text(r, text + at, sp[i].off - at, false);
+        r_text(r, text + sp[i].off, sp[i].len, true);
+        at = sp[i].off + sp[i].len;
+    }
+    r_text(r, text + at, len - at, false);
+    qt_free(text);
+    qt_free(sp);
+    return QT_OK;
+}
+
+static int render_chat(render *r, const char *tmpl, const qt_tokenizer *tok, const qt_chat_msg *m, int n, char *err,
+                       size_t err_cap) {
+    if (!is_llama2_template(tmpl)) return render_family(r, tmpl, tok, m, n, err, err_cap);
     return render_llama2(r, m, n, err, err_cap);
 }
 
 char *qt_chat_render(const char *chat_template, const qt_chat_msg *msgs, int n) {
     render r = {0};
     char err[512];
-    if (render_chat(&r, chat_template, msgs, n, err, sizeof(err)) != QT_OK) {
+    if (render_chat(&r, chat_template, NULL, msgs, n, err, sizeof(err)) != QT_OK) {
         qt_log_error("chat: %s", err);
         r_free(&r);
         return NULL;
@@ -346,7 +375,7 @@ int qt_chat_encode(const qt_tokenizer *tok, const char *chat_template, const qt_
     char err[512];
     *tokens = NULL;
     *train = NULL;
-    if (render_chat(&r, chat_template, msgs, n, err, sizeof(err)) != QT_OK) {
+    if (render_chat(&r, chat_template, tok, msgs, n, err, sizeof(err)) != QT_OK) {
         qt_log_error("chat: %s", err);
         r_free(&r);
         return QT_ERR;
@@ -479,8 +508,8 @@ static int render_record(loader *L, const cJSON *j, int line, int *form) {
                 return QT_ERR;
             check_special_text(L, line, *form, L->msgs[i].content);
         }
-        if (!is_llama2_template(L->o->chat_template)) L->fatal = true;
-        if (render_chat(&L->r, L->o->chat_template, L->msgs, n, L->err, sizeof(L->err)) != QT_OK) return QT_ERR;
+        if (!is_llama2_template(L->o->chat_template) && qt_chat_family_from_name(L->o->chat_template) < 0) L->fatal = true;
+        if (render_chat(&L->r, L->o->chat_template, L->tok, L->msgs, n, L->err, sizeof(L->err)) != QT_OK) return QT_ERR;
     }
     return QT_OK;
 }

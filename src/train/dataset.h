@@ -7,13 +7,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tokenizer/chat-template.h"   // qt_chat_msg
 #include "tokenizer/tokenizer.h"
 
 typedef struct {
     int max_seq_len;        // records longer than this (in tokens) are truncated and counted (default 2048)
     bool mask_prompt;       // train on completions / assistant turns only
     bool skip_bad_lines;    // report and skip malformed lines instead of failing
-    const char *chat_template; // NULL or "llama2": Llama-2/Mistral "[INST]" template (the chat issue adds others)
+    const char *chat_template; // NULL or "llama2": the Llama-2 "[INST]" template below; or a family name of
+                               // tokenizer/chat-template.h ("chatml", "llama3", "zephyr", "phi3", "gemma",
+                               // "mistral", "alpaca", "qwen2", "smollm2"), rendered by qt_chat_render_family
     bool add_eos;           // append EOS to each "text" / "prompt" record unless it already ends with EOS (default true)
     bool parse_special;     // "text", "prompt", "completion": read "<s>", "</s>", ... in the text as the
                             // special tokens (default false: plain text). Never applies to "messages" content.
@@ -39,6 +42,11 @@ typedef struct qt_dataset qt_dataset;
 //       whitespace, the system text is not:
 //       "<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user2} [/INST] {assistant2} </s>"
 //       mask_prompt -> only assistant tokens (the " {assistant} " text and its </s>) trained.
+//   With another chat_template the conversation is rendered by that family's
+//   renderer (tokenizer/chat-template.h, as the real Jinja template renders it,
+//   bos_token / eos_token the vocabulary's BOS / EOS texts) and the text is
+//   tokenized with special-token parsing, as Hugging Face's apply_chat_template
+//   does; mask_prompt -> each assistant content and its end-of-turn marker trained.
 //   Blank lines are skipped; other keys in a record are ignored. The template's
 //   <s>, </s> are emitted as the BOS/EOS ids, never parsed from user text.
 //   A token that straddles a prompt/answer boundary belongs to the answer.
@@ -58,12 +66,6 @@ int64_t qt_dataset_n_train_tokens(const qt_dataset *d);
 int qt_dataset_max_len(const qt_dataset *d);     // longest example, in tokens
 // The source line of example i (1-based), for messages about a record.
 int qt_dataset_line(const qt_dataset *d, int i);
-
-// One chat message (borrowed strings).
-typedef struct {
-    const char *role;      // "system", "user", "assistant"
-    const char *content;   // UTF-8
-} qt_chat_msg;
 
 // Render a conversation as text with the template, the <s>, </s> written out as
 // text: for display and tests. malloc'd (caller frees); NULL (logged, without a

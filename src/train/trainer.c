@@ -21,6 +21,7 @@
 #include "model/lora-io.h"
 #include "model/model.h"
 #include "train/model-train.h"
+#include "train/report.h"
 
 qt_train_opts qt_train_defaults(void) {
     qt_train_opts o;
@@ -420,6 +421,7 @@ int qt_train_run(const qt_train_opts *o) {
 done:
     if (L.log) fclose(L.log);
     if (L.metrics) fclose(L.metrics);
+    if (rc == QT_OK && qt_report_write(o->adapter_path) == QT_OK) printf("report: %s/report.html\n", o->adapter_path);
     qt_free(idx);
     qt_free(bb.tokens);
     qt_free(bb.targets);

@@ -1,0 +1,194 @@
+// lora-gguf.c: LoRA adapters as llama.cpp GGUF adapter files (lora-io.h).
+// Follows llama.cpp's convert_lora_to_gguf.py (writer) and
+// src/llama-adapter.cpp (reader): general.type "adapter", adapter.type "lora",
+// adapter.lora.alpha (f32), general.architecture of the base; tensors
+// blk.N.<attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down>.weight.lora_a
+// with ne = [n_in, r] and .lora_b with ne = [r, n_out]; llama.cpp scales by
+// alpha / r (alpha 0 means scale 1). Q/K rows of B are in GGUF's interleaved
+// RoPE order, which for a GGUF-loaded llama model is our in-memory order and
+// for an HF-loaded llama model is reached with convert_hf_to_gguf.py's permute.
+// rsLoRA has no field in the format: its scale is folded into alpha.
+// Does not: adapters on token_embd / output (llama.cpp allows them; we never
+// train them), aLoRA invocation tokens.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "io/gguf.h"
+#include "model/lora-io.h"
+
+static const char *const gguf_target[QT_LORA_N_TARGETS] = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+};
+
+const char *qt_lora_target_gguf_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? gguf_target[t] : "?"; }
+
+// Model row r (HF rotate_half order) goes to GGUF row gguf_row(r) (interleaved).
+static int gguf_row(int r, int HS) {
+    int h = r / HS, j = r % HS, half = HS / 2;
+    return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
+}
+
+bool qt_lora_gguf_needs_permute(const qt_model *m, int t) {
+    return m->cfg.arch == QT_ARCH_LLAMA && m->cfg.rope_type == QT_ROPE_NEOX && (t == QT_LORA_Q || t == QT_LORA_K);
+}
+
+int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path) {
+    const int r = l->cfg.rank, HS = m->cfg.head_dim;
+    qt_gguf_writer *w = qt_gguf_writer_init();
+    qt_gguf_set_str(w, "general.type", "adapter");
+    qt_gguf_set_str(w, "general.architecture", qt_arch_name(m->cfg.arch));
+    if (m->name) qt_gguf_set_str(w, "general.name", m->name);
+    qt_gguf_set_str(w, "adapter.type", "lora");
+    // llama.cpp: scale = alpha / r; fold rsLoRA (alpha / sqrt(r)) into alpha
+    qt_gguf_set_f32(w, "adapter.lora.alpha", l->scale * (float)r);
+    size_t n_perm = 0;
+    for (int il = l->first_layer; il < l->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
+            if (qt_lora_get(l, il, t)->a && qt_lora_gguf_needs_permute(m, t))
+                n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
+    float *perm = qt_malloc(sizeof(float) * (n_perm + 1));
+    size_t used = 0;
+    char name[96];
+    for (int il = l->first_layer; il < l->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+            const qt_lora_pair *p = qt_lora_get(l, il, t);
+            if (!p->a) continue;
+            const float *b = p->b;
+            if (qt_lora_gguf_needs_permute(m, t)) {
+                float *dst = perm + used;
+                for (int row = 0; row < p->n_out; row++)
+                    memcpy(dst + (size_t)gguf_row(row, HS) * r, p->b + (size_t)row * r, sizeof(float) * r);
+                b = dst;
+                used += (size_t)p->n_out * r;
+            }
+            int64_t ne_a[2] = { p->n_in, r }, ne_b[2] = { r, p->n_out };
+            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_a", il, gguf_target[t]);
+            qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_a, p->a);
+            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_b", il, gguf_target[t]);
+            qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_b, b);
+        }
+    int rc = qt_gguf_write(w, path);
+    qt_gguf_writer_free(w);
+    qt_free(perm);
+    return rc;
+}
+
+// "blk.N.attn_q.weight.lora_a" -> layer, target, 0 (a) / 1 (b)
+static int parse_name(const char *name, size_t len, int *il, int *t, int *ab) {
+    char buf[128], mod[32], which;
+    int n = 0;
+    if (len >= sizeof(buf)) return QT_ERR;
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    if (sscanf(buf, "blk.%d.%31[a-z_].weight.lora_%c%n", il, mod, &which, &n) != 3 || buf[n] != 0) return QT_ERR;
+    *ab = which == 'a' ? 0 : which == 'b' ? 1 : -1;
+    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
+        if (!strcmp(mod, gguf_target[k])) {
+            *t = k;
+            return *ab >= 0 ? QT_OK : QT_ERR;
+        }
+    return QT_ERR;
+}
+
+qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
+    qt_gguf *g = qt_gguf_open(path);
+    if (!g) return NULL;
+    qt_lora *l = NULL;
+    const char *type = NULL, *arch = NULL, *atype = NULL;
+    float alpha = 0;
+    if (qt_gguf_get_str(g, "general.type", &type, true) != QT_OK ||
+        qt_gguf_get_str(g, "general.architecture", &arch, true) != QT_OK ||
+        qt_gguf_get_str(g, "adapter.type", &atype, true) != QT_OK ||
+        qt_gguf_get_f32(g, "adapter.lora.alpha", &alpha, false) != QT_OK)
+        goto done;
+    if (strcmp(type, "adapter") != 0 || strcmp(atype, "lora") != 0) {
+        qt_log_error("%s: not a LoRA adapter (general.type '%s', adapter.type '%s')", path, type, atype);
+        goto done;
+    }
+    if (strcmp(arch, qt_arch_name(m->cfg.arch)) != 0) {
+        qt_log_error("%s: adapter is for architecture '%s', the model is '%s'", path, arch, qt_arch_name(m->cfg.arch));
+        goto done;
+    }
+    if (!isfinite(alpha) || alpha < 0) {
+        qt_log_error("%s: adapter.lora.alpha %g is not a finite value >= 0", path, alpha);
+        goto done;
+    }
+    int rank = 0, first = m->cfg.n_layer;
+    uint32_t mask = 0;
+    for (int64_t i = 0; i < qt_gguf_n_tensors(g); i++) {
+        const qt_gguf_tensor *t = qt_gguf_tensor_at(g, i);
+        int il, tg, ab;
+        if (parse_name(t->name.data, t->name.len, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%.*s' (not a LoRA a/b of a Llama projection)", path, (int)t->name.len,
+                         t->name.data);
+            goto done;
+        }
+        if (il < 0 || il >= m->cfg.n_layer) {
+            qt_log_error("%s: tensor '%.*s': layer %d does not exist in a %d-layer model", path, (int)t->name.len,
+                         t->name.data, il, m->cfg.n_layer);
+            goto done;
+        }
+        int r = (int)(ab ? t->ne[0] : t->ne[1]);
+        if (t->n_dims != 2 || r < 1 || r > 4096 || (rank && r != rank)) {
+            qt_log_error("%s: tensor '%.*s': rank %d differs from the adapter's rank %d (or is not 1..4096)", path,
+                         (int)t->name.len, t->name.data, r, rank);
+            goto done;
+        }
+        rank = r;
+        mask |= 1u << tg;
+        first = QT_MIN(first, il);
+    }
+    if (!mask) {
+        qt_log_error("%s: no LoRA tensors", path);
+        goto done;
+    }
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = rank;
+    cfg.alpha = alpha > 0 ? alpha : (float)rank;   // llama.cpp: alpha 0 -> scale 1
+    cfg.rslora = false;
+    cfg.targets = mask;
+    cfg.n_layers = m->cfg.n_layer - first;
+    l = qt_lora_init(m, &cfg, 0);
+    if (!l) goto done;
+    memset(l->params, 0, sizeof(float) * l->n_params);
+    const int HS = m->cfg.head_dim;
+    for (int64_t i = 0; i < qt_gguf_n_tensors(g); i++) {
+        const qt_gguf_tensor *t = qt_gguf_tensor_at(g, i);
+        int il, tg, ab;
+        parse_name(t->name.data, t->name.len, &il, &tg, &ab);
+        const qt_lora_pair *p = qt_lora_get(l, il, tg);
+        int64_t want0 = ab ? rank : p->n_in, want1 = ab ? p->n_out : rank;
+        if (t->ne[0] != want0 || t->ne[1] != want1) {
+            qt_log_error("%s: tensor '%.*s' has ne [%lld, %lld], expected [%lld, %lld] for this model and rank %d", path,
+                         (int)t->name.len, t->name.data, (long long)t->ne[0], (long long)t->ne[1], (long long)want0,
+                         (long long)want1, rank);
+            goto fail;
+        }
+        const qt_type_traits *tr = qt_type_traits_get(t->type);
+        if (!tr || !tr->to_float || t->ne[0] % tr->blck_size != 0) {
+            qt_log_error("%s: tensor '%.*s': type %s not supported for adapters", path, (int)t->name.len, t->name.data,
+                         qt_type_name(t->type));
+            goto fail;
+        }
+        float *dst = ab ? p->b : p->a;
+        size_t cnt = (size_t)want0 * (size_t)want1;
+        if (ab && qt_lora_gguf_needs_permute(m, tg)) {
+            float *tmp = qt_malloc(sizeof(float) * cnt);
+            tr->to_float(t->data, tmp, (int64_t)cnt);
+            for (int row = 0; row < p->n_out; row++)
+                memcpy(dst + (size_t)row * rank, tmp + (size_t)gguf_row(row, HS) * rank, sizeof(float) * rank);
+            qt_free(tmp);
+        } else {
+            tr->to_float(t->data, dst, (int64_t)cnt);
+        }
+    }
+    goto done;
+fail:
+    qt_lora_free(l);
+    l = NULL;
+done:
+    qt_gguf_close(g);
+    return l;
+}

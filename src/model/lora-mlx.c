@@ -1,0 +1,155 @@
+// lora-mlx.c: reads mlx-lm LoRA adapters (lora-io.h), following mlx-lm's
+// tuner/lora.py (LoRALinear: lora_a (in, r), lora_b (r, out),
+// y = W x + scale * (x @ lora_a) @ lora_b) and tuner/utils.py
+// (adapter_config.json: fine_tune_type, num_layers, lora_parameters {rank,
+// scale, dropout, keys}). mlx-lm keeps HF's rotate_half q/k row order, so B
+// rows are permuted for llama models loaded from GGUF, as for PEFT.
+// Does not: write mlx-lm adapters, DoRA, full fine-tunes, or embedding LoRA.
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "io/safetensors.h"
+#include "model/lora-io.h"
+
+static const char *module_prefix(int t) { return t <= QT_LORA_O ? "self_attn" : "mlp"; }
+
+// Row r of B in HF order is model row hf_to_model(r) for an interleaved-order model.
+static int hf_to_model(int r, int HS) {
+    int h = r / HS, j = r % HS, half = HS / 2;
+    return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
+}
+
+static bool needs_permute(const qt_model *m, int t) {
+    return m->cfg.rope_type == QT_ROPE_NORM && (t == QT_LORA_Q || t == QT_LORA_K);
+}
+
+static int parse_key(const char *name, int *il, int *t, int *ab) {
+    char mod[32], proj[32], which;
+    int n = 0;
+    if (sscanf(name, "model.layers.%d.%31[a-z_].%31[a-z_].lora_%c%n", il, mod, proj, &which, &n) != 4 || name[n] != 0)
+        return QT_ERR;
+    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
+        if (!strcmp(proj, qt_lora_target_hf_name(k)) && !strcmp(mod, module_prefix(k))) {
+            *t = k;
+            *ab = which == 'a' ? 0 : which == 'b' ? 1 : -1;
+            return *ab >= 0 ? QT_OK : QT_ERR;
+        }
+    return QT_ERR;
+}
+
+qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
+    struct stat st;
+    bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    size_t n = strlen(path) + 40;
+    char *dir = qt_malloc(n), *file = qt_malloc(n), *cfg_path = qt_malloc(n);
+    snprintf(dir, n, "%s", path);
+    if (!is_dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else snprintf(dir, n, ".");
+    }
+    if (is_dir) snprintf(file, n, "%s/adapters.safetensors", dir);
+    else snprintf(file, n, "%s", path);
+    snprintf(cfg_path, n, "%s/adapter_config.json", dir);
+    qt_lora *l = NULL;
+    qt_st_set *s = NULL;
+    float *tmp = NULL;
+    cJSON *j = NULL;
+    char *text = qt_read_file(cfg_path, NULL);
+    if (!text) goto done;
+    j = cJSON_Parse(text);
+    qt_free(text);
+    if (!cJSON_IsObject(j)) {
+        qt_log_error("%s: not valid JSON", cfg_path);
+        goto done;
+    }
+    const cJSON *ft = cJSON_GetObjectItemCaseSensitive(j, "fine_tune_type");
+    if (ft && (!cJSON_IsString(ft) || strcmp(ft->valuestring, "lora") != 0)) {
+        qt_log_error("%s: fine_tune_type must be \"lora\" (DoRA and full fine-tunes are not supported)", cfg_path);
+        goto done;
+    }
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(j, "lora_parameters");
+    const cJSON *rank = cJSON_GetObjectItemCaseSensitive(lp, "rank");
+    const cJSON *scale = cJSON_GetObjectItemCaseSensitive(lp, "scale");
+    if (!cJSON_IsObject(lp) || !cJSON_IsNumber(rank) || rank->valuedouble < 1 || rank->valuedouble > 4096 ||
+        rank->valuedouble != floor(rank->valuedouble) || !cJSON_IsNumber(scale) || !isfinite(scale->valuedouble)) {
+        qt_log_error("%s: lora_parameters must hold an integer \"rank\" 1..4096 and a number \"scale\"", cfg_path);
+        goto done;
+    }
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = (int)rank->valuedouble;
+    cfg.alpha = (float)scale->valuedouble * (float)cfg.rank;   // our scale is alpha / r
+    cfg.rslora = false;
+    s = qt_st_open(file);
+    if (!s) goto done;
+    uint32_t mask = 0;
+    int first = m->cfg.n_layer;
+    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(s, i);
+        int il, tg, ab;
+        if (parse_key(t->name, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%s' (not a LoRA a/b of a Llama projection)", file, t->name);
+            goto done;
+        }
+        if (il < 0 || il >= m->cfg.n_layer) {
+            qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
+            goto done;
+        }
+        mask |= 1u << tg;
+        first = QT_MIN(first, il);
+    }
+    if (!mask) {
+        qt_log_error("%s: no LoRA tensors", file);
+        goto done;
+    }
+    cfg.targets = mask;
+    cfg.n_layers = m->cfg.n_layer - first;
+    l = qt_lora_init(m, &cfg, 0);
+    if (!l) goto done;
+    memset(l->params, 0, sizeof(float) * l->n_params);
+    const int r = cfg.rank, HS = m->cfg.head_dim;
+    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(s, i);
+        int il, tg, ab;
+        parse_key(t->name, &il, &tg, &ab);
+        const qt_lora_pair *p = qt_lora_get(l, il, tg);
+        int64_t want0 = ab ? r : p->n_in, want1 = ab ? p->n_out : r;
+        if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
+            qt_log_error("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] for this model and rank %d", file,
+                         t->name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+                         (long long)want0, (long long)want1, r);
+            goto fail;
+        }
+        if (t->type != QT_TYPE_F32 && t->type != QT_TYPE_F16 && t->type != QT_TYPE_BF16) {
+            qt_log_error("%s: tensor '%s': dtype %s not supported", file, t->name, qt_type_name(t->type));
+            goto fail;
+        }
+        size_t cnt = (size_t)want0 * (size_t)want1;
+        tmp = qt_realloc(tmp, sizeof(float) * cnt);
+        qt_type_traits_get(t->type)->to_float(t->data, tmp, (int64_t)cnt);
+        if (!ab) {   // (in, r) -> A (r, in)
+            for (int k = 0; k < r; k++)
+                for (int c = 0; c < p->n_in; c++) p->a[(size_t)k * p->n_in + c] = tmp[(size_t)c * r + k];
+        } else {     // (r, out) -> B (out, r), rows to the model's order
+            for (int o = 0; o < p->n_out; o++) {
+                int row = needs_permute(m, tg) ? hf_to_model(o, HS) : o;
+                for (int k = 0; k < r; k++) p->b[(size_t)row * r + k] = tmp[(size_t)k * p->n_out + o];
+            }
+        }
+    }
+    goto done;
+fail:
+    qt_lora_free(l);
+    l = NULL;
+done:
+    qt_free(tmp);
+    cJSON_Delete(j);
+    qt_st_close(s);
+    qt_free(dir);
+    qt_free(file);
+    qt_free(cfg_path);
+    return l;
+}

@@ -1,0 +1,238 @@
+// gen.c: sessions over a KV cache and the generation loop shared by `qtune
+// chat` and `qtune serve` (as tools/cmd-generate.c, plus cache reuse between
+// prompts and stop strings). The cache-reuse rule is llama.cpp server's:
+// keep the longest common token prefix, truncate, evaluate the rest.
+// Deliberately not here: batching several sequences in one forward pass,
+// context shifting inside one generation (the caller drops turns instead).
+#include "server/gen.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/base.h"
+
+char *qt_model_chat_template(const qt_model *m) {
+    if (m->gguf) {
+        const char *s = NULL;
+        if (qt_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, false) != QT_OK || !s) return NULL;
+        return qt_strdup(s);
+    }
+    if (!m->path) return NULL;
+    size_t n = strlen(m->path) + 32;
+    char *path = qt_malloc(n);
+    snprintf(path, n, "%s/tokenizer_config.json", m->path);
+    char *text = access(path, F_OK) == 0 ? qt_read_file(path, NULL) : NULL;   // absent: no template, no error
+    qt_free(path);
+    if (!text) return NULL;
+    char *out = NULL;
+    cJSON *j = cJSON_Parse(text);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    if (cJSON_IsString(ct)) {
+        out = qt_strdup(ct->valuestring);
+    } else if (cJSON_IsArray(ct)) {   // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        const cJSON *e;
+        cJSON_ArrayForEach(e, ct) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(e, "template");
+            if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0 && cJSON_IsString(tpl))
+                out = qt_strdup(tpl->valuestring);
+        }
+    }
+    cJSON_Delete(j);
+    qt_free(text);
+    return out;
+}
+
+int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name) {
+    char *jinja = override_name ? NULL : qt_model_chat_template(m);
+    int rc = qt_chat_template_init(t, jinja, override_name);
+    qt_free(jinja);
+    return rc;
+}
+
+int qt_text_tokenize(const qt_tokenizer *tk, const char *text, size_t len, bool add_bos, bool parse_special,
+                     int32_t **out) {
+    *out = NULL;
+    int n = qt_tokenize(tk, text, len, add_bos, parse_special, NULL, 0);
+    if (n < 0) return QT_ERR;
+    *out = qt_malloc(sizeof(int32_t) * (size_t)(n + 1));
+    qt_tokenize(tk, text, len, add_bos, parse_special, *out, n + 1);
+    return n;
+}
+
+static const char *tok_text_or_empty(const qt_tokenizer *tk, int id) {
+    if (id < 0) return "";
+    const char *s = qt_token_text(tk, id);
+    return s ? s : "";
+}
+
+int qt_chat_tokenize(const qt_model *m, const qt_chat_template *t, const qt_chat_msg *msgs, int n,
+                     bool add_generation_prompt, int32_t **out, char *err, size_t err_cap) {
+    char ebuf[256];
+    *out = NULL;
+    const qt_tokenizer *tk = m->tok;
+    const char *bos = tok_text_or_empty(tk, qt_tokenizer_bos(tk));
+    const char *eos = tok_text_or_empty(tk, qt_tokenizer_eos(tk));
+    size_t len = 0;
+    char *text = qt_chat_render_family(t, msgs, n, bos, eos, add_generation_prompt, &len, NULL, NULL, ebuf, sizeof(ebuf));
+    if (!text) {
+        if (err) snprintf(err, err_cap, "chat template %s: %s", qt_chat_family_name(t->family), ebuf);
+        else qt_log_error("chat template %s: %s", qt_chat_family_name(t->family), ebuf);
+        return QT_ERR;
+    }
+    int nt = qt_text_tokenize(tk, text, len, false, true, out);
+    qt_free(text);
+    if (nt < 0 && err) snprintf(err, err_cap, "could not tokenize the conversation");
+    return nt;
+}
+
+// ---- sessions ----------------------------------------------------------------
+
+void qt_session_init(qt_session *s, qt_ctx *ctx) {
+    memset(s, 0, sizeof(*s));
+    s->ctx = ctx;
+    s->cap = ctx->n_ctx;
+    s->toks = qt_malloc(sizeof(int32_t) * (size_t)s->cap);
+}
+
+void qt_session_free(qt_session *s) {
+    qt_free(s->toks);
+    memset(s, 0, sizeof(*s));
+}
+
+void qt_session_reset(qt_session *s) { qt_ctx_truncate(s->ctx, 0); }
+
+const float *qt_session_prefill(qt_session *s, const int32_t *prompt, int n, int *n_reused) {
+    qt_ctx *c = s->ctx;
+    if (n <= 0 || n > c->n_ctx) {
+        qt_log_error("prompt of %d tokens does not fit the context of %d", n, c->n_ctx);
+        return NULL;
+    }
+    int keep = 0;
+    while (keep < c->n_past && keep < n && s->toks[keep] == prompt[keep]) keep++;
+    if (keep == n) keep = n - 1;   // the last token is evaluated again for its logits
+    qt_ctx_truncate(c, keep);
+    if (n_reused) *n_reused = keep;
+    const float *logits = qt_ctx_eval(c, prompt + keep, n - keep);
+    if (!logits) {
+        qt_ctx_truncate(c, 0);
+        return NULL;
+    }
+    memcpy(s->toks + keep, prompt + keep, sizeof(int32_t) * (size_t)(n - keep));
+    return logits;
+}
+
+const float *qt_session_push(qt_session *s, int32_t tok) {
+    qt_ctx *c = s->ctx;
+    if (c->n_past >= c->n_ctx) return NULL;
+    int at = c->n_past;
+    const float *logits = qt_ctx_eval(c, &tok, 1);
+    if (logits) s->toks[at] = tok;
+    return logits;
+}
+
+// ---- generation ----------------------------------------------------------------
+
+// Length of the longest suffix of text[0..n) that is a proper prefix of a stop string.
+static size_t partial_stop(const char *text, size_t n, const qt_gen_params *p) {
+    size_t best = 0;
+    for (int k = 0; k < p->n_stops; k++) {
+        size_t sl = strlen(p->stops[k]);
+        for (size_t l = QT_MIN(sl - 1, n); l > best; l--)
+            if (memcmp(text + n - l, p->stops[k], l) == 0) { best = l; break; }
+    }
+    return best;
+}
+
+static bool is_stop_token(const qt_tokenizer *tk, int id, const qt_gen_params *p) {
+    int type = qt_token_type(tk, id);
+    if (type != 3 && type != 4) return false;   // control / user-defined tokens only
+    const char *t = qt_token_text(tk, id);
+    for (int k = 0; t && k < p->n_stops; k++)
+        if (strcmp(t, p->stops[k]) == 0) return true;
+    return false;
+}
+
+int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const int32_t *prompt, int n_prompt,
+                const qt_gen_params *p, qt_gen_text_fn cb, void *ud, qt_gen_result *res) {
+    memset(res, 0, sizeof(*res));
+    res->n_prompt = n_prompt;
+    res->finish = "length";
+    double t0 = qt_time_s();
+    const float *logits = qt_session_prefill(s, prompt, n_prompt, &res->n_reused);
+    if (!logits) return QT_ERR;
+    double t1 = qt_time_s();
+    res->t_prompt = t1 - t0;
+    const qt_model *m = s->ctx->m;
+    int nv = m->cfg.n_vocab;
+    float *lg = qt_malloc(sizeof(float) * (size_t)nv);
+    for (int i = 0; i < n_prompt; i++) qt_sampler_accept(smp, prompt[i]);
+    size_t cap = 256, len = 0, sent = 0;
+    char *text = qt_malloc(cap);
+    text[0] = 0;
+    qt_detok dt;
+    qt_detok_init(&dt);
+    dt.at_start = false;
+    char piece[256];
+    bool stopped = false, aborted = false;
+    for (int i = 0; i < p->max_tokens; i++) {
+        memcpy(lg, logits, sizeof(float) * (size_t)nv);
+        int32_t next = qt_sampler_sample(smp, lg);
+        qt_sampler_accept(smp, next);
+        if ((!p->ignore_eos && qt_tokenizer_is_eog(tk, next)) || is_stop_token(tk, next, p)) {
+            stopped = true;
+            break;
+        }
+        res->n_gen++;
+        size_t k = qt_detok_push(&dt, tk, next, piece, sizeof(piece));
+        if (len + k + 1 > cap) {
+            cap = 2 * (len + k + 1);
+            text = qt_realloc(text, cap);
+        }
+        memcpy(text + len, piece, k);
+        len += k;
+        text[len] = 0;
+        // a stop string in the new text ends the answer before it
+        size_t from = sent;
+        for (int j = 0; j < p->n_stops && !stopped; j++) {
+            const char *hit = strstr(text + (from > 64 ? from - 64 : 0), p->stops[j]);
+            if (hit) {
+                len = (size_t)(hit - text);
+                text[len] = 0;
+                stopped = true;
+            }
+        }
+        size_t hold = stopped ? 0 : partial_stop(text, len, p);
+        if (len - hold > sent) {
+            if (cb && !cb(text + sent, len - hold - sent, ud)) aborted = true;
+            sent = len - hold;
+        }
+        if (stopped || aborted) break;
+        if (i + 1 < p->max_tokens) {   // (the last token is not evaluated: the next prompt does it)
+            logits = qt_session_push(s, next);
+            if (!logits) break;   // context full: "length"
+        }
+    }
+    if (!stopped && !aborted) {
+        size_t k = qt_detok_flush(&dt, piece, sizeof(piece));
+        if (len + k + 1 > cap) text = qt_realloc(text, cap = len + k + 1);
+        memcpy(text + len, piece, k);
+        len += k;
+        text[len] = 0;
+    }
+    if (!aborted && len > sent && cb) cb(text + sent, len - sent, ud);
+    qt_free(lg);
+    res->text = text;
+    res->len = len;
+    res->finish = aborted ? "abort" : stopped ? "stop" : "length";
+    res->t_gen = qt_time_s() - t1;
+    return QT_OK;
+}
+
+void qt_gen_result_free(qt_gen_result *r) {
+    qt_free(r->text);
+    r->text = NULL;
+}

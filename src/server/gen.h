@@ -1,0 +1,82 @@
+// gen.h: text generation over a reusable KV cache, shared by `qtune chat`
+// and `qtune serve`: a session remembers which tokens its context holds, so a
+// new prompt that starts like the last one only evaluates what differs; a
+// generation loop with token budget, stop strings, end-of-turn tokens and a
+// streaming callback.
+#ifndef QT_GEN_H
+#define QT_GEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "model/context.h"
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "tokenizer/chat-template.h"
+
+// The model's Jinja chat template: tokenizer.chat_template from the GGUF, or
+// "chat_template" of tokenizer_config.json in a Hugging Face folder (a string,
+// or the entry named "default" of a list). malloc'd, NULL if none.
+char *qt_model_chat_template(const qt_model *m);
+
+// The template for a model: its own, or --chat-template NAME. QT_ERR logged.
+int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name);
+
+// Render msgs with t for model m (bos/eos texts from its vocabulary) and
+// tokenize (special tokens in the template parsed; no BOS added beyond the
+// template's own). *out malloc'd; returns the token count or QT_ERR (logged,
+// or written to err when err != NULL).
+int qt_chat_tokenize(const qt_model *m, const qt_chat_template *t, const qt_chat_msg *msgs, int n,
+                     bool add_generation_prompt, int32_t **out, char *err, size_t err_cap);
+
+// Tokenize len bytes of text (err as above). *out malloc'd.
+int qt_text_tokenize(const qt_tokenizer *tk, const char *text, size_t len, bool add_bos, bool parse_special,
+                     int32_t **out);
+
+typedef struct {
+    qt_ctx *ctx;       // borrowed
+    int32_t *toks;     // the tokens in the cache, positions 0 .. ctx->n_past-1
+    int cap;
+} qt_session;
+
+void qt_session_init(qt_session *s, qt_ctx *ctx);
+void qt_session_free(qt_session *s);
+void qt_session_reset(qt_session *s);   // empty the cache
+// Bring the cache to hold exactly prompt[0..n): keep the common prefix with what
+// it holds, drop the rest (qt_ctx_truncate), evaluate the remainder (at least
+// the last token, whose logits are returned). *n_reused (may be NULL) gets the
+// positions kept. NULL (logged) when the prompt does not fit the context.
+const float *qt_session_prefill(qt_session *s, const int32_t *prompt, int n, int *n_reused);
+// Evaluate one more token. NULL when the context is full.
+const float *qt_session_push(qt_session *s, int32_t tok);
+
+// Streaming callback: len bytes of new text. Return false to stop (client gone).
+typedef bool (*qt_gen_text_fn)(const char *text, size_t len, void *ud);
+
+typedef struct {
+    int max_tokens;              // budget of generated tokens
+    const char *const *stops;    // texts that end generation (not included in the output), or NULL
+    int n_stops;
+    bool ignore_eos;
+} qt_gen_params;
+
+typedef struct {
+    char *text;                  // generated text (malloc'd), without the stop string
+    size_t len;
+    int n_prompt;                // prompt tokens
+    int n_reused;                // prompt tokens found in the cache (not evaluated)
+    int n_gen;                   // generated tokens (the end-of-turn token not counted)
+    const char *finish;          // "stop" (end of turn / stop string), "length" (budget or context), "abort"
+    double t_prompt, t_gen;      // seconds
+} qt_gen_result;
+
+// Prefill the prompt, then sample up to p->max_tokens tokens. Stops at an
+// end-of-generation token, a token whose vocabulary text is a stop string
+// (control tokens such as <|im_end|>), or when the text reaches a stop string.
+// Text goes to cb (if not NULL) as it becomes final (text that could still
+// turn into a stop string is held back). QT_OK or QT_ERR (prompt too long, logged).
+int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const int32_t *prompt, int n_prompt,
+                const qt_gen_params *p, qt_gen_text_fn cb, void *ud, qt_gen_result *res);
+void qt_gen_result_free(qt_gen_result *r);
+
+#endif

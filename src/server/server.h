@@ -1,0 +1,34 @@
+// server.h: an OpenAI-compatible HTTP server on libmicrohttpd: /health,
+// /v1/models, /v1/completions, /v1/chat/completions (stream true: server-sent
+// events; false: one JSON body). One model context serves every client:
+// requests wait in a FIFO and one worker thread runs them in arrival order.
+#ifndef QT_SERVER_H
+#define QT_SERVER_H
+
+#include <stddef.h>
+
+#include "model/context.h"
+#include "model/model.h"
+#include "sample/sampler.h"
+#include "tokenizer/chat-template.h"
+
+typedef struct {
+    const char *host;          // address to bind (default "127.0.0.1")
+    int port;                  // 0: any free port (printed)
+    const char *api_key;       // NULL: no authentication; else "Authorization: Bearer KEY" on /v1/*
+    int max_tokens_limit;      // largest max_tokens a request may ask for (default 2048)
+    size_t max_body;           // largest request body in bytes (default 1 MiB)
+    int max_queue;             // requests waiting beyond this get 503 (default 64)
+    int max_connections;       // simultaneous connections (default 64)
+    qt_sampler_params sampling;  // defaults; a request's temperature, top_p, seed override them
+    const char *model_name;    // id in /v1/models and responses
+} qt_server_opts;
+
+qt_server_opts qt_server_defaults(void);
+
+// Serve until SIGINT or SIGTERM. tmpl may be NULL (chat completions then
+// answer 400 with the reason). Prints "listening on http://HOST:PORT" to
+// stderr once ready. QT_OK after a clean stop, QT_ERR if it could not start.
+int qt_server_run(const qt_model *m, qt_ctx *ctx, const qt_chat_template *tmpl, const qt_server_opts *o);
+
+#endif

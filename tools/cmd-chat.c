@@ -1,0 +1,312 @@
+// cmd-chat.c: `qtune chat`: a multi-turn conversation in the terminal or
+// through a pipe. Each turn renders the whole conversation with the model's
+// chat template and hands it to a session that keeps the common token prefix
+// in the KV cache, so only the new turn is evaluated. When the conversation
+// no longer fits the context, the oldest turns are dropped (the system
+// prompt stays). Commands: /clear, /exit, /save FILE, /load FILE.
+// Deliberately not here: line editing, history files, tool calls.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "cli.h"
+#include "common.h"
+#include "model/context.h"
+#include "sample/sampler.h"
+#include "server/gen.h"
+
+typedef struct {
+    char *role, *content;
+} msg;
+
+typedef struct {
+    msg *m;
+    int n, cap;
+} convo;
+
+static void convo_add(convo *c, const char *role, const char *content, size_t len) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 16;
+        c->m = qt_realloc(c->m, (size_t)c->cap * sizeof(msg));
+    }
+    c->m[c->n].role = qt_strdup(role);
+    c->m[c->n].content = qt_malloc(len + 1);
+    memcpy(c->m[c->n].content, content, len);
+    c->m[c->n].content[len] = 0;
+    c->n++;
+}
+
+static void convo_remove(convo *c, int i, int count) {
+    for (int k = i; k < i + count; k++) {
+        qt_free(c->m[k].role);
+        qt_free(c->m[k].content);
+    }
+    memmove(c->m + i, c->m + i + count, (size_t)(c->n - i - count) * sizeof(msg));
+    c->n -= count;
+}
+
+static void convo_clear(convo *c) { convo_remove(c, 0, c->n); }
+
+// Messages as qt_chat_msg views (valid while c is unchanged).
+static qt_chat_msg *convo_view(const convo *c) {
+    qt_chat_msg *v = qt_malloc(sizeof(qt_chat_msg) * (size_t)(c->n ? c->n : 1));
+    for (int i = 0; i < c->n; i++) v[i] = (qt_chat_msg){ c->m[i].role, c->m[i].content };
+    return v;
+}
+
+static int convo_save(const convo *c, const char *path) {
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "messages");
+    for (int i = 0; i < c->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", c->m[i].role);
+        cJSON_AddStringToObject(o, "content", c->m[i].content);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *s = cJSON_Print(root);
+    cJSON_Delete(root);
+    size_t n = strlen(s);
+    s = realloc(s, n + 2);
+    s[n] = '\n';
+    int rc = qt_write_file_atomic(path, s, n + 1);
+    free(s);
+    return rc;
+}
+
+// {"messages": [...]} or a bare array of {"role", "content"}.
+static int convo_load(convo *c, const char *path) {
+    char *text = qt_read_file(path, NULL);
+    if (!text) return QT_ERR;
+    cJSON *root = cJSON_Parse(text);
+    qt_free(text);
+    const cJSON *arr = cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "messages");
+    if (!cJSON_IsArray(arr)) {
+        qt_log_error("%s: expected {\"messages\": [{\"role\": ..., \"content\": ...}, ...]}", path);
+        cJSON_Delete(root);
+        return QT_ERR;
+    }
+    convo tmp = {0};
+    const cJSON *e;
+    int i = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(e, "role");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "content");
+        if (!cJSON_IsString(r) || !cJSON_IsString(t)) {
+            qt_log_error("%s: messages[%d]: needs string \"role\" and \"content\"", path, i);
+            convo_clear(&tmp);
+            qt_free(tmp.m);
+            cJSON_Delete(root);
+            return QT_ERR;
+        }
+        convo_add(&tmp, r->valuestring, t->valuestring, strlen(t->valuestring));
+        i++;
+    }
+    cJSON_Delete(root);
+    convo_clear(c);
+    qt_free(c->m);
+    *c = tmp;
+    return QT_OK;
+}
+
+static bool print_text(const char *text, size_t len, void *ud) {
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return true;
+}
+
+// Reads one line (without the newline) into *buf; false at end of input.
+static bool read_line(char **buf, size_t *cap) {
+    ssize_t n = getline(buf, cap, stdin);
+    if (n < 0) return false;
+    while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r')) (*buf)[--n] = 0;
+    return true;
+}
+
+int qt_cmd_chat(int argc, char **argv) {
+    const char *model = NULL, *tok_path = NULL, *adapter = NULL, *system = NULL, *tmpl_name = NULL;
+    int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
+    bool quiet = false;
+    uint64_t seed = UINT64_MAX;
+    qt_sampler_params sp = qt_sampler_defaults();
+    const qt_opt opts[] = {
+        { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT folder), optionally scaled" },
+        { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)" },
+        { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
+          "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },
+        { "n-predict", 'n', QT_OPT_INT, &n_predict, "N", "most tokens per answer (default 256)" },
+        { "temp", 0, QT_OPT_FLOAT, &sp.temp, "T", "temperature; 0 = greedy (default 0.8)" },
+        { "top-k", 0, QT_OPT_INT, &sp.top_k, "K", "keep the K most likely tokens; 0 = off (default 40)" },
+        { "top-p", 0, QT_OPT_FLOAT, &sp.top_p, "P", "nucleus sampling; 1 = off (default 0.95)" },
+        { "min-p", 0, QT_OPT_FLOAT, &sp.min_p, "P", "drop tokens below P x the top probability (default 0.05)" },
+        { "repeat-penalty", 0, QT_OPT_FLOAT, &sp.repeat_penalty, "X", "penalise repeated tokens; 1 = off (default 1.0)" },
+        { "repeat-last-n", 0, QT_OPT_INT, &sp.repeat_last_n, "N", "window of the repeat penalty (default 64)" },
+        { "seed", 's', QT_OPT_U64, &seed, "S", "random seed (default: from the clock, printed)" },
+        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
+        { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
+        { "quiet", 'q', QT_OPT_FLAG, &quiet, NULL, "no per-turn token usage on stderr" },
+        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { 0 },
+    };
+    const qt_cmd_spec spec = { "chat", "-m MODEL [options]",
+                               "Chat with a model; lines from stdin are user turns; /clear, /exit, /save FILE, /load FILE.",
+                               opts, 0, 0 };
+    char *pos[1];
+    int n_pos;
+    int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (r) return r > 0 ? 0 : 2;
+    qt_log_set_level(verbose);
+    if (n_predict <= 0 || n_batch <= 0 || n_ctx < 0 || sp.top_k < 0 || sp.top_p <= 0 || sp.repeat_last_n < 0) {
+        qt_log_error("qtune chat: -n and --batch-size must be > 0, --ctx-size, --top-k, --repeat-last-n not negative, --top-p > 0");
+        return 2;
+    }
+    if (seed == UINT64_MAX) seed = (uint64_t)time(NULL);
+    sp.seed = seed;
+
+    int rc = 1;
+    qt_pool *pool = NULL;
+    qt_ctx *ctx = NULL;
+    qt_sampler *smp = NULL;
+    qt_lora *lora = NULL;
+    qt_session sess = {0};
+    qt_chat_template tmpl = {0};
+    convo cv = {0};
+    char *line = NULL;
+    size_t line_cap = 0;
+    qt_model *m = qt_cli_load_model(model, tok_path, true);
+    if (!m) goto done;
+    if (qt_model_template_init(&tmpl, m, tmpl_name) != QT_OK) goto done;
+    if (system) {
+        // templates without a system role refuse it now, not at the first turn
+        qt_chat_msg probe[2] = { { "system", system }, { "user", "x" } };
+        char err[256];
+        char *s = qt_chat_render_family(&tmpl, probe, 2, "", "", true, NULL, NULL, NULL, err, sizeof(err));
+        if (!s) {
+            qt_log_error("qtune chat: --system: %s", err);
+            goto done;
+        }
+        qt_free(s);
+        convo_add(&cv, "system", system, strlen(system));
+    }
+    if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
+    if (n_ctx > m->cfg.n_ctx_train)
+        qt_log_warn("context %d exceeds the model's training context %d: quality may drop", n_ctx, m->cfg.n_ctx_train);
+    if (n_predict >= n_ctx) {
+        qt_log_error("qtune chat: -n %d leaves no room for the conversation in a context of %d (raise --ctx-size)", n_predict, n_ctx);
+        goto done;
+    }
+    int nth = qt_cli_threads(threads);
+    pool = qt_pool_init(nth);
+    ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    if (!ctx) goto done;
+    if (adapter) {
+        float scale;
+        lora = qt_cli_load_adapter(m, adapter, &scale);
+        if (!lora) goto done;
+        qt_ctx_set_adapter(ctx, lora, scale);
+    }
+    smp = qt_sampler_init(&sp, m->cfg.n_vocab);
+    qt_session_init(&sess, ctx);
+    const char *const *stops = qt_chat_family_stops(tmpl.family);
+    int n_stops = 0;
+    while (stops[n_stops]) n_stops++;
+    bool tty = isatty(0);
+    if (!quiet)
+        qt_log_info("chat template %s, context %d, seed %llu, %d threads; /exit to quit", qt_chat_family_name(tmpl.family),
+                    n_ctx, (unsigned long long)seed, nth);
+    int turn = 0;
+    for (;;) {
+        if (tty) { fputs("> ", stdout); fflush(stdout); }
+        if (!read_line(&line, &line_cap)) break;
+        if (line[0] == 0) continue;
+        if (line[0] == '/') {
+            char *arg = strchr(line, ' ');
+            if (arg) { *arg++ = 0; while (*arg == ' ') arg++; }
+            if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) break;
+            if (!strcmp(line, "/clear")) {
+                int keep = cv.n && !strcmp(cv.m[0].role, "system") ? 1 : 0;
+                convo_remove(&cv, keep, cv.n - keep);
+                qt_session_reset(&sess);
+                fprintf(stderr, "[conversation cleared]\n");
+            } else if (!strcmp(line, "/save") && arg && *arg) {
+                if (convo_save(&cv, arg) == QT_OK) fprintf(stderr, "[saved %d messages to %s]\n", cv.n, arg);
+            } else if (!strcmp(line, "/load") && arg && *arg) {
+                if (convo_load(&cv, arg) == QT_OK) fprintf(stderr, "[loaded %d messages from %s]\n", cv.n, arg);
+            } else {
+                fprintf(stderr, "commands: /clear, /exit, /save FILE, /load FILE\n");
+            }
+            continue;
+        }
+        convo_add(&cv, "user", line, strlen(line));
+        turn++;
+        // render; drop the oldest turns (after the system prompt) until prompt + answer fit
+        int32_t *toks = NULL;
+        int n_tok = 0, dropped = 0;
+        for (;;) {
+            qt_chat_msg *v = convo_view(&cv);
+            char err[256];
+            n_tok = qt_chat_tokenize(m, &tmpl, v, cv.n, true, &toks, err, sizeof(err));
+            qt_free(v);
+            if (n_tok < 0) {
+                qt_log_error("%s", err);
+                break;
+            }
+            if (n_tok + n_predict <= n_ctx) break;
+            int first = cv.n && !strcmp(cv.m[0].role, "system") ? 1 : 0;
+            // the oldest turn: a user message and the answers that follow it, never the new message
+            int end = first + 1;
+            while (end < cv.n - 1 && strcmp(cv.m[end].role, "user")) end++;
+            if (end >= cv.n) { n_tok = -2; qt_free(toks); toks = NULL; break; }
+            convo_remove(&cv, first, end - first);
+            dropped += end - first;
+            qt_free(toks);
+            toks = NULL;
+        }
+        if (n_tok < 0) {
+            if (n_tok == -2)
+                qt_log_error("this message alone (with the system prompt and -n %d) does not fit the context of %d", n_predict, n_ctx);
+            convo_remove(&cv, cv.n - 1, 1);   // the turn did not happen
+            turn--;
+            qt_free(toks);
+            continue;
+        }
+        if (dropped) fprintf(stderr, "[context full: dropped the %d oldest messages]\n", dropped);
+        qt_gen_params gp = { .max_tokens = n_predict, .stops = stops, .n_stops = n_stops };
+        qt_gen_result res;
+        int grc = qt_generate(&sess, m->tok, smp, toks, n_tok, &gp, print_text, NULL, &res);
+        qt_free(toks);
+        fputc('\n', stdout);
+        fflush(stdout);
+        if (grc != QT_OK) {
+            convo_remove(&cv, cv.n - 1, 1);
+            turn--;
+            continue;
+        }
+        convo_add(&cv, "assistant", res.text, res.len);
+        if (!quiet)
+            fprintf(stderr, "[turn %d: prompt %d tokens (%d from the cache, %d evaluated), answer %d tokens (%s), "
+                    "cache %d/%d, %.1f tokens/s]\n", turn, res.n_prompt, res.n_reused, res.n_prompt - res.n_reused,
+                    res.n_gen, res.finish, ctx->n_past, n_ctx, res.t_gen > 0 ? res.n_gen / res.t_gen : 0.0);
+        qt_gen_result_free(&res);
+    }
+    rc = 0;
+done:
+    convo_clear(&cv);
+    qt_free(cv.m);
+    free(line);
+    qt_session_free(&sess);
+    qt_chat_template_free(&tmpl);
+    qt_sampler_free(smp);
+    qt_ctx_free(ctx);
+    qt_lora_free(lora);
+    qt_pool_free(pool);
+    qt_model_free(m);
+    return rc;
+}

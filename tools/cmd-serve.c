@@ -1,0 +1,110 @@
+// cmd-serve.c: `qtune serve`: load a model (and adapter), pick its chat
+// template, and run the OpenAI-compatible server of src/server/server.h
+// until Ctrl-C. Binds 127.0.0.1 unless --host says otherwise. Deliberately
+// not here: TLS (put a reverse proxy in front), IPv6, several models.
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "cli.h"
+#include "common.h"
+#include "model/context.h"
+#include "server/gen.h"
+#include "server/server.h"
+
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    const char *s = path + n;
+    while (s > path && s[-1] != '/') s--;
+    return s;
+}
+
+int qt_cmd_serve(int argc, char **argv) {
+    const char *model = NULL, *tok_path = NULL, *adapter = NULL, *tmpl_name = NULL, *alias = NULL;
+    int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024;
+    qt_server_opts so = qt_server_defaults();
+    const qt_opt opts[] = {
+        { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT folder), optionally scaled" },
+        { "host", 0, QT_OPT_STR, &so.host, "ADDR", "IPv4 address to bind (default 127.0.0.1; 0.0.0.0 = every interface)" },
+        { "port", 0, QT_OPT_INT, &so.port, "P", "port (default 8080; 0 = any free port, printed)" },
+        { "api-key", 0, QT_OPT_STR, &so.api_key, "KEY", "require \"Authorization: Bearer KEY\" on /v1/*" },
+        { "max-tokens-limit", 0, QT_OPT_INT, &so.max_tokens_limit, "N", "largest max_tokens a request may ask (default 2048)" },
+        { "max-body", 0, QT_OPT_INT, &max_body_kib, "KIB", "largest request body in KiB (default 1024)" },
+        { "max-queue", 0, QT_OPT_INT, &so.max_queue, "N", "waiting requests beyond N get 503 (default 64)" },
+        { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
+          "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },
+        { "alias", 0, QT_OPT_STR, &alias, "NAME", "model id in /v1/models (default: the file or folder name)" },
+        { "temp", 0, QT_OPT_FLOAT, &so.sampling.temp, "T", "default temperature (default 0.8)" },
+        { "top-k", 0, QT_OPT_INT, &so.sampling.top_k, "K", "top-k for every request; 0 = off (default 40)" },
+        { "top-p", 0, QT_OPT_FLOAT, &so.sampling.top_p, "P", "default top_p (default 0.95)" },
+        { "min-p", 0, QT_OPT_FLOAT, &so.sampling.min_p, "P", "min-p for every request (default 0.05)" },
+        { "repeat-penalty", 0, QT_OPT_FLOAT, &so.sampling.repeat_penalty, "X", "repeat penalty; 1 = off (default 1.0)" },
+        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
+        { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
+        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { 0 },
+    };
+    const qt_cmd_spec spec = { "serve", "-m MODEL [options]",
+                               "OpenAI-compatible server: /v1/models, /v1/completions, /v1/chat/completions, /health.",
+                               opts, 0, 0 };
+    char *pos[1];
+    int n_pos;
+    int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
+    if (r) return r > 0 ? 0 : 2;
+    qt_log_set_level(verbose);
+    if (so.port < 0 || so.port > 65535 || so.max_tokens_limit < 1 || max_body_kib < 1 || so.max_queue < 1 ||
+        n_ctx < 0 || n_batch < 1) {
+        qt_log_error("qtune serve: --port 0..65535; --max-tokens-limit, --max-body, --max-queue, --batch-size >= 1");
+        return 2;
+    }
+    so.max_body = (size_t)max_body_kib * 1024;
+
+    int rc = 1;
+    qt_pool *pool = NULL;
+    qt_ctx *ctx = NULL;
+    qt_lora *lora = NULL;
+    qt_chat_template tmpl = {0};
+    bool have_tmpl = false;
+    qt_model *m = qt_cli_load_model(model, tok_path, true);
+    if (!m) goto done;
+    char *jinja = tmpl_name ? NULL : qt_model_chat_template(m);
+    if (tmpl_name || jinja) {
+        if (qt_chat_template_init(&tmpl, jinja, tmpl_name) != QT_OK) {
+            qt_free(jinja);
+            goto done;
+        }
+        have_tmpl = true;
+    } else {
+        qt_log_warn("the model has no chat template: /v1/chat/completions answers 400 (choose one with --chat-template NAME)");
+    }
+    qt_free(jinja);
+    if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
+    int nth = qt_cli_threads(threads);
+    pool = qt_pool_init(nth);
+    ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    if (!ctx) goto done;
+    if (adapter) {
+        float scale;
+        lora = qt_cli_load_adapter(m, adapter, &scale);
+        if (!lora) goto done;
+        qt_ctx_set_adapter(ctx, lora, scale);
+    }
+    so.model_name = alias ? alias : base_name(model);
+    if (have_tmpl) qt_log_info("chat template: %s", qt_chat_family_name(tmpl.family));
+    if (so.api_key && !so.api_key[0]) so.api_key = NULL;
+    if (strcmp(so.host, "127.0.0.1") != 0 && !so.api_key)
+        qt_log_warn("listening on %s without --api-key: anyone who can reach it can use the model", so.host);
+    rc = qt_server_run(m, ctx, have_tmpl ? &tmpl : NULL, &so) == QT_OK ? 0 : 1;
+done:
+    qt_chat_template_free(&tmpl);
+    qt_ctx_free(ctx);
+    qt_lora_free(lora);
+    qt_pool_free(pool);
+    qt_model_free(m);
+    return rc;
+}
