@@ -135,7 +135,7 @@ int qt_cmd_chat(int argc, char **argv) {
     qt_sampler_params sp = qt_sampler_defaults();
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT folder), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
         { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)" },
         { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
           "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },

@@ -323,7 +323,7 @@ int qt_cmd_eval(int argc, char **argv) {
     g.sp.seed = 0;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "base model: .gguf or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "LoRA adapter (PEFT folder), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
         { "data", 'd', QT_OPT_STR, &data, "PATH", "a .jsonl file, or a folder (its test.jsonl, see --split)" },
         { "split", 0, QT_OPT_STR, &split, "NAME", "file of a --data folder: test | valid | train (default test)" },
         { "batch-size", 'b', QT_OPT_INT, &batch_size, "N", "sequences per batch; as in train for the same numbers (default 4)" },

@@ -35,7 +35,7 @@ int qt_cmd_generate(int argc, char **argv) {
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: prompt + n-predict)" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT folder), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
         { "ignore-eos", 0, QT_OPT_FLAG, &ignore_eos, NULL, "keep generating after end of text" },
         { "no-bos", 0, QT_OPT_FLAG, &no_bos, NULL, "do not add the BOS token" },
         { "no-prompt", 0, QT_OPT_FLAG, &quiet, NULL, "print only the generated text and no stats" },

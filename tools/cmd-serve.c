@@ -27,7 +27,7 @@ int qt_cmd_serve(int argc, char **argv) {
     qt_server_opts so = qt_server_defaults();
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT folder), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
         { "host", 0, QT_OPT_STR, &so.host, "ADDR", "IPv4 address to bind (default 127.0.0.1; 0.0.0.0 = every interface)" },
         { "port", 0, QT_OPT_INT, &so.port, "P", "port (default 8080; 0 = any free port, printed)" },
         { "api-key", 0, QT_OPT_STR, &so.api_key, "KEY", "require \"Authorization: Bearer KEY\" on /v1/*" },
