@@ -3,7 +3,12 @@
 model with random bf16 weights (frozen), fp32 LoRA adapters, bf16 autocast
 on CPU, AdamW. Batch 1, one sequence of T tokens.
 
-  OPENBLAS_L2_SIZE= /usr/bin/python3 bench/bench_torch_lora.py [preset=tinyllama] [T=512] [steps=3] [threads=2] [rank=16]
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 bench/bench_torch_lora.py \
+      [preset=tinyllama] [T=512] [steps=3] [threads=2] [rank=16] [dtype=bf16|fp32]
+
+dtype bf16 (the issue's peer): frozen weights in bf16, bf16 autocast. On a
+CPU without AVX-512 BF16 PyTorch emulates bf16 and is very slow, so fp32
+(weights and compute in float32) is the fair peer there.
 
 Presets: tinyllama (2048, 5632, 22 layers, 32/4 heads, vocab 32000), llama2-7b.
 Prints tokens/s (median after a warm-up step) and peak RSS, in the same
@@ -26,6 +31,8 @@ T = int(sys.argv[2]) if len(sys.argv) > 2 else 512
 STEPS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 THREADS = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 R = int(sys.argv[5]) if len(sys.argv) > 5 else 16
+DTYPE = sys.argv[6] if len(sys.argv) > 6 else "bf16"
+WDT = torch.bfloat16 if DTYPE == "bf16" else torch.float32
 P = PRESETS[preset]
 torch.set_num_threads(THREADS)
 torch.manual_seed(0)
@@ -36,7 +43,7 @@ HS = C // NH
 class LoRALinear(torch.nn.Module):
     def __init__(self, n_in, n_out, lora):
         super().__init__()
-        self.weight = torch.nn.Parameter((torch.randn(n_out, n_in) * 0.02).to(torch.bfloat16), requires_grad=False)
+        self.weight = torch.nn.Parameter((torch.randn(n_out, n_in) * 0.02).to(WDT), requires_grad=False)
         self.lora = lora
         if lora:
             self.A = torch.nn.Parameter(torch.empty(R, n_in).uniform_(-1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
@@ -80,7 +87,7 @@ class Block(torch.nn.Module):
         return x + self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
 
 
-emb = (torch.randn(V, C) * 0.02).to(torch.bfloat16)
+emb = (torch.randn(V, C) * 0.02).to(WDT)
 head = LoRALinear(C, V, False)
 blocks = torch.nn.ModuleList([Block() for _ in range(L)])
 params = [p for p in blocks.parameters() if p.requires_grad]
@@ -93,7 +100,7 @@ times = []
 for s in range(STEPS + 1):
     t0 = time.time()
     opt.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=DTYPE == "bf16"):
         x = emb[tok[:-1]]
         for b in blocks:
             x = b(x, cos, sin)
@@ -107,5 +114,5 @@ med = sorted(times[1:])[len(times[1:]) // 2]
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0
 p_mm = L * C * (2 * NH * HS + 2 * NKV * HS + 3 * F) + C * V
 flop = 4 * p_mm * T + 6 * L * NH * HS * T * T   # as bench-train.c counts it
-print(f"| pytorch {torch.__version__} bf16 autocast | {preset} | T={T} | r={R} q,k,v,o,gate | threads {THREADS} | "
+print(f"| pytorch {torch.__version__} {DTYPE} | {preset} | T={T} | r={R} q,k,v,o,gate | threads {THREADS} | "
       f"{T / med:.1f} tokens/s | {med:.1f} s/step | {flop / med / 1e9:.1f} GFLOP/s | peak RSS {rss:.2f} GiB |")

@@ -27,6 +27,11 @@ case "$tuned" in *Bolt*) ok ;; *) bad "adapter did not change the text: '$tuned'
 [ "$base" != "$tuned" ] && ok || bad "same text with and without the adapter"
 zero=$($Q generate -m $M --adapter "$tmp/a:0" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
 [ "$zero" = "$base" ] && ok || bad "adapter scale 0 must give the base text"
+# adapters add up: the same adapter at +1 and -1 cancels, at 0.5 twice equals 1
+cancel=$($Q generate -m $M --adapter "$tmp/a" --adapter "$tmp/a:-1" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
+[ "$cancel" = "$base" ] && ok || bad "adapter +1 and -1 must cancel: '$cancel'"
+halves=$($Q generate -m $M -a "$tmp/a:0.5" -a "$tmp/a:0.5" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
+[ "$halves" = "$tuned" ] && ok || bad "two halves must equal one adapter: '$halves'"
 
 # resume: 8 steps + 8 resumed steps == 16 steps in one go (same adapter bytes)
 $Q train $common --iters 8 --save-every 4 -o "$tmp/b" > /dev/null 2>&1 || bad "first half"

@@ -7,13 +7,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { QT_OPT_STR, QT_OPT_INT, QT_OPT_FLOAT, QT_OPT_U64, QT_OPT_FLAG } qt_opt_kind;
+typedef enum { QT_OPT_STR, QT_OPT_INT, QT_OPT_FLOAT, QT_OPT_U64, QT_OPT_FLAG, QT_OPT_STRS } qt_opt_kind;
+
+// Destination of a repeatable option (QT_OPT_STRS): every value in order.
+#define QT_OPT_MAX_REPEAT 8
+typedef struct {
+    const char *v[QT_OPT_MAX_REPEAT];
+    int n;
+} qt_opt_strs;
 
 typedef struct {
     const char *name;      // long name without dashes: "temp"
     char short_name;       // 'm', or 0
     qt_opt_kind kind;
-    void *dst;             // const char **, int *, float *, uint64_t *, bool *
+    void *dst;             // const char **, int *, float *, uint64_t *, bool *, qt_opt_strs *
     const char *metavar;   // "N", "PATH" (NULL for flags)
     const char *help;
 } qt_opt;

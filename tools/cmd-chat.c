@@ -128,14 +128,15 @@ static bool read_line(char **buf, size_t *cap) {
 }
 
 int qt_cmd_chat(int argc, char **argv) {
-    const char *model = NULL, *tok_path = NULL, *adapter = NULL, *system = NULL, *tmpl_name = NULL;
+    const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
     bool quiet = false;
     uint64_t seed = UINT64_MAX;
     qt_sampler_params sp = qt_sampler_defaults();
+    qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
         { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)" },
         { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
           "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },
@@ -174,7 +175,7 @@ int qt_cmd_chat(int argc, char **argv) {
     qt_pool *pool = NULL;
     qt_ctx *ctx = NULL;
     qt_sampler *smp = NULL;
-    qt_lora *lora = NULL;
+    qt_cli_adapters adapters = { 0 };
     qt_session sess = {0};
     qt_chat_template tmpl = {0};
     convo cv = {0};
@@ -206,12 +207,7 @@ int qt_cmd_chat(int argc, char **argv) {
     pool = qt_pool_init(nth);
     ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
     if (!ctx) goto done;
-    if (adapter) {
-        float scale;
-        lora = qt_cli_load_adapter(m, adapter, &scale);
-        if (!lora) goto done;
-        qt_ctx_set_adapter(ctx, lora, scale);
-    }
+    if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
     qt_session_init(&sess, ctx);
     const char *const *stops = qt_chat_family_stops(tmpl.family);
@@ -305,7 +301,7 @@ done:
     qt_chat_template_free(&tmpl);
     qt_sampler_free(smp);
     qt_ctx_free(ctx);
-    qt_lora_free(lora);
+    qt_cli_adapters_free(&adapters);
     qt_pool_free(pool);
     qt_model_free(m);
     return rc;

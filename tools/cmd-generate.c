@@ -14,11 +14,12 @@
 #include "sample/sampler.h"
 
 int qt_cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL, *adapter = NULL;
+    const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
     int n_predict = 128, threads = 0, n_ctx = 0, n_batch = 256, verbose = 0;
     bool ignore_eos = false, no_bos = false, quiet = false, show_prompt = false;
     uint64_t seed = UINT64_MAX;   // unset: taken from the clock
     qt_sampler_params sp = qt_sampler_defaults();
+    qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
         { "prompt", 'p', QT_OPT_STR, &prompt, "TEXT", "prompt text" },
@@ -35,7 +36,7 @@ int qt_cmd_generate(int argc, char **argv) {
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: prompt + n-predict)" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
         { "ignore-eos", 0, QT_OPT_FLAG, &ignore_eos, NULL, "keep generating after end of text" },
         { "no-bos", 0, QT_OPT_FLAG, &no_bos, NULL, "do not add the BOS token" },
         { "no-prompt", 0, QT_OPT_FLAG, &quiet, NULL, "print only the generated text and no stats" },
@@ -71,7 +72,7 @@ int qt_cmd_generate(int argc, char **argv) {
     qt_pool *pool = NULL;
     qt_ctx *ctx = NULL;
     qt_sampler *smp = NULL;
-    qt_lora *lora = NULL;
+    qt_cli_adapters adapters = { 0 };
     int32_t *toks = NULL;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
@@ -98,12 +99,7 @@ int qt_cmd_generate(int argc, char **argv) {
     pool = qt_pool_init(nth);
     ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
     if (!ctx) goto done;
-    if (adapter) {
-        float scale;
-        lora = qt_cli_load_adapter(m, adapter, &scale);
-        if (!lora) goto done;
-        qt_ctx_set_adapter(ctx, lora, scale);
-    }
+    if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
     for (int i = 0; i < n_tok; i++) qt_sampler_accept(smp, toks[i]);
     if (!quiet) qt_log_info("seed %llu, %d threads, %d prompt tokens", (unsigned long long)seed, nth, n_tok);
@@ -155,7 +151,7 @@ int qt_cmd_generate(int argc, char **argv) {
 done:
     qt_sampler_free(smp);
     qt_ctx_free(ctx);
-    qt_lora_free(lora);
+    qt_cli_adapters_free(&adapters);
     qt_pool_free(pool);
     qt_model_free(m);
     qt_free(toks);

@@ -22,12 +22,13 @@ static const char *base_name(const char *path) {
 }
 
 int qt_cmd_serve(int argc, char **argv) {
-    const char *model = NULL, *tok_path = NULL, *adapter = NULL, *tmpl_name = NULL, *alias = NULL;
+    const char *model = NULL, *tok_path = NULL, *tmpl_name = NULL, *alias = NULL;
     int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024;
     qt_server_opts so = qt_server_defaults();
+    qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
         { "host", 0, QT_OPT_STR, &so.host, "ADDR", "IPv4 address to bind (default 127.0.0.1; 0.0.0.0 = every interface)" },
         { "port", 0, QT_OPT_INT, &so.port, "P", "port (default 8080; 0 = any free port, printed)" },
         { "api-key", 0, QT_OPT_STR, &so.api_key, "KEY", "require \"Authorization: Bearer KEY\" on /v1/*" },
@@ -67,7 +68,7 @@ int qt_cmd_serve(int argc, char **argv) {
     int rc = 1;
     qt_pool *pool = NULL;
     qt_ctx *ctx = NULL;
-    qt_lora *lora = NULL;
+    qt_cli_adapters adapters = { 0 };
     qt_chat_template tmpl = {0};
     bool have_tmpl = false;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
@@ -88,12 +89,7 @@ int qt_cmd_serve(int argc, char **argv) {
     pool = qt_pool_init(nth);
     ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
     if (!ctx) goto done;
-    if (adapter) {
-        float scale;
-        lora = qt_cli_load_adapter(m, adapter, &scale);
-        if (!lora) goto done;
-        qt_ctx_set_adapter(ctx, lora, scale);
-    }
+    if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     so.model_name = alias ? alias : base_name(model);
     if (have_tmpl) qt_log_info("chat template: %s", qt_chat_family_name(tmpl.family));
     if (so.api_key && !so.api_key[0]) so.api_key = NULL;
@@ -103,7 +99,7 @@ int qt_cmd_serve(int argc, char **argv) {
 done:
     qt_chat_template_free(&tmpl);
     qt_ctx_free(ctx);
-    qt_lora_free(lora);
+    qt_cli_adapters_free(&adapters);
     qt_pool_free(pool);
     qt_model_free(m);
     return rc;

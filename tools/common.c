@@ -58,3 +58,22 @@ qt_lora *qt_cli_load_adapter(const qt_model *m, const char *spec, float *scale) 
     qt_free(path);
     return l;
 }
+
+int qt_cli_attach_adapters(qt_cli_adapters *a, const qt_model *m, qt_ctx *ctx, const qt_opt_strs *specs) {
+    for (int i = 0; i < specs->n; i++) {
+        QT_ASSERT(a->n < 8);
+        a->l[a->n] = qt_cli_load_adapter(m, specs->v[i], &a->scale[a->n]);
+        if (!a->l[a->n]) return QT_ERR;
+        if (qt_ctx_add_adapter(ctx, a->l[a->n], a->scale[a->n]) != QT_OK) {
+            qt_lora_free(a->l[a->n]);
+            return QT_ERR;
+        }
+        a->n++;
+    }
+    return QT_OK;
+}
+
+void qt_cli_adapters_free(qt_cli_adapters *a) {
+    for (int i = 0; i < a->n; i++) qt_lora_free(a->l[i]);
+    a->n = 0;
+}

@@ -33,6 +33,15 @@ static int set_value(const qt_cmd_spec *spec, const qt_opt *o, const char *v) {
     case QT_OPT_STR:
         *(const char **)o->dst = v;
         return 0;
+    case QT_OPT_STRS: {
+        qt_opt_strs *l = o->dst;
+        if (l->n >= QT_OPT_MAX_REPEAT) {
+            fprintf(stderr, "error: qtune %s: --%s given more than %d times\n", spec->name, o->name, QT_OPT_MAX_REPEAT);
+            return -1;
+        }
+        l->v[l->n++] = v;
+        return 0;
+    }
     case QT_OPT_INT: {
         long x = strtol(v, &end, 10);
         if (errno || end == v || *end || x < -2147483647L || x > 2147483647L) break;

@@ -82,28 +82,40 @@ qt_ctx *qt_ctx_init(const qt_model *m, qt_pool *pool, int n_ctx, int n_batch, bo
     return c;
 }
 
-void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale) {
-    qt_free(c->lora_ax);
-    qt_free(c->lora_tmp);
-    c->lora_ax = c->lora_tmp = NULL;
-    c->lora = l;
-    c->lora_scale = scale;
-    if (!l) return;
+int qt_ctx_add_adapter(qt_ctx *c, const qt_lora *l, float scale) {
+    if (c->n_loras >= QT_MAX_ADAPTERS) {
+        qt_log_error("at most %d adapters at once", QT_MAX_ADAPTERS);
+        return QT_ERR;
+    }
     const qt_config *cf = &c->m->cfg;
     size_t wide = (size_t)QT_MAX(QT_MAX(cf->n_head * cf->head_dim, cf->n_ff), cf->n_embd);
-    c->lora_ax = qt_malloc(sizeof(float) * (size_t)c->n_batch * (size_t)l->cfg.rank);
-    c->lora_tmp = qt_malloc(sizeof(float) * (size_t)c->n_batch * wide);
+    if (l->cfg.rank > c->lora_max_rank) {
+        c->lora_max_rank = l->cfg.rank;
+        c->lora_ax = qt_realloc(c->lora_ax, sizeof(float) * (size_t)c->n_batch * (size_t)l->cfg.rank);
+    }
+    if (!c->lora_tmp) c->lora_tmp = qt_malloc(sizeof(float) * (size_t)c->n_batch * wide);
+    c->loras[c->n_loras] = l;
+    c->lora_scales[c->n_loras++] = scale;
+    return QT_OK;
 }
 
-// y (T, out) += scale * s * (x A^T) B^T for the adapter on (il, target), if any.
+void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale) {
+    c->n_loras = 0;
+    if (l) qt_ctx_add_adapter(c, l, scale);
+}
+
+// y (T, out) += scale * s * (x A^T) B^T for every adapter on (il, target).
 static void apply_adapter(qt_ctx *c, int il, int target, float *y, const float *x, int T) {
-    if (!c->lora || il < c->lora->first_layer) return;
-    const qt_lora_pair *p = qt_lora_get(c->lora, il, target);
-    if (!p->a) return;
-    const int r = c->lora->cfg.rank;
-    qt_matmul(c->pool, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
-    qt_matmul(c->pool, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
-    qt_kernels()->axpy_f32(T * p->n_out, c->lora_scale * c->lora->scale, c->lora_tmp, y);
+    for (int i = 0; i < c->n_loras; i++) {
+        const qt_lora *l = c->loras[i];
+        if (il < l->first_layer) continue;
+        const qt_lora_pair *p = qt_lora_get(l, il, target);
+        if (!p->a) continue;
+        const int r = l->cfg.rank;
+        qt_matmul(c->pool, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
+        qt_matmul(c->pool, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
+        qt_kernels()->axpy_f32(T * p->n_out, c->lora_scales[i] * l->scale, c->lora_tmp, y);
+    }
 }
 
 void qt_ctx_free(qt_ctx *c) {

@@ -10,6 +10,8 @@
 #include "model/lora.h"
 #include "model/model.h"
 
+#define QT_MAX_ADAPTERS 8
+
 typedef struct {
     const qt_model *m;   // borrowed; must outlive the context
     qt_pool *pool;       // borrowed; may be NULL (single-threaded)
@@ -36,9 +38,11 @@ typedef struct {
     void *arena;
     size_t arena_size;
 
-    const qt_lora *lora; // borrowed adapter applied unmerged, or NULL
-    float lora_scale;    // multiplies the adapter's own scale (--adapter PATH:SCALE)
-    float *lora_ax;      // (B, r)
+    const qt_lora *loras[QT_MAX_ADAPTERS];  // borrowed adapters applied unmerged
+    float lora_scales[QT_MAX_ADAPTERS];     // multiply each adapter's own scale (--adapter PATH:SCALE)
+    int n_loras;
+    int lora_max_rank;
+    float *lora_ax;      // (B, max rank)
     float *lora_tmp;     // (B, max(qd, F, C))
 } qt_ctx;
 
@@ -54,8 +58,11 @@ size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bo
 // tokens do not fit in the context or an id is out of range.
 const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n);
 
-// Apply adapter l (borrowed; must outlive the context) with an extra scale
-// on every forward from now on: y = W x + scale * s * B A x. NULL removes it.
+// Add adapter l (borrowed; must outlive the context) with an extra scale to
+// every forward from now on: y = W x + sum over adapters of scale * s * B A x.
+// QT_ERR (logged) beyond QT_MAX_ADAPTERS.
+int qt_ctx_add_adapter(qt_ctx *c, const qt_lora *l, float scale);
+// Remove all adapters, then add l unless it is NULL.
 void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale);
 
 // Forget positions >= n (chat: drop a turn; reset: n = 0).
