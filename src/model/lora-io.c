@@ -124,30 +124,40 @@ static int parse_key(const char *name, int *il, int *t, int *ab) {
     return QT_ERR;
 }
 
-qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
+cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path) {
     struct stat st;
     bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-    size_t n = strlen(path) + 40;
-    char *dir = qt_malloc(n), *file = qt_malloc(n), *cfg_path = qt_malloc(n);
+    size_t n = strlen(path) + strlen(default_file) + 32;
+    char *dir = qt_malloc(n);
+    *file = qt_malloc(n);
+    *cfg_path = qt_malloc(n);
     snprintf(dir, n, "%s", path);
     if (!is_dir) {
         char *slash = strrchr(dir, '/');
         if (slash) *slash = 0; else snprintf(dir, n, ".");
     }
-    if (is_dir) snprintf(file, n, "%s/adapter_model.safetensors", dir);
-    else snprintf(file, n, "%s", path);
-    snprintf(cfg_path, n, "%s/adapter_config.json", dir);
-    qt_lora *l = NULL;
-    qt_st_set *s = NULL;
-    cJSON *j = NULL;
-    char *text = qt_read_file(cfg_path, NULL);
-    if (!text) goto done;
-    j = cJSON_Parse(text);
+    if (is_dir) snprintf(*file, n, "%s/%s", dir, default_file);
+    else snprintf(*file, n, "%s", path);
+    snprintf(*cfg_path, n, "%s/adapter_config.json", dir);
+    qt_free(dir);
+    char *text = qt_read_file(*cfg_path, NULL);
+    if (!text) return NULL;
+    cJSON *j = cJSON_Parse(text);
     qt_free(text);
     if (!cJSON_IsObject(j)) {
-        qt_log_error("%s: not valid JSON", cfg_path);
-        goto done;
+        qt_log_error("%s: not valid JSON", *cfg_path);
+        cJSON_Delete(j);
+        return NULL;
     }
+    return j;
+}
+
+qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
+    char *file = NULL, *cfg_path = NULL;
+    qt_lora *l = NULL;
+    qt_st_set *s = NULL;
+    cJSON *j = qt_lora_read_config(path, "adapter_model.safetensors", &file, &cfg_path);
+    if (!j) goto done;
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "r"), *alpha = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     if (pt && (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0)) {
@@ -227,7 +237,6 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
 done:
     cJSON_Delete(j);
     qt_st_close(s);
-    qt_free(dir);
     qt_free(file);
     qt_free(cfg_path);
     return l;

@@ -39,4 +39,11 @@ qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path);
 // error, logged naming the file.
 qt_lora *qt_lora_load(const qt_model *m, const char *path);
 
+// Shared by the adapter readers: resolves PATH (an adapter folder, or a
+// weights file inside one) to *file (folder/default_file, or PATH) and
+// *cfg_path (folder/adapter_config.json), both malloc'd, and returns the
+// parsed config JSON object, or NULL after one error naming the file.
+struct cJSON;
+struct cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path);
+
 #endif

@@ -42,30 +42,12 @@ static int parse_key(const char *name, int *il, int *t, int *ab) {
 }
 
 qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
-    struct stat st;
-    bool is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-    size_t n = strlen(path) + 40;
-    char *dir = qt_malloc(n), *file = qt_malloc(n), *cfg_path = qt_malloc(n);
-    snprintf(dir, n, "%s", path);
-    if (!is_dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0; else snprintf(dir, n, ".");
-    }
-    if (is_dir) snprintf(file, n, "%s/adapters.safetensors", dir);
-    else snprintf(file, n, "%s", path);
-    snprintf(cfg_path, n, "%s/adapter_config.json", dir);
+    char *file = NULL, *cfg_path = NULL;
     qt_lora *l = NULL;
     qt_st_set *s = NULL;
     float *tmp = NULL;
-    cJSON *j = NULL;
-    char *text = qt_read_file(cfg_path, NULL);
-    if (!text) goto done;
-    j = cJSON_Parse(text);
-    qt_free(text);
-    if (!cJSON_IsObject(j)) {
-        qt_log_error("%s: not valid JSON", cfg_path);
-        goto done;
-    }
+    cJSON *j = qt_lora_read_config(path, "adapters.safetensors", &file, &cfg_path);
+    if (!j) goto done;
     const cJSON *ft = cJSON_GetObjectItemCaseSensitive(j, "fine_tune_type");
     if (ft && (!cJSON_IsString(ft) || strcmp(ft->valuestring, "lora") != 0)) {
         qt_log_error("%s: fine_tune_type must be \"lora\" (DoRA and full fine-tunes are not supported)", cfg_path);
@@ -148,7 +130,6 @@ done:
     qt_free(tmp);
     cJSON_Delete(j);
     qt_st_close(s);
-    qt_free(dir);
     qt_free(file);
     qt_free(cfg_path);
     return l;
