@@ -32,6 +32,12 @@ cancel=$($Q generate -m $M --adapter "$tmp/a" --adapter "$tmp/a:-1" -p "Once upo
 [ "$cancel" = "$base" ] && ok || bad "adapter +1 and -1 must cancel: '$cancel'"
 halves=$($Q generate -m $M -a "$tmp/a:0.5" -a "$tmp/a:0.5" -p "Once upon a time" -n 24 --temp 0 --no-prompt 2>/dev/null)
 [ "$halves" = "$tuned" ] && ok || bad "two halves must equal one adapter: '$halves'"
+# eval stacks several adapters into one (ranks concatenated): same losses
+ev() { $Q eval -m $M --data data/demo --split valid --batch-size 4 "$@" 2>/dev/null | sed -n 's/^loss \([0-9.]*\).*/\1/p'; }
+l_one=$(ev --adapter "$tmp/a"); l_halves=$(ev -a "$tmp/a:0.5" -a "$tmp/a:0.5")
+l_base=$(ev); l_cancel=$(ev -a "$tmp/a" -a "$tmp/a:-1")
+[ -n "$l_one" ] && [ "$l_one" = "$l_halves" ] && ok || bad "eval: one adapter $l_one vs two halves $l_halves"
+[ -n "$l_base" ] && [ "$l_base" = "$l_cancel" ] && [ "$l_base" != "$l_one" ] && ok || bad "eval: base $l_base vs cancelled $l_cancel"
 
 # resume: 8 steps + 8 resumed steps == 16 steps in one go (same adapter bytes)
 $Q train $common --iters 8 --save-every 4 -o "$tmp/b" > /dev/null 2>&1 || bad "first half"

@@ -321,9 +321,10 @@ int qt_cmd_eval(int argc, char **argv) {
     gen_opts g = { .max_tokens = 256, .sp = qt_sampler_defaults() };
     g.sp.temp = 0;
     g.sp.seed = 0;
+    qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "base model: .gguf or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled" },
+        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
         { "data", 'd', QT_OPT_STR, &data, "PATH", "a .jsonl file, or a folder (its test.jsonl, see --split)" },
         { "split", 0, QT_OPT_STR, &split, "NAME", "file of a --data folder: test | valid | train (default test)" },
         { "batch-size", 'b', QT_OPT_INT, &batch_size, "N", "sequences per batch; as in train for the same numbers (default 4)" },
@@ -371,7 +372,18 @@ int qt_cmd_eval(int argc, char **argv) {
     float scale = 1.0f;
     m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
-    if (adapter && !(l = qt_cli_load_adapter(m, adapter, &scale))) goto done;
+    adapter = adapter_specs.n ? adapter_specs.v[0] : NULL;
+    if (adapter_specs.n == 1 && !(l = qt_cli_load_adapter(m, adapter, &scale))) goto done;
+    if (adapter_specs.n > 1) {
+        // several adapters: one stacked adapter equal to their scaled sum
+        qt_lora *ls[QT_OPT_MAX_REPEAT] = { 0 };
+        float sc[QT_OPT_MAX_REPEAT];
+        bool ok = true;
+        for (int i = 0; i < adapter_specs.n && ok; i++) ok = (ls[i] = qt_cli_load_adapter(m, adapter_specs.v[i], &sc[i])) != NULL;
+        if (ok) l = qt_lora_stack(m, (const qt_lora *const *)ls, sc, adapter_specs.n);
+        for (int i = 0; i < adapter_specs.n; i++) qt_lora_free(ls[i]);
+        if (!l) goto done;
+    }
     pool = qt_pool_init(qt_cli_threads(threads));
     if (!no_loss) {
         d = qt_dataset_load(path, m->tok, &dopts);

@@ -110,6 +110,44 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
     return l;
 }
 
+qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float *scales, int n) {
+    QT_ASSERT(n > 0);
+    qt_lora_config cfg = qt_lora_defaults();
+    cfg.rank = 0;
+    cfg.targets = 0;
+    int first = m->cfg.n_layer;
+    for (int i = 0; i < n; i++) {
+        cfg.rank += ls[i]->cfg.rank;
+        cfg.targets |= ls[i]->cfg.targets;
+        first = QT_MIN(first, ls[i]->first_layer);
+    }
+    cfg.alpha = (float)cfg.rank;   // scale 1
+    cfg.n_layers = m->cfg.n_layer - first;
+    qt_lora *out = qt_lora_init(m, &cfg, 0);
+    if (!out) return NULL;
+    memset(out->params, 0, sizeof(float) * out->n_params);
+    const int R = cfg.rank;
+    for (int il = out->first_layer; il < out->n_layer; il++)
+        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+            const qt_lora_pair *po = qt_lora_get(out, il, t);
+            if (!po->a) continue;
+            int r0 = 0;
+            for (int i = 0; i < n; i++) {
+                const qt_lora *l = ls[i];
+                const int r = l->cfg.rank;
+                const qt_lora_pair *p = il >= l->first_layer ? qt_lora_get(l, il, t) : NULL;
+                if (p && p->a) {
+                    const float c = scales[i] * l->scale;
+                    memcpy(po->a + (size_t)r0 * po->n_in, p->a, sizeof(float) * (size_t)r * p->n_in);
+                    for (int row = 0; row < po->n_out; row++)
+                        for (int k = 0; k < r; k++) po->b[(size_t)row * R + r0 + k] = c * p->b[(size_t)row * r + k];
+                }
+                r0 += r;
+            }
+        }
+    return out;
+}
+
 int qt_lora_enable_training(qt_lora *l) {
     size_t bytes = l->n_params * sizeof(float);
     if (!l->grads) l->grads = qt_alloc_big(bytes, "LoRA gradients");

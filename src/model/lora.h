@@ -60,6 +60,12 @@ typedef struct {
 // Adapters for model m, initialised the PEFT way from seed. NULL on error.
 qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed);
 void qt_lora_free(qt_lora *l);    // NULL is a no-op
+// One adapter equal to the sum of n adapters, each times scales[i]: the
+// ranks are stacked, A = [A_1; ...; A_n] and B = [c_1 B_1, ..., c_n B_n] with
+// c_i = scales[i] * s_i, and the result's own scale is 1, so
+// B A x = sum_i scales[i] * s_i * B_i A_i x exactly. NULL on error (logged).
+qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float *scales, int n);
+
 // Allocate (zeroed) gradients and optimizer moments. QT_ERR on failure (logged).
 int qt_lora_enable_training(qt_lora *l);
 static inline const qt_lora_pair *qt_lora_get(const qt_lora *l, int il, int t) {
