@@ -19,6 +19,7 @@
 #include "base/base.h"
 #include "io/gguf.h"
 #include "test.h"
+#include "tok-common.h"
 #include "tokenizer/tokenizer.h"
 
 static qt_tokenizer *load_gguf(const char *rel) {
@@ -35,82 +36,6 @@ static qt_tokenizer *load_hf(const char *rel) {
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", test_models_dir(), rel);
     return qt_tokenizer_from_hf(path);
-}
-
-static int32_t *encode(const qt_tokenizer *t, const char *s, size_t len, bool bos, bool special, int *n) {
-    int need = qt_tokenize(t, s, len, bos, special, NULL, 0);
-    CHECK(need >= 0, "qt_tokenize failed");
-    if (need < 0) { *n = 0; return qt_malloc(1); }
-    int32_t *ids = qt_malloc((size_t)need * sizeof(int32_t) + 1);
-    int got = qt_tokenize(t, s, len, bos, special, ids, need);
-    CHECK(got == need, "second call gave %d ids, first said %d", got, need);
-    *n = got;
-    return ids;
-}
-
-static char *decode(const qt_tokenizer *t, const int32_t *ids, int n, size_t *len) {
-    size_t cap = 64 * (size_t)n + 64, k = 0;
-    char *out = qt_malloc(cap + 1);
-    qt_detok d;
-    qt_detok_init(&d);
-    for (int i = 0; i < n; i++) k += qt_detok_push(&d, t, ids[i], out + k, cap - k);
-    k += qt_detok_flush(&d, out + k, cap - k);
-    out[k] = 0;
-    *len = k;
-    return out;
-}
-
-static void print_ids(const char *what, const int32_t *ids, int n) {
-    fprintf(stderr, "  %s:", what);
-    for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
-    fputc('\n', stderr);
-}
-
-// ---- llama.cpp test-tokenizer-0 vectors ----
-
-static const char SEP[] = "\n__ggml_vocab_test__\n";
-
-static void test_vectors(const char *name, const qt_tokenizer *t, const char *vectors_rel) {
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s.inp", test_models_dir(), vectors_rel);
-    size_t inp_len = 0;
-    char *inp = qt_read_file(path, &inp_len);
-    snprintf(path, sizeof(path), "%s/%s.out", test_models_dir(), vectors_rel);
-    char *outf = qt_read_file(path, NULL);
-    CHECK(t && inp && outf, "%s: tokenizer and %s.inp/.out", name, vectors_rel);
-    if (!t || !inp || !outf) { qt_free(inp); qt_free(outf); return; }
-    int n_cases = 0, n_ok = 0;
-    char *p = inp, *end = inp + inp_len, *line = outf;
-    while (p < end) {
-        char *s = memmem(p, (size_t)(end - p), SEP, sizeof(SEP) - 1);
-        if (!s) break;
-        size_t len = (size_t)(s - p);
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        int32_t want[512];
-        int n_want = 0;
-        for (char *q = line; *q && n_want < 512;) {
-            char *e;
-            long v = strtol(q, &e, 10);
-            if (e == q) break;
-            want[n_want++] = (int32_t)v;
-            q = e;
-        }
-        int n_got = 0;
-        int32_t *got = encode(t, p, len, false, false, &n_got);
-        bool same = n_got == n_want && memcmp(got, want, sizeof(int32_t) * (size_t)n_got) == 0;
-        CHECK(same, "%s case %d ('%.*s') differs", name, n_cases, (int)len, p);
-        if (!same) { print_ids("want", want, n_want); print_ids("got ", got, n_got); }
-        n_ok += same;
-        qt_free(got);
-        n_cases++;
-        p = s + sizeof(SEP) - 1;
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    CHECK(n_cases == 46, "%s: %d cases parsed, expected 46", name, n_cases);
-    printf("%s: %d/%d llama.cpp vectors match\n", name, n_ok, n_cases);
-    qt_free(inp);
-    qt_free(outf);
 }
 
 // ---- pre-tokenizer splits vs Python regex ----
@@ -565,7 +490,7 @@ static void test_speed(const qt_tokenizer *t) {
 int main(void) {
     qt_tokenizer *gpt2 = load_gguf("llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
     CHECK(gpt2 != NULL, "loading ggml-vocab-gpt-2.gguf");
-    test_vectors("gpt-2", gpt2, "llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
+    check_llama_vectors("gpt-2", gpt2, "llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
     test_gpt2(gpt2);
     test_round_trip("gpt-2", gpt2);
     test_speed(gpt2);
@@ -573,7 +498,7 @@ int main(void) {
 
     qt_tokenizer *hf = load_hf("hf-tinyllama-1.1b-chat-v0.1");
     CHECK(hf != NULL, "loading the TinyLlama tokenizer.json");
-    test_vectors("tinyllama tokenizer.json", hf, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    check_llama_vectors("tinyllama tokenizer.json", hf, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
     test_hf_vs_gguf(hf);
     test_round_trip("tinyllama tokenizer.json", hf);
     qt_tokenizer_free(hf);

@@ -13,6 +13,7 @@
 #include "base/base.h"
 #include "io/gguf.h"
 #include "test.h"
+#include "tok-common.h"
 #include "tokenizer/tokenizer.h"
 
 static qt_tokenizer *load(const char *rel, qt_gguf **gout) {
@@ -26,89 +27,15 @@ static qt_tokenizer *load(const char *rel, qt_gguf **gout) {
     return t;
 }
 
-// Encodes into a malloc'd array; *n set. Checks the cap protocol on the way.
-static int32_t *encode(const qt_tokenizer *t, const char *s, size_t len, bool bos, bool special, int *n) {
-    int32_t small[2];
-    int need = qt_tokenize(t, s, len, bos, special, small, 2);
-    CHECK(need >= 0, "qt_tokenize failed");
-    if (need < 0) { *n = 0; return qt_malloc(1); }
-    int32_t *ids = qt_malloc((size_t)need * sizeof(int32_t) + 1);
-    int got = qt_tokenize(t, s, len, bos, special, ids, need);
-    CHECK(got == need, "second call gave %d ids, first said %d", got, need);
-    for (int i = 0; i < 2 && i < need; i++) CHECK(ids[i] == small[i], "truncated call differs at %d", i);
-    *n = got;
-    return ids;
-}
-
-static char *decode(const qt_tokenizer *t, const int32_t *ids, int n, size_t *len) {
-    size_t cap = 64 * (size_t)n + 64, k = 0;
-    char *out = qt_malloc(cap + 1);
-    qt_detok d;
-    qt_detok_init(&d);
-    for (int i = 0; i < n; i++) k += qt_detok_push(&d, t, ids[i], out + k, cap - k);
-    k += qt_detok_flush(&d, out + k, cap - k);
-    out[k] = 0;
-    *len = k;
-    return out;
-}
-
-static void print_ids(const char *what, const int32_t *ids, int n) {
-    fprintf(stderr, "  %s:", what);
-    for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
-    fputc('\n', stderr);
-}
-
 // ---- llama.cpp test-tokenizer-0 vectors ----
 
-static const char SEP[] = "\n__ggml_vocab_test__\n";
-
 static void test_vocab_vectors(const char *vocab) {
-    char rel[256], path[1024];
+    char rel[256];
     snprintf(rel, sizeof(rel), "llama.cpp-vocab/%s", vocab);
     qt_tokenizer *t = load(rel, NULL);
     CHECK(t != NULL, "loading %s", vocab);
     if (!t) return;
-    snprintf(path, sizeof(path), "%s/%s.inp", test_models_dir(), rel);
-    size_t inp_len = 0;
-    char *inp = qt_read_file(path, &inp_len);
-    snprintf(path, sizeof(path), "%s/%s.out", test_models_dir(), rel);
-    char *outf = qt_read_file(path, NULL);
-    CHECK(inp && outf, "reading %s.inp/.out", vocab);
-    if (!inp || !outf) { qt_free(inp); qt_free(outf); qt_tokenizer_free(t); return; }
-
-    int n_cases = 0, n_ok = 0;
-    char *p = inp, *end = inp + inp_len, *line = outf;
-    while (p < end) {
-        char *s = memmem(p, (size_t)(end - p), SEP, sizeof(SEP) - 1);
-        if (!s) break;
-        size_t len = (size_t)(s - p);
-        // expected ids: one line of the .out file
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        int32_t want[512];
-        int n_want = 0;
-        for (char *q = line; *q && n_want < 512;) {
-            char *e;
-            long v = strtol(q, &e, 10);
-            if (e == q) break;
-            want[n_want++] = (int32_t)v;
-            q = e;
-        }
-        int n_got = 0;
-        int32_t *got = encode(t, p, len, false, false, &n_got);
-        bool same = n_got == n_want && memcmp(got, want, sizeof(int32_t) * (size_t)n_got) == 0;
-        CHECK(same, "%s case %d ('%.*s') differs", vocab, n_cases, (int)len, p);
-        if (!same) { print_ids("want", want, n_want); print_ids("got ", got, n_got); }
-        n_ok += same;
-        qt_free(got);
-        n_cases++;
-        p = s + sizeof(SEP) - 1;
-        line = nl ? nl + 1 : line + strlen(line);
-    }
-    CHECK(n_cases == 46, "%s: %d cases parsed, expected 46", vocab, n_cases);
-    printf("%s: %d/%d llama.cpp vectors match\n", vocab, n_ok, n_cases);
-    qt_free(inp);
-    qt_free(outf);
+    check_llama_vectors(vocab, t, rel);
     qt_tokenizer_free(t);
 }
 
