@@ -27,6 +27,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 #include "io/gguf.h"
+#include "model/export.h"
 #include "quant/types.h"
 
 #define WEIGHT_STD 0.02f
@@ -111,27 +112,6 @@ static int fill_tensor(void *ctx, int64_t tensor_index, void *dst, size_t nbytes
     return QT_OK;
 }
 
-// llama.cpp's general.file_type for an all-`type` model.
-static int llama_ftype(qt_type type) {
-    switch (type) {
-    case QT_TYPE_F32: return 0;
-    case QT_TYPE_F16: return 1;
-    case QT_TYPE_Q4_0: return 2;
-    case QT_TYPE_Q4_1: return 3;
-    case QT_TYPE_Q8_0: return 7;
-    case QT_TYPE_Q5_0: return 8;
-    case QT_TYPE_Q5_1: return 9;
-    case QT_TYPE_Q2_K: return 10;
-    case QT_TYPE_Q3_K: return 11;  // Q3_K_S
-    case QT_TYPE_Q4_K: return 14;  // Q4_K_S
-    case QT_TYPE_Q5_K: return 16;  // Q5_K_S
-    case QT_TYPE_Q6_K: return 18;
-    case QT_TYPE_IQ4_NL: return 25;
-    case QT_TYPE_BF16: return 32;
-    default: return -1;
-    }
-}
-
 static void add_spec(maker *mk, qt_gguf_writer *w, const char *name, qt_type type,
                      int64_t ne0, int64_t ne1, bool ones) {
     tensor_spec *ts = &mk->specs[mk->n_specs];
@@ -210,7 +190,7 @@ int main(int argc, char **argv) {
     if (!p) { fprintf(stderr, "error: unknown preset '%s'\n", preset_name); usage(); return 1; }
     int t = qt_type_from_name(type_name);
     const qt_type_traits *tt = t < 0 ? NULL : qt_type_traits_get(t);
-    if (!tt || !tt->from_float_ref || llama_ftype((qt_type)t) < 0) {
+    if (!tt || !tt->from_float_ref || qt_export_file_type((qt_type)t) < 0) {
         fprintf(stderr, "error: unsupported type '%s'\n", type_name);
         usage();
         return 1;
@@ -233,7 +213,7 @@ int main(int argc, char **argv) {
     qt_gguf_writer *w = qt_gguf_writer_init();
     qt_gguf_set_str(w, "general.architecture", "llama");
     qt_gguf_set_str(w, "general.name", p->gen_name);
-    qt_gguf_set_u32(w, "general.file_type", (uint32_t)llama_ftype(type));
+    qt_gguf_set_u32(w, "general.file_type", (uint32_t)qt_export_file_type(type));
     if (tt->is_quantized) qt_gguf_set_u32(w, "general.quantization_version", 2);
     qt_gguf_set_u32(w, "llama.context_length", (uint32_t)p->n_ctx);
     qt_gguf_set_u32(w, "llama.embedding_length", (uint32_t)p->n_embd);

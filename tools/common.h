@@ -26,6 +26,17 @@ typedef struct {
 int qt_cli_attach_adapters(qt_cli_adapters *a, const qt_model *m, qt_ctx *ctx, const qt_opt_strs *specs);
 void qt_cli_adapters_free(qt_cli_adapters *a);
 
+// The sampling options of generate and chat, as rows of a qt_opt table:
+// sp is a qt_sampler_params, seed a uint64_t.
+#define QT_CLI_SAMPLING_OPTS(sp, seed)                                                                            \
+    { "temp", 0, QT_OPT_FLOAT, &(sp).temp, "T", "temperature; 0 = greedy (default 0.8)" },                      \
+    { "top-k", 0, QT_OPT_INT, &(sp).top_k, "K", "keep the K most likely tokens; 0 = off (default 40)" },         \
+    { "top-p", 0, QT_OPT_FLOAT, &(sp).top_p, "P", "nucleus sampling; 1 = off (default 0.95)" },                  \
+    { "min-p", 0, QT_OPT_FLOAT, &(sp).min_p, "P", "drop tokens below P x the top probability (default 0.05)" },  \
+    { "repeat-penalty", 0, QT_OPT_FLOAT, &(sp).repeat_penalty, "X", "penalise repeated tokens; 1 = off (default 1.0)" }, \
+    { "repeat-last-n", 0, QT_OPT_INT, &(sp).repeat_last_n, "N", "window of the repeat penalty (default 64)" },   \
+    { "seed", 's', QT_OPT_U64, &(seed), "S", "random seed (default: from the clock, printed)" }
+
 // --threads: <= 0 means all online CPUs.
 int qt_cli_threads(int requested);
 

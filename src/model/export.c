@@ -40,7 +40,7 @@ int qt_export_file_type(qt_type type) {
     case QT_TYPE_Q6_K: return 18;
     case QT_TYPE_IQ4_NL: return 25;
     case QT_TYPE_BF16: return 32;
-    default: return 0;
+    default: return -1;
     }
 }
 
@@ -546,13 +546,13 @@ int qt_export_gguf(const qt_model *m, const qt_export_params *p, const char *pat
         const char *arch;
         if (qt_gguf_get_str(m->gguf, "general.architecture", &arch, true) != QT_OK) rc = QT_ERR;
         if (p->type >= 0) {   // otherwise the source's file type still describes the tensors
-            qt_gguf_set_u32(w, "general.file_type", (uint32_t)qt_export_file_type(ft));
+            if (qt_export_file_type(ft) >= 0) qt_gguf_set_u32(w, "general.file_type", (uint32_t)qt_export_file_type(ft));
             if (qt_type_traits_get(ft)->is_quantized) qt_gguf_set_u32(w, "general.quantization_version", 2);
         }
         qt_gguf_copy_kv(w, m->gguf);
     } else {
         if (!p->name) qt_gguf_set_str(w, "general.name", m->name ? m->name : "model");
-        qt_gguf_set_u32(w, "general.file_type", (uint32_t)qt_export_file_type(ft));
+        if (qt_export_file_type(ft) >= 0) qt_gguf_set_u32(w, "general.file_type", (uint32_t)qt_export_file_type(ft));
         if (qt_type_traits_get(ft)->is_quantized) qt_gguf_set_u32(w, "general.quantization_version", 2);
         rc = hf_metadata(w, m, p);
     }

@@ -43,7 +43,8 @@ int qt_export_gguf(const qt_model *m, const qt_export_params *p, const char *pat
 // then F16).
 qt_type qt_export_tensor_type(const char *name, int n_dims, int64_t ne0, qt_type type, bool tied_output);
 
-// llama.cpp's LLAMA_FTYPE value for general.file_type of a model quantized to type.
+// llama.cpp's LLAMA_FTYPE value for general.file_type of a model quantized to
+// type; -1 for a type llama.cpp has no file type for.
 int qt_export_file_type(qt_type type);
 
 // tokenizer.ggml.* keys for tokenizer t; hf_dir (may be NULL) supplies merges

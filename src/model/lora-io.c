@@ -152,6 +152,31 @@ cJSON *qt_lora_read_config(const char *path, const char *default_file, char **fi
     return j;
 }
 
+int qt_lora_scan_keys(const qt_model *m, const qt_st_set *s, const char *file, qt_lora_key_parser parse,
+                      uint32_t *mask, int *first) {
+    *mask = 0;
+    *first = m->cfg.n_layer;
+    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
+        const qt_st_tensor *t = qt_st_tensor_at(s, i);
+        int il, tg, ab;
+        if (parse(t->name, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a Llama projection)", file, t->name);
+            return QT_ERR;
+        }
+        if (il < 0 || il >= m->cfg.n_layer) {
+            qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
+            return QT_ERR;
+        }
+        *mask |= 1u << tg;
+        *first = QT_MIN(*first, il);
+    }
+    if (!*mask) {
+        qt_log_error("%s: no LoRA tensors", file);
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
 qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     char *file = NULL, *cfg_path = NULL;
     qt_lora *l = NULL;
@@ -174,27 +199,9 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     cfg.rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
     s = qt_st_open(file);
     if (!s) goto done;
-    // targets and first layer from the keys present
     uint32_t mask = 0;
-    int first = m->cfg.n_layer;
-    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
-        const qt_st_tensor *t = qt_st_tensor_at(s, i);
-        int il, tg, ab;
-        if (parse_key(t->name, &il, &tg, &ab) != QT_OK) {
-            qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a Llama projection)", file, t->name);
-            goto done;
-        }
-        if (il < 0 || il >= m->cfg.n_layer) {
-            qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
-            goto done;
-        }
-        mask |= 1u << tg;
-        first = QT_MIN(first, il);
-    }
-    if (!mask) {
-        qt_log_error("%s: no LoRA tensors", file);
-        goto done;
-    }
+    int first = 0;
+    if (qt_lora_scan_keys(m, s, file, parse_key, &mask, &first) != QT_OK) goto done;
     cfg.targets = mask;
     cfg.n_layers = m->cfg.n_layer - first;
     l = qt_lora_init(m, &cfg, 0);

@@ -46,4 +46,13 @@ qt_lora *qt_lora_load(const qt_model *m, const char *path);
 struct cJSON;
 struct cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path);
 
+// Shared by the safetensors adapter readers: every tensor name of s must parse
+// with parse_key (layer, target, 0 = A / 1 = B) for a layer of m; sets the
+// targets present and the first adapted layer. QT_ERR after one error naming
+// file and tensor (or "no LoRA tensors").
+struct qt_st_set;
+typedef int (*qt_lora_key_parser)(const char *name, int *il, int *t, int *ab);
+int qt_lora_scan_keys(const qt_model *m, const struct qt_st_set *s, const char *file, qt_lora_key_parser parse_key,
+                      uint32_t *mask, int *first);
+
 #endif

@@ -68,25 +68,8 @@ qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
     s = qt_st_open(file);
     if (!s) goto done;
     uint32_t mask = 0;
-    int first = m->cfg.n_layer;
-    for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
-        const qt_st_tensor *t = qt_st_tensor_at(s, i);
-        int il, tg, ab;
-        if (parse_key(t->name, &il, &tg, &ab) != QT_OK) {
-            qt_log_error("%s: unexpected tensor '%s' (not a LoRA a/b of a Llama projection)", file, t->name);
-            goto done;
-        }
-        if (il < 0 || il >= m->cfg.n_layer) {
-            qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
-            goto done;
-        }
-        mask |= 1u << tg;
-        first = QT_MIN(first, il);
-    }
-    if (!mask) {
-        qt_log_error("%s: no LoRA tensors", file);
-        goto done;
-    }
+    int first = 0;
+    if (qt_lora_scan_keys(m, s, file, parse_key, &mask, &first) != QT_OK) goto done;
     cfg.targets = mask;
     cfg.n_layers = m->cfg.n_layer - first;
     l = qt_lora_init(m, &cfg, 0);
