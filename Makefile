@@ -4,6 +4,7 @@
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make neon-test  cross-compile the kernel tests for arm64 and run them under qemu-user
 #   make bench      build the benchmark tools
+#   make MPI=0      build without MPI (default: MPI=1 when Open MPI's mpicc is installed)
 ARCH    ?= $(shell uname -m)
 CC      ?= cc
 BUILD   ?= build
@@ -13,6 +14,15 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE $(OPT) -g -fno-fast-math -ffp-contract=off 
   -Wno-unused-parameter -Isrc -MMD -MP
 CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
 LDLIBS  += -lm -pthread -lcjson -lutf8proc -lmicrohttpd
+
+# Data-parallel training (src/dist): on when Open MPI's compiler wrapper is
+# there. Only src/dist/dist.c sees the MPI headers; everything links -lmpi.
+MPICC ?= mpicc
+MPI   ?= $(if $(shell command -v $(MPICC) 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+  MPI_CFLAGS := -DQT_MPI $(shell $(MPICC) --showme:compile)
+  LDLIBS     += $(shell $(MPICC) --showme:link)
+endif
 
 # Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
 # CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).
@@ -48,6 +58,13 @@ $(BUILD)/%-avx512.o: %-avx512.c
 $(BUILD)/%-neon.o: %-neon.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_neon) -c $< -o $@
+# dist.o is rebuilt when MPI changes (e.g. Open MPI installed after a first build)
+MPI_STAMP := $(BUILD)/mpi-$(MPI).stamp
+$(MPI_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi-*.stamp && touch $@
+$(BUILD)/src/dist/%.o: src/dist/%.c $(MPI_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -83,7 +100,7 @@ NEON_AR   ?= aarch64-linux-gnu-ar
 NEON_QEMU ?= qemu-aarch64 -cpu max
 NEON_SRC   = $(filter-out %-avx2.c %-avx512.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
 neon-test:
-	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static \
+	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static MPI=0 \
 	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
 	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) build-arm64/tests/test-kernels
 

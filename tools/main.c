@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dist/dist.h"
+#include "kernels/kernels.h"
 
 #ifndef QT_VERSION
 #define QT_VERSION "0.1.0"
@@ -48,6 +50,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "--version")) {
         printf("qtune %s\n", QT_VERSION);
+        printf("kernels: %s\n", qt_kernels()->isa);
+        printf("mpi: %s\n", qt_dist_compiled() ? "yes (mpirun -np N qtune train ...)" : "no");
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,7 +270,11 @@ size_t qt_total_memory(void) {
     return pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize : 0;
 }
 
+// The CPUs this process may run on (taskset, cgroups, mpirun's binding),
+// else the online ones.
 int qt_n_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }

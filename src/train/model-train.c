@@ -52,7 +52,14 @@ struct qt_tmodel {
     size_t arena_size;
     uint64_t drop_seed;
     bool train;
+    qt_tmodel_layer_fn layer_hook;   // after each layer's backward (gradient all-reduce)
+    void *layer_hook_ud;
 };
+
+void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud) {
+    tm->layer_hook = fn;
+    tm->layer_hook_ud = ud;
+}
 
 typedef struct {
     size_t off;
@@ -366,6 +373,7 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
         layer_acts *A = &tm->acts[tm->checkpoint ? 0 : il];
         if (tm->checkpoint) layer_forward(tm, b, il, A, x, tm->xs + (size_t)(il + 1) * nC);   // recompute
         layer_backward(tm, b, il, A, x, dx, dx_next);
+        if (tm->layer_hook) tm->layer_hook(tm->layer_hook_ud, il);   // layer il's adapter gradients are final
         float *t = dx; dx = dx_next; dx_next = t;
     }
     return QT_OK;

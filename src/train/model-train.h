@@ -45,4 +45,10 @@ size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, i
 int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, float dscale, uint64_t drop_seed,
                    double *loss_sum, int64_t *n_targets);
 
+// Called in backward right after layer il's adapter gradients are complete
+// (layers run last to first): the trainer starts their all-reduce there so
+// communication overlaps the remaining layers. NULL: no hook.
+typedef void (*qt_tmodel_layer_fn)(void *ud, int il);
+void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud);
+
 #endif
