@@ -6,6 +6,8 @@
 #  - killing one rank mid-run ends the other within seconds with a message
 #    naming the intact checkpoint, and --resume from it completes with the
 #    adapter of an uninterrupted 2-rank run;
+#  - a rank that goes silent (SIGSTOP, like a dead link) ends the job after
+#    --dist-timeout with a message instead of a hang;
 #  - a 2-rank launch with mismatched data is refused on every rank.
 # Skipped (and says so) when mpirun is absent or qtune was built without MPI.
 Q=${QTUNE:-build/qtune}
@@ -43,17 +45,21 @@ n1=$(wc -l < "$tmp/c1")
 paste "$tmp/c1" "$tmp/c2" | awk -v tol=$TOL '{ d = $2 - $4; if (d < 0) d = -d; if ($1 != $3 || d > tol) { print "step " NR ": " $0; bad = 1 } }
   END { exit bad }' && ok || bad "loss curves differ"
 
+# rank1_after_checkpoint DIR: waits for DIR's first checkpoint, prints rank 1's pid
+rank1_after_checkpoint() {
+  i=0
+  while [ $i -lt 300 ] && ! grep -q '"step":[[:space:]]*[1-9]' "$1/training_state.json" 2>/dev/null; do
+    sleep 0.1; i=$((i + 1))
+  done
+  for p in $(pgrep -f "qtune train.*$1"); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && echo $p
+  done
+}
+
 # kill one rank after the first checkpoint, then resume
 $MPIRUN $Q train $common -b 2 --iters 30 --save-every 5 -o "$tmp/k" > "$tmp/k.out" 2>&1 &
 mp=$!
-i=0
-while [ $i -lt 300 ] && ! grep -q '"step":[[:space:]]*[1-9]' "$tmp/k/training_state.json" 2>/dev/null; do
-  sleep 0.1; i=$((i + 1))
-done
-victim=""
-for p in $(pgrep -f "qtune train.*$tmp/k"); do
-  tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=1$' && victim=$p
-done
+victim=$(rank1_after_checkpoint "$tmp/k")
 if [ -n "$victim" ]; then
   start=$(date +%s)
   kill -9 "$victim"
@@ -72,6 +78,23 @@ if [ -n "$victim" ]; then
 else
   wait $mp
   bad "could not find rank 1 to kill (did the run finish before the first checkpoint?): $(tail -3 "$tmp/k.out")"
+fi
+
+# a rank that goes silent (stopped, as behind a dead network link): the
+# others give up after --dist-timeout with a message, never hang
+$MPIRUN $Q train $common -b 2 --iters 300 --save-every 5 --dist-timeout 3 -o "$tmp/s" > "$tmp/s.out" 2>&1 &
+mp=$!
+victim=$(rank1_after_checkpoint "$tmp/s")
+if [ -n "$victim" ]; then
+  start=$(date +%s)
+  kill -STOP "$victim"
+  wait $mp; rc=$?
+  took=$(($(date +%s) - start))
+  [ $rc -ne 0 ] && [ $took -le 15 ] && ok || bad "silent rank: exit $rc after $took s"
+  grep -q "rank 0/2.*no answer from the other ranks for 3 s" "$tmp/s.out" && ok || bad "silent rank message: $(tail -5 "$tmp/s.out")"
+else
+  wait $mp
+  bad "could not find rank 1 to stop: $(tail -3 "$tmp/s.out")"
 fi
 
 # mismatched data across ranks: every rank refuses, non-zero exit, no hang
