@@ -23,7 +23,6 @@
 #endif
 
 static int g_rank = 0, g_size = 1;
-static bool g_active;      // MPI_Init done and not finalized
 static double g_timeout = 600.0;
 
 bool qt_dist_compiled(void) {
@@ -54,6 +53,8 @@ static int launcher_size(void) {
 }
 
 #ifdef QT_MPI
+
+static bool g_active;      // MPI_Init done and not finalized
 
 #define MAX_PENDING 1024
 static MPI_Request g_pending[MAX_PENDING];
