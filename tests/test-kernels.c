@@ -9,8 +9,9 @@
 //   2. ref matmul vs a double dot with the exact float activations, within a
 //      rigorous bound on the activation quantization error;
 //   3. each table's from_float and to_float bit-equal to ref's;
-//   4. each table's vec_dot, gemm and qt_matmul (1..4 threads) vs ref: TOL_SAME;
-// then qt_matmul_t and the float helpers against double references.
+//   4. each table's vec_dot, gemm, gemv and qt_matmul (1..4 threads) vs ref:
+//      TOL_SAME;
+// then the gemv (T = 1) kernels on ragged row ranges, qt_matmul_t and the float helpers against double references.
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -211,6 +212,13 @@ static void test_problem(const problem *p) {
                             (const char *)p->xq + t * p->xs);
         CHECK(compare_same(p, y, "vec_dot", kt->isa, 1) == 0, "%s vec_dot %s n_in=%d", kt->isa,
               qt_type_name(p->wt), n_in);
+        if (tr->gemv) {
+            for (int i = 0; i < T * n_out; i++) y[i] = NAN;
+            for (int t = 0; t < T; t++)
+                tr->gemv(n_in, p->w, p->ws, (const char *)p->xq + t * p->xs, y + (size_t)t * n_out, n_out);
+            CHECK(compare_same(p, y, "gemv", kt->isa, 1) == 0, "%s gemv %s n_in=%d n_out=%d", kt->isa,
+                  qt_type_name(p->wt), n_in, n_out);
+        }
         if (tr->gemm) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             tr->gemm(n_in, p->w, p->ws, p->xq, p->xs, y, (size_t)n_out, n_out, T);
@@ -249,6 +257,71 @@ static void test_matmul_types(qt_rng *rng) {
                 problem_free(&p);
             }
         printf("  %-7s %s\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED");
+    }
+}
+
+// The multi-row decode kernels (gemv) on their own: row counts around the
+// 8-row pass, every start row of a range (ragged per-thread ranges), rows
+// longer than the kernel's activation chunk (n_in > 16384), a strided view,
+// and qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
+static void test_gemv(qt_rng *rng) {
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+    static const int n_outs[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 33, 100, 131};
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        int blk = qt_type_traits_get(wt)->blck_size;
+        const int n_ins[] = {blk, blk * 17, 16384 + 3 * 256 + blk};
+        int f0 = test_n_fail, n_tested = 0;
+        for (int ti = 0; ti < g_n_tables; ti++) {
+            const qt_kernel_traits *tr = &g_tables[ti]->type[wt];
+            if (!tr->gemv) continue;
+            for (size_t ii = 0; ii < QT_ARRAY_LEN(n_ins); ii++)
+                for (size_t oi = 0; oi < QT_ARRAY_LEN(n_outs); oi++) {
+                    int n_in = n_ins[ii], n_out = n_outs[oi];
+                    if (ii == 2 && n_out > 33) continue;   // long rows: a few counts suffice
+                    problem p;
+                    problem_init(&p, rng, wt, n_in, n_out, 1);
+                    qt_matmul_with(qt_kernels_ref(), NULL, p.yref, p.x, p.w, wt, n_in, n_out, 1);
+                    float *y = qt_malloc((size_t)n_out * sizeof(float));
+                    // every sub-range [r0, n_out) and [0, r1): ragged starts and ends
+                    int bad = 0;
+                    for (int r0 = 0; r0 < n_out; r0 += 1 + r0 / 4) {
+                        for (int i = 0; i < n_out; i++) y[i] = p.yref[i];
+                        y[r0] = NAN;
+                        tr->gemv(n_in, (const char *)p.w + (size_t)r0 * p.ws, p.ws, p.xq, y + r0, n_out - r0);
+                        bad += compare_same(&p, y, "gemv[r0:]", g_tables[ti]->isa, 1);
+                        for (int i = 0; i < n_out; i++) y[i] = p.yref[i];
+                        y[0] = NAN;
+                        tr->gemv(n_in, p.w, p.ws, p.xq, y, n_out - r0);
+                        bad += compare_same(&p, y, "gemv[:r1]", g_tables[ti]->isa, 1);
+                    }
+                    CHECK(bad == 0, "%s gemv %s n_in=%d n_out=%d sub-ranges", g_tables[ti]->isa, qt_type_name(wt),
+                          n_in, n_out);
+                    for (int nth = 1; nth <= g_max_threads; nth++) {
+                        for (int i = 0; i < n_out; i++) y[i] = NAN;
+                        qt_matmul_with(g_tables[ti], g_pools[nth], y, p.x, p.w, wt, n_in, n_out, 1);
+                        CHECK(compare_same(&p, y, "matmul T=1", g_tables[ti]->isa, nth) == 0,
+                              "%s matmul T=1 %s n_in=%d n_out=%d threads=%d", g_tables[ti]->isa, qt_type_name(wt),
+                              n_in, n_out, nth);
+                    }
+                    // a strided view: rows of p.w copied ws2 > ws bytes apart
+                    size_t ws2 = p.ws + 3 * qt_type_traits_get(wt)->type_size;
+                    char *w2 = qt_malloc((size_t)n_out * ws2);
+                    for (int r = 0; r < n_out; r++) {
+                        memcpy(w2 + r * ws2, (const char *)p.w + r * p.ws, p.ws);
+                        memset(w2 + r * ws2 + p.ws, 0xff, ws2 - p.ws);
+                    }
+                    for (int i = 0; i < n_out; i++) y[i] = NAN;
+                    tr->gemv(n_in, w2, ws2, p.xq, y, n_out);
+                    CHECK(compare_same(&p, y, "gemv strided", g_tables[ti]->isa, 1) == 0,
+                          "%s gemv strided %s n_in=%d n_out=%d", g_tables[ti]->isa, qt_type_name(wt), n_in, n_out);
+                    qt_free(w2);
+                    qt_free(y);
+                    problem_free(&p);
+                    n_tested++;
+                }
+        }
+        printf("  gemv %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
     }
 }
 
@@ -332,7 +405,10 @@ static void test_float_helpers(qt_rng *rng) {
 }
 
 static void test_gemm_acc(qt_rng *rng) {
-    static const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 16, 64}, {9, 40, 33}, {5, 259, 70}};   // M, N, K
+    // M, N, K: ragged against the AVX2 kernel's 6 x 16 micro-tile and its
+    // (96 x 256) A and (256 x 1024) B blocks, so every edge path runs
+    static const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 16, 64}, {9, 40, 33}, {5, 259, 70},
+                                    {6, 16, 256}, {103, 530, 261}, {97, 15, 520}, {12, 1030, 7}};
     for (int ti = 0; ti < g_n_tables; ti++) {
         const qt_kernel_table *kt = g_tables[ti];
         for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++) {
@@ -436,6 +512,7 @@ int main(void) {
     qt_rng rng;
     qt_rng_seed(&rng, 1234);
     test_matmul_types(&rng);
+    test_gemv(&rng);
     test_matmul_t(&rng);
     test_float_helpers(&rng);
     test_gemm_acc(&rng);

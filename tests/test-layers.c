@@ -29,6 +29,8 @@
 // Float32 forward vs double forward (same inputs): a few float roundings.
 #define FWD_REL 1e-5
 #define FWD_ABS 1e-6
+// matmul_dw (float sums of up to 70 products) against sum |terms|
+#define DW_REL 1e-6
 // A second call of a backward must add the same amount again (the same float
 // computation repeated, so only the final addition's rounding differs).
 #define ACC_REL 1e-6
@@ -445,6 +447,8 @@ static void test_attention(void) {
     // bigger than one 64 x 96 matmul tile and the 32-wide transpose blocks
     attention_case(70, 4, 1, 16, false);
     attention_case(100, 2, 2, 64, false);
+    // several 48-row blocks of queries and keys, the last one ragged
+    attention_case(203, 4, 1, 32, false);
 }
 
 // ---------------------------------------------------------------- swiglu
@@ -560,33 +564,44 @@ static void test_cross_entropy(void) {
 // ---------------------------------------------------------------- matmul_dw
 
 static void test_matmul_dw(void) {
-    static const int n_ins[] = { 1, 5, 33, 300, 9000 }, n_outs[] = { 1, 7, 40 }, Ts[] = { 1, 3, 17 };
+    // the narrow-n_out gemm path (n_out <= 64), the narrow-n_in one (n_in <= 64
+    // < n_out) and the axpy one (both wide), with T past a 6-row micro-tile
+    static const int n_ins[] = { 1, 5, 33, 300, 9000 }, n_outs[] = { 1, 7, 40, 130 }, Ts[] = { 1, 3, 17, 70 };
     for (size_t a = 0; a < QT_ARRAY_LEN(n_ins); a++)
         for (size_t b = 0; b < QT_ARRAY_LEN(n_outs); b++)
             for (size_t it = 0; it < QT_ARRAY_LEN(Ts); it++) {
                 int n_in = n_ins[a], n_out = n_outs[b], T = Ts[it];
+                if (n_in == 9000 && n_out == 130) continue;   // slow reference, nothing new
                 size_t nw = (size_t)n_out * n_in;
                 float *dy = falloc((size_t)T * n_out), *x = falloc((size_t)T * n_in), *dw0 = falloc(nw);
                 fill(dy, (size_t)T * n_out, -1, 1);
                 dy[0] = 0;   // a zero entry (skipped) must not change the result
                 fill(x, (size_t)T * n_in, -1, 1);
                 fill(dw0, nw, -1, 1);
-                double *want = qt_malloc(sizeof(double) * nw);
+                double *want = qt_malloc(sizeof(double) * nw), *mag = qt_malloc(sizeof(double) * nw);
                 for (int o = 0; o < n_out; o++)
                     for (int i = 0; i < n_in; i++) {
-                        double s = dw0[(size_t)o * n_in + i];
-                        for (int t = 0; t < T; t++) s += (double)dy[(size_t)t * n_out + o] * x[(size_t)t * n_in + i];
+                        double s = dw0[(size_t)o * n_in + i], m = fabs(s);
+                        for (int t = 0; t < T; t++) {
+                            double p = (double)dy[(size_t)t * n_out + o] * x[(size_t)t * n_in + i];
+                            s += p;
+                            m += fabs(p);
+                        }
                         want[(size_t)o * n_in + i] = s;
+                        mag[(size_t)o * n_in + i] = m;
                     }
                 for (int ip = 0; ip < 3; ip++) {
                     float *dw = falloc(nw);
                     memcpy(dw, dw0, sizeof(float) * nw);   // accumulates onto what is there
                     qt_matmul_dw(g_pools[ip], dw, dy, x, n_in, n_out, T);
-                    CHECK(close_enough("matmul_dw", dw, want, nw, FWD_REL, FWD_ABS), "n_in=%d n_out=%d T=%d %s", n_in,
-                          n_out, T, g_pool_names[ip]);
+                    // float sums with cancellation: the bound scales with the sum of |terms|
+                    size_t n_bad = 0;
+                    for (size_t e = 0; e < nw; e++) n_bad += !(fabs(dw[e] - want[e]) <= DW_REL * mag[e] + FWD_ABS);
+                    CHECK(n_bad == 0, "matmul_dw: %zu wrong, n_in=%d n_out=%d T=%d %s", n_bad, n_in, n_out, T,
+                          g_pool_names[ip]);
                     qt_free(dw);
                 }
-                qt_free(want); qt_free(dy); qt_free(x); qt_free(dw0);
+                qt_free(want); qt_free(mag); qt_free(dy); qt_free(x); qt_free(dw0);
             }
 }
 

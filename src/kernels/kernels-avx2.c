@@ -17,6 +17,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -1071,49 +1072,7 @@ static void scale_f32_avx2(int n, float a, float *y) {
     for (; i < n; i++) y[i] *= a;
 }
 
-// C (M, N) += A (M, K) @ B (K, N): RM (<= 6) rows of C x 16 columns in
-// registers (12 accumulators: enough independent FMA chains to cover the FMA
-// latency on two ports), one broadcast of A per row and two loads of B per k.
-INLINE void gemm_acc_rows(int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
-                          const int RM) {
-    int j = 0;
-    for (; j + 16 <= N; j += 16) {
-        __m256 acc[6][2];
-#pragma GCC unroll 6
-        for (int i = 0; i < RM; i++) {
-            acc[i][0] = _mm256_loadu_ps(C + (size_t)i * ldc + j);
-            acc[i][1] = _mm256_loadu_ps(C + (size_t)i * ldc + j + 8);
-        }
-        for (int k = 0; k < K; k++) {
-            __m256 b0 = _mm256_loadu_ps(B + (size_t)k * ldb + j), b1 = _mm256_loadu_ps(B + (size_t)k * ldb + j + 8);
-#pragma GCC unroll 6
-            for (int i = 0; i < RM; i++) {
-                __m256 a = _mm256_broadcast_ss(A + (size_t)i * lda + k);
-                acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
-            }
-        }
-#pragma GCC unroll 6
-        for (int i = 0; i < RM; i++) {
-            _mm256_storeu_ps(C + (size_t)i * ldc + j, acc[i][0]);
-            _mm256_storeu_ps(C + (size_t)i * ldc + j + 8, acc[i][1]);
-        }
-    }
-    for (; j < N; j++)
-        for (int i = 0; i < RM; i++) {
-            float s = C[(size_t)i * ldc + j];
-            for (int k = 0; k < K; k++) s += A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
-            C[(size_t)i * ldc + j] = s;
-        }
-}
-
-static void gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                              int ldc) {
-    int i = 0;
-    for (; i + 6 <= M; i += 6)
-        gemm_acc_rows(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, 6);
-    for (; i < M; i++) gemm_acc_rows(N, K, A + (size_t)i * lda, lda, B, ldb, C + (size_t)i * ldc, ldc, 1);
-}
+// gemm_acc_f32: qt_gemm_acc_f32_avx2 in gemm-f32-avx2.c (packed 6 x 16 micro-kernel).
 
 // ---- the table: a copy of ref with the fast entries replaced ----
 
@@ -1136,10 +1095,12 @@ static void init_avx2(void) {
     t[QT_TYPE_BF16].to_float = to_float_bf16_avx2;
     t[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx2;
     t[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx2;
+    t[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx2;
     t[QT_TYPE_Q8_0].from_float = from_float_q8_0_avx2;
     t[QT_TYPE_Q8_0].to_float = to_float_q8_0_avx2;
     t[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx2;
     t[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx2;
+    t[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx2;
     t[QT_TYPE_Q4_0].to_float = to_float_q4_0_avx2;
     t[QT_TYPE_Q8_K].from_float = from_float_q8_K_avx2;
     t[QT_TYPE_Q4_K].vec_dot = vec_dot_q4_K_avx2;
@@ -1152,7 +1113,7 @@ static void init_avx2(void) {
     g_avx2.dot_f32 = dot_f32_avx2;
     g_avx2.axpy_f32 = axpy_f32_avx2;
     g_avx2.scale_f32 = scale_f32_avx2;
-    g_avx2.gemm_acc_f32 = gemm_acc_f32_avx2;
+    g_avx2.gemm_acc_f32 = qt_gemm_acc_f32_avx2;
 }
 
 static pthread_once_t g_avx2_once = PTHREAD_ONCE_INIT;

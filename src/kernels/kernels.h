@@ -27,12 +27,20 @@ typedef void (*qt_vec_dot_fn)(int n, float *s, const void *x, const void *y);
 typedef void (*qt_gemm_fn)(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                            float *y, size_t y_stride, int n_rows, int n_cols);
 
+// Multi-row kernel for T == 1 (decode): for r < n_rows,
+//   y[r] = dot(w + r*w_stride, x) over n elements,
+// w in the weight type, x one row in vec_dot_type. Any n_rows >= 1; loads
+// nothing outside the n_rows rows (it may prefetch past them). NULL: decode
+// uses vec_dot per row.
+typedef void (*qt_gemv_fn)(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+
 typedef struct {
     qt_type vec_dot_type;        // the type activations are converted to
     qt_from_float_fn from_float; // float -> vec_dot_type rows (fast)
     qt_to_float_fn to_float;     // this type -> float rows (fast dequantization)
     qt_vec_dot_fn vec_dot;       // NULL: no matmul support for this weight type
     qt_gemm_fn gemm;             // optional tiled kernel for T > 1
+    qt_gemv_fn gemv;             // optional multi-row kernel for T == 1
 } qt_kernel_traits;
 
 typedef struct {

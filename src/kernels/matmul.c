@@ -4,14 +4,13 @@
 // once into the pool's work buffer in the weight type's vec_dot_type; the
 // output is then split across the pool's threads:
 //   T == 1 (decode): each thread takes one contiguous range of weight rows, so
-//     the weights stream through memory once, sequentially per thread.
+//     the weights stream through memory once, sequentially per thread; the
+//     range goes to the table's multi-row gemv kernel, or row by row to
+//     vec_dot with the rows ahead prefetched.
 //   T > 1 (prompt, training): (row block x column block) tiles; each thread
 //     takes a contiguous run of tiles in row-major order, each tile handed to
 //     the table's gemm kernel (or vec_dot per pair when there is none).
-// qt_matmul_t: dx (T, n_in) += dy (T, n_out) @ W; each thread owns a
-// block-aligned range of the n_in columns (no write conflicts, no reduction)
-// and dequantizes W a (rows x columns) tile at a time, then accumulates with
-// the table's gemm_acc_f32.
+// qt_matmul_t (the backward to the inputs) is in matmul-t.c.
 // Deliberately not: weight repacking, fused operations.
 // Follows ggml-cpu's mul_mat (src1 converted to vec_dot_type once, output
 // chunked over threads) and llamafile's tinyBLAS for the tiling.
@@ -29,6 +28,8 @@
 // Row ranges per thread in the decode case are multiples of this, so no two
 // threads write the same 64-byte line of y.
 #define MM_ROW_ALIGN 16
+// Decode with vec_dot: how far ahead of the current row weights are prefetched.
+#define MM_PREFETCH_BYTES 4096
 
 typedef struct {
     const qt_kernel_traits *tr;
@@ -39,6 +40,7 @@ typedef struct {
     const void *w;
     size_t w_stride;
     float *y;
+    qt_type wtype;
     int n_in, n_out, T;
 } mm_ctx;
 
@@ -63,8 +65,24 @@ static void decode_job(void *arg, int ith, int nth) {
     int r0, r1;
     split(c->n_out, MM_ROW_ALIGN, ith, nth, &r0, &r1);
     const char *w = (const char *)c->w + (size_t)r0 * c->w_stride;
+    if (r1 <= r0) return;
+    if (c->tr->gemv) {
+        c->tr->gemv(c->n_in, w, c->w_stride, c->xq, c->y + r0, r1 - r0);
+        return;
+    }
+    // One row at a time, each row's successor MM_PREFETCH_BYTES ahead
+    // prefetched as a whole first: the hardware prefetchers alone leave a
+    // single-row dot waiting on memory (the rows are short streams).
     qt_vec_dot_fn vec_dot = c->tr->vec_dot;
-    for (int r = r0; r < r1; r++, w += c->w_stride) vec_dot(c->n_in, &c->y[r], w, c->xq);
+    size_t row_bytes = qt_row_size(c->wtype, c->n_in);
+    int ahead = (int)QT_MAX(1, MM_PREFETCH_BYTES / c->w_stride);
+    for (int r = r0; r < r1; r++, w += c->w_stride) {
+        if (r + ahead < r1) {
+            const char *pf = w + (size_t)ahead * c->w_stride;
+            for (size_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(pf + o);
+        }
+        vec_dot(c->n_in, &c->y[r], w, c->xq);
+    }
 }
 
 static void tiles_job(void *arg, int ith, int nth) {
@@ -99,7 +117,7 @@ static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, cons
     qt_type vdt = tr->vec_dot_type;
     mm_ctx c = {
         .tr = tr, .from_float = kt->type[vdt].from_float, .x = x,
-        .w = w, .w_stride = w_stride ? w_stride : qt_row_size(wtype, n_in), .y = y,
+        .w = w, .w_stride = w_stride ? w_stride : qt_row_size(wtype, n_in), .y = y, .wtype = wtype,
         .n_in = n_in, .n_out = n_out, .T = T,
     };
     c.xq_stride = qt_row_size(vdt, n_in);
@@ -128,61 +146,6 @@ void qt_matmul_strided(qt_pool *pool, float *y, const float *x, const void *w, q
 void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
                int T) {
     qt_matmul_with(qt_kernels(), pool, y, x, w, wtype, n_in, n_out, T);
-}
-
-// ---- backward w.r.t. x ----
-
-// Dequantized tile of W: MT_ROWS rows x MT_COLS columns (64 KiB of floats,
-// in L2). MT_COLS is a multiple of every block size (32, 256).
-#define MT_COLS 256
-#define MT_ROWS 64
-
-typedef struct {
-    const qt_kernel_table *kt;
-    qt_to_float_fn to_float;
-    float *dx;
-    const float *dy;
-    const void *w;
-    size_t w_stride;
-    int blck;
-    size_t blck_bytes;
-    int n_in, n_out, T;
-} mt_ctx;
-
-static void matmul_t_job(void *arg, int ith, int nth) {
-    mt_ctx *c = arg;
-    int k0, k1;
-    split(c->n_in, MT_COLS, ith, nth, &k0, &k1);   // MT_COLS is a multiple of blck
-    float *tile = qt_malloc((size_t)MT_ROWS * MT_COLS * sizeof(float));
-    for (int kc = k0; kc < k1; kc += MT_COLS) {
-        int nk = QT_MIN(MT_COLS, k1 - kc);   // a multiple of blck: n_in is
-        for (int r0 = 0; r0 < c->n_out; r0 += MT_ROWS) {
-            int nr = QT_MIN(MT_ROWS, c->n_out - r0);
-            for (int i = 0; i < nr; i++) {
-                const char *src = (const char *)c->w + (size_t)(r0 + i) * c->w_stride +
-                                  (size_t)(kc / c->blck) * c->blck_bytes;
-                c->to_float(src, tile + i * MT_COLS, nk);
-            }
-            // dx[:, kc:kc+nk] += dy[:, r0:r0+nr] @ tile
-            c->kt->gemm_acc_f32(c->T, nk, nr, c->dy + r0, c->n_out, tile, MT_COLS, c->dx + kc, c->n_in);
-        }
-    }
-    qt_free(tile);
-}
-
-void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype, int n_in, int n_out,
-                 int T) {
-    const qt_kernel_table *kt = qt_kernels();
-    const qt_type_traits *tt = qt_type_traits_get(wtype);
-    QT_ASSERT(tt && kt->type[wtype].to_float);
-    QT_ASSERT(n_in > 0 && n_in % tt->blck_size == 0 && MT_COLS % tt->blck_size == 0);
-    if (n_out <= 0 || T <= 0) return;
-    mt_ctx c = {
-        .kt = kt, .to_float = kt->type[wtype].to_float, .dx = dx, .dy = dy, .w = w,
-        .w_stride = qt_row_size(wtype, n_in), .blck = tt->blck_size, .blck_bytes = tt->type_size,
-        .n_in = n_in, .n_out = n_out, .T = T,
-    };
-    qt_pool_run(pool, matmul_t_job, &c);
 }
 
 void qt_get_row(float *dst, const void *w, qt_type wtype, int n_in, int64_t row) {

@@ -6,9 +6,10 @@
 // grouped-query attention; PyTorch's definitions are the reference
 // (LlamaRMSNorm, apply_rotary_pos_emb, F.scaled_dot_product_attention with
 // is_causal, F.silu, F.cross_entropy with ignore_index).
+// Attention runs its products on the table's gemm_acc_f32 in blocks of query
+// (or key) rows, each over the causal part only (about half of T x T).
 // Deliberately not: a KV cache, attention across sequences (one sequence per
-// call), dropout, flash-style tiling (att (NH, T, T) is materialised), or
-// skipping the masked upper triangle in the matmuls (they run full T x T).
+// call), dropout, flash-style tiling (att (NH, T, T) is materialised).
 #include "model/layers-train.h"
 
 #include <math.h>
@@ -88,64 +89,82 @@ static void transpose(qt_pool *pool, float *dst, const float *src, size_t src_st
     else qt_pool_run(pool, transpose_worker, &j);
 }
 
-// Heads h0 .. h0+G-1 of x (T, NHX*HS) <-> a dense (G*T, HS) block, row g*T + t.
-static void gather_heads(float *dst, const float *x, int T, int NHX, int h0, int G, int HS) {
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < T; t++)
-            memcpy(dst + ((size_t)g * T + t) * HS, x + ((size_t)t * NHX + h0 + g) * HS, sizeof(float) * HS);
+// Query rows per attention task: a multiple of the f32 gemm's 6-row micro-tile,
+// small enough that skipping the masked columns right of each block saves
+// most of the upper triangle.
+#define ATT_TB 48
+
+// Task i of n (most expensive first) runs on thread snake(i): 0, 1, ..,
+// nth-1, nth-1, .., 0, 0, 1, .. so the costly early tasks spread evenly and
+// the split does not depend on timing (results are the same for any run).
+static bool my_task(int i, int ith, int nth) {
+    int round = i / nth, pos = i % nth;
+    return (round % 2 ? nth - 1 - pos : pos) == ith;
 }
 
-static void scatter_heads(float *x, const float *src, int T, int NHX, int h0, int G, int HS, bool add) {
-    for (int g = 0; g < G; g++)
-        for (int t = 0; t < T; t++) {
-            float *d = x + ((size_t)t * NHX + h0 + g) * HS;
-            const float *s = src + ((size_t)g * T + t) * HS;
-            if (add) for (int i = 0; i < HS; i++) d[i] += s[i];
-            else memcpy(d, s, sizeof(float) * HS);
-        }
+// Row of scores s (T): scale, causal mask (only 0..n-1 are kept), softmax.
+static void softmax_row(float *s, int n, int T, float scale) {
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        s[p] *= scale;
+        mx = s[p] > mx ? s[p] : mx;
+    }
+    double sum = 0;
+    for (int p = 0; p < n; p++) {
+        s[p] = expf(s[p] - mx);
+        sum += s[p];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int p = 0; p < n; p++) s[p] *= inv;
+    for (int p = n; p < T; p++) s[p] = 0;
+}
+
+// Softmax backward in place on a row of dP: dS = P * (dP - sum(P * dP)) * scale
+// over the causal window 0..n-1, zero above it.
+static void softmax_backward_row(const qt_kernel_table *K, float *ds, const float *p, int n, int T, float scale) {
+    float dot = K->dot_f32(n, p, ds);
+    for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * scale;
+    for (int s = n; s < T; s++) ds[s] = 0;
+}
+
+// C (rows, cols), row stride ldc: zeroed
+static void zero_rows(float *C, size_t ldc, int rows, int cols) {
+    for (int r = 0; r < rows; r++) memset(C + (size_t)r * ldc, 0, sizeof(float) * (size_t)cols);
+}
+
+// C (rows, cols), row stride ldc, += A (rows, cols) dense
+static void add_rows(float *C, size_t ldc, const float *A, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < cols; i++) C[(size_t)r * ldc + i] += A[(size_t)r * cols + i];
 }
 
 typedef struct {
-    float *S;            // (rows, T): scores in, probabilities (forward) or dS (backward) out
-    const float *P;      // backward: probabilities (rows, T)
-    int rows, T;
+    const qt_kernel_table *K;
+    float *out, *att, *dP;                 // forward: out, att; backward: dP (G, T, T) = dS
+    float *dq, *dk, *dv;
+    const float *dout, *P, *q, *k, *v;
+    const float *Xt;                       // K_h^T (forward) or V_h^T (backward): (HS, T)
+    int T, NH, NKV, HS, h;
     float scale;
-} rows_job;
+} att_job;
 
-// Row r belongs to token t = r % T: scale, causal mask (s > t), softmax.
-static void softmax_worker(void *ctx, int ith, int nth) {
-    const rows_job *j = ctx;
-    for (int r = ith; r < j->rows; r += nth) {
-        float *s = j->S + (size_t)r * j->T;
-        int n = r % j->T + 1;
-        float mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            s[p] *= j->scale;
-            mx = s[p] > mx ? s[p] : mx;
-        }
-        double sum = 0;
-        for (int p = 0; p < n; p++) {
-            s[p] = expf(s[p] - mx);
-            sum += s[p];
-        }
-        float inv = (float)(1.0 / sum);
-        for (int p = 0; p < n; p++) s[p] *= inv;
-        for (int p = n; p < j->T; p++) s[p] = 0;
-    }
-}
-
-// Softmax backward in place on dP: dS = P * (dP - sum(P * dP)) * scale over the
-// causal window, zero above it.
-static void softmax_backward_worker(void *ctx, int ith, int nth) {
-    const rows_job *j = ctx;
-    const qt_kernel_table *K = qt_kernels();
-    for (int r = ith; r < j->rows; r += nth) {
-        float *ds = j->S + (size_t)r * j->T;
-        const float *p = j->P + (size_t)r * j->T;
-        int n = r % j->T + 1;
-        float dot = K->dot_f32(n, p, ds);
-        for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - dot) * j->scale;
-        for (int s = n; s < j->T; s++) ds[s] = 0;
+// Forward, one task per (query head g of kv head h, block of ATT_TB query rows):
+//   S = Q_g K_h^T over the causal columns, softmax in place (att), O_g = P V_h.
+static void att_forward_worker(void *ctx, int ith, int nth) {
+    const att_job *j = ctx;
+    const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
+    const int n_tb = (T + ATT_TB - 1) / ATT_TB;
+    for (int i = 0; i < G * n_tb; i++) {
+        if (!my_task(i, ith, nth)) continue;
+        int g = i % G, b = n_tb - 1 - i / G, hg = j->h * G + g;
+        int t0 = b * ATT_TB, t1 = QT_MIN(T, t0 + ATT_TB), nr = t1 - t0;
+        float *S = j->att + ((size_t)hg * T + t0) * T;
+        zero_rows(S, T, nr, t1);
+        j->K->gemm_acc_f32(nr, t1, HS, j->q + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, S, T);
+        for (int r = 0; r < nr; r++) softmax_row(S + (size_t)r * T, t0 + r + 1, T, j->scale);
+        float *O = j->out + (size_t)t0 * qd + (size_t)hg * HS;
+        zero_rows(O, qd, nr, HS);
+        j->K->gemm_acc_f32(nr, HS, t1, S, T, j->v + (size_t)j->h * HS, kvd, O, qd);
     }
 }
 
@@ -157,21 +176,13 @@ size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS) {
 void qt_attention_train_forward_ws(qt_pool *pool, float *out, float *att, const float *q, const float *k,
                                    const float *v, int T, int NH, int NKV, int HS, float *scratch) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
-    const int G = NH / NKV, rows = G * T, kvd = NKV * HS;
-    float *Qg = scratch;                        // (rows, HS)
-    float *Og = Qg + (size_t)rows * HS;         // (rows, HS)
-    float *Vt = Og + (size_t)rows * HS;         // (HS, T)
+    float *Kt = scratch;   // (HS, T)
+    att_job j = { .K = qt_kernels(), .out = out, .att = att, .q = q, .k = k, .v = v, .Xt = Kt,
+                  .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
-        float *S = att + (size_t)h * G * T * T;  // the group's heads are contiguous: (rows, T)
-        gather_heads(Qg, q, T, NH, h * G, G, HS);
-        // S = Qg @ K_h^T, K_h the rows of k at offset h*HS
-        qt_matmul_strided(pool, S, Qg, k + (size_t)h * HS, QT_TYPE_F32, HS, T, rows, sizeof(float) * kvd);
-        rows_job rj = { S, NULL, rows, T, 1.0f / sqrtf((float)HS) };
-        qt_pool_run(pool, softmax_worker, &rj);
-        // Og = P @ V_h, with V_h^T (HS, T) as the weight
-        transpose(pool, Vt, v + (size_t)h * HS, kvd, T, HS);
-        qt_matmul(pool, Og, S, Vt, QT_TYPE_F32, T, HS, rows);
-        scatter_heads(out, Og, T, NH, h * G, G, HS, false);
+        transpose(pool, Kt, k + (size_t)h * HS, (size_t)NKV * HS, T, HS);
+        j.h = h;
+        qt_pool_run(pool, att_forward_worker, &j);
     }
 }
 
@@ -184,69 +195,112 @@ void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const flo
 }
 
 size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads) {
-    (void)n_threads;   // the parallel parts share the buffers; kept for future per-thread tiles
+    (void)n_threads;   // per-thread transposes are allocated by the workers
     size_t rows = (size_t)(NH / NKV) * (size_t)T, t = (size_t)T, hs = (size_t)HS;
-    size_t bwd = 2 * rows * hs + 2 * hs * t + t * t + rows * t;
+    size_t bwd = hs * t + rows * t;
     return QT_MAX(bwd, qt_attention_train_forward_ws_size(T, NH, NKV, HS));
 }
 
-static void add_kv_head(float *dst, const float *src, int T, int NKV, int h, int HS) {
-    for (int t = 0; t < T; t++) {
-        float *d = dst + ((size_t)t * NKV + h) * HS;
-        const float *s = src + (size_t)t * HS;
-        for (int i = 0; i < HS; i++) d[i] += s[i];
+// Backward phase 1, per (query head g, block of query rows t0..t1):
+//   dP = dO_g V_h^T over the causal columns, dS = softmax backward (in dP),
+//   dQ_g += dS K_h.
+static void att_backward_rows_worker(void *ctx, int ith, int nth) {
+    const att_job *j = ctx;
+    const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
+    const int n_tb = (T + ATT_TB - 1) / ATT_TB;
+    float *acc = NULL;
+    for (int i = 0; i < G * n_tb; i++) {
+        if (!my_task(i, ith, nth)) continue;
+        int g = i % G, b = n_tb - 1 - i / G, hg = j->h * G + g;
+        int t0 = b * ATT_TB, t1 = QT_MIN(T, t0 + ATT_TB), nr = t1 - t0;
+        float *dS = j->dP + ((size_t)g * T + t0) * T;
+        const float *P = j->P + ((size_t)g * T + t0) * T;
+        zero_rows(dS, T, nr, t1);
+        j->K->gemm_acc_f32(nr, t1, HS, j->dout + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, dS, T);
+        for (int r = 0; r < nr; r++)
+            softmax_backward_row(j->K, dS + (size_t)r * T, P + (size_t)r * T, t0 + r + 1, T, j->scale);
+        if (j->dq) {
+            // summed apart and then added, so the result does not depend on dq's old value
+            if (!acc) acc = qt_malloc(sizeof(float) * ATT_TB * (size_t)HS);
+            memset(acc, 0, sizeof(float) * (size_t)nr * HS);
+            j->K->gemm_acc_f32(nr, HS, t1, dS, T, j->k + (size_t)j->h * HS, kvd, acc, HS);
+            add_rows(j->dq + (size_t)t0 * qd + (size_t)hg * HS, qd, acc, nr, HS);
+        }
+    }
+    qt_free(acc);
+}
+
+// dst (ns, T - s0) = src[s0:T, s0:s0+ns]^T, src rows T floats apart
+static void transpose_tail(float *dst, const float *src, int T, int s0, int ns) {
+    int nt = T - s0;
+    for (int t0 = 0; t0 < nt; t0 += TR_BLOCK) {
+        int t1 = QT_MIN(nt, t0 + TR_BLOCK);
+        for (int t = t0; t < t1; t++) {
+            const float *row = src + (size_t)(s0 + t) * T + s0;
+            for (int i = 0; i < ns; i++) dst[(size_t)i * nt + t] = row[i];
+        }
     }
 }
 
-// Per kv head h, with rows = G*T query rows (row g*T + t) and P_h = att rows:
-//   dP   = dO V_h^T          (rows, T)
-//   dS   = softmax backward  (rows, T), scaled
-//   dQ   = dS K_h            (rows, HS)
-// and per query head g of the group (keeping the contraction T long, not G*T,
-// so the operands stay in cache):
-//   dV_h += P_g^T dO_g       (T, HS)
-//   dK_h += dS_g^T Q_g       (T, HS)
-// each a qt_matmul with an f32 'weight' made dense by a transpose.
+// Backward phase 2, per block of key rows s0..s1 (rows of dK_h, dV_h), over the
+// query heads g of the group in order (so the sums do not depend on threads):
+//   dV_h[s] += sum_{t >= s} P_g[t, s] dO_g[t],  dK_h[s] += sum_{t >= s} dS_g[t, s] Q_g[t].
+static void att_backward_keys_worker(void *ctx, int ith, int nth) {
+    const att_job *j = ctx;
+    const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
+    const int n_tb = (T + ATT_TB - 1) / ATT_TB;
+    float *Tr = NULL, *accv = NULL, *acck = NULL;
+    for (int b = 0; b < n_tb; b++) {
+        if (!my_task(b, ith, nth)) continue;
+        if (!Tr) {
+            Tr = qt_malloc(sizeof(float) * ATT_TB * (size_t)T);
+            accv = qt_malloc(sizeof(float) * ATT_TB * (size_t)HS);
+            acck = qt_malloc(sizeof(float) * ATT_TB * (size_t)HS);
+        }
+        int s0 = b * ATT_TB, ns = QT_MIN(T, s0 + ATT_TB) - s0, nt = T - s0;
+        // summed apart over the group and then added (independent of dk, dv's old values)
+        memset(accv, 0, sizeof(float) * (size_t)ns * HS);
+        memset(acck, 0, sizeof(float) * (size_t)ns * HS);
+        for (int g = 0; g < G; g++) {
+            int hg = j->h * G + g;
+            if (j->dv) {
+                transpose_tail(Tr, j->P + (size_t)g * T * T, T, s0, ns);
+                j->K->gemm_acc_f32(ns, HS, nt, Tr, nt, j->dout + (size_t)s0 * qd + (size_t)hg * HS, qd, accv, HS);
+            }
+            if (j->dk) {
+                transpose_tail(Tr, j->dP + (size_t)g * T * T, T, s0, ns);
+                j->K->gemm_acc_f32(ns, HS, nt, Tr, nt, j->q + (size_t)s0 * qd + (size_t)hg * HS, qd, acck, HS);
+            }
+        }
+        if (j->dv) add_rows(j->dv + (size_t)s0 * kvd + (size_t)j->h * HS, kvd, accv, ns, HS);
+        if (j->dk) add_rows(j->dk + (size_t)s0 * kvd + (size_t)j->h * HS, kvd, acck, ns, HS);
+    }
+    qt_free(Tr); qt_free(accv); qt_free(acck);
+}
+
+// Per kv head h, with P_g = att rows of query head g of the group:
+//   phase 1 (query-row blocks): dP = dO V_h^T, dS = softmax backward, dQ += dS K_h;
+//   phase 2 (key-row blocks):   dV_h += P_g^T dO_g, dK_h += dS_g^T Q_g.
+// Each product runs over the causal part only (columns <= the block's last
+// row in phase 1, rows >= the block's first key in phase 2).
 void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                                  const float *att, const float *q, const float *k, const float *v, int T, int NH,
                                  int NKV, int HS) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
     if (!dq && !dk && !dv) return;
-    const int G = NH / NKV, rows = G * T, kvd = NKV * HS, qd = NH * HS;
-    float *dO = scratch;                         // (rows, HS)
-    float *Cb = dO + (size_t)rows * HS;          // (rows, HS): dQ; or a (T, HS) result
-    float *B = Cb + (size_t)rows * HS;           // (HS, T): dO_g^T or Q_g^T
-    float *Kt = B + (size_t)HS * T;              // (HS, T)
-    float *Tr = Kt + (size_t)HS * T;             // (T, T): P_g^T or dS_g^T
-    float *dP = Tr + (size_t)T * T;              // (rows, T)
+    const int G = NH / NKV;
+    float *Vt = scratch;                     // (HS, T)
+    float *dP = Vt + (size_t)HS * T;         // (G, T, T): dS after phase 1
+    att_job j = { .K = qt_kernels(), .dP = dP, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
+                  .v = v, .Xt = Vt, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
-        const float *P = att + (size_t)h * G * T * T;
-        if (dv) {
-            for (int g = 0; g < G; g++) {
-                transpose(pool, B, dout + (size_t)(h * G + g) * HS, qd, T, HS);
-                transpose(pool, Tr, P + (size_t)g * T * T, T, T, T);
-                qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, T, HS, T);
-                add_kv_head(dv, Cb, T, NKV, h, HS);
-            }
+        j.h = h;
+        j.P = att + (size_t)h * G * T * T;
+        if (dq || dk) {
+            transpose(pool, Vt, v + (size_t)h * HS, (size_t)NKV * HS, T, HS);
+            qt_pool_run(pool, att_backward_rows_worker, &j);
         }
-        if (!dq && !dk) continue;
-        gather_heads(dO, dout, T, NH, h * G, G, HS);
-        qt_matmul_strided(pool, dP, dO, v + (size_t)h * HS, QT_TYPE_F32, HS, T, rows, sizeof(float) * kvd);
-        rows_job rj = { dP, P, rows, T, 1.0f / sqrtf((float)HS) };
-        qt_pool_run(pool, softmax_backward_worker, &rj);
-        if (dq) {
-            transpose(pool, Kt, k + (size_t)h * HS, kvd, T, HS);
-            qt_matmul(pool, Cb, dP, Kt, QT_TYPE_F32, T, HS, rows);
-            scatter_heads(dq, Cb, T, NH, h * G, G, HS, true);
-        }
-        if (dk) {
-            for (int g = 0; g < G; g++) {
-                transpose(pool, B, q + (size_t)(h * G + g) * HS, qd, T, HS);
-                transpose(pool, Tr, dP + (size_t)g * T * T, T, T, T);
-                qt_matmul(pool, Cb, Tr, B, QT_TYPE_F32, T, HS, T);
-                add_kv_head(dk, Cb, T, NKV, h, HS);
-            }
-        }
+        if (dk || dv) qt_pool_run(pool, att_backward_keys_worker, &j);
     }
 }
 
@@ -293,12 +347,50 @@ void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const 
 
 // ---- LoRA weight gradient ----
 
+// A side of at most this many (the adapter's rank) makes qt_matmul_dw a gemm
+// with the narrow operand transposed (cheap: T x rank floats).
+#define DW_NARROW 64
+// Column ranges per thread in the gemm paths are multiples of this.
+#define DW_ALIGN 64
+
 typedef struct {
     float *dw;
     const float *dy, *x;
+    float *nt;           // the narrow operand transposed: (rank, T)
+    float *tmp;          // narrow n_in: dw^T (n_in, n_out) before the transposed add
     int n_in, n_out, T;
 } dw_job;
 
+// [*c0, *c1) of n columns for thread ith of nth, multiples of DW_ALIGN
+static void dw_split(int n, int ith, int nth, int *c0, int *c1) {
+    int units = (n + DW_ALIGN - 1) / DW_ALIGN, per = units / nth, extra = units % nth;
+    int u0 = ith * per + QT_MIN(ith, extra), u1 = u0 + per + (ith < extra);
+    *c0 = QT_MIN(n, u0 * DW_ALIGN);
+    *c1 = QT_MIN(n, u1 * DW_ALIGN);
+}
+
+// n_out narrow: dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in), columns of dw split
+static void dw_narrow_out_worker(void *ctx, int ith, int nth) {
+    const dw_job *j = ctx;
+    int c0, c1;
+    dw_split(j->n_in, ith, nth, &c0, &c1);
+    if (c1 > c0) qt_kernels()->gemm_acc_f32(j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
+}
+
+// n_in narrow: tmp (n_in, n_out) = x^T (n_in, T) @ dy (T, n_out), then
+// dw[o][i] += tmp[i][o]; columns of tmp (rows of dw) split
+static void dw_narrow_in_worker(void *ctx, int ith, int nth) {
+    const dw_job *j = ctx;
+    int o0, o1;
+    dw_split(j->n_out, ith, nth, &o0, &o1);
+    if (o1 <= o0) return;
+    for (int i = 0; i < j->n_in; i++) memset(j->tmp + (size_t)i * j->n_out + o0, 0, sizeof(float) * (size_t)(o1 - o0));
+    qt_kernels()->gemm_acc_f32(j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
+    for (int o = o0; o < o1; o++)
+        for (int i = 0; i < j->n_in; i++) j->dw[(size_t)o * j->n_in + i] += j->tmp[(size_t)i * j->n_out + o];
+}
+
+// Neither side narrow: per thread a range of dw rows, axpy per (token, row).
 static void matmul_dw_worker(void *ctx, int ith, int nth) {
     const dw_job *j = ctx;
     const qt_kernel_table *K = qt_kernels();
@@ -316,9 +408,28 @@ static void matmul_dw_worker(void *ctx, int ith, int nth) {
     }
 }
 
+// dst (n, T) = src (T, n)^T
+static void transpose_small(float *dst, const float *src, int T, int n) {
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < n; i++) dst[(size_t)i * T + t] = src[(size_t)t * n + i];
+}
+
 void qt_matmul_dw(qt_pool *pool, float *dw, const float *dy, const float *x, int n_in, int n_out, int T) {
     QT_ASSERT(n_in > 0 && n_out >= 0 && T >= 0);
     if (n_out == 0 || T == 0) return;
-    dw_job j = { dw, dy, x, n_in, n_out, T };
-    qt_pool_run(pool, matmul_dw_worker, &j);
+    dw_job j = { dw, dy, x, NULL, NULL, n_in, n_out, T };
+    if (n_out <= DW_NARROW) {
+        j.nt = qt_malloc(sizeof(float) * (size_t)n_out * T);
+        transpose_small(j.nt, dy, T, n_out);
+        qt_pool_run(pool, dw_narrow_out_worker, &j);
+    } else if (n_in <= DW_NARROW) {
+        j.nt = qt_malloc(sizeof(float) * (size_t)n_in * T);
+        j.tmp = qt_malloc(sizeof(float) * (size_t)n_in * n_out);
+        transpose_small(j.nt, x, T, n_in);
+        qt_pool_run(pool, dw_narrow_in_worker, &j);
+    } else {
+        qt_pool_run(pool, matmul_dw_worker, &j);
+    }
+    qt_free(j.nt);
+    qt_free(j.tmp);
 }

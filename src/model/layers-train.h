@@ -27,8 +27,9 @@ void qt_rope_backward(float *dx, const float *cs, int T, int NHX, int HS, qt_rop
 // Causal self-attention within one sequence (no KV cache), scale 1/sqrt(HS):
 // q (T, NH*HS), k, v (T, NKV*HS) -> out (T, NH*HS) (written);
 // att (NH, T, T) saves the softmax probabilities (row t holds entries 0..t,
-// the rest zero). Runs per kv head as two matmuls (S = Q K^T, O = P V) split
-// over the pool's threads. Allocates a small work buffer per call
+// the rest zero). Runs per kv head and block of query rows (split over the
+// pool's threads) as two products (S = Q K^T, O = P V) over the causal
+// columns. Allocates a small work buffer per call
 // (2*G*T*HS + HS*T floats, G = NH/NKV); qt_attention_train_forward_ws takes it
 // from the caller instead (qt_attention_train_forward_ws_size floats).
 void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const float *q, const float *k, const float *v,
@@ -60,8 +61,9 @@ void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const 
                       int T, int V);
 
 // Weight gradient of y = x @ W^T for LoRA adapters, all f32 row-major:
-// dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split over n_out rows
-// across the pool's threads (no write conflicts).
+// dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split across the pool's
+// threads without write conflicts. When one side is narrow (the rank) it runs
+// on the table's gemm_acc_f32 with that operand transposed.
 void qt_matmul_dw(qt_pool *pool, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
 
 #endif

@@ -1,0 +1,151 @@
+// matmul-t.c: qt_matmul_t, the backward of qt_matmul to its input:
+// dx (T, n_in) += dy (T, n_out) @ W, W (n_out, n_in) in any type with a
+// to_float. W is dequantized a (MT_ROWS x MT_COLS) tile at a time into float
+// and handed with the matching dy columns to the table's gemm_acc_f32, which
+// packs both operands for its micro-kernel (f32 W goes to it as is). Threads
+// own disjoint ranges of dx's columns (no write conflicts, no reduction), or of
+// its rows when n_in is too narrow to give every thread a useful share (the
+// LoRA rank-r products); then each thread dequantizes all of W itself, which
+// is cheap because W is narrow.
+// Deliberately not: a quantized-activation path (W's blocks run along n_in,
+// the contraction here runs along n_out), caching dequantized weights between
+// calls.
+// Follows the blocking of BLIS (Goto & van de Geijn 2008) at the tile level;
+// PyTorch's Linear backward (grad_input = grad_output @ weight) is the math.
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
+
+// Dequantized tile of W: MT_ROWS rows (the contraction) x MT_COLS columns,
+// 1 MiB of floats. MT_COLS is a multiple of every block size (32, 256).
+// Large tiles make each gemm_acc_f32 call long enough that packing dy (once
+// per call and row block) costs little next to the FMAs.
+#define MT_COLS 1024
+#define MT_ROWS 256
+// Column ranges per thread are multiples of this (and of the block size).
+#define MT_ALIGN 64
+// Below this many columns per thread, threads split dx's rows instead.
+#define MT_MIN_COLS 256
+// Row ranges in the row split are multiples of the micro-kernel's 6 rows.
+#define MT_ROW_ALIGN 6
+
+// ---- per-thread scratch (matmul-internal.h) ----
+
+typedef struct {
+    void *raw[QT_SCRATCH_COUNT];
+    size_t cap[QT_SCRATCH_COUNT];
+} scratch_set;
+
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p) {
+    scratch_set *s = p;
+    for (int i = 0; i < QT_SCRATCH_COUNT; i++) qt_free(s->raw[i]);
+    qt_free(s);
+}
+
+static void scratch_key_init(void) { QT_ASSERT(pthread_key_create(&g_scratch_key, scratch_free) == 0); }
+
+void *qt_kernel_scratch(int slot, size_t n) {
+    QT_ASSERT(slot >= 0 && slot < QT_SCRATCH_COUNT);
+    pthread_once(&g_scratch_once, scratch_key_init);
+    scratch_set *s = pthread_getspecific(g_scratch_key);
+    if (!s) {
+        s = qt_calloc(1, sizeof(*s));
+        QT_ASSERT(pthread_setspecific(g_scratch_key, s) == 0);
+    }
+    if (s->cap[slot] < n) {
+        qt_free(s->raw[slot]);
+        s->raw[slot] = qt_malloc(n + 64);
+        s->cap[slot] = n;
+    }
+    return (void *)(((uintptr_t)s->raw[slot] + 63) & ~(uintptr_t)63);
+}
+
+// ---- dx += dy @ W ----
+
+typedef struct {
+    const qt_kernel_table *kt;
+    qt_to_float_fn to_float;   // NULL: W is f32, used in place
+    float *dx;
+    const float *dy;
+    const void *w;
+    size_t w_stride;
+    int blck;
+    size_t blck_bytes;
+    int n_in, n_out, T;
+    bool split_rows;
+} mt_ctx;
+
+// [*r0, *r1) of n items for thread ith of nth, boundaries multiples of align
+static void split(int n, int align, int ith, int nth, int *r0, int *r1) {
+    int n_units = (n + align - 1) / align;
+    int per = n_units / nth, extra = n_units % nth;
+    int u0 = ith * per + QT_MIN(ith, extra);
+    int u1 = u0 + per + (ith < extra);
+    *r0 = QT_MIN(n, u0 * align);
+    *r1 = QT_MIN(n, u1 * align);
+}
+
+// dx[t0:t1, k0:k1] += dy[t0:t1, :] @ W[:, k0:k1]
+static void matmul_t_block(const mt_ctx *c, int t0, int t1, int k0, int k1) {
+    if (t1 <= t0 || k1 <= k0) return;
+    int M = t1 - t0;
+    const float *dy = c->dy + (size_t)t0 * c->n_out;
+    float *dx = c->dx + (size_t)t0 * c->n_in;
+    if (!c->to_float) {
+        c->kt->gemm_acc_f32(M, k1 - k0, c->n_out, dy, c->n_out, (const float *)c->w + k0, c->n_in, dx + k0, c->n_in);
+        return;
+    }
+    float *tile = qt_kernel_scratch(QT_SCRATCH_MATMUL_T, (size_t)MT_ROWS * MT_COLS * sizeof(float));
+    for (int kc = k0; kc < k1; kc += MT_COLS) {
+        int nk = QT_MIN(MT_COLS, k1 - kc);   // a multiple of blck: n_in and the split bounds are
+        for (int r0 = 0; r0 < c->n_out; r0 += MT_ROWS) {
+            int nr = QT_MIN(MT_ROWS, c->n_out - r0);
+            for (int i = 0; i < nr; i++) {
+                const char *src = (const char *)c->w + (size_t)(r0 + i) * c->w_stride +
+                                  (size_t)(kc / c->blck) * c->blck_bytes;
+                c->to_float(src, tile + (size_t)i * MT_COLS, nk);
+            }
+            // dx[:, kc:kc+nk] += dy[:, r0:r0+nr] @ tile
+            c->kt->gemm_acc_f32(M, nk, nr, dy + r0, c->n_out, tile, MT_COLS, dx + kc, c->n_in);
+        }
+    }
+}
+
+static void matmul_t_job(void *arg, int ith, int nth) {
+    const mt_ctx *c = arg;
+    int a0, a1;
+    if (c->split_rows) {
+        split(c->T, MT_ROW_ALIGN, ith, nth, &a0, &a1);
+        matmul_t_block(c, a0, a1, 0, c->n_in);
+    } else {
+        split(c->n_in, QT_MAX(MT_ALIGN, c->blck), ith, nth, &a0, &a1);
+        matmul_t_block(c, 0, c->T, a0, a1);
+    }
+}
+
+void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype, int n_in, int n_out,
+                 int T) {
+    const qt_kernel_table *kt = qt_kernels();
+    const qt_type_traits *tt = qt_type_traits_get(wtype);
+    QT_ASSERT(tt && kt->type[wtype].to_float);
+    QT_ASSERT(n_in > 0 && n_in % tt->blck_size == 0 && MT_COLS % tt->blck_size == 0);
+    QT_ASSERT(MT_ALIGN % tt->blck_size == 0 || tt->blck_size % MT_ALIGN == 0);
+    if (n_out <= 0 || T <= 0) return;
+    int nth = qt_pool_n_threads(pool);
+    mt_ctx c = {
+        .kt = kt, .to_float = wtype == QT_TYPE_F32 ? NULL : kt->type[wtype].to_float, .dx = dx, .dy = dy, .w = w,
+        .w_stride = qt_row_size(wtype, n_in), .blck = tt->blck_size, .blck_bytes = tt->type_size,
+        .n_in = n_in, .n_out = n_out, .T = T,
+        .split_rows = nth > 1 && n_in < nth * MT_MIN_COLS && T >= nth * 4 * MT_ROW_ALIGN,
+    };
+    qt_pool_run(pool, matmul_t_job, &c);
+}
