@@ -11,13 +11,15 @@
 //   3. each table's from_float and to_float bit-equal to ref's;
 //   4. each table's vec_dot, gemm, gemv and qt_matmul (1..4 threads) vs ref:
 //      TOL_SAME;
-// then the gemv (T = 1) kernels on ragged row ranges, qt_matmul_t and the float helpers against double references.
+// then the gemv (T = 1) kernels on ragged row ranges, qt_matmul_t and the float helpers against double references,
+// and the AVX2 packed gemm (gemm_acc_f32) on ragged shapes.
 #include <stdatomic.h>
 #include <unistd.h>
 
 #include "base/base.h"
 #include "base/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
 #include "quant/types.h"
 #include "test.h"
 
@@ -236,7 +238,8 @@ static void test_problem(const problem *p) {
 }
 
 static void test_matmul_types(qt_rng *rng) {
-    static const int n_out_list[] = {1, 5, 13, 67};
+    // every remainder of the 3- and 4-row float tiles, inside and past a 64-row block
+    static const int n_out_list[] = {1, 5, 13, 67, 6, 130};
     static const int T_list[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 70};
     for (size_t it = 0; it < QT_ARRAY_LEN(g_types); it++) {
         qt_type wt = g_types[it];
@@ -249,7 +252,7 @@ static void test_matmul_types(qt_rng *rng) {
         int f0 = test_n_fail, k = 0;
         for (int ni = 0; ni < 4; ni++)
             for (size_t ti = 0; ti < QT_ARRAY_LEN(T_list); ti++, k++) {
-                int T = T_list[ti], n_out = n_out_list[k % 4];
+                int T = T_list[ti], n_out = n_out_list[k % QT_ARRAY_LEN(n_out_list)];
                 if (T == 70 && ni != 2) continue;   // one big-T case per type keeps the test fast
                 problem p;
                 problem_init(&p, rng, wt, n_in_list[ni], n_out, T);
