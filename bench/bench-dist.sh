@@ -31,7 +31,7 @@ EOP
 common="-m $MODEL --data $tmp/data -b 1 --iters $ITERS --steps-per-report 1 --steps-per-eval 0 --save-every 0 -t 1 --targets q,k,v,o,gate -r 16 --max-seq-len $SEQ"
 med() { sed -n 's/.*| \([0-9.]*\) tokens\/s.*/\1/p' "$1" | tail -n +2 | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 $QTUNE train $common -o "$tmp/one" > "$tmp/one.out" 2>&1
-mpirun --oversubscribe -np "$RANKS" $QTUNE train $common -o "$tmp/n" > "$tmp/n.out" 2>&1
+mpirun --oversubscribe ${MPIRUN_ARGS:-} -np "$RANKS" $QTUNE train $common -o "$tmp/n" > "$tmp/n.out" 2>&1
 one=$(med "$tmp/one.out"); n=$(med "$tmp/n.out")
 wait_ms=$(sed -n 's/.*all-reduce wait \([0-9]*\) ms.*/\1/p' "$tmp/n.out" | tail -n +2 | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 echo "| ranks x threads | tokens/s (median of steps 2..$ITERS) |"
