@@ -314,89 +314,17 @@ static void vec_dot_q6_K_avx2(int n, float *s, const void *vx, const void *vy) {
 // ---- float gemm tiles ----
 //
 // A tile is RM weight rows x RN activation columns with RM*RN vector
-// accumulators; each weight vector is loaded once and used RN times, each
-// activation vector loaded once and used RM times. The driver walks the
-// (n_rows x n_cols) rectangle with 3x4 tiles (12 accumulators + 3 weight
-// vectors + 1 activation vector = the 16 ymm registers) and smaller ones at the edges.
+// accumulators: 4 weight rows x 3 activation columns, the 3 activation vectors
+// held and each weight vector loaded once and used 3 times (12 accumulators +
+// 3 + 1 = the 16 ymm registers), smaller tiles at the edges. The shape of
+// llamafile's tinyBLAS on 16-register x86; measured ~6% faster than 3 x 4
+// through qt_matmul at T = 512 (2048 x 2048 and 2048 x 5632 F16, 2 threads),
+// and a 64-row matmul block splits into whole tiles. (A packed 6 x 16 f32
+// GEMM converting while packing measured ~20% slower: these tiles are near
+// FMA peak and packing only adds work.)
 
 typedef void (*tile_fn)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys);
 
-#define TILE_RM 3
-#define TILE_RN 4
-
-// Float tiles: a loader turns 8 elements of the stored type into floats.
-#define FLOAT_TILE(name, elem_t, LOAD, SCALAR)                                                  \
-    INLINE void tile_##name(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, \
-                            size_t ys, const int RM, const int RN) {                           \
-        __m256 acc[TILE_RM][TILE_RN];                                                          \
-        _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                                   \
-        _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();   \
-        int k = 0;                                                                             \
-        for (; k + 8 <= n; k += 8) {                                                           \
-            __m256 a[TILE_RM];                                                                 \
-            _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                               \
-                a[i] = LOAD((const elem_t *)((const char *)w + i * ws) + k);                   \
-            _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) {                             \
-                __m256 b = LOAD((const elem_t *)((const char *)x + j * xs) + k);               \
-                _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                           \
-                    acc[i][j] = _mm256_fmadd_ps(a[i], b, acc[i][j]);                           \
-            }                                                                                  \
-        }                                                                                      \
-        _Pragma("GCC unroll 4") for (int i = 0; i < RM; i++)                                   \
-        _Pragma("GCC unroll 3") for (int j = 0; j < RN; j++) {                                 \
-            float s = hsum_ps(acc[i][j]);                                                      \
-            const elem_t *wr = (const elem_t *)((const char *)w + i * ws);                     \
-            const elem_t *xr = (const elem_t *)((const char *)x + j * xs);                     \
-            for (int t = k; t < n; t++) s += SCALAR(wr[t]) * SCALAR(xr[t]);                    \
-            y[j * ys + i] = s;                                                                 \
-        }                                                                                      \
-    }
-
-#define F32_SCALAR(v) (v)
-FLOAT_TILE(f32, float, _mm256_loadu_ps, F32_SCALAR)
-
-// Instantiate every (rm, rn) edge size and a driver per type.
-#define TILE_FN(name, rm, rn)                                                                   \
-    static void name##_##rm##x##rn(int n, const void *w, size_t ws, const void *x, size_t xs,    \
-                                   float *y, size_t ys) {                                        \
-        tile_##name(n, w, ws, x, xs, y, ys, rm, rn);                                             \
-    }
-#define TILE_SET(name)                                                                          \
-    TILE_FN(name, 1, 1) TILE_FN(name, 1, 2) TILE_FN(name, 1, 3) TILE_FN(name, 1, 4)              \
-    TILE_FN(name, 2, 1) TILE_FN(name, 2, 2) TILE_FN(name, 2, 3) TILE_FN(name, 2, 4)              \
-    TILE_FN(name, 3, 1) TILE_FN(name, 3, 2) TILE_FN(name, 3, 3) TILE_FN(name, 3, 4)              \
-    static const tile_fn name##_tiles[TILE_RM][TILE_RN] = {                                     \
-        {name##_1x1, name##_1x2, name##_1x3, name##_1x4},                                       \
-        {name##_2x1, name##_2x2, name##_2x3, name##_2x4},                                       \
-        {name##_3x1, name##_3x2, name##_3x3, name##_3x4},                                       \
-    };                                                                                          \
-    static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs,    \
-                                   float *y, size_t ys, int n_rows, int n_cols) {               \
-        walk_tiles(name##_tiles, n, w, ws, x, xs, y, ys, n_rows, n_cols);                       \
-    }
-
-static void walk_tiles(const tile_fn tiles[TILE_RM][TILE_RN], int n, const void *w, size_t ws, const void *x,
-                       size_t xs, float *y, size_t ys, int n_rows, int n_cols) {
-    for (int r = 0; r < n_rows; r += TILE_RM) {
-        int rm = QT_MIN(TILE_RM, n_rows - r);
-        const char *wr = (const char *)w + (size_t)r * ws;
-        for (int c = 0; c < n_cols; c += TILE_RN) {
-            int rn = QT_MIN(TILE_RN, n_cols - c);
-            tiles[rm - 1][rn - 1](n, wr, ws, (const char *)x + (size_t)c * xs, xs, y + (size_t)c * ys + r, ys);
-        }
-    }
-}
-
-TILE_SET(f32)
-
-// F16 / BF16 weights with T > 1: 4 weight rows x 3 activation columns per tile
-// instead, the 3 activation vectors held and each weight vector loaded once
-// and used 3 times (12 accumulators + 3 + 1 = 16 ymm). Same loads per FMA as
-// 3 x 4, but measured ~6% faster through qt_matmul at T = 512 (2048 x 2048
-// and 2048 x 5632 F16, 2 threads), and a 64-row matmul block splits into whole
-// tiles. The shape of llamafile's tinyBLAS on 16-register x86. (A packed
-// 6 x 16 f32 GEMM converting while packing measured ~20% slower: the float
-// tiles are near FMA peak and packing only adds work.)
 #define T43_RM 4
 #define T43_RN 3
 
@@ -427,6 +355,8 @@ TILE_SET(f32)
         }                                                                                      \
     }
 
+#define F32_SCALAR(v) (v)
+FLOAT_TILE43(f32, float, _mm256_loadu_ps, F32_SCALAR)
 FLOAT_TILE43(f16, uint16_t, load_f16, fp16)
 FLOAT_TILE43(bf16, uint16_t, load_bf16, qt_bf16_to_fp32)
 
@@ -459,6 +389,7 @@ FLOAT_TILE43(bf16, uint16_t, load_bf16, qt_bf16_to_fp32)
         }                                                                                       \
     }
 
+TILE43_SET(f32)
 TILE43_SET(f16)
 TILE43_SET(bf16)
 
@@ -1152,7 +1083,7 @@ static void init_avx2(void) {
     g_avx2.isa = "avx2";
     qt_kernel_traits *t = g_avx2.type;
     t[QT_TYPE_F32].vec_dot = vec_dot_f32_avx2;
-    t[QT_TYPE_F32].gemm = gemm_f32_avx2;
+    t[QT_TYPE_F32].gemm = gemm_f32_43_avx2;
     t[QT_TYPE_F32].from_float = from_float_f32_avx2;
     t[QT_TYPE_F16].vec_dot = vec_dot_f16_avx2;
     t[QT_TYPE_F16].gemm = gemm_f16_43_avx2;
