@@ -6,7 +6,7 @@
 #   bench/bench-dist.sh MODEL.gguf [SEQ] [ITERS] [RANKS]   (from the repository root, after `make`)
 #
 # MODEL: e.g. a TinyLlama-shape file from build/bench/make-model. The data is
-# generated: records of about SEQ tokens of random words. Prints tokens/s per
+# generated: records of random words cut to exactly SEQ tokens (equal work per rank). Prints tokens/s per
 # step (the median of the steps after the first, which pays the page faults)
 # for both runs and their ratio, plus the measured all-reduce wait.
 set -eu
@@ -25,7 +25,7 @@ random.seed(1)
 words = "the a robot river light small quiet machine garden found slowly under bright over near story".split()
 with open(sys.argv[1], "w") as f:
     for _ in range(64):
-        n = int(int(sys.argv[2]) / 1.3)
+        n = int(sys.argv[2])   # ~1.3 tokens per word: every record is cut to SEQ tokens, so ranks get equal work
         f.write(json.dumps({"text": " ".join(random.choice(words) for _ in range(n))}) + "\n")
 EOP
 common="-m $MODEL --data $tmp/data -b 1 --iters $ITERS --steps-per-report 1 --steps-per-eval 0 --save-every 0 -t 1 --targets q,k,v,o,gate -r 16 --max-seq-len $SEQ"
