@@ -316,6 +316,15 @@ done:
     return rc;
 }
 
+// What a rank stopped by mpirun says about the checkpoint (step 0: none yet).
+static void set_stop_note(const qt_train_opts *o, int64_t step) {
+    char note[1024];
+    if (step) snprintf(note, sizeof(note), "the last checkpoint (step %lld) in %s is intact: continue with --resume",
+                       (long long)step, o->adapter_path);
+    else snprintf(note, sizeof(note), "no checkpoint had been saved yet");
+    qt_dist_set_stop_note(note);
+}
+
 // Rank 0 writes the checkpoint; every rank learns whether that worked.
 static int save_all(const qt_train_opts *o, const qt_lora *l, const qt_model *m, int64_t step) {
     bool ok = qt_dist_rank() != 0 || save_state(o, l, m, step) == QT_OK;
@@ -451,8 +460,9 @@ int qt_train_run(const qt_train_opts *o) {
         bool ok = rank != 0 || load_state(o, m, &l, &step) == QT_OK;
         if (!all_ok(ok)) goto done;
         double st = (double)step;
-        if (qt_dist_bcast(&st, sizeof(st), 0) != QT_OK || qt_dist_bcast(l->params, sizeof(float) * l->n_params, 0) ||
-            qt_dist_bcast(l->m, sizeof(float) * l->n_params, 0) || qt_dist_bcast(l->v, sizeof(float) * l->n_params, 0))
+        size_t bytes = sizeof(float) * l->n_params;
+        if (qt_dist_bcast(&st, sizeof(st), 0) != QT_OK || qt_dist_bcast(l->params, bytes, 0) != QT_OK ||
+            qt_dist_bcast(l->m, bytes, 0) != QT_OK || qt_dist_bcast(l->v, bytes, 0) != QT_OK)
             goto done;
         step = (int64_t)st;
         qt_batcher_seek(bt, step * o->grad_accum);
@@ -461,21 +471,16 @@ int qt_train_run(const qt_train_opts *o) {
     if (n_ranks > 1)
         info("data parallel: %d ranks x %d records per batch = %d records per batch\n", n_ranks, o->batch_size,
              global_batch);
-    char logpath[1024], note[1024];
+    bool folder_ok = rank != 0 || qt_lora_save_peft(l, m, o->adapter_path) == QT_OK;   // creates the folder early
+    if (!all_ok(folder_ok)) goto done;
     if (rank == 0) {
+        char logpath[1024];
         snprintf(logpath, sizeof(logpath), "%s/train.log", o->adapter_path);
-        bool ok = qt_lora_save_peft(l, m, o->adapter_path) == QT_OK;   // creates the folder early
-        if (!all_ok(ok)) goto done;
         L.log = fopen(logpath, step ? "a" : "w");
         snprintf(logpath, sizeof(logpath), "%s/metrics.jsonl", o->adapter_path);
         L.metrics = fopen(logpath, step ? "a" : "w");
-    } else if (!all_ok(true)) {
-        goto done;
     }
-    if (step) snprintf(note, sizeof(note), "the checkpoint in %s (step %lld) is intact: continue with --resume",
-                       o->adapter_path, (long long)step);
-    else snprintf(note, sizeof(note), "no checkpoint had been saved yet");
-    qt_dist_set_stop_note(note);
+    set_stop_note(o, step);
 
     qt_sched sched = o->sched;
     sched.total = o->iters;
@@ -576,9 +581,7 @@ int qt_train_run(const qt_train_opts *o) {
         if (o->save_every > 0 && step % o->save_every == 0 && step < o->iters && !stop) {
             if (save_all(o, l, m, step) != QT_OK) goto done;
             say(&L, "iter %5lld: saved checkpoint to %s\n", (long long)step, o->adapter_path);
-            snprintf(note, sizeof(note), "the last checkpoint (step %lld) in %s is intact: continue with --resume",
-                     (long long)step, o->adapter_path);
-            qt_dist_set_stop_note(note);
+            set_stop_note(o, step);
         }
         if (L.metrics) fflush(L.metrics);
     }
@@ -619,7 +622,7 @@ done:
     qt_free(ptest);
     qt_model_free(m);
     if (rc != QT_OK) qt_dist_abort("training failed");   // the other ranks must not wait for this one
-    qt_log_set_sink(NULL, NULL);
+    if (n_ranks > 1) qt_log_set_sink(NULL, NULL);   // only ours: a caller's sink stays
     qt_dist_finalize();
     return rc;
 }
