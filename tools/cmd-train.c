@@ -14,7 +14,6 @@ int qt_cmd_train(int argc, char **argv) {
     qt_train_opts o = qt_train_defaults();
     const char *targets = NULL, *schedule = "constant", *config = NULL;
     int verbose = 1;
-    float dist_timeout = 600;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &o.model, "PATH", "base model: .gguf (any type, also quantized) or HF folder" },
         { "data", 'd', QT_OPT_STR, &o.data, "PATH", "folder with train/valid/test.jsonl, or one .jsonl" },
@@ -49,7 +48,7 @@ int qt_cmd_train(int argc, char **argv) {
         { "threads", 't', QT_OPT_INT, &o.threads, "N", "threads (default: all cores)" },
         { "grad-checkpoint", 0, QT_OPT_FLAG, &o.grad_checkpoint, NULL, "recompute layers in backward: less memory" },
         { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
-        { "dist-timeout", 0, QT_OPT_FLOAT, &dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)" },
+        { "dist-timeout", 0, QT_OPT_FLOAT, &o.dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)" },
         { "tokenizer", 0, QT_OPT_STR, &o.tokenizer, "PATH", "take the vocabulary from this .gguf" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
         { "config", 0, QT_OPT_STR, &config, "FILE", "JSON file of options (keys as these names); flags override it" },
@@ -62,7 +61,6 @@ int qt_cmd_train(int argc, char **argv) {
     char **cargv;
     if (qt_opts_expand_config("train", argc, argv, &cargc, &cargv) != 0) return 2;
     int r = qt_opts_parse(&spec, cargc, cargv, pos, &n_pos);
-    o.dist_timeout = dist_timeout;
     int rc = r ? (r > 0 ? 0 : 2) : run_train(&o, targets, schedule, verbose);
     qt_opts_free_config(cargc, cargv);   // option strings point into cargv until here
     return rc;
