@@ -76,6 +76,7 @@ typedef struct {
     float *xd;      // (T, n_in) dequantized activations
     double *absd;   // (T, n_out) sum |wd * xd|
     float *yref;    // (T, n_out) ref matmul
+    float *yexact;  // (T, n_out) wd @ x with x unrounded, accumulated in double
 } problem;
 
 static void problem_init(problem *p, qt_rng *rng, qt_type wt, int n_in, int n_out, int T) {
@@ -109,20 +110,29 @@ static void problem_init(problem *p, qt_rng *rng, qt_type wt, int n_in, int n_ou
             for (int k = 0; k < n_in; k++) a += fabs((double)p->wd[(size_t)r * n_in + k] * p->xd[(size_t)t * n_in + k]);
             p->absd[(size_t)t * n_out + r] = a;
         }
+    p->yexact = qt_malloc((size_t)T * n_out * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < n_out; r++) {
+            double d = 0;
+            for (int k = 0; k < n_in; k++) d += (double)p->wd[(size_t)r * n_in + k] * p->x[(size_t)t * n_in + k];
+            p->yexact[(size_t)t * n_out + r] = (float)d;
+        }
     p->yref = qt_malloc((size_t)T * n_out * sizeof(float));
 }
 
 static void problem_free(problem *p) {
     qt_free(p->w); qt_free(p->wd); qt_free(p->x); qt_free(p->xq); qt_free(p->xd);
-    qt_free(p->absd); qt_free(p->yref);
+    qt_free(p->absd); qt_free(p->yref); qt_free(p->yexact);
 }
 
 // compares y (T, n_out) to p->yref; returns the number of mismatches
-static int compare_same(const problem *p, const float *y, const char *what, const char *isa, int nth) {
+// y against want (yref or yexact), within TOL_SAME of sum |w * x|
+static int compare_to(const problem *p, const float *y, const float *want, const char *what, const char *isa,
+                      int nth) {
     int bad = 0;
     for (int i = 0; i < p->T * p->n_out; i++) {
         double tol = TOL_SAME * p->absd[i] + 1e-30;
-        double e = fabs((double)y[i] - p->yref[i]);
+        double e = fabs((double)y[i] - want[i]);
         int ti = 0;
         for (; ti < g_n_tables; ti++) if (!strcmp(g_tables[ti]->isa, isa)) break;
         if (ti < g_n_tables && p->absd[i] > 0) g_worst[ti] = QT_MAX(g_worst[ti], e / p->absd[i]);
@@ -130,10 +140,14 @@ static int compare_same(const problem *p, const float *y, const char *what, cons
             if (bad++ < 3 && g_n_details++ < MAX_DETAILS)
                 fprintf(stderr, "  %s %s %s n_in=%d n_out=%d T=%d threads=%d [t=%d r=%d]: %.9g vs ref %.9g (tol %.3g)\n",
                         isa, qt_type_name(p->wt), what, p->n_in, p->n_out, p->T, nth, i / p->n_out,
-                        i % p->n_out, y[i], p->yref[i], tol);
+                        i % p->n_out, y[i], want[i], tol);
         }
     }
     return bad;
+}
+
+static int compare_same(const problem *p, const float *y, const char *what, const char *isa, int nth) {
+    return compare_to(p, y, p->yref, what, isa, nth);
 }
 
 static void test_problem(const problem *p) {
@@ -230,7 +244,9 @@ static void test_problem(const problem *p) {
         for (int nth = 1; nth <= g_max_threads; nth++) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             qt_matmul_with(kt, g_pools[nth], y, p->x, p->w, p->wt, n_in, n_out, T);
-            CHECK(compare_same(p, y, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
+            // the gemm_wt path keeps x in float: it matches the exact product
+            const float *want = tr->gemm_wt && T >= QT_MATMUL_WT_MIN_T ? p->yexact : p->yref;
+            CHECK(compare_to(p, y, want, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
                   kt->isa, qt_type_name(p->wt), n_in, n_out, T, nth);
         }
     }
@@ -268,7 +284,7 @@ static void test_matmul_types(qt_rng *rng) {
 // longer than the kernel's activation chunk (n_in > 16384), a strided view,
 // and qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
 static void test_gemv(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16, QT_TYPE_BF16};
     static const int n_outs[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 33, 100, 131};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
@@ -328,11 +344,146 @@ static void test_gemv(qt_rng *rng) {
     }
 }
 
+// gemm_wt (the packed float gemm for float weights, T >= QT_MATMUL_WT_MIN_T) on
+// its own: shapes across its cache blocks (k past 256, rows past 1024, tokens
+// past 96) and every micro-tile remainder, rows of x, y and W with padding
+// between them (left untouched in y), against the exact product of the
+// dequantized weights and the float activations (double), TOL_SAME.
+static void test_gemm_wt(qt_rng *rng) {
+    static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16};
+    static const int shapes[][3] = {   // T, n, n_rows
+        {1, 1, 1}, {5, 8, 16}, {7, 9, 17}, {6, 16, 8}, {16, 64, 512}, {100, 600, 40},
+        {13, 300, 1100}, {97, 257, 33}, {2, 1030, 3},
+    };
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        const qt_type_traits *tt = qt_type_traits_get(wt);
+        int f0 = test_n_fail, n_tested = 0;
+        for (int ti = 0; ti < g_n_tables; ti++) {
+            qt_gemm_wt_fn gemm_wt = g_tables[ti]->type[wt].gemm_wt;
+            if (!gemm_wt) continue;
+            for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++, n_tested++) {
+                int T = shapes[si][0], n = shapes[si][1], n_rows = shapes[si][2];
+                size_t ldx = (size_t)n + 3, ldy = (size_t)n_rows + 5, ws = qt_row_size(wt, n) + 8;
+                float *wf = randn(rng, (size_t)n, 0.5f), *wd = qt_malloc((size_t)n_rows * n * sizeof(float));
+                char *w = qt_malloc((size_t)n_rows * ws);
+                memset(w, 0xff, (size_t)n_rows * ws);   // padding: NaN as F16/BF16/F32
+                for (int r = 0; r < n_rows; r++) {
+                    for (int k = 0; k < n; k++) wf[k] = (float)qt_rng_normal(rng) * 0.5f;
+                    tt->from_float_ref(wf, w + (size_t)r * ws, n);
+                    tt->to_float(w + (size_t)r * ws, wd + (size_t)r * n, n);
+                }
+                float *x = randn(rng, (size_t)T * ldx, 1.0f);
+                float *y = qt_malloc((size_t)T * ldy * sizeof(float));
+                for (size_t i = 0; i < (size_t)T * ldy; i++) y[i] = NAN;
+                gemm_wt(T, n, x, ldx, NULL, w, ws, y, ldy, n_rows);
+                int bad = 0;
+                for (int t = 0; t < T; t++) {
+                    for (int r = 0; r < n_rows; r++) {
+                        double d = 0, a = 0;
+                        for (int k = 0; k < n; k++) {
+                            double v = (double)wd[(size_t)r * n + k] * x[(size_t)t * ldx + k];
+                            d += v, a += fabs(v);
+                        }
+                        float got = y[(size_t)t * ldy + r];
+                        if (!(fabs(got - d) <= TOL_SAME * a + 1e-30) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
+                            fprintf(stderr, "  %s gemm_wt %s T=%d n=%d rows=%d [t=%d r=%d]: %.9g vs %.9g\n",
+                                    g_tables[ti]->isa, qt_type_name(wt), T, n, n_rows, t, r, got, d);
+                    }
+                    for (size_t r = (size_t)n_rows; r < ldy; r++) bad += !isnan(y[(size_t)t * ldy + r]);
+                }
+                CHECK(bad == 0, "%s gemm_wt %s T=%d n=%d rows=%d: %d wrong", g_tables[ti]->isa, qt_type_name(wt), T,
+                      n, n_rows, bad);
+                // with x packed beforehand (by 3 "threads" in turn): the very same bits
+                if (g_tables[ti]->gemm_pack_x) {
+                    float *xp = qt_malloc(g_tables[ti]->gemm_pack_x_size(T, n) * sizeof(float));
+                    for (int ith = 0; ith < 3; ith++) g_tables[ti]->gemm_pack_x(T, n, x, ldx, xp, ith, 3);
+                    float *y2 = qt_malloc((size_t)T * ldy * sizeof(float));
+                    memcpy(y2, y, (size_t)T * ldy * sizeof(float));
+                    for (int t = 0; t < T; t++)
+                        for (int r = 0; r < n_rows; r++) y2[(size_t)t * ldy + r] = NAN;
+                    gemm_wt(T, n, x, ldx, xp, w, ws, y2, ldy, n_rows);
+                    CHECK(memcmp(y, y2, (size_t)T * ldy * sizeof(float)) == 0,
+                          "%s gemm_wt %s T=%d n=%d rows=%d: pre-packed x gives other results", g_tables[ti]->isa,
+                          qt_type_name(wt), T, n, n_rows);
+                    qt_free(xp); qt_free(y2);
+                }
+                qt_free(wf); qt_free(wd); qt_free(w); qt_free(x); qt_free(y);
+            }
+        }
+        printf("  gemm_wt %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
+    }
+}
+
+// qt_matmul_multi (several weights on one input, one conversion, one pool run)
+// gives each output exactly what qt_matmul gives it alone: decode, tiles and
+// gemm_wt paths, outputs of unequal sizes, mixed types with one vec_dot_type,
+// and mixed vec_dot_types (the fallback), on 1..4 threads.
+static void test_matmul_multi(qt_rng *rng) {
+    static const qt_type mixes[][3] = {
+        {QT_TYPE_Q4_0, QT_TYPE_Q4_0, QT_TYPE_Q4_0}, {QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_Q4_K},
+        {QT_TYPE_F16, QT_TYPE_F16, QT_TYPE_F16}, {QT_TYPE_Q8_0, QT_TYPE_F16, QT_TYPE_Q4_0},
+    };
+    static const int n_outs[3] = {70, 16, 33}, Ts[] = {1, 3, 20};
+    const int n_in = 512;
+    float row[512];
+    int f0 = test_n_fail;
+    for (size_t mi = 0; mi < QT_ARRAY_LEN(mixes); mi++)
+        for (size_t ti = 0; ti < QT_ARRAY_LEN(Ts); ti++) {
+            int T = Ts[ti];
+            float *x = randn(rng, (size_t)T * n_in, 1.0f);
+            void *w[3];
+            float *y[3], *y1[3];
+            qt_matmul_out outs[3];
+            for (int i = 0; i < 3; i++) {
+                qt_type wt = mixes[mi][i];
+                size_t ws = qt_row_size(wt, n_in);
+                float *wf = randn(rng, (size_t)n_outs[i] * n_in, 0.5f);
+                w[i] = qt_malloc((size_t)n_outs[i] * ws);
+                for (int r = 0; r < n_outs[i]; r++)
+                    qt_type_traits_get(wt)->from_float_ref(wf + (size_t)r * n_in, (char *)w[i] + r * ws, n_in);
+                qt_free(wf);
+                y[i] = qt_malloc((size_t)T * n_outs[i] * sizeof(float));
+                y1[i] = qt_malloc((size_t)T * n_outs[i] * sizeof(float));
+                outs[i] = (qt_matmul_out){ y[i], w[i], wt, n_outs[i] };
+            }
+            for (int nth = 1; nth <= g_max_threads; nth++) {
+                int bad = 0;
+                for (int i = 0; i < 3; i++) {
+                    qt_matmul(g_pools[nth], y1[i], x, w[i], mixes[mi][i], n_in, n_outs[i], T);
+                    for (int k = 0; k < T * n_outs[i]; k++) y[i][k] = NAN;
+                }
+                qt_matmul_multi(g_pools[nth], x, n_in, T, outs, 3);
+                // the 8-row gemv's rounding depends on which rows share a pass:
+                // equal within TOL_SAME of sum |w * x|, not bit for bit
+                for (int i = 0; i < 3; i++)
+                    for (int t = 0; t < T; t++)
+                        for (int r = 0; r < n_outs[i]; r++) {
+                            double a = 0;
+                            qt_get_row(row, w[i], mixes[mi][i], n_in, r);
+                            for (int k = 0; k < n_in; k++) a += fabs((double)row[k] * x[(size_t)t * n_in + k]);
+                            size_t e = (size_t)t * n_outs[i] + r;
+                            bad += !(fabs((double)y[i][e] - y1[i][e]) <= TOL_SAME * a);
+                        }
+                CHECK(bad == 0, "matmul_multi %s,%s,%s T=%d threads=%d: %d values differ from qt_matmul",
+                      qt_type_name(mixes[mi][0]), qt_type_name(mixes[mi][1]), qt_type_name(mixes[mi][2]), T, nth, bad);
+            }
+            for (int i = 0; i < 3; i++) { qt_free(w[i]); qt_free(y[i]); qt_free(y1[i]); }
+            qt_free(x);
+        }
+    printf("  matmul_multi %s\n", test_n_fail == f0 ? "ok" : "FAILED");
+}
+
 static void test_matmul_t(qt_rng *rng) {
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0, QT_TYPE_Q4_0,
                                     QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_Q5_K};
-    static const int shapes[][3] = {{256, 5, 1}, {512, 67, 3}, {768, 13, 9}, {1536, 20, 4}};
+    // n_in past one 1024-column block, n_out past one 256-row block
+    static const int shapes[][3] = {{256, 5, 1}, {512, 67, 3}, {768, 13, 9}, {1536, 20, 4}, {2048, 300, 7}};
     for (int ti = 0; ti < g_n_tables; ti++) {
+        // the same table without gemm_acc_wq: the dequantize-a-tile path,
+        // which must give the very same bits (same blocking, same order)
+        qt_kernel_table no_wq = *g_tables[ti];
+        no_wq.gemm_acc_wq = NULL;
         qt_kernels_set(g_tables[ti]);
         for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
             qt_type wt = types[it];
@@ -368,6 +519,17 @@ static void test_matmul_t(qt_rng *rng) {
                         }
                     CHECK(bad == 0, "%s matmul_t %s n_in=%d n_out=%d T=%d threads=%d", g_tables[ti]->isa,
                           qt_type_name(wt), n_in, n_out, T, nth);
+                    if (g_tables[ti]->gemm_acc_wq && wt != QT_TYPE_F32) {
+                        float *dx2 = qt_malloc((size_t)T * n_in * sizeof(float));
+                        memcpy(dx2, dx0, (size_t)T * n_in * sizeof(float));
+                        qt_kernels_set(&no_wq);
+                        qt_matmul_t(g_pools[nth], dx2, dy, w, wt, n_in, n_out, T);
+                        qt_kernels_set(g_tables[ti]);
+                        CHECK(memcmp(dx, dx2, (size_t)T * n_in * sizeof(float)) == 0,
+                              "%s matmul_t %s n_in=%d n_out=%d T=%d threads=%d: gemm_acc_wq and tiles differ",
+                              g_tables[ti]->isa, qt_type_name(wt), n_in, n_out, T, nth);
+                        qt_free(dx2);
+                    }
                 }
                 // qt_get_row: the table's dequantization of one row
                 float *row = qt_malloc((size_t)n_in * sizeof(float));
@@ -490,6 +652,132 @@ static void test_pool(void) {
     CHECK(qt_pool_wbuf(NULL, 64) != NULL, "NULL pool wbuf");
 }
 
+#include <float.h>
+
+// The element-wise math helpers (kernels.h: exp_f32, max_f32, exp_sum_f32,
+// swiglu_f32, swiglu_backward_f32) of every table against double-precision
+// definitions. exp over a sweep of [-110, 95] (every 2^-9 plus random
+// points), the subnormal and overflow edges, +-inf, NaN and huge negatives;
+// ragged lengths must give the same bits as the same elements inside a longer
+// array. libm's expf (ref) meets the same bound.
+#define VM_SWIGLU_TOL 6e-7   // exp's error + ~4 float roundings, relative to the terms' size
+#define VM_SWIGLU_ABS 1e-30  // g < -88.7: exp(-g) overflows, silu(g) ~ g e^g < 1e-36 comes out 0
+static void test_vecmath(qt_rng *rng) {
+    enum { N_GRID = (110 + 95) * 512, N_RAND = 20000, N = N_GRID + N_RAND };
+    float *x = qt_malloc(N * sizeof(float)), *y = qt_malloc(N * sizeof(float)), *y2 = qt_malloc(64 * sizeof(float));
+    for (int i = 0; i < N_GRID; i++) x[i] = -110.0f + (float)i / 512.0f;
+    for (int i = N_GRID; i < N; i++) x[i] = -104.0f + 193.0f * qt_rng_f32(rng);
+    static const float special_x[] = {-INFINITY, -FLT_MAX, -1e30f, -1000.0f, -104.5f, -103.97f, -87.34f, -87.3365f,
+                                      -0.0f, 0.0f, 1e-30f, 88.72283f, 88.7229f, 89.0f, 1e30f, FLT_MAX, INFINITY};
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        kt->exp_f32(N, x, y);
+        double worst = 0;
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            double e = exp((double)x[i]);
+            if (e > FLT_MAX) bad += !(isinf(y[i]) && y[i] > 0);
+            else if (e >= FLT_MIN) worst = fmax(worst, fabs(y[i] - e) / e);
+            else bad += !(fabs(y[i] - e) <= 0x1p-149);   // subnormal: within one step
+        }
+        printf("  %s exp_f32: worst relative error %.3g over %d points (bound %.3g)\n", kt->isa, worst, N,
+               QT_EXP_MAX_REL_ERR);
+        CHECK(worst <= QT_EXP_MAX_REL_ERR && bad == 0, "%s exp_f32 worst rel %.3g, %d bad", kt->isa, worst, bad);
+        int ns = (int)QT_ARRAY_LEN(special_x);
+        float sy[32];
+        kt->exp_f32(ns, special_x, sy);
+        bad = 0;
+        for (int i = 0; i < ns; i++) {
+            double e = exp((double)special_x[i]);
+            bool ok = e > FLT_MAX ? isinf(sy[i]) && sy[i] > 0 : e < 0x1p-150 ? sy[i] == 0 : fabs(sy[i] - e) <= QT_EXP_MAX_REL_ERR * e + 0x1p-149;
+            if (!ok) fprintf(stderr, "  %s exp(%g) = %g, want %g\n", kt->isa, special_x[i], sy[i], e);
+            bad += !ok;
+        }
+        float nan_in = NAN, nan_out = 0;
+        kt->exp_f32(1, &nan_in, &nan_out);
+        CHECK(bad == 0 && isnan(nan_out) && sy[8] == 1.0f && sy[9] == 1.0f, "%s exp_f32 special values", kt->isa);
+        // ragged lengths and offsets: same bits as inside the long array; in place works
+        bad = 0;
+        for (int n = 0; n <= 37; n++) {
+            int off = 1000 + 13 * n;
+            kt->exp_f32(n, x + off, y2);
+            for (int i = 0; i < n; i++) bad += memcmp(&y2[i], &y[off + i], sizeof(float)) != 0;
+            memcpy(y2, x + off, sizeof(float) * n);
+            kt->exp_f32(n, y2, y2);
+            for (int i = 0; i < n; i++) bad += memcmp(&y2[i], &y[off + i], sizeof(float)) != 0;
+        }
+        CHECK(bad == 0, "%s exp_f32 on ragged lengths differs from the long array", kt->isa);
+
+        // max_f32, exp_sum_f32 (softmax form) on rows of ragged lengths
+        static const int rows[] = {0, 1, 3, 7, 8, 9, 16, 31, 100, 1000, 32003};
+        for (size_t k = 0; k < QT_ARRAY_LEN(rows); k++) {
+            int n = rows[k];
+            float *s = randn(rng, n + 1, 4), *e = qt_malloc((n + 1) * sizeof(float));
+            float mx = -INFINITY;
+            for (int i = 0; i < n; i++) mx = s[i] > mx ? s[i] : mx;
+            CHECK(kt->max_f32(n, s) == mx, "%s max_f32 n=%d", kt->isa, n);
+            const float scale = 0.125f, shift = scale * mx;
+            double sum = kt->exp_sum_f32(n, s, scale, shift, e), want = 0;
+            bad = 0;
+            for (int i = 0; i < n; i++) {
+                double ei = exp((double)(s[i] * scale - shift));   // the argument is rounded to float by every table
+                want += ei;
+                bad += !(fabs(e[i] - ei) <= QT_EXP_MAX_REL_ERR * ei + 0x1p-149);
+            }
+            CHECK(bad == 0 && fabs(sum - want) <= QT_EXP_MAX_REL_ERR * want, "%s exp_sum_f32 n=%d: %d bad, sum %.9g vs %.9g",
+                  kt->isa, n, bad, sum, want);
+            CHECK(kt->exp_sum_f32(n, s, scale, shift, NULL) == sum, "%s exp_sum_f32 n=%d without output", kt->isa, n);
+            double sum2 = kt->exp_sum_f32(n, s, scale, shift, s);   // in place
+            CHECK(sum2 == sum && memcmp(s, e, sizeof(float) * n) == 0, "%s exp_sum_f32 n=%d in place", kt->isa, n);
+            qt_free(s); qt_free(e);
+        }
+
+        // SwiGLU forward and backward, gate from -100 to 100 (exp(-g) overflows at the low end)
+        static const int sn[] = {1, 5, 8, 13, 64, 1001};
+        for (size_t k = 0; k < QT_ARRAY_LEN(sn); k++) {
+            int n = sn[k];
+            float *g = randn(rng, n, 4), *u = randn(rng, n, 1), *d = randn(rng, n, 1), *o = qt_malloc(n * sizeof(float));
+            float *dg = randn(rng, n, 1), *du = randn(rng, n, 1), *dg0 = qt_malloc(n * sizeof(float)),
+                  *du0 = qt_malloc(n * sizeof(float));
+            g[0] = -100.0f;
+            if (n > 1) g[1] = 100.0f;
+            if (n > 2) g[2] = -90.0f;
+            memcpy(dg0, dg, n * sizeof(float));
+            memcpy(du0, du, n * sizeof(float));
+            kt->swiglu_f32(n, g, u, o);
+            kt->swiglu_backward_f32(n, d, g, u, dg, du);
+            int bad_f = 0, bad_b = 0;
+            for (int i = 0; i < n; i++) {
+                double gi = g[i], sig = 1.0 / (1.0 + exp(-gi)), silu = gi * sig;
+                double want = silu * u[i];
+                bad_f += !(fabs(o[i] - want) <= VM_SWIGLU_TOL * fabs(want) + VM_SWIGLU_ABS);
+                double c = 1.0 + gi * (1.0 - sig), tg = (double)d[i] * u[i] * sig * c;
+                // 1 - sig is rounded near 1 (absolute error ~6e-8), then multiplied by g
+                double size_g = fabs((double)d[i] * u[i] * sig) * (1.0 + fabs(gi * (1.0 - sig)) + fabs(gi) * 0.25);
+                bad_b += !(fabs(dg[i] - (dg0[i] + tg)) <= VM_SWIGLU_TOL * size_g + 6e-8 * (fabs(dg0[i]) + fabs(tg)) + VM_SWIGLU_ABS);
+                double tu = (double)d[i] * silu;
+                bad_b += !(fabs(du[i] - (du0[i] + tu)) <= VM_SWIGLU_TOL * fabs(tu) + 6e-8 * (fabs(du0[i]) + fabs(tu)) + VM_SWIGLU_ABS);
+            }
+            CHECK(bad_f == 0, "%s swiglu_f32 n=%d: %d bad", kt->isa, n, bad_f);
+            CHECK(bad_b == 0, "%s swiglu_backward_f32 n=%d: %d bad", kt->isa, n, bad_b);
+            // one side at a time gives the same bits; out may alias gate
+            float *e1 = qt_malloc(n * sizeof(float));
+            memcpy(e1, dg0, n * sizeof(float));
+            kt->swiglu_backward_f32(n, d, g, u, e1, NULL);
+            CHECK(memcmp(e1, dg, n * sizeof(float)) == 0, "%s swiglu_backward_f32 n=%d dgate alone", kt->isa, n);
+            memcpy(e1, du0, n * sizeof(float));
+            kt->swiglu_backward_f32(n, d, g, u, NULL, e1);
+            CHECK(memcmp(e1, du, n * sizeof(float)) == 0, "%s swiglu_backward_f32 n=%d dup alone", kt->isa, n);
+            memcpy(e1, g, n * sizeof(float));
+            kt->swiglu_f32(n, e1, u, e1);
+            CHECK(memcmp(e1, o, n * sizeof(float)) == 0, "%s swiglu_f32 n=%d in place", kt->isa, n);
+            qt_free(e1);
+            qt_free(g); qt_free(u); qt_free(d); qt_free(o); qt_free(dg); qt_free(du); qt_free(dg0); qt_free(du0);
+        }
+    }
+    qt_free(x); qt_free(y); qt_free(y2);
+}
+
 int main(void) {
     test_config_from_env();
     const qt_kernel_table *all[] = {qt_kernels_ref(), qt_kernels_avx2(), qt_kernels_avx512(), qt_kernels_neon()};
@@ -516,9 +804,12 @@ int main(void) {
     qt_rng_seed(&rng, 1234);
     test_matmul_types(&rng);
     test_gemv(&rng);
+    test_gemm_wt(&rng);
+    test_matmul_multi(&rng);
     test_matmul_t(&rng);
     test_float_helpers(&rng);
     test_gemm_acc(&rng);
+    test_vecmath(&rng);
     for (int ti = 0; ti < g_n_tables; ti++)
         printf("  %s: worst |y - y_ref| / sum|w*x| = %.3g (tolerance %.3g)\n", g_tables[ti]->isa, g_worst[ti], TOL_SAME);
 

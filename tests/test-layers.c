@@ -101,6 +101,9 @@ static bool doubled(const char *what, const float *got2, const float *got1, size
     return ok;
 }
 
+// inference attention vs double: float scores and probabilities over <= 200 keys
+#define ATTN_INFER_TOL 2e-5
+
 static qt_pool *g_pools[3];
 static const char *g_pool_names[3] = { "no pool", "2 threads", "3 threads" };
 
@@ -605,6 +608,91 @@ static void test_matmul_dw(void) {
             }
 }
 
+// The pool variants of SwiGLU (forward, backward) and cross-entropy give the
+// single-thread functions' bits on 1..3 threads, for sizes past the pool
+// threshold with ragged ends and an ignored target.
+static void test_pool_variants(void) {
+    const int64_t N = 3 * 16384 + 7;
+    float *gate = falloc(N), *up = falloc(N), *dout = falloc(N);
+    fill(gate, N, -8, 8);
+    fill(up, N, -2, 2);
+    fill(dout, N, -1, 1);
+    float *o1 = falloc(N), *o2 = falloc(N), *dg1 = falloc(N), *du1 = falloc(N), *dg2 = falloc(N), *du2 = falloc(N);
+    qt_swiglu_forward(o1, gate, up, N);
+    memset(dg1, 0, sizeof(float) * N), memset(du1, 0, sizeof(float) * N);
+    qt_swiglu_backward(dg1, du1, dout, gate, up, N);
+    const int T = 37, V = 3001;
+    float *logits = falloc((size_t)T * V), *l1 = falloc(T), *l2 = falloc(T);
+    float *d1 = falloc((size_t)T * V), *d2 = falloc((size_t)T * V);
+    fill(logits, (int64_t)T * V, -10, 10);
+    int32_t targets[37];
+    for (int t = 0; t < T; t++) targets[t] = t == 5 ? -1 : (t * 997) % V;
+    qt_cross_entropy(l1, d1, logits, targets, NULL, T, V);
+    for (int ip = 0; ip < 3; ip++) {
+        qt_pool *pool = g_pools[ip];
+        qt_swiglu_forward_pool(pool, o2, gate, up, N);
+        CHECK(memcmp(o1, o2, sizeof(float) * N) == 0, "swiglu_forward_pool, %d threads", qt_pool_n_threads(pool));
+        memset(dg2, 0, sizeof(float) * N), memset(du2, 0, sizeof(float) * N);
+        qt_swiglu_backward_pool(pool, dg2, du2, dout, gate, up, N);
+        CHECK(memcmp(dg1, dg2, sizeof(float) * N) == 0 && memcmp(du1, du2, sizeof(float) * N) == 0,
+              "swiglu_backward_pool, %d threads", qt_pool_n_threads(pool));
+        qt_cross_entropy_pool(pool, l2, d2, logits, targets, NULL, T, V);
+        CHECK(memcmp(l1, l2, sizeof(float) * T) == 0 && memcmp(d1, d2, sizeof(float) * T * V) == 0,
+              "cross_entropy_pool, %d threads", qt_pool_n_threads(pool));
+    }
+    qt_free(gate); qt_free(up); qt_free(dout); qt_free(o1); qt_free(o2);
+    qt_free(dg1); qt_free(du1); qt_free(dg2); qt_free(du2);
+    qt_free(logits); qt_free(l1); qt_free(l2); qt_free(d1); qt_free(d2);
+}
+
+// The inference attention (qt_attention_forward: per-task path for few rows,
+// token chunks on the matmuls otherwise) against a double reference, with a
+// filled cache before the batch (pos0 > 0) and batches across several chunks.
+static void test_attention_inference(void) {
+    static const int cases[][5] = {   // T, pos0, NH, NKV, HS
+        {1, 9, 4, 2, 16}, {5, 0, 8, 2, 16}, {70, 0, 8, 2, 16}, {150, 37, 4, 1, 32}, {129, 3, 6, 3, 8},
+    };
+    for (size_t ic = 0; ic < QT_ARRAY_LEN(cases); ic++) {
+        int T = cases[ic][0], pos0 = cases[ic][1], NH = cases[ic][2], NKV = cases[ic][3], HS = cases[ic][4];
+        int n_ctx = pos0 + T + 5, n = pos0 + T;
+        float *q = falloc((size_t)T * NH * HS), *kc = falloc((size_t)NKV * n_ctx * HS);
+        float *vt = falloc((size_t)NKV * HS * n_ctx), *out = falloc((size_t)T * NH * HS);
+        fill(q, (size_t)T * NH * HS, -1, 1);
+        fill(kc, (size_t)NKV * n_ctx * HS, -1, 1);
+        fill(vt, (size_t)NKV * HS * n_ctx, -1, 1);
+        for (int ip = 0; ip < 3; ip++) {
+            int nth = qt_pool_n_threads(g_pools[ip]);
+            float *scratch = falloc(qt_attention_scratch(T, NH, NKV, HS, n_ctx, nth));
+            qt_attention_forward(g_pools[ip], out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch);
+            double worst = 0;
+            double *sc = malloc(sizeof(double) * n);
+            for (int t = 0; t < T; t++)
+                for (int h = 0; h < NH; h++) {
+                    int kvh = h / (NH / NKV), valid = pos0 + t + 1;
+                    const float *qh = q + ((size_t)t * NH + h) * HS;
+                    double mx = -1e300, sum = 0;
+                    for (int p = 0; p < valid; p++) {
+                        double d = 0;
+                        for (int e = 0; e < HS; e++) d += (double)qh[e] * kc[((size_t)kvh * n_ctx + p) * HS + e];
+                        sc[p] = d / sqrt((double)HS);
+                        mx = sc[p] > mx ? sc[p] : mx;
+                    }
+                    for (int p = 0; p < valid; p++) sum += sc[p] = exp(sc[p] - mx);
+                    for (int e = 0; e < HS; e++) {
+                        double o = 0;
+                        for (int p = 0; p < valid; p++) o += sc[p] / sum * vt[((size_t)kvh * HS + e) * n_ctx + p];
+                        worst = fmax(worst, fabs(o - out[((size_t)t * NH + h) * HS + e]));
+                    }
+                }
+            free(sc);
+            CHECK(worst <= ATTN_INFER_TOL, "attention_forward T=%d pos0=%d NH=%d NKV=%d HS=%d threads=%d: max err %.3g",
+                  T, pos0, NH, NKV, HS, nth, worst);
+            qt_free(scratch);
+        }
+        qt_free(q); qt_free(kc); qt_free(vt); qt_free(out);
+    }
+}
+
 int main(void) {
     g_pools[0] = NULL;
     g_pools[1] = qt_pool_init(2);
@@ -612,9 +700,11 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_attention();
+    test_attention_inference();
     test_swiglu();
     test_cross_entropy();
     test_matmul_dw();
+    test_pool_variants();
     qt_pool_free(g_pools[1]);
     qt_pool_free(g_pools[2]);
     TEST_END();

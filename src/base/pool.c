@@ -181,3 +181,13 @@ void *qt_pool_wbuf(qt_pool *p, size_t n) {
     if (!p) return grow(&g_wbuf, &g_wbuf_size, n);
     return grow(&p->wbuf, &p->wbuf_size, n);
 }
+
+void qt_pool_split(int64_t n, int64_t align, int ith, int nth, int64_t *i0, int64_t *i1) {
+    QT_ASSERT(align > 0 && nth > 0 && ith >= 0 && ith < nth);
+    int64_t n_units = (n + align - 1) / align;
+    int64_t per = n_units / nth, extra = n_units % nth;
+    int64_t u0 = ith * per + QT_MIN(ith, extra);
+    int64_t u1 = u0 + per + (ith < extra);
+    *i0 = QT_MIN(n, u0 * align);
+    *i1 = QT_MIN(n, u1 * align);
+}

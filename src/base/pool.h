@@ -9,6 +9,7 @@
 #define QT_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct qt_pool qt_pool;
 typedef void (*qt_pool_fn)(void *ctx, int ith, int nth);
@@ -17,6 +18,11 @@ qt_pool *qt_pool_init(int n_threads);   // n_threads <= 0: one per online CPU
 void qt_pool_free(qt_pool *pool);       // NULL is a no-op
 int qt_pool_n_threads(const qt_pool *pool);  // 1 for NULL
 void qt_pool_run(qt_pool *pool, qt_pool_fn fn, void *ctx);
+
+// The share [*i0, *i1) of n items for thread ith of nth: whole units of
+// `align` items dealt out as evenly as they go (boundaries multiples of
+// align, the last one n), the same for every call with the same arguments.
+void qt_pool_split(int64_t n, int64_t align, int ith, int nth, int64_t *i0, int64_t *i1);
 
 // A scratch buffer owned by the pool, 64-byte aligned, grown on demand and never
 // shrunk, for data one job shares between its threads (e.g. activations

@@ -1,6 +1,13 @@
-// gemm-f32-avx2.c: C (M, N) += A (M, K) @ B (K, N) in float32 with AVX2 + FMA,
-// the AVX2 table's gemm_acc_f32 (qt_matmul_t's inner kernel: dx += dy @ W,
-// W dequantized a tile at a time).
+// gemm-f32-avx2.c: C (M, N) (+)= A (M, K) @ B (K, N) in float32 with AVX2 +
+// FMA, one blocked driver behind three entries of the AVX2 table:
+//   gemm_acc_f32   B float32 row-major;
+//   gemm_acc_wq    B = W, rows of a blocked weight type dequantized straight
+//                  into the panels (qt_matmul_t: dx += dy @ W);
+//   gemm_wt        B = W^T, rows of F32 / F16 / BF16 weights converted and
+//                  transposed 8 x 8 into the panels (the forward y = x @ W^T
+//                  for float weights, T >= QT_MATMUL_WT_MIN_T).
+// B reaches the driver through a pack function, so no float copy of a weight
+// tile is ever made.
 //
 // Goto/BLIS blocking: B is packed a (KC x NC) block at a time into column
 // panels of NR = 16 (one panel, KC x 16 floats = 16 KiB, stays in L1 while the
@@ -12,17 +19,22 @@
 // the few L1 sets that rows a power-of-two stride apart would share. Ragged
 // edges: the packs are zero-padded to whole panels and edge tiles of C go
 // through a 6 x 16 scratch tile, so every tile runs the same kernel and sums in
-// the same order (k ascending, from C's old value).
+// the same order (k ascending, from C's old value or from 0): the same order
+// as a BLAS sgemm, which is why the float forward tracks PyTorch closely.
+// Weight rows are prefetched while the previous block computes (a transposing
+// pack reads 8 rows at once, which the hardware prefetcher does not follow).
 // The packs live in a per-thread scratch buffer (qt_kernel_scratch) kept
-// between calls. Deliberately not: threading (qt_matmul_t splits the columns), an
-// assembly kernel, prefetch tuning, or packing W straight from its blocks.
+// between calls. Deliberately not: threading (the callers split the work), an
+// assembly kernel, a shared packed A between threads.
 // Follows BLIS's haswell sgemm (6 x 16 micro-tile) and Goto & van de Geijn,
 // "Anatomy of high-performance matrix multiplication" (2008).
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "base/pool.h"
 #include "kernels/matmul-internal.h"
 
 #define MR 6
@@ -31,15 +43,21 @@
 #define MC 96    // A block MC x KC = 96 KiB in L2
 #define NC 1024  // B block KC x NC = 1 MiB, L3; reused by every A block
 
-// C (6 x 16, row stride ldc) += Ap (K x 6, k-major) @ Bp (K x 16)
-static void kernel_6x16(int K, const float *restrict Ap, const float *restrict Bp, float *restrict C, size_t ldc) {
+// C (6 x 16, row stride ldc) = (load_c ? C : 0) + Ap (K x 6, k-major) @ Bp (K x 16)
+static void kernel_6x16(int K, const float *restrict Ap, const float *restrict Bp, float *restrict C, size_t ldc,
+                        bool load_c) {
     float *c0 = C, *c1 = C + ldc, *c2 = C + 2 * ldc, *c3 = C + 3 * ldc, *c4 = C + 4 * ldc, *c5 = C + 5 * ldc;
-    __m256 a00 = _mm256_loadu_ps(c0), a01 = _mm256_loadu_ps(c0 + 8);
-    __m256 a10 = _mm256_loadu_ps(c1), a11 = _mm256_loadu_ps(c1 + 8);
-    __m256 a20 = _mm256_loadu_ps(c2), a21 = _mm256_loadu_ps(c2 + 8);
-    __m256 a30 = _mm256_loadu_ps(c3), a31 = _mm256_loadu_ps(c3 + 8);
-    __m256 a40 = _mm256_loadu_ps(c4), a41 = _mm256_loadu_ps(c4 + 8);
-    __m256 a50 = _mm256_loadu_ps(c5), a51 = _mm256_loadu_ps(c5 + 8);
+    __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+    if (load_c) {
+        a00 = _mm256_loadu_ps(c0), a01 = _mm256_loadu_ps(c0 + 8);
+        a10 = _mm256_loadu_ps(c1), a11 = _mm256_loadu_ps(c1 + 8);
+        a20 = _mm256_loadu_ps(c2), a21 = _mm256_loadu_ps(c2 + 8);
+        a30 = _mm256_loadu_ps(c3), a31 = _mm256_loadu_ps(c3 + 8);
+        a40 = _mm256_loadu_ps(c4), a41 = _mm256_loadu_ps(c4 + 8);
+        a50 = _mm256_loadu_ps(c5), a51 = _mm256_loadu_ps(c5 + 8);
+    } else {
+        a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = a40 = a41 = a50 = a51 = _mm256_setzero_ps();
+    }
 #pragma GCC unroll 4
     for (int k = 0; k < K; k++, Ap += MR, Bp += NR) {
         __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8), x;
@@ -64,22 +82,38 @@ static void kernel_6x16(int K, const float *restrict Ap, const float *restrict B
     _mm256_storeu_ps(c5, a50); _mm256_storeu_ps(c5 + 8, a51);
 }
 
-// Bp = B (kc x nc) as ceil(nc / 16) panels of (kc x 16), zero-padded columns.
-static void pack_b(float *restrict Bp, const float *restrict B, size_t ldb, int kc, int nc) {
+// Producer of B's packed blocks: Bp = B[k0 : k0+kc, n0 : n0+nc] as
+// ceil(nc / 16) panels of (kc x 16), k-major, columns zero-padded to 16.
+typedef void (*pack_b_fn)(const void *src, int k0, int kc, int n0, int nc, float *restrict Bp);
+// Optional: start loading B[k0 : k0+kc, n0 : n0+nc] from memory (the driver
+// calls it for the next block while the micro-kernels run on this one, so
+// the next pack does not wait on memory).
+typedef void (*prefetch_b_fn)(const void *src, int k0, int kc, int n0, int nc);
+
+typedef struct {
+    const float *B;
+    size_t ldb;
+} rows_src;
+
+// One k-row of a B block (nc floats at b) dealt out to the panels at d (its
+// slot in panel 0; panels kc * NR floats apart), zero-padded to whole panels.
+static inline void deal_row(const float *restrict b, float *restrict d, int kc, int nc) {
     int n_full = nc / NR, rem = nc % NR;
-    for (int k = 0; k < kc; k++) {
-        const float *b = B + (size_t)k * ldb;
-        float *d = Bp + (size_t)k * NR;
-        for (int p = 0; p < n_full; p++, b += NR, d += (size_t)kc * NR) {
-            _mm256_store_ps(d, _mm256_loadu_ps(b));
-            _mm256_store_ps(d + 8, _mm256_loadu_ps(b + 8));
-        }
-        if (rem) {
-            int j = 0;
-            for (; j < rem; j++) d[j] = b[j];
-            for (; j < NR; j++) d[j] = 0;
-        }
+    for (int p = 0; p < n_full; p++, b += NR, d += (size_t)kc * NR) {
+        _mm256_store_ps(d, _mm256_loadu_ps(b));
+        _mm256_store_ps(d + 8, _mm256_loadu_ps(b + 8));
     }
+    if (rem) {
+        int j = 0;
+        for (; j < rem; j++) d[j] = b[j];
+        for (; j < NR; j++) d[j] = 0;
+    }
+}
+
+// B row-major (K, N), rows ldb apart
+static void pack_b_rows(const void *src, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    const rows_src *rs = src;
+    for (int k = 0; k < kc; k++) deal_row(rs->B + (size_t)(k0 + k) * rs->ldb + n0, Bp + (size_t)k * NR, kc, nc);
 }
 
 // Ap = A (mc x kc) as ceil(mc / 6) panels of (kc x 6), k-major, zero-padded rows.
@@ -125,8 +159,149 @@ static void pack_a(float *restrict Ap, const float *restrict A, size_t lda, int 
     }
 }
 
-void qt_gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) return;
+// ---- B = W^T from weight rows (the forward y = x @ W^T) ----
+
+typedef struct {
+    const char *w;    // row 0 of W
+    size_t stride;    // bytes between rows
+} wt_src;
+
+enum { WT_F32, WT_F16, WT_BF16 };
+
+// 8 consecutive elements of a weight row as floats
+static inline __attribute__((always_inline)) __m256 load8(const char *p, int type) {
+    if (type == WT_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    if (type == WT_BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+    return _mm256_loadu_ps((const float *)p);
+}
+
+static inline __attribute__((always_inline)) float load1(const char *p, int type) {
+    if (type == WT_F16) return _cvtsh_ss(*(const uint16_t *)p);
+    if (type == WT_BF16) {
+        uint32_t u = (uint32_t) * (const uint16_t *)p << 16;
+        float f;
+        memcpy(&f, &u, sizeof(f));
+        return f;
+    }
+    return *(const float *)p;
+}
+
+// B (k, j) = W row (n0 + j), element k0 + k: per half panel (8 rows), 8 k at a
+// time, 8 row loads converted to float and one 8 x 8 transpose into 8 k-rows
+// of the panel. Rows past nc pack as zeros; a k tail of < 8 goes one by one.
+static inline __attribute__((always_inline)) void pack_wt(const void *src, int k0, int kc, int n0, int nc,
+                                                          float *restrict Bp, int type) {
+    const wt_src *ws = src;
+    const size_t esz = type == WT_F32 ? 4 : 2;
+    for (int j0 = 0; j0 < nc; j0 += 8) {
+        float *d = Bp + (size_t)(j0 / NR) * kc * NR + (j0 % NR);
+        int rows = QT_MIN(8, nc - j0);
+        const char *r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = ws->w + (size_t)(n0 + j0 + QT_MIN(i, rows - 1)) * ws->stride + (size_t)k0 * esz;
+        // the segments of the rows two groups ahead, while these are
+        // transposed: 8 short streams defeat the hardware prefetcher
+        for (int i = 0; i < QT_MIN(8, nc - j0 - 16); i++) {
+            const char *pf = r[0] + (size_t)(16 + i) * ws->stride;
+            for (size_t o = 0; o < (size_t)kc * esz; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+        }
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) v[i] = i < rows ? load8(r[i] + (size_t)k * esz, type) : _mm256_setzero_ps();
+            __m256 u0 = _mm256_unpacklo_ps(v[0], v[1]), u1 = _mm256_unpackhi_ps(v[0], v[1]);
+            __m256 u2 = _mm256_unpacklo_ps(v[2], v[3]), u3 = _mm256_unpackhi_ps(v[2], v[3]);
+            __m256 u4 = _mm256_unpacklo_ps(v[4], v[5]), u5 = _mm256_unpackhi_ps(v[4], v[5]);
+            __m256 u6 = _mm256_unpacklo_ps(v[6], v[7]), u7 = _mm256_unpackhi_ps(v[6], v[7]);
+            __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xee);
+            __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xee);
+            __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44), s5 = _mm256_shuffle_ps(u4, u6, 0xee);
+            __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44), s7 = _mm256_shuffle_ps(u5, u7, 0xee);
+            float *dk = d + (size_t)k * NR;
+            _mm256_store_ps(dk + 0 * NR, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_store_ps(dk + 1 * NR, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_store_ps(dk + 2 * NR, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_store_ps(dk + 3 * NR, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_store_ps(dk + 4 * NR, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_store_ps(dk + 5 * NR, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_store_ps(dk + 6 * NR, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_store_ps(dk + 7 * NR, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+        for (; k < kc; k++)
+            for (int i = 0; i < 8; i++) d[(size_t)k * NR + i] = i < rows ? load1(r[i] + (size_t)k * esz, type) : 0.0f;
+    }
+    // the upper half of a last panel with at most 8 columns
+    if (nc % NR && nc % NR <= 8) {
+        float *d = Bp + (size_t)(nc / NR) * kc * NR + 8;
+        for (int k = 0; k < kc; k++) _mm256_store_ps(d + (size_t)k * NR, _mm256_setzero_ps());
+    }
+}
+
+static void prefetch_wt(const void *src, int k0, int kc, int n0, int nc, size_t esz) {
+    const wt_src *ws = src;
+    for (int j = n0; j < n0 + nc; j++) {
+        const char *p = ws->w + (size_t)j * ws->stride + (size_t)k0 * esz;
+        for (size_t o = 0; o < (size_t)kc * esz; o += 64) _mm_prefetch(p + o, _MM_HINT_T2);
+    }
+}
+static void prefetch_wt4(const void *s, int k0, int kc, int n0, int nc) { prefetch_wt(s, k0, kc, n0, nc, 4); }
+static void prefetch_wt2(const void *s, int k0, int kc, int n0, int nc) { prefetch_wt(s, k0, kc, n0, nc, 2); }
+
+static void pack_wt_f32(const void *s, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    pack_wt(s, k0, kc, n0, nc, Bp, WT_F32);
+}
+static void pack_wt_f16(const void *s, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    pack_wt(s, k0, kc, n0, nc, Bp, WT_F16);
+}
+static void pack_wt_bf16(const void *s, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    pack_wt(s, k0, kc, n0, nc, Bp, WT_BF16);
+}
+
+// ---- B = W from weight rows in any type (the backward dx += dy @ W) ----
+
+typedef struct {
+    const char *w;           // column 0 of B in row 0 of W (block-aligned)
+    size_t stride;           // bytes between rows
+    qt_to_float_fn to_float;
+    int blck;                // elements per block
+    size_t blck_bytes;
+} wq_src;
+
+// Each of the kc rows' column range [n0, n0 + nc) (whole blocks: n0 is a
+// multiple of NC, nc of the block size) is dequantized into an L1 row buffer
+// and dealt out to the panels: no full-size float copy of W's tile.
+static void pack_wq(const void *src, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    const wq_src *ws = src;
+    float buf[NC] __attribute__((aligned(32)));
+    for (int k = 0; k < kc; k++) {
+        ws->to_float(ws->w + (size_t)(k0 + k) * ws->stride + (size_t)(n0 / ws->blck) * ws->blck_bytes, buf, nc);
+        deal_row(buf, Bp + (size_t)k * NR, kc, nc);
+    }
+}
+
+// ---- the blocked driver ----
+
+// Pre-packed A (gemm_pack_x): block pb (k from pb * KC) at pb * panels * XP_PANEL
+// floats, panel i (rows i*MR..) at i * XP_PANEL within it; the 8 floats of
+// slack after each panel take pack_a's spill, so panels pack independently.
+#define XP_PANEL (KC * MR + 8)
+
+static const float *xp_panel(const float *xp, int M, int pb, int i) {
+    size_t panels = (size_t)(M + MR - 1) / MR;
+    return xp + ((size_t)pb * panels + (size_t)i) * XP_PANEL;
+}
+
+// C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
+// A packed here (Apre NULL) or pre-packed by qt_gemm_pack_x_avx2.
+static void gemm_driver(int M, int N, int K, const float *A, size_t lda, const float *Apre, pack_b_fn pack,
+                        prefetch_b_fn prefetch, const void *src, float *C, size_t ldc, bool accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!accumulate)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * N);
+        return;
+    }
     int kc_max = QT_MIN(K, KC), nc_max = QT_MIN((N + NR - 1) / NR * NR, NC);
     int mc_max = QT_MIN((M + MR - 1) / MR * MR, MC);
     size_t nb = (size_t)kc_max * nc_max, na = (size_t)mc_max * kc_max + 8;   // + pack_a's slack
@@ -136,28 +311,84 @@ void qt_gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const fl
         int nc = QT_MIN(NC, N - jc);
         for (int pc = 0; pc < K; pc += KC) {
             int kc = QT_MIN(KC, K - pc);
-            pack_b(Bp, B + (size_t)pc * ldb + jc, (size_t)ldb, kc, nc);
+            bool load_c = accumulate || pc > 0;
+            pack(src, pc, kc, jc, nc, Bp);
+            // the next B block: (pc + KC, jc), or (0, jc + NC) after the last k block
+            int pn = pc + KC < K ? pc + KC : 0, jn = pc + KC < K ? jc : jc + NC;
+            int kcn = QT_MIN(KC, K - pn), ncn = QT_MIN(NC, N - jn);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = QT_MIN(MC, M - ic);
-                pack_a(Ap, A + (size_t)ic * lda + pc, (size_t)lda, mc, kc);
+                if (!Apre) pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const float *bp = Bp + (size_t)jr * kc;
                     int nr = QT_MIN(NR, nc - jr);
+                    // spread over the first row block's panels: NR columns of the next block per panel
+                    if (prefetch && ic == 0 && jn < N) {
+                        int j0 = jr * ncn / nc, j1 = (jr + NR >= nc) ? ncn : (jr + NR) * ncn / nc;
+                        if (j1 > j0) prefetch(src, pn, kcn, jn + j0, j1 - j0);
+                    }
                     for (int ir = 0; ir < mc; ir += MR) {
-                        const float *ap = Ap + (size_t)ir * kc;
+                        const float *ap = Apre ? xp_panel(Apre, M, pc / KC, (ic + ir) / MR) : Ap + (size_t)ir * kc;
                         int mr = QT_MIN(MR, mc - ir);
                         float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
                         if (mr == MR && nr == NR) {
-                            kernel_6x16(kc, ap, bp, c, (size_t)ldc);
+                            kernel_6x16(kc, ap, bp, c, ldc, load_c);
                         } else {
                             memset(tmp, 0, sizeof(tmp));
-                            for (int i = 0; i < mr; i++) memcpy(tmp + i * NR, c + (size_t)i * ldc, sizeof(float) * nr);
-                            kernel_6x16(kc, ap, bp, tmp, NR);
+                            if (load_c)
+                                for (int i = 0; i < mr; i++) memcpy(tmp + i * NR, c + (size_t)i * ldc, sizeof(float) * nr);
+                            kernel_6x16(kc, ap, bp, tmp, NR, true);
                             for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * ldc, tmp + i * NR, sizeof(float) * nr);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+void qt_gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+    rows_src rs = { B, (size_t)ldb };
+    gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_b_rows, NULL, &rs, C, (size_t)ldc, true);
+}
+
+void qt_gemm_wt_f32_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
+                         size_t ldy, int n_rows) {
+    wt_src ws = { w, w_stride };
+    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_f32, prefetch_wt4, &ws, y, ldy, false);
+}
+
+void qt_gemm_wt_f16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
+                         size_t ldy, int n_rows) {
+    wt_src ws = { w, w_stride };
+    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_f16, prefetch_wt2, &ws, y, ldy, false);
+}
+
+void qt_gemm_wt_bf16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
+                          size_t ldy, int n_rows) {
+    wt_src ws = { w, w_stride };
+    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_bf16, prefetch_wt2, &ws, y, ldy, false);
+}
+
+void qt_gemm_acc_wq_avx2(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
+                         qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc) {
+    QT_ASSERT(N % blck == 0 && NC % blck == 0);
+    wq_src ws = { w, w_stride, to_float, blck, blck_bytes };
+    gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_wq, NULL, &ws, C, (size_t)ldc, true);
+}
+
+size_t qt_gemm_pack_x_size_avx2(int T, int n) {
+    return (size_t)((n + KC - 1) / KC) * (size_t)((T + MR - 1) / MR) * XP_PANEL;
+}
+
+void qt_gemm_pack_x_avx2(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth) {
+    int panels = (T + MR - 1) / MR, n_pb = (n + KC - 1) / KC;
+    // items (pb, panel) in order, a contiguous share per thread
+    int64_t i0, i1;
+    qt_pool_split((int64_t)n_pb * panels, 1, ith, nth, &i0, &i1);
+    for (int64_t it = i0; it < i1; it++) {
+        int pb = (int)(it / panels), i = (int)(it % panels);
+        int pc = pb * KC, kc = QT_MIN(KC, n - pc), rows = QT_MIN(MR, T - i * MR);
+        pack_a((float *)xp_panel(xp, T, pb, i), x + (size_t)i * MR * ldx + pc, ldx, rows, kc);
     }
 }

@@ -16,9 +16,23 @@
 // range) are prefetched linearly at the rate they will be consumed: without
 // it the hardware prefetchers, facing 8 short streams, leave the kernel
 // waiting on memory (measured: 6-8 GB/s per thread instead of 16-17).
-// Deliberately not: persistent repacking (llama.cpp's block_q4_0x8), k-quants.
-// Follows ggml-cpu/arch/x86/quants.c (the maddubs dot) and ggml-cpu/repack.cpp
-// (8 rows per pass sharing the activation loads).
+// Q4_K x Q8_K takes 8 rows per pass, a 256-element super-block at a time: each
+// row's 64 quants of a step give [sub-block 2j, 2j+1] int16 sums by maddubs +
+// hadd, two more hadd rounds stack 4 rows, and one madd against the 4 rows'
+// 6-bit scale pairs (transposed once per super-block with byte unpacks)
+// applies all sub-block scales; the mins of 8 rows meet the Q8_K bsums in 4
+// madds and a hadd tree, and d / dmin of the 8 rows are converted together.
+// Q6_K x Q8_K takes 4 rows per pass: quants unsigned (0..63) by maddubs, each
+// row's signed 16-element scales by madd with a pshufb broadcast, int32 sums
+// per row over the super-block and one hadd tree per super-block; the -32
+// offset is 32 * sum(scale * bsum). F16 and BF16 (activations in the same
+// type) take 4 rows per pass, two accumulators per row. All prefetch the next
+// pass the same way.
+// Deliberately not: persistent repacking (llama.cpp's block_q4_0x8,
+// block_q4_Kx8), Q5_K and the other k-quants (they use vec_dot per row).
+// Follows ggml-cpu/arch/x86/quants.c (the maddubs dot, the q4_K scale
+// unpacking) and ggml-cpu/repack.cpp (8 rows per pass sharing the activation
+// loads).
 #include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
@@ -26,6 +40,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/quants-avx2.h"
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -221,4 +236,280 @@ void qt_gemv_q4_0_avx2(int n, const void *w, size_t ws, const void *x, float *y,
 
 void qt_gemv_q8_0_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_q8_act(q8_0_full, q8_0_part, sizeof(block_q8_0), n, w, ws, x, y, n_rows);
+}
+
+// ---- k-quants against Q8_K ----
+//
+// A pass covers 8 (Q4_K) or 4 (Q6_K) rows, a 256-element super-block at a time; the
+// activation is used as stored (its bsums give the min / offset corrections).
+// Full passes prefetch the next pass's rows, one super-block's worth per step.
+
+// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
+// (the kmask unpacking of ggml's q4_K, in vector lanes: bytes 0..3 of each
+// half are direct, bytes 4..7 take low/high nibbles of bytes 8..11 and the
+// top two bits of bytes 0..7)
+INLINE __m128i q4_K_scales(const char *blk) {
+    // 16 bytes from the scales: the 12 scale bytes and 4 quant bytes (unused)
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
+}
+
+INLINE uint32_t ld32(const char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+// the fp16 pairs at offset 0 of the 8 rows' blocks ({d, dmin} of Q4_K) as
+// 8 floats each: *d = first halves, *m = second halves
+INLINE void pairs8(const rows8 *p, __m256 *d, __m256 *m) {
+    __m256i v = _mm256_setr_epi32((int)ld32(p->r[0]), (int)ld32(p->r[1]), (int)ld32(p->r[2]), (int)ld32(p->r[3]),
+                                  (int)ld32(p->r[4]), (int)ld32(p->r[5]), (int)ld32(p->r[6]), (int)ld32(p->r[7]));
+    // per half [d d d d m m m m], then [d x8 | m x8]
+    v = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                                0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+    v = _mm256_permute4x64_epi64(v, 0xd8);
+    *d = _mm256_cvtph_ps(_mm256_castsi256_si128(v));
+    *m = _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1));
+}
+
+// int16 products of one row's 64 quants at step j (low nibbles: sub-block 2j
+// against yl, high nibbles: sub-block 2j+1 against yh), pairwise summed:
+// [2j x4, 2j+1 x4 | 2j x4, 2j+1 x4], 4 products per lane
+INLINE __m256i q4_K_step(const char *blk, int j, __m256i yl, __m256i yh) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i v = _mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q4_K, qs) + 32 * j));
+    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    return _mm256_hadd_epi16(_mm256_maddubs_epi16(lo, yl), _mm256_maddubs_epi16(hi, yh));
+}
+
+// acc += the 8 rows' super-block dots with y. Per step j (64 quants), two
+// more rounds of hadd leave [r0 2j, r0 2j+1, r1 .., r1 .., .. r3 2j+1 | same]
+// for rows 0..3 (and 4..7) with 16 products per lane (<= 16*15*127 = 30480),
+// and one madd against the rows' scale pairs in the same order applies the
+// sub-block scales of all 4 rows at once.
+INLINE __m256 q4_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
+    __m128i u[GV_ROWS];
+#pragma GCC unroll 8
+    for (int r = 0; r < GV_ROWS; r++) u[r] = q4_K_scales(p->r[r]);
+    // scale pairs (bytes 2j, 2j+1 of each row) for rows 0..3: [r0 r1 r2 r3] pairs of steps 0,1 and 2,3
+    __m128i t01 = _mm_unpacklo_epi16(u[0], u[1]), t23 = _mm_unpacklo_epi16(u[2], u[3]);
+    __m128i t45 = _mm_unpacklo_epi16(u[4], u[5]), t67 = _mm_unpacklo_epi16(u[6], u[7]);
+    __m256i sa01 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(t01, t23));   // [step 0 | step 1]
+    __m256i sa23 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(t01, t23));   // [step 2 | step 3]
+    __m256i sb01 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(t45, t67));
+    __m256i sb23 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(t45, t67));
+    const int8_t *q8 = y->qs;
+    __m256i suma = _mm256_setzero_si256(), sumb = suma;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m256i yl = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j));
+        __m256i yh = _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32));
+        __m256i h0 = q4_K_step(p->r[0], j, yl, yh), h1 = q4_K_step(p->r[1], j, yl, yh);
+        __m256i h2 = q4_K_step(p->r[2], j, yl, yh), h3 = q4_K_step(p->r[3], j, yl, yh);
+        __m256i ha = _mm256_hadd_epi16(_mm256_hadd_epi16(h0, h1), _mm256_hadd_epi16(h2, h3));
+        __m256i h4 = q4_K_step(p->r[4], j, yl, yh), h5 = q4_K_step(p->r[5], j, yl, yh);
+        __m256i h6 = q4_K_step(p->r[6], j, yl, yh), h7 = q4_K_step(p->r[7], j, yl, yh);
+        __m256i hb = _mm256_hadd_epi16(_mm256_hadd_epi16(h4, h5), _mm256_hadd_epi16(h6, h7));
+        __m256i sa = j < 2 ? sa01 : sa23, sb = j < 2 ? sb01 : sb23;
+        // this step's scale pairs in both halves
+        sa = (j & 1) ? _mm256_permute4x64_epi64(sa, 0xee) : _mm256_permute4x64_epi64(sa, 0x44);
+        sb = (j & 1) ? _mm256_permute4x64_epi64(sb, 0xee) : _mm256_permute4x64_epi64(sb, 0x44);
+        suma = _mm256_add_epi32(suma, _mm256_madd_epi16(ha, sa));
+        sumb = _mm256_add_epi32(sumb, _mm256_madd_epi16(hb, sb));
+    }
+    // [r0..r3 | r4..r7]
+    __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(suma, sumb, 0x20),
+                                   _mm256_permute2x128_si256(suma, sumb, 0x31));
+    // min term: sum over sub-blocks of mn * (sum of its 32 activation quants);
+    // mins of rows (0,4), (1,5), (2,6), (3,7) side by side, then two rounds of
+    // hadd give [r0..r3 | r4..r7]
+    __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    __m256i bp = _mm256_broadcastsi128_si256(
+        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));   // |pair| <= 4064
+    __m256i m04 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[0], u[4])), bp);
+    __m256i m15 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[1], u[5])), bp);
+    __m256i m26 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[2], u[6])), bp);
+    __m256i m37 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[3], u[7])), bp);
+    __m256i mins = _mm256_hadd_epi32(_mm256_hadd_epi32(m04, m15), _mm256_hadd_epi32(m26, m37));
+    __m256 d, dmin;
+    pairs8(p, &d, &dmin);
+    __m256 v = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(sum), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mins)));
+    return _mm256_fmadd_ps(v, _mm256_broadcast_ss(&y->d), acc);
+}
+
+// Q6_K: 4 rows per pass, each row's 16-element scales applied by madd on its
+// own (the scales are signed bytes: no vector transpose as cheap as Q4_K's),
+// int32 partial sums per row over the super-block, and one hadd tree per
+// super-block for the 4 rows. Quants are taken unsigned (0..63); the -32
+// offset is 32 * sum(scale * bsum) per row.
+#define GK6_ROWS 4
+
+typedef struct {
+    const char *r[GK6_ROWS];
+} rows4;
+
+// int32 sums (8 lanes) of one row's super-block dot with y, quants unsigned,
+// minus 32 * the scaled activation sums
+INLINE __m256i q6_K_row(const char *blk, const block_q8_K *y) {
+    const block_q6_K *b = (const block_q6_K *)blk;
+    // the 16 scales as int16, and 32 * sum(scale * bsum)
+    __m128i sc8 = _mm_loadu_si128((const __m128i *)b->scales);
+    __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums)), 5);
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+        // this half's 8 scales (int16) in both 128-bit halves
+        __m256i s = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(k ? _mm_unpackhi_epi64(sc8, sc8) : sc8));
+        const uint8_t *ql = b->ql + 64 * k, *qh = b->qh + 32 * k;
+        const int8_t *q8 = y->qs + 128 * k;
+        __m256i q[4];
+        q6_K_unpack_avx2(ql, qh, q);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            // scale 2j in the low half (elements 0..15 of the 32), 2j+1 in the high half
+            const __m256i ctl = _mm256_setr_epi8(4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j,
+                                                 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1,
+                                                 4 * j, 4 * j + 1, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3,
+                                                 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3,
+                                                 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3);
+            // pairs of 63 * 127: <= 16002, no int16 overflow
+            __m256i pr = _mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(q8 + 32 * j)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pr, _mm256_shuffle_epi8(s, ctl)));
+        }
+    }
+    return _mm256_sub_epi32(acc, off);
+}
+
+INLINE uint64_t ld16_at(const char *p, size_t o) { return ld16(p + o); }
+
+// acc (4 lanes) += the 4 rows' super-block dots with y
+INLINE __m128 q6_K_block4(const rows4 *p, const block_q8_K *y, __m128 acc) {
+    __m256i a0 = q6_K_row(p->r[0], y), a1 = q6_K_row(p->r[1], y);
+    __m256i a2 = q6_K_row(p->r[2], y), a3 = q6_K_row(p->r[3], y);
+    // [r0 r0 r1 r1 | ..], [r0 r1 r2 r3 | r0 r1 r2 r3], then the halves added
+    __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+    const size_t od = offsetof(block_q6_K, d);
+    uint64_t dd = ld16_at(p->r[0], od) | ld16_at(p->r[1], od) << 16 | ld16_at(p->r[2], od) << 32 |
+                  ld16_at(p->r[3], od) << 48;
+    __m128 d = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)dd)), _mm_broadcast_ss(&y->d));
+    return _mm_fmadd_ps(_mm_cvtepi32_ps(s), d, acc);
+}
+
+// full passes (nr rows, prefetching the next pass at pf when not NULL) and
+// the partial last pass (m < nr rows, the last one repeated)
+#define GK_KERNELS(name, rows_t, nr, vec_t, zero, store, block, bs)                                     \
+    static void name##_pass(int nb, const char *a, size_t s, int m, const void *vy, const char *pf,       \
+                            float *out) {                                                               \
+        const block_q8_K *y = vy;                                                                       \
+        rows_t p;                                                                                       \
+        for (int r = 0; r < (nr); r++) p.r[r] = a + (size_t)QT_MIN(r, m - 1) * s;                       \
+        vec_t acc = zero();                                                                             \
+        for (int i = 0; i < nb; i++) {                                                                  \
+            if (pf) prefetch_step(pf + (size_t)i * (nr) * (bs), (nr) * (bs));                           \
+            acc = block(&p, &y[i], acc);                                                                \
+            for (int r = 0; r < (nr); r++) p.r[r] += (bs);                                              \
+        }                                                                                               \
+        store(out, acc);                                                                                \
+    }
+
+GK_KERNELS(q4_K, rows8, GV_ROWS, __m256, _mm256_setzero_ps, _mm256_storeu_ps, q4_K_block8, sizeof(block_q4_K))
+GK_KERNELS(q6_K, rows4, GK6_ROWS, __m128, _mm_setzero_ps, _mm_storeu_ps, q6_K_block4, sizeof(block_q6_K))
+
+// A pass: the dots of m <= nr rows (a, rows s bytes apart) with x into out;
+// n_arg is what the pass iterates over (blocks or elements), pf the next
+// pass's rows to prefetch (NULL: none).
+typedef void (*pass_fn)(int n_arg, const char *a, size_t s, int m, const void *x, const char *pf, float *out);
+
+// Rows in passes of nr; the next pass's rows are prefetched only when rows
+// are packed (row_bytes apart: one contiguous range).
+static void gemv_passes(pass_fn pass, int nr, int n_arg, size_t row_bytes, const void *w, size_t ws, const void *x,
+                        float *y, int n_rows) {
+    QT_ASSERT(nr <= GV_ROWS);
+    bool can_prefetch = ws == row_bytes;
+    for (int r0 = 0; r0 < n_rows; r0 += nr) {
+        const char *a = (const char *)w + (size_t)r0 * ws;
+        int m = QT_MIN(nr, n_rows - r0);
+        float out[GV_ROWS];
+        const char *pf = can_prefetch && r0 + nr < n_rows ? a + (size_t)nr * ws : NULL;
+        pass(n_arg, a, ws, m, x, pf, out);
+        for (int i = 0; i < m; i++) y[r0 + i] = out[i];
+    }
+}
+
+void qt_gemv_q4_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    gemv_passes(q4_K_pass, GV_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q4_K), w, ws, x, y, n_rows);
+}
+
+void qt_gemv_q6_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    gemv_passes(q6_K_pass, GK6_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q6_K), w, ws, x, y, n_rows);
+}
+
+// ---- F16 / BF16 against the same type ----
+//
+// 4 rows per pass, two accumulators per row (16 elements per step), F16C or a
+// shift to widen; the next pass's rows are prefetched at the rate they are
+// read, as above.
+#define GF_ROWS 4
+
+INLINE __m256 gf_load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+INLINE __m256 gf_load_bf16(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+INLINE float gf_f16(uint16_t h) { return _cvtsh_ss(h); }
+INLINE float gf_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#define GF_KERNELS(name, LOAD, SCALAR)                                                                       \
+    static void name##_pass(int n, const char *a, size_t s, int m, const void *vx, const char *pf,          \
+                            float *out) {                                                                   \
+        const uint16_t *x = vx;                                                                             \
+        const uint16_t *w[GF_ROWS];                                                                         \
+        for (int r = 0; r < GF_ROWS; r++) w[r] = (const uint16_t *)(a + (size_t)QT_MIN(r, m - 1) * s);      \
+        __m256 acc[GF_ROWS][2];                                                                             \
+        for (int r = 0; r < GF_ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();                      \
+        int i = 0;                                                                                          \
+        for (; i + 16 <= n; i += 16) {                                                                      \
+            if (pf) prefetch_step(pf + (size_t)i * GF_ROWS * 2, GF_ROWS * 32);                              \
+            __m256 x0 = LOAD(x + i), x1 = LOAD(x + i + 8);                                                  \
+            _Pragma("GCC unroll 4") for (int r = 0; r < GF_ROWS; r++) {                                     \
+                acc[r][0] = _mm256_fmadd_ps(LOAD(w[r] + i), x0, acc[r][0]);                                 \
+                acc[r][1] = _mm256_fmadd_ps(LOAD(w[r] + i + 8), x1, acc[r][1]);                             \
+            }                                                                                               \
+        }                                                                                                   \
+        if (i + 8 <= n) {                                                                                   \
+            __m256 x0 = LOAD(x + i);                                                                        \
+            for (int r = 0; r < GF_ROWS; r++) acc[r][0] = _mm256_fmadd_ps(LOAD(w[r] + i), x0, acc[r][0]);   \
+            i += 8;                                                                                         \
+        }                                                                                                   \
+        __m256 s0 = _mm256_add_ps(acc[0][0], acc[0][1]), s1 = _mm256_add_ps(acc[1][0], acc[1][1]);          \
+        __m256 s2 = _mm256_add_ps(acc[2][0], acc[2][1]), s3 = _mm256_add_ps(acc[3][0], acc[3][1]);          \
+        /* [r0 r1 r2 r3] partial sums in each half */                                                       \
+        __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s0, s1), _mm256_hadd_ps(s2, s3));                          \
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));             \
+        for (; i < n; i++)                                                                                  \
+            for (int r = 0; r < GF_ROWS; r++) out[r] += SCALAR(w[r][i]) * SCALAR(x[i]);                     \
+    }
+
+GF_KERNELS(f16, gf_load_f16, gf_f16)
+GF_KERNELS(bf16, gf_load_bf16, gf_bf16)
+
+void qt_gemv_f16_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    gemv_passes(f16_pass, GF_ROWS, n, (size_t)n * 2, w, ws, x, y, n_rows);
+}
+
+void qt_gemv_bf16_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    gemv_passes(bf16_pass, GF_ROWS, n, (size_t)n * 2, w, ws, x, y, n_rows);
 }

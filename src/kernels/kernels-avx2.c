@@ -18,6 +18,8 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/quants-avx2.h"
+#include "kernels/vecmath-internal.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -283,22 +285,15 @@ INLINE __m256i scale_pair(int a, int b) {
 static void vec_dot_q6_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    const __m256i m32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *sc = x[i].scales, *q8 = y[i].qs;
         __m256i sumi = _mm256_setzero_si256();
         for (int k = 0; k < 2; k++, ql += 64, qh += 32, sc += 8, q8 += 128) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            q6_K_unpack_avx2(ql, qh, q);
             for (int j = 0; j < 4; j++) {
                 __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * j));
                 // (q - 32) * y = q*y - 32*y, both within int16 per pair
@@ -726,7 +721,6 @@ typedef struct {
 } ig6_col;
 
 static void ig6_repack(ig6_tile *t, const void *w, size_t ws, int sb0, int nsb, int rm) {
-    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30);
     uint32_t tmp[8];
     for (int r = 0; r < IG_ROWS; r++) {
         const block_q6_K *row = (const block_q6_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + sb0;
@@ -739,15 +733,8 @@ static void ig6_repack(ig6_tile *t, const void *w, size_t ws, int sb0, int nsb, 
             }
             for (int k = 0; k < 2; k++) {
                 const uint8_t *ql = b->ql + 64 * k, *qh = b->qh + 32 * k;
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-                __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                __m256i h = _mm256_loadu_si256((const __m256i *)qh);
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+                q6_K_unpack_avx2(ql, qh, q);
                 for (int u = 0; u < 4; u++) {
                     _mm256_storeu_si256((__m256i *)tmp, q[u]);
                     int l = 8 * sb + 4 * k + u;   // 32-quant unit within the chunk
@@ -1020,21 +1007,14 @@ static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
 
 static void to_float_q6_K_avx2(const void *vx, float *y, int64_t n) {
     const block_q6_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xf), m2 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    const __m256i m32 = _mm256_set1_epi8(32);
     for (int64_t i = 0; i < n / QK_K; i++) {
         float d = fp16(x[i].d);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *sc = x[i].scales;
         for (int k = 0; k < 2; k++, ql += 64, qh += 32, sc += 8, y += 128) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            __m256i h = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+            q6_K_unpack_avx2(ql, qh, q);
             for (int j = 0; j < 4; j++) {
                 __m256i qs = _mm256_sub_epi8(q[j], m32);
                 // each 32-run spans two 16-groups with their own scales
@@ -1084,13 +1064,18 @@ static void init_avx2(void) {
     qt_kernel_traits *t = g_avx2.type;
     t[QT_TYPE_F32].vec_dot = vec_dot_f32_avx2;
     t[QT_TYPE_F32].gemm = gemm_f32_43_avx2;
+    t[QT_TYPE_F32].gemm_wt = qt_gemm_wt_f32_avx2;
     t[QT_TYPE_F32].from_float = from_float_f32_avx2;
     t[QT_TYPE_F16].vec_dot = vec_dot_f16_avx2;
+    t[QT_TYPE_F16].gemv = qt_gemv_f16_avx2;
     t[QT_TYPE_F16].gemm = gemm_f16_43_avx2;
+    t[QT_TYPE_F16].gemm_wt = qt_gemm_wt_f16_avx2;
     t[QT_TYPE_F16].from_float = from_float_f16_avx2;
     t[QT_TYPE_F16].to_float = to_float_f16_avx2;
     t[QT_TYPE_BF16].vec_dot = vec_dot_bf16_avx2;
+    t[QT_TYPE_BF16].gemv = qt_gemv_bf16_avx2;
     t[QT_TYPE_BF16].gemm = gemm_bf16_43_avx2;
+    t[QT_TYPE_BF16].gemm_wt = qt_gemm_wt_bf16_avx2;
     t[QT_TYPE_BF16].from_float = from_float_bf16_avx2;
     t[QT_TYPE_BF16].to_float = to_float_bf16_avx2;
     t[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx2;
@@ -1104,16 +1089,22 @@ static void init_avx2(void) {
     t[QT_TYPE_Q4_0].to_float = to_float_q4_0_avx2;
     t[QT_TYPE_Q8_K].from_float = from_float_q8_K_avx2;
     t[QT_TYPE_Q4_K].vec_dot = vec_dot_q4_K_avx2;
+    t[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx2;
     t[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx2;
     t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
     t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
     t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;
+    t[QT_TYPE_Q6_K].gemv = qt_gemv_q6_K_avx2;
     t[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx2;
     t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
     g_avx2.dot_f32 = dot_f32_avx2;
     g_avx2.axpy_f32 = axpy_f32_avx2;
     g_avx2.scale_f32 = scale_f32_avx2;
     g_avx2.gemm_acc_f32 = qt_gemm_acc_f32_avx2;
+    g_avx2.gemm_acc_wq = qt_gemm_acc_wq_avx2;
+    g_avx2.gemm_pack_x_size = qt_gemm_pack_x_size_avx2;
+    g_avx2.gemm_pack_x = qt_gemm_pack_x_avx2;
+    qt_vecmath_set_avx2(&g_avx2);
 }
 
 static pthread_once_t g_avx2_once = PTHREAD_ONCE_INIT;

@@ -19,6 +19,7 @@
 // Reference: block layouts in quant/blocks.h (GGML's ggml-common.h); the
 // behaviour follows GGML's ggml/src/ggml-cpu/arch/arm/quants.c.
 #include "kernels/kernels.h"
+#include "kernels/vecmath-internal.h"
 
 #include <arm_neon.h>
 #include <math.h>
@@ -620,6 +621,7 @@ static void init_neon(void) {
     g_neon.dot_f32 = dot_f32_neon;
     g_neon.axpy_f32 = axpy_f32_neon;
     g_neon.scale_f32 = scale_f32_neon;
+    qt_vecmath_set_neon(&g_neon);
 
     set_vec_dot(QT_TYPE_F32, QT_TYPE_F32, vec_dot_f32_neon);
     set_vec_dot(QT_TYPE_F16, QT_TYPE_F16, vec_dot_f16_neon);

@@ -12,6 +12,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/vecmath-internal.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
@@ -351,6 +352,7 @@ static void init_ref(void) {
     g_ref.axpy_f32 = axpy_f32_ref;
     g_ref.scale_f32 = scale_f32_ref;
     g_ref.gemm_acc_f32 = gemm_acc_f32_ref;
+    qt_vecmath_set_ref(&g_ref);
 }
 
 #include <pthread.h>

@@ -34,6 +34,23 @@ typedef void (*qt_gemm_fn)(int n, const void *w, size_t w_stride, const void *x,
 // uses vec_dot per row.
 typedef void (*qt_gemv_fn)(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 
+// Packed-gemm kernel for T > 1 on float activations (float weight types): for
+// r < n_rows, t < T:
+//   y[t*ldy + r] = dot(W row r, x row t) over n elements,
+// W rows w_stride bytes apart in the weight type, x float32 (T, n) with rows
+// ldx floats apart. W is converted to float a cache block at a time straight
+// into the gemm's packed layout and reused by every token, so the weight
+// conversion is paid once per call instead of once per tile. NULL: matmul
+// uses the gemm tiles.
+// xp: x already packed for all T rows by the table's gemm_pack_x (so threads
+// working on different rows share one packing), or NULL: packed here.
+typedef void (*qt_gemm_wt_fn)(int T, int n, const float *x, size_t ldx, const float *xp, const void *w,
+                              size_t w_stride, float *y, size_t ldy, int n_rows);
+// qt_matmul takes the gemm_wt path from this many tokens on (below it the
+// weight conversion would not pay for itself). On that path x is not rounded
+// to the vec_dot_type, so results are closer to the exact product than ref's.
+#define QT_MATMUL_WT_MIN_T 16
+
 typedef struct {
     qt_type vec_dot_type;        // the type activations are converted to
     qt_from_float_fn from_float; // float -> vec_dot_type rows (fast)
@@ -41,6 +58,7 @@ typedef struct {
     qt_vec_dot_fn vec_dot;       // NULL: no matmul support for this weight type
     qt_gemm_fn gemm;             // optional tiled kernel for T > 1
     qt_gemv_fn gemv;             // optional multi-row kernel for T == 1
+    qt_gemm_wt_fn gemm_wt;       // optional packed f32 gemm for T > 1 (float weights)
 } qt_kernel_traits;
 
 typedef struct {
@@ -53,7 +71,38 @@ typedef struct {
     // C (M, N) += A (M, K) @ B (K, N), float32 row-major with leading
     // dimensions lda, ldb, ldc: qt_matmul_t's inner kernel (dx += dy @ W tile).
     void (*gemm_acc_f32)(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
+    // Optional: the same with B = W (K, N) given as weight rows w_stride bytes
+    // apart in a blocked type (blck elements in blck_bytes), dequantized by
+    // to_float into the gemm's packed panels; N a multiple of blck. NULL:
+    // qt_matmul_t dequantizes tiles into a buffer for gemm_acc_f32.
+    // Optional, with gemm_wt: x (T, n) packed once for gemm_wt's xp, in
+    // gemm_pack_x_size(T, n) floats; thread ith of nth packs its share.
+    size_t (*gemm_pack_x_size)(int T, int n);
+    void (*gemm_pack_x)(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth);
+    void (*gemm_acc_wq)(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
+                        qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc);
+    // Element-wise math for softmax, cross-entropy and SwiGLU (vecmath-*.c).
+    // exp: ref is libm expf; the SIMD tables use one polynomial whose relative
+    // error is <= QT_EXP_MAX_REL_ERR for results >= FLT_MIN (subnormal results
+    // within one subnormal step); x < -104 (and -inf) gives 0, x >= 88.7229
+    // (exp above FLT_MAX) +inf, NaN stays NaN. Every element, including a
+    // ragged tail, goes through the same code, so a result never depends on
+    // where an array is split.
+    void (*exp_f32)(int n, const float *x, float *y);             // y = exp(x); y may alias x
+    float (*max_f32)(int n, const float *x);                       // max x[i]; -INFINITY for n == 0
+    // y = exp(x * scale - shift), returns sum(y) accumulated in double;
+    // y may alias x or be NULL (sum only). Softmax: shift = scale * max(x).
+    double (*exp_sum_f32)(int n, const float *x, float scale, float shift, float *y);
+    // out = silu(gate) * up, silu(g) = g / (1 + exp(-g)); out may alias gate or up.
+    void (*swiglu_f32)(int n, const float *gate, const float *up, float *out);
+    // dgate += dout * up * silu'(gate), dup += dout * silu(gate); either may be NULL.
+    void (*swiglu_backward_f32)(int n, const float *dout, const float *gate, const float *up, float *dgate, float *dup);
 } qt_kernel_table;
+
+// Bound on the SIMD exp_f32's relative error against exact exp for results
+// >= FLT_MIN: measured worst 8.5e-8 (1.01 ulp) over every float, AVX2;
+// tests/test-kernels.c checks a sweep on every table.
+#define QT_EXP_MAX_REL_ERR 1.5e-7
 
 // Per-ISA tables. Each returns NULL when not compiled in for this build
 // (e.g. avx2 on arm64); availability on this CPU is a separate question.
@@ -84,6 +133,20 @@ void qt_kernels_set(const qt_kernel_table *table);
 // n_in must be a multiple of wtype's block size.
 void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype,
                int n_in, int n_out, int T);
+
+// Several matmuls on one input, e.g. q, k, v or gate, up:
+//   outs[i].y (T, outs[i].n_out) = x (T, n_in) @ W_i^T, i < n_outs.
+// x is converted once and all outputs share one pool run (decode runs ~8
+// small jobs per layer; each one costs a wake-up and a barrier). Outputs whose
+// types convert x differently run as separate matmuls.
+#define QT_MATMUL_MAX_OUTS 4
+typedef struct {
+    float *y;
+    const void *w;
+    qt_type wtype;
+    int n_out;
+} qt_matmul_out;
+void qt_matmul_multi(qt_pool *pool, const float *x, int n_in, int T, const qt_matmul_out *outs, int n_outs);
 
 // qt_matmul with weight rows w_stride bytes apart (a view into a larger
 // matrix, e.g. one head of a transposed V cache).

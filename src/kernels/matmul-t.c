@@ -1,8 +1,10 @@
 // matmul-t.c: qt_matmul_t, the backward of qt_matmul to its input:
 // dx (T, n_in) += dy (T, n_out) @ W, W (n_out, n_in) in any type with a
-// to_float. W is dequantized a (MT_ROWS x MT_COLS) tile at a time into float
-// and handed with the matching dy columns to the table's gemm_acc_f32, which
-// packs both operands for its micro-kernel (f32 W goes to it as is). Threads
+// to_float. Tables with gemm_acc_wq get W's rows as they are and dequantize
+// them straight into the gemm's packed panels; otherwise W is dequantized a
+// (MT_ROWS x MT_COLS) tile at a time into float and handed with the matching
+// dy columns to the table's gemm_acc_f32 (f32 W goes to it as is). Both sum
+// in the same order (blocks of MT_ROWS along n_out), so give the same bits. Threads
 // own disjoint ranges of dx's columns (no write conflicts, no reduction), or of
 // its rows when n_in is too narrow to give every thread a useful share (the
 // LoRA rank-r products); then each thread dequantizes all of W itself, which
@@ -84,14 +86,11 @@ typedef struct {
     bool split_rows;
 } mt_ctx;
 
-// [*r0, *r1) of n items for thread ith of nth, boundaries multiples of align
+// qt_pool_split on int ranges
 static void split(int n, int align, int ith, int nth, int *r0, int *r1) {
-    int n_units = (n + align - 1) / align;
-    int per = n_units / nth, extra = n_units % nth;
-    int u0 = ith * per + QT_MIN(ith, extra);
-    int u1 = u0 + per + (ith < extra);
-    *r0 = QT_MIN(n, u0 * align);
-    *r1 = QT_MIN(n, u1 * align);
+    int64_t a, b;
+    qt_pool_split(n, align, ith, nth, &a, &b);
+    *r0 = (int)a, *r1 = (int)b;
 }
 
 // dx[t0:t1, k0:k1] += dy[t0:t1, :] @ W[:, k0:k1]
@@ -102,6 +101,14 @@ static void matmul_t_block(const mt_ctx *c, int t0, int t1, int k0, int k1) {
     float *dx = c->dx + (size_t)t0 * c->n_in;
     if (!c->to_float) {
         c->kt->gemm_acc_f32(M, k1 - k0, c->n_out, dy, c->n_out, (const float *)c->w + k0, c->n_in, dx + k0, c->n_in);
+        return;
+    }
+    if (c->kt->gemm_acc_wq) {
+        // same blocking and summation order as the tiles below (k blocks of
+        // MT_ROWS = the gemm's KC, column blocks of MT_COLS = its NC)
+        c->kt->gemm_acc_wq(M, k1 - k0, c->n_out, dy, c->n_out,
+                           (const char *)c->w + (size_t)(k0 / c->blck) * c->blck_bytes, c->w_stride, c->to_float,
+                           c->blck, c->blck_bytes, dx + k0, c->n_in);
         return;
     }
     float *tile = qt_kernel_scratch(QT_SCRATCH_MATMUL_T, (size_t)MT_ROWS * MT_COLS * sizeof(float));

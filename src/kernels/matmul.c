@@ -11,12 +11,18 @@
 //     takes a contiguous run of tiles in row-major order, each tile handed to
 //     the table's gemm kernel (or vec_dot per pair when there is none).
 // qt_matmul_t (the backward to the inputs) is in matmul-t.c.
-// Deliberately not: weight repacking, fused operations.
+//   T > 1 with float weights (F32, F16, BF16) and a table gemm_wt: the
+//     weights are converted into the packed f32 gemm's panels a cache block at
+//     a time and x is used as is; each thread takes a range of weight rows.
+// Deliberately not: persistent weight repacking, fused operations.
 // Follows ggml-cpu's mul_mat (src1 converted to vec_dot_type once, output
 // chunked over threads) and llamafile's tinyBLAS for the tiling.
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "base/pool.h"
 #include "kernels/kernels.h"
 
 // Tile of the output for T > 1: weight rows x token columns (96: a multiple
@@ -30,18 +36,38 @@
 #define MM_ROW_ALIGN 16
 // Decode with vec_dot: how far ahead of the current row weights are prefetched.
 #define MM_PREFETCH_BYTES 4096
+// From QT_MATMUL_WT_MIN_T tokens on (kernels.h), float weights go through the
+// table's gemm_wt (W converted once per call into packed panels) instead of
+// the gemm tiles (which convert W and x again in every tile).
+// gemm_wt work is split by weight rows when every thread gets at least this
+// many; otherwise (narrow outputs, e.g. attention's P @ V) by tokens.
+#define MM_WT_MIN_ROWS 64
+// Largest gemm_wt work item, in rows.
+#define MM_WT_MAX_CHUNK 512
 
+// One weight matrix of a (multi-)matmul: y (T, n_out) = x @ W^T.
 typedef struct {
     const qt_kernel_traits *tr;
-    qt_from_float_fn from_float;
-    const float *x;
-    void *xq;           // x converted, (T, xq_stride bytes)
-    size_t xq_stride;
     const void *w;
     size_t w_stride;
     float *y;
     qt_type wtype;
-    int n_in, n_out, T;
+    int n_out;
+    int row0, tile0;    // where its rows / tiles start in the job's combined space
+} mm_out;
+
+typedef struct {
+    qt_from_float_fn from_float;
+    const float *x;
+    void *xq;           // x converted, (T, xq_stride bytes)
+    size_t xq_stride;
+    int n_in, T;
+    int n_outs, n_rows, n_tiles;   // over all outputs
+    int wt_chunk;                  // rows per gemm_wt work item
+    const qt_kernel_table *kt;
+    float *xp;                     // x packed once for gemm_wt (NULL: each call packs)
+    _Atomic int next;              // next unclaimed work item (tiles, gemm_wt chunks)
+    mm_out out[QT_MATMUL_MAX_OUTS];
 } mm_ctx;
 
 static void convert_job(void *arg, int ith, int nth) {
@@ -50,76 +76,146 @@ static void convert_job(void *arg, int ith, int nth) {
         c->from_float(c->x + (size_t)t * c->n_in, (char *)c->xq + (size_t)t * c->xq_stride, c->n_in);
 }
 
-// [*r0, *r1) of n items for thread ith of nth, boundaries multiples of align
+// qt_pool_split on int ranges
 static void split(int n, int align, int ith, int nth, int *r0, int *r1) {
-    int n_units = (n + align - 1) / align;
-    int per = n_units / nth, extra = n_units % nth;
-    int u0 = ith * per + QT_MIN(ith, extra);
-    int u1 = u0 + per + (ith < extra);
-    *r0 = QT_MIN(n, u0 * align);
-    *r1 = QT_MIN(n, u1 * align);
+    int64_t a, b;
+    qt_pool_split(n, align, ith, nth, &a, &b);
+    *r0 = (int)a, *r1 = (int)b;
 }
 
-static void decode_job(void *arg, int ith, int nth) {
-    mm_ctx *c = arg;
-    int r0, r1;
-    split(c->n_out, MM_ROW_ALIGN, ith, nth, &r0, &r1);
-    const char *w = (const char *)c->w + (size_t)r0 * c->w_stride;
-    if (r1 <= r0) return;
-    if (c->tr->gemv) {
-        c->tr->gemv(c->n_in, w, c->w_stride, c->xq, c->y + r0, r1 - r0);
+// Rows [r0, r1) of one output at T == 1.
+static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
+    const char *w = (const char *)o->w + (size_t)r0 * o->w_stride;
+    if (o->tr->gemv) {
+        o->tr->gemv(c->n_in, w, o->w_stride, c->xq, o->y + r0, r1 - r0);
         return;
     }
     // One row at a time, each row's successor MM_PREFETCH_BYTES ahead
     // prefetched as a whole first: the hardware prefetchers alone leave a
     // single-row dot waiting on memory (the rows are short streams).
-    qt_vec_dot_fn vec_dot = c->tr->vec_dot;
-    size_t row_bytes = qt_row_size(c->wtype, c->n_in);
-    int ahead = (int)QT_MAX(1, MM_PREFETCH_BYTES / c->w_stride);
-    for (int r = r0; r < r1; r++, w += c->w_stride) {
+    qt_vec_dot_fn vec_dot = o->tr->vec_dot;
+    size_t row_bytes = qt_row_size(o->wtype, c->n_in);
+    int ahead = (int)QT_MAX(1, MM_PREFETCH_BYTES / o->w_stride);
+    for (int r = r0; r < r1; r++, w += o->w_stride) {
         if (r + ahead < r1) {
-            const char *pf = w + (size_t)ahead * c->w_stride;
-            for (size_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(pf + o);
+            const char *pf = w + (size_t)ahead * o->w_stride;
+            for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(pf + b);
         }
-        vec_dot(c->n_in, &c->y[r], w, c->xq);
+        vec_dot(c->n_in, &o->y[r], w, c->xq);
     }
 }
 
+// The thread's share [g0, g1) of the outputs' combined rows, cut per output.
+#define FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1)                                                   \
+    for (const mm_out *o = (c)->out; o < (c)->out + (c)->n_outs; o++)                               \
+        for (int r0 = QT_MAX(g0, o->row0) - o->row0, r1 = QT_MIN(g1, o->row0 + o->n_out) - o->row0; \
+             r0 < r1; r0 = r1)
+
+static void decode_job(void *arg, int ith, int nth) {
+    const mm_ctx *c = arg;
+    int g0, g1;
+    split(c->n_rows, MM_ROW_ALIGN, ith, nth, &g0, &g1);
+    FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, r0, r1);
+}
+
+// Tiles are claimed one at a time from a shared counter, in row-major order:
+// a thread that the host slows down does less of the work instead of making
+// the other wait for its static half (each tile's result does not depend on
+// which thread computes it).
 static void tiles_job(void *arg, int ith, int nth) {
     mm_ctx *c = arg;
-    int n_rb = (c->n_out + MM_ROWS - 1) / MM_ROWS, n_cb = (c->T + MM_COLS - 1) / MM_COLS;
-    int t0, t1;
-    split(n_rb * n_cb, 1, ith, nth, &t0, &t1);
-    for (int t = t0; t < t1; t++) {
-        int r0 = (t / n_cb) * MM_ROWS, c0 = (t % n_cb) * MM_COLS;
-        int nr = QT_MIN(MM_ROWS, c->n_out - r0), nc = QT_MIN(MM_COLS, c->T - c0);
-        const char *w = (const char *)c->w + (size_t)r0 * c->w_stride;
+    int n_cb = (c->T + MM_COLS - 1) / MM_COLS;
+    const mm_out *o = c->out;
+    for (int t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed); t < c->n_tiles;
+         t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) {
+        while (t >= o->tile0 + (o->n_out + MM_ROWS - 1) / MM_ROWS * n_cb) o++;
+        int lt = t - o->tile0;
+        int r0 = (lt / n_cb) * MM_ROWS, c0 = (lt % n_cb) * MM_COLS;
+        int nr = QT_MIN(MM_ROWS, o->n_out - r0), nc = QT_MIN(MM_COLS, c->T - c0);
+        const char *w = (const char *)o->w + (size_t)r0 * o->w_stride;
         const char *x = (const char *)c->xq + (size_t)c0 * c->xq_stride;
-        float *y = c->y + (size_t)c0 * c->n_out + r0;
-        if (c->tr->gemm) {
-            c->tr->gemm(c->n_in, w, c->w_stride, x, c->xq_stride, y, (size_t)c->n_out, nr, nc);
+        float *y = o->y + (size_t)c0 * o->n_out + r0;
+        if (o->tr->gemm) {
+            o->tr->gemm(c->n_in, w, o->w_stride, x, c->xq_stride, y, (size_t)o->n_out, nr, nc);
         } else {
             for (int i = 0; i < nr; i++)
                 for (int j = 0; j < nc; j++)
-                    c->tr->vec_dot(c->n_in, &y[(size_t)j * c->n_out + i], w + (size_t)i * c->w_stride,
+                    o->tr->vec_dot(c->n_in, &y[(size_t)j * o->n_out + i], w + (size_t)i * o->w_stride,
                                    x + (size_t)j * c->xq_stride);
         }
     }
 }
 
-static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
-                        qt_type wtype, int n_in, int n_out, int T, size_t w_stride) {
-    QT_ASSERT(kt && (unsigned)wtype < QT_TYPE_COUNT);
-    const qt_kernel_traits *tr = &kt->type[wtype];
-    QT_ASSERT(tr->vec_dot != NULL);
-    QT_ASSERT(n_in > 0 && n_out >= 0 && T >= 0);
-    if (n_out == 0 || T == 0) return;
-    qt_type vdt = tr->vec_dot_type;
-    mm_ctx c = {
-        .tr = tr, .from_float = kt->type[vdt].from_float, .x = x,
-        .w = w, .w_stride = w_stride ? w_stride : qt_row_size(wtype, n_in), .y = y, .wtype = wtype,
-        .n_in = n_in, .n_out = n_out, .T = T,
-    };
+// Float weights, T >= QT_MATMUL_WT_MIN_T: x used as float, no conversion pass.
+// Wide outputs: chunks of wt_chunk rows claimed from a shared counter (as
+// tiles_job); each chunk packs x again, so chunks are large.
+static void wt_job(void *arg, int ith, int nth) {
+    mm_ctx *c = arg;
+    const float *x = c->x;
+    if (c->n_rows >= MM_WT_MIN_ROWS * nth) {
+        for (int g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk; g0 < c->n_rows;
+             g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk) {
+            int g1 = QT_MIN(c->n_rows, g0 + c->wt_chunk);
+            FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1)
+            o->tr->gemm_wt(c->T, c->n_in, x, (size_t)c->n_in, c->xp, (const char *)o->w + (size_t)r0 * o->w_stride,
+                           o->w_stride, o->y + r0, (size_t)o->n_out, r1 - r0);
+        }
+    } else {
+        int t0, t1;
+        split(c->T, 1, ith, nth, &t0, &t1);
+        if (t1 > t0)
+            for (const mm_out *o = c->out; o < c->out + c->n_outs; o++)
+                o->tr->gemm_wt(t1 - t0, c->n_in, x + (size_t)t0 * c->n_in, (size_t)c->n_in, NULL, o->w, o->w_stride,
+                               o->y + (size_t)t0 * o->n_out, (size_t)o->n_out, o->n_out);
+    }
+}
+
+static void pack_x_job(void *arg, int ith, int nth) {
+    const mm_ctx *c = arg;
+    c->kt->gemm_pack_x(c->T, c->n_in, c->x, (size_t)c->n_in, c->xp, ith, nth);
+}
+
+// The outputs share x; callers guarantee one vec_dot_type among them.
+static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x, int n_in, int T,
+                       const qt_matmul_out *outs, const size_t *w_strides, int n_outs) {
+    QT_ASSERT(kt && n_outs >= 1 && n_outs <= QT_MATMUL_MAX_OUTS);
+    QT_ASSERT(n_in > 0 && T >= 0);
+    mm_ctx c = { .x = x, .n_in = n_in, .T = T };
+    int n_cb = (T + MM_COLS - 1) / MM_COLS;
+    bool all_wt = T >= QT_MATMUL_WT_MIN_T;
+    for (int i = 0; i < n_outs; i++) {
+        const qt_matmul_out *u = &outs[i];
+        QT_ASSERT((unsigned)u->wtype < QT_TYPE_COUNT && u->n_out >= 0);
+        const qt_kernel_traits *tr = &kt->type[u->wtype];
+        QT_ASSERT(tr->vec_dot != NULL && tr->vec_dot_type == kt->type[outs[0].wtype].vec_dot_type);
+        if (u->n_out == 0) continue;
+        mm_out *o = &c.out[c.n_outs++];
+        *o = (mm_out){
+            .tr = tr, .w = u->w, .y = u->y, .wtype = u->wtype, .n_out = u->n_out,
+            .w_stride = w_strides && w_strides[i] ? w_strides[i] : qt_row_size(u->wtype, n_in),
+            .row0 = c.n_rows, .tile0 = c.n_tiles,
+        };
+        c.n_rows += u->n_out;
+        c.n_tiles += (u->n_out + MM_ROWS - 1) / MM_ROWS * n_cb;
+        all_wt = all_wt && tr->gemm_wt;
+    }
+    if (c.n_outs == 0 || T == 0) return;
+    if (all_wt) {
+        // about 4 chunks per thread, 64..512 rows (x is packed once per chunk)
+        int nth = qt_pool_n_threads(pool);
+        int chunk = (c.n_rows / (4 * nth) + MM_ROW_ALIGN - 1) / MM_ROW_ALIGN * MM_ROW_ALIGN;
+        c.wt_chunk = QT_MAX(MM_WT_MIN_ROWS, QT_MIN(MM_WT_MAX_CHUNK, chunk));
+        if (kt->gemm_pack_x && c.n_rows >= MM_WT_MIN_ROWS * nth && c.n_rows > c.wt_chunk) {
+            // several row chunks read the same x: pack it once, on all threads
+            c.kt = kt;
+            c.xp = qt_pool_wbuf(pool, kt->gemm_pack_x_size(T, n_in) * sizeof(float));
+            qt_pool_run(pool, pack_x_job, &c);
+        }
+        qt_pool_run(pool, wt_job, &c);
+        return;
+    }
+    qt_type vdt = c.out[0].tr->vec_dot_type;
+    c.from_float = kt->type[vdt].from_float;
     c.xq_stride = qt_row_size(vdt, n_in);
     if (vdt == QT_TYPE_F32) {
         c.xq = (void *)x;   // used as is
@@ -130,6 +226,26 @@ static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, cons
         else qt_pool_run(pool, convert_job, &c);
     }
     qt_pool_run(pool, T == 1 ? decode_job : tiles_job, &c);
+}
+
+static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
+                        qt_type wtype, int n_in, int n_out, int T, size_t w_stride) {
+    qt_matmul_out o = { y, w, wtype, n_out };
+    matmul_run(kt, pool, x, n_in, T, &o, &w_stride, 1);
+}
+
+void qt_matmul_multi(qt_pool *pool, const float *x, int n_in, int T, const qt_matmul_out *outs, int n_outs) {
+    const qt_kernel_table *kt = qt_kernels();
+    // Outputs whose activations convert differently cannot share x's
+    // conversion: each group of one vec_dot_type runs on its own.
+    bool same = true;
+    for (int i = 1; i < n_outs; i++)
+        same = same && kt->type[outs[i].wtype].vec_dot_type == kt->type[outs[0].wtype].vec_dot_type;
+    if (same) {
+        matmul_run(kt, pool, x, n_in, T, outs, NULL, n_outs);
+        return;
+    }
+    for (int i = 0; i < n_outs; i++) matmul_run(kt, pool, x, n_in, T, &outs[i], NULL, 1);
 }
 
 void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,

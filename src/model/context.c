@@ -165,9 +165,11 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         float *vt = c->v_cache + (size_t)il * c->n_ctx * kvd;
 
         qt_rmsnorm_forward(c->xn, NULL, c->x, L->attn_norm, T, C, cf->rms_eps);
-        qt_matmul(pool, c->q, c->xn, L->wq.data, L->wq.type, C, qd, T);
-        qt_matmul(pool, c->k, c->xn, L->wk.data, L->wk.type, C, kvd, T);
-        qt_matmul(pool, c->v, c->xn, L->wv.data, L->wv.type, C, kvd, T);
+        const qt_matmul_out qkv[3] = {
+            { c->q, L->wq.data, L->wq.type, qd }, { c->k, L->wk.data, L->wk.type, kvd },
+            { c->v, L->wv.data, L->wv.type, kvd },
+        };
+        qt_matmul_multi(pool, c->xn, C, T, qkv, 3);
         apply_adapter(c, il, QT_LORA_Q, c->q, c->xn, T);
         apply_adapter(c, il, QT_LORA_K, c->k, c->xn, T);
         apply_adapter(c, il, QT_LORA_V, c->v, c->xn, T);
@@ -183,11 +185,13 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
 
         qt_rmsnorm_forward(c->xn, NULL, c->x, L->ffn_norm, T, C, cf->rms_eps);
-        qt_matmul(pool, c->gate, c->xn, L->w_gate.data, L->w_gate.type, C, F, T);
-        qt_matmul(pool, c->up, c->xn, L->w_up.data, L->w_up.type, C, F, T);
+        const qt_matmul_out gate_up[2] = {
+            { c->gate, L->w_gate.data, L->w_gate.type, F }, { c->up, L->w_up.data, L->w_up.type, F },
+        };
+        qt_matmul_multi(pool, c->xn, C, T, gate_up, 2);
         apply_adapter(c, il, QT_LORA_GATE, c->gate, c->xn, T);
         apply_adapter(c, il, QT_LORA_UP, c->up, c->xn, T);
-        qt_swiglu_forward(c->gate, c->gate, c->up, (int64_t)T * F);
+        qt_swiglu_forward_pool(pool, c->gate, c->gate, c->up, (int64_t)T * F);
         qt_matmul(pool, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
         apply_adapter(c, il, QT_LORA_DOWN, c->proj, c->gate, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);

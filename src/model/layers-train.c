@@ -6,6 +6,9 @@
 // grouped-query attention; PyTorch's definitions are the reference
 // (LlamaRMSNorm, apply_rotary_pos_emb, F.scaled_dot_product_attention with
 // is_causal, F.silu, F.cross_entropy with ignore_index).
+// exp, softmax rows, SwiGLU and the cross-entropy rows run on the kernel
+// table's element-wise helpers (SIMD exp within QT_EXP_MAX_REL_ERR; sums of
+// exponentials still in double).
 // Attention runs its products on the table's gemm_acc_f32 in blocks of query
 // (or key) rows, each over the causal part only (about half of T x T).
 // Deliberately not: a KV cache, attention across sequences (one sequence per
@@ -103,19 +106,11 @@ static bool my_task(int i, int ith, int nth) {
 }
 
 // Row of scores s (T): scale, causal mask (only 0..n-1 are kept), softmax.
-static void softmax_row(float *s, int n, int T, float scale) {
-    float mx = -INFINITY;
-    for (int p = 0; p < n; p++) {
-        s[p] *= scale;
-        mx = s[p] > mx ? s[p] : mx;
-    }
-    double sum = 0;
-    for (int p = 0; p < n; p++) {
-        s[p] = expf(s[p] - mx);
-        sum += s[p];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int p = 0; p < n; p++) s[p] *= inv;
+// scale * max(s) is the max of the scaled row (scale > 0, rounding is monotonic).
+static void softmax_row(const qt_kernel_table *K, float *s, int n, int T, float scale) {
+    float mx = K->max_f32(n, s);
+    double sum = K->exp_sum_f32(n, s, scale, scale * mx, s);
+    K->scale_f32(n, (float)(1.0 / sum), s);
     for (int p = n; p < T; p++) s[p] = 0;
 }
 
@@ -161,7 +156,7 @@ static void att_forward_worker(void *ctx, int ith, int nth) {
         float *S = j->att + ((size_t)hg * T + t0) * T;
         zero_rows(S, T, nr, t1);
         j->K->gemm_acc_f32(nr, t1, HS, j->q + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, S, T);
-        for (int r = 0; r < nr; r++) softmax_row(S + (size_t)r * T, t0 + r + 1, T, j->scale);
+        for (int r = 0; r < nr; r++) softmax_row(j->K, S + (size_t)r * T, t0 + r + 1, T, j->scale);
         float *O = j->out + (size_t)t0 * qd + (size_t)hg * HS;
         zero_rows(O, qd, nr, HS);
         j->K->gemm_acc_f32(nr, HS, t1, S, T, j->v + (size_t)j->h * HS, kvd, O, qd);
@@ -306,43 +301,89 @@ void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv,
 
 // ---- SwiGLU ----
 
+// Elements per kernel call (the kernel takes an int count), and the size below
+// which waking the pool costs more than the second thread saves.
+#define SWIGLU_CHUNK (1 << 20)
+#define SWIGLU_POOL_MIN 16384
+
 void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N) {
-    for (int64_t i = 0; i < N; i++) {
-        float g = gate[i];
-        float sig = 1.0f / (1.0f + expf(-g));
-        float silu = g * sig;
-        if (dgate) dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
-        if (dup) dup[i] += dout[i] * silu;
-    }
+    const qt_kernel_table *K = qt_kernels();
+    for (int64_t i = 0; i < N; i += SWIGLU_CHUNK)
+        K->swiglu_backward_f32((int)QT_MIN(SWIGLU_CHUNK, N - i), dout + i, gate + i, up + i, dgate ? dgate + i : NULL,
+                               dup ? dup + i : NULL);
+}
+
+typedef struct {
+    float *dgate, *dup;
+    const float *dout, *gate, *up;
+    int64_t N;
+} swiglu_bwd_job;
+
+// Thread ith takes a contiguous range (element-wise: the split does not change any result).
+static void swiglu_bwd_worker(void *ctx, int ith, int nth) {
+    const swiglu_bwd_job *j = ctx;
+    int64_t i0, i1;
+    qt_pool_split(j->N, 16, ith, nth, &i0, &i1);   // 64-byte multiples
+    if (i1 > i0)
+        qt_swiglu_backward(j->dgate ? j->dgate + i0 : NULL, j->dup ? j->dup + i0 : NULL, j->dout + i0, j->gate + i0,
+                           j->up + i0, i1 - i0);
+}
+
+void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
+                             const float *up, int64_t N) {
+    swiglu_bwd_job j = { dgate, dup, dout, gate, up, N };
+    if (N < SWIGLU_POOL_MIN || qt_pool_n_threads(pool) == 1) swiglu_bwd_worker(&j, 0, 1);
+    else qt_pool_run(pool, swiglu_bwd_worker, &j);
 }
 
 // ---- cross-entropy ----
 
+// One row: loss = max + log(sum exp(l - max)) - l[y]; d (may be l, or NULL)
+// = softmax * sc - sc * onehot(y).
+static void cross_entropy_row(const qt_kernel_table *K, float *loss, float *d, const float *l, int32_t y, float sc,
+                              int V) {
+    QT_ASSERT(y < V);
+    if (y < 0) {
+        *loss = 0;
+        if (d) memset(d, 0, sizeof(float) * V);
+        return;
+    }
+    float mx = K->max_f32(V, l), ly = l[y];   // l[y] read before d (== l) is written
+    double sum = K->exp_sum_f32(V, l, 1.0f, mx, d);
+    *loss = (float)((double)mx + log(sum) - ly);
+    if (d) {
+        K->scale_f32(V, (float)(sc / sum), d);
+        d[y] -= sc;
+    }
+}
+
+typedef struct {
+    float *losses, *dlogits;
+    const float *logits, *dscale;
+    const int32_t *targets;
+    int T, V;
+} ce_job;
+
+// Rows round-robin over the threads; each row is computed whole by one thread,
+// so results do not depend on the thread count.
+static void cross_entropy_worker(void *ctx, int ith, int nth) {
+    const ce_job *j = ctx;
+    const qt_kernel_table *K = qt_kernels();
+    for (int t = ith; t < j->T; t += nth)
+        cross_entropy_row(K, &j->losses[t], j->dlogits ? j->dlogits + (size_t)t * j->V : NULL,
+                          j->logits + (size_t)t * j->V, j->targets[t], j->dscale ? j->dscale[t] : 1.0f, j->V);
+}
+
 void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
                       int T, int V) {
-    for (int t = 0; t < T; t++) {
-        const float *l = logits + (size_t)t * V;
-        int32_t y = targets[t];
-        QT_ASSERT(y < V);
-        if (y < 0) {
-            losses[t] = 0;
-            if (dlogits) memset(dlogits + (size_t)t * V, 0, sizeof(float) * V);
-            continue;
-        }
-        float mx = -INFINITY;
-        for (int i = 0; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        double sum = 0;
-        for (int i = 0; i < V; i++) sum += expf(l[i] - mx);
-        losses[t] = (float)((double)mx + log(sum) - l[y]);
-        if (dlogits) {
-            // element i is read before it is written: safe when dlogits == logits
-            float *d = dlogits + (size_t)t * V;
-            float sc = dscale ? dscale[t] : 1.0f;
-            float f = (float)(sc / sum);
-            for (int i = 0; i < V; i++) d[i] = expf(l[i] - mx) * f;
-            d[y] -= sc;
-        }
-    }
+    qt_cross_entropy_pool(NULL, losses, dlogits, logits, targets, dscale, T, V);
+}
+
+void qt_cross_entropy_pool(qt_pool *pool, float *losses, float *dlogits, const float *logits, const int32_t *targets,
+                           const float *dscale, int T, int V) {
+    ce_job j = { losses, dlogits, logits, dscale, targets, T, V };
+    if (T < 2 || qt_pool_n_threads(pool) == 1) cross_entropy_worker(&j, 0, 1);
+    else qt_pool_run(pool, cross_entropy_worker, &j);
 }
 
 // ---- LoRA weight gradient ----

@@ -50,6 +50,10 @@ size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads)
 // Backward of out = silu(gate) * up (qt_swiglu_forward):
 // dgate (N) += dout * up * silu'(gate), dup (N) += dout * silu(gate); either may be NULL.
 void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N);
+// The same split across the pool's threads (one thread when N is small);
+// results are identical for any thread count.
+void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
+                             const float *up, int64_t N);
 
 // Cross-entropy over V classes for T rows of logits (T, V):
 // losses (T) = logsumexp(row) - row[target]; rows whose target < 0 are ignored
@@ -59,6 +63,10 @@ void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float
 // Max-subtracted, with the log-sum-exp accumulated in double.
 void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
                       int T, int V);
+// The same with the rows spread over the pool's threads (each row whole on one
+// thread: results are identical for any thread count).
+void qt_cross_entropy_pool(qt_pool *pool, float *losses, float *dlogits, const float *logits, const int32_t *targets,
+                           const float *dscale, int T, int V);
 
 // Weight gradient of y = x @ W^T for LoRA adapters, all f32 row-major:
 // dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split across the pool's

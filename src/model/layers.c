@@ -2,7 +2,9 @@
 // References: PyTorch / transformers LlamaRMSNorm, LlamaRotaryEmbedding +
 // apply_rotary_pos_emb (NEOX), llama.cpp ggml_rope (NORM), F.scaled_dot_product_attention
 // with a causal mask, F.silu. Accumulations that set the numerics (norm sums,
-// softmax) are in double or in a max-subtracted float form as noted.
+// softmax) are in double or in a max-subtracted float form as noted. exp,
+// the softmax's max/exp/sum and SwiGLU run on the kernel table's element-wise
+// helpers (kernels.h: SIMD exp within QT_EXP_MAX_REL_ERR, libm's on ref).
 #include "model/layers.h"
 
 #include <math.h>
@@ -54,8 +56,16 @@ void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_
     }
 }
 
+// SwiGLU: elements per kernel call (the kernel takes an int count), and the
+// size below which the pool's wake-up costs more than the second thread saves.
+#define SWIGLU_CHUNK (1 << 20)
+#define SWIGLU_POOL_MIN 16384
+
 // Below this many (token, head) pairs a batch takes the per-task path.
 #define ATTN_MATMUL_MIN_ROWS 32
+// Tokens per attention chunk in the batched path (each chunk's scores span
+// only the keys its tokens can see).
+#define ATTN_T_CHUNK 64
 
 size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads) {
     size_t G = (size_t)(NH / NKV), rows = G * (size_t)n_batch;
@@ -71,13 +81,12 @@ typedef struct {
     float *scratch;
 } attn_job;
 
-static void softmax_row(float *s, int n) {
-    float mx = -INFINITY;
-    for (int p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
-    double sum = 0;
-    for (int p = 0; p < n; p++) { s[p] = expf(s[p] - mx); sum += s[p]; }
-    float inv = (float)(1.0 / sum);
-    for (int p = 0; p < n; p++) s[p] *= inv;
+// s (n) = softmax(s * scale), scale > 0: max-subtracted (scale * max(s) is
+// the max of the scaled row, rounding being monotonic), sum in double.
+static void softmax_row(const qt_kernel_table *K, float *s, int n, float scale) {
+    float mx = K->max_f32(n, s);
+    double sum = K->exp_sum_f32(n, s, scale, scale * mx, s);
+    K->scale_f32(n, (float)(1.0 / sum), s);
 }
 
 // One task per (token, head) pair, spread over the threads round-robin so
@@ -95,7 +104,7 @@ static void attn_task_worker(void *ctx, int ith, int nth) {
         const float *kh = j->kc + (size_t)kvh * j->n_ctx * j->HS;
         const float *vh = j->vt + (size_t)kvh * j->HS * j->n_ctx;
         for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
-        softmax_row(s, n);
+        softmax_row(K, s, n, 1.0f);
         float *oh = j->out + ((size_t)t * j->NH + h) * j->HS;
         for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32(n, s, vh + (size_t)d * j->n_ctx);
     }
@@ -103,18 +112,19 @@ static void attn_task_worker(void *ctx, int ith, int nth) {
 
 typedef struct {
     float *S;
-    int rows, T, pos0, n;
+    int rows, G, t0, pos0, n;
     float scale;
 } mask_job;
 
-// Row r of S belongs to token t = r % T: scale, mask positions > pos0 + t, softmax.
+// Row r of S (rows of n) is head r % G of token t = t0 + r / G: scale, mask
+// positions > pos0 + t, softmax.
 static void mask_softmax_worker(void *ctx, int ith, int nth) {
     const mask_job *j = ctx;
+    const qt_kernel_table *K = qt_kernels();
     for (int r = ith; r < j->rows; r += nth) {
         float *s = j->S + (size_t)r * j->n;
-        int valid = j->pos0 + r % j->T + 1;
-        for (int p = 0; p < valid; p++) s[p] *= j->scale;
-        softmax_row(s, valid);
+        int valid = j->pos0 + j->t0 + r / j->G + 1;
+        softmax_row(K, s, valid, j->scale);
         for (int p = valid; p < j->n; p++) s[p] = 0;
     }
 }
@@ -122,37 +132,59 @@ static void mask_softmax_worker(void *ctx, int ith, int nth) {
 void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vt,
                           int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch) {
     QT_ASSERT(NH % NKV == 0 && pos0 + T <= n_ctx);
-    const int G = NH / NKV, n = pos0 + T, rows = G * T;
+    const int G = NH / NKV, rows = G * T;
     if (rows < ATTN_MATMUL_MIN_ROWS) {
         attn_job j = { out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch };
         qt_pool_run(pool, attn_task_worker, &j);
         return;
     }
-    float *Qg = scratch;                        // (G*T, HS): row (h - h0)*T + t
-    float *Og = Qg + (size_t)rows * HS;         // (G*T, HS)
-    float *S = Og + (size_t)rows * HS;          // (G*T, n)
+    // The G query heads of one KV head, token-major: row t*G + g. Tokens go in
+    // chunks of ATTN_T_CHUNK, each against only the keys its last token sees,
+    // so the masked upper triangle is (mostly) never computed.
+    float *Qg = scratch;                        // (T*G, HS)
+    float *Og = Qg + (size_t)rows * HS;         // (T*G, HS)
+    float *S = Og + (size_t)rows * HS;          // (chunk rows, nv)
     for (int kvh = 0; kvh < NKV; kvh++) {
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < T; t++)
-                memcpy(Qg + ((size_t)g * T + t) * HS, q + ((size_t)t * NH + kvh * G + g) * HS, sizeof(float) * HS);
-        // S (G*T, n) = Qg @ K_h^T, K_h (n, HS) dense
-        qt_matmul(pool, S, Qg, kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, n, rows);
-        mask_job mj = { S, rows, T, pos0, n, 1.0f / sqrtf((float)HS) };
-        qt_pool_run(pool, mask_softmax_worker, &mj);
-        // Og (G*T, HS) = P @ V_h, with V_h^T (HS, n) rows n_ctx apart
-        qt_matmul_strided(pool, Og, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, n, HS, rows,
-                          sizeof(float) * (size_t)n_ctx);
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < T; t++)
-                memcpy(out + ((size_t)t * NH + kvh * G + g) * HS, Og + ((size_t)g * T + t) * HS, sizeof(float) * HS);
+        for (int t = 0; t < T; t++)
+            memcpy(Qg + (size_t)t * G * HS, q + ((size_t)t * NH + kvh * G) * HS, sizeof(float) * G * HS);
+        for (int t0 = 0; t0 < T; t0 += ATTN_T_CHUNK) {
+            int t1 = QT_MIN(T, t0 + ATTN_T_CHUNK), nv = pos0 + t1, cr = (t1 - t0) * G;
+            // S (cr, nv) = Qg[t0*G:] @ K_h[:nv]^T, K_h (n_ctx, HS) dense
+            qt_matmul(pool, S, Qg + (size_t)t0 * G * HS, kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
+            mask_job mj = { S, cr, G, t0, pos0, nv, 1.0f / sqrtf((float)HS) };
+            qt_pool_run(pool, mask_softmax_worker, &mj);
+            // Og[t0*G:] (cr, HS) = P @ V_h[:nv], with V_h^T (HS, n_ctx) rows n_ctx apart
+            qt_matmul_strided(pool, Og + (size_t)t0 * G * HS, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv, HS,
+                              cr, sizeof(float) * (size_t)n_ctx);
+        }
+        for (int t = 0; t < T; t++)
+            memcpy(out + ((size_t)t * NH + kvh * G) * HS, Og + (size_t)t * G * HS, sizeof(float) * G * HS);
     }
 }
 
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N) {
-    for (int64_t i = 0; i < N; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    const qt_kernel_table *K = qt_kernels();
+    for (int64_t i = 0; i < N; i += SWIGLU_CHUNK) K->swiglu_f32((int)QT_MIN(SWIGLU_CHUNK, N - i), gate + i, up + i, out + i);
+}
+
+typedef struct {
+    float *out;
+    const float *gate, *up;
+    int64_t N;
+} swiglu_job;
+
+// Thread ith takes a contiguous range (element-wise: the split does not change any result).
+static void swiglu_worker(void *ctx, int ith, int nth) {
+    const swiglu_job *j = ctx;
+    int64_t i0, i1;
+    qt_pool_split(j->N, 16, ith, nth, &i0, &i1);   // 64-byte multiples
+    if (i1 > i0) qt_swiglu_forward(j->out + i0, j->gate + i0, j->up + i0, i1 - i0);
+}
+
+void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N) {
+    swiglu_job j = { out, gate, up, N };
+    if (N < SWIGLU_POOL_MIN || qt_pool_n_threads(pool) == 1) swiglu_worker(&j, 0, 1);
+    else qt_pool_run(pool, swiglu_worker, &j);
 }
 
 void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd) {

@@ -38,6 +38,9 @@ size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int
 
 // out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N);
+// The same split across the pool's threads (one thread when N is small);
+// results are identical for any thread count.
+void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N);
 
 // out (T, C) = rows tokens[t] of the embedding (n_vocab, C), any stored type.
 void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd);

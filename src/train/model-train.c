@@ -258,7 +258,7 @@ static void layer_forward(qt_tmodel *tm, const qt_batch *b, int il, layer_acts *
     qt_rmsnorm_forward(A->xn2, A->rstd2, A->xmid, L->ffn_norm, N, C, c->rms_eps);
     linear_fwd(tm, A->gate, A->xn2, &L->w_gate, il, QT_LORA_GATE, A->ax[QT_LORA_GATE], N);
     linear_fwd(tm, A->up, A->xn2, &L->w_up, il, QT_LORA_UP, A->ax[QT_LORA_UP], N);
-    qt_swiglu_forward(A->h, A->gate, A->up, (int64_t)N * c->n_ff);
+    qt_swiglu_forward_pool(tm->pool, A->h, A->gate, A->up, (int64_t)N * c->n_ff);
     linear_fwd(tm, out, A->h, &L->w_down, il, QT_LORA_DOWN, A->ax[QT_LORA_DOWN], N);
     qt_residual_forward(out, A->xmid, (int64_t)N * C);
 }
@@ -278,7 +278,7 @@ static void layer_backward(qt_tmodel *tm, const qt_batch *b, int il, const layer
     linear_bwd(tm, tm->dh, dout, A->h, &L->w_down, il, QT_LORA_DOWN, A->ax[QT_LORA_DOWN], N);
     memset(tm->dgate, 0, sizeof(float) * (size_t)N * F);
     memset(tm->dup, 0, sizeof(float) * (size_t)N * F);
-    qt_swiglu_backward(tm->dgate, tm->dup, tm->dh, A->gate, A->up, (int64_t)N * F);
+    qt_swiglu_backward_pool(tm->pool, tm->dgate, tm->dup, tm->dh, A->gate, A->up, (int64_t)N * F);
     memset(tm->dxn, 0, sizeof(float) * nC);
     linear_bwd(tm, tm->dxn, tm->dgate, A->xn2, &L->w_gate, il, QT_LORA_GATE, A->ax[QT_LORA_GATE], N);
     linear_bwd(tm, tm->dxn, tm->dup, A->xn2, &L->w_up, il, QT_LORA_UP, A->ax[QT_LORA_UP], N);
@@ -357,7 +357,8 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
         }
         if (!any) continue;
         qt_matmul(tm->pool, tm->logits, tm->xnf + (size_t)i0 * C, m->output.data, m->output.type, C, V, nr);
-        qt_cross_entropy(tm->losses, backward ? tm->logits : NULL, tm->logits, b->targets + i0, tm->dscale, nr, V);
+        qt_cross_entropy_pool(tm->pool, tm->losses, backward ? tm->logits : NULL, tm->logits, b->targets + i0,
+                              tm->dscale, nr, V);
         for (int i = 0; i < nr; i++) sum += tm->losses[i];
         if (backward) qt_matmul_t(tm->pool, dxnf + (size_t)i0 * C, tm->logits, m->output.data, m->output.type, C, V, nr);
     }
