@@ -191,3 +191,26 @@ void qt_pool_split(int64_t n, int64_t align, int ith, int nth, int64_t *i0, int6
     *i0 = QT_MIN(n, u0 * align);
     *i1 = QT_MIN(n, u1 * align);
 }
+
+typedef struct {
+    int64_t n, align;
+    qt_range_fn fn;
+    void *ctx;
+} for_job;
+
+static void for_worker(void *arg, int ith, int nth) {
+    const for_job *j = arg;
+    int64_t i0, i1;
+    qt_pool_split(j->n, j->align, ith, nth, &i0, &i1);
+    if (i1 > i0) j->fn(j->ctx, i0, i1);
+}
+
+void qt_pool_for(qt_pool *pool, int64_t n, int64_t align, int64_t min_n, qt_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (n < min_n || qt_pool_n_threads(pool) == 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    for_job j = { n, align, fn, ctx };
+    qt_pool_run(pool, for_worker, &j);
+}

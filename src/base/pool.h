@@ -24,6 +24,12 @@ void qt_pool_run(qt_pool *pool, qt_pool_fn fn, void *ctx);
 // align, the last one n), the same for every call with the same arguments.
 void qt_pool_split(int64_t n, int64_t align, int ith, int nth, int64_t *i0, int64_t *i1);
 
+// A parallel for over [0, n): fn(ctx, i0, i1) on each thread's qt_pool_split
+// share (boundaries multiples of align), or once on the caller for [0, n)
+// when n < min_n or the pool has one thread.
+typedef void (*qt_range_fn)(void *ctx, int64_t i0, int64_t i1);
+void qt_pool_for(qt_pool *pool, int64_t n, int64_t align, int64_t min_n, qt_range_fn fn, void *ctx);
+
 // A scratch buffer owned by the pool, 64-byte aligned, grown on demand and never
 // shrunk, for data one job shares between its threads (e.g. activations
 // quantized once for a matmul). Valid until the next qt_pool_wbuf call or

@@ -316,24 +316,19 @@ void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float
 typedef struct {
     float *dgate, *dup;
     const float *dout, *gate, *up;
-    int64_t N;
 } swiglu_bwd_job;
 
-// Thread ith takes a contiguous range (element-wise: the split does not change any result).
-static void swiglu_bwd_worker(void *ctx, int ith, int nth) {
+static void swiglu_bwd_range(void *ctx, int64_t i0, int64_t i1) {
     const swiglu_bwd_job *j = ctx;
-    int64_t i0, i1;
-    qt_pool_split(j->N, 16, ith, nth, &i0, &i1);   // 64-byte multiples
-    if (i1 > i0)
-        qt_swiglu_backward(j->dgate ? j->dgate + i0 : NULL, j->dup ? j->dup + i0 : NULL, j->dout + i0, j->gate + i0,
-                           j->up + i0, i1 - i0);
+    qt_swiglu_backward(j->dgate ? j->dgate + i0 : NULL, j->dup ? j->dup + i0 : NULL, j->dout + i0, j->gate + i0,
+                       j->up + i0, i1 - i0);
 }
 
+// element-wise: the split (64-byte multiples) does not change any result
 void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
                              const float *up, int64_t N) {
-    swiglu_bwd_job j = { dgate, dup, dout, gate, up, N };
-    if (N < SWIGLU_POOL_MIN || qt_pool_n_threads(pool) == 1) swiglu_bwd_worker(&j, 0, 1);
-    else qt_pool_run(pool, swiglu_bwd_worker, &j);
+    swiglu_bwd_job j = { dgate, dup, dout, gate, up };
+    qt_pool_for(pool, N, 16, SWIGLU_POOL_MIN, swiglu_bwd_range, &j);
 }
 
 // ---- cross-entropy ----

@@ -170,21 +170,17 @@ void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N
 typedef struct {
     float *out;
     const float *gate, *up;
-    int64_t N;
 } swiglu_job;
 
-// Thread ith takes a contiguous range (element-wise: the split does not change any result).
-static void swiglu_worker(void *ctx, int ith, int nth) {
+static void swiglu_range(void *ctx, int64_t i0, int64_t i1) {
     const swiglu_job *j = ctx;
-    int64_t i0, i1;
-    qt_pool_split(j->N, 16, ith, nth, &i0, &i1);   // 64-byte multiples
-    if (i1 > i0) qt_swiglu_forward(j->out + i0, j->gate + i0, j->up + i0, i1 - i0);
+    qt_swiglu_forward(j->out + i0, j->gate + i0, j->up + i0, i1 - i0);
 }
 
+// element-wise: the split (64-byte multiples) does not change any result
 void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N) {
-    swiglu_job j = { out, gate, up, N };
-    if (N < SWIGLU_POOL_MIN || qt_pool_n_threads(pool) == 1) swiglu_worker(&j, 0, 1);
-    else qt_pool_run(pool, swiglu_worker, &j);
+    swiglu_job j = { out, gate, up };
+    qt_pool_for(pool, N, 16, SWIGLU_POOL_MIN, swiglu_range, &j);
 }
 
 void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd) {
