@@ -365,7 +365,7 @@ static void test_gemm_wt(qt_rng *rng) {
             for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++, n_tested++) {
                 int T = shapes[si][0], n = shapes[si][1], n_rows = shapes[si][2];
                 size_t ldx = (size_t)n + 3, ldy = (size_t)n_rows + 5, ws = qt_row_size(wt, n) + 8;
-                float *wf = randn(rng, (size_t)n, 0.5f), *wd = qt_malloc((size_t)n_rows * n * sizeof(float));
+                float *wf = qt_malloc((size_t)n * sizeof(float)), *wd = qt_malloc((size_t)n_rows * n * sizeof(float));
                 char *w = qt_malloc((size_t)n_rows * ws);
                 memset(w, 0xff, (size_t)n_rows * ws);   // padding: NaN as F16/BF16/F32
                 for (int r = 0; r < n_rows; r++) {
@@ -457,14 +457,15 @@ static void test_matmul_multi(qt_rng *rng) {
                 // the 8-row gemv's rounding depends on which rows share a pass:
                 // equal within TOL_SAME of sum |w * x|, not bit for bit
                 for (int i = 0; i < 3; i++)
-                    for (int t = 0; t < T; t++)
-                        for (int r = 0; r < n_outs[i]; r++) {
+                    for (int r = 0; r < n_outs[i]; r++) {
+                        qt_get_row(row, w[i], mixes[mi][i], n_in, r);
+                        for (int t = 0; t < T; t++) {
                             double a = 0;
-                            qt_get_row(row, w[i], mixes[mi][i], n_in, r);
                             for (int k = 0; k < n_in; k++) a += fabs((double)row[k] * x[(size_t)t * n_in + k]);
                             size_t e = (size_t)t * n_outs[i] + r;
                             bad += !(fabs((double)y[i][e] - y1[i][e]) <= TOL_SAME * a);
                         }
+                    }
                 CHECK(bad == 0, "matmul_multi %s,%s,%s T=%d threads=%d: %d values differ from qt_matmul",
                       qt_type_name(mixes[mi][0]), qt_type_name(mixes[mi][1]), qt_type_name(mixes[mi][2]), T, nth, bad);
             }

@@ -116,6 +116,24 @@ static void pack_b_rows(const void *src, int k0, int kc, int n0, int nc, float *
     for (int k = 0; k < kc; k++) deal_row(rs->B + (size_t)(k0 + k) * rs->ldb + n0, Bp + (size_t)k * NR, kc, nc);
 }
 
+// In-register 8 x 8 transpose: r[i] (row i, elements 0..7) -> r[k] (element
+// k of rows 0..7).
+static inline __attribute__((always_inline)) void transpose8x8(__m256 r[8]) {
+    __m256 u0 = _mm256_unpacklo_ps(r[0], r[1]), u1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 u2 = _mm256_unpacklo_ps(r[2], r[3]), u3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 u4 = _mm256_unpacklo_ps(r[4], r[5]), u5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 u6 = _mm256_unpacklo_ps(r[6], r[7]), u7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44), s5 = _mm256_shuffle_ps(u4, u6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44), s7 = _mm256_shuffle_ps(u5, u7, 0xee);
+    // lane 0 holds elements 0..3, lane 1 4..7; s0..s3 rows 0-3, s4..s7 rows 4-7
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
 // Ap = A (mc x kc) as ceil(mc / 6) panels of (kc x 6), k-major, zero-padded rows.
 // Full panels transpose 6 rows x 8 k at a time; each k's 8-float store spills
 // 2 floats into the next k's slots, which the next store overwrites (the block
@@ -126,28 +144,13 @@ static void pack_a(float *restrict Ap, const float *restrict A, size_t lda, int 
         int rows = QT_MIN(MR, mc - i0), k = 0;
         if (rows == MR) {
             for (; k + 8 <= kc; k += 8) {
-                __m256 r0 = _mm256_loadu_ps(a + k), r1 = _mm256_loadu_ps(a + lda + k);
-                __m256 r2 = _mm256_loadu_ps(a + 2 * lda + k), r3 = _mm256_loadu_ps(a + 3 * lda + k);
-                __m256 r4 = _mm256_loadu_ps(a + 4 * lda + k), r5 = _mm256_loadu_ps(a + 5 * lda + k);
-                __m256 z = _mm256_setzero_ps();
-                // 8 x 8 transpose of rows r0..r5, 0, 0: column k of the block ends in t[k]
-                __m256 u0 = _mm256_unpacklo_ps(r0, r1), u1 = _mm256_unpackhi_ps(r0, r1);
-                __m256 u2 = _mm256_unpacklo_ps(r2, r3), u3 = _mm256_unpackhi_ps(r2, r3);
-                __m256 u4 = _mm256_unpacklo_ps(r4, r5), u5 = _mm256_unpackhi_ps(r4, r5);
-                __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xee);
-                __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xee);
-                __m256 s4 = _mm256_shuffle_ps(u4, z, 0x44), s5 = _mm256_shuffle_ps(u4, z, 0xee);
-                __m256 s6 = _mm256_shuffle_ps(u5, z, 0x44), s7 = _mm256_shuffle_ps(u5, z, 0xee);
+                // rows 0..5 and two zero rows: column k + i of the block ends in r[i]
+                __m256 r[8];
+                for (int i = 0; i < MR; i++) r[i] = _mm256_loadu_ps(a + (size_t)i * lda + k);
+                r[6] = r[7] = _mm256_setzero_ps();
+                transpose8x8(r);
                 float *d = Ap + (size_t)k * MR;
-                // lane 0 holds k..k+3, lane 1 k+4..k+7; s0..s3 rows 0-3, s4..s7 rows 4-5 (+2 zeros)
-                __m256 t0 = _mm256_permute2f128_ps(s0, s4, 0x20), t1 = _mm256_permute2f128_ps(s1, s5, 0x20);
-                __m256 t2 = _mm256_permute2f128_ps(s2, s6, 0x20), t3 = _mm256_permute2f128_ps(s3, s7, 0x20);
-                __m256 t4 = _mm256_permute2f128_ps(s0, s4, 0x31), t5 = _mm256_permute2f128_ps(s1, s5, 0x31);
-                __m256 t6 = _mm256_permute2f128_ps(s2, s6, 0x31), t7 = _mm256_permute2f128_ps(s3, s7, 0x31);
-                _mm256_storeu_ps(d + 0 * MR, t0); _mm256_storeu_ps(d + 1 * MR, t1);
-                _mm256_storeu_ps(d + 2 * MR, t2); _mm256_storeu_ps(d + 3 * MR, t3);
-                _mm256_storeu_ps(d + 4 * MR, t4); _mm256_storeu_ps(d + 5 * MR, t5);
-                _mm256_storeu_ps(d + 6 * MR, t6); _mm256_storeu_ps(d + 7 * MR, t7);
+                for (int i = 0; i < 8; i++) _mm256_storeu_ps(d + i * MR, r[i]);
             }
         }
         for (; k < kc; k++) {
@@ -210,23 +213,9 @@ static inline __attribute__((always_inline)) void pack_wt(const void *src, int k
         for (; k + 8 <= kc; k += 8) {
             __m256 v[8];
             for (int i = 0; i < 8; i++) v[i] = i < rows ? load8(r[i] + (size_t)k * esz, type) : _mm256_setzero_ps();
-            __m256 u0 = _mm256_unpacklo_ps(v[0], v[1]), u1 = _mm256_unpackhi_ps(v[0], v[1]);
-            __m256 u2 = _mm256_unpacklo_ps(v[2], v[3]), u3 = _mm256_unpackhi_ps(v[2], v[3]);
-            __m256 u4 = _mm256_unpacklo_ps(v[4], v[5]), u5 = _mm256_unpackhi_ps(v[4], v[5]);
-            __m256 u6 = _mm256_unpacklo_ps(v[6], v[7]), u7 = _mm256_unpackhi_ps(v[6], v[7]);
-            __m256 s0 = _mm256_shuffle_ps(u0, u2, 0x44), s1 = _mm256_shuffle_ps(u0, u2, 0xee);
-            __m256 s2 = _mm256_shuffle_ps(u1, u3, 0x44), s3 = _mm256_shuffle_ps(u1, u3, 0xee);
-            __m256 s4 = _mm256_shuffle_ps(u4, u6, 0x44), s5 = _mm256_shuffle_ps(u4, u6, 0xee);
-            __m256 s6 = _mm256_shuffle_ps(u5, u7, 0x44), s7 = _mm256_shuffle_ps(u5, u7, 0xee);
+            transpose8x8(v);
             float *dk = d + (size_t)k * NR;
-            _mm256_store_ps(dk + 0 * NR, _mm256_permute2f128_ps(s0, s4, 0x20));
-            _mm256_store_ps(dk + 1 * NR, _mm256_permute2f128_ps(s1, s5, 0x20));
-            _mm256_store_ps(dk + 2 * NR, _mm256_permute2f128_ps(s2, s6, 0x20));
-            _mm256_store_ps(dk + 3 * NR, _mm256_permute2f128_ps(s3, s7, 0x20));
-            _mm256_store_ps(dk + 4 * NR, _mm256_permute2f128_ps(s0, s4, 0x31));
-            _mm256_store_ps(dk + 5 * NR, _mm256_permute2f128_ps(s1, s5, 0x31));
-            _mm256_store_ps(dk + 6 * NR, _mm256_permute2f128_ps(s2, s6, 0x31));
-            _mm256_store_ps(dk + 7 * NR, _mm256_permute2f128_ps(s3, s7, 0x31));
+            for (int i = 0; i < 8; i++) _mm256_store_ps(dk + (size_t)i * NR, v[i]);
         }
         for (; k < kc; k++)
             for (int i = 0; i < 8; i++) d[(size_t)k * NR + i] = i < rows ? load1(r[i] + (size_t)k * esz, type) : 0.0f;
@@ -304,7 +293,7 @@ static void gemm_driver(int M, int N, int K, const float *A, size_t lda, const f
     }
     int kc_max = QT_MIN(K, KC), nc_max = QT_MIN((N + NR - 1) / NR * NR, NC);
     int mc_max = QT_MIN((M + MR - 1) / MR * MR, MC);
-    size_t nb = (size_t)kc_max * nc_max, na = (size_t)mc_max * kc_max + 8;   // + pack_a's slack
+    size_t nb = (size_t)kc_max * nc_max, na = Apre ? 0 : (size_t)mc_max * kc_max + 8;   // + pack_a's slack
     float *Bp = qt_kernel_scratch(QT_SCRATCH_GEMM, (nb + na) * sizeof(float)), *Ap = Bp + nb;
     float tmp[MR * NR];
     for (int jc = 0; jc < N; jc += NC) {

@@ -75,12 +75,12 @@ typedef struct {
     // apart in a blocked type (blck elements in blck_bytes), dequantized by
     // to_float into the gemm's packed panels; N a multiple of blck. NULL:
     // qt_matmul_t dequantizes tiles into a buffer for gemm_acc_f32.
+    void (*gemm_acc_wq)(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
+                        qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc);
     // Optional, with gemm_wt: x (T, n) packed once for gemm_wt's xp, in
     // gemm_pack_x_size(T, n) floats; thread ith of nth packs its share.
     size_t (*gemm_pack_x_size)(int T, int n);
     void (*gemm_pack_x)(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth);
-    void (*gemm_acc_wq)(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
-                        qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc);
     // Element-wise math for softmax, cross-entropy and SwiGLU (vecmath-*.c).
     // exp: ref is libm expf; the SIMD tables use one polynomial whose relative
     // error is <= QT_EXP_MAX_REL_ERR for results >= FLT_MIN (subnormal results

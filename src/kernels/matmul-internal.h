@@ -4,8 +4,17 @@
 #define QT_MATMUL_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "base/pool.h"
 #include "quant/types.h"
+
+// qt_pool_split on int ranges (the matmul drivers' thread shares).
+static inline void mm_split(int n, int align, int ith, int nth, int *r0, int *r1) {
+    int64_t a, b;
+    qt_pool_split(n, align, ith, nth, &a, &b);
+    *r0 = (int)a, *r1 = (int)b;
+}
 
 // C (M, N) += A (M, K) @ B (K, N), float32 row-major (gemm-f32-avx2.c): the
 // AVX2 table's gemm_acc_f32. Packs A and B into the micro-kernel's panel
@@ -32,7 +41,7 @@ void qt_gemm_wt_f32_avx2(int T, int n, const float *x, size_t ldx, const float *
 void qt_gemm_wt_f16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride,
                          float *y, size_t ldy, int n_rows);
 void qt_gemm_wt_bf16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride,
-                         float *y, size_t ldy, int n_rows);
+                          float *y, size_t ldy, int n_rows);
 
 // AVX2 multi-row decode kernels (gemv-avx2.c): the avx2 table's gemv for
 // Q4_0, Q8_0, Q4_K, Q6_K, F16 and BF16 weights (qt_gemv_fn in kernels.h).

@@ -14,9 +14,7 @@
 // calls.
 // Follows the blocking of BLIS (Goto & van de Geijn 2008) at the tile level;
 // PyTorch's Linear backward (grad_input = grad_output @ weight) is the math.
-#include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -37,40 +35,6 @@
 // Row ranges in the row split are multiples of the micro-kernel's 6 rows.
 #define MT_ROW_ALIGN 6
 
-// ---- per-thread scratch (matmul-internal.h) ----
-
-typedef struct {
-    void *raw[QT_SCRATCH_COUNT];
-    size_t cap[QT_SCRATCH_COUNT];
-} scratch_set;
-
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p) {
-    scratch_set *s = p;
-    for (int i = 0; i < QT_SCRATCH_COUNT; i++) qt_free(s->raw[i]);
-    qt_free(s);
-}
-
-static void scratch_key_init(void) { QT_ASSERT(pthread_key_create(&g_scratch_key, scratch_free) == 0); }
-
-void *qt_kernel_scratch(int slot, size_t n) {
-    QT_ASSERT(slot >= 0 && slot < QT_SCRATCH_COUNT);
-    pthread_once(&g_scratch_once, scratch_key_init);
-    scratch_set *s = pthread_getspecific(g_scratch_key);
-    if (!s) {
-        s = qt_calloc(1, sizeof(*s));
-        QT_ASSERT(pthread_setspecific(g_scratch_key, s) == 0);
-    }
-    if (s->cap[slot] < n) {
-        qt_free(s->raw[slot]);
-        s->raw[slot] = qt_malloc(n + 64);
-        s->cap[slot] = n;
-    }
-    return (void *)(((uintptr_t)s->raw[slot] + 63) & ~(uintptr_t)63);
-}
-
 // ---- dx += dy @ W ----
 
 typedef struct {
@@ -85,13 +49,6 @@ typedef struct {
     int n_in, n_out, T;
     bool split_rows;
 } mt_ctx;
-
-// qt_pool_split on int ranges
-static void split(int n, int align, int ith, int nth, int *r0, int *r1) {
-    int64_t a, b;
-    qt_pool_split(n, align, ith, nth, &a, &b);
-    *r0 = (int)a, *r1 = (int)b;
-}
 
 // dx[t0:t1, k0:k1] += dy[t0:t1, :] @ W[:, k0:k1]
 static void matmul_t_block(const mt_ctx *c, int t0, int t1, int k0, int k1) {
@@ -131,10 +88,10 @@ static void matmul_t_job(void *arg, int ith, int nth) {
     const mt_ctx *c = arg;
     int a0, a1;
     if (c->split_rows) {
-        split(c->T, MT_ROW_ALIGN, ith, nth, &a0, &a1);
+        mm_split(c->T, MT_ROW_ALIGN, ith, nth, &a0, &a1);
         matmul_t_block(c, a0, a1, 0, c->n_in);
     } else {
-        split(c->n_in, QT_MAX(MT_ALIGN, c->blck), ith, nth, &a0, &a1);
+        mm_split(c->n_in, QT_MAX(MT_ALIGN, c->blck), ith, nth, &a0, &a1);
         matmul_t_block(c, 0, c->T, a0, a1);
     }
 }

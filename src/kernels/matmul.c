@@ -1,19 +1,24 @@
 // matmul.c: the matmul drivers on top of the kernel tables.
 //
-// qt_matmul: y (T, n_out) = x (T, n_in) @ W^T. The activations are converted
-// once into the pool's work buffer in the weight type's vec_dot_type; the
-// output is then split across the pool's threads:
-//   T == 1 (decode): each thread takes one contiguous range of weight rows, so
-//     the weights stream through memory once, sequentially per thread; the
-//     range goes to the table's multi-row gemv kernel, or row by row to
-//     vec_dot with the rows ahead prefetched.
-//   T > 1 (prompt, training): (row block x column block) tiles; each thread
-//     takes a contiguous run of tiles in row-major order, each tile handed to
-//     the table's gemm kernel (or vec_dot per pair when there is none).
+// qt_matmul: y (T, n_out) = x (T, n_in) @ W^T; qt_matmul_multi: several such
+// products on one x (q, k, v; gate, up), which share x's conversion and one
+// pool run. The outputs' rows (or tiles) form one combined work space:
+//   T == 1 (decode): x converted once into the pool's work buffer in the
+//     weights' vec_dot_type; each thread takes one contiguous range of the
+//     combined rows, so the weights stream through memory once, sequentially
+//     per thread; each output's part goes to the table's multi-row gemv
+//     kernel, or row by row to vec_dot with the rows ahead prefetched.
+//   T > 1, float weights (F32, F16, BF16) with a table gemm_wt, from
+//     QT_MATMUL_WT_MIN_T tokens: x stays float, packed once for the gemm on
+//     all threads; chunks of weight rows are claimed from a shared counter and
+//     converted into the packed f32 gemm's panels a cache block at a time.
+//     Narrow outputs (attention's P @ V) split the tokens instead.
+//   T > 1 otherwise: x converted once; (row block x column block) tiles
+//     claimed one at a time from a shared counter, each handed to the table's
+//     gemm kernel (or vec_dot per pair when there is none).
+// Claiming work from a counter lets a thread the host slows down do less of
+// it; no result depends on which thread computes it.
 // qt_matmul_t (the backward to the inputs) is in matmul-t.c.
-//   T > 1 with float weights (F32, F16, BF16) and a table gemm_wt: the
-//     weights are converted into the packed f32 gemm's panels a cache block at
-//     a time and x is used as is; each thread takes a range of weight rows.
 // Deliberately not: persistent weight repacking, fused operations.
 // Follows ggml-cpu's mul_mat (src1 converted to vec_dot_type once, output
 // chunked over threads) and llamafile's tinyBLAS for the tiling.
@@ -24,6 +29,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 #include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
 
 // Tile of the output for T > 1: weight rows x token columns (96: a multiple
 // of the 6-column register group of the AVX2 Q4_0/Q8_0 gemm). 64 rows of a
@@ -76,13 +82,6 @@ static void convert_job(void *arg, int ith, int nth) {
         c->from_float(c->x + (size_t)t * c->n_in, (char *)c->xq + (size_t)t * c->xq_stride, c->n_in);
 }
 
-// qt_pool_split on int ranges
-static void split(int n, int align, int ith, int nth, int *r0, int *r1) {
-    int64_t a, b;
-    qt_pool_split(n, align, ith, nth, &a, &b);
-    *r0 = (int)a, *r1 = (int)b;
-}
-
 // Rows [r0, r1) of one output at T == 1.
 static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
     const char *w = (const char *)o->w + (size_t)r0 * o->w_stride;
@@ -114,7 +113,7 @@ static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
 static void decode_job(void *arg, int ith, int nth) {
     const mm_ctx *c = arg;
     int g0, g1;
-    split(c->n_rows, MM_ROW_ALIGN, ith, nth, &g0, &g1);
+    mm_split(c->n_rows, MM_ROW_ALIGN, ith, nth, &g0, &g1);
     FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, r0, r1);
 }
 
@@ -148,7 +147,8 @@ static void tiles_job(void *arg, int ith, int nth) {
 
 // Float weights, T >= QT_MATMUL_WT_MIN_T: x used as float, no conversion pass.
 // Wide outputs: chunks of wt_chunk rows claimed from a shared counter (as
-// tiles_job); each chunk packs x again, so chunks are large.
+// tiles_job), all reading x packed once (c->xp), or packing it themselves
+// when there is a single chunk.
 static void wt_job(void *arg, int ith, int nth) {
     mm_ctx *c = arg;
     const float *x = c->x;
@@ -157,12 +157,13 @@ static void wt_job(void *arg, int ith, int nth) {
              g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk) {
             int g1 = QT_MIN(c->n_rows, g0 + c->wt_chunk);
             FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1)
-            o->tr->gemm_wt(c->T, c->n_in, x, (size_t)c->n_in, c->xp, (const char *)o->w + (size_t)r0 * o->w_stride,
-                           o->w_stride, o->y + r0, (size_t)o->n_out, r1 - r0);
+                o->tr->gemm_wt(c->T, c->n_in, x, (size_t)c->n_in, c->xp,
+                               (const char *)o->w + (size_t)r0 * o->w_stride, o->w_stride, o->y + r0,
+                               (size_t)o->n_out, r1 - r0);
         }
     } else {
         int t0, t1;
-        split(c->T, 1, ith, nth, &t0, &t1);
+        mm_split(c->T, 1, ith, nth, &t0, &t1);
         if (t1 > t0)
             for (const mm_out *o = c->out; o < c->out + c->n_outs; o++)
                 o->tr->gemm_wt(t1 - t0, c->n_in, x + (size_t)t0 * c->n_in, (size_t)c->n_in, NULL, o->w, o->w_stride,
@@ -180,7 +181,7 @@ static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x,
                        const qt_matmul_out *outs, const size_t *w_strides, int n_outs) {
     QT_ASSERT(kt && n_outs >= 1 && n_outs <= QT_MATMUL_MAX_OUTS);
     QT_ASSERT(n_in > 0 && T >= 0);
-    mm_ctx c = { .x = x, .n_in = n_in, .T = T };
+    mm_ctx c = { .kt = kt, .x = x, .n_in = n_in, .T = T };
     int n_cb = (T + MM_COLS - 1) / MM_COLS;
     bool all_wt = T >= QT_MATMUL_WT_MIN_T;
     for (int i = 0; i < n_outs; i++) {
@@ -201,13 +202,12 @@ static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x,
     }
     if (c.n_outs == 0 || T == 0) return;
     if (all_wt) {
-        // about 4 chunks per thread, 64..512 rows (x is packed once per chunk)
+        // about 4 chunks per thread (for the counter to balance), 64..512 rows
         int nth = qt_pool_n_threads(pool);
         int chunk = (c.n_rows / (4 * nth) + MM_ROW_ALIGN - 1) / MM_ROW_ALIGN * MM_ROW_ALIGN;
         c.wt_chunk = QT_MAX(MM_WT_MIN_ROWS, QT_MIN(MM_WT_MAX_CHUNK, chunk));
         if (kt->gemm_pack_x && c.n_rows >= MM_WT_MIN_ROWS * nth && c.n_rows > c.wt_chunk) {
             // several row chunks read the same x: pack it once, on all threads
-            c.kt = kt;
             c.xp = qt_pool_wbuf(pool, kt->gemm_pack_x_size(T, n_in) * sizeof(float));
             qt_pool_run(pool, pack_x_job, &c);
         }
@@ -237,7 +237,7 @@ static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, cons
 void qt_matmul_multi(qt_pool *pool, const float *x, int n_in, int T, const qt_matmul_out *outs, int n_outs) {
     const qt_kernel_table *kt = qt_kernels();
     // Outputs whose activations convert differently cannot share x's
-    // conversion: each group of one vec_dot_type runs on its own.
+    // conversion: then each output runs on its own.
     bool same = true;
     for (int i = 1; i < n_outs; i++)
         same = same && kt->type[outs[i].wtype].vec_dot_type == kt->type[outs[0].wtype].vec_dot_type;

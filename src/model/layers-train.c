@@ -301,15 +301,10 @@ void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv,
 
 // ---- SwiGLU ----
 
-// Elements per kernel call (the kernel takes an int count), and the size below
-// which waking the pool costs more than the second thread saves.
-#define SWIGLU_CHUNK (1 << 20)
-#define SWIGLU_POOL_MIN 16384
-
 void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N) {
     const qt_kernel_table *K = qt_kernels();
-    for (int64_t i = 0; i < N; i += SWIGLU_CHUNK)
-        K->swiglu_backward_f32((int)QT_MIN(SWIGLU_CHUNK, N - i), dout + i, gate + i, up + i, dgate ? dgate + i : NULL,
+    for (int64_t i = 0; i < N; i += QT_SWIGLU_CHUNK)
+        K->swiglu_backward_f32((int)QT_MIN(QT_SWIGLU_CHUNK, N - i), dout + i, gate + i, up + i, dgate ? dgate + i : NULL,
                                dup ? dup + i : NULL);
 }
 
@@ -328,7 +323,7 @@ static void swiglu_bwd_range(void *ctx, int64_t i0, int64_t i1) {
 void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
                              const float *up, int64_t N) {
     swiglu_bwd_job j = { dgate, dup, dout, gate, up };
-    qt_pool_for(pool, N, 16, SWIGLU_POOL_MIN, swiglu_bwd_range, &j);
+    qt_pool_for(pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_bwd_range, &j);
 }
 
 // ---- cross-entropy ----

@@ -56,11 +56,6 @@ void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_
     }
 }
 
-// SwiGLU: elements per kernel call (the kernel takes an int count), and the
-// size below which the pool's wake-up costs more than the second thread saves.
-#define SWIGLU_CHUNK (1 << 20)
-#define SWIGLU_POOL_MIN 16384
-
 // Below this many (token, head) pairs a batch takes the per-task path.
 #define ATTN_MATMUL_MIN_ROWS 32
 // Tokens per attention chunk in the batched path (each chunk's scores span
@@ -164,7 +159,7 @@ void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float
 
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N) {
     const qt_kernel_table *K = qt_kernels();
-    for (int64_t i = 0; i < N; i += SWIGLU_CHUNK) K->swiglu_f32((int)QT_MIN(SWIGLU_CHUNK, N - i), gate + i, up + i, out + i);
+    for (int64_t i = 0; i < N; i += QT_SWIGLU_CHUNK) K->swiglu_f32((int)QT_MIN(QT_SWIGLU_CHUNK, N - i), gate + i, up + i, out + i);
 }
 
 typedef struct {
@@ -180,7 +175,7 @@ static void swiglu_range(void *ctx, int64_t i0, int64_t i1) {
 // element-wise: the split (64-byte multiples) does not change any result
 void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N) {
     swiglu_job j = { out, gate, up };
-    qt_pool_for(pool, N, 16, SWIGLU_POOL_MIN, swiglu_range, &j);
+    qt_pool_for(pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_range, &j);
 }
 
 void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd) {

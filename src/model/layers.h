@@ -36,6 +36,12 @@ void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float
                           int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch);
 size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads);
 
+// SwiGLU forward and backward (layers-train.c): elements per kernel call (the
+// table's element-wise kernels take an int count), and the size below which
+// waking the pool costs more than the second thread saves.
+#define QT_SWIGLU_CHUNK (1 << 20)
+#define QT_SWIGLU_POOL_MIN 16384
+
 // out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
 void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N);
 // The same split across the pool's threads (one thread when N is small);
