@@ -84,6 +84,7 @@ static void bench_llama_layer(qt_type wt, int nth, int T, double secs) {
     static const int shapes[7][2] = {{2048, 2048}, {2048, 256}, {2048, 256}, {2048, 2048},
                                      {2048, 5632}, {2048, 5632}, {5632, 2048}};   // (n_in, n_out)
     qt_pool *pool = qt_pool_init(nth);
+    const qt_kctx kcx = qt_kctx_default(pool);
     void *w[7];
     float *x = qt_malloc((size_t)T * 5632 * sizeof(float)), *y = qt_malloc((size_t)T * 5632 * sizeof(float));
     qt_rng rng;
@@ -104,7 +105,7 @@ static void bench_llama_layer(qt_type wt, int nth, int T, double secs) {
     int reps = 0;
     double t0 = qt_time_s(), c0 = thread_cpu_s(), dt;
     do {
-        for (int m = 0; m < 7; m++) qt_matmul(pool, y, x, w[m], wt, shapes[m][0], shapes[m][1], T);
+        for (int m = 0; m < 7; m++) qt_matmul(&kcx, y, x, w[m], wt, shapes[m][0], shapes[m][1], T);
         reps++;
         dt = qt_time_s() - t0;
     } while (dt < secs);
@@ -149,15 +150,16 @@ int main(int argc, char **argv) {
         for (int k = 1; k < n_copies; k++) memcpy(w + k * wbytes, w, wbytes);
         for (int nth = 1; nth <= max_threads; nth++) {
             qt_pool *pool = qt_pool_init(nth);
+            const qt_kctx kcx = { .kt = kt, .pool = pool };
             for (size_t ti = 0; ti < QT_ARRAY_LEN(Ts); ti++) {
                 int T = Ts[ti];
                 if (only_T && T != only_T) continue;
                 int copies = T == 1 ? n_copies : 1;
-                qt_matmul(pool, y, x, w, wt, N, N, T);   // warm-up
+                qt_matmul(&kcx, y, x, w, wt, N, N, T);   // warm-up
                 int calls = 0;
                 double t0 = qt_time_s(), c0 = thread_cpu_s(), dt;
                 do {
-                    qt_matmul(pool, y, x, w + (size_t)(calls % copies) * wbytes, wt, N, N, T);
+                    qt_matmul(&kcx, y, x, w + (size_t)(calls % copies) * wbytes, wt, N, N, T);
                     calls++;
                     dt = qt_time_s() - t0;
                 } while (dt < secs);

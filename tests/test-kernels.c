@@ -25,6 +25,11 @@
 
 // Under emulation (make neon-test runs this binary in qemu-user) the thread
 // sweeps are slow: QT_TEST_MAX_THREADS and QT_TEST_POOL_RUNS shorten them.
+// A kernel context on table kt and pool p (FAST precision, no stop flag).
+static qt_kctx kctx(const qt_kernel_table *kt, qt_pool *p) {
+    return (qt_kctx){ .kt = kt, .pool = p, .prec = QT_PREC_FAST, .stop = NULL };
+}
+
 static int g_max_threads = 4, g_pool_runs = 20000;
 static void test_config_from_env(void) {
     const char *e = getenv("QT_TEST_MAX_THREADS");
@@ -169,7 +174,7 @@ static void test_problem(const problem *p) {
     CHECK(bad == 0, "ref vec_dot %s n_in=%d: %d mismatches vs double", qt_type_name(p->wt), n_in, bad);
 
     // 2. ref matmul vs exact activations, within the activation-rounding bound
-    qt_matmul_with(ref, NULL, p->yref, p->x, p->w, p->wt, n_in, n_out, T);
+    qt_matmul(&(qt_kctx){ .kt = ref, .pool = NULL }, p->yref, p->x, p->w, p->wt, n_in, n_out, T);
     bad = 0;
     int blk = qt_type_traits_get(p->vdt)->blck_size;
     for (int t = 0; t < T; t++) {
@@ -243,7 +248,7 @@ static void test_problem(const problem *p) {
         }
         for (int nth = 1; nth <= g_max_threads; nth++) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
-            qt_matmul_with(kt, g_pools[nth], y, p->x, p->w, p->wt, n_in, n_out, T);
+            qt_matmul(&(qt_kctx){ .kt = kt, .pool = g_pools[nth] }, y, p->x, p->w, p->wt, n_in, n_out, T);
             // the gemm_wt path keeps x in float: it matches the exact product
             const float *want = tr->gemm_wt && T >= QT_MATMUL_WT_MIN_T ? p->yexact : p->yref;
             CHECK(compare_to(p, y, want, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
@@ -300,7 +305,7 @@ static void test_gemv(qt_rng *rng) {
                     if (ii == 2 && n_out > 33) continue;   // long rows: a few counts suffice
                     problem p;
                     problem_init(&p, rng, wt, n_in, n_out, 1);
-                    qt_matmul_with(qt_kernels_ref(), NULL, p.yref, p.x, p.w, wt, n_in, n_out, 1);
+                    qt_matmul(&(qt_kctx){ .kt = qt_kernels_ref(), .pool = NULL }, p.yref, p.x, p.w, wt, n_in, n_out, 1);
                     float *y = qt_malloc((size_t)n_out * sizeof(float));
                     // every sub-range [r0, n_out) and [0, r1): ragged starts and ends
                     int bad = 0;
@@ -318,7 +323,7 @@ static void test_gemv(qt_rng *rng) {
                           n_in, n_out);
                     for (int nth = 1; nth <= g_max_threads; nth++) {
                         for (int i = 0; i < n_out; i++) y[i] = NAN;
-                        qt_matmul_with(g_tables[ti], g_pools[nth], y, p.x, p.w, wt, n_in, n_out, 1);
+                        qt_matmul(&(qt_kctx){ .kt = g_tables[ti], .pool = g_pools[nth] }, y, p.x, p.w, wt, n_in, n_out, 1);
                         CHECK(compare_same(&p, y, "matmul T=1", g_tables[ti]->isa, nth) == 0,
                               "%s matmul T=1 %s n_in=%d n_out=%d threads=%d", g_tables[ti]->isa, qt_type_name(wt),
                               n_in, n_out, nth);
@@ -448,17 +453,18 @@ static void test_matmul_multi(qt_rng *rng) {
                 outs[i] = (qt_matmul_out){ y[i], w[i], wt, n_outs[i] };
             }
             for (int nth = 1; nth <= g_max_threads; nth++) {
+                const qt_kctx KC = kctx(qt_kernels(), g_pools[nth]);
                 int bad = 0;
                 for (int i = 0; i < 3; i++) {
-                    qt_matmul(g_pools[nth], y1[i], x, w[i], mixes[mi][i], n_in, n_outs[i], T);
+                    qt_matmul(&KC, y1[i], x, w[i], mixes[mi][i], n_in, n_outs[i], T);
                     for (int k = 0; k < T * n_outs[i]; k++) y[i][k] = NAN;
                 }
-                qt_matmul_multi(g_pools[nth], x, n_in, T, outs, 3);
+                qt_matmul_multi(&KC, x, n_in, T, outs, 3);
                 // the 8-row gemv's rounding depends on which rows share a pass:
                 // equal within TOL_SAME of sum |w * x|, not bit for bit
                 for (int i = 0; i < 3; i++)
                     for (int r = 0; r < n_outs[i]; r++) {
-                        qt_get_row(row, w[i], mixes[mi][i], n_in, r);
+                        qt_get_row(qt_kernels(), row, w[i], mixes[mi][i], n_in, r);
                         for (int t = 0; t < T; t++) {
                             double a = 0;
                             for (int k = 0; k < n_in; k++) a += fabs((double)row[k] * x[(size_t)t * n_in + k]);
@@ -485,7 +491,6 @@ static void test_matmul_t(qt_rng *rng) {
         // which must give the very same bits (same blocking, same order)
         qt_kernel_table no_wq = *g_tables[ti];
         no_wq.gemm_acc_wq = NULL;
-        qt_kernels_set(g_tables[ti]);
         for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
             qt_type wt = types[it];
             const qt_type_traits *tt = qt_type_traits_get(wt);
@@ -504,7 +509,7 @@ static void test_matmul_t(qt_rng *rng) {
                 float *dx = qt_malloc((size_t)T * n_in * sizeof(float));
                 for (int nth = 1; nth <= g_max_threads; nth++) {
                     memcpy(dx, dx0, (size_t)T * n_in * sizeof(float));
-                    qt_matmul_t(g_pools[nth], dx, dy, w, wt, n_in, n_out, T);
+                    qt_matmul_t(&(qt_kctx){ .kt = g_tables[ti], .pool = g_pools[nth] }, dx, dy, w, wt, n_in, n_out, T);
                     int bad = 0;
                     for (int t = 0; t < T; t++)
                         for (int k = 0; k < n_in; k++) {
@@ -523,9 +528,7 @@ static void test_matmul_t(qt_rng *rng) {
                     if (g_tables[ti]->gemm_acc_wq && wt != QT_TYPE_F32) {
                         float *dx2 = qt_malloc((size_t)T * n_in * sizeof(float));
                         memcpy(dx2, dx0, (size_t)T * n_in * sizeof(float));
-                        qt_kernels_set(&no_wq);
-                        qt_matmul_t(g_pools[nth], dx2, dy, w, wt, n_in, n_out, T);
-                        qt_kernels_set(g_tables[ti]);
+                        qt_matmul_t(&(qt_kctx){ .kt = &no_wq, .pool = g_pools[nth] }, dx2, dy, w, wt, n_in, n_out, T);
                         CHECK(memcmp(dx, dx2, (size_t)T * n_in * sizeof(float)) == 0,
                               "%s matmul_t %s n_in=%d n_out=%d T=%d threads=%d: gemm_acc_wq and tiles differ",
                               g_tables[ti]->isa, qt_type_name(wt), n_in, n_out, T, nth);
@@ -534,14 +537,13 @@ static void test_matmul_t(qt_rng *rng) {
                 }
                 // qt_get_row: the table's dequantization of one row
                 float *row = qt_malloc((size_t)n_in * sizeof(float));
-                qt_get_row(row, w, wt, n_in, n_out - 1);
+                qt_get_row(g_tables[ti], row, w, wt, n_in, n_out - 1);
                 CHECK(memcmp(row, wd + (size_t)(n_out - 1) * n_in, (size_t)n_in * sizeof(float)) == 0,
                       "%s get_row %s", g_tables[ti]->isa, qt_type_name(wt));
                 qt_free(row); qt_free(wf); qt_free(w); qt_free(wd); qt_free(dy); qt_free(dx0); qt_free(dx);
             }
         }
     }
-    qt_kernels_set(NULL);
 }
 
 static void test_float_helpers(qt_rng *rng) {
@@ -650,7 +652,6 @@ static void test_pool(void) {
     qt_pool_run(NULL, pool_job, &c);
     CHECK(c.hits[0] == 1 && c.nth_seen == 1, "NULL pool runs on the caller");
     CHECK(qt_pool_n_threads(NULL) == 1, "NULL pool has one thread");
-    CHECK(qt_pool_wbuf(NULL, 64) != NULL, "NULL pool wbuf");
 }
 
 #include <float.h>

@@ -374,13 +374,14 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
     }
     for (int ip = 0; ip < 3; ip++) {
         qt_pool *pool = g_pools[ip];
+        const qt_kctx kcx = { .kt = qt_kernels(), .pool = pool };
         float *out = falloc(nq), *att = falloc(natt);
         float *dq = falloc(nq), *dk = falloc(nkv), *dv = falloc(nkv);
         size_t ns = qt_attention_train_scratch(T, NH, NKV, HS, qt_pool_n_threads(pool));
         CHECK(ns >= qt_attention_train_forward_ws_size(T, NH, NKV, HS), "scratch covers the forward");
         float *scratch = falloc(ns);
         fill(att, natt, -5, 5);   // the forward must overwrite everything, masked entries included
-        qt_attention_train_forward(pool, out, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_forward(&kcx, out, att, q, k, v, T, NH, NKV, HS);
         CHECK(close_enough("attention out", out, outd, nq, FWD_REL, FWD_ABS), "T=%d NH=%d NKV=%d HS=%d %s", T, NH,
               NKV, HS, g_pool_names[ip]);
         CHECK(close_enough("attention att", att, attd, natt, FWD_REL, FWD_ABS), "T=%d NH=%d NKV=%d HS=%d %s", T, NH,
@@ -392,13 +393,13 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
         CHECK(n_upper_nonzero == 0, "att above the diagonal not zero: %d entries", n_upper_nonzero);
         // the _ws variant with the backward's scratch gives the same bits
         float *out2 = falloc(nq), *att2 = falloc(natt);
-        qt_attention_train_forward_ws(pool, out2, att2, q, k, v, T, NH, NKV, HS, scratch);
+        qt_attention_train_forward_ws(&kcx, out2, att2, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(memcmp(out, out2, sizeof(float) * nq) == 0 && memcmp(att, att2, sizeof(float) * natt) == 0,
               "attention forward_ws differs from forward");
         qt_free(out2); qt_free(att2);
 
         fill(scratch, ns, -5, 5);   // stale scratch must not leak into the result
-        qt_attention_train_backward(pool, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
         const char *ref = use_fd ? "FD" : "double backward";
         CHECK(close_enough("attention dq", dq, gq, nq, FD_REL, FD_ABS), "vs %s T=%d NH=%d NKV=%d HS=%d %s", ref, T,
               NH, NKV, HS, g_pool_names[ip]);
@@ -412,7 +413,7 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
         memcpy(dq1, dq, sizeof(float) * nq);
         memcpy(dk1, dk, sizeof(float) * nkv);
         memcpy(dv1, dv, sizeof(float) * nkv);
-        qt_attention_train_backward(pool, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
         CHECK(doubled("attention dq twice", dq, dq1, nq) && doubled("attention dk twice", dk, dk1, nkv) &&
                   doubled("attention dv twice", dv, dv1, nkv),
               "attention accumulate T=%d NH=%d NKV=%d HS=%d %s", T, NH, NKV, HS, g_pool_names[ip]);
@@ -420,15 +421,15 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
         // NULL outputs are skipped; the others are unchanged by that
         float *e = falloc(nkv);
         memset(e, 0, sizeof(float) * nkv);
-        qt_attention_train_backward(pool, NULL, e, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, NULL, e, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
         CHECK(memcmp(e, dk1, sizeof(float) * nkv) == 0, "attention dk alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         memset(e, 0, sizeof(float) * nkv);
-        qt_attention_train_backward(pool, NULL, NULL, e, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, NULL, NULL, e, scratch, dout, att, q, k, v, T, NH, NKV, HS);
         CHECK(memcmp(e, dv1, sizeof(float) * nkv) == 0, "attention dv alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         float *eq = falloc(nq);
-        qt_attention_train_backward(pool, eq, NULL, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, eq, NULL, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
         CHECK(memcmp(eq, dq1, sizeof(float) * nq) == 0, "attention dq alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         qt_free(eq); qt_free(e);
@@ -478,18 +479,18 @@ static void test_swiglu(void) {
     double *gg = qt_malloc(sizeof(double) * N), *gu = qt_malloc(sizeof(double) * N);
     fd_grad(gg, c.gate, N, swiglu_loss, &c);
     fd_grad(gu, c.up, N, swiglu_loss, &c);
-    qt_swiglu_backward(dg, du, dout, gate, up, N);
+    qt_swiglu_backward(qt_kernels(), dg, du, dout, gate, up, N);
     CHECK(close_enough("swiglu dgate", dg, gg, N, FD_REL, FD_ABS), "N=%d", (int)N);
     CHECK(close_enough("swiglu dup", du, gu, N, FD_REL, FD_ABS), "N=%d", (int)N);
     float *dg1 = falloc(N), *du1 = falloc(N);
     memcpy(dg1, dg, sizeof(float) * N);
     memcpy(du1, du, sizeof(float) * N);
-    qt_swiglu_backward(dg, du, dout, gate, up, N);
+    qt_swiglu_backward(qt_kernels(), dg, du, dout, gate, up, N);
     CHECK(doubled("swiglu dgate twice", dg, dg1, N) && doubled("swiglu dup twice", du, du1, N), "swiglu accumulate");
-    qt_swiglu_backward(e, NULL, dout, gate, up, N);
+    qt_swiglu_backward(qt_kernels(), e, NULL, dout, gate, up, N);
     CHECK(memcmp(e, dg1, sizeof(float) * N) == 0, "swiglu dgate alone differs");
     memset(e, 0, sizeof(float) * N);
-    qt_swiglu_backward(NULL, e, dout, gate, up, N);
+    qt_swiglu_backward(qt_kernels(), NULL, e, dout, gate, up, N);
     CHECK(memcmp(e, du1, sizeof(float) * N) == 0, "swiglu dup alone differs");
     qt_free(dg1); qt_free(du1); qt_free(gg); qt_free(gu);
     qt_free(c.gate); qt_free(c.up); qt_free(c.dout);
@@ -538,20 +539,20 @@ static void test_cross_entropy(void) {
             for (int t = 0; t < T; t++)
                 ld[t] = targets[t] >= 0 ? ce_row_d(c.logits + (size_t)t * V, targets[t], V) : 0;
             fill(dl, n, -9, 9);   // written, not accumulated
-            qt_cross_entropy(losses, dl, logits, targets, dscale, T, V);
+            qt_cross_entropy(qt_kernels(), losses, dl, logits, targets, dscale, T, V);
             CHECK(close_enough("cross-entropy losses", losses, ld, T, FWD_REL, FWD_ABS), "V=%d shift=%d", V, shift);
             fd_grad(g, c.logits, n, ce_loss, &c);
             CHECK(close_enough("cross-entropy dlogits", dl, g, n, FD_REL, FD_ABS), "V=%d shift=%d", V, shift);
             // in place (dlogits == logits) and without gradients give the same numbers
             float *inplace = falloc(n);
             memcpy(inplace, logits, sizeof(float) * n);
-            qt_cross_entropy(losses2, inplace, inplace, targets, dscale, T, V);
+            qt_cross_entropy(qt_kernels(), losses2, inplace, inplace, targets, dscale, T, V);
             CHECK(memcmp(inplace, dl, sizeof(float) * n) == 0 && memcmp(losses, losses2, sizeof(float) * T) == 0,
                   "cross-entropy in place differs, V=%d", V);
-            qt_cross_entropy(losses2, NULL, logits, targets, dscale, T, V);
+            qt_cross_entropy(qt_kernels(), losses2, NULL, logits, targets, dscale, T, V);
             CHECK(memcmp(losses, losses2, sizeof(float) * T) == 0, "cross-entropy without dlogits differs, V=%d", V);
             // dscale NULL means 1
-            qt_cross_entropy(losses2, inplace, logits, targets, NULL, T, V);
+            qt_cross_entropy(qt_kernels(), losses2, inplace, logits, targets, NULL, T, V);
             int bad = 0;
             for (int t = 0; t < T; t++)
                 for (int i = 0; i < V; i++) {
@@ -596,7 +597,7 @@ static void test_matmul_dw(void) {
                 for (int ip = 0; ip < 3; ip++) {
                     float *dw = falloc(nw);
                     memcpy(dw, dw0, sizeof(float) * nw);   // accumulates onto what is there
-                    qt_matmul_dw(g_pools[ip], dw, dy, x, n_in, n_out, T);
+                    qt_matmul_dw(&(qt_kctx){ .kt = qt_kernels(), .pool = g_pools[ip] }, dw, dy, x, n_in, n_out, T);
                     // float sums with cancellation: the bound scales with the sum of |terms|
                     size_t n_bad = 0;
                     for (size_t e = 0; e < nw; e++) n_bad += !(fabs(dw[e] - want[e]) <= DW_REL * mag[e] + FWD_ABS);
@@ -618,25 +619,26 @@ static void test_pool_variants(void) {
     fill(up, N, -2, 2);
     fill(dout, N, -1, 1);
     float *o1 = falloc(N), *o2 = falloc(N), *dg1 = falloc(N), *du1 = falloc(N), *dg2 = falloc(N), *du2 = falloc(N);
-    qt_swiglu_forward(o1, gate, up, N);
+    qt_swiglu_forward(qt_kernels(), o1, gate, up, N);
     memset(dg1, 0, sizeof(float) * N), memset(du1, 0, sizeof(float) * N);
-    qt_swiglu_backward(dg1, du1, dout, gate, up, N);
+    qt_swiglu_backward(qt_kernels(), dg1, du1, dout, gate, up, N);
     const int T = 37, V = 3001;
     float *logits = falloc((size_t)T * V), *l1 = falloc(T), *l2 = falloc(T);
     float *d1 = falloc((size_t)T * V), *d2 = falloc((size_t)T * V);
     fill(logits, (int64_t)T * V, -10, 10);
     int32_t targets[37];
     for (int t = 0; t < T; t++) targets[t] = t == 5 ? -1 : (t * 997) % V;
-    qt_cross_entropy(l1, d1, logits, targets, NULL, T, V);
+    qt_cross_entropy(qt_kernels(), l1, d1, logits, targets, NULL, T, V);
     for (int ip = 0; ip < 3; ip++) {
         qt_pool *pool = g_pools[ip];
-        qt_swiglu_forward_pool(pool, o2, gate, up, N);
+        const qt_kctx kcx = { .kt = qt_kernels(), .pool = pool };
+        qt_swiglu_forward_pool(&kcx, o2, gate, up, N);
         CHECK(memcmp(o1, o2, sizeof(float) * N) == 0, "swiglu_forward_pool, %d threads", qt_pool_n_threads(pool));
         memset(dg2, 0, sizeof(float) * N), memset(du2, 0, sizeof(float) * N);
-        qt_swiglu_backward_pool(pool, dg2, du2, dout, gate, up, N);
+        qt_swiglu_backward_pool(&kcx, dg2, du2, dout, gate, up, N);
         CHECK(memcmp(dg1, dg2, sizeof(float) * N) == 0 && memcmp(du1, du2, sizeof(float) * N) == 0,
               "swiglu_backward_pool, %d threads", qt_pool_n_threads(pool));
-        qt_cross_entropy_pool(pool, l2, d2, logits, targets, NULL, T, V);
+        qt_cross_entropy_pool(&kcx, l2, d2, logits, targets, NULL, T, V);
         CHECK(memcmp(l1, l2, sizeof(float) * T) == 0 && memcmp(d1, d2, sizeof(float) * T * V) == 0,
               "cross_entropy_pool, %d threads", qt_pool_n_threads(pool));
     }
@@ -663,7 +665,7 @@ static void test_attention_inference(void) {
         for (int ip = 0; ip < 3; ip++) {
             int nth = qt_pool_n_threads(g_pools[ip]);
             float *scratch = falloc(qt_attention_scratch(T, NH, NKV, HS, n_ctx, nth));
-            qt_attention_forward(g_pools[ip], out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch);
+            qt_attention_forward(&(qt_kctx){ .kt = qt_kernels(), .pool = g_pools[ip] }, out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch);
             double worst = 0;
             double *sc = malloc(sizeof(double) * n);
             for (int t = 0; t < T; t++)

@@ -163,9 +163,6 @@ void qt_pool_run(qt_pool *p, qt_pool_fn fn, void *ctx) {
     atomic_store(&p->running, 0);
 }
 
-static void *g_wbuf;
-static size_t g_wbuf_size;
-
 static void *grow(void **buf, size_t *size, size_t n) {
     if (n <= *size && *buf) return *buf;
     size_t want = *size ? *size : 4096;
@@ -178,7 +175,7 @@ static void *grow(void **buf, size_t *size, size_t n) {
 }
 
 void *qt_pool_wbuf(qt_pool *p, size_t n) {
-    if (!p) return grow(&g_wbuf, &g_wbuf_size, n);
+    QT_ASSERT(p != NULL);
     return grow(&p->wbuf, &p->wbuf_size, n);
 }
 

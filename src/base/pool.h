@@ -33,7 +33,8 @@ void qt_pool_for(qt_pool *pool, int64_t n, int64_t align, int64_t min_n, qt_rang
 // A scratch buffer owned by the pool, 64-byte aligned, grown on demand and never
 // shrunk, for data one job shares between its threads (e.g. activations
 // quantized once for a matmul). Valid until the next qt_pool_wbuf call or
-// qt_pool_free. With a NULL pool a process-wide buffer is used.
+// qt_pool_free. The pool must not be NULL (no process-wide buffer exists:
+// single-threaded callers keep their own).
 void *qt_pool_wbuf(qt_pool *pool, size_t n);
 
 #endif

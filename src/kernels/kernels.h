@@ -10,6 +10,7 @@
 #ifndef QT_KERNELS_H
 #define QT_KERNELS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,19 +121,47 @@ const qt_cpu_features *qt_cpu(void);
 // its file is compiled with must be present.
 bool qt_kernels_runnable(const qt_kernel_table *table);
 
-// The table in use: the best one the CPU runs, unless the environment variable
-// QT_ISA=ref|avx2|avx512|neon asks for another (tests and benchmarks).
+// The best table this CPU runs, unless the environment variable
+// QT_ISA=ref|avx2|avx512|neon asks for another (tests and benchmarks). Read
+// once when a backend (or a test) builds its qt_kctx; nothing below this
+// header consults it: every driver takes its table explicitly.
 // Thread-safe after the first call.
 const qt_kernel_table *qt_kernels(void);
-// Pick a table explicitly (tests): NULL restores the automatic choice.
+// Pick the table qt_kernels() returns (tests): NULL restores the automatic choice.
 void qt_kernels_set(const qt_kernel_table *table);
 
+// How products treat their operands.
+//   FAST: activations may be rounded to the weight type's vec_dot_type (Q8_0,
+//         Q8_K, F16: llama.cpp's inference numerics).
+//   F32:  x stays float32 and W is dequantized to float32 (the training
+//         path: QLoRA's dequantized-weight math).
+//   BF16: x and W rounded to bfloat16, products accumulated in float32
+//         (PyTorch autocast); where a table has no bf16 kernel, as F32.
+typedef enum { QT_PREC_FAST = 0, QT_PREC_F32 = 1, QT_PREC_BF16 = 2 } qt_prec;
+
+// Everything a kernel driver needs, passed explicitly (no process globals in
+// the compute path): the table, the thread pool (NULL: the caller's thread
+// only) and the precision. stop: NULL, or a flag the drivers poll between
+// work items; once it is set they return early and their outputs are
+// undefined (the caller checks the flag and discards the step).
+typedef struct {
+    const qt_kernel_table *kt;
+    qt_pool *pool;
+    qt_prec prec;
+    const atomic_int *stop;
+} qt_kctx;
+// {qt_kernels(), pool, QT_PREC_FAST, NULL}
+qt_kctx qt_kctx_default(qt_pool *pool);
+static inline bool qt_kctx_stopped(const qt_kctx *kc) {
+    return kc->stop && atomic_load_explicit(kc->stop, memory_order_relaxed);
+}
+
 // y (T, n_out) = x (T, n_in) @ W^T, where W is (n_out, n_in) in wtype.
-// x is converted once to the vec_dot_type (in the pool's work buffer) and the
-// output is split across the pool's threads; uses gemm tiles when T > 1.
+// x is converted once to the vec_dot_type (in a work buffer) and the output
+// is split across the pool's threads; uses gemm tiles when T > 1.
 // n_in must be a multiple of wtype's block size.
-void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype,
-               int n_in, int n_out, int T);
+void qt_matmul(const qt_kctx *kc, float *y, const float *x, const void *w, qt_type wtype, int64_t n_in,
+               int64_t n_out, int64_t T);
 
 // Several matmuls on one input, e.g. q, k, v or gate, up:
 //   outs[i].y (T, outs[i].n_out) = x (T, n_in) @ W_i^T, i < n_outs.
@@ -144,26 +173,23 @@ typedef struct {
     float *y;
     const void *w;
     qt_type wtype;
-    int n_out;
+    int64_t n_out;
 } qt_matmul_out;
-void qt_matmul_multi(qt_pool *pool, const float *x, int n_in, int T, const qt_matmul_out *outs, int n_outs);
+void qt_matmul_multi(const qt_kctx *kc, const float *x, int64_t n_in, int64_t T, const qt_matmul_out *outs,
+                     int n_outs);
 
 // qt_matmul with weight rows w_stride bytes apart (a view into a larger
 // matrix, e.g. one head of a transposed V cache).
-void qt_matmul_strided(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
-                       int T, size_t w_stride);
+void qt_matmul_strided(const qt_kctx *kc, float *y, const float *x, const void *w, qt_type wtype, int64_t n_in,
+                       int64_t n_out, int64_t T, size_t w_stride);
 
 // Backward of qt_matmul w.r.t. x, for the training engine:
 // dx (T, n_in) += dy (T, n_out) @ W. W is read row by row in its stored type
 // (dequantized a tile at a time), never materialised in full precision.
-void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype,
-                 int n_in, int n_out, int T);
+void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, qt_type wtype, int64_t n_in,
+                 int64_t n_out, int64_t T);
 
 // Dequantize row `row` of W (n_in elements) into dst.
-void qt_get_row(float *dst, const void *w, qt_type wtype, int n_in, int64_t row);
-
-// qt_matmul with an explicit table (tests and benchmarks compare ISAs).
-void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x,
-                    const void *w, qt_type wtype, int n_in, int n_out, int T);
+void qt_get_row(const qt_kernel_table *kt, float *dst, const void *w, qt_type wtype, int64_t n_in, int64_t row);
 
 #endif

@@ -57,7 +57,8 @@ void qt_gemv_bf16_avx2(int n, const void *w, size_t w_stride, const void *x, flo
 // call) and freed when the thread exits. One buffer per slot: a caller and the
 // kernel it calls use different slots. Contents are undefined; valid until the
 // same thread asks for the same slot again.
-enum { QT_SCRATCH_MATMUL_T, QT_SCRATCH_GEMM, QT_SCRATCH_COUNT };
+// QT_SCRATCH_WBUF: the matmul's converted x when there is no pool to own it.
+enum { QT_SCRATCH_MATMUL_T, QT_SCRATCH_GEMM, QT_SCRATCH_WBUF, QT_SCRATCH_COUNT };
 void *qt_kernel_scratch(int slot, size_t n);
 
 #endif

@@ -39,6 +39,7 @@
 
 typedef struct {
     const qt_kernel_table *kt;
+    const qt_kctx *kc;         // for the stop flag
     qt_to_float_fn to_float;   // NULL: W is f32, used in place
     float *dx;
     const float *dy;
@@ -70,6 +71,7 @@ static void matmul_t_block(const mt_ctx *c, int t0, int t1, int k0, int k1) {
     }
     float *tile = qt_kernel_scratch(QT_SCRATCH_MATMUL_T, (size_t)MT_ROWS * MT_COLS * sizeof(float));
     for (int kc = k0; kc < k1; kc += MT_COLS) {
+        if (qt_kctx_stopped(c->kc)) return;
         int nk = QT_MIN(MT_COLS, k1 - kc);   // a multiple of blck: n_in and the split bounds are
         for (int r0 = 0; r0 < c->n_out; r0 += MT_ROWS) {
             int nr = QT_MIN(MT_ROWS, c->n_out - r0);
@@ -96,17 +98,20 @@ static void matmul_t_job(void *arg, int ith, int nth) {
     }
 }
 
-void qt_matmul_t(qt_pool *pool, float *dx, const float *dy, const void *w, qt_type wtype, int n_in, int n_out,
-                 int T) {
-    const qt_kernel_table *kt = qt_kernels();
+void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, qt_type wtype, int64_t n_in64,
+                 int64_t n_out64, int64_t T64) {
+    const qt_kernel_table *kt = kc->kt;
+    qt_pool *pool = kc->pool;
+    QT_ASSERT(n_in64 <= INT32_MAX && n_out64 <= INT32_MAX && T64 <= INT32_MAX);
+    const int n_in = (int)n_in64, n_out = (int)n_out64, T = (int)T64;
     const qt_type_traits *tt = qt_type_traits_get(wtype);
     QT_ASSERT(tt && kt->type[wtype].to_float);
     QT_ASSERT(n_in > 0 && n_in % tt->blck_size == 0 && MT_COLS % tt->blck_size == 0);
     QT_ASSERT(MT_ALIGN % tt->blck_size == 0 || tt->blck_size % MT_ALIGN == 0);
-    if (n_out <= 0 || T <= 0) return;
+    if (n_out <= 0 || T <= 0 || qt_kctx_stopped(kc)) return;
     int nth = qt_pool_n_threads(pool);
     mt_ctx c = {
-        .kt = kt, .to_float = wtype == QT_TYPE_F32 ? NULL : kt->type[wtype].to_float, .dx = dx, .dy = dy, .w = w,
+        .kt = kt, .kc = kc, .to_float = wtype == QT_TYPE_F32 ? NULL : kt->type[wtype].to_float, .dx = dx, .dy = dy, .w = w,
         .w_stride = qt_row_size(wtype, n_in), .blck = tt->blck_size, .blck_bytes = tt->type_size,
         .n_in = n_in, .n_out = n_out, .T = T,
         .split_rows = nth > 1 && n_in < nth * MT_MIN_COLS && T >= nth * 4 * MT_ROW_ALIGN,

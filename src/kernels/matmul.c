@@ -71,6 +71,7 @@ typedef struct {
     int n_outs, n_rows, n_tiles;   // over all outputs
     int wt_chunk;                  // rows per gemm_wt work item
     const qt_kernel_table *kt;
+    const qt_kctx *kc;             // for the stop flag
     float *xp;                     // x packed once for gemm_wt (NULL: each call packs)
     _Atomic int next;              // next unclaimed work item (tiles, gemm_wt chunks)
     mm_out out[QT_MATMUL_MAX_OUTS];
@@ -127,6 +128,7 @@ static void tiles_job(void *arg, int ith, int nth) {
     const mm_out *o = c->out;
     for (int t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed); t < c->n_tiles;
          t = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed)) {
+        if (qt_kctx_stopped(c->kc)) break;
         while (t >= o->tile0 + (o->n_out + MM_ROWS - 1) / MM_ROWS * n_cb) o++;
         int lt = t - o->tile0;
         int r0 = (lt / n_cb) * MM_ROWS, c0 = (lt % n_cb) * MM_COLS;
@@ -155,6 +157,7 @@ static void wt_job(void *arg, int ith, int nth) {
     if (c->n_rows >= MM_WT_MIN_ROWS * nth) {
         for (int g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk; g0 < c->n_rows;
              g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk) {
+            if (qt_kctx_stopped(c->kc)) break;
             int g1 = QT_MIN(c->n_rows, g0 + c->wt_chunk);
             FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1)
                 o->tr->gemm_wt(c->T, c->n_in, x, (size_t)c->n_in, c->xp,
@@ -176,28 +179,44 @@ static void pack_x_job(void *arg, int ith, int nth) {
     c->kt->gemm_pack_x(c->T, c->n_in, c->x, (size_t)c->n_in, c->xp, ith, nth);
 }
 
+// A buffer all threads of one job share: the pool's, or with no pool this
+// thread's own scratch slot.
+static void *shared_buf(qt_pool *pool, size_t n) {
+    return pool ? qt_pool_wbuf(pool, n) : qt_kernel_scratch(QT_SCRATCH_WBUF, n);
+}
+
+// Element counts arrive as int64_t at the API; the drivers index with int
+// below this bound (a row of n_in floats, a (T, n_in) activation).
+static int to_int(int64_t n) {
+    QT_ASSERT(n >= 0 && n <= INT32_MAX);
+    return (int)n;
+}
+
 // The outputs share x; callers guarantee one vec_dot_type among them.
-static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x, int n_in, int T,
-                       const qt_matmul_out *outs, const size_t *w_strides, int n_outs) {
+static void matmul_run(const qt_kctx *kc, const float *x, int n_in, int T, const qt_matmul_out *outs,
+                       const size_t *w_strides, int n_outs) {
+    const qt_kernel_table *kt = kc->kt;
+    qt_pool *pool = kc->pool;
     QT_ASSERT(kt && n_outs >= 1 && n_outs <= QT_MATMUL_MAX_OUTS);
     QT_ASSERT(n_in > 0 && T >= 0);
-    mm_ctx c = { .kt = kt, .x = x, .n_in = n_in, .T = T };
+    if (qt_kctx_stopped(kc)) return;
+    mm_ctx c = { .kt = kt, .kc = kc, .x = x, .n_in = n_in, .T = T };
     int n_cb = (T + MM_COLS - 1) / MM_COLS;
     bool all_wt = T >= QT_MATMUL_WT_MIN_T;
     for (int i = 0; i < n_outs; i++) {
         const qt_matmul_out *u = &outs[i];
-        QT_ASSERT((unsigned)u->wtype < QT_TYPE_COUNT && u->n_out >= 0);
+        QT_ASSERT((unsigned)u->wtype < QT_TYPE_COUNT && u->n_out >= 0 && u->n_out <= INT32_MAX);
         const qt_kernel_traits *tr = &kt->type[u->wtype];
         QT_ASSERT(tr->vec_dot != NULL && tr->vec_dot_type == kt->type[outs[0].wtype].vec_dot_type);
         if (u->n_out == 0) continue;
         mm_out *o = &c.out[c.n_outs++];
         *o = (mm_out){
-            .tr = tr, .w = u->w, .y = u->y, .wtype = u->wtype, .n_out = u->n_out,
+            .tr = tr, .w = u->w, .y = u->y, .wtype = u->wtype, .n_out = (int)u->n_out,
             .w_stride = w_strides && w_strides[i] ? w_strides[i] : qt_row_size(u->wtype, n_in),
             .row0 = c.n_rows, .tile0 = c.n_tiles,
         };
-        c.n_rows += u->n_out;
-        c.n_tiles += (u->n_out + MM_ROWS - 1) / MM_ROWS * n_cb;
+        c.n_rows += o->n_out;
+        c.n_tiles += (o->n_out + MM_ROWS - 1) / MM_ROWS * n_cb;
         all_wt = all_wt && tr->gemm_wt;
     }
     if (c.n_outs == 0 || T == 0) return;
@@ -208,7 +227,7 @@ static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x,
         c.wt_chunk = QT_MAX(MM_WT_MIN_ROWS, QT_MIN(MM_WT_MAX_CHUNK, chunk));
         if (kt->gemm_pack_x && c.n_rows >= MM_WT_MIN_ROWS * nth && c.n_rows > c.wt_chunk) {
             // several row chunks read the same x: pack it once, on all threads
-            c.xp = qt_pool_wbuf(pool, kt->gemm_pack_x_size(T, n_in) * sizeof(float));
+            c.xp = shared_buf(pool, kt->gemm_pack_x_size(T, n_in) * sizeof(float));
             qt_pool_run(pool, pack_x_job, &c);
         }
         qt_pool_run(pool, wt_job, &c);
@@ -221,51 +240,46 @@ static void matmul_run(const qt_kernel_table *kt, qt_pool *pool, const float *x,
         c.xq = (void *)x;   // used as is
     } else {
         QT_ASSERT(c.from_float != NULL);
-        c.xq = qt_pool_wbuf(pool, (size_t)T * c.xq_stride);
+        c.xq = shared_buf(pool, (size_t)T * c.xq_stride);
         if (T == 1) convert_job(&c, 0, 1);   // too small to be worth a second job
         else qt_pool_run(pool, convert_job, &c);
     }
     qt_pool_run(pool, T == 1 ? decode_job : tiles_job, &c);
 }
 
-static void matmul_impl(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
-                        qt_type wtype, int n_in, int n_out, int T, size_t w_stride) {
-    qt_matmul_out o = { y, w, wtype, n_out };
-    matmul_run(kt, pool, x, n_in, T, &o, &w_stride, 1);
-}
-
-void qt_matmul_multi(qt_pool *pool, const float *x, int n_in, int T, const qt_matmul_out *outs, int n_outs) {
-    const qt_kernel_table *kt = qt_kernels();
+void qt_matmul_multi(const qt_kctx *kc, const float *x, int64_t n_in, int64_t T, const qt_matmul_out *outs,
+                     int n_outs) {
+    const qt_kernel_table *kt = kc->kt;
     // Outputs whose activations convert differently cannot share x's
     // conversion: then each output runs on its own.
     bool same = true;
     for (int i = 1; i < n_outs; i++)
         same = same && kt->type[outs[i].wtype].vec_dot_type == kt->type[outs[0].wtype].vec_dot_type;
     if (same) {
-        matmul_run(kt, pool, x, n_in, T, outs, NULL, n_outs);
+        matmul_run(kc, x, to_int(n_in), to_int(T), outs, NULL, n_outs);
         return;
     }
-    for (int i = 0; i < n_outs; i++) matmul_run(kt, pool, x, n_in, T, &outs[i], NULL, 1);
+    for (int i = 0; i < n_outs; i++) matmul_run(kc, x, to_int(n_in), to_int(T), &outs[i], NULL, 1);
 }
 
-void qt_matmul_with(const qt_kernel_table *kt, qt_pool *pool, float *y, const float *x, const void *w,
-                    qt_type wtype, int n_in, int n_out, int T) {
-    matmul_impl(kt, pool, y, x, w, wtype, n_in, n_out, T, 0);
+void qt_matmul_strided(const qt_kctx *kc, float *y, const float *x, const void *w, qt_type wtype, int64_t n_in,
+                       int64_t n_out, int64_t T, size_t w_stride) {
+    QT_ASSERT(w_stride == 0 || w_stride >= qt_row_size(wtype, n_in));
+    qt_matmul_out o = { y, w, wtype, n_out };
+    matmul_run(kc, x, to_int(n_in), to_int(T), &o, &w_stride, 1);
 }
 
-void qt_matmul_strided(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
-                       int T, size_t w_stride) {
-    QT_ASSERT(w_stride >= qt_row_size(wtype, n_in));
-    matmul_impl(qt_kernels(), pool, y, x, w, wtype, n_in, n_out, T, w_stride);
+void qt_matmul(const qt_kctx *kc, float *y, const float *x, const void *w, qt_type wtype, int64_t n_in,
+               int64_t n_out, int64_t T) {
+    qt_matmul_strided(kc, y, x, w, wtype, n_in, n_out, T, 0);
 }
 
-void qt_matmul(qt_pool *pool, float *y, const float *x, const void *w, qt_type wtype, int n_in, int n_out,
-               int T) {
-    qt_matmul_with(qt_kernels(), pool, y, x, w, wtype, n_in, n_out, T);
-}
-
-void qt_get_row(float *dst, const void *w, qt_type wtype, int n_in, int64_t row) {
-    qt_to_float_fn f = qt_kernels()->type[wtype].to_float;
-    QT_ASSERT(f != NULL);
+void qt_get_row(const qt_kernel_table *kt, float *dst, const void *w, qt_type wtype, int64_t n_in, int64_t row) {
+    qt_to_float_fn f = kt->type[wtype].to_float;
+    QT_ASSERT(f != NULL && row >= 0);
     f((const char *)w + (size_t)row * qt_row_size(wtype, n_in), dst, n_in);
+}
+
+qt_kctx qt_kctx_default(qt_pool *pool) {
+    return (qt_kctx){ .kt = qt_kernels(), .pool = pool, .prec = QT_PREC_FAST, .stop = NULL };
 }

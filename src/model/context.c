@@ -68,6 +68,7 @@ qt_ctx *qt_ctx_init(const qt_model *m, qt_pool *pool, int n_ctx, int n_batch, bo
     qt_ctx *c = qt_calloc(1, sizeof(qt_ctx));
     c->m = m;
     c->pool = pool;
+    c->kc = qt_kctx_default(pool);
     c->n_ctx = n_ctx;
     c->n_batch = QT_MIN(n_batch, n_ctx);
     c->logits_all = logits_all;
@@ -112,9 +113,9 @@ static void apply_adapter(qt_ctx *c, int il, int target, float *y, const float *
         const qt_lora_pair *p = qt_lora_get(l, il, target);
         if (!p->a) continue;
         const int r = l->cfg.rank;
-        qt_matmul(c->pool, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
-        qt_matmul(c->pool, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
-        qt_kernels()->axpy_f32(T * p->n_out, c->lora_scales[i] * l->scale, c->lora_tmp, y);
+        qt_matmul(&c->kc, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
+        qt_matmul(&c->kc, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
+        c->kc.kt->axpy_f32(T * p->n_out, c->lora_scales[i] * l->scale, c->lora_tmp, y);
     }
 }
 
@@ -153,15 +154,15 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
     const qt_config *cf = &m->cfg;
     const int C = cf->n_embd, HS = cf->head_dim, NH = cf->n_head, NKV = cf->n_head_kv, F = cf->n_ff;
     const int qd = NH * HS, kvd = NKV * HS, pos0 = c->n_past;
-    qt_pool *pool = c->pool;
+    const qt_kctx *kc = &c->kc;
 
     for (int t = 0; t < T; t++) c->pos[t] = pos0 + t;
     qt_rope_cache(c->rope_cs, c->pos, T, HS, cf->rope_theta, m->rope_freqs);
-    qt_embedding_forward(c->x, tokens, T, &m->tok_embd);
+    qt_embedding_forward(kc->kt, c->x, tokens, T, &m->tok_embd);
 
     for (int il = 0; il < cf->n_layer; il++) {
         const qt_layer *L = &m->layers[il];
-        float *kc = c->k_cache + (size_t)il * c->n_ctx * kvd;
+        float *kcache = c->k_cache + (size_t)il * c->n_ctx * kvd;
         float *vt = c->v_cache + (size_t)il * c->n_ctx * kvd;
 
         qt_rmsnorm_forward(c->xn, NULL, c->x, L->attn_norm, T, C, cf->rms_eps);
@@ -169,7 +170,7 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
             { c->q, L->wq.data, L->wq.type, qd }, { c->k, L->wk.data, L->wk.type, kvd },
             { c->v, L->wv.data, L->wv.type, kvd },
         };
-        qt_matmul_multi(pool, c->xn, C, T, qkv, 3);
+        qt_matmul_multi(kc, c->xn, C, T, qkv, 3);
         apply_adapter(c, il, QT_LORA_Q, c->q, c->xn, T);
         apply_adapter(c, il, QT_LORA_K, c->k, c->xn, T);
         apply_adapter(c, il, QT_LORA_V, c->v, c->xn, T);
@@ -178,9 +179,9 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         add_bias(c->v, L->bv, T, kvd);
         qt_rope_forward(c->q, c->rope_cs, T, NH, HS, cf->rope_type);
         qt_rope_forward(c->k, c->rope_cs, T, NKV, HS, cf->rope_type);
-        store_kv(kc, vt, c->k, c->v, T, pos0, NKV, HS, c->n_ctx);
-        qt_attention_forward(pool, c->att, c->q, kc, vt, T, pos0, NH, NKV, HS, c->n_ctx, c->scores);
-        qt_matmul(pool, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
+        store_kv(kcache, vt, c->k, c->v, T, pos0, NKV, HS, c->n_ctx);
+        qt_attention_forward(kc, c->att, c->q, kcache, vt, T, pos0, NH, NKV, HS, c->n_ctx, c->scores);
+        qt_matmul(kc, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
         apply_adapter(c, il, QT_LORA_O, c->proj, c->att, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
 
@@ -188,18 +189,18 @@ static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logi
         const qt_matmul_out gate_up[2] = {
             { c->gate, L->w_gate.data, L->w_gate.type, F }, { c->up, L->w_up.data, L->w_up.type, F },
         };
-        qt_matmul_multi(pool, c->xn, C, T, gate_up, 2);
+        qt_matmul_multi(kc, c->xn, C, T, gate_up, 2);
         apply_adapter(c, il, QT_LORA_GATE, c->gate, c->xn, T);
         apply_adapter(c, il, QT_LORA_UP, c->up, c->xn, T);
-        qt_swiglu_forward_pool(pool, c->gate, c->gate, c->up, (int64_t)T * F);
-        qt_matmul(pool, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
+        qt_swiglu_forward_pool(kc, c->gate, c->gate, c->up, (int64_t)T * F);
+        qt_matmul(kc, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
         apply_adapter(c, il, QT_LORA_DOWN, c->proj, c->gate, T);
         qt_residual_forward(c->x, c->proj, (int64_t)T * C);
     }
     // Only the rows whose logits are wanted go through the (large) output head.
     int first = all_logits ? 0 : T - 1, n_out = T - first;
     qt_rmsnorm_forward(c->xn, NULL, c->x + (size_t)first * C, m->out_norm, n_out, C, cf->rms_eps);
-    qt_matmul(pool, c->logits, c->xn, m->output.data, m->output.type, C, cf->n_vocab, n_out);
+    qt_matmul(kc, c->logits, c->xn, m->output.data, m->output.type, C, cf->n_vocab, n_out);
     c->n_past += T;
 }
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "base/pool.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 
@@ -15,6 +16,7 @@
 typedef struct {
     const qt_model *m;   // borrowed; must outlive the context
     qt_pool *pool;       // borrowed; may be NULL (single-threaded)
+    qt_kctx kc;          // kernel table + pool the forward runs on
     int n_ctx;           // KV cache positions
     int n_batch;         // max tokens per forward chunk
     bool logits_all;     // keep logits of every token of a chunk, not just the last

@@ -86,10 +86,10 @@ static void transpose_worker(void *ctx, int ith, int nth) {
     }
 }
 
-static void transpose(qt_pool *pool, float *dst, const float *src, size_t src_stride, int n_rows, int n_cols) {
+static void transpose(const qt_kctx *kc, float *dst, const float *src, size_t src_stride, int n_rows, int n_cols) {
     transpose_job j = { dst, src, src_stride, n_rows, n_cols };
     if ((size_t)n_rows * n_cols < 4096) transpose_worker(&j, 0, 1);
-    else qt_pool_run(pool, transpose_worker, &j);
+    else qt_pool_run(kc->pool, transpose_worker, &j);
 }
 
 // Query rows per attention task: a multiple of the f32 gemm's 6-row micro-tile,
@@ -168,24 +168,24 @@ size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS) {
     return 2 * rows * (size_t)HS + (size_t)HS * (size_t)T;
 }
 
-void qt_attention_train_forward_ws(qt_pool *pool, float *out, float *att, const float *q, const float *k,
+void qt_attention_train_forward_ws(const qt_kctx *kc, float *out, float *att, const float *q, const float *k,
                                    const float *v, int T, int NH, int NKV, int HS, float *scratch) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
     float *Kt = scratch;   // (HS, T)
-    att_job j = { .K = qt_kernels(), .out = out, .att = att, .q = q, .k = k, .v = v, .Xt = Kt,
+    att_job j = { .K = kc->kt, .out = out, .att = att, .q = q, .k = k, .v = v, .Xt = Kt,
                   .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
-        transpose(pool, Kt, k + (size_t)h * HS, (size_t)NKV * HS, T, HS);
+        transpose(kc, Kt, k + (size_t)h * HS, (size_t)NKV * HS, T, HS);
         j.h = h;
-        qt_pool_run(pool, att_forward_worker, &j);
+        qt_pool_run(kc->pool, att_forward_worker, &j);
     }
 }
 
-void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const float *q, const float *k, const float *v,
+void qt_attention_train_forward(const qt_kctx *kc, float *out, float *att, const float *q, const float *k, const float *v,
                                 int T, int NH, int NKV, int HS) {
     QT_ASSERT(NKV > 0 && NH % NKV == 0);
     float *ws = qt_malloc(sizeof(float) * qt_attention_train_forward_ws_size(T, NH, NKV, HS));
-    qt_attention_train_forward_ws(pool, out, att, q, k, v, T, NH, NKV, HS, ws);
+    qt_attention_train_forward_ws(kc, out, att, q, k, v, T, NH, NKV, HS, ws);
     qt_free(ws);
 }
 
@@ -278,7 +278,7 @@ static void att_backward_keys_worker(void *ctx, int ith, int nth) {
 //   phase 2 (key-row blocks):   dV_h += P_g^T dO_g, dK_h += dS_g^T Q_g.
 // Each product runs over the causal part only (columns <= the block's last
 // row in phase 1, rows >= the block's first key in phase 2).
-void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                                  const float *att, const float *q, const float *k, const float *v, int T, int NH,
                                  int NKV, int HS) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
@@ -286,44 +286,45 @@ void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv,
     const int G = NH / NKV;
     float *Vt = scratch;                     // (HS, T)
     float *dP = Vt + (size_t)HS * T;         // (G, T, T): dS after phase 1
-    att_job j = { .K = qt_kernels(), .dP = dP, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
+    att_job j = { .K = kc->kt, .dP = dP, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
                   .v = v, .Xt = Vt, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
         j.h = h;
         j.P = att + (size_t)h * G * T * T;
         if (dq || dk) {
-            transpose(pool, Vt, v + (size_t)h * HS, (size_t)NKV * HS, T, HS);
-            qt_pool_run(pool, att_backward_rows_worker, &j);
+            transpose(kc, Vt, v + (size_t)h * HS, (size_t)NKV * HS, T, HS);
+            qt_pool_run(kc->pool, att_backward_rows_worker, &j);
         }
-        if (dk || dv) qt_pool_run(pool, att_backward_keys_worker, &j);
+        if (dk || dv) qt_pool_run(kc->pool, att_backward_keys_worker, &j);
     }
 }
 
 // ---- SwiGLU ----
 
-void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N) {
-    const qt_kernel_table *K = qt_kernels();
+void qt_swiglu_backward(const qt_kernel_table *K, float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, int64_t N) {
     for (int64_t i = 0; i < N; i += QT_SWIGLU_CHUNK)
         K->swiglu_backward_f32((int)QT_MIN(QT_SWIGLU_CHUNK, N - i), dout + i, gate + i, up + i, dgate ? dgate + i : NULL,
                                dup ? dup + i : NULL);
 }
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *dgate, *dup;
     const float *dout, *gate, *up;
 } swiglu_bwd_job;
 
 static void swiglu_bwd_range(void *ctx, int64_t i0, int64_t i1) {
     const swiglu_bwd_job *j = ctx;
-    qt_swiglu_backward(j->dgate ? j->dgate + i0 : NULL, j->dup ? j->dup + i0 : NULL, j->dout + i0, j->gate + i0,
+    qt_swiglu_backward(j->kt, j->dgate ? j->dgate + i0 : NULL, j->dup ? j->dup + i0 : NULL, j->dout + i0, j->gate + i0,
                        j->up + i0, i1 - i0);
 }
 
 // element-wise: the split (64-byte multiples) does not change any result
-void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
+void qt_swiglu_backward_pool(const qt_kctx *kc, float *dgate, float *dup, const float *dout, const float *gate,
                              const float *up, int64_t N) {
-    swiglu_bwd_job j = { dgate, dup, dout, gate, up };
-    qt_pool_for(pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_bwd_range, &j);
+    swiglu_bwd_job j = { kc->kt, dgate, dup, dout, gate, up };
+    qt_pool_for(kc->pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_bwd_range, &j);
 }
 
 // ---- cross-entropy ----
@@ -348,6 +349,7 @@ static void cross_entropy_row(const qt_kernel_table *K, float *loss, float *d, c
 }
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *losses, *dlogits;
     const float *logits, *dscale;
     const int32_t *targets;
@@ -358,22 +360,23 @@ typedef struct {
 // so results do not depend on the thread count.
 static void cross_entropy_worker(void *ctx, int ith, int nth) {
     const ce_job *j = ctx;
-    const qt_kernel_table *K = qt_kernels();
+    const qt_kernel_table *K = j->kt;
     for (int t = ith; t < j->T; t += nth)
         cross_entropy_row(K, &j->losses[t], j->dlogits ? j->dlogits + (size_t)t * j->V : NULL,
                           j->logits + (size_t)t * j->V, j->targets[t], j->dscale ? j->dscale[t] : 1.0f, j->V);
 }
 
-void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
-                      int T, int V) {
-    qt_cross_entropy_pool(NULL, losses, dlogits, logits, targets, dscale, T, V);
+void qt_cross_entropy(const qt_kernel_table *kt, float *losses, float *dlogits, const float *logits,
+                      const int32_t *targets, const float *dscale, int T, int V) {
+    ce_job j = { kt, losses, dlogits, logits, dscale, targets, T, V };
+    cross_entropy_worker(&j, 0, 1);
 }
 
-void qt_cross_entropy_pool(qt_pool *pool, float *losses, float *dlogits, const float *logits, const int32_t *targets,
+void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, const float *logits, const int32_t *targets,
                            const float *dscale, int T, int V) {
-    ce_job j = { losses, dlogits, logits, dscale, targets, T, V };
-    if (T < 2 || qt_pool_n_threads(pool) == 1) cross_entropy_worker(&j, 0, 1);
-    else qt_pool_run(pool, cross_entropy_worker, &j);
+    ce_job j = { kc->kt, losses, dlogits, logits, dscale, targets, T, V };
+    if (T < 2 || qt_pool_n_threads(kc->pool) == 1) cross_entropy_worker(&j, 0, 1);
+    else qt_pool_run(kc->pool, cross_entropy_worker, &j);
 }
 
 // ---- LoRA weight gradient ----
@@ -385,6 +388,7 @@ void qt_cross_entropy_pool(qt_pool *pool, float *losses, float *dlogits, const f
 #define DW_ALIGN 64
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *dw;
     const float *dy, *x;
     float *nt;           // the narrow operand transposed: (rank, T)
@@ -405,7 +409,7 @@ static void dw_narrow_out_worker(void *ctx, int ith, int nth) {
     const dw_job *j = ctx;
     int c0, c1;
     dw_split(j->n_in, ith, nth, &c0, &c1);
-    if (c1 > c0) qt_kernels()->gemm_acc_f32(j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
+    if (c1 > c0) j->kt->gemm_acc_f32(j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
 }
 
 // n_in narrow: tmp (n_in, n_out) = x^T (n_in, T) @ dy (T, n_out), then
@@ -416,7 +420,7 @@ static void dw_narrow_in_worker(void *ctx, int ith, int nth) {
     dw_split(j->n_out, ith, nth, &o0, &o1);
     if (o1 <= o0) return;
     for (int i = 0; i < j->n_in; i++) memset(j->tmp + (size_t)i * j->n_out + o0, 0, sizeof(float) * (size_t)(o1 - o0));
-    qt_kernels()->gemm_acc_f32(j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
+    j->kt->gemm_acc_f32(j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
     for (int o = o0; o < o1; o++)
         for (int i = 0; i < j->n_in; i++) j->dw[(size_t)o * j->n_in + i] += j->tmp[(size_t)i * j->n_out + o];
 }
@@ -424,7 +428,7 @@ static void dw_narrow_in_worker(void *ctx, int ith, int nth) {
 // Neither side narrow: per thread a range of dw rows, axpy per (token, row).
 static void matmul_dw_worker(void *ctx, int ith, int nth) {
     const dw_job *j = ctx;
-    const qt_kernel_table *K = qt_kernels();
+    const qt_kernel_table *K = j->kt;
     int per = j->n_out / nth, extra = j->n_out % nth;
     int o0 = ith * per + QT_MIN(ith, extra), o1 = o0 + per + (ith < extra);
     // a block of dw rows (about 32 KiB) stays in cache while every token passes over it
@@ -445,21 +449,21 @@ static void transpose_small(float *dst, const float *src, int T, int n) {
         for (int i = 0; i < n; i++) dst[(size_t)i * T + t] = src[(size_t)t * n + i];
 }
 
-void qt_matmul_dw(qt_pool *pool, float *dw, const float *dy, const float *x, int n_in, int n_out, int T) {
+void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T) {
     QT_ASSERT(n_in > 0 && n_out >= 0 && T >= 0);
     if (n_out == 0 || T == 0) return;
-    dw_job j = { dw, dy, x, NULL, NULL, n_in, n_out, T };
+    dw_job j = { kc->kt, dw, dy, x, NULL, NULL, n_in, n_out, T };
     if (n_out <= DW_NARROW) {
         j.nt = qt_malloc(sizeof(float) * (size_t)n_out * T);
         transpose_small(j.nt, dy, T, n_out);
-        qt_pool_run(pool, dw_narrow_out_worker, &j);
+        qt_pool_run(kc->pool, dw_narrow_out_worker, &j);
     } else if (n_in <= DW_NARROW) {
         j.nt = qt_malloc(sizeof(float) * (size_t)n_in * T);
         j.tmp = qt_malloc(sizeof(float) * (size_t)n_in * n_out);
         transpose_small(j.nt, x, T, n_in);
-        qt_pool_run(pool, dw_narrow_in_worker, &j);
+        qt_pool_run(kc->pool, dw_narrow_in_worker, &j);
     } else {
-        qt_pool_run(pool, matmul_dw_worker, &j);
+        qt_pool_run(kc->pool, matmul_dw_worker, &j);
     }
     qt_free(j.nt);
     qt_free(j.tmp);

@@ -32,9 +32,9 @@ void qt_rope_backward(float *dx, const float *cs, int T, int NHX, int HS, qt_rop
 // columns. Allocates a small work buffer per call
 // (2*G*T*HS + HS*T floats, G = NH/NKV); qt_attention_train_forward_ws takes it
 // from the caller instead (qt_attention_train_forward_ws_size floats).
-void qt_attention_train_forward(qt_pool *pool, float *out, float *att, const float *q, const float *k, const float *v,
+void qt_attention_train_forward(const qt_kctx *kc, float *out, float *att, const float *q, const float *k, const float *v,
                                 int T, int NH, int NKV, int HS);
-void qt_attention_train_forward_ws(qt_pool *pool, float *out, float *att, const float *q, const float *k,
+void qt_attention_train_forward_ws(const qt_kctx *kc, float *out, float *att, const float *q, const float *k,
                                    const float *v, int T, int NH, int NKV, int HS, float *scratch);
 size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS);
 
@@ -42,17 +42,17 @@ size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS);
 // dout (T, NH*HS); att, q, k, v as saved by the forward.
 // scratch: qt_attention_train_scratch(T, NH, NKV, HS, n_threads) floats
 // (at least qt_attention_train_forward_ws_size, so it also serves the forward).
-void qt_attention_train_backward(qt_pool *pool, float *dq, float *dk, float *dv, float *scratch, const float *dout,
+void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float *dv, float *scratch, const float *dout,
                                  const float *att, const float *q, const float *k, const float *v, int T, int NH,
                                  int NKV, int HS);
 size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads);
 
 // Backward of out = silu(gate) * up (qt_swiglu_forward):
 // dgate (N) += dout * up * silu'(gate), dup (N) += dout * silu(gate); either may be NULL.
-void qt_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N);
+void qt_swiglu_backward(const qt_kernel_table *kt, float *dgate, float *dup, const float *dout, const float *gate, const float *up, int64_t N);
 // The same split across the pool's threads (one thread when N is small);
 // results are identical for any thread count.
-void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const float *dout, const float *gate,
+void qt_swiglu_backward_pool(const qt_kctx *kc, float *dgate, float *dup, const float *dout, const float *gate,
                              const float *up, int64_t N);
 
 // Cross-entropy over V classes for T rows of logits (T, V):
@@ -61,17 +61,17 @@ void qt_swiglu_backward_pool(qt_pool *pool, float *dgate, float *dup, const floa
 // dlogits (T, V) = (softmax - onehot) * dscale[t] (dscale (T) per-row weights,
 // e.g. 1/n_targets; NULL means 1); dlogits may alias logits.
 // Max-subtracted, with the log-sum-exp accumulated in double.
-void qt_cross_entropy(float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
+void qt_cross_entropy(const qt_kernel_table *kt, float *losses, float *dlogits, const float *logits, const int32_t *targets, const float *dscale,
                       int T, int V);
 // The same with the rows spread over the pool's threads (each row whole on one
 // thread: results are identical for any thread count).
-void qt_cross_entropy_pool(qt_pool *pool, float *losses, float *dlogits, const float *logits, const int32_t *targets,
+void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, const float *logits, const int32_t *targets,
                            const float *dscale, int T, int V);
 
 // Weight gradient of y = x @ W^T for LoRA adapters, all f32 row-major:
 // dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split across the pool's
 // threads without write conflicts. When one side is narrow (the rank) it runs
 // on the table's gemm_acc_f32 with that operand transposed.
-void qt_matmul_dw(qt_pool *pool, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
+void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
 
 #endif

@@ -70,8 +70,9 @@ size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int
 }
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *out;
-    const float *q, *kc, *vt;
+    const float *q, *kcache, *vt;
     int T, pos0, NH, NKV, HS, n_ctx;
     float *scratch;
 } attn_job;
@@ -88,7 +89,7 @@ static void softmax_row(const qt_kernel_table *K, float *s, int n, float scale) 
 // that later tokens (longer causal windows) do not all land on one thread.
 static void attn_task_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
-    const qt_kernel_table *K = qt_kernels();
+    const qt_kernel_table *K = j->kt;
     const int group = j->NH / j->NKV;
     const float scale = 1.0f / sqrtf((float)j->HS);
     float *s = j->scratch + (size_t)ith * j->n_ctx;
@@ -96,7 +97,7 @@ static void attn_task_worker(void *ctx, int ith, int nth) {
         int t = task / j->NH, h = task % j->NH, kvh = h / group;
         int n = j->pos0 + t + 1;   // causal window
         const float *qh = j->q + ((size_t)t * j->NH + h) * j->HS;
-        const float *kh = j->kc + (size_t)kvh * j->n_ctx * j->HS;
+        const float *kh = j->kcache + (size_t)kvh * j->n_ctx * j->HS;
         const float *vh = j->vt + (size_t)kvh * j->HS * j->n_ctx;
         for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
         softmax_row(K, s, n, 1.0f);
@@ -106,6 +107,7 @@ static void attn_task_worker(void *ctx, int ith, int nth) {
 }
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *S;
     int rows, G, t0, pos0, n;
     float scale;
@@ -115,7 +117,7 @@ typedef struct {
 // positions > pos0 + t, softmax.
 static void mask_softmax_worker(void *ctx, int ith, int nth) {
     const mask_job *j = ctx;
-    const qt_kernel_table *K = qt_kernels();
+    const qt_kernel_table *K = j->kt;
     for (int r = ith; r < j->rows; r += nth) {
         float *s = j->S + (size_t)r * j->n;
         int valid = j->pos0 + j->t0 + r / j->G + 1;
@@ -124,13 +126,13 @@ static void mask_softmax_worker(void *ctx, int ith, int nth) {
     }
 }
 
-void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vt,
+void qt_attention_forward(const qt_kctx *kc, float *out, const float *q, const float *kcache, const float *vt,
                           int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch) {
     QT_ASSERT(NH % NKV == 0 && pos0 + T <= n_ctx);
     const int G = NH / NKV, rows = G * T;
     if (rows < ATTN_MATMUL_MIN_ROWS) {
-        attn_job j = { out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch };
-        qt_pool_run(pool, attn_task_worker, &j);
+        attn_job j = { kc->kt, out, q, kcache, vt, T, pos0, NH, NKV, HS, n_ctx, scratch };
+        qt_pool_run(kc->pool, attn_task_worker, &j);
         return;
     }
     // The G query heads of one KV head, token-major: row t*G + g. Tokens go in
@@ -145,11 +147,11 @@ void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float
         for (int t0 = 0; t0 < T; t0 += ATTN_T_CHUNK) {
             int t1 = QT_MIN(T, t0 + ATTN_T_CHUNK), nv = pos0 + t1, cr = (t1 - t0) * G;
             // S (cr, nv) = Qg[t0*G:] @ K_h[:nv]^T, K_h (n_ctx, HS) dense
-            qt_matmul(pool, S, Qg + (size_t)t0 * G * HS, kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
-            mask_job mj = { S, cr, G, t0, pos0, nv, 1.0f / sqrtf((float)HS) };
-            qt_pool_run(pool, mask_softmax_worker, &mj);
+            qt_matmul(kc, S, Qg + (size_t)t0 * G * HS, kcache + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
+            mask_job mj = { kc->kt, S, cr, G, t0, pos0, nv, 1.0f / sqrtf((float)HS) };
+            qt_pool_run(kc->pool, mask_softmax_worker, &mj);
             // Og[t0*G:] (cr, HS) = P @ V_h[:nv], with V_h^T (HS, n_ctx) rows n_ctx apart
-            qt_matmul_strided(pool, Og + (size_t)t0 * G * HS, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv, HS,
+            qt_matmul_strided(kc, Og + (size_t)t0 * G * HS, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv, HS,
                               cr, sizeof(float) * (size_t)n_ctx);
         }
         for (int t = 0; t < T; t++)
@@ -157,31 +159,31 @@ void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float
     }
 }
 
-void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N) {
-    const qt_kernel_table *K = qt_kernels();
+void qt_swiglu_forward(const qt_kernel_table *K, float *out, const float *gate, const float *up, int64_t N) {
     for (int64_t i = 0; i < N; i += QT_SWIGLU_CHUNK) K->swiglu_f32((int)QT_MIN(QT_SWIGLU_CHUNK, N - i), gate + i, up + i, out + i);
 }
 
 typedef struct {
+    const qt_kernel_table *kt;
     float *out;
     const float *gate, *up;
 } swiglu_job;
 
 static void swiglu_range(void *ctx, int64_t i0, int64_t i1) {
     const swiglu_job *j = ctx;
-    qt_swiglu_forward(j->out + i0, j->gate + i0, j->up + i0, i1 - i0);
+    qt_swiglu_forward(j->kt, j->out + i0, j->gate + i0, j->up + i0, i1 - i0);
 }
 
 // element-wise: the split (64-byte multiples) does not change any result
-void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N) {
-    swiglu_job j = { out, gate, up };
-    qt_pool_for(pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_range, &j);
+void qt_swiglu_forward_pool(const qt_kctx *kc, float *out, const float *gate, const float *up, int64_t N) {
+    swiglu_job j = { kc->kt, out, gate, up };
+    qt_pool_for(kc->pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_range, &j);
 }
 
-void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd) {
+void qt_embedding_forward(const qt_kernel_table *kt, float *out, const int32_t *tokens, int T, const qt_tensor *embd) {
     for (int t = 0; t < T; t++) {
         QT_ASSERT(tokens[t] >= 0 && tokens[t] < embd->ne1);
-        qt_get_row(out + (size_t)t * embd->ne0, embd->data, embd->type, (int)embd->ne0, tokens[t]);
+        qt_get_row(kt, out + (size_t)t * embd->ne0, embd->data, embd->type, (int)embd->ne0, tokens[t]);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "base/pool.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 
 // out (T, C) = x / sqrt(mean(x^2) + eps) * w; rstd (T) is saved when non-NULL.
@@ -32,7 +33,7 @@ void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_
 // (prompts, training) run per key/value head as two matmuls, S = Q K^T and
 // O = softmax(S) V, with the causal mask applied to S.
 // scratch: qt_attention_scratch() floats.
-void qt_attention_forward(qt_pool *pool, float *out, const float *q, const float *kc, const float *vt,
+void qt_attention_forward(const qt_kctx *kc, float *out, const float *q, const float *kcache, const float *vt,
                           int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch);
 size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads);
 
@@ -43,13 +44,13 @@ size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int
 #define QT_SWIGLU_POOL_MIN 16384
 
 // out (N) = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
-void qt_swiglu_forward(float *out, const float *gate, const float *up, int64_t N);
+void qt_swiglu_forward(const qt_kernel_table *kt, float *out, const float *gate, const float *up, int64_t N);
 // The same split across the pool's threads (one thread when N is small);
 // results are identical for any thread count.
-void qt_swiglu_forward_pool(qt_pool *pool, float *out, const float *gate, const float *up, int64_t N);
+void qt_swiglu_forward_pool(const qt_kctx *kc, float *out, const float *gate, const float *up, int64_t N);
 
 // out (T, C) = rows tokens[t] of the embedding (n_vocab, C), any stored type.
-void qt_embedding_forward(float *out, const int32_t *tokens, int T, const qt_tensor *embd);
+void qt_embedding_forward(const qt_kernel_table *kt, float *out, const int32_t *tokens, int T, const qt_tensor *embd);
 
 // y (N) += x (N)
 void qt_residual_forward(float *y, const float *x, int64_t N);

@@ -31,6 +31,7 @@ struct qt_tmodel {
     const qt_model *m;
     qt_lora *lora;
     qt_pool *pool;
+    qt_kctx kc;              // kernel table + pool; training precision
     int max_tokens, max_seq;
     bool checkpoint;
     int n_acts;              // 1 with checkpointing, else n_layer
@@ -117,6 +118,8 @@ qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_pool *pool, int m
     QT_ASSERT(max_tokens > 0 && max_seq > 0 && max_seq <= max_tokens);
     qt_tmodel *tm = qt_calloc(1, sizeof(qt_tmodel));
     tm->m = m; tm->lora = lora; tm->pool = pool;
+    tm->kc = qt_kctx_default(pool);
+    tm->kc.prec = QT_PREC_F32;
     tm->max_tokens = max_tokens; tm->max_seq = max_seq; tm->checkpoint = checkpoint;
     tm->n_acts = checkpoint ? 1 : m->cfg.n_layer;
     tm->acts = qt_calloc((size_t)tm->n_acts, sizeof(layer_acts));
@@ -166,9 +169,9 @@ static uint64_t drop_key(const qt_tmodel *tm, int il, int t) {
 
 // y (N, out) = x W^T + s * (drop(x) A^T) B^T; saves ax = drop(x) A^T.
 static void linear_fwd(qt_tmodel *tm, float *y, const float *x, const qt_tensor *W, int il, int t, float *ax, int N) {
-    qt_pool *pool = tm->pool;
+    const qt_kctx *kc = &tm->kc;
     int in = (int)W->ne0, out = (int)W->ne1;
-    qt_matmul(pool, y, x, W->data, W->type, in, out, N);
+    qt_matmul(kc, y, x, W->data, W->type, in, out, N);
     const qt_lora_pair *p = qt_lora_get(tm->lora, il, t);
     if (!p->a) return;
     const int r = tm->lora->cfg.rank;
@@ -177,18 +180,18 @@ static void linear_fwd(qt_tmodel *tm, float *y, const float *x, const qt_tensor 
         dropout(tm->xdrop, x, (size_t)N * in, tm->lora->cfg.dropout, drop_key(tm, il, t));
         xa = tm->xdrop;
     }
-    qt_matmul(pool, ax, xa, p->a, QT_TYPE_F32, in, r, N);
-    qt_matmul(pool, tm->tmp, ax, p->b, QT_TYPE_F32, r, out, N);
-    qt_kernels()->axpy_f32(N * out, tm->lora->scale, tm->tmp, y);
+    qt_matmul(kc, ax, xa, p->a, QT_TYPE_F32, in, r, N);
+    qt_matmul(kc, tm->tmp, ax, p->b, QT_TYPE_F32, r, out, N);
+    kc->kt->axpy_f32(N * out, tm->lora->scale, tm->tmp, y);
 }
 
 // dx (N, in) += dy W + s * dropmask * ((dy B) A); adapter grads += (see lora.h).
 static void linear_bwd(qt_tmodel *tm, float *dx, const float *dy, const float *x, const qt_tensor *W, int il, int t,
                        const float *ax, int N) {
-    qt_pool *pool = tm->pool;
-    const qt_kernel_table *K = qt_kernels();
+    const qt_kctx *kc = &tm->kc;
+    const qt_kernel_table *K = kc->kt;
     int in = (int)W->ne0, out = (int)W->ne1;
-    qt_matmul_t(pool, dx, dy, W->data, W->type, in, out, N);
+    qt_matmul_t(kc, dx, dy, W->data, W->type, in, out, N);
     const qt_lora_pair *p = qt_lora_get(tm->lora, il, t);
     if (!p->a) return;
     const int r = tm->lora->cfg.rank;
@@ -197,10 +200,10 @@ static void linear_bwd(qt_tmodel *tm, float *dx, const float *dy, const float *x
     // dB (out, r) += dy^T (s * ax)
     memcpy(tm->sax, ax, sizeof(float) * (size_t)N * r);
     K->scale_f32(N * r, s, tm->sax);
-    qt_matmul_dw(pool, gb, dy, tm->sax, r, out, N);
+    qt_matmul_dw(kc, gb, dy, tm->sax, r, out, N);
     // dax (N, r) = s * dy B
     memset(tm->dax, 0, sizeof(float) * (size_t)N * r);
-    qt_matmul_t(pool, tm->dax, dy, p->b, QT_TYPE_F32, r, out, N);
+    qt_matmul_t(kc, tm->dax, dy, p->b, QT_TYPE_F32, r, out, N);
     K->scale_f32(N * r, s, tm->dax);
     // dA (r, in) += dax^T drop(x)
     bool drop = tm->train && tm->lora->cfg.dropout > 0;
@@ -209,13 +212,13 @@ static void linear_bwd(qt_tmodel *tm, float *dx, const float *dy, const float *x
         dropout(tm->xdrop, x, (size_t)N * in, tm->lora->cfg.dropout, drop_key(tm, il, t));
         xa = tm->xdrop;
     }
-    qt_matmul_dw(pool, ga, tm->dax, xa, in, r, N);
+    qt_matmul_dw(kc, ga, tm->dax, xa, in, r, N);
     // dx += drop'(dax A): the dropout mask and 1/(1-p) apply to this path only
     if (!drop) {
-        qt_matmul_t(pool, dx, tm->dax, p->a, QT_TYPE_F32, in, r, N);
+        qt_matmul_t(kc, dx, tm->dax, p->a, QT_TYPE_F32, in, r, N);
     } else {
         memset(tm->tmp, 0, sizeof(float) * (size_t)N * in);
-        qt_matmul_t(pool, tm->tmp, tm->dax, p->a, QT_TYPE_F32, in, r, N);
+        qt_matmul_t(kc, tm->tmp, tm->dax, p->a, QT_TYPE_F32, in, r, N);
         dropout(tm->xdrop, tm->tmp, (size_t)N * in, tm->lora->cfg.dropout, drop_key(tm, il, t));
         K->axpy_f32(N * in, 1.0f, tm->xdrop, dx);
     }
@@ -247,7 +250,7 @@ static void layer_forward(qt_tmodel *tm, const qt_batch *b, int il, layer_acts *
         int o = b->seq_start[s], T = b->seq_start[s + 1] - o;
         qt_rope_forward(A->q + (size_t)o * qd, tm->cs, T, NH, HS, c->rope_type);
         qt_rope_forward(A->k + (size_t)o * kvd, tm->cs, T, NKV, HS, c->rope_type);
-        qt_attention_train_forward_ws(tm->pool, A->ao + (size_t)o * qd, A->att + att_off, A->q + (size_t)o * qd,
+        qt_attention_train_forward_ws(&tm->kc, A->ao + (size_t)o * qd, A->att + att_off, A->q + (size_t)o * qd,
                                       A->k + (size_t)o * kvd, A->v + (size_t)o * kvd, T, NH, NKV, HS,
                                       tm->att_scratch);
         att_off += (size_t)NH * T * T;
@@ -258,7 +261,7 @@ static void layer_forward(qt_tmodel *tm, const qt_batch *b, int il, layer_acts *
     qt_rmsnorm_forward(A->xn2, A->rstd2, A->xmid, L->ffn_norm, N, C, c->rms_eps);
     linear_fwd(tm, A->gate, A->xn2, &L->w_gate, il, QT_LORA_GATE, A->ax[QT_LORA_GATE], N);
     linear_fwd(tm, A->up, A->xn2, &L->w_up, il, QT_LORA_UP, A->ax[QT_LORA_UP], N);
-    qt_swiglu_forward_pool(tm->pool, A->h, A->gate, A->up, (int64_t)N * c->n_ff);
+    qt_swiglu_forward_pool(&tm->kc, A->h, A->gate, A->up, (int64_t)N * c->n_ff);
     linear_fwd(tm, out, A->h, &L->w_down, il, QT_LORA_DOWN, A->ax[QT_LORA_DOWN], N);
     qt_residual_forward(out, A->xmid, (int64_t)N * C);
 }
@@ -278,7 +281,7 @@ static void layer_backward(qt_tmodel *tm, const qt_batch *b, int il, const layer
     linear_bwd(tm, tm->dh, dout, A->h, &L->w_down, il, QT_LORA_DOWN, A->ax[QT_LORA_DOWN], N);
     memset(tm->dgate, 0, sizeof(float) * (size_t)N * F);
     memset(tm->dup, 0, sizeof(float) * (size_t)N * F);
-    qt_swiglu_backward_pool(tm->pool, tm->dgate, tm->dup, tm->dh, A->gate, A->up, (int64_t)N * F);
+    qt_swiglu_backward_pool(&tm->kc, tm->dgate, tm->dup, tm->dh, A->gate, A->up, (int64_t)N * F);
     memset(tm->dxn, 0, sizeof(float) * nC);
     linear_bwd(tm, tm->dxn, tm->dgate, A->xn2, &L->w_gate, il, QT_LORA_GATE, A->ax[QT_LORA_GATE], N);
     linear_bwd(tm, tm->dxn, tm->dup, A->xn2, &L->w_up, il, QT_LORA_UP, A->ax[QT_LORA_UP], N);
@@ -294,7 +297,7 @@ static void layer_backward(qt_tmodel *tm, const qt_batch *b, int il, const layer
     size_t att_off = 0;
     for (int s = 0; s < b->n_seq; s++) {
         int o = b->seq_start[s], T = b->seq_start[s + 1] - o;
-        qt_attention_train_backward(tm->pool, tm->dq + (size_t)o * qd, tm->dk + (size_t)o * kvd,
+        qt_attention_train_backward(&tm->kc, tm->dq + (size_t)o * qd, tm->dk + (size_t)o * kvd,
                                     tm->dv + (size_t)o * kvd, tm->att_scratch, tm->dao + (size_t)o * qd,
                                     A->att + att_off, A->q + (size_t)o * qd, A->k + (size_t)o * kvd,
                                     A->v + (size_t)o * kvd, T, NH, NKV, HS);
@@ -337,7 +340,7 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
     tm->train = train;
     const size_t nC = (size_t)N * C;
 
-    qt_embedding_forward(tm->xs, b->tokens, N, &m->tok_embd);
+    qt_embedding_forward(tm->kc.kt, tm->xs, b->tokens, N, &m->tok_embd);
     for (int il = 0; il < Lc; il++)
         layer_forward(tm, b, il, &tm->acts[tm->checkpoint ? 0 : il], tm->xs + (size_t)il * nC, tm->xs + (size_t)(il + 1) * nC);
 
@@ -356,11 +359,11 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
             if (b->targets[i0 + i] >= 0) { any = true; cnt++; }
         }
         if (!any) continue;
-        qt_matmul(tm->pool, tm->logits, tm->xnf + (size_t)i0 * C, m->output.data, m->output.type, C, V, nr);
-        qt_cross_entropy_pool(tm->pool, tm->losses, backward ? tm->logits : NULL, tm->logits, b->targets + i0,
+        qt_matmul(&tm->kc, tm->logits, tm->xnf + (size_t)i0 * C, m->output.data, m->output.type, C, V, nr);
+        qt_cross_entropy_pool(&tm->kc, tm->losses, backward ? tm->logits : NULL, tm->logits, b->targets + i0,
                               tm->dscale, nr, V);
         for (int i = 0; i < nr; i++) sum += tm->losses[i];
-        if (backward) qt_matmul_t(tm->pool, dxnf + (size_t)i0 * C, tm->logits, m->output.data, m->output.type, C, V, nr);
+        if (backward) qt_matmul_t(&tm->kc, dxnf + (size_t)i0 * C, tm->logits, m->output.data, m->output.type, C, V, nr);
     }
     *loss_sum = sum;
     *n_targets = cnt;
