@@ -6,11 +6,13 @@
 // (6 * params-in-matmuls * T for forward + backward, + attention), and the
 // peak RSS.
 //   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [ckpt=1]
+// QT_DEVICE=cuda runs it on the GPU backend (a CUDA=1 build).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "base/pool.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -38,11 +40,13 @@ int main(int argc, char **argv) {
     qt_lora_config cfg = qt_lora_defaults();
     cfg.rank = rank;
     cfg.alpha = 2.0f * rank;
-    if (qt_lora_parse_targets(targets, &cfg.targets) != QT_OK) return 2;
+    if (qt_lora_parse_targets(m->arch, targets, &cfg.targets) != QT_OK) return 2;
     qt_lora *l = qt_lora_init(m, &cfg, 1);
     if (!l || qt_lora_enable_training(l) != QT_OK) return 1;
     qt_pool *pool = qt_pool_init(nth);
-    qt_tmodel *tm = qt_tmodel_init(m, l, pool, T, T, ckpt);
+    qt_backend *be = qt_backend_init(getenv("QT_DEVICE") ? getenv("QT_DEVICE") : "cpu", pool);
+    if (!be || qt_model_bind(m, be) != QT_OK) return 1;
+    qt_tmodel *tm = qt_tmodel_init(m, l, be, T, T, ckpt);
     if (!tm) return 1;
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)T), *tgt = malloc(sizeof(int32_t) * (size_t)T);
     qt_rng rng;
@@ -73,9 +77,11 @@ int main(int argc, char **argv) {
                   (double)c->n_embd * c->n_vocab;
     double flop = 4.0 * p_mm * T + 6.0 * c->n_layer * (double)c->n_head * c->head_dim * (double)T * T;
     printf("| %s | %s | T=%d | r=%d %s | threads %d | ckpt %d | %.1f tokens/s | %.1f s/step | %.1f GFLOP/s | peak RSS %.2f GiB | load %.1f s |\n",
-           m->name, qt_type_name(m->layers[0].wq.type), T, rank, targets, nth, ckpt, T / med, med, flop / med / 1e9,
+           m->name, qt_type_name(qt_model_linear(m, 0, 0)->type), T, rank, targets, nth, ckpt, T / med, med, flop / med / 1e9,
            qt_peak_rss() / 1073741824.0, t_load);
     qt_tmodel_free(tm);
+    qt_model_bind(m, NULL);
+    qt_backend_free(be);
     qt_pool_free(pool);
     qt_lora_free(l);
     qt_model_free(m);

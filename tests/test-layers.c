@@ -17,7 +17,7 @@
 
 #include "base/base.h"
 #include "base/pool.h"
-#include "model/layers-train.h"
+#include "backend/layers-train.h"
 #include "test.h"
 
 // Float32 analytic gradients against double finite differences: the float
@@ -372,34 +372,45 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
     } else {
         attention_backward_d(gq, gk, gv, c.dout, c.q, c.k, c.v, T, NH, NKV, HS);
     }
+    // log-sum-exp of each (row, head) of the materialised scores, in double
+    double *lsed = qt_malloc(sizeof(double) * (size_t)T * NH);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NH; h++) {
+            const double *qt = c.q + ((size_t)t * NH + h) * HS;
+            double mx = -1e300, sum = 0, sc[T > 0 ? T : 1];
+            for (int s = 0; s <= t; s++) {
+                const double *ks = c.k + ((size_t)s * NKV + h / (NH / NKV)) * HS;
+                double d = 0;
+                for (int i = 0; i < HS; i++) d += qt[i] * ks[i];
+                sc[s] = d / sqrt((double)HS);
+                mx = fmax(mx, sc[s]);
+            }
+            for (int s = 0; s <= t; s++) sum += exp(sc[s] - mx);
+            lsed[(size_t)t * NH + h] = mx + log(sum);
+        }
+    float *first_dq = falloc(nq);
     for (int ip = 0; ip < 3; ip++) {
         qt_pool *pool = g_pools[ip];
         const qt_kctx kcx = { .kt = qt_kernels(), .pool = pool };
-        float *out = falloc(nq), *att = falloc(natt);
+        float *out = falloc(nq), *lse = falloc((size_t)T * NH);
         float *dq = falloc(nq), *dk = falloc(nkv), *dv = falloc(nkv);
-        size_t ns = qt_attention_train_scratch(T, NH, NKV, HS, qt_pool_n_threads(pool));
-        CHECK(ns >= qt_attention_train_forward_ws_size(T, NH, NKV, HS), "scratch covers the forward");
+        size_t ns = qt_attention_train_scratch(T, NH, NKV, HS);
         float *scratch = falloc(ns);
-        fill(att, natt, -5, 5);   // the forward must overwrite everything, masked entries included
-        qt_attention_train_forward(&kcx, out, att, q, k, v, T, NH, NKV, HS);
+        fill(out, nq, -5, 5);   // the forward must overwrite everything
+        fill(scratch, ns, -5, 5);   // stale scratch must not leak into the result
+        qt_attention_train_forward(&kcx, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(close_enough("attention out", out, outd, nq, FWD_REL, FWD_ABS), "T=%d NH=%d NKV=%d HS=%d %s", T, NH,
               NKV, HS, g_pool_names[ip]);
-        CHECK(close_enough("attention att", att, attd, natt, FWD_REL, FWD_ABS), "T=%d NH=%d NKV=%d HS=%d %s", T, NH,
-              NKV, HS, g_pool_names[ip]);
-        int n_upper_nonzero = 0;
-        for (int h = 0; h < NH; h++)
-            for (int t = 0; t < T; t++)
-                for (int s = t + 1; s < T; s++) n_upper_nonzero += att[((size_t)h * T + t) * T + s] != 0;
-        CHECK(n_upper_nonzero == 0, "att above the diagonal not zero: %d entries", n_upper_nonzero);
-        // the _ws variant with the backward's scratch gives the same bits
-        float *out2 = falloc(nq), *att2 = falloc(natt);
-        qt_attention_train_forward_ws(&kcx, out2, att2, q, k, v, T, NH, NKV, HS, scratch);
-        CHECK(memcmp(out, out2, sizeof(float) * nq) == 0 && memcmp(att, att2, sizeof(float) * natt) == 0,
-              "attention forward_ws differs from forward");
-        qt_free(out2); qt_free(att2);
+        CHECK(close_enough("attention lse", lse, lsed, (size_t)T * NH, FWD_REL, FWD_ABS), "T=%d NH=%d NKV=%d HS=%d %s",
+              T, NH, NKV, HS, g_pool_names[ip]);
+        // without lse: the same output
+        float *out2 = falloc(nq);
+        qt_attention_train_forward(&kcx, out2, NULL, q, k, v, T, NH, NKV, HS, scratch);
+        CHECK(memcmp(out, out2, sizeof(float) * nq) == 0, "attention forward without lse differs");
+        qt_free(out2);
 
-        fill(scratch, ns, -5, 5);   // stale scratch must not leak into the result
-        qt_attention_train_backward(&kcx, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        fill(scratch, ns, -5, 5);
+        qt_attention_train_backward(&kcx, dq, dk, dv, dout, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         const char *ref = use_fd ? "FD" : "double backward";
         CHECK(close_enough("attention dq", dq, gq, nq, FD_REL, FD_ABS), "vs %s T=%d NH=%d NKV=%d HS=%d %s", ref, T,
               NH, NKV, HS, g_pool_names[ip]);
@@ -407,35 +418,51 @@ static void attention_case(int T, int NH, int NKV, int HS, bool use_fd) {
               NH, NKV, HS, g_pool_names[ip]);
         CHECK(close_enough("attention dv", dv, gv, nkv, FD_REL, FD_ABS), "vs %s T=%d NH=%d NKV=%d HS=%d %s", ref, T,
               NH, NKV, HS, g_pool_names[ip]);
+        if (!use_fd) {
+            // the streaming backward against the materialised double one at the forward's tolerance
+            CHECK(close_enough("attention dq (tight)", dq, gq, nq, 10 * FWD_REL, 10 * FWD_ABS) &&
+                      close_enough("attention dk (tight)", dk, gk, nkv, 10 * FWD_REL, 10 * FWD_ABS) &&
+                      close_enough("attention dv (tight)", dv, gv, nkv, 10 * FWD_REL, 10 * FWD_ABS),
+                  "streaming backward vs materialised double T=%d NH=%d NKV=%d HS=%d %s", T, NH, NKV, HS,
+                  g_pool_names[ip]);
+        }
+        // the same bits on every thread count
+        if (ip == 0) {
+            memcpy(first_dq, dq, sizeof(float) * nq);
+        } else {
+            CHECK(memcmp(first_dq, dq, sizeof(float) * nq) == 0, "attention dq depends on the thread count (%s)",
+                  g_pool_names[ip]);
+        }
 
         // accumulate: a second call doubles every gradient
         float *dq1 = falloc(nq), *dk1 = falloc(nkv), *dv1 = falloc(nkv);
         memcpy(dq1, dq, sizeof(float) * nq);
         memcpy(dk1, dk, sizeof(float) * nkv);
         memcpy(dv1, dv, sizeof(float) * nkv);
-        qt_attention_train_backward(&kcx, dq, dk, dv, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, dq, dk, dv, dout, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(doubled("attention dq twice", dq, dq1, nq) && doubled("attention dk twice", dk, dk1, nkv) &&
                   doubled("attention dv twice", dv, dv1, nkv),
               "attention accumulate T=%d NH=%d NKV=%d HS=%d %s", T, NH, NKV, HS, g_pool_names[ip]);
 
         // NULL outputs are skipped; the others are unchanged by that
         float *e = falloc(nkv);
-        memset(e, 0, sizeof(float) * nkv);
-        qt_attention_train_backward(&kcx, NULL, e, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, NULL, e, NULL, dout, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(memcmp(e, dk1, sizeof(float) * nkv) == 0, "attention dk alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         memset(e, 0, sizeof(float) * nkv);
-        qt_attention_train_backward(&kcx, NULL, NULL, e, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, NULL, NULL, e, dout, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(memcmp(e, dv1, sizeof(float) * nkv) == 0, "attention dv alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         float *eq = falloc(nq);
-        qt_attention_train_backward(&kcx, eq, NULL, NULL, scratch, dout, att, q, k, v, T, NH, NKV, HS);
+        qt_attention_train_backward(&kcx, eq, NULL, NULL, dout, out, lse, q, k, v, T, NH, NKV, HS, scratch);
         CHECK(memcmp(eq, dq1, sizeof(float) * nq) == 0, "attention dq alone differs, T=%d NH=%d NKV=%d HS=%d", T, NH,
               NKV, HS);
         qt_free(eq); qt_free(e);
         qt_free(dq1); qt_free(dk1); qt_free(dv1);
-        qt_free(out); qt_free(att); qt_free(dq); qt_free(dk); qt_free(dv); qt_free(scratch);
+        qt_free(out); qt_free(lse); qt_free(dq); qt_free(dk); qt_free(dv); qt_free(scratch);
     }
+    qt_free(lsed);
+    qt_free(first_dq);
     qt_free(gq); qt_free(gk); qt_free(gv); qt_free(outd); qt_free(attd);
     qt_free(c.q); qt_free(c.k); qt_free(c.v); qt_free(c.dout);
     qt_free(q); qt_free(k); qt_free(v); qt_free(dout);
@@ -451,8 +478,9 @@ static void test_attention(void) {
     // bigger than one 64 x 96 matmul tile and the 32-wide transpose blocks
     attention_case(70, 4, 1, 16, false);
     attention_case(100, 2, 2, 64, false);
-    // several 48-row blocks of queries and keys, the last one ragged
+    // several 48-row blocks of queries and 128-key blocks, the last ones ragged
     attention_case(203, 4, 1, 32, false);
+    attention_case(300, 2, 1, 16, false);
 }
 
 // ---------------------------------------------------------------- swiglu
@@ -665,7 +693,9 @@ static void test_attention_inference(void) {
         for (int ip = 0; ip < 3; ip++) {
             int nth = qt_pool_n_threads(g_pools[ip]);
             float *scratch = falloc(qt_attention_scratch(T, NH, NKV, HS, n_ctx, nth));
-            qt_attention_forward(&(qt_kctx){ .kt = qt_kernels(), .pool = g_pools[ip] }, out, q, kc, vt, T, pos0, NH, NKV, HS, n_ctx, scratch);
+            const qt_attn_seq sq = { out, q, kc, vt, T, pos0 };
+            qt_attention_forward(&(qt_kctx){ .kt = qt_kernels(), .pool = g_pools[ip] }, &sq, 1, NH, NKV, HS, n_ctx,
+                                 scratch);
             double worst = 0;
             double *sc = malloc(sizeof(double) * n);
             for (int t = 0; t < T; t++)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "base/pool.h"
 #include "model/context.h"
 #include "model/lora-io.h"
@@ -89,7 +90,8 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ck
     CHECK(qt_lora_enable_training(l) == QT_OK, "training buffers");
     memcpy(l->params, r->params0, sizeof(float) * l->n_params);
     qt_pool *pool = n_threads > 1 ? qt_pool_init(n_threads) : NULL;
-    qt_tmodel *tm = qt_tmodel_init(m, l, pool, (int)r->N, (int)r->N, ckpt);
+    qt_backend *be = qt_backend_init("cpu", pool);
+    qt_tmodel *tm = qt_tmodel_init(m, l, be, (int)r->N, (int)r->N, ckpt);
     qt_batch b = { r->tokens, r->targets, r->seq_start, (int)r->n_seq };
     int64_t n_tgt = 0;
     for (uint32_t i = 0; i < r->N; i++) n_tgt += r->targets[i] >= 0;
@@ -105,7 +107,7 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ck
     double worst = 0;
     int n_bad = 0;
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+        for (int t = 0; t < l->n_linears; t++) {
             const qt_lora_pair *p = qt_lora_get(l, il, t);
             if (!p->a) continue;
             size_t na = (size_t)cfg.rank * p->n_in, nb = (size_t)cfg.rank * p->n_out;
@@ -121,7 +123,7 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ck
                 if (rel > worst) worst = rel;
                 if (!(rel <= grad_rtol)) {
                     n_bad++;
-                    fprintf(stderr, "layer %d %s.%c: grad rel err %.3g\n", il, qt_lora_target_name(t), "AB"[k], rel);
+                    fprintf(stderr, "layer %d %s.%c: grad rel err %.3g\n", il, m->arch->linears[t].name, "AB"[k], rel);
                 }
             }
         }
@@ -156,6 +158,7 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ck
            n_threads, ckpt, loss, r->loss0, worst, worst_curve, prel);
     CHECK(prel <= FINAL_L2_RTOL, "final adapter differs: L2 rel %.3g", prel);
     qt_tmodel_free(tm);
+    qt_backend_free(be);
     qt_pool_free(pool);
     qt_lora_free(l);
 }
@@ -163,7 +166,8 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ck
 // Mean cross-entropy of the reference batch computed by the inference
 // context (KV cache path) with the adapter applied unmerged.
 static double infer_loss(const qt_model *m, const qt_lora *l, const lora_ref *r) {
-    qt_ctx *c = qt_ctx_init(m, NULL, 64, 64, true);
+    qt_backend *be = qt_backend_init("cpu", NULL);
+    qt_ctx *c = qt_ctx_init(m, be, 64, 64, true);
     qt_ctx_set_adapter(c, l, 1.0f);
     double sum = 0;
     int cnt = 0;
@@ -183,6 +187,7 @@ static double infer_loss(const qt_model *m, const qt_lora *l, const lora_ref *r)
         }
     }
     qt_ctx_free(c);
+    qt_backend_free(be);
     return sum / cnt;
 }
 
@@ -261,32 +266,32 @@ int main(void) {
     lora_ref rq;
     CHECK(load_ref(&rq, "tests/data/lora-ref-q4_0.bin") == 0, "cannot read tests/data/lora-ref-q4_0.bin");
     qt_model *mq = qt_model_load(path);
-    CHECK(mq && qt_model_quantize(mq, QT_TYPE_Q4_0) == QT_OK && mq->layers[0].wq.type == QT_TYPE_Q4_0 &&
-              mq->layers[0].w_down.type == QT_TYPE_F32,
+    CHECK(mq && qt_model_quantize(mq, QT_TYPE_Q4_0) == QT_OK && qt_model_linear(mq, 0, 0)->type == QT_TYPE_Q4_0 &&
+              qt_model_linear(mq, 0, 6)->type == QT_TYPE_F32,
           "quantize to q4_0 (rows of 172 stay f32)");
     if (mq && !test_n_fail) run_tol(mq, &rq, 2, false, QLORA_LOSS_RTOL, QLORA_GRAD_RTOL);
     // the same Q4_0 weights expanded back to F32: now only float32 arithmetic
     // differs from PyTorch, and the strict tolerances apply
-    CHECK(mq && qt_model_quantize(mq, QT_TYPE_F32) == QT_OK && mq->layers[0].wq.type == QT_TYPE_F32, "q4_0 -> f32");
+    CHECK(mq && qt_model_quantize(mq, QT_TYPE_F32) == QT_OK && qt_model_linear(mq, 0, 0)->type == QT_TYPE_F32, "q4_0 -> f32");
     if (mq && !test_n_fail) run_tol(mq, &rq, 1, false, LOSS_RTOL, GRAD_RTOL);
     qt_model_free(mq);
     free(rq.seq_start); free(rq.tokens); free(rq.targets); free(rq.params0); free(rq.grads0); free(rq.losses); free(rq.final);
 
     // targets parsing and PEFT init
-    uint32_t mask;
-    CHECK(qt_lora_parse_targets("q,v", &mask) == QT_OK && mask == 5, "q,v");
-    CHECK(qt_lora_parse_targets("q_proj,down", &mask) == QT_OK && mask == (1u | 64u), "hf names");
-    CHECK(qt_lora_parse_targets("all", &mask) == QT_OK && mask == 0x7F, "all");
-    CHECK(qt_lora_parse_targets("q,bogus", &mask) == QT_ERR, "bogus target");
+    uint64_t mask;
+    CHECK(qt_lora_parse_targets(m->arch, "q,v", &mask) == QT_OK && mask == 5, "q,v");
+    CHECK(qt_lora_parse_targets(m->arch, "q_proj,down", &mask) == QT_OK && mask == (1u | 64u), "hf names");
+    CHECK(qt_lora_parse_targets(m->arch, "all", &mask) == QT_OK && mask == 0x7F, "all");
+    CHECK(qt_lora_parse_targets(m->arch, "q,bogus", &mask) == QT_ERR, "bogus target");
     qt_lora_config cfg = qt_lora_defaults();
     cfg.n_layers = 2;
     qt_lora *l = qt_lora_init(m, &cfg, 7);
-    const qt_lora_pair *p = qt_lora_get(l, 4, QT_LORA_Q);
+    const qt_lora_pair *p = qt_lora_get(l, 4, 0);
     float bound = 1.0f / sqrtf((float)p->n_in), amax = 0;
     double bsum = 0;
     for (int i = 0; i < cfg.rank * p->n_in; i++) amax = fmaxf(amax, fabsf(p->a[i]));
     for (int i = 0; i < cfg.rank * p->n_out; i++) bsum += fabs(p->b[i]);
-    CHECK(l->first_layer == 3 && qt_lora_get(l, 2, QT_LORA_Q)->a == NULL, "last n layers");
+    CHECK(l->first_layer == 3 && qt_lora_get(l, 2, 0)->a == NULL, "last n layers");
     CHECK(amax <= bound && amax > 0.8f * bound && bsum == 0, "PEFT init: |A| <= 1/sqrt(in), B = 0");
     qt_lora_free(l);
     qt_model_free(m);

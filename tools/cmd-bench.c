@@ -10,6 +10,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 #include "cli.h"
+#include "backend/backend-cpu.h"
 #include "common.h"
 #include "kernels/kernels.h"
 #include "model/context.h"
@@ -36,11 +37,13 @@ static double run_once(qt_ctx *ctx, const int32_t *toks, int n_prompt, int n_gen
 int qt_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_batch = 512, verbose = 1;
+    const char *device = NULL;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
         { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)" },
         { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)" },
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(device),
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)" },
         { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
@@ -61,9 +64,10 @@ int qt_cmd_bench(int argc, char **argv) {
     qt_model *m = qt_cli_load_model(model, NULL, false);
     if (!m) return 1;
     int nth = qt_cli_threads(threads), rc = 1;
-    qt_pool *pool = qt_pool_init(nth);
     int n_ctx = QT_MAX(n_prompt, n_gen);
-    qt_ctx *ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    qt_cli_backend cb = { 0 };
+    qt_ctx *ctx = NULL;
+    if (qt_cli_backend_init(&cb, m, device, nth) == QT_OK) ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
     int32_t *toks = qt_malloc(sizeof(int32_t) * (size_t)n_ctx);
     double *ts = qt_malloc(sizeof(double) * (size_t)reps);
     if (!ctx) goto done;
@@ -82,7 +86,7 @@ int qt_cmd_bench(int argc, char **argv) {
         qsort(ts, (size_t)reps, sizeof(double), cmp_double);
         double med = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
         printf("| %s | %.2f GiB | %.2f B | %s | %d | %s%d | %.2f (min %.2f, max %.2f) |\n", m->name,
-               qt_model_weight_bytes(m) / 1073741824.0, qt_model_n_params(m) / 1e9, qt_kernels()->isa, nth,
+               qt_model_weight_bytes(m) / 1073741824.0, qt_model_n_params(m) / 1e9, cb.be && qt_backend_cpu_kctx(cb.be) ? qt_backend_cpu_kctx(cb.be)->kt->isa : cb.be ? cb.be->name : "?", nth,
                np ? "pp" : "tg", np ? np : ng, med, ts[0], ts[reps - 1]);
         fflush(stdout);
     }
@@ -91,7 +95,7 @@ done:
     qt_free(ts);
     qt_free(toks);
     qt_ctx_free(ctx);
-    qt_pool_free(pool);
+    qt_cli_backend_free(&cb);
     qt_model_free(m);
     return rc;
 }

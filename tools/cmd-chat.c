@@ -130,6 +130,7 @@ static bool read_line(char **buf, size_t *cap) {
 int qt_cmd_chat(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
+    const char *device = NULL;
     bool quiet = false;
     uint64_t seed = UINT64_MAX;
     qt_sampler_params sp = qt_sampler_defaults();
@@ -143,6 +144,7 @@ int qt_cmd_chat(int argc, char **argv) {
         { "n-predict", 'n', QT_OPT_INT, &n_predict, "N", "most tokens per answer (default 256)" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(device),
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
@@ -166,7 +168,7 @@ int qt_cmd_chat(int argc, char **argv) {
     sp.seed = seed;
 
     int rc = 1;
-    qt_pool *pool = NULL;
+    qt_cli_backend cb = { 0 };
     qt_ctx *ctx = NULL;
     qt_sampler *smp = NULL;
     qt_cli_adapters adapters = { 0 };
@@ -198,8 +200,8 @@ int qt_cmd_chat(int argc, char **argv) {
         goto done;
     }
     int nth = qt_cli_threads(threads);
-    pool = qt_pool_init(nth);
-    ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    if (qt_cli_backend_init(&cb, m, device, nth) != QT_OK) goto done;
+    ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
     if (!ctx) goto done;
     if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
@@ -283,7 +285,7 @@ int qt_cmd_chat(int argc, char **argv) {
         if (!quiet)
             fprintf(stderr, "[turn %d: prompt %d tokens (%d from the cache, %d evaluated), answer %d tokens (%s), "
                     "cache %d/%d, %.1f tokens/s]\n", turn, res.n_prompt, res.n_reused, res.n_prompt - res.n_reused,
-                    res.n_gen, res.finish, ctx->n_past, n_ctx, res.t_gen > 0 ? res.n_gen / res.t_gen : 0.0);
+                    res.n_gen, res.finish, qt_ctx_n_past(ctx, 0), n_ctx, res.t_gen > 0 ? res.n_gen / res.t_gen : 0.0);
         qt_gen_result_free(&res);
     }
     rc = 0;
@@ -296,7 +298,7 @@ done:
     qt_sampler_free(smp);
     qt_ctx_free(ctx);
     qt_cli_adapters_free(&adapters);
-    qt_pool_free(pool);
+    qt_cli_backend_free(&cb);
     qt_model_free(m);
     return rc;
 }

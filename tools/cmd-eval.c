@@ -60,10 +60,10 @@ static void pack(batch_buf *bb, const qt_dataset *d, const int *idx, int n) {
     bb->b = (qt_batch){ bb->tokens, bb->targets, bb->seq_start, k };
 }
 
-static int eval_loss(const qt_model *m, qt_lora *l, qt_pool *pool, const qt_dataset *d, int batch_size,
+static int eval_loss(const qt_model *m, qt_lora *l, qt_backend *be, const qt_dataset *d, int batch_size,
                      double *loss, int64_t *n_tokens) {
     int max_seq = qt_dataset_max_len(d), max_tokens = max_seq * batch_size;
-    qt_tmodel *tm = qt_tmodel_init(m, l, pool, max_tokens, max_seq, false);
+    qt_tmodel *tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, false);
     if (!tm) return QT_ERR;
     batch_buf bb;
     bb.tokens = qt_malloc(sizeof(int32_t) * (size_t)max_tokens);
@@ -234,7 +234,7 @@ static char *generate(qt_ctx *ctx, const qt_tokenizer *tok, const gen_case *c, c
     return out;
 }
 
-static int run_generate(const qt_model *m, const qt_lora *l, float scale, qt_pool *pool, const char *path,
+static int run_generate(const qt_model *m, const qt_lora *l, float scale, qt_backend *be, const char *path,
                         const gen_opts *g) {
     char *text = qt_read_file(path, NULL);
     if (!text) return QT_ERR;
@@ -259,7 +259,7 @@ static int run_generate(const qt_model *m, const qt_lora *l, float scale, qt_poo
         qt_log_error("%s: no records", path);
         goto done;
     }
-    qt_ctx *ctx = qt_ctx_init(m, pool, max_prompt + g->max_tokens, 256, false);
+    qt_ctx *ctx = qt_ctx_init(m, be, max_prompt + g->max_tokens, 256, false);
     if (!ctx) goto done;
     if (l) qt_ctx_set_adapter(ctx, l, scale);
     FILE *f = fopen(g->out_path, "w");
@@ -316,6 +316,7 @@ done:
 int qt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *tok_path = NULL, *split = "test", *out_path = NULL;
     int batch_size = 4, threads = 0, verbose = 1;
+    const char *device = NULL;
     bool do_generate = false, no_loss = false;
     qt_data_opts dopts = qt_data_defaults();
     gen_opts g = { .max_tokens = 256, .sp = qt_sampler_defaults() };
@@ -343,6 +344,7 @@ int qt_cmd_eval(int argc, char **argv) {
         { "output", 'o', QT_OPT_STR, &out_path, "FILE", "with --generate: JSONL of prompt, reference, output, scores "
                                                          "(default ADAPTER/eval.jsonl, or eval.jsonl)" },
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(device),
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
         { 0 },
@@ -367,7 +369,7 @@ int qt_cmd_eval(int argc, char **argv) {
     char *path = resolve_data(data, split), *def_out = NULL;
     qt_model *m = NULL;
     qt_lora *l = NULL;
-    qt_pool *pool = NULL;
+    qt_cli_backend cb = { 0 };
     qt_dataset *d = NULL;
     float scale = 1.0f;
     m = qt_cli_load_model(model, tok_path, true);
@@ -384,7 +386,7 @@ int qt_cmd_eval(int argc, char **argv) {
         for (int i = 0; i < adapter_specs.n; i++) qt_lora_free(ls[i]);
         if (!l) goto done;
     }
-    pool = qt_pool_init(qt_cli_threads(threads));
+    if (qt_cli_backend_init(&cb, m, device, threads) != QT_OK) goto done;
     if (!no_loss) {
         d = qt_dataset_load(path, m->tok, &dopts);
         if (!d) goto done;
@@ -399,14 +401,14 @@ int qt_cmd_eval(int argc, char **argv) {
             // init) adds exactly 0, so this is the base model's loss
             qt_lora_config c = qt_lora_defaults();
             c.rank = 1;
-            c.targets = 1u << QT_LORA_Q;
+            c.targets = 1;   // the architecture's first linear
             c.n_layers = 1;
             use = none = qt_lora_init(m, &c, 0);
             if (!none) goto done;
         }
         double loss;
         int64_t n_tok;
-        int e = eval_loss(m, use, pool, d, batch_size, &loss, &n_tok);
+        int e = eval_loss(m, use, cb.be, d, batch_size, &loss, &n_tok);
         if (l) l->scale = saved;
         qt_lora_free(none);
         if (e != QT_OK) goto done;
@@ -428,12 +430,12 @@ int qt_cmd_eval(int argc, char **argv) {
         g.out_path = out_path;
         g.parse_special = dopts.parse_special;
         g.chat_template = dopts.chat_template;
-        if (run_generate(m, l, scale, pool, path, &g) != QT_OK) goto done;
+        if (run_generate(m, l, scale, cb.be, path, &g) != QT_OK) goto done;
     }
     rc = 0;
 done:
     qt_dataset_free(d);
-    qt_pool_free(pool);
+    qt_cli_backend_free(&cb);
     qt_lora_free(l);
     qt_model_free(m);
     qt_free(path);

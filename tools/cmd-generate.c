@@ -16,6 +16,7 @@
 int qt_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
     int n_predict = 128, threads = 0, n_ctx = 0, n_batch = 256, verbose = 0;
+    const char *device = NULL;
     bool ignore_eos = false, no_bos = false, quiet = false, show_prompt = false;
     uint64_t seed = UINT64_MAX;   // unset: taken from the clock
     qt_sampler_params sp = qt_sampler_defaults();
@@ -27,6 +28,7 @@ int qt_cmd_generate(int argc, char **argv) {
         { "n-predict", 'n', QT_OPT_INT, &n_predict, "N", "tokens to generate (default 128)" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(device),
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: prompt + n-predict)" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
@@ -63,7 +65,7 @@ int qt_cmd_generate(int argc, char **argv) {
     sp.seed = seed;
 
     int rc = 1;
-    qt_pool *pool = NULL;
+    qt_cli_backend cb = { 0 };
     qt_ctx *ctx = NULL;
     qt_sampler *smp = NULL;
     qt_cli_adapters adapters = { 0 };
@@ -90,8 +92,8 @@ int qt_cmd_generate(int argc, char **argv) {
         goto done;
     }
     int nth = qt_cli_threads(threads);
-    pool = qt_pool_init(nth);
-    ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    if (qt_cli_backend_init(&cb, m, device, nth) != QT_OK) goto done;
+    ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
     if (!ctx) goto done;
     if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
@@ -146,7 +148,7 @@ done:
     qt_sampler_free(smp);
     qt_ctx_free(ctx);
     qt_cli_adapters_free(&adapters);
-    qt_pool_free(pool);
+    qt_cli_backend_free(&cb);
     qt_model_free(m);
     qt_free(toks);
     qt_free(file_text);

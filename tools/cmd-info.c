@@ -44,7 +44,7 @@ int qt_cmd_info(int argc, char **argv) {
     printf("name:           %s\n", m->name);
     printf("format:         %s\n", m->gguf ? "GGUF" : "Hugging Face safetensors");
     if (m->gguf) printf("gguf version:   %u\n", qt_gguf_version(m->gguf));
-    printf("architecture:   %s (%s)\n", m->arch_name, qt_arch_name(c->arch));
+    printf("architecture:   %s (%s)\n", m->arch_name, m->arch->name);
     printf("vocabulary:     %d%s\n", c->n_vocab, m->tok ? "" : " (no tokenizer loaded)");
     printf("embedding:      %d\n", c->n_embd);
     printf("feed-forward:   %d\n", c->n_ff);
@@ -52,7 +52,7 @@ int qt_cmd_info(int argc, char **argv) {
     printf("heads:          %d (key/value heads %d, head size %d)\n", c->n_head, c->n_head_kv, c->head_dim);
     printf("context:        %d (training)\n", c->n_ctx_train);
     printf("rope:           %s, theta %g%s\n", c->rope_type == QT_ROPE_NEOX ? "neox" : "norm", c->rope_theta,
-           m->rope_freqs ? ", llama3 frequency scaling" : "");
+           m->rope_freqs.data ? ", llama3 frequency scaling" : "");
     printf("rms epsilon:    %g\n", c->rms_eps);
     printf("output head:    %s\n", c->tied_output ? "tied to the token embedding" : "separate");
     if (m->tok)

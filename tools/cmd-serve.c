@@ -24,6 +24,7 @@ static const char *base_name(const char *path) {
 int qt_cmd_serve(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *tmpl_name = NULL, *alias = NULL;
     int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024;
+    const char *device = NULL;
     qt_server_opts so = qt_server_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
@@ -44,6 +45,7 @@ int qt_cmd_serve(int argc, char **argv) {
         { "min-p", 0, QT_OPT_FLOAT, &so.sampling.min_p, "P", "min-p for every request (default 0.05)" },
         { "repeat-penalty", 0, QT_OPT_FLOAT, &so.sampling.repeat_penalty, "X", "repeat penalty; 1 = off (default 1.0)" },
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(device),
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
@@ -66,7 +68,7 @@ int qt_cmd_serve(int argc, char **argv) {
     so.max_body = (size_t)max_body_kib * 1024;
 
     int rc = 1;
-    qt_pool *pool = NULL;
+    qt_cli_backend cb = { 0 };
     qt_ctx *ctx = NULL;
     qt_cli_adapters adapters = { 0 };
     qt_chat_template tmpl = {0};
@@ -86,8 +88,8 @@ int qt_cmd_serve(int argc, char **argv) {
     qt_free(jinja);
     if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
     int nth = qt_cli_threads(threads);
-    pool = qt_pool_init(nth);
-    ctx = qt_ctx_init(m, pool, n_ctx, n_batch, false);
+    if (qt_cli_backend_init(&cb, m, device, nth) != QT_OK) goto done;
+    ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
     if (!ctx) goto done;
     if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     so.model_name = alias ? alias : base_name(model);
@@ -100,7 +102,7 @@ done:
     qt_chat_template_free(&tmpl);
     qt_ctx_free(ctx);
     qt_cli_adapters_free(&adapters);
-    qt_pool_free(pool);
+    qt_cli_backend_free(&cb);
     qt_model_free(m);
     return rc;
 }

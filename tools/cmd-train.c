@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "common.h"
 #include "train/trainer.h"
 
 static int run_train(qt_train_opts *po, const char *targets, const char *schedule, int verbose);
@@ -46,6 +47,7 @@ int qt_cmd_train(int argc, char **argv) {
         { "test", 0, QT_OPT_FLAG, &o.test, NULL, "report the test loss after training" },
         { "seed", 's', QT_OPT_U64, &o.seed, "S", "random seed: data order, init, dropout (default 0)" },
         { "threads", 't', QT_OPT_INT, &o.threads, "N", "threads (default: all cores)" },
+        QT_CLI_DEVICE_OPT(o.device),
         { "grad-checkpoint", 0, QT_OPT_FLAG, &o.grad_checkpoint, NULL, "recompute layers in backward: less memory" },
         { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
         { "dist-timeout", 0, QT_OPT_FLOAT, &o.dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)" },
@@ -73,7 +75,7 @@ static int run_train(qt_train_opts *po, const char *targets, const char *schedul
         qt_log_error("qtune train: give a model (-m) and data (--data)");
         return 2;
     }
-    if (targets && qt_lora_parse_targets(targets, &o.lora.targets) != QT_OK) return 2;
+    o.targets = targets;
     int kind = qt_sched_parse(schedule);
     if (kind < 0) {
         qt_log_error("qtune train: --lr-schedule must be constant, linear or cosine, not '%s'", schedule);
@@ -84,5 +86,6 @@ static int run_train(qt_train_opts *po, const char *targets, const char *schedul
         qt_log_error("qtune train: --max-seq-len must be at least 2");
         return 2;
     }
-    return qt_train_run(&o) == QT_OK ? 0 : 1;
+    int rc = qt_train_run(&o);
+    return rc == QT_OK ? 0 : rc == QT_EINVAL ? 2 : 1;
 }

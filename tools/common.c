@@ -42,6 +42,26 @@ qt_model *qt_cli_load_model(const char *path, const char *tokenizer_path, bool n
 
 int qt_cli_threads(int requested) { return requested > 0 ? requested : qt_n_cpus(); }
 
+int qt_cli_backend_init(qt_cli_backend *b, qt_model *m, const char *device, int threads) {
+    b->pool = qt_pool_init(qt_cli_threads(threads));
+    b->be = qt_backend_init(device ? device : "auto", b->pool);
+    b->m = m;
+    if (!b->be || qt_model_bind(m, b->be) != QT_OK) {
+        qt_cli_backend_free(b);
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
+void qt_cli_backend_free(qt_cli_backend *b) {
+    if (b->m) qt_model_bind(b->m, NULL);
+    qt_backend_free(b->be);
+    qt_pool_free(b->pool);
+    b->be = NULL;
+    b->pool = NULL;
+    b->m = NULL;
+}
+
 qt_lora *qt_cli_load_adapter(const qt_model *m, const char *spec, float *scale) {
     char *path = qt_strdup(spec);
     *scale = 1.0f;

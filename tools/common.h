@@ -4,6 +4,8 @@
 #define QT_TOOLS_COMMON_H
 
 #include "cli.h"
+#include "backend/backend.h"
+#include "base/pool.h"
 #include "model/context.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -39,5 +41,18 @@ void qt_cli_adapters_free(qt_cli_adapters *a);
 
 // --threads: <= 0 means all online CPUs.
 int qt_cli_threads(int requested);
+
+// --device NAME (cpu, cuda, cuda:N, auto; NULL = auto) on a pool of
+// `threads` CPU threads, with m's tensors bound to it. NULL (logged) on
+// failure; free with qt_cli_backend_free (unbinds m).
+typedef struct {
+    qt_pool *pool;
+    qt_backend *be;
+    qt_model *m;
+} qt_cli_backend;
+int qt_cli_backend_init(qt_cli_backend *b, qt_model *m, const char *device, int threads);
+void qt_cli_backend_free(qt_cli_backend *b);
+#define QT_CLI_DEVICE_OPT(var) \
+    { "device", 0, QT_OPT_STR, &(var), "NAME", "cpu, cuda, cuda:N or auto (default auto: the GPU when built with CUDA=1)" }
 
 #endif

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "backend/backend.h"
 #include "dist/dist.h"
 #include "kernels/kernels.h"
 
@@ -52,6 +53,7 @@ int main(int argc, char **argv) {
         printf("qtune %s\n", QT_VERSION);
         printf("kernels: %s\n", qt_kernels()->isa);
         printf("mpi: %s\n", qt_dist_compiled() ? "yes (mpirun -np N qtune train ...)" : "no");
+        printf("cuda: %s\n", qt_backend_cuda_built() ? "yes (--device cuda; qtune info --devices)" : "no (make CUDA=1)");
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

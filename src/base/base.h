@@ -14,6 +14,8 @@
 
 #define QT_OK 0
 #define QT_ERR (-1)
+#define QT_STOPPED (-2)   // stopped early on request (Ctrl-C): not an error, nothing logged
+#define QT_EINVAL (-3)    // a user setting that does not fit the input (logged): a usage error, exit 2
 
 #define QT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QT_MAX(a, b) ((a) > (b) ? (a) : (b))

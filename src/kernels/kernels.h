@@ -189,6 +189,12 @@ void qt_matmul_strided(const qt_kctx *kc, float *y, const float *x, const void *
 void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, qt_type wtype, int64_t n_in,
                  int64_t n_out, int64_t T);
 
+// C (M, N) += A (M, K) @ B (K, N), float32 row-major with leading dimensions
+// lda, ldb, ldc, on the calling thread (layers call it from inside their
+// pool workers), in kc's precision.
+void qt_gemm_acc(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc);
+
 // Dequantize row `row` of W (n_in elements) into dst.
 void qt_get_row(const qt_kernel_table *kt, float *dst, const void *w, qt_type wtype, int64_t n_in, int64_t row);
 

@@ -118,3 +118,11 @@ void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, q
     };
     qt_pool_run(pool, matmul_t_job, &c);
 }
+
+void qt_gemm_acc(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc) {
+    QT_ASSERT(M >= 0 && N >= 0 && K >= 0 && M <= INT32_MAX && N <= INT32_MAX && K <= INT32_MAX);
+    QT_ASSERT(lda <= INT32_MAX && ldb <= INT32_MAX && ldc <= INT32_MAX);
+    if (M == 0 || N == 0 || K == 0) return;
+    kc->kt->gemm_acc_f32((int)M, (int)N, (int)K, A, (int)lda, B, (int)ldb, C, (int)ldc);
+}

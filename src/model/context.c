@@ -1,17 +1,15 @@
-// context.c: the Llama-family forward pass over a KV cache (llama2.c's
-// `forward`, batched over T tokens so prompt processing runs as matmuls).
-//   x = embed(tokens)
-//   per layer: x += wo(attn(rope(wq xn), rope(wk xn), wv xn)), xn = rmsnorm(x)
-//              x += w_down(silu(w_gate xn) * w_up xn),          xn = rmsnorm(x)
-//   logits = output(rmsnorm(x))
-// Reference: transformers LlamaForCausalLM / Qwen2ForCausalLM in fp32.
+// context.c: inference over a KV cache (llama2.c's `forward`, batched over
+// the tokens of several sequences so prompts run as matmuls and many
+// clients decode in one pass). Per forward:
+//   x = embed(tokens); per layer: x = arch->layer_forward(x) (the same layer
+//   code training runs, with the KV cache in place of the kept activations);
+//   logits = output(final_norm(x)) for the rows whose logits are wanted.
+// Reference: transformers' *ForCausalLM in fp32 (tests/ref/).
 #include "model/context.h"
 
 #include <string.h>
 
 #include "base/base.h"
-#include "kernels/kernels.h"
-#include "model/layers.h"
 
 typedef struct {
     size_t off;
@@ -23,211 +21,242 @@ static size_t take(arena_plan *p, size_t bytes) {
     return off;
 }
 
-// Lays out every buffer in one arena; offsets written to *c when c != NULL.
-static size_t plan(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all, qt_ctx *c) {
+// Lays out every activation buffer in one arena; pointers set when c != NULL.
+static size_t plan(const qt_model *m, int n_batch, int n_slots, bool logits_all, qt_ctx *c) {
     const qt_config *cf = &m->cfg;
-    size_t B = (size_t)n_batch, C = (size_t)cf->n_embd, F = (size_t)cf->n_ff, HS = (size_t)cf->head_dim;
-    size_t qd = (size_t)cf->n_head * HS, kvd = (size_t)cf->n_head_kv * HS, f = sizeof(float);
-    size_t kv = (size_t)cf->n_layer * (size_t)n_ctx * kvd * f;
+    const qt_arch_desc *a = m->arch;
+    const size_t B = (size_t)n_batch, C = (size_t)cf->n_embd, f = sizeof(float);
+    int64_t max_in, max_out;
+    qt_linear_widths(m, &max_in, &max_out);
     arena_plan p = { 0 };
-    size_t o[15];
-    o[0] = take(&p, kv);
-    o[1] = take(&p, kv);
-    o[2] = take(&p, B * C * f);
-    o[3] = take(&p, B * C * f);
-    o[4] = take(&p, B * qd * f);
-    o[5] = take(&p, B * qd * f);
-    o[6] = take(&p, B * C * f);
-    o[7] = take(&p, B * F * f);
-    o[8] = take(&p, B * F * f);
-    o[9] = take(&p, (logits_all ? B : 1) * (size_t)cf->n_vocab * f);
-    o[10] = take(&p, qt_attention_scratch(n_batch, cf->n_head, cf->n_head_kv, cf->head_dim, n_ctx, n_threads) * f);
-    o[11] = take(&p, B * HS * f);
-    o[12] = take(&p, B * sizeof(int));
-    o[13] = take(&p, B * kvd * f);
-    o[14] = take(&p, B * kvd * f);
+    size_t o_x = take(&p, B * C * f), o_x2 = take(&p, B * C * f);
+    size_t o_acts[QT_MAX_ACTS], o_work[QT_MAX_ACTS];
+    for (int i = 0; i < a->n_acts; i++) o_acts[i] = take(&p, B * (size_t)qt_dim_size(cf, a->acts[i]) * f);
+    for (int i = 0; i < a->n_work; i++) o_work[i] = take(&p, B * (size_t)qt_dim_size(cf, a->work[i]) * f);
+    size_t o_cs = take(&p, B * (size_t)cf->head_dim * f), o_xn = take(&p, B * C * f);
+    size_t o_logits = take(&p, (logits_all ? B : (size_t)n_slots) * (size_t)cf->n_vocab * f);
+    size_t o_tmp = take(&p, B * (size_t)max_out * f);
     if (c) {
-        uint8_t *a = c->arena;
-        c->k_cache = (float *)(a + o[0]); c->v_cache = (float *)(a + o[1]);
-        c->x = (float *)(a + o[2]); c->xn = (float *)(a + o[3]);
-        c->q = (float *)(a + o[4]); c->att = (float *)(a + o[5]);
-        c->proj = (float *)(a + o[6]); c->gate = (float *)(a + o[7]); c->up = (float *)(a + o[8]);
-        c->logits = (float *)(a + o[9]); c->scores = (float *)(a + o[10]);
-        c->rope_cs = (float *)(a + o[11]); c->pos = (int *)(a + o[12]);
-        c->k = (float *)(a + o[13]); c->v = (float *)(a + o[14]);
+        uint8_t *base = c->arena;
+        c->x = (float *)(base + o_x);
+        c->x2 = (float *)(base + o_x2);
+        for (int i = 0; i < a->n_acts; i++) c->acts[i] = (float *)(base + o_acts[i]);
+        for (int i = 0; i < a->n_work; i++) c->work[i] = (float *)(base + o_work[i]);
+        c->cs = (float *)(base + o_cs);
+        c->xn = (float *)(base + o_xn);
+        c->logits_dev = (float *)(base + o_logits);
+        c->tmp = (float *)(base + o_tmp);
     }
     return p.off;
 }
 
 size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
-    return plan(m, n_threads, n_ctx, n_batch, logits_all, NULL);
+    const qt_config *cf = &m->cfg;
+    n_batch = QT_MIN(n_batch, n_ctx);
+    size_t kv = 2 * (size_t)cf->n_layer * (size_t)n_ctx * (size_t)cf->n_head_kv * cf->head_dim * sizeof(float);
+    return kv + plan(m, n_batch, 1, logits_all, NULL);
 }
 
-qt_ctx *qt_ctx_init(const qt_model *m, qt_pool *pool, int n_ctx, int n_batch, bool logits_all) {
-    QT_ASSERT(n_ctx > 0 && n_batch > 0);
+qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_batch, int n_slots, bool logits_all) {
+    QT_ASSERT(n_ctx > 0 && n_batch > 0 && n_slots > 0);
+    const qt_config *cf = &m->cfg;
     qt_ctx *c = qt_calloc(1, sizeof(qt_ctx));
+    if (!be) be = c->own_be = qt_backend_init("cpu", NULL);
+    QT_ASSERT(m->be == be || (!m->be && be->host_memory));
     c->m = m;
-    c->pool = pool;
-    c->kc = qt_kctx_default(pool);
+    c->be = be;
     c->n_ctx = n_ctx;
-    c->n_batch = QT_MIN(n_batch, n_ctx);
+    c->n_batch = QT_MIN(n_batch, n_ctx * n_slots);
+    c->n_slots = n_slots;
     c->logits_all = logits_all;
-    int nth = qt_pool_n_threads(pool);
-    c->arena_size = plan(m, nth, n_ctx, c->n_batch, logits_all, NULL);
-    c->arena = qt_alloc_big(c->arena_size, "the inference context (KV cache and activations)");
-    if (!c->arena) {
-        qt_free(c);
-        return NULL;
-    }
-    plan(m, nth, n_ctx, c->n_batch, logits_all, c);
+    c->n_past = qt_calloc((size_t)n_slots, sizeof(int));
+    c->kv = be->ops->kv_init(be, cf->n_layer, n_slots, n_ctx, cf->n_head_kv, cf->head_dim);
+    if (!c->kv) goto fail;
+    c->arena_size = plan(m, c->n_batch, n_slots, logits_all, NULL);
+    c->arena = be->ops->alloc(be, c->arena_size, "the inference activations");
+    if (!c->arena) goto fail;
+    plan(m, c->n_batch, n_slots, logits_all, c);
+    size_t logits_n = (logits_all ? (size_t)c->n_batch : (size_t)n_slots) * (size_t)cf->n_vocab;
+    c->logits = be->host_memory ? c->logits_dev : qt_malloc(sizeof(float) * logits_n);
+    c->tok = qt_malloc(sizeof(int32_t) * (size_t)c->n_batch);
+    c->pos = qt_malloc(sizeof(int) * (size_t)c->n_batch);
+    c->rows = qt_malloc(sizeof(int) * (size_t)c->n_batch);
     return c;
+fail:
+    qt_ctx_free(c);
+    return NULL;
+}
+
+qt_ctx *qt_ctx_init(const qt_model *m, qt_backend *be, int n_ctx, int n_batch, bool logits_all) {
+    return qt_ctx_init_slots(m, be, n_ctx, n_batch, 1, logits_all);
 }
 
 int qt_ctx_add_adapter(qt_ctx *c, const qt_lora *l, float scale) {
-    if (c->n_loras >= QT_MAX_ADAPTERS) {
+    if (c->n_ad >= QT_MAX_ADAPTERS) {
         qt_log_error("at most %d adapters at once", QT_MAX_ADAPTERS);
         return QT_ERR;
     }
-    const qt_config *cf = &c->m->cfg;
-    size_t wide = (size_t)QT_MAX(QT_MAX(cf->n_head * cf->head_dim, cf->n_ff), cf->n_embd);
-    if (l->cfg.rank > c->lora_max_rank) {
-        c->lora_max_rank = l->cfg.rank;
-        c->lora_ax = qt_realloc(c->lora_ax, sizeof(float) * (size_t)c->n_batch * (size_t)l->cfg.rank);
+    if (l->arch != c->m->arch) {
+        qt_log_error("the adapter is for architecture %s, the model is %s", l->arch->name, c->m->arch->name);
+        return QT_ERR;
     }
-    if (!c->lora_tmp) c->lora_tmp = qt_malloc(sizeof(float) * (size_t)c->n_batch * wide);
-    c->loras[c->n_loras] = l;
-    c->lora_scales[c->n_loras++] = scale;
+    qt_backend *be = c->be;
+    if (l->cfg.rank > c->lora_max_rank) {
+        size_t old = sizeof(float) * (size_t)c->n_batch * (size_t)c->lora_max_rank;
+        size_t want = sizeof(float) * (size_t)c->n_batch * (size_t)l->cfg.rank;
+        float *s = be->ops->alloc(be, want, "LoRA scratch");
+        if (!s) return QT_ERR;
+        be->ops->free(be, c->sax, old);
+        c->sax = s;
+        c->lora_max_rank = l->cfg.rank;
+    }
+    if (qt_adapter_bind(be, &c->ad[c->n_ad], l, scale, false) != QT_OK) return QT_ERR;
+    c->n_ad++;
     return QT_OK;
 }
 
 void qt_ctx_set_adapter(qt_ctx *c, const qt_lora *l, float scale) {
-    c->n_loras = 0;
+    for (int i = 0; i < c->n_ad; i++) qt_adapter_release(c->be, &c->ad[i]);
+    c->n_ad = 0;
     if (l) qt_ctx_add_adapter(c, l, scale);
-}
-
-// y (T, out) += scale * s * (x A^T) B^T for every adapter on (il, target).
-static void apply_adapter(qt_ctx *c, int il, int target, float *y, const float *x, int T) {
-    for (int i = 0; i < c->n_loras; i++) {
-        const qt_lora *l = c->loras[i];
-        if (il < l->first_layer) continue;
-        const qt_lora_pair *p = qt_lora_get(l, il, target);
-        if (!p->a) continue;
-        const int r = l->cfg.rank;
-        qt_matmul(&c->kc, c->lora_ax, x, p->a, QT_TYPE_F32, p->n_in, r, T);
-        qt_matmul(&c->kc, c->lora_tmp, c->lora_ax, p->b, QT_TYPE_F32, r, p->n_out, T);
-        c->kc.kt->axpy_f32(T * p->n_out, c->lora_scales[i] * l->scale, c->lora_tmp, y);
-    }
 }
 
 void qt_ctx_free(qt_ctx *c) {
     if (!c) return;
-    qt_free(c->lora_ax);
-    qt_free(c->lora_tmp);
-    qt_free_big(c->arena, c->arena_size);
+    qt_backend *be = c->be;
+    for (int i = 0; i < c->n_ad; i++) qt_adapter_release(be, &c->ad[i]);
+    be->ops->free(be, c->sax, sizeof(float) * (size_t)c->n_batch * (size_t)c->lora_max_rank);
+    be->ops->kv_free(be, c->kv);
+    be->ops->free(be, c->arena, c->arena_size);
+    if (!be->host_memory) qt_free(c->logits);
+    qt_free(c->tok);
+    qt_free(c->pos);
+    qt_free(c->rows);
+    qt_free(c->n_past);
+    qt_backend_free(c->own_be);
     qt_free(c);
 }
 
-void qt_ctx_truncate(qt_ctx *c, int n) {
-    QT_ASSERT(n >= 0);
-    if (n < c->n_past) c->n_past = n;
+int qt_ctx_n_past(const qt_ctx *c, int slot) {
+    QT_ASSERT(slot >= 0 && slot < c->n_slots);
+    return c->n_past[slot];
 }
 
-static void add_bias(float *y, const float *b, int T, int n) {
-    if (!b) return;
-    for (int t = 0; t < T; t++) qt_residual_forward(y + (size_t)t * n, b, n);
+void qt_ctx_truncate_slot(qt_ctx *c, int slot, int n) {
+    QT_ASSERT(n >= 0 && slot >= 0 && slot < c->n_slots);
+    if (n < c->n_past[slot]) c->n_past[slot] = n;
 }
 
-// k, v (T, NKV*HS) -> kc (NKV, n_ctx, HS) rows pos0.., vt (NKV, HS, n_ctx) columns pos0..
-static void store_kv(float *kc, float *vt, const float *k, const float *v, int T, int pos0, int NKV, int HS, int n_ctx) {
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < NKV; h++) {
-            const float *ks = k + ((size_t)t * NKV + h) * HS, *vs = v + ((size_t)t * NKV + h) * HS;
-            memcpy(kc + ((size_t)h * n_ctx + pos0 + t) * HS, ks, sizeof(float) * HS);
-            float *vd = vt + (size_t)h * HS * n_ctx + pos0 + t;
-            for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vs[d];
+void qt_ctx_truncate(qt_ctx *c, int n) { qt_ctx_truncate_slot(c, 0, n); }
+
+// Checks the batch against the context: ids, slots, room, and (batch) that
+// it fits one forward. QT_ERR (logged).
+static int check_batch(const qt_ctx *c, const qt_ctx_seq *seqs, int n_seq, bool batch) {
+    const int V = c->m->cfg.n_vocab;
+    int total = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const qt_ctx_seq *s = &seqs[i];
+        if (s->slot < 0 || s->slot >= c->n_slots) {
+            qt_log_error("slot %d out of range [0, %d)", s->slot, c->n_slots);
+            return QT_ERR;
         }
+        for (int k = 0; k < i; k++)
+            if (seqs[k].slot == s->slot) {
+                qt_log_error("slot %d appears twice in one batch", s->slot);
+                return QT_ERR;
+            }
+        if (s->n <= 0) {
+            qt_log_error("nothing to evaluate: empty token list");
+            return QT_ERR;
+        }
+        if (c->n_past[s->slot] + s->n > c->n_ctx) {
+            qt_log_error("context full: %d tokens in the cache + %d new > context size %d (raise --ctx-size)",
+                         c->n_past[s->slot], s->n, c->n_ctx);
+            return QT_ERR;
+        }
+        for (int t = 0; t < s->n; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= V) {
+                qt_log_error("token id %d out of range [0, %d)", s->tokens[t], V);
+                return QT_ERR;
+            }
+        total += s->n;
+    }
+    if (batch && total > c->n_batch) {
+        qt_log_error("%d tokens in one batch exceed the batch size %d", total, c->n_batch);
+        return QT_ERR;
+    }
+    return QT_OK;
 }
 
-// One chunk of T <= n_batch tokens at positions n_past ...
-static void forward_chunk(qt_ctx *c, const int32_t *tokens, int T, bool all_logits) {
+// One forward over n_seq sequences (already checked). all_logits: every
+// token's logits (one sequence), else each sequence's last token's.
+static void forward(qt_ctx *c, const qt_ctx_seq *seqs, int n_seq, bool all_logits) {
     const qt_model *m = c->m;
     const qt_config *cf = &m->cfg;
-    const int C = cf->n_embd, HS = cf->head_dim, NH = cf->n_head, NKV = cf->n_head_kv, F = cf->n_ff;
-    const int qd = NH * HS, kvd = NKV * HS, pos0 = c->n_past;
-    const qt_kctx *kc = &c->kc;
-
-    for (int t = 0; t < T; t++) c->pos[t] = pos0 + t;
-    qt_rope_cache(c->rope_cs, c->pos, T, HS, cf->rope_theta, m->rope_freqs);
-    qt_embedding_forward(kc->kt, c->x, tokens, T, &m->tok_embd);
-
+    qt_backend *be = c->be;
+    int start[65], pos0[64], slot[64];
+    int *st = n_seq < 64 ? start : qt_malloc(sizeof(int) * (size_t)(n_seq + 1));
+    int *p0 = n_seq < 64 ? pos0 : qt_malloc(sizeof(int) * (size_t)n_seq);
+    int *sl = n_seq < 64 ? slot : qt_malloc(sizeof(int) * (size_t)n_seq);
+    int N = 0;
+    for (int i = 0; i < n_seq; i++) {
+        st[i] = N;
+        p0[i] = c->n_past[seqs[i].slot];
+        sl[i] = seqs[i].slot;
+        memcpy(c->tok + N, seqs[i].tokens, sizeof(int32_t) * (size_t)seqs[i].n);
+        for (int t = 0; t < seqs[i].n; t++) c->pos[N + t] = p0[i] + t;
+        N += seqs[i].n;
+    }
+    st[n_seq] = N;
+    const qt_seqs sq = { n_seq, st, p0, sl };
+    qt_fwd f = { .m = m, .be = be, .N = N, .seqs = &sq, .cs = c->cs, .kv = c->kv, .ad = c->ad, .n_ad = c->n_ad,
+                 .tmp = c->tmp, .sax = c->sax };
+    be->ops->rope_table(be, c->cs, c->pos, N, cf->head_dim, cf->rope_theta, &m->rope_freqs);
+    qt_embed(&f, c->x, c->tok);
+    float *x = c->x, *y = c->x2;
     for (int il = 0; il < cf->n_layer; il++) {
-        const qt_layer *L = &m->layers[il];
-        float *kcache = c->k_cache + (size_t)il * c->n_ctx * kvd;
-        float *vt = c->v_cache + (size_t)il * c->n_ctx * kvd;
-
-        qt_rmsnorm_forward(c->xn, NULL, c->x, L->attn_norm, T, C, cf->rms_eps);
-        const qt_matmul_out qkv[3] = {
-            { c->q, L->wq.data, L->wq.type, qd }, { c->k, L->wk.data, L->wk.type, kvd },
-            { c->v, L->wv.data, L->wv.type, kvd },
-        };
-        qt_matmul_multi(kc, c->xn, C, T, qkv, 3);
-        apply_adapter(c, il, QT_LORA_Q, c->q, c->xn, T);
-        apply_adapter(c, il, QT_LORA_K, c->k, c->xn, T);
-        apply_adapter(c, il, QT_LORA_V, c->v, c->xn, T);
-        add_bias(c->q, L->bq, T, qd);
-        add_bias(c->k, L->bk, T, kvd);
-        add_bias(c->v, L->bv, T, kvd);
-        qt_rope_forward(c->q, c->rope_cs, T, NH, HS, cf->rope_type);
-        qt_rope_forward(c->k, c->rope_cs, T, NKV, HS, cf->rope_type);
-        store_kv(kcache, vt, c->k, c->v, T, pos0, NKV, HS, c->n_ctx);
-        qt_attention_forward(kc, c->att, c->q, kcache, vt, T, pos0, NH, NKV, HS, c->n_ctx, c->scores);
-        qt_matmul(kc, c->proj, c->att, L->wo.data, L->wo.type, qd, C, T);
-        apply_adapter(c, il, QT_LORA_O, c->proj, c->att, T);
-        qt_residual_forward(c->x, c->proj, (int64_t)T * C);
-
-        qt_rmsnorm_forward(c->xn, NULL, c->x, L->ffn_norm, T, C, cf->rms_eps);
-        const qt_matmul_out gate_up[2] = {
-            { c->gate, L->w_gate.data, L->w_gate.type, F }, { c->up, L->w_up.data, L->w_up.type, F },
-        };
-        qt_matmul_multi(kc, c->xn, C, T, gate_up, 2);
-        apply_adapter(c, il, QT_LORA_GATE, c->gate, c->xn, T);
-        apply_adapter(c, il, QT_LORA_UP, c->up, c->xn, T);
-        qt_swiglu_forward_pool(kc, c->gate, c->gate, c->up, (int64_t)T * F);
-        qt_matmul(kc, c->proj, c->gate, L->w_down.data, L->w_down.type, F, C, T);
-        apply_adapter(c, il, QT_LORA_DOWN, c->proj, c->gate, T);
-        qt_residual_forward(c->x, c->proj, (int64_t)T * C);
+        m->arch->layer_forward(&f, il, c->acts, c->work, NULL, x, y);
+        float *t = x; x = y; y = t;
     }
     // Only the rows whose logits are wanted go through the (large) output head.
-    int first = all_logits ? 0 : T - 1, n_out = T - first;
-    qt_rmsnorm_forward(c->xn, NULL, c->x + (size_t)first * C, m->out_norm, n_out, C, cf->rms_eps);
-    qt_matmul(kc, c->logits, c->xn, m->output.data, m->output.type, C, cf->n_vocab, n_out);
-    c->n_past += T;
+    int n_out = all_logits ? N : n_seq;
+    const float *rows = x;
+    if (!all_logits) {
+        for (int i = 0; i < n_seq; i++) c->rows[i] = st[i + 1] - 1;
+        be->ops->get_rows(be, y, x, c->rows, n_seq, cf->n_embd);
+        rows = y;
+    }
+    qt_final_norm(&f, c->xn, NULL, rows, n_out);
+    qt_mm_out o = { c->logits_dev, qt_model_global(m, QT_G_OUTPUT) };
+    be->ops->matmul(be, c->xn, cf->n_embd, n_out, &o, 1);
+    if (!be->host_memory)
+        be->ops->download(be, c->logits, c->logits_dev, sizeof(float) * (size_t)n_out * (size_t)cf->n_vocab);
+    for (int i = 0; i < n_seq; i++) c->n_past[seqs[i].slot] += seqs[i].n;
+    if (st != start) qt_free(st);
+    if (p0 != pos0) qt_free(p0);
+    if (sl != slot) qt_free(sl);
+}
+
+const float *qt_ctx_eval_batch(qt_ctx *c, const qt_ctx_seq *seqs, int n_seq) {
+    if (n_seq <= 0 || n_seq > c->n_slots) {
+        qt_log_error("a batch of %d sequences for %d slots", n_seq, c->n_slots);
+        return NULL;
+    }
+    if (check_batch(c, seqs, n_seq, true) != QT_OK) return NULL;
+    forward(c, seqs, n_seq, false);
+    return c->logits;
 }
 
 const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) {
-    const qt_config *cf = &c->m->cfg;
-    if (n <= 0) {
-        qt_log_error("nothing to evaluate: empty token list");
-        return NULL;
-    }
-    if (c->n_past + n > c->n_ctx) {
-        qt_log_error("context full: %d tokens in the cache + %d new > context size %d (raise --ctx-size)", c->n_past, n,
-                     c->n_ctx);
-        return NULL;
-    }
     if (c->logits_all && n > c->n_batch) {
         qt_log_error("%d tokens with all logits exceed the batch size %d", n, c->n_batch);
         return NULL;
     }
-    for (int i = 0; i < n; i++) {
-        if (tokens[i] < 0 || tokens[i] >= cf->n_vocab) {
-            qt_log_error("token id %d out of range [0, %d)", tokens[i], cf->n_vocab);
-            return NULL;
-        }
-    }
+    const qt_ctx_seq whole = { tokens, n, 0 };
+    if (check_batch(c, &whole, 1, false) != QT_OK) return NULL;   // before any chunk changes the cache
     for (int i = 0; i < n; i += c->n_batch) {
-        int T = QT_MIN(c->n_batch, n - i);
-        forward_chunk(c, tokens + i, T, c->logits_all);
+        const qt_ctx_seq s = { tokens + i, QT_MIN(c->n_batch, n - i), 0 };
+        forward(c, &s, 1, c->logits_all);
     }
     return c->logits;
 }

@@ -186,33 +186,42 @@ static void add_vec(ex_ctx *x, const char *name, const float *v, int64_t n, bool
     e->out = QT_TYPE_F32;
 }
 
+// The linear whose weight (or bias) is per-layer slot `slot`, or -1.
+static int linear_of(const qt_arch_desc *a, int slot, bool *is_bias) {
+    for (int i = 0; i < a->n_linears; i++)
+        if (a->linears[i].weight == slot || a->linears[i].bias == slot) {
+            *is_bias = a->linears[i].bias == slot;
+            return i;
+        }
+    return -1;
+}
+
+// One tensor of the table; q/k rows (and biases) are permuted when the
+// source's RoPE order is not the GGUF architecture's.
+static void add_tensor(ex_ctx *x, const qt_tensor_desc *d, const qt_tensor *t, int il, int lin, bool permute) {
+    if (!d->gguf || !t->data) return;
+    char n[96];
+    if (il >= 0) snprintf(n, sizeof(n), d->gguf, il);
+    else snprintf(n, sizeof(n), "%s", d->gguf);
+    if (d->flags & QT_TF_VEC) add_vec(x, n, t->data, t->ne0, permute);
+    else add_mat(x, n, t, il, lin, permute);
+}
+
 static void build_list(ex_ctx *x) {
     const qt_model *m = x->m;
     const qt_config *c = &m->cfg;
-    const bool perm = m->cfg.arch == QT_ARCH_LLAMA && m->cfg.rope_type == QT_ROPE_NEOX;
-    const int C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv;
-    add_mat(x, "token_embd.weight", &m->tok_embd, -1, -1, false);
-    add_vec(x, "output_norm.weight", m->out_norm, C, false);
-    if (!c->tied_output) add_mat(x, "output.weight", &m->output, -1, -1, false);
-    add_vec(x, "rope_freqs.weight", m->rope_freqs, HS / 2, false);
-    char n[96];
-    for (int il = 0; il < c->n_layer; il++) {
-        const qt_layer *L = &m->layers[il];
-#define T(s) (snprintf(n, sizeof(n), "blk.%d." s, il), n)
-        add_vec(x, T("attn_norm.weight"), L->attn_norm, C, false);
-        add_mat(x, T("attn_q.weight"), &L->wq, il, QT_LORA_Q, perm);
-        add_mat(x, T("attn_k.weight"), &L->wk, il, QT_LORA_K, perm);
-        add_mat(x, T("attn_v.weight"), &L->wv, il, QT_LORA_V, false);
-        add_mat(x, T("attn_output.weight"), &L->wo, il, QT_LORA_O, false);
-        add_vec(x, T("attn_q.bias"), L->bq, (int64_t)NH * HS, perm);
-        add_vec(x, T("attn_k.bias"), L->bk, (int64_t)NKV * HS, perm);
-        add_vec(x, T("attn_v.bias"), L->bv, (int64_t)NKV * HS, false);
-        add_vec(x, T("ffn_norm.weight"), L->ffn_norm, C, false);
-        add_mat(x, T("ffn_gate.weight"), &L->w_gate, il, QT_LORA_GATE, false);
-        add_mat(x, T("ffn_up.weight"), &L->w_up, il, QT_LORA_UP, false);
-        add_mat(x, T("ffn_down.weight"), &L->w_down, il, QT_LORA_DOWN, false);
-#undef T
-    }
+    const qt_arch_desc *a = m->arch;
+    const bool reorder = c->rope_type != a->gguf_rope;   // HF rotate_half rows -> GGUF's order
+    for (int i = 0; i < a->n_globals; i++)
+        if (!(i == QT_G_OUTPUT && c->tied_output)) add_tensor(x, &a->globals[i], &m->globals[i], -1, -1, false);
+    add_vec(x, "rope_freqs.weight", m->rope_freqs.data, c->head_dim / 2, false);
+    for (int il = 0; il < c->n_layer; il++)
+        for (int i = 0; i < a->n_layer_tensors; i++) {
+            bool is_bias = false;
+            int lin = linear_of(a, i, &is_bias);
+            bool permute = reorder && lin >= 0 && a->linears[lin].rope != QT_LIN_PLAIN;
+            add_tensor(x, &a->layer[i], qt_model_tensor(m, il, i), il, is_bias ? -1 : lin, permute);
+        }
     if (m->gguf) {   // tensors of the source the model does not bind: copied as they are
         for (int64_t i = 0; i < qt_gguf_n_tensors(m->gguf); i++) {
             const qt_gguf_tensor *t = qt_gguf_tensor_at(m->gguf, i);
@@ -478,7 +487,7 @@ int qt_export_tokenizer_kv(qt_gguf_writer *w, const qt_tokenizer *t, const char 
 
 static int hf_metadata(qt_gguf_writer *w, const qt_model *m, const qt_export_params *p) {
     const qt_config *c = &m->cfg;
-    const char *arch = qt_arch_name(c->arch);
+    const char *arch = m->arch->gguf_names[0];
     char key[128];
 #define KEY(s) (snprintf(key, sizeof(key), "%s." s, arch), key)
     qt_gguf_set_str(w, "general.architecture", arch);
@@ -540,7 +549,7 @@ int qt_export_gguf(const qt_model *m, const qt_export_params *p, const char *pat
     x.row = qt_malloc(sizeof(float) * (size_t)max_row);
     qt_gguf_writer *w = qt_gguf_writer_init();
     int rc = QT_OK;
-    qt_type ft = p->type >= 0 ? (qt_type)p->type : m->tok_embd.type;
+    qt_type ft = p->type >= 0 ? (qt_type)p->type : qt_model_global(m, QT_G_TOK_EMBD)->type;
     if (p->name) qt_gguf_set_str(w, "general.name", p->name);
     if (m->gguf) {
         const char *arch;

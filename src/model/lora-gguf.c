@@ -18,12 +18,6 @@
 #include "io/gguf.h"
 #include "model/lora-io.h"
 
-static const char *const gguf_target[QT_LORA_N_TARGETS] = {
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
-};
-
-const char *qt_lora_target_gguf_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? gguf_target[t] : "?"; }
-
 // Model row r (HF rotate_half order) goes to GGUF row gguf_row(r) (interleaved).
 static int gguf_row(int r, int HS) {
     int h = r / HS, j = r % HS, half = HS / 2;
@@ -31,28 +25,28 @@ static int gguf_row(int r, int HS) {
 }
 
 bool qt_lora_gguf_needs_permute(const qt_model *m, int t) {
-    return m->cfg.arch == QT_ARCH_LLAMA && m->cfg.rope_type == QT_ROPE_NEOX && (t == QT_LORA_Q || t == QT_LORA_K);
+    return m->cfg.rope_type != m->arch->gguf_rope && m->arch->linears[t].rope != QT_LIN_PLAIN;
 }
 
 int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path) {
     const int r = l->cfg.rank, HS = m->cfg.head_dim;
     qt_gguf_writer *w = qt_gguf_writer_init();
     qt_gguf_set_str(w, "general.type", "adapter");
-    qt_gguf_set_str(w, "general.architecture", qt_arch_name(m->cfg.arch));
+    qt_gguf_set_str(w, "general.architecture", m->arch->gguf_names[0]);
     if (m->name) qt_gguf_set_str(w, "general.name", m->name);
     qt_gguf_set_str(w, "adapter.type", "lora");
     // llama.cpp: scale = alpha / r; fold rsLoRA (alpha / sqrt(r)) into alpha
     qt_gguf_set_f32(w, "adapter.lora.alpha", l->scale * (float)r);
     size_t n_perm = 0;
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
+        for (int t = 0; t < l->n_linears; t++)
             if (qt_lora_get(l, il, t)->a && qt_lora_gguf_needs_permute(m, t))
                 n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
     float *perm = qt_malloc(sizeof(float) * (n_perm + 1));
     size_t used = 0;
     char name[96];
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+        for (int t = 0; t < l->n_linears; t++) {
             const qt_lora_pair *p = qt_lora_get(l, il, t);
             if (!p->a) continue;
             const float *b = p->b;
@@ -64,9 +58,9 @@ int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path) {
                 used += (size_t)p->n_out * r;
             }
             int64_t ne_a[2] = { p->n_in, r }, ne_b[2] = { r, p->n_out };
-            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_a", il, gguf_target[t]);
+            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_a", il, m->arch->linears[t].gguf);
             qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_a, p->a);
-            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_b", il, gguf_target[t]);
+            snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_b", il, m->arch->linears[t].gguf);
             qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_b, b);
         }
     int rc = qt_gguf_write(w, path);
@@ -76,20 +70,12 @@ int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path) {
 }
 
 // "blk.N.attn_q.weight.lora_a" -> layer, target, 0 (a) / 1 (b)
-static int parse_name(const char *name, size_t len, int *il, int *t, int *ab) {
-    char buf[128], mod[32], which;
-    int n = 0;
+static int parse_name(const qt_arch_desc *a, const char *name, size_t len, int *il, int *t, int *ab) {
+    char buf[160];
     if (len >= sizeof(buf)) return QT_ERR;
     memcpy(buf, name, len);
     buf[len] = 0;
-    if (sscanf(buf, "blk.%d.%31[a-z_].weight.lora_%c%n", il, mod, &which, &n) != 3 || buf[n] != 0) return QT_ERR;
-    *ab = which == 'a' ? 0 : which == 'b' ? 1 : -1;
-    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
-        if (!strcmp(mod, gguf_target[k])) {
-            *t = k;
-            return *ab >= 0 ? QT_OK : QT_ERR;
-        }
-    return QT_ERR;
+    return qt_lora_match_key(a, buf, "", true, ".weight.lora_a", ".weight.lora_b", il, t, ab);
 }
 
 qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
@@ -107,8 +93,8 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
         qt_log_error("%s: not a LoRA adapter (general.type '%s', adapter.type '%s')", path, type, atype);
         goto done;
     }
-    if (strcmp(arch, qt_arch_name(m->cfg.arch)) != 0) {
-        qt_log_error("%s: adapter is for architecture '%s', the model is '%s'", path, arch, qt_arch_name(m->cfg.arch));
+    if (strcmp(arch, m->arch->gguf_names[0]) != 0) {
+        qt_log_error("%s: adapter is for architecture '%s', the model is '%s'", path, arch, m->arch->gguf_names[0]);
         goto done;
     }
     if (!isfinite(alpha) || alpha < 0) {
@@ -116,13 +102,13 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
         goto done;
     }
     int rank = 0, first = m->cfg.n_layer;
-    uint32_t mask = 0;
+    uint64_t mask = 0;
     for (int64_t i = 0; i < qt_gguf_n_tensors(g); i++) {
         const qt_gguf_tensor *t = qt_gguf_tensor_at(g, i);
         int il, tg, ab;
-        if (parse_name(t->name.data, t->name.len, &il, &tg, &ab) != QT_OK) {
-            qt_log_error("%s: unexpected tensor '%.*s' (not a LoRA a/b of a Llama projection)", path, (int)t->name.len,
-                         t->name.data);
+        if (parse_name(m->arch, t->name.data, t->name.len, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%.*s' (not a LoRA a/b of a %s projection)", path, (int)t->name.len,
+                         t->name.data, m->arch->name);
             goto done;
         }
         if (il < 0 || il >= m->cfg.n_layer) {
@@ -137,7 +123,7 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
             goto done;
         }
         rank = r;
-        mask |= 1u << tg;
+        mask |= 1ull << tg;
         first = QT_MIN(first, il);
     }
     if (!mask) {
@@ -157,7 +143,7 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
     for (int64_t i = 0; i < qt_gguf_n_tensors(g); i++) {
         const qt_gguf_tensor *t = qt_gguf_tensor_at(g, i);
         int il, tg, ab;
-        parse_name(t->name.data, t->name.len, &il, &tg, &ab);
+        parse_name(m->arch, t->name.data, t->name.len, &il, &tg, &ab);
         const qt_lora_pair *p = qt_lora_get(l, il, tg);
         int64_t want0 = ab ? rank : p->n_in, want1 = ab ? p->n_out : rank;
         if (t->ne[0] != want0 || t->ne[1] != want1) {

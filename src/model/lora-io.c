@@ -14,16 +14,45 @@
 #include "base/base.h"
 #include "io/safetensors.h"
 
-static const char *module_prefix(int t) { return t <= QT_LORA_O ? "self_attn" : "mlp"; }
-
 // Row r of B (HF order) comes from row rope_src_row(r) of the model's order.
 static int rope_src_row(int r, int HS) {
     int h = r / HS, j = r % HS, half = HS / 2;
     return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
 }
 
-static bool needs_permute(const qt_model *m, int t) {
-    return m->cfg.rope_type == QT_ROPE_NORM && (t == QT_LORA_Q || t == QT_LORA_K);
+bool qt_lora_hf_needs_permute(const qt_model *m, int t) {
+    return m->cfg.rope_type != QT_ROPE_NEOX && m->arch->linears[t].rope != QT_LIN_PLAIN;
+}
+
+int qt_lora_match_key(const qt_arch_desc *a, const char *name, const char *prefix, bool gguf, const char *sfx_a,
+                      const char *sfx_b, int *il, int *t, int *ab) {
+    size_t np = strlen(prefix);
+    if (strncmp(name, prefix, np) != 0) return QT_ERR;
+    name += np;
+    for (int k = 0; k < a->n_linears; k++) {
+        char pat[160];
+        if (gguf) snprintf(pat, sizeof(pat), "blk.%%d.%s", a->linears[k].gguf);
+        else snprintf(pat, sizeof(pat), "%s", a->linears[k].hf);
+        const char *d = strstr(pat, "%d");
+        if (!d) continue;
+        size_t pre = (size_t)(d - pat);
+        if (strncmp(name, pat, pre) != 0) continue;
+        const char *q = name + pre;
+        int layer = 0, digits = 0;
+        while (*q >= '0' && *q <= '9' && digits < 6) layer = layer * 10 + (*q++ - '0'), digits++;
+        if (!digits || (*q >= '0' && *q <= '9')) continue;
+        const char *post = d + 2;
+        size_t npost = strlen(post);
+        if (strncmp(q, post, npost) != 0) continue;
+        q += npost;
+        int which = !strcmp(q, sfx_a) ? 0 : !strcmp(q, sfx_b) ? 1 : -1;
+        if (which < 0) continue;
+        *il = layer;
+        *t = k;
+        *ab = which;
+        return QT_OK;
+    }
+    return QT_ERR;
 }
 
 static int mkdir_p(const char *dir) {
@@ -50,26 +79,27 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
     float *perm = NULL;
     size_t n_perm = 0;
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
-            if (qt_lora_get(l, il, t)->a && needs_permute(m, t)) n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
+        for (int t = 0; t < l->n_linears; t++)
+            if (qt_lora_get(l, il, t)->a && qt_lora_hf_needs_permute(m, t)) n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
     perm = qt_malloc(sizeof(float) * (n_perm + 1));
     size_t used = 0;
     char names[2][160];
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+        for (int t = 0; t < l->n_linears; t++) {
             const qt_lora_pair *p = qt_lora_get(l, il, t);
             if (!p->a) continue;
             const float *b = p->b;
-            if (needs_permute(m, t)) {
+            if (qt_lora_hf_needs_permute(m, t)) {
                 float *dst = perm + used;
                 for (int row = 0; row < p->n_out; row++)
                     memcpy(dst + (size_t)row * r, p->b + (size_t)rope_src_row(row, HS) * r, sizeof(float) * r);
                 b = dst;
                 used += (size_t)p->n_out * r;
             }
+            char mod[128];
+            snprintf(mod, sizeof(mod), m->arch->linears[t].hf, il);
             for (int k = 0; k < 2; k++) {
-                snprintf(names[k], sizeof(names[k]), "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", il,
-                         module_prefix(t), qt_lora_target_hf_name(t), "AB"[k]);
+                snprintf(names[k], sizeof(names[k]), "base_model.model.%s.lora_%c.weight", mod, "AB"[k]);
                 int64_t shape[2] = { k ? p->n_out : r, k ? r : p->n_in };
                 qt_st_writer_add(w, names[k], QT_TYPE_F32, 2, shape, k ? b : p->a);
             }
@@ -93,8 +123,9 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
         cJSON_AddBoolToObject(j, "fan_in_fan_out", false);
         cJSON_AddBoolToObject(j, "inference_mode", true);
         cJSON *tm = cJSON_AddArrayToObject(j, "target_modules");
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++)
-            if (l->cfg.targets & (1u << t)) cJSON_AddItemToArray(tm, cJSON_CreateString(qt_lora_target_hf_name(t)));
+        for (int t = 0; t < l->n_linears; t++)
+            if (l->cfg.targets & (1ull << t))
+                cJSON_AddItemToArray(tm, cJSON_CreateString(qt_arch_linear_module(m->arch, t)));
         if (l->first_layer > 0) {
             cJSON *lt = cJSON_AddArrayToObject(j, "layers_to_transform");
             for (int il = l->first_layer; il < l->n_layer; il++) cJSON_AddItemToArray(lt, cJSON_CreateNumber(il));
@@ -109,19 +140,8 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
     return rc;
 }
 
-static int parse_key(const char *name, int *il, int *t, int *ab) {
-    char mod[32], proj[32], which;
-    int n = 0;
-    if (sscanf(name, "base_model.model.model.layers.%d.%31[a-z_].%31[a-z_].lora_%c.weight%n", il, mod, proj, &which,
-               &n) != 4 || name[n] != 0)
-        return QT_ERR;
-    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
-        if (!strcmp(proj, qt_lora_target_hf_name(k)) && !strcmp(mod, module_prefix(k))) {
-            *t = k;
-            *ab = which == 'A' ? 0 : which == 'B' ? 1 : -1;
-            return *ab >= 0 ? QT_OK : QT_ERR;
-        }
-    return QT_ERR;
+static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab) {
+    return qt_lora_match_key(a, name, "base_model.model.", false, ".lora_A.weight", ".lora_B.weight", il, t, ab);
 }
 
 cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path) {
@@ -153,21 +173,21 @@ cJSON *qt_lora_read_config(const char *path, const char *default_file, char **fi
 }
 
 int qt_lora_scan_keys(const qt_model *m, const qt_st_set *s, const char *file, qt_lora_key_parser parse,
-                      uint32_t *mask, int *first) {
+                      uint64_t *mask, int *first) {
     *mask = 0;
     *first = m->cfg.n_layer;
     for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
         const qt_st_tensor *t = qt_st_tensor_at(s, i);
         int il, tg, ab;
-        if (parse(t->name, &il, &tg, &ab) != QT_OK) {
-            qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a Llama projection)", file, t->name);
+        if (parse(m->arch, t->name, &il, &tg, &ab) != QT_OK) {
+            qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a %s projection)", file, t->name, m->arch->name);
             return QT_ERR;
         }
         if (il < 0 || il >= m->cfg.n_layer) {
             qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
             return QT_ERR;
         }
-        *mask |= 1u << tg;
+        *mask |= 1ull << tg;
         *first = QT_MIN(*first, il);
     }
     if (!*mask) {
@@ -199,7 +219,7 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     cfg.rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
     s = qt_st_open(file);
     if (!s) goto done;
-    uint32_t mask = 0;
+    uint64_t mask = 0;
     int first = 0;
     if (qt_lora_scan_keys(m, s, file, parse_key, &mask, &first) != QT_OK) goto done;
     cfg.targets = mask;
@@ -211,7 +231,7 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
         const qt_st_tensor *t = qt_st_tensor_at(s, i);
         int il, tg, ab;
-        parse_key(t->name, &il, &tg, &ab);
+        parse_key(m->arch, t->name, &il, &tg, &ab);
         const qt_lora_pair *p = qt_lora_get(l, il, tg);
         int64_t want0 = ab ? p->n_out : cfg.rank, want1 = ab ? cfg.rank : p->n_in;
         if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
@@ -232,7 +252,7 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
         size_t cnt = (size_t)want0 * (size_t)want1;
         float *tmp = qt_malloc(sizeof(float) * cnt);
         qt_type_traits_get(t->type)->to_float(t->data, tmp, (int64_t)cnt);
-        if (ab && needs_permute(m, tg)) {
+        if (ab && qt_lora_hf_needs_permute(m, tg)) {
             for (int row = 0; row < p->n_out; row++)
                 memcpy(dst + (size_t)rope_src_row(row, HS) * cfg.rank, tmp + (size_t)row * cfg.rank,
                        sizeof(float) * cfg.rank);

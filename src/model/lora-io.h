@@ -24,10 +24,12 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path);
 // GGUF (interleaved RoPE) order. Written atomically. QT_OK / QT_ERR (logged).
 int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path);
 qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path);
-const char *qt_lora_target_gguf_name(int t);    // "attn_q" ...
-// Whether B rows of target t must be permuted between model order and GGUF
-// order (a llama model loaded from an HF folder, q and k).
+// Whether B rows of linear t must be permuted between the model's order and
+// GGUF order (a q/k projection of a model whose RoPE order is not the GGUF
+// architecture's, e.g. a llama model loaded from an HF folder) / HF order (a
+// llama model loaded from GGUF).
 bool qt_lora_gguf_needs_permute(const qt_model *m, int t);
+bool qt_lora_hf_needs_permute(const qt_model *m, int t);
 
 // mlx-lm adapter (lora-mlx.c): DIR/adapters.safetensors with
 // model.layers.N.self_attn.q_proj.lora_a (in, r) and .lora_b (r, out), and
@@ -46,13 +48,19 @@ qt_lora *qt_lora_load(const qt_model *m, const char *path);
 struct cJSON;
 struct cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path);
 
+// A tensor name of an adapter file: prefix + the linear's path with the
+// layer number (its PEFT/HF path, or "blk.N.<gguf name>" when gguf) + sfx_a
+// (0, A) or sfx_b (1, B), for any linear of a. QT_OK with *il, *t, *ab.
+int qt_lora_match_key(const qt_arch_desc *a, const char *name, const char *prefix, bool gguf, const char *sfx_a,
+                      const char *sfx_b, int *il, int *t, int *ab);
+
 // Shared by the safetensors adapter readers: every tensor name of s must parse
 // with parse_key (layer, target, 0 = A / 1 = B) for a layer of m; sets the
 // targets present and the first adapted layer. QT_ERR after one error naming
 // file and tensor (or "no LoRA tensors").
 struct qt_st_set;
-typedef int (*qt_lora_key_parser)(const char *name, int *il, int *t, int *ab);
+typedef int (*qt_lora_key_parser)(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab);
 int qt_lora_scan_keys(const qt_model *m, const struct qt_st_set *s, const char *file, qt_lora_key_parser parse_key,
-                      uint32_t *mask, int *first);
+                      uint64_t *mask, int *first);
 
 #endif

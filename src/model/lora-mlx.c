@@ -15,30 +15,14 @@
 #include "io/safetensors.h"
 #include "model/lora-io.h"
 
-static const char *module_prefix(int t) { return t <= QT_LORA_O ? "self_attn" : "mlp"; }
-
 // Row r of B in HF order is model row hf_to_model(r) for an interleaved-order model.
 static int hf_to_model(int r, int HS) {
     int h = r / HS, j = r % HS, half = HS / 2;
     return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
 }
 
-static bool needs_permute(const qt_model *m, int t) {
-    return m->cfg.rope_type == QT_ROPE_NORM && (t == QT_LORA_Q || t == QT_LORA_K);
-}
-
-static int parse_key(const char *name, int *il, int *t, int *ab) {
-    char mod[32], proj[32], which;
-    int n = 0;
-    if (sscanf(name, "model.layers.%d.%31[a-z_].%31[a-z_].lora_%c%n", il, mod, proj, &which, &n) != 4 || name[n] != 0)
-        return QT_ERR;
-    for (int k = 0; k < QT_LORA_N_TARGETS; k++)
-        if (!strcmp(proj, qt_lora_target_hf_name(k)) && !strcmp(mod, module_prefix(k))) {
-            *t = k;
-            *ab = which == 'a' ? 0 : which == 'b' ? 1 : -1;
-            return *ab >= 0 ? QT_OK : QT_ERR;
-        }
-    return QT_ERR;
+static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab) {
+    return qt_lora_match_key(a, name, "", false, ".lora_a", ".lora_b", il, t, ab);
 }
 
 qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
@@ -67,7 +51,7 @@ qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
     cfg.rslora = false;
     s = qt_st_open(file);
     if (!s) goto done;
-    uint32_t mask = 0;
+    uint64_t mask = 0;
     int first = 0;
     if (qt_lora_scan_keys(m, s, file, parse_key, &mask, &first) != QT_OK) goto done;
     cfg.targets = mask;
@@ -79,7 +63,7 @@ qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
     for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
         const qt_st_tensor *t = qt_st_tensor_at(s, i);
         int il, tg, ab;
-        parse_key(t->name, &il, &tg, &ab);
+        parse_key(m->arch, t->name, &il, &tg, &ab);
         const qt_lora_pair *p = qt_lora_get(l, il, tg);
         int64_t want0 = ab ? r : p->n_in, want1 = ab ? p->n_out : r;
         if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
@@ -100,7 +84,7 @@ qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path) {
                 for (int c = 0; c < p->n_in; c++) p->a[(size_t)k * p->n_in + c] = tmp[(size_t)c * r + k];
         } else {     // (r, out) -> B (out, r), rows to the model's order
             for (int o = 0; o < p->n_out; o++) {
-                int row = needs_permute(m, tg) ? hf_to_model(o, HS) : o;
+                int row = qt_lora_hf_needs_permute(m, tg) ? hf_to_model(o, HS) : o;
                 for (int k = 0; k < r; k++) p->b[(size_t)row * r + k] = tmp[(size_t)k * p->n_out + o];
             }
         }

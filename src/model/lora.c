@@ -4,41 +4,37 @@
 #include "model/lora.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/base.h"
 
-static const char *names[QT_LORA_N_TARGETS] = { "q", "k", "v", "o", "gate", "up", "down" };
-static const char *hf_names[QT_LORA_N_TARGETS] = { "q_proj", "k_proj", "v_proj", "o_proj",
-                                                    "gate_proj", "up_proj", "down_proj" };
-
-const char *qt_lora_target_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? names[t] : "?"; }
-const char *qt_lora_target_hf_name(int t) { return t >= 0 && t < QT_LORA_N_TARGETS ? hf_names[t] : "?"; }
-
 qt_lora_config qt_lora_defaults(void) {
-    qt_lora_config c = { .rank = 8, .alpha = 16, .dropout = 0, .rslora = false,
-                         .targets = (1u << QT_LORA_Q) | (1u << QT_LORA_V), .n_layers = 0 };
+    qt_lora_config c = { .rank = 8, .alpha = 16, .dropout = 0, .rslora = false, .targets = 0, .n_layers = 0 };
     return c;
 }
 
-int qt_lora_parse_targets(const char *list, uint32_t *out) {
-    uint32_t mask = 0;
+int qt_lora_parse_targets(const qt_arch_desc *a, const char *list, uint64_t *out) {
+    uint64_t mask = 0;
     const char *p = list;
     while (*p) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        bool found = false;
-        if (n == 3 && !strncasecmp(p, "all", 3)) { mask = (1u << QT_LORA_N_TARGETS) - 1; found = true; }
-        for (int t = 0; t < QT_LORA_N_TARGETS && !found; t++)
-            if ((strlen(names[t]) == n && !strncasecmp(p, names[t], n)) ||
-                (strlen(hf_names[t]) == n && !strncasecmp(p, hf_names[t], n))) {
-                mask |= 1u << t;
-                found = true;
+        if (n == 3 && !strncasecmp(p, "all", 3)) {
+            mask = a->n_linears >= 64 ? ~0ull : (1ull << a->n_linears) - 1;
+        } else if (n > 0) {
+            int t = qt_arch_linear_find(a, p, n);
+            if (t < 0) {
+                char names[512];
+                size_t k = 0;
+                names[0] = 0;
+                for (int i = 0; i < a->n_linears && k < sizeof(names); i++)
+                    k += (size_t)snprintf(names + k, sizeof(names) - k, "%s, ", a->linears[i].name);
+                qt_log_error("unknown LoRA target '%.*s' for %s (use %sor all)", (int)n, p, a->name, names);
+                return QT_ERR;
             }
-        if (!found) {
-            qt_log_error("unknown LoRA target '%.*s' (use q, k, v, o, gate, up, down or all)", (int)n, p);
-            return QT_ERR;
+            mask |= 1ull << t;
         }
         p += n;
         if (*p == ',') p++;
@@ -51,40 +47,41 @@ int qt_lora_parse_targets(const char *list, uint32_t *out) {
     return QT_OK;
 }
 
-void qt_lora_dims(const qt_config *c, int t, int *n_in, int *n_out) {
-    int C = c->n_embd, qd = c->n_head * c->head_dim, kvd = c->n_head_kv * c->head_dim, F = c->n_ff;
-    switch (t) {
-    case QT_LORA_Q: *n_in = C; *n_out = qd; break;
-    case QT_LORA_K: *n_in = C; *n_out = kvd; break;
-    case QT_LORA_V: *n_in = C; *n_out = kvd; break;
-    case QT_LORA_O: *n_in = qd; *n_out = C; break;
-    case QT_LORA_GATE: *n_in = C; *n_out = F; break;
-    case QT_LORA_UP: *n_in = C; *n_out = F; break;
-    default: *n_in = F; *n_out = C; break;
-    }
+void qt_lora_dims(const qt_model *m, int t, int *n_in, int *n_out) {
+    const qt_tensor *w = qt_model_linear(m, 0, t);
+    *n_in = (int)w->ne0;
+    *n_out = (int)w->ne1;
 }
 
 qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed) {
     const qt_config *c = &m->cfg;
-    if (cfg->rank <= 0 || cfg->rank > 4096 || !(cfg->alpha > 0) || cfg->dropout < 0 || cfg->dropout >= 1 ||
-        !cfg->targets) {
+    const qt_arch_desc *arch = m->arch;
+    if (cfg->rank <= 0 || cfg->rank > 4096 || !(cfg->alpha > 0) || !(cfg->dropout >= 0) || cfg->dropout >= 1) {
         qt_log_error("invalid LoRA settings: rank %d, alpha %g, dropout %g (need rank 1..4096, alpha > 0, 0 <= dropout < 1)",
                      cfg->rank, cfg->alpha, cfg->dropout);
         return NULL;
     }
+    uint64_t all = arch->n_linears >= 64 ? ~0ull : (1ull << arch->n_linears) - 1;
+    if (cfg->targets & ~all) {
+        qt_log_error("LoRA targets name linears %s does not have", arch->name);
+        return NULL;
+    }
     qt_lora *l = qt_calloc(1, sizeof(qt_lora));
     l->cfg = *cfg;
+    if (!l->cfg.targets) l->cfg.targets = arch->default_targets;
+    l->arch = arch;
+    l->n_linears = arch->n_linears;
     l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->rank) : cfg->alpha / (float)cfg->rank;
     l->n_layer = c->n_layer;
     l->first_layer = cfg->n_layers > 0 && cfg->n_layers < c->n_layer ? c->n_layer - cfg->n_layers : 0;
-    l->pairs = qt_calloc((size_t)c->n_layer * QT_LORA_N_TARGETS, sizeof(qt_lora_pair));
+    l->pairs = qt_calloc((size_t)c->n_layer * (size_t)l->n_linears, sizeof(qt_lora_pair));
     const int r = cfg->rank;
     size_t off = 0;
     for (int il = l->first_layer; il < c->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
-            if (!(cfg->targets & (1u << t))) continue;
-            qt_lora_pair *p = &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
-            qt_lora_dims(c, t, &p->n_in, &p->n_out);
+        for (int t = 0; t < l->n_linears; t++) {
+            if (!(l->cfg.targets & (1ull << t))) continue;
+            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_linears + t];
+            qt_lora_dims(m, t, &p->n_in, &p->n_out);
             p->off = off;
             off += (size_t)r * (size_t)(p->n_in + p->n_out);
         }
@@ -98,8 +95,8 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
     qt_rng rng;
     qt_rng_seed(&rng, seed);
     for (int il = l->first_layer; il < c->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
-            qt_lora_pair *p = &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
+        for (int t = 0; t < l->n_linears; t++) {
+            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_linears + t];
             if (!p->n_in) continue;
             p->a = l->params + p->off;
             p->b = p->a + (size_t)r * p->n_in;
@@ -128,7 +125,7 @@ qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float 
     memset(out->params, 0, sizeof(float) * out->n_params);
     const int R = cfg.rank;
     for (int il = out->first_layer; il < out->n_layer; il++)
-        for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+        for (int t = 0; t < out->n_linears; t++) {
             const qt_lora_pair *po = qt_lora_get(out, il, t);
             if (!po->a) continue;
             int r0 = 0;

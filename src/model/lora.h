@@ -1,6 +1,10 @@
 // lora.h: LoRA adapters (Hu et al. 2021, as Hugging Face PEFT implements them)
 // on the projections of a frozen base model.
 //
+// Targets are the linear projections an architecture lists (arch.h): any of
+// them, fused ones (GPT-2's c_attn, Phi-3's qkv_proj) included, which PEFT
+// adapts as one Linear of the fused width.
+//
 //   y = W x + s * B (A drop(x)),  A (r, in), B (out, r), s = alpha / r
 //   (rsLoRA: s = alpha / sqrt(r)). PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in))
 //   (kaiming_uniform with a = sqrt(5)), B = 0, so training starts at the base.
@@ -18,25 +22,20 @@
 
 #include "model/model.h"
 
-typedef enum {
-    QT_LORA_Q = 0, QT_LORA_K, QT_LORA_V, QT_LORA_O, QT_LORA_GATE, QT_LORA_UP, QT_LORA_DOWN,
-    QT_LORA_N_TARGETS
-} qt_lora_target;
-
 typedef struct {
     int rank;            // r (default 8)
     float alpha;         // default 16
     float dropout;       // on the adapter input, training only (default 0)
     bool rslora;         // s = alpha / sqrt(r)
-    uint32_t targets;    // bit (1 << qt_lora_target); default q, v (PEFT's default for Llama)
+    uint64_t targets;    // bit i = linear i of the architecture (arch.h); 0: its default (PEFT's)
     int n_layers;        // adapt the last n layers; <= 0: all
 } qt_lora_config;
 
 qt_lora_config qt_lora_defaults(void);
-// "q,k,v,o,gate,up,down" (also q_proj, ..., "all") -> bit mask; QT_ERR on an unknown name (logged).
-int qt_lora_parse_targets(const char *list, uint32_t *out);
-const char *qt_lora_target_name(int t);         // "q" ...
-const char *qt_lora_target_hf_name(int t);      // "q_proj" ...
+// "q,k,v,o,gate,up,down" (also PEFT's q_proj, ..., and "all") against the
+// linears of architecture a -> bit mask; QT_ERR on an unknown name (logged
+// with the names a has).
+int qt_lora_parse_targets(const qt_arch_desc *a, const char *list, uint64_t *out);
 
 typedef struct {
     float *a;    // (r, in) into params, NULL when this (layer, target) has no adapter
@@ -46,11 +45,13 @@ typedef struct {
 } qt_lora_pair;
 
 typedef struct {
-    qt_lora_config cfg;
+    qt_lora_config cfg;      // cfg.targets resolved (never 0)
     float scale;             // s
+    const qt_arch_desc *arch;
     int n_layer;             // of the model
+    int n_linears;           // of its architecture
     int first_layer;         // layers < first_layer have no adapters
-    qt_lora_pair *pairs;     // (n_layer, QT_LORA_N_TARGETS)
+    qt_lora_pair *pairs;     // (n_layer, n_linears)
     size_t n_params;
     float *params;           // (n_params)
     float *grads;            // (n_params) NULL until qt_lora_enable_training
@@ -69,9 +70,9 @@ qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float 
 // Allocate (zeroed) gradients and optimizer moments. QT_ERR on failure (logged).
 int qt_lora_enable_training(qt_lora *l);
 static inline const qt_lora_pair *qt_lora_get(const qt_lora *l, int il, int t) {
-    return &l->pairs[(size_t)il * QT_LORA_N_TARGETS + t];
+    return &l->pairs[(size_t)il * l->n_linears + t];
 }
-// (in, out) dims of target t for model config c.
-void qt_lora_dims(const qt_config *c, int t, int *n_in, int *n_out);
+// (in, out) dims of linear t of model m (its weight's shape).
+void qt_lora_dims(const qt_model *m, int t, int *n_in, int *n_out);
 
 #endif

@@ -1,8 +1,9 @@
-// model.c: binds a Llama-family model to its weights, from GGUF (llama.cpp's
-// tensor names and <arch>.* keys) or from a Hugging Face folder
-// (transformers' LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM
-// names and config.json). Architectures: llama (Llama 2/3, TinyLlama,
-// Mistral, SmolLM) and qwen2. Anything else is refused by name.
+// model.c: binds a model to its weights, from GGUF (llama.cpp's tensor
+// names and <arch>.* keys) or from a Hugging Face folder (config.json and
+// transformers' tensor names), for any architecture of the registry
+// (arch.c): the common hyper-parameters are read here, then every tensor of
+// the architecture's table (arch-*.c) is bound with its shape and type
+// checked. Anything the registry does not know is refused by name.
 // Does not: permute Q/K rows (see model.h), load tokenizer.json (tokenizer issue).
 #include "model/model.h"
 
@@ -14,14 +15,6 @@
 #include <sys/stat.h>
 
 #include "base/base.h"
-
-const char *qt_arch_name(qt_arch a) {
-    switch (a) {
-    case QT_ARCH_LLAMA: return "llama";
-    case QT_ARCH_QWEN2: return "qwen2";
-    }
-    return "?";
-}
 
 // ---- float32 copies of small vectors (norms, biases, rope factors) ----
 
@@ -92,11 +85,15 @@ static int check_config(const char *path, qt_config *c) {
     return QT_OK;
 }
 
+// Room for every vector of the table (converted to float32) and the RoPE factors.
 static void reserve_owned(qt_model *m) {
-    const qt_config *c = &m->cfg;
-    // norms (2 per layer + final), biases (q, k, v per layer), rope factors
-    m->cap_owned = (size_t)c->n_embd * (2 * c->n_layer + 1) +
-                   (size_t)c->n_layer * (size_t)(c->n_head + 2 * c->n_head_kv) * c->head_dim + c->head_dim;
+    const qt_arch_desc *a = m->arch;
+    size_t n = (size_t)m->cfg.head_dim;
+    for (int i = 0; i < a->n_globals; i++)
+        if (a->globals[i].flags & QT_TF_VEC) n += (size_t)qt_dim_size(&m->cfg, a->globals[i].ne0);
+    for (int i = 0; i < a->n_layer_tensors; i++)
+        if (a->layer[i].flags & QT_TF_VEC) n += (size_t)m->cfg.n_layer * (size_t)qt_dim_size(&m->cfg, a->layer[i].ne0);
+    m->cap_owned = n;
     m->owned = qt_malloc(m->cap_owned * sizeof(float));
 }
 
@@ -120,15 +117,75 @@ static float *llama3_rope_factors(qt_model *m, float factor, float low, float hi
     return f;
 }
 
+// ---- binding the architecture's tensors ----
+
+// A tensor as the file has it (absent: data == NULL), shape not yet checked.
+typedef int (*find_fn)(qt_model *m, const char *name, qt_tensor *t);
+
+// Binds the tensor of desc d (layer il, or -1 for a global) from the file
+// through find: shape, type, optional; vectors converted to float32.
+static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool hf, int il, qt_tensor *t) {
+    char name[192];
+    const char *pat = hf ? d->hf : d->gguf;
+    memset(t, 0, sizeof(*t));
+    if (!pat) return QT_OK;   // not stored in this format
+    if (il >= 0) snprintf(name, sizeof(name), pat, il);
+    else snprintf(name, sizeof(name), "%s", pat);
+    if (find(m, name, t) != QT_OK) return QT_ERR;
+    if (!t->data) {
+        if (d->flags & QT_TF_OPTIONAL) return QT_OK;
+        qt_log_error("%s: missing tensor '%s'", m->path, name);
+        return QT_ERR;
+    }
+    int64_t ne0 = qt_dim_size(&m->cfg, d->ne0), ne1 = qt_dim_size(&m->cfg, d->ne1);
+    if (hf && (d->flags & QT_TF_HF_T)) {
+        qt_log_error("%s: tensor '%s' is stored transposed ([in, out]); not supported yet", m->path, name);
+        return QT_ERR;
+    }
+    if (d->flags & QT_TF_VEC) {
+        const float *v = vec_f32(m, name, t, ne0);
+        if (!v) return QT_ERR;
+        *t = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = ne0, .ne1 = 1, .data = v, .dev = v };
+        return QT_OK;
+    }
+    if (check_shape(m->path, name, t, ne0, ne1) != QT_OK || check_matrix_type(m->path, name, t) != QT_OK)
+        return QT_ERR;
+    t->dev = t->data;
+    return QT_OK;
+}
+
+// Every global and per-layer tensor of the table; the output head falls
+// back to the token embedding when the file has none (tied).
+static int bind_all(qt_model *m, find_fn find, bool hf) {
+    const qt_arch_desc *a = m->arch;
+    m->globals = qt_calloc((size_t)a->n_globals, sizeof(qt_tensor));
+    m->tensors = qt_calloc((size_t)m->cfg.n_layer * (size_t)a->n_layer_tensors, sizeof(qt_tensor));
+    for (int i = 0; i < a->n_globals; i++)
+        if (bind_tensor(m, find, &a->globals[i], hf, -1, &m->globals[i]) != QT_OK) return QT_ERR;
+    if (!m->globals[QT_G_OUTPUT].data) {
+        if (hf && !m->cfg.tied_output) {
+            qt_log_error("%s: missing tensor '%s' (and tie_word_embeddings is not set)", m->path,
+                         a->globals[QT_G_OUTPUT].hf);
+            return QT_ERR;
+        }
+        m->globals[QT_G_OUTPUT] = m->globals[QT_G_TOK_EMBD];
+        m->cfg.tied_output = true;
+    } else {
+        m->cfg.tied_output = false;
+    }
+    for (int il = 0; il < m->cfg.n_layer; il++)
+        for (int i = 0; i < a->n_layer_tensors; i++)
+            if (bind_tensor(m, find, &a->layer[i], hf, il, &m->tensors[(size_t)il * a->n_layer_tensors + i]) != QT_OK)
+                return QT_ERR;
+    return a->check ? a->check(m) : QT_OK;
+}
+
 // ---- GGUF ----
 
-static int gguf_tensor(qt_model *m, const char *name, qt_tensor *t, bool required) {
+static int gguf_find(qt_model *m, const char *name, qt_tensor *t) {
     const qt_gguf_tensor *gt = qt_gguf_find_tensor(m->gguf, name);
     memset(t, 0, sizeof(*t));
-    if (!gt) {
-        if (required) qt_log_error("%s: missing tensor '%s'", m->path, name);
-        return required ? QT_ERR : QT_OK;
-    }
+    if (!gt) return QT_OK;
     if (gt->n_dims > 2 && (gt->ne[2] != 1 || gt->ne[3] != 1)) {
         qt_log_error("%s: tensor '%s' has %d dimensions, expected at most 2", m->path, name, gt->n_dims);
         return QT_ERR;
@@ -140,34 +197,16 @@ static int gguf_tensor(qt_model *m, const char *name, qt_tensor *t, bool require
     return QT_OK;
 }
 
-static int gguf_matrix(qt_model *m, const char *name, qt_tensor *t, int64_t ne0, int64_t ne1) {
-    if (gguf_tensor(m, name, t, true) != QT_OK) return QT_ERR;
-    if (check_shape(m->path, name, t, ne0, ne1) != QT_OK) return QT_ERR;
-    return check_matrix_type(m->path, name, t);
-}
-
-static int gguf_vec(qt_model *m, const char *name, const float **out, int64_t n, bool required) {
-    qt_tensor t;
-    if (gguf_tensor(m, name, &t, required) != QT_OK) return QT_ERR;
-    *out = NULL;
-    if (!t.data) return QT_OK;
-    *out = vec_f32(m, name, &t, n);
-    return *out ? QT_OK : QT_ERR;
-}
-
 static int load_gguf(qt_model *m) {
     qt_gguf *g = m->gguf = qt_gguf_open(m->path);
     if (!g) return QT_ERR;
     const char *arch;
     if (qt_gguf_get_str(g, "general.architecture", &arch, true) != QT_OK) return QT_ERR;
     m->arch_name = qt_strdup(arch);
+    m->arch = qt_arch_find_gguf(m->path, arch);
+    if (!m->arch) return QT_ERR;
     qt_config *c = &m->cfg;
-    if (strcmp(arch, "llama") == 0) { c->arch = QT_ARCH_LLAMA; c->rope_type = QT_ROPE_NORM; }
-    else if (strcmp(arch, "qwen2") == 0) { c->arch = QT_ARCH_QWEN2; c->rope_type = QT_ROPE_NEOX; }
-    else {
-        qt_log_error("%s: unsupported architecture '%s' (supported: llama, qwen2)", m->path, arch);
-        return QT_ERR;
-    }
+    c->rope_type = m->arch->gguf_rope;
     const char *name = NULL;
     if (qt_gguf_get_str(g, "general.name", &name, false) != QT_OK) return QT_ERR;
     m->name = qt_strdup(name ? name : arch);
@@ -175,22 +214,23 @@ static int load_gguf(qt_model *m) {
     char key[128];
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, arch), key)
     uint32_t u;
-    u = 0; if (qt_gguf_get_u32(g, KEY("embedding_length"), &u, true) != QT_OK) return QT_ERR; c->n_embd = (int)u;
-    u = 0; if (qt_gguf_get_u32(g, KEY("feed_forward_length"), &u, true) != QT_OK) return QT_ERR; c->n_ff = (int)u;
-    u = 0; if (qt_gguf_get_u32(g, KEY("block_count"), &u, true) != QT_OK) return QT_ERR; c->n_layer = (int)u;
-    u = 0; if (qt_gguf_get_u32(g, KEY("attention.head_count"), &u, true) != QT_OK) return QT_ERR; c->n_head = (int)u;
+    u = 0; if (qt_gguf_get_u32(g, KEY("embedding_length"), &u, true) != QT_OK) return QT_ERR; c->n_embd = (int)QT_MIN(u, INT32_MAX);
+    u = 0; if (qt_gguf_get_u32(g, KEY("feed_forward_length"), &u, true) != QT_OK) return QT_ERR; c->n_ff = (int)QT_MIN(u, INT32_MAX);
+    u = 0; if (qt_gguf_get_u32(g, KEY("block_count"), &u, true) != QT_OK) return QT_ERR; c->n_layer = (int)QT_MIN(u, INT32_MAX);
+    u = 0; if (qt_gguf_get_u32(g, KEY("attention.head_count"), &u, true) != QT_OK) return QT_ERR; c->n_head = (int)QT_MIN(u, INT32_MAX);
     u = (uint32_t)c->n_head;
     if (qt_gguf_get_u32(g, KEY("attention.head_count_kv"), &u, false) != QT_OK) return QT_ERR;
-    c->n_head_kv = (int)u;
-    u = 0; if (qt_gguf_get_u32(g, KEY("context_length"), &u, false) != QT_OK) return QT_ERR; c->n_ctx_train = (int)u;
+    c->n_head_kv = (int)QT_MIN(u, INT32_MAX);
+    u = 0; if (qt_gguf_get_u32(g, KEY("context_length"), &u, false) != QT_OK) return QT_ERR; c->n_ctx_train = (int)QT_MIN(u, INT32_MAX);
     c->rms_eps = 1e-5f;
     if (qt_gguf_get_f32(g, KEY("attention.layer_norm_rms_epsilon"), &c->rms_eps, false) != QT_OK) return QT_ERR;
+    if (qt_gguf_get_f32(g, KEY("attention.layer_norm_epsilon"), &c->rms_eps, false) != QT_OK) return QT_ERR;
     c->rope_theta = 10000.0f;
     if (qt_gguf_get_f32(g, KEY("rope.freq_base"), &c->rope_theta, false) != QT_OK) return QT_ERR;
     c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
     u = (uint32_t)c->head_dim;
     if (qt_gguf_get_u32(g, KEY("attention.key_length"), &u, false) != QT_OK) return QT_ERR;
-    c->head_dim = (int)u;
+    c->head_dim = (int)QT_MIN(u, INT32_MAX);
     uint32_t n_rot = (uint32_t)c->head_dim;
     if (qt_gguf_get_u32(g, KEY("rope.dimension_count"), &n_rot, false) != QT_OK) return QT_ERR;
     const qt_gguf_kv *scaling = qt_gguf_find_kv(g, KEY("rope.scaling.type"));
@@ -199,8 +239,13 @@ static int load_gguf(qt_model *m) {
         return QT_ERR;
     }
 #undef KEY
-    if (gguf_tensor(m, "token_embd.weight", &m->tok_embd, true) != QT_OK) return QT_ERR;
-    c->n_vocab = (int)m->tok_embd.ne1;
+    qt_tensor te;
+    if (gguf_find(m, m->arch->globals[QT_G_TOK_EMBD].gguf, &te) != QT_OK) return QT_ERR;
+    if (!te.data) {
+        qt_log_error("%s: missing tensor '%s'", m->path, m->arch->globals[QT_G_TOK_EMBD].gguf);
+        return QT_ERR;
+    }
+    c->n_vocab = (int)QT_MIN(te.ne1, INT32_MAX);
     if (check_config(m->path, c) != QT_OK) return QT_ERR;
     if ((int)n_rot != c->head_dim) {
         qt_log_error("%s: partial rotary embeddings (rope.dimension_count %u of head size %d) are not supported",
@@ -208,46 +253,19 @@ static int load_gguf(qt_model *m) {
         return QT_ERR;
     }
     reserve_owned(m);
-
-    const int C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv;
-    if (gguf_matrix(m, "token_embd.weight", &m->tok_embd, C, c->n_vocab) != QT_OK) return QT_ERR;
-    if (gguf_vec(m, "output_norm.weight", &m->out_norm, C, true) != QT_OK) return QT_ERR;
-    if (gguf_tensor(m, "output.weight", &m->output, false) != QT_OK) return QT_ERR;
-    if (m->output.data) {
-        if (gguf_matrix(m, "output.weight", &m->output, C, c->n_vocab) != QT_OK) return QT_ERR;
-    } else {
-        m->output = m->tok_embd;
-        c->tied_output = true;
-    }
-    if (gguf_vec(m, "rope_freqs.weight", &m->rope_freqs, HS / 2, false) != QT_OK) return QT_ERR;
-
-    m->layers = qt_calloc((size_t)c->n_layer, sizeof(qt_layer));
-    for (int il = 0; il < c->n_layer; il++) {
-        qt_layer *L = &m->layers[il];
-        char n[96];
-#define T(s) (snprintf(n, sizeof(n), "blk.%d." s, il), n)
-        if (gguf_vec(m, T("attn_norm.weight"), &L->attn_norm, C, true) != QT_OK ||
-            gguf_matrix(m, T("attn_q.weight"), &L->wq, C, NH * HS) != QT_OK ||
-            gguf_matrix(m, T("attn_k.weight"), &L->wk, C, NKV * HS) != QT_OK ||
-            gguf_matrix(m, T("attn_v.weight"), &L->wv, C, NKV * HS) != QT_OK ||
-            gguf_matrix(m, T("attn_output.weight"), &L->wo, NH * HS, C) != QT_OK ||
-            gguf_vec(m, T("ffn_norm.weight"), &L->ffn_norm, C, true) != QT_OK ||
-            gguf_matrix(m, T("ffn_gate.weight"), &L->w_gate, C, c->n_ff) != QT_OK ||
-            gguf_matrix(m, T("ffn_up.weight"), &L->w_up, C, c->n_ff) != QT_OK ||
-            gguf_matrix(m, T("ffn_down.weight"), &L->w_down, c->n_ff, C) != QT_OK)
-            return QT_ERR;
-        bool bias_required = c->arch == QT_ARCH_QWEN2;
-        if (gguf_vec(m, T("attn_q.bias"), &L->bq, NH * HS, bias_required) != QT_OK ||
-            gguf_vec(m, T("attn_k.bias"), &L->bk, NKV * HS, bias_required) != QT_OK ||
-            gguf_vec(m, T("attn_v.bias"), &L->bv, NKV * HS, bias_required) != QT_OK)
-            return QT_ERR;
-#undef T
+    if (bind_all(m, gguf_find, false) != QT_OK) return QT_ERR;
+    qt_tensor rf;
+    if (gguf_find(m, "rope_freqs.weight", &rf) != QT_OK) return QT_ERR;
+    if (rf.data) {
+        const float *v = vec_f32(m, "rope_freqs.weight", &rf, c->head_dim / 2);
+        if (!v) return QT_ERR;
+        m->rope_freqs = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = c->head_dim / 2, .ne1 = 1, .data = v, .dev = v };
     }
     m->tok = qt_tokenizer_from_gguf(g);
     if (!m->tok) return QT_ERR;
     if (qt_tokenizer_n_vocab(m->tok) > c->n_vocab) {
-        qt_log_error("%s: the vocabulary has %d tokens but token_embd.weight has %d rows", m->path,
-                     qt_tokenizer_n_vocab(m->tok), c->n_vocab);
+        qt_log_error("%s: the vocabulary has %d tokens but %s has %d rows", m->path, qt_tokenizer_n_vocab(m->tok),
+                     m->arch->globals[QT_G_TOK_EMBD].gguf, c->n_vocab);
         return QT_ERR;
     }
     return QT_OK;
@@ -280,13 +298,10 @@ static int json_float(const char *path, const cJSON *j, const char *key, float *
     return QT_OK;
 }
 
-static int hf_tensor(qt_model *m, const char *name, qt_tensor *t, bool required) {
+static int hf_find(qt_model *m, const char *name, qt_tensor *t) {
     const qt_st_tensor *st = qt_st_find(m->st, name);
     memset(t, 0, sizeof(*t));
-    if (!st) {
-        if (required) qt_log_error("%s: missing tensor '%s'", m->path, name);
-        return required ? QT_ERR : QT_OK;
-    }
+    if (!st) return QT_OK;
     if (st->n_dims < 1 || st->n_dims > 2) {
         qt_log_error("%s: tensor '%s' has %d dimensions, expected 1 or 2", m->path, name, st->n_dims);
         return QT_ERR;
@@ -303,22 +318,6 @@ static int hf_tensor(qt_model *m, const char *name, qt_tensor *t, bool required)
     t->data = st->data;
     return QT_OK;
 }
-
-static int hf_matrix(qt_model *m, const char *name, qt_tensor *t, int64_t ne0, int64_t ne1) {
-    if (hf_tensor(m, name, t, true) != QT_OK) return QT_ERR;
-    if (check_shape(m->path, name, t, ne0, ne1) != QT_OK) return QT_ERR;
-    return check_matrix_type(m->path, name, t);
-}
-
-static int hf_vec(qt_model *m, const char *name, const float **out, int64_t n, bool required) {
-    qt_tensor t;
-    if (hf_tensor(m, name, &t, required) != QT_OK) return QT_ERR;
-    *out = NULL;
-    if (!t.data) return QT_OK;
-    *out = vec_f32(m, name, &t, n);
-    return *out ? QT_OK : QT_ERR;
-}
-
 static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     char *text = qt_read_file(cfg_path, NULL);
     if (!text) return QT_ERR;
@@ -336,12 +335,8 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
         goto done;
     }
     m->arch_name = qt_strdup(mt->valuestring);
-    if (!strcmp(mt->valuestring, "llama") || !strcmp(mt->valuestring, "mistral")) c->arch = QT_ARCH_LLAMA;
-    else if (!strcmp(mt->valuestring, "qwen2")) c->arch = QT_ARCH_QWEN2;
-    else {
-        qt_log_error("%s: unsupported architecture '%s' (supported: llama, mistral, qwen2)", cfg_path, mt->valuestring);
-        goto done;
-    }
+    m->arch = qt_arch_find_hf(cfg_path, mt->valuestring);
+    if (!m->arch) goto done;
     c->rope_type = QT_ROPE_NEOX;  // HF checkpoints are in rotate_half order
     c->rms_eps = 1e-6f;
     c->rope_theta = 10000.0f;
@@ -359,9 +354,13 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
     c->tied_output = cJSON_IsTrue(tie);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0)) {
-        qt_log_error("%s: hidden_act must be \"silu\"", cfg_path);
-        goto done;
+    if (act && m->arch->hf_acts) {
+        bool ok = false;
+        for (const char *const *a = m->arch->hf_acts; *a && cJSON_IsString(act); a++) ok = ok || !strcmp(act->valuestring, *a);
+        if (!ok) {
+            qt_log_error("%s: hidden_act must be \"%s\" for %s", cfg_path, m->arch->hf_acts[0], m->arch->name);
+            goto done;
+        }
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) {
@@ -402,42 +401,13 @@ static int load_hf(qt_model *m) {
     m->name = qt_strdup(base && base[1] ? base + 1 : m->path);
     m->st = qt_st_open(m->path);
     if (!m->st) return QT_ERR;
-    qt_config *c = &m->cfg;
     reserve_owned(m);
-    if (scaling[0] > 0) m->rope_freqs = llama3_rope_factors(m, scaling[0], scaling[1], scaling[2], scaling[3]);
-
-    const int C = c->n_embd, HS = c->head_dim, NH = c->n_head, NKV = c->n_head_kv;
-    if (hf_matrix(m, "model.embed_tokens.weight", &m->tok_embd, C, c->n_vocab) != QT_OK) return QT_ERR;
-    if (hf_vec(m, "model.norm.weight", &m->out_norm, C, true) != QT_OK) return QT_ERR;
-    if (hf_tensor(m, "lm_head.weight", &m->output, !c->tied_output) != QT_OK) return QT_ERR;
-    if (m->output.data) {
-        if (hf_matrix(m, "lm_head.weight", &m->output, C, c->n_vocab) != QT_OK) return QT_ERR;
-        c->tied_output = false;
-    } else {
-        m->output = m->tok_embd;
+    if (scaling[0] > 0) {
+        const float *v = llama3_rope_factors(m, scaling[0], scaling[1], scaling[2], scaling[3]);
+        m->rope_freqs = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = m->cfg.head_dim / 2, .ne1 = 1, .data = v, .dev = v };
     }
-    m->layers = qt_calloc((size_t)c->n_layer, sizeof(qt_layer));
-    for (int il = 0; il < c->n_layer; il++) {
-        qt_layer *L = &m->layers[il];
-        char n[128];
-#define T(s) (snprintf(n, sizeof(n), "model.layers.%d." s, il), n)
-        if (hf_vec(m, T("input_layernorm.weight"), &L->attn_norm, C, true) != QT_OK ||
-            hf_matrix(m, T("self_attn.q_proj.weight"), &L->wq, C, NH * HS) != QT_OK ||
-            hf_matrix(m, T("self_attn.k_proj.weight"), &L->wk, C, NKV * HS) != QT_OK ||
-            hf_matrix(m, T("self_attn.v_proj.weight"), &L->wv, C, NKV * HS) != QT_OK ||
-            hf_matrix(m, T("self_attn.o_proj.weight"), &L->wo, NH * HS, C) != QT_OK ||
-            hf_vec(m, T("post_attention_layernorm.weight"), &L->ffn_norm, C, true) != QT_OK ||
-            hf_matrix(m, T("mlp.gate_proj.weight"), &L->w_gate, C, c->n_ff) != QT_OK ||
-            hf_matrix(m, T("mlp.up_proj.weight"), &L->w_up, C, c->n_ff) != QT_OK ||
-            hf_matrix(m, T("mlp.down_proj.weight"), &L->w_down, c->n_ff, C) != QT_OK)
-            return QT_ERR;
-        bool bias_required = c->arch == QT_ARCH_QWEN2;
-        if (hf_vec(m, T("self_attn.q_proj.bias"), &L->bq, NH * HS, bias_required) != QT_OK ||
-            hf_vec(m, T("self_attn.k_proj.bias"), &L->bk, NKV * HS, bias_required) != QT_OK ||
-            hf_vec(m, T("self_attn.v_proj.bias"), &L->bv, NKV * HS, bias_required) != QT_OK)
-            return QT_ERR;
-#undef T
-    }
+    if (bind_all(m, hf_find, true) != QT_OK) return QT_ERR;
+    const qt_config *c = &m->cfg;
     // tokenizer.json when the folder has one; otherwise callers may attach a
     // vocabulary from a GGUF file (qtune --tokenizer).
     size_t tn = strlen(m->path) + 32;
@@ -500,6 +470,7 @@ static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_tra
     m->buf_sizes[m->n_bufs++] = bytes;
     t->type = type;
     t->data = dst;
+    t->dev = dst;
     return QT_OK;
 }
 
@@ -509,24 +480,70 @@ int qt_model_quantize(qt_model *m, qt_type type) {
         qt_log_error("--quantize: no quantizer for type %s", qt_type_name(type));
         return QT_ERR;
     }
-    for (int il = 0; il < m->cfg.n_layer; il++) {
-        qt_layer *L = &m->layers[il];
-        qt_tensor *ts[] = { &L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down };
-        for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++)
-            if (requantize(m, ts[i], type, to) != QT_OK) return QT_ERR;
-    }
+    QT_ASSERT(!m->be || m->be->host_memory);   // before the weights move to a device
+    for (int il = 0; il < m->cfg.n_layer; il++)
+        for (int i = 0; i < m->arch->n_linears; i++) {
+            qt_tensor *t = &m->tensors[(size_t)il * m->arch->n_layer_tensors + m->arch->linears[i].weight];
+            if (t->data && requantize(m, t, type, to) != QT_OK) return QT_ERR;
+        }
     return QT_OK;
+}
+
+// Every tensor the model holds: globals (the tied output head once), layers, RoPE factors.
+static void for_each_tensor(qt_model *m, void (*fn)(qt_tensor *t, void *ud), void *ud) {
+    if (!m->globals) return;
+    for (int i = 0; i < m->arch->n_globals; i++)
+        if (!(i == QT_G_OUTPUT && m->cfg.tied_output)) fn(&m->globals[i], ud);
+    if (m->tensors)
+        for (size_t i = 0; i < (size_t)m->cfg.n_layer * m->arch->n_layer_tensors; i++) fn(&m->tensors[i], ud);
+    fn(&m->rope_freqs, ud);
+}
+
+typedef struct {
+    qt_backend *be;
+    int rc;
+} bind_ctx;
+
+static void bind_one(qt_tensor *t, void *ud) {
+    bind_ctx *b = ud;
+    if (t->data && b->rc == QT_OK) b->rc = b->be->ops->tensor_bind(b->be, t);
+}
+
+static void unbind_one(qt_tensor *t, void *ud) {
+    qt_backend *be = ud;
+    if (t->dev && t->dev != t->data) be->ops->tensor_unbind(be, t);
+    t->dev = t->data;
+}
+
+static void unbind(qt_model *m) {
+    if (m->be && !m->be->host_memory) for_each_tensor(m, unbind_one, m->be);
+    if (m->globals && m->cfg.tied_output) m->globals[QT_G_OUTPUT] = m->globals[QT_G_TOK_EMBD];
+    m->be = NULL;
+}
+
+int qt_model_bind(qt_model *m, qt_backend *be) {
+    unbind(m);
+    if (!be) return QT_OK;
+    m->be = be;
+    if (be->host_memory) return QT_OK;
+    bind_ctx b = { be, QT_OK };
+    for_each_tensor(m, bind_one, &b);
+    if (m->cfg.tied_output) m->globals[QT_G_OUTPUT] = m->globals[QT_G_TOK_EMBD];
+    if (b.rc != QT_OK) unbind(m);
+    return b.rc;
 }
 
 void qt_model_free(qt_model *m) {
     if (!m) return;
+    unbind(m);
     for (int i = 0; i < m->n_bufs; i++) qt_free_big(m->bufs[i], m->buf_sizes[i]);
     qt_free(m->bufs);
     qt_free(m->buf_sizes);
     qt_tokenizer_free(m->tok);
     qt_gguf_close(m->gguf);
     qt_st_close(m->st);
-    qt_free(m->layers);
+    qt_free(m->globals);
+    qt_free(m->tensors);
     qt_free(m->owned);
     qt_free(m->path);
     qt_free(m->arch_name);
@@ -537,29 +554,27 @@ void qt_model_free(qt_model *m) {
 static int64_t tensor_params(const qt_tensor *t) { return t->data ? t->ne0 * t->ne1 : 0; }
 static size_t tensor_bytes(const qt_tensor *t) { return t->data ? qt_row_size(t->type, t->ne0) * (size_t)t->ne1 : 0; }
 
+typedef struct {
+    int64_t params;
+    size_t bytes;
+    const qt_tensor *skip;   // the RoPE factors: derived, not parameters
+} count_ctx;
+
+static void count_one(qt_tensor *t, void *ud) {
+    count_ctx *c = ud;
+    if (t->ne1 == 1 && t->ne0 > 0 && c->skip == t) return;
+    c->params += tensor_params(t);
+    c->bytes += tensor_bytes(t);
+}
+
 int64_t qt_model_n_params(const qt_model *m) {
-    const qt_config *c = &m->cfg;
-    int64_t n = tensor_params(&m->tok_embd) + c->n_embd;
-    if (!c->tied_output) n += tensor_params(&m->output);
-    for (int il = 0; il < c->n_layer; il++) {
-        const qt_layer *L = &m->layers[il];
-        n += tensor_params(&L->wq) + tensor_params(&L->wk) + tensor_params(&L->wv) + tensor_params(&L->wo) +
-             tensor_params(&L->w_gate) + tensor_params(&L->w_up) + tensor_params(&L->w_down) + 2 * c->n_embd;
-        if (L->bq) n += L->wq.ne1 + L->wk.ne1 + L->wv.ne1;
-    }
-    return n;
+    count_ctx c = { 0, 0, &m->rope_freqs };
+    for_each_tensor((qt_model *)m, count_one, &c);
+    return c.params;
 }
 
 size_t qt_model_weight_bytes(const qt_model *m) {
-    const qt_config *c = &m->cfg;
-    size_t n = tensor_bytes(&m->tok_embd) + sizeof(float) * (size_t)c->n_embd;
-    if (!c->tied_output) n += tensor_bytes(&m->output);
-    for (int il = 0; il < c->n_layer; il++) {
-        const qt_layer *L = &m->layers[il];
-        n += tensor_bytes(&L->wq) + tensor_bytes(&L->wk) + tensor_bytes(&L->wv) + tensor_bytes(&L->wo) +
-             tensor_bytes(&L->w_gate) + tensor_bytes(&L->w_up) + tensor_bytes(&L->w_down) +
-             2 * sizeof(float) * (size_t)c->n_embd;
-        if (L->bq) n += sizeof(float) * (size_t)(L->wq.ne1 + L->wk.ne1 + L->wv.ne1);
-    }
-    return n;
+    count_ctx c = { 0, 0, &m->rope_freqs };
+    for_each_tensor((qt_model *)m, count_one, &c);
+    return c.bytes;
 }

@@ -1,5 +1,8 @@
-// model.h: a Llama-family model bound to its weights (llama2.c's Config +
-// Weights), loaded from a GGUF file or a Hugging Face folder.
+// model.h: a model bound to its weights (llama2.c's Config + Weights),
+// loaded from a GGUF file or a Hugging Face folder, for any architecture in
+// the registry (arch.h): the loader reads the common hyper-parameters, then
+// binds every tensor the architecture's table names, checking shapes and
+// types.
 //
 // Weights are zero-copy views into the memory-mapped files in their stored
 // type (F32/F16/BF16/quantized). Only small vectors that the layers need in
@@ -16,57 +19,34 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend/backend.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "quant/types.h"
+#include "model/arch.h"
 #include "tokenizer/tokenizer.h"
 
-typedef enum { QT_ARCH_LLAMA = 0, QT_ARCH_QWEN2 = 1 } qt_arch;
-typedef enum { QT_ROPE_NORM = 0, QT_ROPE_NEOX = 2 } qt_rope_type;  // llama.cpp's numbering
-
-typedef struct {
-    qt_arch arch;
+struct qt_config {
     int n_vocab;
     int n_embd;        // C
-    int n_ff;          // hidden size of the SwiGLU MLP
+    int n_ff;          // hidden size of the MLP
     int n_layer;
     int n_head;        // NH (query heads)
     int n_head_kv;     // key/value heads (GQA: n_head % n_head_kv == 0)
     int head_dim;      // HS
     int n_ctx_train;
-    float rms_eps;
+    float rms_eps;     // the norm's epsilon (RMSNorm, or LayerNorm where the architecture has it)
     float rope_theta;
     qt_rope_type rope_type;
     bool tied_output;  // output head shares the token embedding
-} qt_config;
+};
 
-// A 2-D view of a weight: ne0 elements per row (input dim), ne1 rows (output dim).
-typedef struct {
-    qt_type type;
-    int64_t ne0, ne1;
-    const void *data;    // NULL if the tensor is absent (optional biases)
-} qt_tensor;
-
-typedef struct {
-    const float *attn_norm;     // (C)
-    qt_tensor wq;               // (NH*HS, C)
-    qt_tensor wk;               // (NKV*HS, C)
-    qt_tensor wv;               // (NKV*HS, C)
-    qt_tensor wo;               // (C, NH*HS)
-    const float *bq, *bk, *bv;  // (NH*HS), (NKV*HS), (NKV*HS); qwen2 only, else NULL
-    const float *ffn_norm;      // (C)
-    qt_tensor w_gate;           // (n_ff, C)
-    qt_tensor w_up;             // (n_ff, C)
-    qt_tensor w_down;           // (C, n_ff)
-} qt_layer;
-
-typedef struct {
+struct qt_model {
     qt_config cfg;
-    qt_tensor tok_embd;         // (n_vocab, C)
-    const float *out_norm;      // (C)
-    qt_tensor output;           // (n_vocab, C); equals tok_embd when tied
-    const float *rope_freqs;    // (HS/2) divisors of the RoPE frequencies (Llama 3 scaling), or NULL
-    qt_layer *layers;           // (n_layer)
+    const qt_arch_desc *arch;   // its description (arch.h); never NULL
+    qt_tensor *globals;         // (arch->n_globals): token embedding, output norm, output head, ...
+    qt_tensor *tensors;         // (n_layer, arch->n_layer_tensors)
+    qt_tensor rope_freqs;       // (HS/2) F32 divisors of the RoPE frequencies (Llama 3 scaling), or absent
 
     qt_tokenizer *tok;          // NULL for an HF folder without a tokenizer we can read
     char *path;
@@ -79,14 +59,28 @@ typedef struct {
     void **bufs;                // requantized weights (qt_model_quantize)
     size_t *buf_sizes;
     int n_bufs;
-} qt_model;
+    qt_backend *be;             // the backend its tensors are bound to (borrowed)
+};
+
+static inline const qt_tensor *qt_model_global(const qt_model *m, int slot) { return &m->globals[slot]; }
+static inline const qt_tensor *qt_model_tensor(const qt_model *m, int il, int slot) {
+    return &m->tensors[(size_t)il * m->arch->n_layer_tensors + slot];
+}
+// The weight of linear `lin` in layer il.
+static inline const qt_tensor *qt_model_linear(const qt_model *m, int il, int lin) {
+    return qt_model_tensor(m, il, m->arch->linears[lin].weight);
+}
 
 // Load a .gguf file or a Hugging Face folder (config.json + safetensors).
-// NULL on error, logged with the file and the problem.
+// Its tensors are bound to the CPU backend (dev == data) until
+// qt_model_bind moves them. NULL on error, logged with the file and the problem.
 qt_model *qt_model_load(const char *path);
-void qt_model_free(qt_model *m);   // NULL is a no-op
+void qt_model_free(qt_model *m);   // NULL is a no-op (unbinds from its backend first)
+// Bind every tensor to backend be (upload to a device; borrowed, must
+// outlive the model or a later bind). QT_ERR (logged) if they do not fit.
+int qt_model_bind(qt_model *m, qt_backend *be);
 
-// Convert every projection matrix (attention, MLP) to `type` in memory (QLoRA
+// Convert every LoRA-targetable projection matrix to `type` in memory (QLoRA
 // on an F16/BF16/F32 file: "--quantize q4_0"); embeddings, norms and the output
 // head stay as stored. Matrices already of that type, or whose row length is
 // not a multiple of the type's block, are kept. QT_ERR (logged) if the type
@@ -96,6 +90,5 @@ int qt_model_quantize(qt_model *m, qt_type type);
 // Parameter count and bytes of the weights as stored.
 int64_t qt_model_n_params(const qt_model *m);
 size_t qt_model_weight_bytes(const qt_model *m);
-const char *qt_arch_name(qt_arch a);
 
 #endif

@@ -112,7 +112,7 @@ const float *qt_session_prefill(qt_session *s, const int32_t *prompt, int n, int
         return NULL;
     }
     int keep = 0;
-    while (keep < c->n_past && keep < n && s->toks[keep] == prompt[keep]) keep++;
+    while (keep < qt_ctx_n_past(c, 0) && keep < n && s->toks[keep] == prompt[keep]) keep++;
     if (keep == n) keep = n - 1;   // the last token is evaluated again for its logits
     qt_ctx_truncate(c, keep);
     if (n_reused) *n_reused = keep;
@@ -127,8 +127,8 @@ const float *qt_session_prefill(qt_session *s, const int32_t *prompt, int n, int
 
 const float *qt_session_push(qt_session *s, int32_t tok) {
     qt_ctx *c = s->ctx;
-    if (c->n_past >= c->n_ctx) return NULL;
-    int at = c->n_past;
+    if (qt_ctx_n_past(c, 0) >= c->n_ctx) return NULL;
+    int at = qt_ctx_n_past(c, 0);
     const float *logits = qt_ctx_eval(c, &tok, 1);
     if (logits) s->toks[at] = tok;
     return logits;

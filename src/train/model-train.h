@@ -1,6 +1,6 @@
-// model-train.h: forward and backward of a Llama-family model with LoRA
-// adapters over a batch of packed sequences (llm.c's gpt2_forward /
-// gpt2_backward, for a frozen base). The base weights stay in their stored
+// model-train.h: forward and backward of a model with LoRA adapters over a
+// batch of packed sequences (llm.c's gpt2_forward / gpt2_backward, for a
+// frozen base), running the architecture's layer code (arch.h) on a backend. The base weights stay in their stored
 // type (F32/F16/BF16/quantized: QLoRA); only the adapters get gradients.
 //
 // A batch is n_seq sequences of different lengths laid end to end (N tokens
@@ -12,9 +12,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "base/pool.h"
-#include "model/model.h"
+#include <stdatomic.h>
+
+#include "backend/backend.h"
 #include "model/lora.h"
+#include "model/model.h"
 
 typedef struct {
     const int32_t *tokens;    // (N) inputs
@@ -26,10 +28,11 @@ typedef struct {
 typedef struct qt_tmodel qt_tmodel;
 
 // Buffers for batches of up to max_tokens tokens with sequences of at most
-// max_seq tokens. checkpoint: keep only each layer's input and recompute the
-// layer in backward (activation memory of one layer instead of all).
+// max_seq tokens, in backend be's memory (the model's tensors must be bound
+// to it). checkpoint: keep only each layer's input and recompute the layer
+// in backward (activation memory of one layer instead of all).
 // NULL on allocation failure (logged).
-qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_pool *pool, int max_tokens, int max_seq,
+qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_backend *be, int max_tokens, int max_seq,
                           bool checkpoint);
 void qt_tmodel_free(qt_tmodel *tm);
 // Bytes qt_tmodel_init would allocate (activations and scratch).
@@ -41,7 +44,9 @@ size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, i
 // in *n_targets. Backward accumulates (+=) d(sum_t dscale * loss_t)/d(adapter)
 // into lora->grads (dscale = 1 / targets in the optimizer step, for a mean).
 // train: dropout on (training); off for evaluation. drop_seed varies the
-// dropout masks per step. QT_ERR (logged) if the batch does not fit.
+// dropout masks per step. QT_ERR (logged) if the batch does not fit;
+// QT_STOPPED if the stop flag was set during the step (outputs and
+// gradients are then incomplete: discard them).
 int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, float dscale, uint64_t drop_seed,
                    double *loss_sum, int64_t *n_targets);
 
@@ -50,5 +55,10 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
 // communication overlaps the remaining layers. NULL: no hook.
 typedef void (*qt_tmodel_layer_fn)(void *ud, int il);
 void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud);
+
+// A flag (set by a signal handler: Ctrl-C) polled between layers and inside
+// the backend's long operations; NULL: none. A step that sees it set returns
+// QT_STOPPED within one operation's time.
+void qt_tmodel_set_stop(qt_tmodel *tm, const atomic_int *stop);
 
 #endif

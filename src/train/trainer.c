@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "backend/backend.h"
 #include "base/pool.h"
 #include "dist/dist.h"
 #include "io/safetensors.h"
@@ -203,7 +204,7 @@ typedef struct {
 // [off, off + n) of layer il's adapters in the gradient arena (layer-major).
 static void layer_range(const qt_lora *l, int il, size_t *off, size_t *n) {
     size_t lo = SIZE_MAX, hi = 0;
-    for (int t = 0; t < QT_LORA_N_TARGETS; t++) {
+    for (int t = 0; t < l->n_linears; t++) {
         const qt_lora_pair *p = qt_lora_get(l, il, t);
         if (!p->a) continue;
         size_t sz = (size_t)l->cfg.rank * (size_t)(p->n_in + p->n_out);
@@ -340,6 +341,7 @@ int qt_train_run(const qt_train_opts *o) {
     char *ptrain = NULL, *pvalid = NULL, *ptest = NULL;
     qt_lora *l = NULL;
     qt_pool *pool = NULL;
+    qt_backend *be = NULL;
     qt_tmodel *tm = NULL;
     qt_batcher *bt = NULL;
     batch_buf bb = { 0 };
@@ -389,7 +391,12 @@ int qt_train_run(const qt_train_opts *o) {
     }
     if (o->test && !(dtest = qt_dataset_load(ptest, m->tok, &o->data_opts))) goto done;
 
-    l = qt_lora_init(m, &o->lora, o->seed);
+    qt_lora_config lcfg = o->lora;
+    if (o->targets && qt_lora_parse_targets(m->arch, o->targets, &lcfg.targets) != QT_OK) {
+        rc = QT_EINVAL;
+        goto done;
+    }
+    l = qt_lora_init(m, &lcfg, o->seed);
     if (!l || qt_lora_enable_training(l) != QT_OK) goto done;
 
     int max_seq = qt_dataset_max_len(dtrain);
@@ -424,7 +431,9 @@ int qt_train_run(const qt_train_opts *o) {
     }
 
     pool = qt_pool_init(nth);
-    tm = qt_tmodel_init(m, l, pool, max_tokens, max_seq, o->grad_checkpoint);
+    be = qt_backend_init(o->device ? o->device : "auto", pool);
+    if (!be || qt_model_bind(m, be) != QT_OK) goto done;
+    tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, o->grad_checkpoint);
     if (!tm) goto done;
     // every rank must see the same data and settings, or the slices and the
     // summed gradients mean nothing
@@ -612,6 +621,8 @@ done:
     qt_free(bb.seq_start);
     qt_batcher_free(bt);
     qt_tmodel_free(tm);
+    if (m) qt_model_bind(m, NULL);
+    qt_backend_free(be);
     qt_pool_free(pool);
     qt_lora_free(l);
     qt_dataset_free(dtrain);
@@ -621,7 +632,7 @@ done:
     qt_free(pvalid);
     qt_free(ptest);
     qt_model_free(m);
-    if (rc != QT_OK) qt_dist_abort("training failed");   // the other ranks must not wait for this one
+    if (rc == QT_ERR) qt_dist_abort("training failed");   // the other ranks must not wait for this one
     if (n_ranks > 1) qt_log_set_sink(NULL, NULL);   // only ours: a caller's sink stays
     qt_dist_finalize();
     return rc;

@@ -31,7 +31,9 @@ typedef struct {
     float grad_clip;            // max global norm; 0: off
     qt_adamw_params adam;       // lr (default 1e-4), betas, eps, weight decay (default 0)
     qt_sched sched;             // schedule kind, warmup, min lr (total = iters)
-    qt_lora_config lora;
+    qt_lora_config lora;        // lora.targets: 0 = from `targets` (or the architecture's default)
+    const char *targets;        // --targets list, resolved against the model's architecture; NULL: default
+    const char *device;         // backend: "cpu", "cuda", "auto" (NULL: auto)
     qt_data_opts data_opts;
     const char *quantize;       // NULL, or q4_0 / q8_0 / ...: quantize the base at load time
     float dist_timeout;         // under mpirun: seconds to wait for the other ranks (default 600)
@@ -39,7 +41,8 @@ typedef struct {
 
 qt_train_opts qt_train_defaults(void);
 
-// Runs training; returns QT_OK or QT_ERR (logged). Ctrl-C saves a checkpoint
+// Runs training; returns QT_OK, QT_ERR (logged) or QT_EINVAL (an option
+// that does not fit the model, e.g. a --targets name; logged). Ctrl-C saves a checkpoint
 // and returns QT_OK after the current step.
 int qt_train_run(const qt_train_opts *o);
 

@@ -42,7 +42,12 @@ PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj
         "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
 RANK, ALPHA = 4, 8.0
 N_STEPS = 20 if QUANT is None else 0
-LR, B1, B2, EPS, WD = 2e-3, 0.9, 0.999, 1e-8, 0.01
+# eps 1e-6 rather than 1e-8: Adam moves a weight by ~lr * sign(g) in its
+# first steps, so a gradient of ~1e-7 (float32 noise next to gradients of ~1)
+# whose sign differs between two correct implementations would move one
+# weight by 2 lr and the loss curve by ~1e-4; with eps above that noise the
+# step of such a weight is ~lr * g / eps, negligible in either direction.
+LR, B1, B2, EPS, WD = 2e-3, 0.9, 0.999, 1e-6, 0.01
 
 
 def lora_forward(W, cfg, lora, tokens, seq_start):

@@ -5,7 +5,7 @@
 // softmax) are in double or in a max-subtracted float form as noted. exp,
 // the softmax's max/exp/sum and SwiGLU run on the kernel table's element-wise
 // helpers (kernels.h: SIMD exp within QT_EXP_MAX_REL_ERR, libm's on ref).
-#include "model/layers.h"
+#include "backend/layers.h"
 
 #include <math.h>
 #include <string.h>
@@ -13,21 +13,21 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 
-void qt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int T, int C, float eps) {
-    for (int t = 0; t < T; t++) {
+void qt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C, float eps) {
+    for (int64_t t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * C;
         float *ot = out + (size_t)t * C;
         double ss = 0;
-        for (int i = 0; i < C; i++) ss += (double)xt[i] * xt[i];
+        for (int64_t i = 0; i < C; i++) ss += (double)xt[i] * xt[i];
         float r = (float)(1.0 / sqrt(ss / C + eps));
         if (rstd) rstd[t] = r;
-        for (int i = 0; i < C; i++) ot[i] = xt[i] * r * w[i];
+        for (int64_t i = 0; i < C; i++) ot[i] = xt[i] * r * w[i];
     }
 }
 
-void qt_rope_cache(float *cs, const int *pos, int T, int HS, float theta, const float *freq_factors) {
+void qt_rope_cache(float *cs, const int *pos, int64_t T, int HS, float theta, const float *freq_factors) {
     int half = HS / 2;
-    for (int t = 0; t < T; t++) {
+    for (int64_t t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
             double freq = pow((double)theta, -2.0 * i / HS);
             if (freq_factors) freq /= freq_factors[i];
@@ -38,9 +38,9 @@ void qt_rope_cache(float *cs, const int *pos, int T, int HS, float theta, const 
     }
 }
 
-void qt_rope_forward(float *x, const float *cs, int T, int NHX, int HS, qt_rope_type type) {
+void qt_rope_forward(float *x, const float *cs, int64_t T, int NHX, int HS, qt_rope_type type) {
     int half = HS / 2;
-    for (int t = 0; t < T; t++) {
+    for (int64_t t = 0; t < T; t++) {
         const float *c = cs + (size_t)t * HS;
         for (int h = 0; h < NHX; h++) {
             float *v = x + ((size_t)t * NHX + h) * HS;
@@ -71,9 +71,9 @@ size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int
 
 typedef struct {
     const qt_kernel_table *kt;
-    float *out;
-    const float *q, *kcache, *vt;
-    int T, pos0, NH, NKV, HS, n_ctx;
+    const qt_attn_seq *seqs;
+    const int *task0;    // (n_seq + 1) first task of each sequence
+    int n_seq, NH, NKV, HS, n_ctx;
     float *scratch;
 } attn_job;
 
@@ -85,23 +85,26 @@ static void softmax_row(const qt_kernel_table *K, float *s, int n, float scale) 
     K->scale_f32(n, (float)(1.0 / sum), s);
 }
 
-// One task per (token, head) pair, spread over the threads round-robin so
-// that later tokens (longer causal windows) do not all land on one thread.
+// One task per (sequence, token, head), spread over the threads round-robin
+// so that later tokens (longer causal windows) do not all land on one thread.
 static void attn_task_worker(void *ctx, int ith, int nth) {
     const attn_job *j = ctx;
     const qt_kernel_table *K = j->kt;
     const int group = j->NH / j->NKV;
     const float scale = 1.0f / sqrtf((float)j->HS);
     float *s = j->scratch + (size_t)ith * j->n_ctx;
-    for (int task = ith; task < j->T * j->NH; task += nth) {
-        int t = task / j->NH, h = task % j->NH, kvh = h / group;
-        int n = j->pos0 + t + 1;   // causal window
-        const float *qh = j->q + ((size_t)t * j->NH + h) * j->HS;
-        const float *kh = j->kcache + (size_t)kvh * j->n_ctx * j->HS;
-        const float *vh = j->vt + (size_t)kvh * j->HS * j->n_ctx;
+    int si = 0;
+    for (int task = ith; task < j->task0[j->n_seq]; task += nth) {
+        while (task >= j->task0[si + 1]) si++;
+        const qt_attn_seq *sq = &j->seqs[si];
+        int local = task - j->task0[si], t = local / j->NH, h = local % j->NH, kvh = h / group;
+        int n = sq->pos0 + t + 1;   // causal window
+        const float *qh = sq->q + ((size_t)t * j->NH + h) * j->HS;
+        const float *kh = sq->kc + (size_t)kvh * j->n_ctx * j->HS;
+        const float *vh = sq->vt + (size_t)kvh * j->HS * j->n_ctx;
         for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
         softmax_row(K, s, n, 1.0f);
-        float *oh = j->out + ((size_t)t * j->NH + h) * j->HS;
+        float *oh = sq->out + ((size_t)t * j->NH + h) * j->HS;
         for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32(n, s, vh + (size_t)d * j->n_ctx);
     }
 }
@@ -126,37 +129,62 @@ static void mask_softmax_worker(void *ctx, int ith, int nth) {
     }
 }
 
-void qt_attention_forward(const qt_kctx *kc, float *out, const float *q, const float *kcache, const float *vt,
-                          int T, int pos0, int NH, int NKV, int HS, int n_ctx, float *scratch) {
-    QT_ASSERT(NH % NKV == 0 && pos0 + T <= n_ctx);
-    const int G = NH / NKV, rows = G * T;
-    if (rows < ATTN_MATMUL_MIN_ROWS) {
-        attn_job j = { kc->kt, out, q, kcache, vt, T, pos0, NH, NKV, HS, n_ctx, scratch };
-        qt_pool_run(kc->pool, attn_task_worker, &j);
-        return;
-    }
-    // The G query heads of one KV head, token-major: row t*G + g. Tokens go in
-    // chunks of ATTN_T_CHUNK, each against only the keys its last token sees,
-    // so the masked upper triangle is (mostly) never computed.
+// One long sequence: per kv head, the G query heads token-major (row
+// t*G + g), tokens in chunks of ATTN_T_CHUNK, each against only the keys its
+// last token sees, so the masked upper triangle is (mostly) never computed.
+static void attention_long(const qt_kctx *kc, const qt_attn_seq *sq, int NH, int NKV, int HS, int n_ctx,
+                           float *scratch) {
+    const int G = NH / NKV, T = sq->T, pos0 = sq->pos0, rows = G * T;
     float *Qg = scratch;                        // (T*G, HS)
     float *Og = Qg + (size_t)rows * HS;         // (T*G, HS)
     float *S = Og + (size_t)rows * HS;          // (chunk rows, nv)
     for (int kvh = 0; kvh < NKV; kvh++) {
         for (int t = 0; t < T; t++)
-            memcpy(Qg + (size_t)t * G * HS, q + ((size_t)t * NH + kvh * G) * HS, sizeof(float) * G * HS);
+            memcpy(Qg + (size_t)t * G * HS, sq->q + ((size_t)t * NH + kvh * G) * HS, sizeof(float) * G * HS);
         for (int t0 = 0; t0 < T; t0 += ATTN_T_CHUNK) {
             int t1 = QT_MIN(T, t0 + ATTN_T_CHUNK), nv = pos0 + t1, cr = (t1 - t0) * G;
             // S (cr, nv) = Qg[t0*G:] @ K_h[:nv]^T, K_h (n_ctx, HS) dense
-            qt_matmul(kc, S, Qg + (size_t)t0 * G * HS, kcache + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
+            qt_matmul(kc, S, Qg + (size_t)t0 * G * HS, sq->kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
             mask_job mj = { kc->kt, S, cr, G, t0, pos0, nv, 1.0f / sqrtf((float)HS) };
             qt_pool_run(kc->pool, mask_softmax_worker, &mj);
             // Og[t0*G:] (cr, HS) = P @ V_h[:nv], with V_h^T (HS, n_ctx) rows n_ctx apart
-            qt_matmul_strided(kc, Og + (size_t)t0 * G * HS, S, vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv, HS,
-                              cr, sizeof(float) * (size_t)n_ctx);
+            qt_matmul_strided(kc, Og + (size_t)t0 * G * HS, S, sq->vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv,
+                              HS, cr, sizeof(float) * (size_t)n_ctx);
         }
         for (int t = 0; t < T; t++)
-            memcpy(out + ((size_t)t * NH + kvh * G) * HS, Og + (size_t)t * G * HS, sizeof(float) * G * HS);
+            memcpy(sq->out + ((size_t)t * NH + kvh * G) * HS, Og + (size_t)t * G * HS, sizeof(float) * G * HS);
     }
+}
+
+void qt_attention_forward(const qt_kctx *kc, const qt_attn_seq *seqs, int n_seq, int NH, int NKV, int HS, int n_ctx,
+                          float *scratch) {
+    QT_ASSERT(NKV > 0 && NH % NKV == 0 && n_seq >= 0);
+    const int G = NH / NKV;
+    int stack_t0[17];
+    int *task0 = n_seq < 17 ? stack_t0 : qt_malloc(sizeof(int) * (size_t)(n_seq + 1));
+    // short sequences: gathered into one task run; long ones: one at a time
+    qt_attn_seq stack_short[16];
+    qt_attn_seq *shorts = n_seq <= 16 ? stack_short : qt_malloc(sizeof(qt_attn_seq) * (size_t)n_seq);
+    int n_short = 0;
+    task0[0] = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const qt_attn_seq *sq = &seqs[i];
+        QT_ASSERT(sq->T >= 0 && sq->pos0 >= 0 && sq->pos0 + sq->T <= n_ctx);
+        if (sq->T == 0) continue;
+        if (G * sq->T < ATTN_MATMUL_MIN_ROWS) {
+            shorts[n_short] = *sq;
+            task0[n_short + 1] = task0[n_short] + sq->T * NH;
+            n_short++;
+        } else {
+            attention_long(kc, sq, NH, NKV, HS, n_ctx, scratch);
+        }
+    }
+    if (n_short > 0) {
+        attn_job j = { kc->kt, shorts, task0, n_short, NH, NKV, HS, n_ctx, scratch };
+        qt_pool_run(kc->pool, attn_task_worker, &j);
+    }
+    if (task0 != stack_t0) qt_free(task0);
+    if (shorts != stack_short) qt_free(shorts);
 }
 
 void qt_swiglu_forward(const qt_kernel_table *K, float *out, const float *gate, const float *up, int64_t N) {
@@ -180,10 +208,10 @@ void qt_swiglu_forward_pool(const qt_kctx *kc, float *out, const float *gate, co
     qt_pool_for(kc->pool, N, 16, QT_SWIGLU_POOL_MIN, swiglu_range, &j);
 }
 
-void qt_embedding_forward(const qt_kernel_table *kt, float *out, const int32_t *tokens, int T, const qt_tensor *embd) {
-    for (int t = 0; t < T; t++) {
+void qt_embedding_forward(const qt_kernel_table *kt, float *out, const int32_t *tokens, int64_t T, const qt_tensor *embd) {
+    for (int64_t t = 0; t < T; t++) {
         QT_ASSERT(tokens[t] >= 0 && tokens[t] < embd->ne1);
-        qt_get_row(kt, out + (size_t)t * embd->ne0, embd->data, embd->type, (int)embd->ne0, tokens[t]);
+        qt_get_row(kt, out + (size_t)t * embd->ne0, embd->dev, embd->type, embd->ne0, tokens[t]);
     }
 }
 

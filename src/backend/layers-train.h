@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/layers.h"
+#include "backend/layers.h"
 
 // Backward of y = x * rstd * w (qt_rmsnorm_forward, which saved rstd (T)).
 // dx (T, C) += ..., dw (C) += ... (dw may be NULL); dout, x (T, C); w (C).
@@ -24,28 +24,20 @@ void qt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x
 // place to the gradient dx (T, NHX, HS), with the same cs table and type.
 void qt_rope_backward(float *dx, const float *cs, int T, int NHX, int HS, qt_rope_type type);
 
-// Causal self-attention within one sequence (no KV cache), scale 1/sqrt(HS):
-// q (T, NH*HS), k, v (T, NKV*HS) -> out (T, NH*HS) (written);
-// att (NH, T, T) saves the softmax probabilities (row t holds entries 0..t,
-// the rest zero). Runs per kv head and block of query rows (split over the
-// pool's threads) as two products (S = Q K^T, O = P V) over the causal
-// columns. Allocates a small work buffer per call
-// (2*G*T*HS + HS*T floats, G = NH/NKV); qt_attention_train_forward_ws takes it
-// from the caller instead (qt_attention_train_forward_ws_size floats).
-void qt_attention_train_forward(const qt_kctx *kc, float *out, float *att, const float *q, const float *k, const float *v,
-                                int T, int NH, int NKV, int HS);
-void qt_attention_train_forward_ws(const qt_kctx *kc, float *out, float *att, const float *q, const float *k,
-                                   const float *v, int T, int NH, int NKV, int HS, float *scratch);
-size_t qt_attention_train_forward_ws_size(int T, int NH, int NKV, int HS);
-
+// Causal self-attention within one sequence (no KV cache), scale 1/sqrt(HS),
+// streaming (attention-train.c): q (T, NH*HS), k, v (T, NKV*HS) ->
+// out (T, NH*HS) (written); lse (T, NH) keeps each row's log-sum-exp (NULL:
+// not kept). No (T, T) matrix exists: memory O(T * HS) per head.
+// scratch: qt_attention_train_scratch() floats (serves both directions).
+void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const float *q, const float *k,
+                                const float *v, int T, int NH, int NKV, int HS, float *scratch);
 // dq (T, NH*HS), dk, dv (T, NKV*HS) += ... (any may be NULL: skipped);
-// dout (T, NH*HS); att, q, k, v as saved by the forward.
-// scratch: qt_attention_train_scratch(T, NH, NKV, HS, n_threads) floats
-// (at least qt_attention_train_forward_ws_size, so it also serves the forward).
-void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float *dv, float *scratch, const float *dout,
-                                 const float *att, const float *q, const float *k, const float *v, int T, int NH,
-                                 int NKV, int HS);
-size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS, int n_threads);
+// dout (T, NH*HS); out and lse as the forward wrote them. Results do not
+// depend on the pool's thread count.
+void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q, const float *k, const float *v,
+                                 int T, int NH, int NKV, int HS, float *scratch);
+size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS);
 
 // Backward of out = silu(gate) * up (qt_swiglu_forward):
 // dgate (N) += dout * up * silu'(gate), dup (N) += dout * silu(gate); either may be NULL.
@@ -73,5 +65,13 @@ void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, con
 // threads without write conflicts. When one side is narrow (the rank) it runs
 // on the table's gemm_acc_f32 with that operand transposed.
 void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
+
+// Dropout with p in [0, 1): dst (n) = src * keep / (1 - p), element i kept
+// iff mix64(key + i * 0x9e3779b97f4a7c15) >= p * 2^64 (splitmix64's
+// finaliser): a function of (key, i) only, so the backward regenerates the
+// mask and every backend draws the same one. dst may alias src.
+void qt_dropout_forward(float *dst, const float *src, int64_t n, float p, uint64_t key);
+// splitmix64's finaliser (the hash above), for deriving keys.
+uint64_t qt_dropout_mix(uint64_t z);
 
 #endif

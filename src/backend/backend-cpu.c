@@ -1,0 +1,283 @@
+// backend-cpu.c: the CPU backend (backend.h): each op is a layer function of
+// layers.c / layers-train.c / attention-train.c or a kernel driver of
+// src/kernels, run on the backend's qt_kctx (kernel table, thread pool,
+// precision, stop flag). Memory is host memory: tensors are used where they
+// lie (the memory-mapped file), transfers are memcpy.
+// KV cache: per layer and slot, keys (NKV, n_ctx, HS) head-major and values
+// transposed (NKV, HS, n_ctx), so attention's two products are matmuls over
+// contiguous rows (layers.h).
+#include "backend/backend-cpu.h"
+
+#include <string.h>
+
+#include "backend/layers-train.h"
+#include "backend/layers.h"
+#include "base/base.h"
+
+typedef struct {
+    qt_kctx kc;
+    float *scratch;        // attention scratch, grown on demand
+    size_t scratch_n;      // floats
+} cpu_impl;
+
+struct qt_kv {
+    int n_layer, n_slots, n_ctx, NKV, HS;
+    float *k, *v;          // (n_layer, n_slots, NKV, n_ctx, HS), (n_layer, n_slots, NKV, HS, n_ctx)
+    size_t bytes;          // of each
+};
+
+static cpu_impl *impl(qt_backend *be) { return be->impl; }
+static const qt_kctx *kctx(qt_backend *be) { return &impl(be)->kc; }
+
+static float *scratch(qt_backend *be, size_t n) {
+    cpu_impl *c = impl(be);
+    if (c->scratch_n < n) {
+        qt_free(c->scratch);
+        c->scratch = qt_malloc(sizeof(float) * n);
+        c->scratch_n = n;
+    }
+    return c->scratch;
+}
+
+// ---- memory ----
+
+static void *cpu_alloc(qt_backend *be, size_t n, const char *what) { return qt_alloc_big(n ? n : 64, what); }
+static void cpu_free(qt_backend *be, void *p, size_t n) {
+    if (p) qt_free_big(p, n ? n : 64);
+}
+static void cpu_copy(qt_backend *be, void *dst, const void *src, size_t n) {
+    if (n && dst != src) memmove(dst, src, n);
+}
+static void cpu_zero(qt_backend *be, void *p, size_t n) {
+    if (n) memset(p, 0, n);
+}
+static int cpu_tensor_bind(qt_backend *be, qt_tensor *t) {
+    t->dev = t->data;
+    return QT_OK;
+}
+static void cpu_tensor_unbind(qt_backend *be, qt_tensor *t) { t->dev = NULL; }
+static void cpu_set_stop(qt_backend *be, const atomic_int *stop) { impl(be)->kc.stop = stop; }
+
+// ---- forward ----
+
+static void cpu_embed(qt_backend *be, float *out, const int32_t *tokens, int64_t N, const qt_tensor *w) {
+    qt_embedding_forward(kctx(be)->kt, out, tokens, N, w);
+}
+
+static void cpu_rmsnorm(qt_backend *be, float *out, float *rstd, const float *x, const qt_tensor *w, int64_t N,
+                        int64_t C, float eps) {
+    QT_ASSERT(w->type == QT_TYPE_F32 && w->ne0 == C);
+    qt_rmsnorm_forward(out, rstd, x, w->dev, N, C, eps);
+}
+
+static void cpu_matmul(qt_backend *be, const float *x, int64_t n_in, int64_t N, const qt_mm_out *outs, int n) {
+    QT_ASSERT(n >= 1 && n <= QT_MM_MAX_OUTS);
+    qt_matmul_out mo[QT_MM_MAX_OUTS];
+    for (int i = 0; i < n; i++) {
+        QT_ASSERT(outs[i].w->ne0 == n_in && outs[i].w->dev);
+        mo[i] = (qt_matmul_out){ outs[i].y, outs[i].w->dev, outs[i].w->type, outs[i].w->ne1 };
+    }
+    qt_matmul_multi(kctx(be), x, n_in, N, mo, n);
+}
+
+static void cpu_add_bias(qt_backend *be, float *y, const qt_tensor *b, int64_t N, int64_t n) {
+    QT_ASSERT(b->type == QT_TYPE_F32 && b->ne0 == n);
+    const float *bb = b->dev;
+    for (int64_t t = 0; t < N; t++) qt_residual_forward(y + (size_t)t * n, bb, n);
+}
+
+static void cpu_axpy(qt_backend *be, int64_t n, float a, const float *x, float *y) {
+    const qt_kernel_table *K = kctx(be)->kt;
+    for (int64_t i = 0; i < n; i += 1 << 30) K->axpy_f32((int)QT_MIN(1 << 30, n - i), a, x + i, y + i);
+}
+
+static void cpu_scale(qt_backend *be, int64_t n, float a, float *y) {
+    const qt_kernel_table *K = kctx(be)->kt;
+    for (int64_t i = 0; i < n; i += 1 << 30) K->scale_f32((int)QT_MIN(1 << 30, n - i), a, y + i);
+}
+
+static void cpu_rope_table(qt_backend *be, float *cs, const int *pos, int64_t N, int HS, float theta,
+                           const qt_tensor *freqs) {
+    qt_rope_cache(cs, pos, N, HS, theta, freqs && freqs->dev ? freqs->dev : NULL);
+}
+
+static void cpu_rope(qt_backend *be, float *x, const float *cs, int64_t N, int nh, int HS, qt_rope_type type,
+                     bool inverse) {
+    if (inverse) qt_rope_backward(x, cs, N, nh, HS, type);
+    else qt_rope_forward(x, cs, N, nh, HS, type);
+}
+
+static float *kv_k(const qt_kv *kv, int il, int slot) {
+    return kv->k + ((size_t)il * kv->n_slots + slot) * (size_t)kv->NKV * kv->n_ctx * kv->HS;
+}
+static float *kv_v(const qt_kv *kv, int il, int slot) {
+    return kv->v + ((size_t)il * kv->n_slots + slot) * (size_t)kv->NKV * kv->n_ctx * kv->HS;
+}
+
+// k, v (T, NKV*HS) -> kc (NKV, n_ctx, HS) rows pos0.., vt (NKV, HS, n_ctx) columns pos0..
+static void store_kv(float *kc, float *vt, const float *k, const float *v, int T, int pos0, int NKV, int HS,
+                     int n_ctx) {
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < NKV; h++) {
+            const float *ks = k + ((size_t)t * NKV + h) * HS, *vs = v + ((size_t)t * NKV + h) * HS;
+            memcpy(kc + ((size_t)h * n_ctx + pos0 + t) * HS, ks, sizeof(float) * HS);
+            float *vd = vt + (size_t)h * HS * n_ctx + pos0 + t;
+            for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vs[d];
+        }
+}
+
+static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                          const qt_seqs *s, qt_kv *kv, int il, int NH, int NKV, int HS) {
+    const qt_kctx *kc = kctx(be);
+    const size_t qd = (size_t)NH * HS, kvd = (size_t)NKV * HS;
+    if (!kv) {
+        for (int i = 0; i < s->n_seq; i++) {
+            int o = s->start[i], T = s->start[i + 1] - o;
+            QT_ASSERT(!s->pos0 || s->pos0[i] == 0);
+            if (T == 0) continue;
+            float *ws = scratch(be, qt_attention_train_scratch(T, NH, NKV, HS));
+            qt_attention_train_forward(kc, out + (size_t)o * qd, lse ? lse + (size_t)o * NH : NULL, q + (size_t)o * qd,
+                                       k + (size_t)o * kvd, v + (size_t)o * kvd, T, NH, NKV, HS, ws);
+        }
+        return;
+    }
+    QT_ASSERT(kv->NKV == NKV && kv->HS == HS && il >= 0 && il < kv->n_layer);
+    qt_attn_seq stack[16];
+    qt_attn_seq *as = s->n_seq <= 16 ? stack : qt_malloc(sizeof(qt_attn_seq) * (size_t)s->n_seq);
+    int max_T = 0;
+    for (int i = 0; i < s->n_seq; i++) {
+        int o = s->start[i], T = s->start[i + 1] - o, pos0 = s->pos0 ? s->pos0[i] : 0;
+        int slot = s->slot ? s->slot[i] : i;
+        QT_ASSERT(slot >= 0 && slot < kv->n_slots && pos0 >= 0 && pos0 + T <= kv->n_ctx);
+        float *kc_ = kv_k(kv, il, slot), *vt = kv_v(kv, il, slot);
+        store_kv(kc_, vt, k + (size_t)o * kvd, v + (size_t)o * kvd, T, pos0, NKV, HS, kv->n_ctx);
+        as[i] = (qt_attn_seq){ out + (size_t)o * qd, q + (size_t)o * qd, kc_, vt, T, pos0 };
+        max_T = QT_MAX(max_T, T);
+    }
+    float *ws = scratch(be, qt_attention_scratch(max_T, NH, NKV, HS, kv->n_ctx, qt_pool_n_threads(kc->pool)));
+    qt_attention_forward(kc, as, s->n_seq, NH, NKV, HS, kv->n_ctx, ws);
+    if (as != stack) qt_free(as);
+}
+
+static void cpu_swiglu(qt_backend *be, float *out, const float *gate, const float *up, int64_t n) {
+    qt_swiglu_forward_pool(kctx(be), out, gate, up, n);
+}
+
+static void cpu_get_rows(qt_backend *be, float *dst, const float *src, const int *rows, int n_rows, int64_t C) {
+    for (int i = 0; i < n_rows; i++) memmove(dst + (size_t)i * C, src + (size_t)rows[i] * C, sizeof(float) * (size_t)C);
+}
+
+// ---- backward ----
+
+static void cpu_matmul_t(qt_backend *be, float *dx, const float *dy, const qt_tensor *w, int64_t N) {
+    qt_matmul_t(kctx(be), dx, dy, w->dev, w->type, w->ne0, w->ne1, N);
+}
+
+static void cpu_matmul_dw(qt_backend *be, float *dw, const float *dy, const float *x, int64_t n_in, int64_t n_out,
+                          int64_t N) {
+    QT_ASSERT(n_in <= INT32_MAX && n_out <= INT32_MAX && N <= INT32_MAX);
+    qt_matmul_dw(kctx(be), dw, dy, x, (int)n_in, (int)n_out, (int)N);
+}
+
+static void cpu_rmsnorm_backward(qt_backend *be, float *dx, const float *dout, const float *x, const qt_tensor *w,
+                                 const float *rstd, int64_t N, int64_t C) {
+    qt_rmsnorm_backward(dx, NULL, dout, x, w->dev, rstd, N, C);
+}
+
+static void cpu_attention_backward(qt_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                                   const float *out, const float *lse, const float *q, const float *k, const float *v,
+                                   const qt_seqs *s, int NH, int NKV, int HS) {
+    const size_t qd = (size_t)NH * HS, kvd = (size_t)NKV * HS;
+    for (int i = 0; i < s->n_seq; i++) {
+        int o = s->start[i], T = s->start[i + 1] - o;
+        if (T == 0) continue;
+        float *ws = scratch(be, qt_attention_train_scratch(T, NH, NKV, HS));
+        qt_attention_train_backward(kctx(be), dq ? dq + (size_t)o * qd : NULL, dk ? dk + (size_t)o * kvd : NULL,
+                                    dv ? dv + (size_t)o * kvd : NULL, dout + (size_t)o * qd, out + (size_t)o * qd,
+                                    lse + (size_t)o * NH, q + (size_t)o * qd, k + (size_t)o * kvd, v + (size_t)o * kvd,
+                                    T, NH, NKV, HS, ws);
+    }
+}
+
+static void cpu_swiglu_backward(qt_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                                const float *up, int64_t n) {
+    qt_swiglu_backward_pool(kctx(be), dgate, dup, dout, gate, up, n);
+}
+
+static void cpu_cross_entropy(qt_backend *be, float *losses, float *dlogits, const float *logits,
+                              const int32_t *targets, float dscale, int64_t N, int64_t V) {
+    QT_ASSERT(N <= INT32_MAX && V <= INT32_MAX);
+    float *sc = qt_malloc(sizeof(float) * (size_t)QT_MAX(N, 1));
+    for (int64_t i = 0; i < N; i++) sc[i] = dscale;
+    qt_cross_entropy_pool(kctx(be), losses, dlogits, logits, targets, sc, (int)N, (int)V);
+    qt_free(sc);
+}
+
+static void cpu_dropout(qt_backend *be, float *dst, const float *src, int64_t n, float p, uint64_t key) {
+    qt_dropout_forward(dst, src, n, p, key);
+}
+
+// ---- KV cache ----
+
+static size_t kv_one(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
+    return (size_t)n_layer * n_slots * (size_t)n_ctx * NKV * HS * sizeof(float);
+}
+
+static size_t cpu_kv_bytes(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
+    return 2 * kv_one(n_layer, n_slots, n_ctx, NKV, HS);
+}
+
+static qt_kv *cpu_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
+    QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0);
+    qt_kv *kv = qt_calloc(1, sizeof(qt_kv));
+    *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL, kv_one(n_layer, n_slots, n_ctx, NKV, HS) };
+    kv->k = qt_alloc_big(kv->bytes, "the KV cache (keys)");
+    kv->v = kv->k ? qt_alloc_big(kv->bytes, "the KV cache (values)") : NULL;
+    if (!kv->v) {
+        if (kv->k) qt_free_big(kv->k, kv->bytes);
+        qt_free(kv);
+        return NULL;
+    }
+    return kv;
+}
+
+static void cpu_kv_free(qt_backend *be, qt_kv *kv) {
+    if (!kv) return;
+    qt_free_big(kv->k, kv->bytes);
+    qt_free_big(kv->v, kv->bytes);
+    qt_free(kv);
+}
+
+static void cpu_sync(qt_backend *be) {}
+
+static void cpu_destroy(qt_backend *be) {
+    qt_free(impl(be)->scratch);
+    qt_free(be->impl);
+    qt_free(be);
+}
+
+static void cpu_upload(qt_backend *be, void *dst, const void *src, size_t n) { cpu_copy(be, dst, src, n); }
+
+static const qt_backend_ops cpu_ops = {
+    .alloc = cpu_alloc, .free = cpu_free, .upload = cpu_upload, .download = cpu_upload, .copy = cpu_copy,
+    .zero = cpu_zero, .tensor_bind = cpu_tensor_bind, .tensor_unbind = cpu_tensor_unbind, .set_stop = cpu_set_stop,
+    .embed = cpu_embed, .rmsnorm = cpu_rmsnorm, .matmul = cpu_matmul, .add_bias = cpu_add_bias, .axpy = cpu_axpy,
+    .scale = cpu_scale, .rope_table = cpu_rope_table, .rope = cpu_rope, .attention = cpu_attention,
+    .swiglu = cpu_swiglu, .get_rows = cpu_get_rows,
+    .matmul_t = cpu_matmul_t, .matmul_dw = cpu_matmul_dw, .rmsnorm_backward = cpu_rmsnorm_backward,
+    .attention_backward = cpu_attention_backward, .swiglu_backward = cpu_swiglu_backward,
+    .cross_entropy = cpu_cross_entropy, .dropout = cpu_dropout,
+    .kv_init = cpu_kv_init, .kv_free = cpu_kv_free, .kv_bytes = cpu_kv_bytes,
+    .sync = cpu_sync, .destroy = cpu_destroy,
+};
+
+qt_backend *qt_backend_cpu_init(qt_pool *pool) {
+    qt_backend *be = qt_calloc(1, sizeof(qt_backend));
+    cpu_impl *c = qt_calloc(1, sizeof(cpu_impl));
+    c->kc = qt_kctx_default(pool);
+    *be = (qt_backend){ .ops = &cpu_ops, .name = "cpu", .host_memory = true, .n_threads = qt_pool_n_threads(pool),
+                        .impl = c };
+    return be;
+}
+
+qt_kctx *qt_backend_cpu_kctx(qt_backend *be) { return be && be->ops == &cpu_ops ? &impl(be)->kc : NULL; }

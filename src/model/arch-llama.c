@@ -1,0 +1,168 @@
+// arch-llama.c: the Llama architecture (Llama 2/3, TinyLlama, Mistral,
+// SmolLM): pre-norm decoder layers of RMSNorm, grouped-query attention with
+// RoPE, and a SwiGLU MLP. One definition for inference and training:
+//   xn  = rmsnorm(x)              q,k,v = lin(xn) (+ bias), rope(q, k)
+//   ao  = attn(q, k, v)           xmid  = x + lin_o(ao)
+//   xn  = rmsnorm(xmid)           h     = silu(lin_gate(xn)) * lin_up(xn)
+//   out = xmid + lin_down(h)
+// The backward recomputes the cheap temporaries (both xn, h) instead of
+// keeping them per layer.
+// References: transformers LlamaForCausalLM / MistralForCausalLM (HF names,
+// attention_bias), llama.cpp's llm_build_llama (GGUF names); PyTorch autograd
+// (tests/ref/) for the backward.
+#include "model/arch-llama.h"
+
+#include "base/base.h"
+#include "model/engine.h"
+#include "model/model.h"
+
+const qt_tensor_desc qt_llama_globals[QT_G_FIRST_ARCH] = {
+    [QT_G_TOK_EMBD] = { "token_embd.weight", "model.embed_tokens.weight", QT_D_C, QT_D_V, 0 },
+    [QT_G_OUT_NORM] = { "output_norm.weight", "model.norm.weight", QT_D_C, QT_D_1, QT_TF_VEC },
+    [QT_G_OUTPUT] = { "output.weight", "lm_head.weight", QT_D_C, QT_D_V, QT_TF_OPTIONAL },
+};
+
+#define LAYER_T(gguf, hf) "blk.%d." gguf, "model.layers.%d." hf
+const qt_tensor_desc qt_llama_tensors[QT_LLAMA_N_TENSORS] = {
+    [QT_LLAMA_ATTN_NORM] = { LAYER_T("attn_norm.weight", "input_layernorm.weight"), QT_D_C, QT_D_1, QT_TF_VEC },
+    [QT_LLAMA_WQ] = { LAYER_T("attn_q.weight", "self_attn.q_proj.weight"), QT_D_C, QT_D_QD, 0 },
+    [QT_LLAMA_WK] = { LAYER_T("attn_k.weight", "self_attn.k_proj.weight"), QT_D_C, QT_D_KVD, 0 },
+    [QT_LLAMA_WV] = { LAYER_T("attn_v.weight", "self_attn.v_proj.weight"), QT_D_C, QT_D_KVD, 0 },
+    [QT_LLAMA_WO] = { LAYER_T("attn_output.weight", "self_attn.o_proj.weight"), QT_D_QD, QT_D_C, 0 },
+    [QT_LLAMA_BQ] = { LAYER_T("attn_q.bias", "self_attn.q_proj.bias"), QT_D_QD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
+    [QT_LLAMA_BK] = { LAYER_T("attn_k.bias", "self_attn.k_proj.bias"), QT_D_KVD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
+    [QT_LLAMA_BV] = { LAYER_T("attn_v.bias", "self_attn.v_proj.bias"), QT_D_KVD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
+    [QT_LLAMA_BO] = { LAYER_T("attn_output.bias", "self_attn.o_proj.bias"), QT_D_C, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
+    [QT_LLAMA_FFN_NORM] = { LAYER_T("ffn_norm.weight", "post_attention_layernorm.weight"), QT_D_C, QT_D_1, QT_TF_VEC },
+    [QT_LLAMA_WGATE] = { LAYER_T("ffn_gate.weight", "mlp.gate_proj.weight"), QT_D_C, QT_D_F, 0 },
+    [QT_LLAMA_WUP] = { LAYER_T("ffn_up.weight", "mlp.up_proj.weight"), QT_D_C, QT_D_F, 0 },
+    [QT_LLAMA_WDOWN] = { LAYER_T("ffn_down.weight", "mlp.down_proj.weight"), QT_D_F, QT_D_C, 0 },
+};
+#undef LAYER_T
+
+const qt_linear_desc qt_llama_linears[QT_LLAMA_N_LINEARS] = {
+    [QT_LLAMA_Q] = { "q", "model.layers.%d.self_attn.q_proj", "attn_q", QT_LLAMA_WQ, QT_LLAMA_BQ, QT_LIN_ROPE_Q },
+    [QT_LLAMA_K] = { "k", "model.layers.%d.self_attn.k_proj", "attn_k", QT_LLAMA_WK, QT_LLAMA_BK, QT_LIN_ROPE_K },
+    [QT_LLAMA_V] = { "v", "model.layers.%d.self_attn.v_proj", "attn_v", QT_LLAMA_WV, QT_LLAMA_BV, QT_LIN_PLAIN },
+    [QT_LLAMA_O] = { "o", "model.layers.%d.self_attn.o_proj", "attn_output", QT_LLAMA_WO, QT_LLAMA_BO, QT_LIN_PLAIN },
+    [QT_LLAMA_GATE] = { "gate", "model.layers.%d.mlp.gate_proj", "ffn_gate", QT_LLAMA_WGATE, -1, QT_LIN_PLAIN },
+    [QT_LLAMA_UP] = { "up", "model.layers.%d.mlp.up_proj", "ffn_up", QT_LLAMA_WUP, -1, QT_LIN_PLAIN },
+    [QT_LLAMA_DOWN] = { "down", "model.layers.%d.mlp.down_proj", "ffn_down", QT_LLAMA_WDOWN, -1, QT_LIN_PLAIN },
+};
+
+// Activations kept per layer for the backward (per token).
+enum { A_RSTD1, A_Q, A_K, A_V, A_AO, A_LSE, A_XMID, A_RSTD2, A_GATE, A_UP, N_ACTS };
+const qt_dim qt_llama_acts[N_ACTS] = {
+    [A_RSTD1] = QT_D_1, [A_Q] = QT_D_QD, [A_K] = QT_D_KVD, [A_V] = QT_D_KVD, [A_AO] = QT_D_QD, [A_LSE] = QT_D_NH,
+    [A_XMID] = QT_D_C, [A_RSTD2] = QT_D_1, [A_GATE] = QT_D_F, [A_UP] = QT_D_F,
+};
+const int qt_llama_n_acts = N_ACTS;
+// Forward temporaries: normed input of a sub-layer, the MLP's hidden.
+enum { W_XN, W_H, N_WORK };
+const qt_dim qt_llama_work[N_WORK] = { [W_XN] = QT_D_C, [W_H] = QT_D_F };
+const int qt_llama_n_work = N_WORK;
+// Backward gradients.
+enum { G_DXN, G_DQ, G_DK, G_DV, G_DAO, G_DXMID, G_DGATE, G_DUP, G_DH, N_GRADS };
+const qt_dim qt_llama_grads[N_GRADS] = {
+    [G_DXN] = QT_D_C, [G_DQ] = QT_D_QD, [G_DK] = QT_D_KVD, [G_DV] = QT_D_KVD, [G_DAO] = QT_D_QD,
+    [G_DXMID] = QT_D_C, [G_DGATE] = QT_D_F, [G_DUP] = QT_D_F, [G_DH] = QT_D_F,
+};
+const int qt_llama_n_grads = N_GRADS;
+
+const char *const qt_llama_hf_acts[] = { "silu", NULL };
+
+#define TENSOR(slot) qt_model_tensor(f->m, il, (slot))
+
+void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
+                            const float *x, float *out) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    const int64_t N = f->N, C = c->n_embd;
+    const int NH = c->n_head, NKV = c->n_head_kv, HS = c->head_dim;
+
+    // attention
+    be->ops->rmsnorm(be, W[W_XN], A[A_RSTD1], x, TENSOR(QT_LLAMA_ATTN_NORM), N, C, c->rms_eps);
+    qt_linear_forward(f, il, 3, (const int[]){ QT_LLAMA_Q, QT_LLAMA_K, QT_LLAMA_V },
+                      (float *const[]){ A[A_Q], A[A_K], A[A_V] }, W[W_XN], ax);
+    be->ops->rope(be, A[A_Q], f->cs, N, NH, HS, c->rope_type, false);
+    be->ops->rope(be, A[A_K], f->cs, N, NKV, HS, c->rope_type, false);
+    be->ops->attention(be, A[A_AO], A[A_LSE], A[A_Q], A[A_K], A[A_V], f->seqs, f->kv, il, NH, NKV, HS);
+    qt_linear_forward(f, il, 1, (const int[]){ QT_LLAMA_O }, (float *const[]){ A[A_XMID] }, A[A_AO], ax);
+    be->ops->axpy(be, N * C, 1.0f, x, A[A_XMID]);
+
+    // MLP
+    be->ops->rmsnorm(be, W[W_XN], A[A_RSTD2], A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
+    qt_linear_forward(f, il, 2, (const int[]){ QT_LLAMA_GATE, QT_LLAMA_UP }, (float *const[]){ A[A_GATE], A[A_UP] },
+                      W[W_XN], ax);
+    be->ops->swiglu(be, W[W_H], A[A_GATE], A[A_UP], N * c->n_ff);
+    qt_linear_forward(f, il, 1, (const int[]){ QT_LLAMA_DOWN }, (float *const[]){ out }, W[W_H], ax);
+    be->ops->axpy(be, N * C, 1.0f, A[A_XMID], out);
+}
+
+void qt_llama_layer_backward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *G,
+                             float *const *ax, const float *x, const float *dout, float *dx) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    const int64_t N = f->N, C = c->n_embd, F = c->n_ff;
+    const int NH = c->n_head, NKV = c->n_head_kv, HS = c->head_dim;
+    const size_t nC = sizeof(float) * (size_t)(N * C), nF = sizeof(float) * (size_t)(N * F);
+
+    // MLP: recompute xn = rmsnorm(xmid) and h = silu(gate) * up
+    be->ops->rmsnorm(be, W[W_XN], NULL, A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
+    be->ops->swiglu(be, W[W_H], A[A_GATE], A[A_UP], N * F);
+    be->ops->zero(be, G[G_DH], nF);
+    qt_linear_backward(f, il, QT_LLAMA_DOWN, G[G_DH], dout, W[W_H], ax ? ax[QT_LLAMA_DOWN] : NULL);
+    be->ops->zero(be, G[G_DGATE], nF);
+    be->ops->zero(be, G[G_DUP], nF);
+    be->ops->swiglu_backward(be, G[G_DGATE], G[G_DUP], G[G_DH], A[A_GATE], A[A_UP], N * F);
+    be->ops->zero(be, G[G_DXN], nC);
+    qt_linear_backward(f, il, QT_LLAMA_GATE, G[G_DXN], G[G_DGATE], W[W_XN], ax ? ax[QT_LLAMA_GATE] : NULL);
+    qt_linear_backward(f, il, QT_LLAMA_UP, G[G_DXN], G[G_DUP], W[W_XN], ax ? ax[QT_LLAMA_UP] : NULL);
+    be->ops->copy(be, G[G_DXMID], dout, nC);
+    be->ops->rmsnorm_backward(be, G[G_DXMID], G[G_DXN], A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), A[A_RSTD2], N, C);
+
+    // attention
+    const size_t nQ = sizeof(float) * (size_t)(N * NH * HS), nKV = sizeof(float) * (size_t)(N * NKV * HS);
+    be->ops->zero(be, G[G_DAO], nQ);
+    qt_linear_backward(f, il, QT_LLAMA_O, G[G_DAO], G[G_DXMID], A[A_AO], ax ? ax[QT_LLAMA_O] : NULL);
+    be->ops->zero(be, G[G_DQ], nQ);
+    be->ops->zero(be, G[G_DK], nKV);
+    be->ops->zero(be, G[G_DV], nKV);
+    be->ops->attention_backward(be, G[G_DQ], G[G_DK], G[G_DV], G[G_DAO], A[A_AO], A[A_LSE], A[A_Q], A[A_K], A[A_V],
+                                f->seqs, NH, NKV, HS);
+    be->ops->rope(be, G[G_DQ], f->cs, N, NH, HS, c->rope_type, true);
+    be->ops->rope(be, G[G_DK], f->cs, N, NKV, HS, c->rope_type, true);
+    be->ops->rmsnorm(be, W[W_XN], NULL, x, TENSOR(QT_LLAMA_ATTN_NORM), N, C, c->rms_eps);
+    be->ops->zero(be, G[G_DXN], nC);
+    qt_linear_backward(f, il, QT_LLAMA_Q, G[G_DXN], G[G_DQ], W[W_XN], ax ? ax[QT_LLAMA_Q] : NULL);
+    qt_linear_backward(f, il, QT_LLAMA_K, G[G_DXN], G[G_DK], W[W_XN], ax ? ax[QT_LLAMA_K] : NULL);
+    qt_linear_backward(f, il, QT_LLAMA_V, G[G_DXN], G[G_DV], W[W_XN], ax ? ax[QT_LLAMA_V] : NULL);
+    be->ops->copy(be, dx, G[G_DXMID], nC);
+    be->ops->rmsnorm_backward(be, dx, G[G_DXN], x, TENSOR(QT_LLAMA_ATTN_NORM), A[A_RSTD1], N, C);
+}
+
+static const char *const gguf_names[] = { "llama", NULL };
+static const char *const hf_names[] = { "llama", "mistral", NULL };
+
+const qt_arch_desc qt_arch_llama = {
+    .name = "llama",
+    .gguf_names = gguf_names,
+    .hf_names = hf_names,
+    .hf_acts = qt_llama_hf_acts,
+    .gguf_rope = QT_ROPE_NORM,
+    .globals = qt_llama_globals,
+    .n_globals = QT_G_FIRST_ARCH,
+    .layer = qt_llama_tensors,
+    .n_layer_tensors = QT_LLAMA_N_TENSORS,
+    .linears = qt_llama_linears,
+    .n_linears = QT_LLAMA_N_LINEARS,
+    .default_targets = (1u << QT_LLAMA_Q) | (1u << QT_LLAMA_V),
+    .acts = qt_llama_acts,
+    .n_acts = N_ACTS,
+    .work = qt_llama_work,
+    .n_work = N_WORK,
+    .grads = qt_llama_grads,
+    .n_grads = N_GRADS,
+    .layer_forward = qt_llama_layer_forward,
+    .layer_backward = qt_llama_layer_backward,
+};

@@ -1,0 +1,73 @@
+// arch.c: the registry of architectures (arch.h) and the helpers that read
+// their descriptions. Adding an architecture is one line in g_archs.
+#include "model/arch.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/base.h"
+#include "model/arch-llama.h"
+#include "model/model.h"
+
+static const qt_arch_desc *const g_archs[] = {
+    &qt_arch_llama,
+};
+
+void qt_arch_list(char *buf, size_t cap, bool hf) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < QT_ARRAY_LEN(g_archs); i++)
+        for (const char *const *s = hf ? g_archs[i]->hf_names : g_archs[i]->gguf_names; *s; s++) {
+            int w = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", *s);
+            if (w < 0 || (size_t)w >= cap - n) return;
+            n += (size_t)w;
+        }
+}
+
+static const qt_arch_desc *find(const char *path, const char *name, bool hf) {
+    for (size_t i = 0; i < QT_ARRAY_LEN(g_archs); i++)
+        for (const char *const *s = hf ? g_archs[i]->hf_names : g_archs[i]->gguf_names; *s; s++)
+            if (!strcmp(*s, name)) return g_archs[i];
+    char list[256];
+    qt_arch_list(list, sizeof(list), hf);
+    qt_log_error("%s: unsupported architecture '%s' (supported: %s)", path, name, list);
+    return NULL;
+}
+
+const qt_arch_desc *qt_arch_find_gguf(const char *path, const char *name) { return find(path, name, false); }
+const qt_arch_desc *qt_arch_find_hf(const char *path, const char *model_type) { return find(path, model_type, true); }
+
+int64_t qt_dim_size(const qt_config *c, qt_dim d) {
+    const int64_t qd = (int64_t)c->n_head * c->head_dim, kvd = (int64_t)c->n_head_kv * c->head_dim;
+    switch (d) {
+    case QT_D_1: return 1;
+    case QT_D_C: return c->n_embd;
+    case QT_D_QD: return qd;
+    case QT_D_KVD: return kvd;
+    case QT_D_F: return c->n_ff;
+    case QT_D_V: return c->n_vocab;
+    case QT_D_NH: return c->n_head;
+    case QT_D_HALF_HS: return c->head_dim / 2;
+    case QT_D_QKV: return qd + 2 * kvd;
+    case QT_D_2F: return 2 * (int64_t)c->n_ff;
+    case QT_D_COUNT: break;
+    }
+    QT_ASSERT(!"unknown dimension");
+    return 0;
+}
+
+const char *qt_arch_linear_module(const qt_arch_desc *a, int i) {
+    const char *p = strrchr(a->linears[i].hf, '.');
+    return p ? p + 1 : a->linears[i].hf;
+}
+
+int qt_arch_linear_find(const qt_arch_desc *a, const char *name, size_t len) {
+    for (int i = 0; i < a->n_linears; i++) {
+        const char *mod = qt_arch_linear_module(a, i);
+        if ((strlen(a->linears[i].name) == len && !strncasecmp(name, a->linears[i].name, len)) ||
+            (strlen(mod) == len && !strncasecmp(name, mod, len)))
+            return i;
+    }
+    return -1;
+}

@@ -1,0 +1,136 @@
+// arch.h: an architecture described in one place. Each arch-*.c file fills
+// one qt_arch_desc: the names it is known by in GGUF files and in
+// Hugging Face config.json, its tensors (llama.cpp and transformers names,
+// shapes), its linear projections that LoRA can adapt (with PEFT's and
+// llama.cpp's names), the per-token activations its layer keeps for the
+// backward, and its layer's forward and backward written against the
+// backend operations (backend.h) and the engine helpers (engine.h). One
+// definition serves inference (generate, chat, serve, eval: the same code on
+// one token with the KV cache) and training (activations kept for the
+// backward), like llama.cpp's llm_build_* with llm.c's explicit backward.
+//
+// Adding an architecture = one arch-<name>.c, one line in arch.c's registry,
+// its tests (docs/architecture.md has the steps).
+#ifndef QT_ARCH_H
+#define QT_ARCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend/backend.h"
+
+typedef struct qt_model qt_model;
+typedef struct qt_fwd qt_fwd;
+typedef struct qt_config qt_config;
+
+// Symbolic sizes, resolved from a model's configuration (qt_dim_size).
+typedef enum {
+    QT_D_1 = 0,    // 1
+    QT_D_C,        // n_embd
+    QT_D_QD,       // n_head * head_dim (queries)
+    QT_D_KVD,      // n_head_kv * head_dim (keys, values)
+    QT_D_F,        // n_ff
+    QT_D_V,        // n_vocab
+    QT_D_NH,       // n_head (per-row attention statistics)
+    QT_D_HALF_HS,  // head_dim / 2 (RoPE frequency factors)
+    QT_D_QKV,      // n_head * head_dim + 2 * n_head_kv * head_dim (fused q, k, v)
+    QT_D_2F,       // 2 * n_ff (fused gate, up)
+    QT_D_COUNT
+} qt_dim;
+
+// Tensor flags.
+#define QT_TF_OPTIONAL 1u   // may be absent (then data == NULL)
+#define QT_TF_VEC 2u        // a vector (ne1 = 1), converted to F32 at load
+#define QT_TF_HF_T 4u       // transformers stores it transposed, [in, out] (GPT-2's Conv1D)
+
+// Global tensor slots every architecture has at these indices; its own
+// follow from QT_G_FIRST_ARCH.
+enum { QT_G_TOK_EMBD = 0, QT_G_OUT_NORM = 1, QT_G_OUTPUT = 2, QT_G_FIRST_ARCH = 3 };
+
+typedef struct {
+    const char *gguf;   // llama.cpp's name ("blk.%d.attn_q.weight"; %d = layer)
+    const char *hf;     // transformers' name ("model.layers.%d.self_attn.q_proj.weight")
+    qt_dim ne0, ne1;    // row length (input), rows (output); a vector has ne1 = QT_D_1
+    unsigned flags;     // QT_TF_*
+} qt_tensor_desc;
+
+// RoPE'd rows of a projection: GGUF files and HF checkpoints order the rows
+// of q and k differently inside each head (model.h); adapters written for
+// one must be permuted for the other.
+typedef enum { QT_LIN_PLAIN = 0, QT_LIN_ROPE_Q = 1, QT_LIN_ROPE_K = 2 } qt_lin_rope;
+
+// A linear projection y = x W^T (+ b) that LoRA can adapt.
+typedef struct {
+    const char *name;   // qtune's --targets name ("q")
+    const char *hf;     // PEFT module path ("model.layers.%d.self_attn.q_proj"); its last part is the target name
+    const char *gguf;   // llama.cpp's base name inside a layer ("attn_q")
+    int weight;         // per-layer tensor slot of W
+    int bias;           // per-layer tensor slot of b, or -1
+    qt_lin_rope rope;
+} qt_linear_desc;
+
+#define QT_MAX_LINEARS 32
+#define QT_MAX_ACTS 16
+
+typedef struct qt_arch_desc {
+    const char *name;                  // "llama"
+    const char *const *gguf_names;     // general.architecture values, NULL-terminated
+    const char *const *hf_names;       // config.json model_type values, NULL-terminated
+    const char *const *hf_acts;        // accepted config.json hidden_act values, NULL-terminated
+    qt_rope_type gguf_rope;            // RoPE pairing of q/k rows in GGUF files (HF files: NEOX)
+    const qt_tensor_desc *globals;     // slots QT_G_TOK_EMBD, QT_G_OUT_NORM, QT_G_OUTPUT, then the arch's
+    int n_globals;
+    const qt_tensor_desc *layer;       // per-layer slots
+    int n_layer_tensors;
+    const qt_linear_desc *linears;
+    int n_linears;
+    uint64_t default_targets;          // bit i = linears[i]: PEFT's default target_modules
+    // Per-token widths of the buffers a layer's forward fills and its
+    // backward reads (kept per layer in training, one set in inference), of
+    // the forward's temporaries (shared by all layers; the backward may
+    // recompute into them) and of the backward's gradient buffers (shared).
+    const qt_dim *acts;
+    int n_acts;
+    const qt_dim *work;
+    int n_work;
+    const qt_dim *grads;
+    int n_grads;
+    // Optional: architecture-specific checks after the common
+    // hyper-parameters are read (QT_ERR, logged, refuses the file).
+    int (*check)(qt_model *m);
+    // Layer il: out (N, C) = layer(x (N, C)); out never aliases x. A: its
+    // activation buffers (acts order), W: the work buffers, ax: per linear of
+    // the architecture, the trained adapter's saved drop(x) A^T (N, rank)
+    // (training) or NULL.
+    void (*layer_forward)(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
+                          const float *x, float *out);
+    // dx (N, C) = d loss / d x of layer il given dout = d loss / d out;
+    // adapter gradients += . x, A, ax as the forward left them; G: the
+    // gradient buffers (grads order).
+    void (*layer_backward)(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *G,
+                           float *const *ax, const float *x, const float *dout, float *dx);
+    // Optional, NULL for the Llama way: x (N, C) = the token embedding's rows
+    // (tokens host (N)); the final norm before the output head, out (n, C) =
+    // RMSNorm(x) with QT_G_OUT_NORM (rstd (n) kept unless NULL), and its
+    // backward (dx += ).
+    void (*embed)(const qt_fwd *f, float *x, const int32_t *tokens);
+    void (*final_norm)(const qt_fwd *f, float *out, float *rstd, const float *x, int64_t n);
+    void (*final_norm_backward)(const qt_fwd *f, float *dx, const float *dout, const float *x, const float *rstd,
+                                int64_t n);
+} qt_arch_desc;
+
+// The registry (arch.c): by GGUF general.architecture or HF model_type.
+// NULL (logged with the list of supported names) when unknown.
+const qt_arch_desc *qt_arch_find_gguf(const char *path, const char *name);
+const qt_arch_desc *qt_arch_find_hf(const char *path, const char *model_type);
+// "llama, qwen2" / "llama, mistral, qwen2": the names the registry knows.
+void qt_arch_list(char *buf, size_t cap, bool hf);
+
+int64_t qt_dim_size(const qt_config *c, qt_dim d);
+
+// The linear named `name` (qtune's or PEFT's name, case-insensitive), or -1.
+int qt_arch_linear_find(const qt_arch_desc *a, const char *name, size_t len);
+// PEFT's module name of linear i: the last part of its hf path ("q_proj").
+const char *qt_arch_linear_module(const qt_arch_desc *a, int i);
+
+#endif
