@@ -52,22 +52,22 @@ const qt_linear_desc qt_llama_linears[QT_LLAMA_N_LINEARS] = {
 
 // Activations kept per layer for the backward (per token).
 enum { A_RSTD1, A_Q, A_K, A_V, A_AO, A_LSE, A_XMID, A_RSTD2, A_GATE, A_UP, N_ACTS };
+_Static_assert((int)N_ACTS == (int)QT_LLAMA_N_ACTS, "arch-llama.h's count");
 const qt_dim qt_llama_acts[N_ACTS] = {
     [A_RSTD1] = QT_D_1, [A_Q] = QT_D_QD, [A_K] = QT_D_KVD, [A_V] = QT_D_KVD, [A_AO] = QT_D_QD, [A_LSE] = QT_D_NH,
     [A_XMID] = QT_D_C, [A_RSTD2] = QT_D_1, [A_GATE] = QT_D_F, [A_UP] = QT_D_F,
 };
-const int qt_llama_n_acts = N_ACTS;
 // Forward temporaries: normed input of a sub-layer, the MLP's hidden.
 enum { W_XN, W_H, N_WORK };
+_Static_assert((int)N_WORK == (int)QT_LLAMA_N_WORK, "arch-llama.h's count");
 const qt_dim qt_llama_work[N_WORK] = { [W_XN] = QT_D_C, [W_H] = QT_D_F };
-const int qt_llama_n_work = N_WORK;
 // Backward gradients.
 enum { G_DXN, G_DQ, G_DK, G_DV, G_DAO, G_DXMID, G_DGATE, G_DUP, G_DH, N_GRADS };
+_Static_assert((int)N_GRADS == (int)QT_LLAMA_N_GRADS, "arch-llama.h's count");
 const qt_dim qt_llama_grads[N_GRADS] = {
     [G_DXN] = QT_D_C, [G_DQ] = QT_D_QD, [G_DK] = QT_D_KVD, [G_DV] = QT_D_KVD, [G_DAO] = QT_D_QD,
     [G_DXMID] = QT_D_C, [G_DGATE] = QT_D_F, [G_DUP] = QT_D_F, [G_DH] = QT_D_F,
 };
-const int qt_llama_n_grads = N_GRADS;
 
 const char *const qt_llama_hf_acts[] = { "silu", NULL };
 

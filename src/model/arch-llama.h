@@ -19,8 +19,9 @@ enum { QT_LLAMA_Q, QT_LLAMA_K, QT_LLAMA_V, QT_LLAMA_O, QT_LLAMA_GATE, QT_LLAMA_U
 extern const qt_tensor_desc qt_llama_globals[QT_G_FIRST_ARCH];
 extern const qt_tensor_desc qt_llama_tensors[QT_LLAMA_N_TENSORS];
 extern const qt_linear_desc qt_llama_linears[QT_LLAMA_N_LINEARS];
-extern const qt_dim qt_llama_acts[], qt_llama_work[], qt_llama_grads[];
-extern const int qt_llama_n_acts, qt_llama_n_work, qt_llama_n_grads;
+// Per-token buffers of the layer (arch.h: acts, work, grads).
+enum { QT_LLAMA_N_ACTS = 10, QT_LLAMA_N_WORK = 2, QT_LLAMA_N_GRADS = 9 };
+extern const qt_dim qt_llama_acts[QT_LLAMA_N_ACTS], qt_llama_work[QT_LLAMA_N_WORK], qt_llama_grads[QT_LLAMA_N_GRADS];
 extern const char *const qt_llama_hf_acts[];
 
 void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
