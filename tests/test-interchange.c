@@ -638,7 +638,7 @@ int main(void) {
         test_quantize(g);
         test_errors(g);
     }
-    // test_convert_tiny("tests/data/tiny-qwen2");   // QWEN2-AFTER-MOVE
+    test_convert_tiny("tests/data/tiny-qwen2");
     test_convert_tiny("tests/data/tiny-llama3");
     test_tokenizer_bpe();
     char tk[512];

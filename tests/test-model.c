@@ -310,7 +310,7 @@ int main(void) {
     qt_model_free(h);
     free(r.tokens); free(r.logits); free(r.greedy);
 
-    // check_tiny("tiny-qwen2");   // QWEN2-AFTER-MOVE
+    check_tiny("tiny-qwen2");
     check_tiny("tiny-llama3");
     TEST_END();
 }

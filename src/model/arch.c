@@ -10,8 +10,11 @@
 #include "model/arch-llama.h"
 #include "model/model.h"
 
+extern const qt_arch_desc qt_arch_qwen2;
+
 static const qt_arch_desc *const g_archs[] = {
     &qt_arch_llama,
+    &qt_arch_qwen2,
 };
 
 void qt_arch_list(char *buf, size_t cap, bool hf) {
