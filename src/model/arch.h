@@ -98,6 +98,10 @@ typedef struct qt_arch_desc {
     // Optional: architecture-specific checks after the common
     // hyper-parameters are read (QT_ERR, logged, refuses the file).
     int (*check)(qt_model *m);
+    // Optional: whether backend be has every operation this architecture's
+    // code calls beyond the Llama set (backends may leave newer ops NULL);
+    // qt_model_bind refuses the pair with a clear error when it does not.
+    bool (*supported)(const qt_backend *be);
     // Layer il: out (N, C) = layer(x (N, C)); out never aliases x. A: its
     // activation buffers (acts order), W: the work buffers, ax: per linear of
     // the architecture, the trained adapter's saved drop(x) A^T (N, rank)

@@ -524,6 +524,11 @@ static void unbind(qt_model *m) {
 int qt_model_bind(qt_model *m, qt_backend *be) {
     unbind(m);
     if (!be) return QT_OK;
+    if (m->arch->supported && !m->arch->supported(be)) {
+        qt_log_error("%s: architecture %s is not supported on the %s backend yet (try --device cpu)", m->path,
+                     m->arch->name, be->name);
+        return QT_ERR;
+    }
     m->be = be;
     if (be->host_memory) return QT_OK;
     bind_ctx b = { be, QT_OK };
