@@ -74,12 +74,12 @@ static int load_ref(lora_ref *r, const char *path) {
     return bad ? -1 : 0;
 }
 
-static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt, double loss_rtol, double grad_rtol);
-static void run(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt) {
+static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, qt_act_mode ckpt, double loss_rtol, double grad_rtol);
+static void run(const qt_model *m, const lora_ref *r, int n_threads, qt_act_mode ckpt) {
     run_tol(m, r, n_threads, ckpt, LOSS_RTOL, GRAD_RTOL);
 }
 
-static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, bool ckpt, double loss_rtol, double grad_rtol) {
+static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, qt_act_mode ckpt, double loss_rtol, double grad_rtol) {
     qt_lora_config cfg = qt_lora_defaults();
     cfg.rank = (int)r->rank;
     cfg.alpha = r->alpha;
@@ -255,8 +255,9 @@ int main(void) {
     qt_model *m = qt_model_load(path);
     CHECK(m != NULL, "load %s", path);
     if (!m) TEST_END();
-    run(m, &r, 1, false);
-    run(m, &r, 2, true);
+    run(m, &r, 1, QT_ACT_KEEP);
+    run(m, &r, 2, QT_ACT_CHECKPOINT);
+    run(m, &r, 2, QT_ACT_RECOMPUTE);
     check_interchange(m, &r);
 
     // QLoRA: the projections quantized to Q4_0 in memory; PyTorch runs on the

@@ -22,6 +22,8 @@ extern const qt_linear_desc qt_llama_linears[QT_LLAMA_N_LINEARS];
 // Per-token buffers of the layer (arch.h: acts, work, grads).
 enum { QT_LLAMA_N_ACTS = 10, QT_LLAMA_N_WORK = 2, QT_LLAMA_N_GRADS = 9 };
 extern const qt_dim qt_llama_acts[QT_LLAMA_N_ACTS], qt_llama_work[QT_LLAMA_N_WORK], qt_llama_grads[QT_LLAMA_N_GRADS];
+// The acts the backward can recompute (arch.h act_recompute): q, k, v, gate, up.
+#define QT_LLAMA_ACT_RECOMPUTE 0x30Eu
 extern const char *const qt_llama_hf_acts[];
 
 void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,

@@ -45,6 +45,7 @@ const qt_arch_desc qt_arch_qwen2 = {
     .n_work = QT_LLAMA_N_WORK,
     .grads = qt_llama_grads,
     .n_grads = QT_LLAMA_N_GRADS,
+    .act_recompute = QT_LLAMA_ACT_RECOMPUTE,
     .check = qwen2_check,
     .layer_forward = qt_llama_layer_forward,
     .layer_backward = qt_llama_layer_backward,

@@ -95,6 +95,10 @@ typedef struct qt_arch_desc {
     int n_work;
     const qt_dim *grads;
     int n_grads;
+    // Bit i: acts[i] can be recomputed by layer_backward from the layer's
+    // input when qt_fwd.recompute is set (training then keeps one shared
+    // buffer for it instead of one per layer: less memory, a few more FLOPs).
+    uint64_t act_recompute;
     // Optional: architecture-specific checks after the common
     // hyper-parameters are read (QT_ERR, logged, refuses the file).
     int (*check)(qt_model *m);

@@ -44,6 +44,7 @@ struct qt_fwd {
     int n_ad;
     // training only
     bool train;                  // dropout on the adapters' inputs
+    bool recompute;              // the acts in arch->act_recompute were not kept: layer_backward recomputes them
     uint64_t drop_seed;
     float *tmp;                  // (N, widest linear output) scratch
     float *xdrop;                // (N, widest linear input) dropped adapter input

@@ -26,7 +26,8 @@ struct qt_tmodel {
     qt_lora *lora;
     qt_backend *be;
     int max_tokens, max_seq, ce_rows;
-    bool checkpoint;
+    qt_act_mode mode;
+    bool checkpoint;         // mode == QT_ACT_CHECKPOINT
     int n_sets;              // activation sets: 1 with checkpointing, else n_layer
     float **acts;            // (n_sets, arch->n_acts)
     float **ax;              // (n_sets, n_linears): (N, rank) each, NULL where no adapter
@@ -71,9 +72,14 @@ static float *take(arena *a, size_t n_floats) {
     return p;
 }
 
+const char *qt_act_mode_name(qt_act_mode mode) {
+    return mode == QT_ACT_CHECKPOINT ? "checkpoint" : mode == QT_ACT_RECOMPUTE ? "recompute" : "keep";
+}
+
 // Lays out (tm == NULL: only sizes) every buffer.
-static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N, bool ckpt, int ce_rows,
+static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N, qt_act_mode mode, int ce_rows,
                    uint8_t *base) {
+    const bool ckpt = mode == QT_ACT_CHECKPOINT;
     const qt_config *c = &m->cfg;
     const qt_arch_desc *a = m->arch;
     const size_t C = (size_t)c->n_embd, r = (size_t)lora->cfg.rank, n = (size_t)N;
@@ -81,10 +87,15 @@ static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N,
     qt_linear_widths(m, &max_in, &max_out);
     const int n_sets = ckpt ? 1 : c->n_layer;
     arena ar = { 0, base };
+    // RECOMPUTE: the recomputable acts get one buffer shared by every layer
+    uint64_t shared = mode == QT_ACT_RECOMPUTE ? a->act_recompute : 0;
+    float *shared_buf[QT_MAX_ACTS] = { 0 };
+    for (int i = 0; i < a->n_acts; i++)
+        if (shared >> i & 1) shared_buf[i] = take(&ar, n * (size_t)qt_dim_size(c, a->acts[i]));
     for (int s = 0; s < n_sets; s++) {
         int il = ckpt ? c->n_layer - 1 : s;   // which layer's adapters this set holds (ckpt: any, same shapes)
         for (int i = 0; i < a->n_acts; i++) {
-            float *p = take(&ar, n * (size_t)qt_dim_size(c, a->acts[i]));
+            float *p = shared >> i & 1 ? shared_buf[i] : take(&ar, n * (size_t)qt_dim_size(c, a->acts[i]));
             if (tm) tm->acts[(size_t)s * a->n_acts + i] = p;
         }
         for (int t = 0; t < a->n_linears; t++) {
@@ -114,36 +125,38 @@ static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N,
     return ar.off;
 }
 
-size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, int max_seq, bool checkpoint,
+size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, int max_seq, qt_act_mode mode,
                        int n_threads) {
     (void)n_threads;
     const qt_config *c = &m->cfg;
     // the CPU backend's attention scratch for the longest sequence
     size_t att = qt_attention_train_scratch(max_seq, c->n_head, c->n_head_kv, c->head_dim) * sizeof(float);
-    return plan(NULL, m, lora, max_tokens, checkpoint, CE_ROWS_HOST, NULL) + att;
+    return plan(NULL, m, lora, max_tokens, mode, CE_ROWS_HOST, NULL) + att;
 }
 
 qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_backend *be, int max_tokens, int max_seq,
-                          bool checkpoint) {
+                          qt_act_mode mode) {
     QT_ASSERT(max_tokens > 0 && max_seq > 0 && max_seq <= max_tokens && be);
     QT_ASSERT(lora->arch == m->arch && (m->be == be || (!m->be && be->host_memory)));
     const qt_arch_desc *a = m->arch;
     qt_tmodel *tm = qt_calloc(1, sizeof(qt_tmodel));
     tm->m = m; tm->lora = lora; tm->be = be;
-    tm->max_tokens = max_tokens; tm->max_seq = max_seq; tm->checkpoint = checkpoint;
+    QT_ASSERT(mode == QT_ACT_KEEP || mode == QT_ACT_CHECKPOINT || mode == QT_ACT_RECOMPUTE);
+    const bool checkpoint = mode == QT_ACT_CHECKPOINT;
+    tm->max_tokens = max_tokens; tm->max_seq = max_seq; tm->mode = mode; tm->checkpoint = checkpoint;
     tm->ce_rows = be->host_memory ? CE_ROWS_HOST : CE_ROWS_DEVICE;
     tm->n_sets = checkpoint ? 1 : m->cfg.n_layer;
     tm->acts = qt_calloc((size_t)tm->n_sets * (size_t)a->n_acts, sizeof(float *));
     tm->ax = qt_calloc((size_t)tm->n_sets * (size_t)a->n_linears, sizeof(float *));
     tm->pos = qt_malloc(sizeof(int) * (size_t)max_tokens);
     tm->losses_host = qt_malloc(sizeof(float) * (size_t)tm->ce_rows);
-    tm->arena_size = plan(NULL, m, lora, max_tokens, checkpoint, tm->ce_rows, NULL);
+    tm->arena_size = plan(NULL, m, lora, max_tokens, mode, tm->ce_rows, NULL);
     tm->arena = be->ops->alloc(be, tm->arena_size, "training activations");
     if (!tm->arena || qt_adapter_bind(be, &tm->ad, lora, 1.0f, lora->grads != NULL) != QT_OK) {
         qt_tmodel_free(tm);
         return NULL;
     }
-    plan(tm, m, lora, max_tokens, checkpoint, tm->ce_rows, tm->arena);
+    plan(tm, m, lora, max_tokens, mode, tm->ce_rows, tm->arena);
     // Training's products see the dequantized weights (QLoRA's math), not
     // activations rounded for inference kernels.
     qt_kctx *kc = qt_backend_cpu_kctx(be);
@@ -204,7 +217,7 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
     for (int s = 0; s < b->n_seq; s++)
         for (int t = b->seq_start[s]; t < b->seq_start[s + 1]; t++) tm->pos[t] = t - b->seq_start[s];
     qt_fwd f = { .m = m, .be = be, .N = N, .seqs = &sq, .cs = tm->cs, .kv = NULL, .ad = &tm->ad, .n_ad = 1,
-                 .train = train, .drop_seed = drop_seed, .tmp = tm->tmp, .xdrop = tm->xdrop, .dax = tm->dax,
+                 .train = train, .recompute = tm->mode == QT_ACT_RECOMPUTE, .drop_seed = drop_seed, .tmp = tm->tmp, .xdrop = tm->xdrop, .dax = tm->dax,
                  .sax = tm->sax, .stop = tm->stop };
     qt_adapter_upload(be, &tm->ad);   // the optimizer changed the host parameters
     if (backward && !be->host_memory) be->ops->zero(be, tm->ad.grads, sizeof(float) * tm->lora->n_params);

@@ -27,16 +27,25 @@ typedef struct {
 
 typedef struct qt_tmodel qt_tmodel;
 
+// What the forward keeps for the backward:
+//   KEEP:       every layer's activations (fastest, most memory);
+//   CHECKPOINT: only each layer's input; the backward runs the layer's
+//               forward again (activation memory of one layer instead of all);
+//   RECOMPUTE:  every layer's activations except those the architecture can
+//               cheaply recompute (arch.h act_recompute: Llama's q, k, v,
+//               gate, up), which the backward computes again (about 1/5 of
+//               KEEP's memory for ~8% more FLOPs per step).
+typedef enum { QT_ACT_KEEP = 0, QT_ACT_CHECKPOINT = 1, QT_ACT_RECOMPUTE = 2 } qt_act_mode;
+const char *qt_act_mode_name(qt_act_mode mode);
+
 // Buffers for batches of up to max_tokens tokens with sequences of at most
 // max_seq tokens, in backend be's memory (the model's tensors must be bound
-// to it). checkpoint: keep only each layer's input and recompute the layer
-// in backward (activation memory of one layer instead of all).
-// NULL on allocation failure (logged).
+// to it). NULL on allocation failure (logged).
 qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_backend *be, int max_tokens, int max_seq,
-                          bool checkpoint);
+                          qt_act_mode mode);
 void qt_tmodel_free(qt_tmodel *tm);
 // Bytes qt_tmodel_init would allocate (activations and scratch).
-size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, int max_seq, bool checkpoint,
+size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, int max_seq, qt_act_mode mode,
                        int n_threads);
 
 // Forward (and backward when `backward`): returns the sum of the
