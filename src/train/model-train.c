@@ -35,7 +35,7 @@ struct qt_tmodel {
     float *xs;               // (n_layer + 1, N, C) layer inputs; xs[L] feeds the head
     float *xnf, *rstdf;      // (N, C), (N) final norm
     float *dx0, *dx1;        // (N, C)
-    float *tmp, *xdrop;      // (N, widest out), (N, widest in)
+    float *tmp, *xdrop;      // (N, widest out), (N, widest in) (NULL without dropout)
     float *dax, *sax;        // (N, r)
     float *logits;           // (ce_rows, V)
     float *losses;           // (ce_rows)
@@ -117,7 +117,8 @@ static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N,
     T->xs = take(&ar, (size_t)(c->n_layer + 1) * n * C);
     T->xnf = take(&ar, n * C); T->rstdf = take(&ar, n);
     T->dx0 = take(&ar, n * C); T->dx1 = take(&ar, n * C);
-    T->tmp = take(&ar, n * (size_t)max_out); T->xdrop = take(&ar, n * (size_t)max_in);
+    T->tmp = take(&ar, n * (size_t)max_out);
+    T->xdrop = lora->cfg.dropout > 0 ? take(&ar, n * (size_t)max_in) : NULL;   // only dropout writes it
     T->dax = take(&ar, n * r); T->sax = take(&ar, n * r);
     T->logits = take(&ar, (size_t)ce_rows * (size_t)c->n_vocab);
     T->losses = take(&ar, (size_t)ce_rows);
