@@ -97,7 +97,9 @@ static void test_names_and_errors(void) {
     qt_chat_template t;
     qt_log_set_level(-1);
     CHECK(qt_chat_template_init(&t, NULL, NULL) == QT_ERR, "no template, no override: error");
-    CHECK(qt_chat_template_init(&t, "{{ messages }}", NULL) == QT_ERR, "unknown template: error");
+    CHECK(qt_chat_template_init(&t, "{% for %}", NULL) == QT_ERR, "a template that neither compiles nor is a family: error");
+    CHECK(qt_chat_template_init(&t, "{{ messages }}", NULL) == QT_OK && t.jinja, "an unknown family compiles with the Jinja engine");
+    qt_chat_template_free(&t);
     CHECK(qt_chat_template_init(&t, NULL, "vicuna") == QT_ERR, "unknown override: error");
     // Llama 3.1's dated system header is another format: refused, not misrendered
     CHECK(qt_chat_family_detect("<|start_header_id|>system ... Cutting Knowledge Date: December 2023", NULL) == -1,
@@ -197,7 +199,7 @@ static void test_template_sources(void) {
     char *t = qt_model_chat_template(&fake);
     CHECK(t && strcmp(t, QWEN2) == 0, "template from GGUF");
     qt_chat_template ct;
-    CHECK(qt_model_template_init(&ct, &fake, NULL) == QT_OK && ct.family == QT_CHAT_CHATML && ct.default_system &&
+    CHECK(qt_model_template_init(&ct, &fake, NULL, NULL) == QT_OK && ct.family == QT_CHAT_CHATML && ct.default_system &&
           strcmp(ct.default_system, "You are a helpful assistant.") == 0, "GGUF template: chatml with Qwen2's system prompt");
     qt_chat_template_free(&ct);
     qt_free(t);

@@ -227,6 +227,8 @@ const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) {
     for (int i = 0; i < n; i += c->n_batch) {
         int T = QT_MIN(c->n_batch, n - i);
         forward_chunk(c, tokens + i, T, c->logits_all);
+        if (c->hidden_out)   // the residual stream of the chunk's T rows, through the final norm
+            qt_rmsnorm_forward(c->hidden_out + (size_t)i * cf->n_embd, NULL, c->x, c->m->out_norm, T, cf->n_embd, cf->rms_eps);
     }
     return c->logits;
 }

@@ -19,6 +19,8 @@ typedef struct {
     int n_batch;         // max tokens per forward chunk
     bool logits_all;     // keep logits of every token of a chunk, not just the last
     int n_past;          // positions filled in the KV cache
+    float *hidden_out;   // NULL, or (n, n_embd) caller-owned: qt_ctx_eval of n tokens writes each token's
+                         // final-norm hidden state here (embeddings; set it just for that call)
 
     float *k_cache;      // (n_layer, NKV, n_ctx, HS)  head-major: one dense matrix per head
     float *v_cache;      // (n_layer, NKV, HS, n_ctx)  transposed: P @ V is a matmul
