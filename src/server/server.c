@@ -98,6 +98,7 @@ typedef struct {
     int qlen;
     bool stopping;
     atomic_ulong next_id;
+    atomic_int running;    // the scheduler is running a job (reported by /health)
     pthread_mutex_t cmu;   // the connection list
     conn_rec *conns;
     bool watchdog_stop;
@@ -707,8 +708,10 @@ static void *scheduler_main(void *arg) {
         pthread_mutex_unlock(&S->qmu);
         bool skip = job_cancelled(j) || S->stopping || client_gone(j->fd);
         if (!skip) {
+            atomic_store(&S->running, 1);
             if (j->rq.kind == REQ_EMBEDDING) run_embed(S, j);
             else run_generate(S, j);
+            atomic_store(&S->running, 0);
         }
         job_finish(j);
         job_unref(j);
@@ -887,9 +890,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     conn_state(S, c, CONN_BUSY);
     bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
     if (!strcmp(method, "OPTIONS")) return preflight(S, c);
-    if (!strcmp(url, "/health")) {
+    if (!strcmp(url, "/health")) {   // (llama-server's shape, with the queue: the abuse test watches it)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "status", "ok");
+        pthread_mutex_lock(&S->qmu);
+        cJSON_AddNumberToObject(o, "jobs_waiting", S->qlen);
+        pthread_mutex_unlock(&S->qmu);
+        cJSON_AddBoolToObject(o, "generating", atomic_load(&S->running) != 0);
         return send_json(S, c, MHD_HTTP_OK, o);
     }
     if (strncmp(url, "/v1/", 4) != 0)
