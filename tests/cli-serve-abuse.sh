@@ -34,16 +34,9 @@ else
 fi
 cp tests/serve/abuse.mjs "$tmp/"
 
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  $Q serve -m $M --port 0 --api-key $KEY -c 4096 --max-tokens-limit 4000 --timeout 2 --idle-timeout 3 -t 2 2>"$tmp/serve.err" &
-spid=$!
-port=""
-for i in $(seq 1 200); do
-  port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$spid" 2>/dev/null || break
-  sleep 0.1
-done
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+. tests/serve/start-server.sh
+start_server -c 4096 --max-tokens-limit 4000 --timeout 2 --idle-timeout 3 -t 2
 [ -n "$port" ] && ok || { bad "server did not start: $(cat "$tmp/serve.err")"; echo "$pass passed, $fail failed"; exit 1; }
 
 if node "$tmp/abuse.mjs" "http://127.0.0.1:$port" $KEY >"$tmp/abuse.out" 2>&1; then ok; else bad "abuse checks:"; fi

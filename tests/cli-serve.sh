@@ -40,18 +40,7 @@ fi
 cp tests/serve/openai-client.mjs tests/serve/load-test.mjs tests/serve/features.mjs "$NPM_DIR/"   # ESM resolves "openai" next to the script
 echo "openai client $(node -p "require('./$NPM_DIR/node_modules/openai/package.json').version")"
 
-# start_server ARGS...: a server on a free loopback port (--port 0: it prints the one it got); sets spid and port
-start_server() {
-  $Q serve -m $M --port 0 --api-key $KEY "$@" 2>"$tmp/serve.err" &
-  spid=$!
-  port=""
-  for i in $(seq 1 100); do
-    port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/serve.err")
-    [ -n "$port" ] && break
-    kill -0 "$spid" 2>/dev/null || break
-    sleep 0.1
-  done
-}
+. tests/serve/start-server.sh
 start_server --chat-template chatml --max-tokens-limit 256 --max-body 64 -c 512 --alias stories260K -t 2
 [ -n "$port" ] && ok || { bad "server did not start: $(cat "$tmp/serve.err")"; echo "$pass passed, $fail failed"; exit 1; }
 BASE="http://127.0.0.1:$port"

@@ -111,6 +111,15 @@ typedef struct {
     bool too_big;
 } request;
 
+// Waits on cv (mu held) for at most ms milliseconds.
+static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec += ts.tv_nsec / 1000000000L; ts.tv_nsec %= 1000000000L; }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 static bool client_gone(int fd) {
     if (fd < 0) return false;
     struct pollfd p = { .fd = fd, .events = POLLRDHUP };
@@ -171,11 +180,7 @@ static void *watchdog_main(void *arg) {
     server *S = arg;
     pthread_mutex_lock(&S->cmu);
     while (!S->watchdog_stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-        pthread_cond_timedwait(&S->wcv, &S->cmu, &ts);
+        wait_ms(&S->wcv, &S->cmu, 250);
         double now = qt_time_s();
         for (conn_rec *r = S->conns; r; r = r->next) {
             if (r->shut || r->fd < 0 || r->state == CONN_BUSY) continue;
@@ -726,11 +731,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     job *j = cls;
     pthread_mutex_lock(&j->mu);
     while (j->rpos == j->len && !j->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        wait_ms(&j->cv, &j->mu, 100);
         if (j->rpos == j->len && !j->done && client_gone(j->fd)) {
             j->cancelled = true;
             pthread_mutex_unlock(&j->mu);
@@ -808,11 +809,7 @@ static enum MHD_Result handle_job(server *S, struct MHD_Connection *c, const req
     pthread_mutex_lock(&j->mu);
     bool gone = false;
     while (!j->done) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        wait_ms(&j->cv, &j->mu, 100);
         if (!j->done && client_gone(j->fd)) {   // the client left: stop its generation (queued or running)
             j->cancelled = true;
             gone = true;

@@ -915,31 +915,22 @@ static jnode *parse_not(parser *p) {
     return parse_compare(p);
 }
 
-static jnode *parse_and(parser *p) {
-    jnode *x = parse_not(p);
-    while (at_name(p, "and")) {
+// a and b and ... / a or b or ...: left-associative chains of one operator
+static jnode *parse_chain(parser *p, const char *word, jnode_kind kind, jnode *(*operand)(parser *)) {
+    jnode *x = operand(p);
+    while (at_name(p, word)) {
         int line = cur(p)->line;
         p->pos++;
-        jnode *a = node(p, JN_AND, line, 2);
+        jnode *a = node(p, kind, line, 2);
         a->kids[0] = x;
-        a->kids[1] = parse_not(p);
+        a->kids[1] = operand(p);
         x = a;
     }
     return x;
 }
 
-static jnode *parse_or(parser *p) {
-    jnode *x = parse_and(p);
-    while (at_name(p, "or")) {
-        int line = cur(p)->line;
-        p->pos++;
-        jnode *a = node(p, JN_OR, line, 2);
-        a->kids[0] = x;
-        a->kids[1] = parse_and(p);
-        x = a;
-    }
-    return x;
-}
+static jnode *parse_and(parser *p) { return parse_chain(p, "and", JN_AND, parse_not); }
+static jnode *parse_or(parser *p) { return parse_chain(p, "or", JN_OR, parse_and); }
 
 static jnode *parse_condexpr(parser *p) {
     jnode *x = parse_or(p);
