@@ -428,6 +428,9 @@ static int parse_chat(const qt_api_ctx *a, const cJSON *b, qt_request *r, qt_api
     if (rc) return rc;
     if (parse_response_format(b, r, e) != QT_OK) return QT_ERR;
     if (parse_tools(a, b, r, e) != QT_OK) return QT_ERR;
+    if (r->tools && !a->tmpl->jinja)
+        return efail(e, 400, "tools", "the built-in %s chat template does not render tools: use a model with its own chat "
+                     "template, or restart the server with --chat-template-file", qt_chat_family_name(a->tmpl->family));
     cJSON *msgs = NULL;
     if (normalise_messages(cJSON_GetObjectItemCaseSensitive(b, "messages"), &msgs, e) != QT_OK) return QT_ERR;
     char err[600];
