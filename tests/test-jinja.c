@@ -204,6 +204,59 @@ static void test_errors(void) {
     }
 }
 
+// Mutated corpus templates (bytes flipped, inserted, cut) parse or fail
+// cleanly, and those that parse render or fail cleanly: run under ASan in
+// `make asan`, this is the hostile-template check.
+#define MUTANTS_PER_TEMPLATE 40
+static void test_mutants(void) {
+    char *ctext = qt_read_file(DIR "corpus.json", NULL);
+    cJSON *corpus = cJSON_Parse(ctext);
+    cJSON *vars = cJSON_Parse("{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"u\"},"
+                              " {\"role\": \"assistant\", \"content\": \"a\", \"tool_calls\": [{\"function\": {\"name\": \"f\", "
+                              "\"arguments\": {\"x\": 1}}}]}], \"tools\": null, \"add_generation_prompt\": true, \"bos_token\": \"<s>\"}");
+    static const char INSERTS[] = "{}%#-+()[]'\".|,~=*";
+    qt_rng rng;
+    qt_rng_seed(&rng, 1234);
+    qt_jinja_opts o = { .max_output = 1 << 16, .max_memory = 16 << 20 };
+    int n_parsed = 0, n_total = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, corpus) {
+        char path[512];
+        snprintf(path, sizeof(path), DIR "corpus/%s", cJSON_GetObjectItem(t, "file")->valuestring);
+        size_t n = 0;
+        char *src = qt_read_file(path, &n);
+        if (!src || n == 0) { qt_free(src); continue; }
+        char *m = qt_malloc(n + 8);
+        for (int k = 0; k < MUTANTS_PER_TEMPLATE; k++) {
+            memcpy(m, src, n + 1);
+            size_t len = n;
+            for (int e = 0, edits = 1 + (int)(qt_rng_u64(&rng) % 2); e < edits; e++) {
+                size_t at = (size_t)(qt_rng_u64(&rng) % len);
+                switch (qt_rng_u64(&rng) % 3) {
+                case 0: m[at] = INSERTS[qt_rng_u64(&rng) % (sizeof(INSERTS) - 1)]; break;
+                case 1: len = at + 1; break;   // truncate
+                default: memmove(m + at + 1, m + at, len - at); m[at] = INSERTS[qt_rng_u64(&rng) % (sizeof(INSERTS) - 1)]; len++;
+                }
+            }
+            m[len] = 0;
+            char err[256];
+            qt_jinja *j = qt_jinja_parse(m, len, err, sizeof(err));
+            n_total++;
+            if (!j) { CHECK(strncmp(err, "line ", 5) == 0, "a parse error names the line: %s", err); continue; }
+            n_parsed++;
+            char *out = qt_jinja_render(j, vars, &o, NULL, err, sizeof(err));
+            qt_free(out);
+            qt_jinja_free(j);
+        }
+        qt_free(m);
+        qt_free(src);
+    }
+    printf("mutants: %d templates, %d parsed\n", n_total, n_parsed);
+    cJSON_Delete(vars);
+    cJSON_Delete(corpus);
+    qt_free(ctext);
+}
+
 int main(void) {
     setenv("TZ", "UTC", 1);   // strftime_now renders local time; the references are in UTC
     tzset();
@@ -219,6 +272,7 @@ int main(void) {
         test_corpus(refs, now);
     }
     test_errors();
+    test_mutants();
     cJSON_Delete(refs);
     qt_free(text);
     TEST_END();
