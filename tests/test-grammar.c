@@ -70,6 +70,10 @@ static char *walk(const qt_grammar *g, const byte_vocab *b, qt_rng *rng) {
     while (n < WALK_MAX_BYTES) {
         for (int i = 0; i < b->v.n_vocab; i++) lg[i] = 0;
         qt_grammar_mask(st, &b->v, lg);
+        // the cheap per-token check agrees with the mask on every token
+        int disagree = 0;
+        for (int i = 0; i < b->v.n_vocab; i++) disagree += qt_grammar_allows(st, &b->v, i) != (lg[i] == 0);
+        CHECK(disagree == 0, "qt_grammar_allows and qt_grammar_mask disagree on %d tokens", disagree);
         if (lg[0] == 0 && (qt_rng_u64(rng) % 3 == 0 || n > WALK_MAX_BYTES / 2)) { ended = true; break; }
         int ok[600], k = 0;
         for (int i = 1; i < b->v.n_vocab; i++)

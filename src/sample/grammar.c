@@ -582,6 +582,25 @@ bool qt_grammar_finished(const qt_grammar_state *st) {
     return true;
 }
 
+// The bytes of a token run from the current stacks through the scratch sets; true if some stack survives.
+static bool token_fits(qt_grammar_state *st, const unsigned char *b, uint32_t n) {
+    const stackset *in = &st->cur;
+    stackset *a = &st->tmp, *o = &st->tmp2;
+    for (uint32_t i = 0; i < n; i++) {
+        step(st->g, in, b[i], a, st->scratch);
+        if (a->n == 0) return false;
+        in = a;
+        stackset *t = a; a = o; o = t;
+    }
+    return true;
+}
+
+bool qt_grammar_allows(qt_grammar_state *st, const qt_grammar_vocab *v, int id) {
+    if (id < 0 || id >= v->n_vocab) return false;
+    if (v->eog[id]) return qt_grammar_complete(st);
+    return v->len[id] > 0 && token_fits(st, (const unsigned char *)v->piece[id], v->len[id]);
+}
+
 void qt_grammar_mask(qt_grammar_state *st, const qt_grammar_vocab *v, float *logits) {
     const qt_grammar *g = st->g;
     // bytes any stack takes next
@@ -604,15 +623,6 @@ void qt_grammar_mask(qt_grammar_state *st, const qt_grammar_vocab *v, float *log
             logits[id] = -INFINITY;
             continue;
         }
-        const stackset *in = &st->cur;
-        stackset *a = &st->tmp, *o = &st->tmp2;
-        bool ok = true;
-        for (uint32_t i = 0; i < n && ok; i++) {
-            step(g, in, b[i], a, st->scratch);
-            ok = a->n > 0;
-            in = a;
-            stackset *t = a; a = o; o = t;
-        }
-        if (!ok) logits[id] = -INFINITY;
+        if (!token_fits(st, b, n)) logits[id] = -INFINITY;
     }
 }

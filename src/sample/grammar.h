@@ -51,6 +51,10 @@ qt_grammar_state *qt_grammar_state_init(const qt_grammar *g);   // the start of 
 void qt_grammar_state_free(qt_grammar_state *st);              // NULL is a no-op
 // Set logits[id] = -inf for every token the grammar does not allow next.
 void qt_grammar_mask(qt_grammar_state *st, const qt_grammar_vocab *v, float *logits);
+// Whether the grammar takes token id next (the state is not changed): the
+// cheap check llama.cpp makes on a token sampled without the mask, masking
+// and resampling only when it fails.
+bool qt_grammar_allows(qt_grammar_state *st, const qt_grammar_vocab *v, int id);
 // Advance by the bytes of a chosen token. QT_ERR if the grammar refuses them.
 int qt_grammar_accept(qt_grammar_state *st, const char *bytes, size_t n);
 // The text so far is a complete sentence (end of generation allowed).

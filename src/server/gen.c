@@ -215,13 +215,18 @@ int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const in
     for (int i = 0; i < p->max_tokens; i++) {
         memcpy(lg, logits, sizeof(float) * (size_t)nv);
         if (h && h->before_sample) {
-            int go = h->before_sample(h->ud, lg);
+            int go = h->before_sample(h->ud);
             if (go != QT_GEN_GO) {
                 if (go == QT_GEN_STOP) stopped = true; else aborted = true;
                 break;
             }
         }
         int32_t next = qt_sampler_sample(smp, lg);
+        if (h && h->allows && !h->allows(h->ud, next)) {   // outside the constraint: mask and draw again
+            memcpy(lg, logits, sizeof(float) * (size_t)nv);
+            h->mask(h->ud, lg);
+            next = qt_sampler_sample(smp, lg);
+        }
         qt_sampler_accept(smp, next);
         qt_sampler_count(smp, next);
         if ((!p->ignore_eos && qt_tokenizer_is_eog(tk, next)) || is_stop_token(tk, next, p)) {

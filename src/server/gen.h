@@ -63,14 +63,18 @@ const float *qt_session_push(qt_session *s, int32_t tok);
 // Streaming callback: len bytes of new text. Return false to stop (client gone).
 typedef bool (*qt_gen_text_fn)(const char *text, size_t len, void *ud);
 
-// Per-token hooks (all optional). before_sample sees the logits about to be
-// sampled from and may change them (grammar masks); it returns QT_GEN_GO, or
-// QT_GEN_STOP (finish "stop") / QT_GEN_ABORT (finish "abort", the client is
-// gone). on_token sees each output token with the model's raw logits it was
-// drawn from (logprobs, grammar state); false aborts.
+// Per-token hooks (all optional). before_sample runs before each draw and
+// returns QT_GEN_GO, or QT_GEN_STOP (finish "stop") / QT_GEN_ABORT (finish
+// "abort", the client is gone). A constraint (grammar) gives allows and mask:
+// a token drawn without the constraint is kept when allows(id); otherwise the
+// logits are masked and the token drawn again (llama.cpp's order: the full
+// mask only when the cheap check fails). on_token sees each output token with
+// the model's raw logits it was drawn from (logprobs, grammar state); false aborts.
 enum { QT_GEN_GO = 0, QT_GEN_STOP = 1, QT_GEN_ABORT = 2 };
 typedef struct {
-    int (*before_sample)(void *ud, float *logits);
+    int (*before_sample)(void *ud);
+    bool (*allows)(void *ud, int32_t id);
+    void (*mask)(void *ud, float *logits);
     bool (*on_token)(void *ud, int32_t id, const float *raw_logits);
     void *ud;
 } qt_gen_hooks;

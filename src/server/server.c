@@ -392,21 +392,30 @@ static void logprob_entry(slot *sl, int32_t id, const float *raw) {
     cJSON_Delete(tokj);
 }
 
-static int slot_before_sample(void *ud, float *logits) {
+static int slot_before_sample(void *ud) {
     slot *sl = ud;
     if (job_cancelled(sl->j)) return QT_GEN_ABORT;
     if (++sl->n_checks % 4 == 0 && client_gone(sl->j->fd)) {
         job_cancel(sl->j);
         return QT_GEN_ABORT;
     }
-    if (sl->gs) {
-        if (qt_grammar_finished(sl->gs)) return QT_GEN_STOP;
-        qt_grammar_mask(sl->gs, &sl->S->gvocab, logits);
-        bool any = false;
-        for (int i = 0; i < sl->S->gvocab.n_vocab && !any; i++) any = logits[i] != -INFINITY;
-        if (!any) return QT_GEN_STOP;   // nothing the vocabulary can write fits: end here
-    }
+    if (sl->gs && qt_grammar_finished(sl->gs)) return QT_GEN_STOP;
     return QT_GEN_GO;
+}
+
+static bool slot_allows(void *ud, int32_t id) {
+    slot *sl = ud;
+    return qt_grammar_allows(sl->gs, &sl->S->gvocab, id);
+}
+
+static void slot_mask(void *ud, float *logits) {
+    slot *sl = ud;
+    const qt_grammar_vocab *v = &sl->S->gvocab;
+    qt_grammar_mask(sl->gs, v, logits);
+    for (int i = 0; i < v->n_vocab; i++)
+        if (logits[i] != -INFINITY) return;
+    for (int i = 0; i < v->n_vocab; i++)   // nothing this vocabulary can write fits: let it end
+        if (v->eog[i]) logits[i] = 0;
 }
 
 static bool slot_on_token(void *ud, int32_t id, const float *raw) {
@@ -496,7 +505,7 @@ static int run_slot(server *S, job *j, int index, cJSON *choices, int *n_prompt_
     sp.seed += (uint64_t)index;   // choices differ; the same seed gives the same choices
     qt_sampler *smp = qt_sampler_init(&sp, S->m->cfg.n_vocab);
     if (rq->n_bias) qt_sampler_set_bias(smp, rq->bias_ids, rq->bias, rq->n_bias);
-    qt_gen_hooks hooks = { slot_before_sample, slot_on_token, &sl };
+    qt_gen_hooks hooks = { slot_before_sample, sl.gs ? slot_allows : NULL, slot_mask, slot_on_token, &sl };
     qt_gen_params gp = { .max_tokens = rq->max_tokens, .stops = (const char *const *)rq->stops, .n_stops = rq->n_stops,
                          .special_text = rq->special_text, .hooks = &hooks };
     if (rq->stream && chat) stream_chunk(&sl, rq->tools_format == TOOLS_NONE ? "" : NULL, 0, true, NULL, NULL);
