@@ -1012,8 +1012,9 @@ int qt_server_run(const qt_model *m, qt_ctx *ctx, const qt_chat_template *tmpl, 
     bool have_worker = pthread_create(&worker, NULL, scheduler_main, S) == 0;
     bool have_watchdog = have_worker && pthread_create(&watchdog, NULL, watchdog_main, S) == 0;
     struct MHD_Daemon *d = NULL;
+    // poll(), not select(): connection sockets may be numbered past FD_SETSIZE
     if (have_watchdog)
-        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+        d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG,
                              0, NULL, NULL, handle, S,
                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)o->max_connections,
