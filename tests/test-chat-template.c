@@ -216,6 +216,22 @@ static void test_template_sources(void) {
     t = qt_model_chat_template(&fake);
     CHECK(t && strcmp(t, "{{ '<start_of_turn>' }}") == 0, "named templates: the default one (%s)", t ? t : "NULL");
     qt_free(t);
+    t = qt_model_chat_template_named(&fake, "tool_use");
+    CHECK(t && strcmp(t, "x") == 0, "named templates: tool_use (%s)", t ? t : "NULL");
+    // a request with tools renders with the tool_use variant, one without with the default
+    CHECK(qt_chat_template_init(&ct, "{{ 'default' }}", NULL) == QT_OK, "default template");
+    qt_chat_template_add_tool_use(&ct, "{{ 'tools: ' ~ tools|length }}");
+    cJSON *msgs = cJSON_Parse("[{\"role\": \"user\", \"content\": \"hi\"}]"), *tl = cJSON_Parse("[{\"type\": \"function\"}]");
+    char terr[128];
+    char *r1 = qt_chat_template_render(&ct, msgs, tl, NULL, "", "", true, NULL, terr, sizeof(terr));
+    char *r2 = qt_chat_template_render(&ct, msgs, NULL, NULL, "", "", true, NULL, terr, sizeof(terr));
+    CHECK(r1 && !strcmp(r1, "tools: 1") && r2 && !strcmp(r2, "default"), "tool_use variant: %s / %s", r1 ? r1 : terr, r2 ? r2 : terr);
+    qt_free(r1);
+    qt_free(r2);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tl);
+    qt_chat_template_free(&ct);
+    qt_free(t);
     unlink(path);
     rmdir(dir);
 }

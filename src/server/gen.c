@@ -14,10 +14,15 @@
 
 #include "base/base.h"
 
-char *qt_model_chat_template(const qt_model *m) {
+char *qt_model_chat_template(const qt_model *m) { return qt_model_chat_template_named(m, "default"); }
+
+char *qt_model_chat_template_named(const qt_model *m, const char *name) {
+    bool dflt = !strcmp(name, "default");
     if (m->gguf) {
+        char key[128];
+        snprintf(key, sizeof(key), dflt ? "tokenizer.chat_template" : "tokenizer.chat_template.%s", name);
         const char *s = NULL;
-        if (qt_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, false) != QT_OK || !s) return NULL;
+        if (qt_gguf_get_str(m->gguf, key, &s, false) != QT_OK || !s) return NULL;
         return qt_strdup(s);
     }
     if (!m->path) return NULL;
@@ -31,13 +36,13 @@ char *qt_model_chat_template(const qt_model *m) {
     cJSON *j = cJSON_Parse(text);
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
     if (cJSON_IsString(ct)) {
-        out = qt_strdup(ct->valuestring);
+        if (dflt) out = qt_strdup(ct->valuestring);
     } else if (cJSON_IsArray(ct)) {   // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         const cJSON *e;
         cJSON_ArrayForEach(e, ct) {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
             const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(e, "template");
-            if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0 && cJSON_IsString(tpl))
+            if (cJSON_IsString(nm) && strcmp(nm->valuestring, name) == 0 && cJSON_IsString(tpl) && !out)
                 out = qt_strdup(tpl->valuestring);
         }
     }
@@ -51,6 +56,11 @@ int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *o
     char *jinja = override_name ? NULL : qt_model_chat_template(m);
     int rc = qt_chat_template_init(t, jinja, override_name);
     qt_free(jinja);
+    if (rc == QT_OK && !override_name) {   // transformers renders requests with tools with the "tool_use" variant
+        char *tools = qt_model_chat_template_named(m, "tool_use");
+        if (tools) qt_chat_template_add_tool_use(t, tools);
+        qt_free(tools);
+    }
     return rc;
 }
 

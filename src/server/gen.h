@@ -20,6 +20,9 @@
 // "chat_template" of tokenizer_config.json in a Hugging Face folder (a string,
 // or the entry named "default" of a list). malloc'd, NULL if none.
 char *qt_model_chat_template(const qt_model *m);
+// A named variant ("tool_use"): tokenizer.chat_template.NAME in a GGUF (as
+// llama.cpp's converter stores them), or the list entry of that name. NULL if none.
+char *qt_model_chat_template_named(const qt_model *m, const char *name);
 
 // The template for a model: --chat-template-file FILE (file), else
 // --chat-template NAME (override_name), else its own. QT_ERR logged.

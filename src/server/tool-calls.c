@@ -16,7 +16,7 @@
 #include "server/server-impl.h"
 
 tool_format qt_tool_format_of(const qt_chat_template *t) {
-    const char *s = t ? t->text : NULL;
+    const char *s = t ? (t->text_tools ? t->text_tools : t->text) : NULL;
     if (!s) return TOOLS_ANY;
     if (strstr(s, "<tool_call>")) return TOOLS_HERMES;
     if (strstr(s, "[TOOL_CALLS]")) return TOOLS_MISTRAL;

@@ -207,10 +207,27 @@ void qt_chat_template_free(qt_chat_template *t) {
     qt_jinja_free(t->jinja);
     qt_free(t->origin);
     qt_free(t->text);
+    qt_jinja_free(t->jinja_tools);
+    qt_free(t->text_tools);
+    t->jinja_tools = NULL;
+    t->text_tools = NULL;
     t->default_system = NULL;
     t->jinja = NULL;
     t->origin = NULL;
     t->text = NULL;
+}
+
+void qt_chat_template_add_tool_use(qt_chat_template *t, const char *jinja) {
+    char err[512];
+    qt_jinja *j = qt_jinja_parse(jinja, strlen(jinja), err, sizeof(err));
+    if (!j) {
+        qt_log_warn("%s tool_use chat template: %s; requests with tools use the default template", t->origin ? t->origin : "the", err);
+        return;
+    }
+    qt_jinja_free(t->jinja_tools);
+    qt_free(t->text_tools);
+    t->jinja_tools = j;
+    t->text_tools = qt_strdup(jinja);
 }
 
 const char *qt_chat_template_describe(const qt_chat_template *t, char *buf, size_t cap) {
@@ -254,6 +271,7 @@ char *qt_chat_template_render(const qt_chat_template *t, const cJSON *messages, 
         return NULL;
     }
     if (t->jinja) {
+        const qt_jinja *tpl = tools && cJSON_GetArraySize(tools) && t->jinja_tools ? t->jinja_tools : t->jinja;
         cJSON *vars = cJSON_CreateObject();
         cJSON_AddItemReferenceToObject(vars, "messages", (cJSON *)messages);
         if (tools) cJSON_AddItemReferenceToObject(vars, "tools", (cJSON *)tools);
@@ -263,7 +281,7 @@ char *qt_chat_template_render(const qt_chat_template *t, const cJSON *messages, 
         cJSON_AddBoolToObject(vars, "add_generation_prompt", gen);
         cJSON_AddStringToObject(vars, "bos_token", bos ? bos : "");
         cJSON_AddStringToObject(vars, "eos_token", eos ? eos : "");
-        char *out = qt_jinja_render(t->jinja, vars, NULL, len_out, err, err_cap);
+        char *out = qt_jinja_render(tpl, vars, NULL, len_out, err, err_cap);
         cJSON_Delete(vars);
         return out;
     }

@@ -40,6 +40,8 @@ typedef struct {
     qt_jinja *jinja;       // the compiled Jinja template, or NULL (the family renderer)
     char *origin;          // where the template came from ("the model", a file name), for messages
     char *text;            // the Jinja source when jinja != NULL
+    qt_jinja *jinja_tools; // the template's "tool_use" variant (rendered when a request has tools), or NULL
+    char *text_tools;      // its source
 } qt_chat_template;
 
 // Family names: "llama2", "mistral", "chatml", "llama3", "zephyr", "phi3",
@@ -66,6 +68,10 @@ int qt_chat_template_init(qt_chat_template *t, const char *jinja, const char *ov
 // Fill t from a file: a Jinja template, or a tokenizer_config.json whose
 // "chat_template" is used. QT_ERR logged with the file and line at fault.
 int qt_chat_template_init_file(qt_chat_template *t, const char *path);
+// Add the "tool_use" variant of a model's template (a list of named templates
+// in tokenizer_config.json, tokenizer.chat_template.tool_use in a GGUF). One
+// that does not compile is left out with a warning.
+void qt_chat_template_add_tool_use(qt_chat_template *t, const char *jinja);
 void qt_chat_template_free(qt_chat_template *t);
 
 // Render a conversation given as JSON the way transformers takes it:
