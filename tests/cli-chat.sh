@@ -93,5 +93,29 @@ grep -q 'unknown chat template "vicuna"' "$tmp/f.err" && ok || bad "unknown-temp
 echo hi | $Q chat -m $M --chat-template gemma --system S >/dev/null 2>"$tmp/f.err" && bad "gemma took a system prompt" || ok
 grep -q "system" "$tmp/f.err" && ok || bad "gemma system message: $(cat "$tmp/f.err")"
 
+
+# a model's own Jinja template from a file: --verbose-prompt and /prompt print exactly what python3-jinja2
+# renders for it (Llama 3.1's template: the dated system header; stories260K adds BOS, the template writes it too)
+T=tests/data/chat-templates/corpus/meta-llama-Llama-3.1-8B-Instruct.jinja
+printf 'Hi\n/prompt\n/exit\n' | $Q chat -m $M --chat-template-file $T --temp 0 -n 4 -c 512 --verbose-prompt --system Sys \
+  >"$tmp/g.out" 2>"$tmp/g.err" && ok || bad "chat with --chat-template-file: $(cat "$tmp/g.err")"
+python3 - "$tmp/g.err" <<'PY' && ok || bad "rendered prompt: $(cat "$tmp/g.err")"
+import sys, re
+err = open(sys.argv[1]).read()
+want = ("<s><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nSys<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+first = err.split("[prompt: ")[1].split("]\n", 1)[1].split("\n[end of prompt]")[0]
+# the template's date is strftime_now('%d %b %Y'): today; compare the rest
+first = re.sub(r"Today Date: \d\d \w\w\w \d\d\d\d", "Today Date: 26 Jul 2024", first)
+assert first == want, repr(first)
+assert "[end of prompt]" in err.split("[turn 1", 1)[1], "no /prompt output"
+PY
+grep -q "chat template jinja (tests/data" "$tmp/g.err" && ok || bad "template description: $(grep 'chat template' "$tmp/g.err")"
+echo hi | $Q chat -m $M --chat-template-file "$tmp/nope.jinja" >/dev/null 2>"$tmp/h.err" && bad "missing template file accepted" || ok
+grep -q "nope.jinja" "$tmp/h.err" && ok || bad "missing file message: $(cat "$tmp/h.err")"
+printf '{%% for x in %%}' >"$tmp/bad.jinja"
+echo hi | $Q chat -m $M --chat-template-file "$tmp/bad.jinja" >/dev/null 2>"$tmp/h.err" && bad "bad template accepted" || ok
+grep -q "bad.jinja chat template: line 1" "$tmp/h.err" && ok || bad "bad template message: $(cat "$tmp/h.err")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,8 +1,11 @@
 #!/bin/sh
 # End-to-end test of `qtune serve` on loopback with the official OpenAI
 # JavaScript client (npm package "openai", installed into $BUILD/serve-npm,
-# which is git-ignored): tests/serve/openai-client.mjs (chat streamed and not,
-# completions, errors 400 / 401 / 413), then a bounded load test from a second
+# which is git-ignored, with the ajv schema validator): tests/serve/openai-client.mjs
+# (chat streamed and not, completions, errors 400 / 401 / 413), tests/serve/features.mjs
+# on a second server with Qwen2.5's Jinja chat template and CORS (logprobs against
+# PyTorch, penalties, logit_bias, response_format, a tool-call round trip, n, echo,
+# embeddings against PyTorch, unsupported parameters, CORS), then a bounded load test from a second
 # process (tests/serve/load-test.mjs: 200 requests, 8 concurrent) with zero
 # failures, its figures printed, and the server's RSS read from /proc before
 # and after (twice, to tell warm-up from growth). The server is always killed.
@@ -24,30 +27,21 @@ trap cleanup EXIT INT TERM
 
 command -v node >/dev/null && command -v npm >/dev/null || { echo "FAIL: node and npm are needed (Debian: apt-get install nodejs npm)"; echo "0 passed, 1 failed"; exit 1; }
 NPM_DIR="$BUILD/serve-npm"
-if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ]; then
+if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ] || [ ! -f "$NPM_DIR/node_modules/ajv/package.json" ]; then
   mkdir -p "$NPM_DIR"
   [ -f "$NPM_DIR/package.json" ] || echo '{"name": "qtune-serve-test", "private": true, "type": "module"}' > "$NPM_DIR/package.json"
-  if ! (cd "$NPM_DIR" && npm install --no-audit --no-fund openai >"$tmp/npm.log" 2>&1); then
-    echo "FAIL: npm install openai failed (the test needs the official OpenAI client from the npm registry):"
+  if ! (cd "$NPM_DIR" && npm install --no-audit --no-fund openai ajv >"$tmp/npm.log" 2>&1); then
+    echo "FAIL: npm install openai ajv failed (the test needs the official OpenAI client and ajv from the npm registry):"
     tail -n 20 "$tmp/npm.log"
     echo "0 passed, 1 failed"
     exit 1
   fi
 fi
-cp tests/serve/openai-client.mjs tests/serve/load-test.mjs "$NPM_DIR/"   # ESM resolves "openai" next to the script
+cp tests/serve/openai-client.mjs tests/serve/load-test.mjs tests/serve/features.mjs "$NPM_DIR/"   # ESM resolves "openai" next to the script
 echo "openai client $(node -p "require('./$NPM_DIR/node_modules/openai/package.json').version")"
 
-# start on a free loopback port (--port 0: the server prints the one it got)
-$Q serve -m $M --chat-template chatml --port 0 --api-key $KEY --max-tokens-limit 256 --max-body 64 -c 512 \
-  --alias stories260K -t 2 2>"$tmp/serve.err" &
-spid=$!
-port=""
-for i in $(seq 1 100); do
-  port=$(sed -n 's/^listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/serve.err")
-  [ -n "$port" ] && break
-  kill -0 "$spid" 2>/dev/null || break
-  sleep 0.1
-done
+. tests/serve/start-server.sh
+start_server --chat-template chatml --max-tokens-limit 256 --max-body 64 -c 512 --alias stories260K -t 2
 [ -n "$port" ] && ok || { bad "server did not start: $(cat "$tmp/serve.err")"; echo "$pass passed, $fail failed"; exit 1; }
 BASE="http://127.0.0.1:$port"
 health=""
@@ -86,6 +80,15 @@ kill -0 "$spid" 2>/dev/null && ok || bad "server died: $(tail -n 20 "$tmp/serve.
 # SIGTERM stops it cleanly (under ASan, LeakSanitizer runs at this exit: a leak fails it)
 kill "$spid"; wait "$spid"; st=$?; spid=""
 [ "$st" -eq 0 ] && ok || bad "server exit status $st after SIGTERM: $(tail -n 20 "$tmp/serve.err")"
+
+# the OpenAI features, on a server with a model's own Jinja template (Qwen2.5's, from the corpus) and CORS
+start_server --chat-template-file tests/data/chat-templates/corpus/Qwen-Qwen2.5-7B-Instruct.jinja -c 2048 -t 2 \
+  --alias stories260K --cors-origins http://example.test
+if [ -n "$port" ] && node "$NPM_DIR/features.mjs" "http://127.0.0.1:$port" $KEY stories260K tests/data/stories260K-ref.bin \
+     tests/data/stories260K-embed-ref.json >"$tmp/features.out" 2>&1; then ok; else bad "OpenAI feature checks:"; fi
+cat "$tmp/features.out"
+kill "$spid"; wait "$spid"; st=$?; spid=""
+[ "$st" -eq 0 ] && ok || bad "feature server exit status $st after SIGTERM: $(tail -n 20 "$tmp/serve.err")"
 
 # it binds loopback by default, and refuses a bad host
 $Q serve -m $M --host not-an-ip --port 0 >/dev/null 2>"$tmp/h.err" && bad "bad --host accepted" || ok

@@ -97,7 +97,9 @@ static void test_names_and_errors(void) {
     qt_chat_template t;
     qt_log_set_level(-1);
     CHECK(qt_chat_template_init(&t, NULL, NULL) == QT_ERR, "no template, no override: error");
-    CHECK(qt_chat_template_init(&t, "{{ messages }}", NULL) == QT_ERR, "unknown template: error");
+    CHECK(qt_chat_template_init(&t, "{% for %}", NULL) == QT_ERR, "a template that neither compiles nor is a family: error");
+    CHECK(qt_chat_template_init(&t, "{{ messages }}", NULL) == QT_OK && t.jinja, "an unknown family compiles with the Jinja engine");
+    qt_chat_template_free(&t);
     CHECK(qt_chat_template_init(&t, NULL, "vicuna") == QT_ERR, "unknown override: error");
     // Llama 3.1's dated system header is another format: refused, not misrendered
     CHECK(qt_chat_family_detect("<|start_header_id|>system ... Cutting Knowledge Date: December 2023", NULL) == -1,
@@ -197,7 +199,7 @@ static void test_template_sources(void) {
     char *t = qt_model_chat_template(&fake);
     CHECK(t && strcmp(t, QWEN2) == 0, "template from GGUF");
     qt_chat_template ct;
-    CHECK(qt_model_template_init(&ct, &fake, NULL) == QT_OK && ct.family == QT_CHAT_CHATML && ct.default_system &&
+    CHECK(qt_model_template_init(&ct, &fake, NULL, NULL) == QT_OK && ct.family == QT_CHAT_CHATML && ct.default_system &&
           strcmp(ct.default_system, "You are a helpful assistant.") == 0, "GGUF template: chatml with Qwen2's system prompt");
     qt_chat_template_free(&ct);
     qt_free(t);
@@ -213,6 +215,22 @@ static void test_template_sources(void) {
     CHECK(qt_write_file_atomic(path, CFG, strlen(CFG)) == QT_OK, "write config");
     t = qt_model_chat_template(&fake);
     CHECK(t && strcmp(t, "{{ '<start_of_turn>' }}") == 0, "named templates: the default one (%s)", t ? t : "NULL");
+    qt_free(t);
+    t = qt_model_chat_template_named(&fake, "tool_use");
+    CHECK(t && strcmp(t, "x") == 0, "named templates: tool_use (%s)", t ? t : "NULL");
+    // a request with tools renders with the tool_use variant, one without with the default
+    CHECK(qt_chat_template_init(&ct, "{{ 'default' }}", NULL) == QT_OK, "default template");
+    qt_chat_template_add_tool_use(&ct, "{{ 'tools: ' ~ tools|length }}");
+    cJSON *msgs = cJSON_Parse("[{\"role\": \"user\", \"content\": \"hi\"}]"), *tl = cJSON_Parse("[{\"type\": \"function\"}]");
+    char terr[128];
+    char *r1 = qt_chat_template_render(&ct, msgs, tl, NULL, "", "", true, NULL, terr, sizeof(terr));
+    char *r2 = qt_chat_template_render(&ct, msgs, NULL, NULL, "", "", true, NULL, terr, sizeof(terr));
+    CHECK(r1 && !strcmp(r1, "tools: 1") && r2 && !strcmp(r2, "default"), "tool_use variant: %s / %s", r1 ? r1 : terr, r2 ? r2 : terr);
+    qt_free(r1);
+    qt_free(r2);
+    cJSON_Delete(msgs);
+    cJSON_Delete(tl);
+    qt_chat_template_free(&ct);
     qt_free(t);
     unlink(path);
     rmdir(dir);

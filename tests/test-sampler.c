@@ -246,10 +246,55 @@ static void test_large_vocab(void) {
     free(lg); free(w); free(prob);
 }
 
+// OpenAI's penalties and logit bias, checked on the logits the chain then
+// sees: greedy picks argmax(logit + bias - count * frequency - (count > 0) * presence),
+// counts over the tokens given to qt_sampler_count only (not the prompt's).
+static void test_openai_penalties(void) {
+    enum { NV = 6 };
+    const float base[NV] = { 1.0f, 2.0f, 2.5f, 0.5f, 2.2f, -1.0f };
+    qt_sampler_params p = qt_sampler_defaults();
+    p.temp = 0;
+    p.frequency_penalty = 0.4f;
+    p.presence_penalty = 0.3f;
+    qt_sampler *s = qt_sampler_init(&p, NV);
+    qt_sampler_accept(s, 2);   // a prompt token: no effect on the OpenAI penalties
+    int counts[NV] = { 0 };
+    for (int step = 0; step < 12; step++) {
+        float lg[NV];
+        memcpy(lg, base, sizeof(lg));
+        int want = 0;
+        double best = -1e30;
+        for (int i = 0; i < NV; i++) {
+            double v = base[i] - counts[i] * 0.4 - (counts[i] > 0 ? 0.3 : 0.0);
+            if (v > best) { best = v; want = i; }
+        }
+        int got = qt_sampler_sample(s, lg);
+        CHECK(got == want, "penalised greedy step %d: got %d, want %d", step, got, want);
+        qt_sampler_accept(s, got);
+        qt_sampler_count(s, got);
+        counts[got]++;
+    }
+    qt_sampler_reset(s);   // counts forgotten
+    float lg[NV];
+    memcpy(lg, base, sizeof(lg));
+    CHECK(qt_sampler_sample(s, lg) == 2, "after reset the best logit wins again");
+    const int32_t ids[2] = { 2, 5 };
+    const float bias[2] = { -100.0f, 3.5f };
+    qt_sampler_set_bias(s, ids, bias, 2);
+    memcpy(lg, base, sizeof(lg));
+    CHECK(qt_sampler_sample(s, lg) == 5 && lg[5] == base[5] + 3.5f, "bias +3.5 lifts token 5 to the top (%g)", lg[5]);
+    const int32_t bad[1] = { 99 };
+    qt_sampler_set_bias(s, bad, bias, 1);   // out of range: ignored
+    memcpy(lg, base, sizeof(lg));
+    CHECK(qt_sampler_sample(s, lg) == 2, "an out-of-range bias id is ignored");
+    qt_sampler_free(s);
+}
+
 int main(void) {
     test_distributions();
     test_greedy_and_determinism();
     test_repetition_penalty();
+    test_openai_penalties();
     test_large_vocab();
     TEST_END();
 }

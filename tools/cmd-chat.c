@@ -128,7 +128,8 @@ static bool read_line(char **buf, size_t *cap) {
 }
 
 int qt_cmd_chat(int argc, char **argv) {
-    const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL;
+    const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL, *tmpl_file = NULL;
+    bool verbose_prompt = false;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
     const char *device = NULL;
     bool quiet = false;
@@ -141,6 +142,8 @@ int qt_cmd_chat(int argc, char **argv) {
         { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)" },
         { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
           "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },
+        { "chat-template-file", 0, QT_OPT_STR, &tmpl_file, "FILE", "Jinja chat template (or a tokenizer_config.json) to use" },
+        { "verbose-prompt", 0, QT_OPT_FLAG, &verbose_prompt, NULL, "print each rendered prompt to stderr" },
         { "n-predict", 'n', QT_OPT_INT, &n_predict, "N", "most tokens per answer (default 256)" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
@@ -153,7 +156,7 @@ int qt_cmd_chat(int argc, char **argv) {
         { 0 },
     };
     const qt_cmd_spec spec = { "chat", "-m MODEL [options]",
-                               "Chat with a model; lines from stdin are user turns; /clear, /exit, /save FILE, /load FILE.",
+                               "Chat with a model; lines from stdin are user turns; /clear, /exit, /save FILE, /load FILE, /prompt.",
                                opts, 0, 0 };
     char *pos[1];
     int n_pos;
@@ -179,17 +182,17 @@ int qt_cmd_chat(int argc, char **argv) {
     size_t line_cap = 0;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
-    if (qt_model_template_init(&tmpl, m, tmpl_name) != QT_OK) goto done;
+    if (qt_model_template_init(&tmpl, m, tmpl_name, tmpl_file) != QT_OK) goto done;
     if (system) {
         // templates without a system role refuse it now, not at the first turn
         qt_chat_msg probe[2] = { { "system", system }, { "user", "x" } };
-        char err[256];
-        char *s = qt_chat_render_family(&tmpl, probe, 2, "", "", true, NULL, NULL, NULL, err, sizeof(err));
-        if (!s) {
+        char err[512];
+        int32_t *pt = NULL;
+        if (qt_chat_tokenize(m, &tmpl, probe, 2, true, &pt, NULL, err, sizeof(err)) < 0) {
             qt_log_error("qtune chat: --system: %s", err);
             goto done;
         }
-        qt_free(s);
+        qt_free(pt);
         convo_add(&cv, "system", system, strlen(system));
     }
     if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
@@ -206,13 +209,14 @@ int qt_cmd_chat(int argc, char **argv) {
     if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
     qt_session_init(&sess, ctx);
-    const char *const *stops = qt_chat_family_stops(tmpl.family);
+    const char *const *stops = qt_chat_template_stops(&tmpl);
     int n_stops = 0;
     while (stops[n_stops]) n_stops++;
     bool tty = isatty(0);
+    char tdesc[256];
     if (!quiet)
-        qt_log_info("chat template %s, context %d, seed %llu, %d threads; /exit to quit", qt_chat_family_name(tmpl.family),
-                    n_ctx, (unsigned long long)seed, nth);
+        qt_log_info("chat template %s, context %d, seed %llu, %d threads; /exit to quit",
+                    qt_chat_template_describe(&tmpl, tdesc, sizeof(tdesc)), n_ctx, (unsigned long long)seed, nth);
     int turn = 0;
     for (;;) {
         if (tty) { fputs("> ", stdout); fflush(stdout); }
@@ -231,8 +235,18 @@ int qt_cmd_chat(int argc, char **argv) {
                 if (convo_save(&cv, arg) == QT_OK) fprintf(stderr, "[saved %d messages to %s]\n", cv.n, arg);
             } else if (!strcmp(line, "/load") && arg && *arg) {
                 if (convo_load(&cv, arg) == QT_OK) fprintf(stderr, "[loaded %d messages from %s]\n", cv.n, arg);
+            } else if (!strcmp(line, "/prompt")) {   // the prompt the next turn would start from
+                qt_chat_msg *v = convo_view(&cv);
+                char err[512], *text = NULL;
+                int32_t *pt = NULL;
+                int np = qt_chat_tokenize(m, &tmpl, v, cv.n, true, &pt, &text, err, sizeof(err));
+                qt_free(v);
+                if (np < 0) fprintf(stderr, "[%s]\n", err);
+                else fprintf(stderr, "[%d tokens]\n%s\n[end of prompt]\n", np, text);
+                qt_free(pt);
+                qt_free(text);
             } else {
-                fprintf(stderr, "commands: /clear, /exit, /save FILE, /load FILE\n");
+                fprintf(stderr, "commands: /clear, /exit, /save FILE, /load FILE, /prompt\n");
             }
             continue;
         }
@@ -243,9 +257,11 @@ int qt_cmd_chat(int argc, char **argv) {
         int n_tok = 0, dropped = 0;
         for (;;) {
             qt_chat_msg *v = convo_view(&cv);
-            char err[256];
-            n_tok = qt_chat_tokenize(m, &tmpl, v, cv.n, true, &toks, err, sizeof(err));
+            char err[512], *text = NULL;
+            n_tok = qt_chat_tokenize(m, &tmpl, v, cv.n, true, &toks, verbose_prompt ? &text : NULL, err, sizeof(err));
             qt_free(v);
+            if (text && n_tok >= 0 && n_tok + n_predict <= n_ctx) fprintf(stderr, "[prompt: %d tokens]\n%s\n[end of prompt]\n", n_tok, text);
+            qt_free(text);
             if (n_tok < 0) {
                 qt_log_error("%s", err);
                 break;

@@ -17,7 +17,7 @@ int qt_cmd_generate(int argc, char **argv) {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
     int n_predict = 128, threads = 0, n_ctx = 0, n_batch = 256, verbose = 0;
     const char *device = NULL;
-    bool ignore_eos = false, no_bos = false, quiet = false, show_prompt = false;
+    bool ignore_eos = false, no_bos = false, quiet = false, show_prompt = false, verbose_prompt = false;
     uint64_t seed = UINT64_MAX;   // unset: taken from the clock
     qt_sampler_params sp = qt_sampler_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
@@ -37,6 +37,7 @@ int qt_cmd_generate(int argc, char **argv) {
         { "no-bos", 0, QT_OPT_FLAG, &no_bos, NULL, "do not add the BOS token" },
         { "no-prompt", 0, QT_OPT_FLAG, &quiet, NULL, "print only the generated text and no stats" },
         { "show-prompt", 0, QT_OPT_FLAG, &show_prompt, NULL, "echo the prompt before the generated text" },
+        { "verbose-prompt", 0, QT_OPT_FLAG, &verbose_prompt, NULL, "print the prompt's tokens (id and piece) to stderr" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
         { 0 },
     };
@@ -99,6 +100,13 @@ int qt_cmd_generate(int argc, char **argv) {
     smp = qt_sampler_init(&sp, m->cfg.n_vocab);
     for (int i = 0; i < n_tok; i++) qt_sampler_accept(smp, toks[i]);
     if (!quiet) qt_log_info("seed %llu, %d threads, %d prompt tokens", (unsigned long long)seed, nth, n_tok);
+    if (verbose_prompt) {   // as llama.cpp's --verbose-prompt: one line per token
+        fprintf(stderr, "prompt: %d tokens\n", n_tok);
+        for (int i = 0; i < n_tok; i++) {
+            const char *t = qt_token_text(tk, toks[i]);
+            fprintf(stderr, "%6d -> '%s'\n", toks[i], t ? t : "");
+        }
+    }
 
     char buf[256];
     qt_detok dt;

@@ -218,6 +218,7 @@ static void forward(qt_ctx *c, const qt_ctx_seq *seqs, int n_seq, bool all_logit
         m->arch->layer_forward(&f, il, c->acts, c->work, NULL, x, y);
         float *t = x; x = y; y = t;
     }
+    c->x_final = x;
     // Only the rows whose logits are wanted go through the (large) output head.
     int n_out = all_logits ? N : n_seq;
     const float *rows = x;
@@ -257,6 +258,12 @@ const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) {
     for (int i = 0; i < n; i += c->n_batch) {
         const qt_ctx_seq s = { tokens + i, QT_MIN(c->n_batch, n - i), 0 };
         forward(c, &s, 1, c->logits_all);
+        if (c->hidden_out) {   // the chunk's rows of the residual stream through the final norm
+            const qt_fwd f = { .m = c->m, .be = c->be, .N = s.n };
+            qt_final_norm(&f, c->xn, NULL, c->x_final, s.n);
+            c->be->ops->download(c->be, c->hidden_out + (size_t)i * c->m->cfg.n_embd, c->xn,
+                                 sizeof(float) * (size_t)s.n * (size_t)c->m->cfg.n_embd);
+        }
     }
     return c->logits;
 }

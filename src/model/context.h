@@ -26,9 +26,12 @@ typedef struct {
     bool logits_all;     // qt_ctx_eval keeps logits of every token of a chunk, not just the last
     int *n_past;         // (n_slots) positions filled in each slot's cache
     qt_kv *kv;
+    float *hidden_out;   // NULL, or (n, n_embd) caller-owned host memory: qt_ctx_eval of n tokens writes each
+                         // token's final-norm hidden state here (embeddings; set it just for that call)
 
     // backend memory, one arena
     float *x, *x2;                   // (B, C) residual stream: layer input and output
+    float *x_final;                  // x or x2: the last forward's final residual rows
     float *acts[QT_MAX_ACTS];        // (B, arch->acts[i]) the layer's activations
     float *work[QT_MAX_ACTS];        // (B, arch->work[i])
     float *cs;                       // (B, HS) RoPE cos/sin

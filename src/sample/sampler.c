@@ -16,7 +16,11 @@
 // the k survivors. Top-p without top-k sorts a
 // growing prefix (64, 512, ... tokens) selected the same way and stops when it
 // holds mass p, so a peaked distribution never sorts the whole vocabulary.
-// Not here: typical-p, mirostat, DRY, XTC, grammar constraints, logit bias.
+// Before the chain: logit bias (added), then OpenAI's frequency and presence
+// penalties over the tokens counted with qt_sampler_count (the API reference's
+// formula: mu[j] -= c[j] * alpha_frequency + float(c[j] > 0) * alpha_presence).
+// Grammar constraints are sample/grammar.h's mask, applied by the caller.
+// Not here: typical-p, mirostat, DRY, XTC.
 #include "sample/sampler.h"
 
 #include <math.h>
@@ -39,12 +43,18 @@ struct qt_sampler {
     uint32_t *seen;      // (n_vocab) stamp per token: dedupes the penalty window
     uint32_t stamp;
     cand *c;             // (n_vocab) candidates
+    int32_t *counts;     // (n_vocab) generated-token counts, allocated when a frequency/presence penalty is set
+    int32_t *counted;    // ids with a nonzero count (to reset and to penalise without a vocabulary scan)
+    int n_counted;
+    int32_t *bias_ids;   // (n_bias) logit bias
+    float *bias;
+    int n_bias;
 };
 
 qt_sampler_params qt_sampler_defaults(void) {
     qt_sampler_params p = {
         .temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
-        .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0,
+        .repeat_penalty = 1.0f, .repeat_last_n = 64, .frequency_penalty = 0.0f, .presence_penalty = 0.0f, .seed = 0,
     };
     return p;
 }
@@ -58,8 +68,33 @@ qt_sampler *qt_sampler_init(const qt_sampler_params *p, int n_vocab) {
     s->last = qt_malloc(((size_t)s->p.repeat_last_n + 1) * sizeof(int32_t));
     s->seen = qt_calloc((size_t)n_vocab, sizeof(uint32_t));
     s->c = qt_malloc((size_t)n_vocab * sizeof(cand));
+    if (p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f) {
+        s->counts = qt_calloc((size_t)n_vocab, sizeof(int32_t));
+        s->counted = qt_malloc((size_t)n_vocab * sizeof(int32_t));
+    }
     qt_rng_seed(&s->rng, p->seed);
     return s;
+}
+
+void qt_sampler_count(qt_sampler *s, int token) {
+    if (!s->counts || token < 0 || token >= s->n_vocab) return;
+    if (s->counts[token]++ == 0) s->counted[s->n_counted++] = token;
+}
+
+void qt_sampler_set_bias(qt_sampler *s, const int32_t *ids, const float *bias, int n) {
+    qt_free(s->bias_ids);
+    qt_free(s->bias);
+    s->bias_ids = NULL;
+    s->bias = NULL;
+    s->n_bias = 0;
+    if (n <= 0) return;
+    s->bias_ids = qt_malloc(sizeof(int32_t) * (size_t)n);
+    s->bias = qt_malloc(sizeof(float) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= s->n_vocab) continue;
+        s->bias_ids[s->n_bias] = ids[i];
+        s->bias[s->n_bias++] = bias[i];
+    }
 }
 
 void qt_sampler_free(qt_sampler *s) {
@@ -67,10 +102,16 @@ void qt_sampler_free(qt_sampler *s) {
     qt_free(s->last);
     qt_free(s->seen);
     qt_free(s->c);
+    qt_free(s->counts);
+    qt_free(s->counted);
+    qt_free(s->bias_ids);
+    qt_free(s->bias);
     qt_free(s);
 }
 
 void qt_sampler_reset(qt_sampler *s) {
+    for (int i = 0; i < s->n_counted; i++) s->counts[s->counted[i]] = 0;
+    s->n_counted = 0;
     s->n_last = s->i_last = 0;
     qt_rng_seed(&s->rng, s->p.seed);
 }
@@ -173,6 +214,11 @@ static void sort_top(cand *c, int n, int k) {
 
 int qt_sampler_sample(qt_sampler *s, float *logits) {
     int n = s->n_vocab;
+    for (int i = 0; i < s->n_bias; i++) logits[s->bias_ids[i]] += s->bias[i];
+    for (int i = 0; i < s->n_counted; i++) {
+        int id = s->counted[i];
+        logits[id] -= (float)s->counts[id] * s->p.frequency_penalty + s->p.presence_penalty;
+    }
     apply_penalty(s, logits);
 
     // NaN logits never win: they become -inf

@@ -14,10 +14,15 @@
 
 #include "base/base.h"
 
-char *qt_model_chat_template(const qt_model *m) {
+char *qt_model_chat_template(const qt_model *m) { return qt_model_chat_template_named(m, "default"); }
+
+char *qt_model_chat_template_named(const qt_model *m, const char *name) {
+    bool dflt = !strcmp(name, "default");
     if (m->gguf) {
+        char key[128];
+        snprintf(key, sizeof(key), dflt ? "tokenizer.chat_template" : "tokenizer.chat_template.%s", name);
         const char *s = NULL;
-        if (qt_gguf_get_str(m->gguf, "tokenizer.chat_template", &s, false) != QT_OK || !s) return NULL;
+        if (qt_gguf_get_str(m->gguf, key, &s, false) != QT_OK || !s) return NULL;
         return qt_strdup(s);
     }
     if (!m->path) return NULL;
@@ -31,13 +36,13 @@ char *qt_model_chat_template(const qt_model *m) {
     cJSON *j = cJSON_Parse(text);
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
     if (cJSON_IsString(ct)) {
-        out = qt_strdup(ct->valuestring);
+        if (dflt) out = qt_strdup(ct->valuestring);
     } else if (cJSON_IsArray(ct)) {   // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
         const cJSON *e;
         cJSON_ArrayForEach(e, ct) {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
             const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(e, "template");
-            if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0 && cJSON_IsString(tpl))
+            if (cJSON_IsString(nm) && strcmp(nm->valuestring, name) == 0 && cJSON_IsString(tpl) && !out)
                 out = qt_strdup(tpl->valuestring);
         }
     }
@@ -46,10 +51,16 @@ char *qt_model_chat_template(const qt_model *m) {
     return out;
 }
 
-int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name) {
+int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name, const char *file) {
+    if (file) return qt_chat_template_init_file(t, file);
     char *jinja = override_name ? NULL : qt_model_chat_template(m);
     int rc = qt_chat_template_init(t, jinja, override_name);
     qt_free(jinja);
+    if (rc == QT_OK && !override_name) {   // transformers renders requests with tools with the "tool_use" variant
+        char *tools = qt_model_chat_template_named(m, "tool_use");
+        if (tools) qt_chat_template_add_tool_use(t, tools);
+        qt_free(tools);
+    }
     return rc;
 }
 
@@ -69,24 +80,56 @@ static const char *tok_text_or_empty(const qt_tokenizer *tk, int id) {
     return s ? s : "";
 }
 
-int qt_chat_tokenize(const qt_model *m, const qt_chat_template *t, const qt_chat_msg *msgs, int n,
-                     bool add_generation_prompt, int32_t **out, char *err, size_t err_cap) {
-    char ebuf[256];
+int qt_chat_tokenize_json(const qt_model *m, const qt_chat_template *t, const cJSON *messages, const cJSON *tools,
+                          const cJSON *documents, bool add_generation_prompt, int32_t **out, char **text_out, char *err,
+                          size_t err_cap) {
+    char ebuf[512];
     *out = NULL;
+    if (text_out) *text_out = NULL;
     const qt_tokenizer *tk = m->tok;
     const char *bos = tok_text_or_empty(tk, qt_tokenizer_bos(tk));
     const char *eos = tok_text_or_empty(tk, qt_tokenizer_eos(tk));
     size_t len = 0;
-    char *text = qt_chat_render_family(t, msgs, n, bos, eos, add_generation_prompt, &len, NULL, NULL, ebuf, sizeof(ebuf));
+    char *text = qt_chat_template_render(t, messages, tools, documents, bos, eos, add_generation_prompt, &len, ebuf,
+                                         sizeof(ebuf));
     if (!text) {
-        if (err) snprintf(err, err_cap, "chat template %s: %s", qt_chat_family_name(t->family), ebuf);
-        else qt_log_error("chat template %s: %s", qt_chat_family_name(t->family), ebuf);
+        char d[128];
+        if (err) snprintf(err, err_cap, "chat template %s: %s", qt_chat_template_describe(t, d, sizeof(d)), ebuf);
+        else qt_log_error("chat template %s: %s", qt_chat_template_describe(t, d, sizeof(d)), ebuf);
         return QT_ERR;
     }
-    int nt = qt_text_tokenize(tk, text, len, false, true, out);
-    qt_free(text);
-    if (nt < 0 && err) snprintf(err, err_cap, "could not tokenize the conversation");
+    int32_t *toks = NULL;
+    int nt = qt_text_tokenize(tk, text, len, false, true, &toks);
+    if (nt < 0) {
+        if (err) snprintf(err, err_cap, "could not tokenize the conversation");
+        qt_free(text);
+        return QT_ERR;
+    }
+    int bos_id = qt_tokenizer_bos(tk);
+    if (qt_tokenizer_add_bos(tk) && bos_id >= 0 && (nt == 0 || toks[0] != bos_id)) {
+        toks = qt_realloc(toks, sizeof(int32_t) * (size_t)(nt + 2));
+        memmove(toks + 1, toks, sizeof(int32_t) * (size_t)nt);
+        toks[0] = bos_id;
+        nt++;
+    }
+    if (text_out) *text_out = text;
+    else qt_free(text);
+    *out = toks;
     return nt;
+}
+
+int qt_chat_tokenize(const qt_model *m, const qt_chat_template *t, const qt_chat_msg *msgs, int n,
+                     bool add_generation_prompt, int32_t **out, char **text_out, char *err, size_t err_cap) {
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", msgs[i].role);
+        cJSON_AddStringToObject(o, "content", msgs[i].content);
+        cJSON_AddItemToArray(arr, o);
+    }
+    int rc = qt_chat_tokenize_json(m, t, arr, NULL, NULL, add_generation_prompt, out, text_out, err, err_cap);
+    cJSON_Delete(arr);
+    return rc;
 }
 
 // ---- sessions ----------------------------------------------------------------
@@ -178,16 +221,42 @@ int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const in
     dt.at_start = false;
     char piece[256];
     bool stopped = false, aborted = false;
+    const qt_gen_hooks *h = p->hooks;
     for (int i = 0; i < p->max_tokens; i++) {
         memcpy(lg, logits, sizeof(float) * (size_t)nv);
+        if (h && h->before_sample) {
+            int go = h->before_sample(h->ud);
+            if (go != QT_GEN_GO) {
+                if (go == QT_GEN_STOP) stopped = true; else aborted = true;
+                break;
+            }
+        }
         int32_t next = qt_sampler_sample(smp, lg);
+        if (h && h->allows && !h->allows(h->ud, next)) {   // outside the constraint: mask and draw again
+            memcpy(lg, logits, sizeof(float) * (size_t)nv);
+            h->mask(h->ud, lg);
+            next = qt_sampler_sample(smp, lg);
+        }
         qt_sampler_accept(smp, next);
+        qt_sampler_count(smp, next);
         if ((!p->ignore_eos && qt_tokenizer_is_eog(tk, next)) || is_stop_token(tk, next, p)) {
             stopped = true;
             break;
         }
+        if (h && h->on_token && !h->on_token(h->ud, next, logits)) {
+            aborted = true;
+            break;
+        }
         res->n_gen++;
-        size_t k = qt_detok_push(&dt, tk, next, piece, sizeof(piece));
+        size_t k;
+        const char *ctl = p->special_text && qt_token_type(tk, next) == 3 ? qt_token_text(tk, next) : NULL;
+        if (ctl) {   // a control token's text (a tool-call marker), after any bytes held back
+            k = qt_detok_flush(&dt, piece, sizeof(piece));
+            size_t cl = strlen(ctl);
+            if (k + cl < sizeof(piece)) { memcpy(piece + k, ctl, cl); k += cl; }
+        } else {
+            k = qt_detok_push(&dt, tk, next, piece, sizeof(piece));
+        }
         if (len + k + 1 > cap) {
             cap = 2 * (len + k + 1);
             text = qt_realloc(text, cap);

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "model/context.h"
 #include "model/model.h"
 #include "sample/sampler.h"
@@ -18,16 +20,27 @@
 // "chat_template" of tokenizer_config.json in a Hugging Face folder (a string,
 // or the entry named "default" of a list). malloc'd, NULL if none.
 char *qt_model_chat_template(const qt_model *m);
+// A named variant ("tool_use"): tokenizer.chat_template.NAME in a GGUF (as
+// llama.cpp's converter stores them), or the list entry of that name. NULL if none.
+char *qt_model_chat_template_named(const qt_model *m, const char *name);
 
-// The template for a model: its own, or --chat-template NAME. QT_ERR logged.
-int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name);
+// The template for a model: --chat-template-file FILE (file), else
+// --chat-template NAME (override_name), else its own. QT_ERR logged.
+int qt_model_template_init(qt_chat_template *t, const qt_model *m, const char *override_name, const char *file);
 
-// Render msgs with t for model m (bos/eos texts from its vocabulary) and
-// tokenize (special tokens in the template parsed; no BOS added beyond the
-// template's own). *out malloc'd; returns the token count or QT_ERR (logged,
-// or written to err when err != NULL).
+// Render a conversation (JSON messages, tools and documents as
+// qt_chat_template_render takes them) with t for model m (bos/eos texts from
+// its vocabulary) and tokenize it with special tokens parsed. BOS as
+// llama-server: when the vocabulary adds BOS and the text does not start with
+// it, one is put first. *out malloc'd; *text_out (may be NULL) gets the
+// rendered text (malloc'd). Returns the token count or QT_ERR (logged, or
+// written to err when err != NULL).
+int qt_chat_tokenize_json(const qt_model *m, const qt_chat_template *t, const cJSON *messages, const cJSON *tools,
+                          const cJSON *documents, bool add_generation_prompt, int32_t **out, char **text_out, char *err,
+                          size_t err_cap);
+// The same for plain {role, content} messages.
 int qt_chat_tokenize(const qt_model *m, const qt_chat_template *t, const qt_chat_msg *msgs, int n,
-                     bool add_generation_prompt, int32_t **out, char *err, size_t err_cap);
+                     bool add_generation_prompt, int32_t **out, char **text_out, char *err, size_t err_cap);
 
 // Tokenize len bytes of text (err as above). *out malloc'd.
 int qt_text_tokenize(const qt_tokenizer *tk, const char *text, size_t len, bool add_bos, bool parse_special,
@@ -53,11 +66,29 @@ const float *qt_session_push(qt_session *s, int32_t tok);
 // Streaming callback: len bytes of new text. Return false to stop (client gone).
 typedef bool (*qt_gen_text_fn)(const char *text, size_t len, void *ud);
 
+// Per-token hooks (all optional). before_sample runs before each draw and
+// returns QT_GEN_GO, or QT_GEN_STOP (finish "stop") / QT_GEN_ABORT (finish
+// "abort", the client is gone). A constraint (grammar) gives allows and mask:
+// a token drawn without the constraint is kept when allows(id); otherwise the
+// logits are masked and the token drawn again (llama.cpp's order: the full
+// mask only when the cheap check fails). on_token sees each output token with
+// the model's raw logits it was drawn from (logprobs, grammar state); false aborts.
+enum { QT_GEN_GO = 0, QT_GEN_STOP = 1, QT_GEN_ABORT = 2 };
+typedef struct {
+    int (*before_sample)(void *ud);
+    bool (*allows)(void *ud, int32_t id);
+    void (*mask)(void *ud, float *logits);
+    bool (*on_token)(void *ud, int32_t id, const float *raw_logits);
+    void *ud;
+} qt_gen_hooks;
+
 typedef struct {
     int max_tokens;              // budget of generated tokens
     const char *const *stops;    // texts that end generation (not included in the output), or NULL
     int n_stops;
     bool ignore_eos;
+    bool special_text;           // control tokens (not end-of-generation ones) add their text to the output
+    const qt_gen_hooks *hooks;   // or NULL
 } qt_gen_params;
 
 typedef struct {

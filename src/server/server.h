@@ -1,10 +1,13 @@
 // server.h: an OpenAI-compatible HTTP server on libmicrohttpd: /health,
-// /v1/models, /v1/completions, /v1/chat/completions (stream true: server-sent
-// events; false: one JSON body). One model context serves every client:
-// requests wait in a FIFO and one worker thread runs them in arrival order.
+// GET /v1/models and /v1/models/{id}, POST /v1/completions,
+// /v1/chat/completions (stream true: server-sent events; false: one JSON
+// body), /v1/embeddings; CORS preflight for the configured origins. Requests
+// are validated (server/api.c), queued, and run by one scheduler thread that
+// owns the model context and its reusable KV cache, one slot per choice.
 #ifndef QT_SERVER_H
 #define QT_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "model/context.h"
@@ -19,9 +22,14 @@ typedef struct {
     int max_tokens_limit;      // largest max_tokens a request may ask for (default 2048)
     size_t max_body;           // largest request body in bytes (default 1 MiB)
     int max_queue;             // requests waiting beyond this get 503 (default 64)
-    int max_connections;       // simultaneous connections (default 64)
+    int max_connections;       // simultaneous connections (default 1024)
+    int max_connections_per_ip;  // simultaneous connections from one address (default 256)
+    int request_timeout;       // seconds for a request's headers and body to arrive (default 10)
+    int idle_timeout;          // seconds a kept-alive connection may wait for its next request (default 30)
+    const char *cors_origins;  // NULL: no CORS headers; "*", or origins separated by commas
     qt_sampler_params sampling;  // defaults; a request's temperature, top_p, seed override them
     const char *model_name;    // id in /v1/models and responses
+    bool verbose_prompt;       // log each rendered prompt
 } qt_server_opts;
 
 qt_server_opts qt_server_defaults(void);

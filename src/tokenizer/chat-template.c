@@ -1,9 +1,12 @@
-// chat-template.c: the chat-template families of chat-template.h, each
-// rendered by hand as its Hugging Face Jinja template renders it (the
-// templates are quoted above each renderer; tests/ref/make_chat_refs.py
-// renders them with jinja2 and tests/test-chat-template.c compares).
-// Deliberately not here: a Jinja interpreter, tool calls, Llama-3.1's dated
-// system header, templates of other families (they are refused by name).
+// chat-template.c: chat templates of chat-template.h. A model's own template
+// is compiled and rendered by the Jinja engine (template/jinja.c) with the
+// variables transformers' apply_chat_template passes (messages, tools,
+// documents, add_generation_prompt, bos_token, eos_token). The built-in
+// families are rendered by hand as their Hugging Face Jinja templates render
+// them (the templates are quoted above each renderer; tests/ref/make_chat_refs.py
+// renders them with jinja2 and tests/test-chat-template.c compares); they
+// serve --chat-template NAME, training records, and templates the engine
+// cannot compile. The families do not render tool calls, tools or documents.
 #include "tokenizer/chat-template.h"
 
 #include <stdio.h>
@@ -100,6 +103,76 @@ int qt_chat_family_detect(const char *jinja, char **default_system) {
     return f;
 }
 
+// The family whose end-of-turn marker a template writes (stop strings only).
+static int family_by_marker(const char *jinja) {
+    if (strstr(jinja, "<|im_end|>")) return QT_CHAT_CHATML;
+    if (strstr(jinja, "<|eot_id|>")) return QT_CHAT_LLAMA3;
+    if (strstr(jinja, "<end_of_turn>")) return QT_CHAT_GEMMA;
+    if (strstr(jinja, "<|end|>")) return QT_CHAT_PHI3;
+    if (strstr(jinja, "[INST]")) return QT_CHAT_MISTRAL;
+    return -1;
+}
+
+static int init_jinja(qt_chat_template *t, const char *jinja, const char *origin) {
+    char err[512];
+    t->jinja = qt_jinja_parse(jinja, strlen(jinja), err, sizeof(err));
+    t->origin = qt_strdup(origin);
+    int fam = qt_chat_family_detect(jinja, &t->default_system);
+    if (t->jinja) {
+        t->family = fam >= 0 ? fam : family_by_marker(jinja);
+        t->text = qt_strdup(jinja);
+        return QT_OK;
+    }
+    if (fam < 0) {
+        qt_log_error("%s chat template: %s (and it is none of the built-in families: choose one with --chat-template NAME, "
+                     "%s)", origin, err, qt_chat_family_list());
+        return QT_ERR;
+    }
+    qt_log_warn("%s chat template: %s; rendering it as the built-in %s family instead", origin, err, qt_chat_family_name(fam));
+    t->family = fam;
+    return QT_OK;
+}
+
+int qt_chat_template_init_file(qt_chat_template *t, const char *path) {
+    memset(t, 0, sizeof(*t));
+    t->family = -1;
+    size_t n = 0;
+    char *text = qt_read_file(path, &n);
+    if (!text) return QT_ERR;
+    if (strlen(text) != n) {
+        qt_log_error("%s: a chat template is text; this file holds a NUL byte", path);
+        qt_free(text);
+        return QT_ERR;
+    }
+    // a tokenizer_config.json: its "chat_template" (a string, or the "default" of a list)
+    char *tmpl = NULL;
+    size_t i = 0;
+    while (text[i] == ' ' || text[i] == '\n' || text[i] == '\t' || text[i] == '\r') i++;
+    if (text[i] == '{' && text[i + 1] != '{' && text[i + 1] != '%' && text[i + 1] != '#') {
+        cJSON *j = cJSON_Parse(text);
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+        if (cJSON_IsString(ct)) tmpl = qt_strdup(ct->valuestring);
+        else if (cJSON_IsArray(ct)) {
+            const cJSON *e;
+            cJSON_ArrayForEach(e, ct) {
+                const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name"), *tp = cJSON_GetObjectItemCaseSensitive(e, "template");
+                if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) tmpl = qt_strdup(tp->valuestring);
+            }
+        }
+        cJSON_Delete(j);
+        if (!tmpl) {
+            qt_log_error("%s: a JSON file without a \"chat_template\" string (give a Jinja template or a tokenizer_config.json)", path);
+            qt_free(text);
+            return QT_ERR;
+        }
+    }
+    int rc = init_jinja(t, tmpl ? tmpl : text, path);
+    qt_free(tmpl);
+    qt_free(text);
+    if (rc != QT_OK) qt_chat_template_free(t);
+    return rc;
+}
+
 int qt_chat_template_init(qt_chat_template *t, const char *jinja, const char *override_name) {
     memset(t, 0, sizeof(*t));
     t->family = -1;
@@ -119,24 +192,110 @@ int qt_chat_template_init(qt_chat_template *t, const char *jinja, const char *ov
         return QT_OK;
     }
     if (!jinja) {
-        qt_log_error("the model has no chat template (tokenizer.chat_template): choose one with --chat-template NAME (%s)",
-                     qt_chat_family_list());
+        qt_log_error("the model has no chat template (tokenizer.chat_template): choose one with --chat-template NAME (%s) "
+                     "or --chat-template-file FILE", qt_chat_family_list());
         return QT_ERR;
     }
-    t->family = qt_chat_family_detect(jinja, &t->default_system);
-    if (t->family < 0) {
-        qt_log_error("the model's chat template is not one qtune knows (it renders %s without a Jinja engine): "
-                     "choose the closest with --chat-template NAME; template starts: \"%.120s\"",
-                     qt_chat_family_list(), jinja);
-        return QT_ERR;
-    }
-    return QT_OK;
+    int rc = init_jinja(t, jinja, "the model's");
+    if (rc != QT_OK) qt_chat_template_free(t);
+    return rc;
 }
 
 void qt_chat_template_free(qt_chat_template *t) {
     if (!t) return;
     qt_free(t->default_system);
+    qt_jinja_free(t->jinja);
+    qt_free(t->origin);
+    qt_free(t->text);
+    qt_jinja_free(t->jinja_tools);
+    qt_free(t->text_tools);
+    t->jinja_tools = NULL;
+    t->text_tools = NULL;
     t->default_system = NULL;
+    t->jinja = NULL;
+    t->origin = NULL;
+    t->text = NULL;
+}
+
+void qt_chat_template_add_tool_use(qt_chat_template *t, const char *jinja) {
+    char err[512];
+    qt_jinja *j = qt_jinja_parse(jinja, strlen(jinja), err, sizeof(err));
+    if (!j) {
+        qt_log_warn("%s tool_use chat template: %s; requests with tools use the default template", t->origin ? t->origin : "the", err);
+        return;
+    }
+    qt_jinja_free(t->jinja_tools);
+    qt_free(t->text_tools);
+    t->jinja_tools = j;
+    t->text_tools = qt_strdup(jinja);
+}
+
+const char *qt_chat_template_describe(const qt_chat_template *t, char *buf, size_t cap) {
+    if (t->jinja) snprintf(buf, cap, "jinja (%s)", t->origin ? t->origin : "given");
+    else snprintf(buf, cap, "%s (built-in)", qt_chat_family_name(t->family));
+    return buf;
+}
+
+const char *const *qt_chat_template_stops(const qt_chat_template *t) { return qt_chat_family_stops(t->family); }
+
+// Messages for a family renderer: role and string content only.
+static qt_chat_msg *family_msgs(const cJSON *messages, int *n_out, char *err, size_t err_cap) {
+    int n = cJSON_GetArraySize(messages);
+    qt_chat_msg *m = qt_calloc((size_t)(n ? n : 1), sizeof(qt_chat_msg));
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(messages, i);
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(e, "role"), *content = cJSON_GetObjectItemCaseSensitive(e, "content");
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(e, "tool_calls");
+        if (!cJSON_IsString(role) || (!cJSON_IsString(content) && !(cJSON_IsArray(calls) && cJSON_GetArraySize(calls)))) {
+            snprintf(err, err_cap, "messages[%d]: needs a string role and string content", i);
+            qt_free(m);
+            return NULL;
+        }
+        if ((cJSON_IsArray(calls) && cJSON_GetArraySize(calls)) || !strcmp(role->valuestring, "tool")) {
+            snprintf(err, err_cap, "messages[%d]: the built-in chat templates do not render tool calls or tool results "
+                     "(use a model with its own chat template, or --chat-template-file)", i);
+            qt_free(m);
+            return NULL;
+        }
+        m[i] = (qt_chat_msg){ role->valuestring, content->valuestring };
+    }
+    *n_out = n;
+    return m;
+}
+
+char *qt_chat_template_render(const qt_chat_template *t, const cJSON *messages, const cJSON *tools,
+                              const cJSON *documents, const char *bos, const char *eos, bool gen, size_t *len_out,
+                              char *err, size_t err_cap) {
+    if (!cJSON_IsArray(messages)) {
+        snprintf(err, err_cap, "messages must be an array");
+        return NULL;
+    }
+    if (t->jinja) {
+        const qt_jinja *tpl = tools && cJSON_GetArraySize(tools) && t->jinja_tools ? t->jinja_tools : t->jinja;
+        cJSON *vars = cJSON_CreateObject();
+        cJSON_AddItemReferenceToObject(vars, "messages", (cJSON *)messages);
+        if (tools) cJSON_AddItemReferenceToObject(vars, "tools", (cJSON *)tools);
+        else cJSON_AddNullToObject(vars, "tools");
+        if (documents) cJSON_AddItemReferenceToObject(vars, "documents", (cJSON *)documents);
+        else cJSON_AddNullToObject(vars, "documents");
+        cJSON_AddBoolToObject(vars, "add_generation_prompt", gen);
+        cJSON_AddStringToObject(vars, "bos_token", bos ? bos : "");
+        cJSON_AddStringToObject(vars, "eos_token", eos ? eos : "");
+        char *out = qt_jinja_render(tpl, vars, NULL, len_out, err, err_cap);
+        cJSON_Delete(vars);
+        return out;
+    }
+    if ((tools && cJSON_GetArraySize(tools)) || (documents && cJSON_GetArraySize(documents))) {
+        snprintf(err, err_cap, "the built-in %s chat template does not render %s (use a model with its own chat template, "
+                 "or --chat-template-file)", qt_chat_family_name(t->family), tools ? "tools" : "documents");
+        return NULL;
+    }
+    int n = 0;
+    qt_chat_msg *m = family_msgs(messages, &n, err, err_cap);
+    if (!m) return NULL;
+    char *out = qt_chat_render_family(t, m, n, bos, eos, gen, len_out, NULL, NULL, err, err_cap);
+    qt_free(m);
+    return out;
 }
 
 // ---- rendering ---------------------------------------------------------------

@@ -1,13 +1,19 @@
-// chat-template.h: chat templates without a Jinja engine. A model's
-// tokenizer.chat_template (GGUF metadata or tokenizer_config.json) is
-// recognised as one of a few families by distinctive substrings, and each
-// family is rendered by hand exactly as its real Jinja template renders it
-// (Hugging Face's apply_chat_template: trim_blocks, lstrip_blocks).
+// chat-template.h: chat templates. A model's own tokenizer.chat_template
+// (GGUF metadata or tokenizer_config.json) or a --chat-template-file is
+// compiled with the Jinja engine (template/jinja.h) and rendered as
+// transformers' apply_chat_template does, tools and documents included. The
+// built-in families below stay as fallbacks (--chat-template NAME, models
+// without a template, training records): each is recognised by distinctive
+// substrings and rendered by hand exactly as its real Jinja template renders.
 #ifndef QT_CHAT_TEMPLATE_H
 #define QT_CHAT_TEMPLATE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "template/jinja.h"
 
 typedef enum {
     QT_CHAT_LLAMA2 = 0,  // meta-llama/Llama-2-*-chat-hf: <s>[INST] <<SYS>>...<</SYS>> ... [/INST] answer </s>
@@ -28,8 +34,14 @@ typedef struct {
 } qt_chat_msg;
 
 typedef struct {
-    int family;            // qt_chat_family
+    int family;            // qt_chat_family of the built-in renderer; with a Jinja template the family its
+                           // end-of-turn markers look like (for stop strings), or -1
     char *default_system;  // system prompt the template inserts when there is none (ChatML, Alpaca), or NULL
+    qt_jinja *jinja;       // the compiled Jinja template, or NULL (the family renderer)
+    char *origin;          // where the template came from ("the model", a file name), for messages
+    char *text;            // the Jinja source when jinja != NULL
+    qt_jinja *jinja_tools; // the template's "tool_use" variant (rendered when a request has tools), or NULL
+    char *text_tools;      // its source
 } qt_chat_template;
 
 // Family names: "llama2", "mistral", "chatml", "llama3", "zephyr", "phi3",
@@ -46,12 +58,35 @@ const char *qt_chat_family_list(void);
 int qt_chat_family_detect(const char *jinja, char **default_system);
 
 // Fill t from a Jinja template text (jinja may be NULL) and/or an override
-// name (NULL: none). The override wins; with a name of a ChatML family alias
-// ("qwen2", "smollm") the model's default system prompt is used. QT_OK, or
-// QT_ERR logged: unknown name, no template and no override, or a template of
-// an unrecognised family (the message lists the names for --chat-template).
+// name (NULL: none). The override wins (a built-in family; with a ChatML alias
+// such as "qwen2" or "smollm" that model's default system prompt). Otherwise
+// the template is compiled with the Jinja engine; one it cannot compile
+// falls back to its recognised family with a warning. QT_OK, or QT_ERR logged:
+// unknown name, no template and no override, a template that neither compiles
+// nor belongs to a family.
 int qt_chat_template_init(qt_chat_template *t, const char *jinja, const char *override_name);
+// Fill t from a file: a Jinja template, or a tokenizer_config.json whose
+// "chat_template" is used. QT_ERR logged with the file and line at fault.
+int qt_chat_template_init_file(qt_chat_template *t, const char *path);
+// Add the "tool_use" variant of a model's template (a list of named templates
+// in tokenizer_config.json, tokenizer.chat_template.tool_use in a GGUF). One
+// that does not compile is left out with a warning.
+void qt_chat_template_add_tool_use(qt_chat_template *t, const char *jinja);
 void qt_chat_template_free(qt_chat_template *t);
+
+// Render a conversation given as JSON the way transformers takes it:
+// messages [{"role", "content", "tool_calls", "tool_call_id", "name"}, ...],
+// tools (the OpenAI "tools" array) and documents (RAG documents), both NULL
+// when absent (the template then sees None). bos, eos: the token texts.
+// Returns the malloc'd text (*len_out its length, may be NULL), or NULL with
+// the reason in err: the template raised (its message), or the built-in
+// family cannot express the conversation (tool calls, tools, documents,
+// roles it refuses).
+char *qt_chat_template_render(const qt_chat_template *t, const cJSON *messages, const cJSON *tools,
+                              const cJSON *documents, const char *bos, const char *eos, bool add_generation_prompt,
+                              size_t *len_out, char *err, size_t err_cap);
+// A description of t for logs: "jinja (the model's)" or the family name.
+const char *qt_chat_template_describe(const qt_chat_template *t, char *buf, size_t cap);
 
 // A byte range of a render.
 typedef struct {
@@ -75,5 +110,8 @@ char *qt_chat_render_family(const qt_chat_template *t, const qt_chat_msg *msgs, 
 // end-of-generation ids): NULL-terminated, static. Generation stops when the
 // sampled token's text or the generated text reaches one of them.
 const char *const *qt_chat_family_stops(int family);
+// The same for a template: its family's, or for a Jinja template the family
+// whose end-of-turn marker it writes (none: only the tokenizer's end tokens).
+const char *const *qt_chat_template_stops(const qt_chat_template *t);
 
 #endif

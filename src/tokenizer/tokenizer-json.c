@@ -20,6 +20,7 @@
 // Deliberately not here: Unigram / WordPiece / WordLevel models, the NFC/NFKC
 // normalizers (NFC is accepted and, as in llama.cpp, not applied), added-token
 // lstrip/rstrip/single_word, BPE dropout, chat templates.
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -221,6 +222,9 @@ static int read_layout(qt_tokenizer *t, hf_load *L) {
     return QT_ERR;
 }
 
+// An integer token id in [0, MAX_VOCAB): compared as a double (NaN fails) before any conversion.
+static bool is_id(double v) { return v >= 0 && v < MAX_VOCAB && v == floor(v); }
+
 static int read_vocab(hf_load *L, const cJSON *model) {
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     if (!cJSON_IsObject(vocab)) {
@@ -232,12 +236,12 @@ static int read_vocab(hf_load *L, const cJSON *model) {
         qt_log_error("%s: added_tokens: not an array", L->path);
         return QT_ERR;
     }
-    // ids must be integers in [0, MAX_VOCAB); the vocabulary size is the largest + 1
+    // ids must be integers in [0, MAX_VOCAB) (range-checked as doubles before any conversion); the
+    // vocabulary size is the largest + 1
     double max_id = -1;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int64_t)it->valuedouble || it->valuedouble < 0 ||
-            it->valuedouble >= MAX_VOCAB) {
+        if (!cJSON_IsNumber(it) || !is_id(it->valuedouble)) {
             qt_log_error("%s: model.vocab: token '%.64s' has id %s (expected an integer in 0..%d)", L->path,
                          it->string ? it->string : "?", cJSON_IsNumber(it) ? "out of range" : "not a number",
                          MAX_VOCAB - 1);
@@ -249,8 +253,7 @@ static int read_vocab(hf_load *L, const cJSON *model) {
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *content = json_str(it, "content");
-        if (!cJSON_IsNumber(id) || !content || id->valuedouble != (double)(int64_t)id->valuedouble ||
-            id->valuedouble < 0 || id->valuedouble >= MAX_VOCAB) {
+        if (!cJSON_IsNumber(id) || !content || !is_id(id->valuedouble)) {
             qt_log_error("%s: added_tokens[%d]: needs an integer id in 0..%d and a string content", L->path, k,
                          MAX_VOCAB - 1);
             return QT_ERR;
