@@ -14,6 +14,8 @@
 
 #define QT_OK 0
 #define QT_ERR (-1)
+// Work cut short on request (Ctrl-C): not an error, but its result is partial.
+#define QT_STOPPED (-2)
 
 #define QT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define QT_MAX(a, b) ((a) > (b) ? (a) : (b))

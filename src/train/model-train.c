@@ -54,7 +54,14 @@ struct qt_tmodel {
     bool train;
     qt_tmodel_layer_fn layer_hook;   // after each layer's backward (gradient all-reduce)
     void *layer_hook_ud;
+    const atomic_int *stop;          // Ctrl-C: polled between operations; NULL: never
 };
+
+void qt_tmodel_set_stop(qt_tmodel *tm, const atomic_int *stop) { tm->stop = stop; }
+
+static inline bool stopped(const qt_tmodel *tm) {
+    return tm->stop && atomic_load_explicit(tm->stop, memory_order_relaxed) != 0;
+}
 
 void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud) {
     tm->layer_hook = fn;
@@ -166,6 +173,7 @@ static uint64_t drop_key(const qt_tmodel *tm, int il, int t) {
 
 // y (N, out) = x W^T + s * (drop(x) A^T) B^T; saves ax = drop(x) A^T.
 static void linear_fwd(qt_tmodel *tm, float *y, const float *x, const qt_tensor *W, int il, int t, float *ax, int N) {
+    if (stopped(tm)) return;   // the step is abandoned: skip the work
     qt_pool *pool = tm->pool;
     int in = (int)W->ne0, out = (int)W->ne1;
     qt_matmul(pool, y, x, W->data, W->type, in, out, N);
@@ -185,6 +193,7 @@ static void linear_fwd(qt_tmodel *tm, float *y, const float *x, const qt_tensor 
 // dx (N, in) += dy W + s * dropmask * ((dy B) A); adapter grads += (see lora.h).
 static void linear_bwd(qt_tmodel *tm, float *dx, const float *dy, const float *x, const qt_tensor *W, int il, int t,
                        const float *ax, int N) {
+    if (stopped(tm)) return;
     qt_pool *pool = tm->pool;
     const qt_kernel_table *K = qt_kernels();
     int in = (int)W->ne0, out = (int)W->ne1;
@@ -243,7 +252,7 @@ static void layer_forward(qt_tmodel *tm, const qt_batch *b, int il, layer_acts *
     add_bias(A->k, L->bk, N, kvd);
     add_bias(A->v, L->bv, N, kvd);
     size_t att_off = 0;
-    for (int s = 0; s < b->n_seq; s++) {
+    for (int s = 0; s < b->n_seq && !stopped(tm); s++) {
         int o = b->seq_start[s], T = b->seq_start[s + 1] - o;
         qt_rope_forward(A->q + (size_t)o * qd, tm->cs, T, NH, HS, c->rope_type);
         qt_rope_forward(A->k + (size_t)o * kvd, tm->cs, T, NKV, HS, c->rope_type);
@@ -292,7 +301,7 @@ static void layer_backward(qt_tmodel *tm, const qt_batch *b, int il, const layer
     memset(tm->dk, 0, sizeof(float) * (size_t)N * kvd);
     memset(tm->dv, 0, sizeof(float) * (size_t)N * kvd);
     size_t att_off = 0;
-    for (int s = 0; s < b->n_seq; s++) {
+    for (int s = 0; s < b->n_seq && !stopped(tm); s++) {
         int o = b->seq_start[s], T = b->seq_start[s + 1] - o;
         qt_attention_train_backward(tm->pool, tm->dq + (size_t)o * qd, tm->dk + (size_t)o * kvd,
                                     tm->dv + (size_t)o * kvd, tm->att_scratch, tm->dao + (size_t)o * qd,
@@ -338,8 +347,10 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
     const size_t nC = (size_t)N * C;
 
     qt_embedding_forward(tm->xs, b->tokens, N, &m->tok_embd);
-    for (int il = 0; il < Lc; il++)
+    for (int il = 0; il < Lc; il++) {
         layer_forward(tm, b, il, &tm->acts[tm->checkpoint ? 0 : il], tm->xs + (size_t)il * nC, tm->xs + (size_t)(il + 1) * nC);
+        if (stopped(tm)) return QT_STOPPED;
+    }
 
     // head: final norm, logits and cross-entropy in row chunks; d loss/d xnf on the way
     const float *xL = tm->xs + (size_t)Lc * nC;
@@ -349,6 +360,7 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
     double sum = 0;
     int64_t cnt = 0;
     for (int i0 = 0; i0 < N; i0 += CE_ROWS) {
+        if (stopped(tm)) return QT_STOPPED;
         int nr = QT_MIN(CE_ROWS, N - i0);
         bool any = false;
         for (int i = 0; i < nr; i++) {
@@ -374,6 +386,7 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
         layer_acts *A = &tm->acts[tm->checkpoint ? 0 : il];
         if (tm->checkpoint) layer_forward(tm, b, il, A, x, tm->xs + (size_t)(il + 1) * nC);   // recompute
         layer_backward(tm, b, il, A, x, dx, dx_next);
+        if (stopped(tm)) return QT_STOPPED;
         if (tm->layer_hook) tm->layer_hook(tm->layer_hook_ud, il);   // layer il's adapter gradients are final
         float *t = dx; dx = dx_next; dx_next = t;
     }

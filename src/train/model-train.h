@@ -9,6 +9,7 @@
 #ifndef QT_MODEL_TRAIN_H
 #define QT_MODEL_TRAIN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,7 +42,9 @@ size_t qt_tmodel_bytes(const qt_model *m, const qt_lora *lora, int max_tokens, i
 // in *n_targets. Backward accumulates (+=) d(sum_t dscale * loss_t)/d(adapter)
 // into lora->grads (dscale = 1 / targets in the optimizer step, for a mean).
 // train: dropout on (training); off for evaluation. drop_seed varies the
-// dropout masks per step. QT_ERR (logged) if the batch does not fit.
+// dropout masks per step. QT_ERR (logged) if the batch does not fit;
+// QT_STOPPED when the stop flag (qt_tmodel_set_stop) was raised during the
+// step: the loss and the gradients of this call are then partial.
 int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, float dscale, uint64_t drop_seed,
                    double *loss_sum, int64_t *n_targets);
 
@@ -50,5 +53,10 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
 // communication overlaps the remaining layers. NULL: no hook.
 typedef void (*qt_tmodel_layer_fn)(void *ud, int il);
 void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud);
+
+// A flag (set from a signal handler: Ctrl-C) that the step polls between its
+// linear and attention operations; once it is non-zero the step returns
+// QT_STOPPED as soon as it sees it. Borrowed; NULL: never stop.
+void qt_tmodel_set_stop(qt_tmodel *tm, const atomic_int *stop);
 
 #endif
