@@ -83,7 +83,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDFLAGS) $(LDLIBS)
 
-tests: $(TEST_BIN) $(BUILD)/qtune
+# make-model: tests/cli-interrupt.sh needs a model whose training step takes seconds
+tests: $(TEST_BIN) $(BUILD)/qtune $(BUILD)/bench/make-model
 bench: $(BENCH_BIN) $(BUILD)/qtune
 
 test: tests

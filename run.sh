@@ -7,7 +7,8 @@
 # and report went. Paths are taken from where you call it; ./run.sh --help
 # lists the settings.
 set -e
-repo=$(cd "$(dirname "$0")" && pwd)
+self=$(readlink -f "$0" 2>/dev/null || printf '%s' "$0")   # through a symlink to the repository
+repo=$(cd "$(dirname "$self")" && pwd)
 
 usage() {
   cat <<'EOF'

@@ -147,7 +147,7 @@ int qt_cmd_chat(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL, *prompt = NULL, *prompt_file = NULL;
     const char *gpu_layers = NULL;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
-    bool quiet = false, conversation = false, color = false, ignored = false;
+    bool quiet = false, conversation = false, instruct = false, color = false, ignored = false;
     uint64_t seed = UINT64_MAX;
     qt_sampler_params sp = qt_sampler_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
@@ -167,8 +167,10 @@ int qt_cmd_chat(int argc, char **argv) {
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)", NULL, "[1,1000000]" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         { "color", 0, QT_OPT_FLAG, &color, NULL, "show your turns in color on a terminal" },
-        { "conversation", 0, QT_OPT_FLAG, &conversation, NULL, "llama.cpp's interactive / conversation flags: this is chat",
-          "-i --interactive -if --interactive-first -ins --instruct -cnv --chat" },
+        { "conversation", 0, QT_OPT_FLAG, &conversation, NULL, "llama.cpp's interactive / conversation flags: this is chat; "
+          "a model without a template gets chatml, as llama-cli's", "-i --interactive -if --interactive-first -cnv --chat" },
+        { "instruct", 0, QT_OPT_FLAG, &instruct, NULL, "llama.cpp's -ins: a model without a template gets alpaca's "
+          "### Instruction / ### Response", "-ins" },
         { "n-gpu-layers", 0, QT_OPT_STR, &gpu_layers, "N", "accepted for llama.cpp command lines; qtune runs on the CPU", "-ngl --gpu-layers" },
         { "escape", 'e', QT_OPT_FLAG, &ignored, NULL, "accepted for generate command lines (no effect in chat)",
           "--no-escape --parse-special --special --ignore-eos --no-bos --no-prompt --show-prompt" },
@@ -217,6 +219,15 @@ int qt_cmd_chat(int argc, char **argv) {
     size_t line_cap = 0;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (!tmpl_name && (conversation || instruct)) {
+        // llama.cpp's conversation modes on a model without a template: its fallbacks
+        char *own = qt_model_chat_template(m);
+        if (!own) {
+            tmpl_name = instruct ? "alpaca" : "chatml";
+            qt_log_info("the model has no chat template: using %s (choose another with --chat-template)", tmpl_name);
+        }
+        qt_free(own);
+    }
     if (qt_model_template_init(&tmpl, m, tmpl_name) != QT_OK) goto done;
     if (system) {
         // templates without a system role refuse it now, not at the first turn

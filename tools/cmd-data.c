@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "common.h"
 #include "io/gguf.h"
 #include "train/csv.h"
 #include "train/dataset.h"
@@ -433,7 +434,7 @@ static int cmd_prepare(int argc, char **argv) {
         { "split", 0, QT_OPT_STR, &split, "T,V,E", "fractions for train, valid, test (default 0.8,0.1,0.1)" },
         { "seed", 's', QT_OPT_U64, &seed, "S", "shuffle seed (default 0)" },
         { "type", 0, QT_OPT_STR, &input_type, "EXT", "input type when the extension does not tell: csv|tsv|json|jsonl" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "data prepare", "INPUT -o DIR [options]",
@@ -599,12 +600,13 @@ static int cmd_stats(int argc, char **argv) {
     qt_data_opts dopts = qt_data_defaults();
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "tokenizer: a .gguf (vocabulary-only is enough), HF folder or tokenizer.json" },
-        { "max-seq-len", 0, QT_OPT_INT, &max_seq_len, "N", "count the records longer than N tokens (default 2048)" },
+        { "max-seq-len", 0, QT_OPT_INT, &max_seq_len, "N", "count the records longer than N tokens (default 2048)", "--max-seq-length", "[2,10000000]" },
         { "mask-prompt", 0, QT_OPT_FLAG, &dopts.mask_prompt, NULL, "also count trained tokens as --mask-prompt would" },
-        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens" },
+        { "response-template", 0, QT_OPT_STR, &dopts.response_template, "TEXT", "\"text\" records: the answer starts after the last TEXT", "--response-marker" },
+        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens", "--special" },
         { "chat-template", 0, QT_OPT_STR, &dopts.chat_template, "NAME", "template of \"messages\" records, as in train (default llama2)" },
         { "lengths", 0, QT_OPT_FLAG, &lengths, NULL, "print 'split line tokens' for every record" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "data stats", "-m MODEL DATA [options]",

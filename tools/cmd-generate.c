@@ -45,7 +45,7 @@ static void unescape(char *s) {
 // llama.cpp's interactive / conversation flags: the conversation is `qtune chat`.
 static bool wants_chat(int argc, char **argv) {
     static const char *const flags[] = { "-i", "--interactive", "-if", "--interactive-first", "-ins", "--instruct",
-                                         "-cnv", "--conversation", "-sys", "--system-prompt", "--chat" };
+                                         "-cnv", "--conversation", "-sys", "--system-prompt", "--system", "--chat" };
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--")) break;
         for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++)

@@ -15,6 +15,7 @@
 #include "base/base.h"
 #include "cli.h"
 #include "common.h"
+#include "model/model.h"
 #include "train/trainer.h"
 
 typedef struct {
@@ -255,6 +256,12 @@ int qt_cmd_lora(int argc, char **argv) {
     snprintf(vb, sizeof(vb), "%d", verbose);
     int rc = 0;
     if (train) {
+        // lora.py adapts model.layers[-lora_layers:]: all of them when the model has fewer
+        qt_log_set_level(0);
+        qt_model *m = qt_model_load(model);
+        qt_log_set_level(verbose);
+        if (m && lora_layers > m->cfg.n_layer) lora_layers = m->cfg.n_layer;
+        qt_model_free(m);
         args a = { 0 };
         arg(&a, "-m"); arg(&a, model);
         arg(&a, "--data"); arg(&a, data);

@@ -552,8 +552,8 @@ int qt_train_run(const qt_train_opts *o) {
     run_logs L = { 0 };
     grad_reducer red = { 0 };
     run_paths P = { .out = o->adapter_path };
-    bool stopped = false, report = false;
-    int64_t step = 0;
+    bool stopped = false, report = false, created_dir = false;
+    int64_t step = 0, saved_step = -1;
 
     if (o->iters <= 0 || o->batch_size <= 0 || o->grad_accum <= 0 || o->grad_accum > 256 || o->steps_per_report <= 0 ||
         o->save_every < 0 || o->steps_per_eval < 0 || !(o->adam.lr > 0) || !(o->epochs >= 0)) {
@@ -728,6 +728,7 @@ int qt_train_run(const qt_train_opts *o) {
     if (n_ranks > 1)
         say(&L, "data parallel: %d ranks x %d records per batch = %d records per batch\n", n_ranks, o->batch_size,
             global_batch);
+    created_dir = rank == 0 && !exists(P.dir);
     bool folder_ok = rank != 0 || mkdir_p(P.dir) == QT_OK;
     if (!all_ok(folder_ok)) goto done;
     if (rank == 0) {
@@ -745,7 +746,8 @@ int qt_train_run(const qt_train_opts *o) {
     qt_sched sched = o->sched;
     sched.total = run.iters;
     double t_start = qt_time_s(), t_report = t_start, loss_acc = 0, t_comm = 0;
-    int64_t tgt_acc = 0, tok_acc = 0, tok_total = 0, steps_done = 0, saved_step = o->resume ? step : -1;
+    int64_t tgt_acc = 0, tok_acc = 0, tok_total = 0, steps_done = 0;
+    if (o->resume) saved_step = step;
     report = true;
     if (dvalid && o->steps_per_eval > 0 && step == 0) {
         double vl = evaluate(tm, &bb, dvalid, o->batch_size, o->val_batches, NULL, &stopped);
@@ -847,8 +849,10 @@ int qt_train_run(const qt_train_opts *o) {
     }
     if (stopped) {
         // the last finished step, unless it is saved already
-        if (step > 0 && step != saved_step && save_all(o, &P, l, m, step, (double)step * o->grad_accum / per_epoch) != QT_OK)
-            goto done;
+        if (step > 0 && step != saved_step) {
+            if (save_all(o, &P, l, m, step, (double)step * o->grad_accum / per_epoch) != QT_OK) goto done;
+            saved_step = step;
+        }
         if (step > 0) {
             say(&L, "interrupted at step %lld/%d: checkpoint of step %lld saved to %s\n", (long long)step, run.iters,
                 (long long)step, o->adapter_path);
@@ -861,6 +865,7 @@ int qt_train_run(const qt_train_opts *o) {
         goto done;
     }
     if (save_all(o, &P, l, m, step, (double)step * o->grad_accum / per_epoch) != QT_OK) goto done;
+    saved_step = step;
     say(&L, "saved adapter to %s (%s)\n", P.file ? P.file : P.dir, qt_lora_format_name(qt_lora_format_of(P.out)));
     if (dtest) {
         int64_t n;
@@ -878,6 +883,17 @@ done:
     if (L.log) fclose(L.log);
     if (L.metrics) fclose(L.metrics);
     qt_free(L.early);
+    if (rank == 0 && saved_step < 0 && L.log) {
+        // nothing was saved: leave no half-made run that a fresh run would refuse
+        static const char *const ours[] = { "train.log", "metrics.jsonl" };
+        for (int k = 0; k < 2; k++) {
+            char *p = join(P.dir, ours[k]);
+            unlink(p);
+            qt_free(p);
+        }
+        if (created_dir) rmdir(P.dir);
+        report = false;
+    }
     if (rc != QT_ERR && report && rank == 0 && qt_report_write(P.dir) == QT_OK && !g_quiet)
         printf("report: %s/report.html\n", P.dir);
     qt_free(P.dir);
