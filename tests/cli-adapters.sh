@@ -9,18 +9,7 @@
 # LoRA files, out-of-memory hints fit the model, adapter configs are
 # range-checked, --epochs sets the steps, train.log holds the header and the
 # test loss.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-expect_err() {  # code, word, command...: one error line holding word
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e" < /dev/null; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
+. tests/lib.sh
 common="-m $M --data data/demo --batch-size 8 --learning-rate 2e-3 --targets all --steps-per-eval 0 -t 2 --seed 5"
 gen() { $Q generate -m $M -p "Once upon a time" -n 24 --temp 0 --no-prompt "$@" 2>/dev/null; }
 
@@ -103,5 +92,4 @@ $Q train $common --epochs 2 -o "$tmp/ep" > "$tmp/ep.out" 2>&1 && grep -q "steps:
   && grep -q "iter *16/16: .* epoch 2.00" "$tmp/ep.out" && grep -q '"epoch": 2' "$tmp/ep/metrics.jsonl" && ok \
   || bad "--epochs 2 (64 records, batch 8): $(grep -E 'steps|iter' "$tmp/ep.out" | tail -2)"
 
-echo "cli-adapters: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-adapters

@@ -9,13 +9,9 @@
 # the same ids from our files. The converted model's eval loss equals the
 # folder's (F32: the same numbers; the tokenizer.json-only case once moved
 # it by 0.8%).
-Q=${QTUNE:-build/qtune}
 S=${QT_SHARED_MODELS:-../shared/models}
 TL=$S/hf-tinyllama-1.1b-chat-v0.1
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 if [ ! -f "$TL/tokenizer.json" ] || [ ! -f "$TL/tokenizer.model" ]; then
   echo "cli-convert: skipped (no $TL)"; exit 0
 fi
@@ -118,5 +114,4 @@ for v in json model both; do
     || bad "eval loss of $v.gguf $l vs the folder's $l_hf"
 done
 
-echo "cli-convert: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-convert

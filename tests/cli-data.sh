@@ -4,12 +4,7 @@
 # reads; empty and duplicate records are reported; malformed input gives one
 # error naming file:line. `qtune data stats` over the ShawGPT data matches an
 # independent per-record count made with `qtune tokenize`.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 # 10 records (the quoted CRLF makes record 2 span lines 3-4): BOM, CRLF, a quoted comma, a quoted CRLF, "" escapes, one empty and one duplicate record
 printf '\357\273\277question,answer\r\n' > "$tmp/in.csv"
@@ -59,12 +54,6 @@ printf '[{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]
 $Q data prepare "$tmp/in.json" -o "$tmp/js" --split 1,0,0 -v 0 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/js/train.jsonl")" -eq 2 ] && ok || bad "json array"
 
 # malformed input: one error with file:line, exit 1; bad flags: exit 2
-expect_err() {  # code, word, command...
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e"; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
 printf 'prompt,completion\na,b\nc,d,e\n' > "$tmp/rag.csv"
 expect_err 1 "rag.csv:3: 3 fields, but the header has 2" $Q data prepare "$tmp/rag.csv" -o "$tmp/x"
 printf 'prompt,completion\na,b\n"c,d\n' > "$tmp/q.csv"
@@ -164,5 +153,4 @@ printf '{"text": "no marker here"}\n' > "$tmp/t2.jsonl"
 $Q train -m $M --data "$tmp/t2.jsonl" --response-template "[/INST]" --iters 1 -o "$tmp/mt3" > /dev/null 2> "$tmp/e"
 grep -q 't2.jsonl:1: the response template "\[/INST\]" does not occur' "$tmp/e" && ok || bad "no marker: $(cat "$tmp/e")"
 
-echo "cli-data: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-data

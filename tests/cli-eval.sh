@@ -3,12 +3,7 @@
 # the same adapter and data; no adapter = the base model; --generate writes one
 # scored line per record whose output equals `qtune generate` greedy text, and
 # the summary scores are the means of the per-record ones.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 $Q train -m $M --data data/demo --iters 6 --batch-size 8 --learning-rate 2e-3 --targets all --steps-per-eval 0 \
   --test -t 2 -o "$tmp/a" > "$tmp/train.out" 2>&1 || bad "train: $(tail -3 "$tmp/train.out")"
@@ -82,5 +77,4 @@ else
   echo "skip: no $S"
 fi
 
-echo "cli-eval: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-eval

@@ -6,18 +6,7 @@
 # -cnv, -n -1, -e, -f -, --special, -ngl), one name per meaning across
 # commands, "did you mean" on typos, `qtune help CMD`, and every number
 # range-checked with an error naming the flag as typed.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-expect_err() {  # code, word, command...: one error line holding word
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e" < /dev/null; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
+. tests/lib.sh
 gen() { $Q generate -m $M --temp 0 --no-prompt "$@" 2>/dev/null; }
 
 # ---- help and typos ----
@@ -139,5 +128,4 @@ for c in train eval tokenize generate; do
   $Q help $c | grep -q -- "--parse-special" && ok || bad "$c: --parse-special"
 done
 
-echo "cli-flags: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-flags

@@ -3,12 +3,7 @@
 # down, the adapter changes the greedy text, an interrupted-and-resumed run
 # ends with the same adapter bytes as an uninterrupted one, and bad data or
 # flags give one clear error and a non-zero exit.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 common="-m $M --data data/demo --batch-size 8 --learning-rate 2e-3 --targets all --steps-per-eval 0 --steps-per-report 4 -t 2 --seed 3"
 
 # a short run: loss falls, files written, the text changes
@@ -48,12 +43,6 @@ cmp -s "$tmp/a/adapter_model.safetensors" "$tmp/b/adapter_model.safetensors" && 
 cmp -s "$tmp/a/optimizer.safetensors" "$tmp/b/optimizer.safetensors" && ok || bad "resumed optimizer state differs"
 
 # bad input: one error line naming the file/line or flag, exit code 1 or 2
-expect_err() {  # code, word, command...
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e"; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
 mkdir "$tmp/bad"; printf '{"text": "fine"}\n{"text": 3}\n' > "$tmp/bad/train.jsonl"
 expect_err 1 "train.jsonl:2" $Q train -m $M --data "$tmp/bad" --iters 1
 printf '{"text": "fine"}\nnot json\n' > "$tmp/bad/train.jsonl"
@@ -94,5 +83,4 @@ expect_err 2 "bad.json" $Q train -m $M --data data/demo --config "$tmp/bad.json"
 printf '{"itres": 3}' > "$tmp/typo.json"
 expect_err 2 "--itres" $Q train -m $M --data data/demo --config "$tmp/typo.json"
 
-echo "cli-train: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-train

@@ -13,13 +13,11 @@
 #       training_log_*.log where it was called, ./run.sh --help.
 #   004 (Mistral with llama.cpp on an M1): the `main` command line, on a
 #       Q6_K file in ./weights, answering typed lines.
-Q=$(cd "$(dirname "${QTUNE:-build/qtune}")" && pwd)/$(basename "${QTUNE:-build/qtune}")
+. tests/lib.sh
+# absolute paths: the tutorials run in folders of their own
+Q=$(cd "$(dirname "$Q")" && pwd)/$(basename "$Q")
 repo=$(pwd)
 M=$repo/models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 qtune() { "$Q" "$@"; }
 
 # ---- 000: lora.py ----
@@ -120,5 +118,4 @@ printf 'hi!\nWhat is your name?\n' | qtune generate --color --model "./weights/s
 grep -q "turn 2" chat.err && [ -s chat.out ] && ok || bad "two turns answered: $(tail -3 chat.err)"
 cd "$repo"
 
-echo "cli-tutorials: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-tutorials

@@ -171,7 +171,7 @@ int qt_cmd_chat(int argc, char **argv) {
           "a model without a template gets chatml, as llama-cli's", "-i --interactive -if --interactive-first -cnv --chat" },
         { "instruct", 0, QT_OPT_FLAG, &instruct, NULL, "llama.cpp's -ins: a model without a template gets alpaca's "
           "### Instruction / ### Response", "-ins" },
-        { "n-gpu-layers", 0, QT_OPT_STR, &gpu_layers, "N", "accepted for llama.cpp command lines; qtune runs on the CPU", "-ngl --gpu-layers" },
+        QT_CLI_GPU_LAYERS_OPT(gpu_layers),
         { "escape", 'e', QT_OPT_FLAG, &ignored, NULL, "accepted for generate command lines (no effect in chat)",
           "--no-escape --parse-special --special --ignore-eos --no-bos --no-prompt --show-prompt" },
         { "quiet", 'q', QT_OPT_FLAG, &quiet, NULL, "no per-turn token usage on stderr" },
@@ -194,10 +194,10 @@ int qt_cmd_chat(int argc, char **argv) {
         qt_log_error("qtune chat: -p / -f give the system prompt, as does --system: give one of them");
         return 2;
     }
-    if (gpu_layers) qt_log_info("-ngl %s: qtune runs on the CPU; the option is ignored", gpu_layers);
+    qt_cli_note_gpu_layers(gpu_layers);
     char *system_text = NULL;
     if (prompt_file) {
-        system_text = !strcmp(prompt_file, "-") ? qt_read_stdin() : qt_read_file(prompt_file, NULL);
+        system_text = qt_cli_read_text(prompt_file);
         if (!system_text) return 1;
         system = system_text;
     } else if (prompt) {

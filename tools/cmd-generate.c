@@ -79,7 +79,7 @@ int qt_cmd_generate(int argc, char **argv) {
         { "escape", 'e', QT_OPT_FLAG, &escape, NULL, "process escapes in the prompt (the default)" },
         { "no-escape", 0, QT_OPT_FLAG, &no_escape, NULL, "keep backslashes in the prompt as written" },
         { "color", 0, QT_OPT_FLAG, &color, NULL, "show the echoed prompt in color on a terminal" },
-        { "n-gpu-layers", 0, QT_OPT_STR, &gpu_layers, "N", "accepted for llama.cpp command lines; qtune runs on the CPU", "-ngl --gpu-layers" },
+        QT_CLI_GPU_LAYERS_OPT(gpu_layers),
         { "ignore-eos", 0, QT_OPT_FLAG, &ignore_eos, NULL, "keep generating after end of text" },
         { "no-bos", 0, QT_OPT_FLAG, &no_bos, NULL, "do not add the BOS token" },
         { "no-prompt", 0, QT_OPT_FLAG, &quiet, NULL, "print only the generated text and no stats" },
@@ -102,10 +102,10 @@ int qt_cmd_generate(int argc, char **argv) {
         qt_log_error("qtune generate: -e / --escape and --no-escape contradict each other");
         return 2;
     }
-    if (gpu_layers) qt_log_info("-ngl %s: qtune runs on the CPU; the option is ignored", gpu_layers);
+    qt_cli_note_gpu_layers(gpu_layers);
     char *file_text = NULL;
     if (prompt_file) {
-        file_text = !strcmp(prompt_file, "-") ? qt_read_stdin() : qt_read_file(prompt_file, NULL);
+        file_text = qt_cli_read_text(prompt_file);
         if (!file_text) return 1;
         prompt = file_text;
     } else {

@@ -100,7 +100,12 @@ void qt_cli_adapters_free(qt_cli_adapters *a) {
     a->n = 0;
 }
 
-char *qt_read_stdin(void) {
+void qt_cli_note_gpu_layers(const char *value) {
+    if (value) qt_log_info("-ngl %s: qtune runs on the CPU; the option is ignored", value);
+}
+
+char *qt_cli_read_text(const char *path) {
+    if (strcmp(path, "-") != 0) return qt_read_file(path, NULL);
     size_t cap = 4096, n = 0;
     char *buf = qt_malloc(cap);
     for (;;) {

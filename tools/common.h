@@ -64,8 +64,15 @@ int qt_cli_interrupt_count(void);    // signals since install / clear
 void qt_cli_interrupt_clear(void);
 #define QT_EXIT_INTERRUPTED 130      // 128 + SIGINT, as a shell reports a Ctrl-C
 
-// All of standard input, NUL-terminated (llama.cpp's -f -). NULL on a read error (logged).
-char *qt_read_stdin(void);
+// The whole of a file, or of standard input for "-" (llama.cpp's -f -),
+// NUL-terminated, malloc'd. NULL on a read error (logged).
+char *qt_cli_read_text(const char *path);
+
+// llama.cpp's -ngl: accepted (its command lines work), noted, ignored.
+#define QT_CLI_GPU_LAYERS_OPT(s)                                                                                  \
+    { "n-gpu-layers", 0, QT_OPT_STR, &(s), "N", "accepted for llama.cpp command lines; qtune runs on the CPU",       \
+      "-ngl --gpu-layers" }
+void qt_cli_note_gpu_layers(const char *value);   // NULL: nothing
 
 // --threads: <= 0 means all online CPUs.
 int qt_cli_threads(int requested);

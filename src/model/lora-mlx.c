@@ -163,14 +163,19 @@ static int read_mlx_config(const cJSON *j, const char *cfg_path, int *rank, floa
     return QT_OK;
 }
 
+// The file `name` in the folder of file `path` (malloc'd).
+static char *beside(const char *path, const char *name) {
+    const char *slash = strrchr(path, '/');
+    int dl = slash ? (int)(slash - path) + 1 : 0;
+    size_t n = (size_t)dl + strlen(name) + 1;
+    char *p = qt_malloc(n);
+    snprintf(p, n, "%.*s%s", dl, path, name);
+    return p;
+}
+
 static qt_lora *load_npz(const qt_model *m, const char *path) {
     // an adapter_config.json next to the file (mlx-lm) gives the scale; lora.py wrote none
-    size_t n = strlen(path) + 32;
-    char *cfg_path = qt_malloc(n);
-    snprintf(cfg_path, n, "%s", path);
-    char *slash = strrchr(cfg_path, '/');
-    if (slash) snprintf(slash + 1, n - (size_t)(slash + 1 - cfg_path), "adapter_config.json");
-    else snprintf(cfg_path, n, "adapter_config.json");
+    char *cfg_path = beside(path, "adapter_config.json");
     struct stat st;
     int rank = 0;
     float scale = LORA_PY_SCALE;
@@ -311,12 +316,7 @@ int qt_lora_save_mlx(const qt_lora *l, const qt_model *m, const char *path) {
         }
     char *text = cJSON_Print(j);
     cJSON_Delete(j);
-    size_t n = strlen(path) + 32;
-    char *cfg = qt_malloc(n);
-    snprintf(cfg, n, "%s", path);
-    char *slash = strrchr(cfg, '/');
-    if (slash) snprintf(slash + 1, n - (size_t)(slash + 1 - cfg), "adapter_config.json");
-    else snprintf(cfg, n, "adapter_config.json");
+    char *cfg = beside(path, "adapter_config.json");
     rc = qt_write_file_atomic(cfg, text, strlen(text));
     cJSON_free(text);
     qt_free(cfg);
