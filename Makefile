@@ -93,7 +93,7 @@ test: tests
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" QT_INTERRUPT_BATCH=2 test
+	  LDFLAGS="-fsanitize=address,undefined" QT_INTERRUPT_BATCH=2 QT_INTERRUPT_LIMIT=6 test
 
 # arm64 kernels: cross-compiled with Debian's gcc-aarch64-linux-gnu, static, run
 # under qemu-user. Only the layers test-kernels links (base, quant, kernels) are

@@ -21,26 +21,31 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 "$MM" --preset tinyllama-1.1b --type q4_0 --n-layer 4 -t 2 -o "$tmp/big.gguf" > /dev/null 2>&1 || { echo "FAIL: make-model"; exit 1; }
 mkdir "$tmp/data"
 line="the quick brown fox jumps over the lazy dog 0123456789, again and again, until the story ends. "
-i=0; while [ $i -lt 6 ]; do
+B=${QT_INTERRUPT_BATCH:-12}
+i=0; while [ $i -lt "$B" ]; do
   printf '{"text": "record %d: %s%s%s"}\n' $i "$line" "$line" "$line"
   i=$((i + 1)); done > "$tmp/data/train.jsonl"
-# records per step: 6 makes a step of 10-20 s on 2 cores; the ASan run (make
-# asan) uses 2, as the sanitizer makes every operation several times slower
-run="-m $tmp/big.gguf --data $tmp/data --batch-size ${QT_INTERRUPT_BATCH:-6} --steps-per-report 1 --steps-per-eval 0 -t 2 -o $tmp/run"
+# the exit bound: 2 s; the ASan run allows 6 (its instrumentation and the
+# leak scan at exit are not qtune's latency)
+LIMIT=${QT_INTERRUPT_LIMIT:-2.0}
+# records per step (one step per pass): 12 make a step of about 10 s on 2
+# idle cores; the ASan run (make asan) uses 2, as the sanitizer makes every
+# operation several times slower
+run="-m $tmp/big.gguf --data $tmp/data --batch-size $B --steps-per-report 1 --steps-per-eval 0 -t 2 -o $tmp/run"
 
 # 1. the header reaches a redirected output before the first step ends; SIGINT mid-step
 $Q train $run --iters 3 > "$tmp/a.out" 2>&1 &
 pid=$!
 wait_for "^memory:" 600 "$tmp/a.out" && ! grep -q "^iter" "$tmp/a.out" && ok \
   || bad "run header not in the redirected output before the first step: $(cat "$tmp/a.out")"
-wait_for "iter  *1/3" 1200 "$tmp/a.out" || bad "no first step: $(tail -3 "$tmp/a.out")"
+wait_for "iter  *1/3" 3000 "$tmp/a.out" || bad "no first step: $(tail -3 "$tmp/a.out")"
 t_step=$(sed -n 's/.*iter  *1\/3:.* \([0-9.]*\) s\/iter.*/\1/p' "$tmp/a.out")
 sleep 2   # well inside step 2
 t0=$(now); kill -INT $pid; wait $pid; rc=$?; t1=$(now)
 lat=$(elapsed "$t0" "$t1")
 echo "step 1 took $t_step s; exit $lat s after SIGINT"
 [ $rc -eq 130 ] && ok || bad "SIGINT exit code $rc (want 130): $(tail -3 "$tmp/a.out")"
-awk -v l="$lat" 'BEGIN { exit !(l < 2.0) }' && ok || bad "exit took $lat s after SIGINT (want < 2 s)"
+awk -v l="$lat" -v m="$LIMIT" 'BEGIN { exit !(l < m) }' && ok || bad "exit took $lat s after SIGINT (want < $LIMIT s)"
 awk -v s="$t_step" 'BEGIN { exit !(s > 4.0) }' && ok || bad "a step took only $t_step s: the stop was not shown mid-step"
 grep -q "interrupted at step 1/3: checkpoint of step 1 saved" "$tmp/a.out" && ok || bad "stop message: $(tail -3 "$tmp/a.out")"
 grep -q "continue with: qtune train .* --resume" "$tmp/a.out" && ok || bad "no resume command: $(tail -3 "$tmp/a.out")"
@@ -56,7 +61,7 @@ pid=$!
 wait_for "resumed from .* at step 1" 600 "$tmp/b.out" || bad "resume did not start: $(tail -3 "$tmp/b.out")"
 sleep 1
 t0=$(now); kill -INT $pid; sleep 0.05; kill -INT $pid 2>/dev/null; wait $pid; rc=$?; t1=$(now)
-[ $rc -eq 130 ] && awk -v l="$(elapsed "$t0" "$t1")" 'BEGIN { exit !(l < 2.0) }' && ok \
+[ $rc -eq 130 ] && awk -v l="$(elapsed "$t0" "$t1")" -v m="$LIMIT" 'BEGIN { exit !(l < m) }' && ok \
   || bad "double SIGINT: rc $rc after $(elapsed "$t0" "$t1") s"
 cmp -s "$tmp/opt1" "$tmp/run/optimizer.safetensors" && ok || bad "the checkpoint changed"
 
@@ -77,7 +82,8 @@ size() { wc -c < "$1" 2>/dev/null || echo 0; }
 i=0; while [ $i -lt 600 ] && [ "$(size "$tmp/chat.out")" -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
 [ "$(size "$tmp/chat.out")" -ge 20 ] || bad "no answer streaming: $(cat "$tmp/chat.err")"
 t0=$(now); kill -INT $pid
-wait_for "answer stopped" 20 "$tmp/chat.err" && ok || bad "Ctrl-C did not stop the answer within 2 s: $(tail -3 "$tmp/chat.err")"
+wait_for "answer stopped" "$(awk -v m="$LIMIT" 'BEGIN { print int(m * 10) }')" "$tmp/chat.err" && ok \
+  || bad "Ctrl-C did not stop the answer within $LIMIT s: $(tail -3 "$tmp/chat.err")"
 kill -0 $pid 2>/dev/null && ok || bad "chat ended on the first Ctrl-C"
 echo "/save $tmp/conv.json" >&3
 wait_for "saved 2 messages" 100 "$tmp/chat.err" && ok || bad "chat did not return to the prompt: $(tail -3 "$tmp/chat.err")"
