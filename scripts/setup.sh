@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what qtune needs to build and test (Debian packages), only what is
 # missing, then builds. Safe to run repeatedly.
-#   build:   gcc make libcjson-dev libutf8proc-dev libmicrohttpd-dev
+#   build:   gcc make libcjson-dev libutf8proc-dev libmicrohttpd-dev libyaml-dev
 #   tests:   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user (arm64 kernels under emulation),
 #            libopenmpi-dev openmpi-bin (data-parallel training under mpirun; the build uses MPI when present),
 #            nodejs npm unless npm is there (the server test drives qtune serve with the official openai npm client),
@@ -10,7 +10,7 @@ set -e
 cd "$(dirname "$0")/.."
 need=""
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-pkgs="gcc make libcjson-dev libutf8proc-dev libmicrohttpd-dev"
+pkgs="gcc make libcjson-dev libutf8proc-dev libmicrohttpd-dev libyaml-dev"
 [ "${1:-}" = "--test" ] && pkgs="$pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libopenmpi-dev openmpi-bin clang"
 [ "${1:-}" = "--test" ] && ! command -v npm >/dev/null && pkgs="$pkgs nodejs npm"
 for p in $pkgs; do have "$p" || need="$need $p"; done

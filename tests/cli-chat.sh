@@ -6,12 +6,7 @@
 # not the one without the first turn; /save and /load round-trip; /clear
 # empties the cache; an overflowing conversation drops its oldest turns but
 # keeps the system prompt; template errors are clear.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 CHAT="$Q chat -m $M --chat-template chatml --temp 0 -n 24 -c 512 --system You_tell_stories."
 
 # two turns through a pipe

@@ -4,12 +4,7 @@
 # reads; empty and duplicate records are reported; malformed input gives one
 # error naming file:line. `qtune data stats` over the ShawGPT data matches an
 # independent per-record count made with `qtune tokenize`.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 # 10 records (the quoted CRLF makes record 2 span lines 3-4): BOM, CRLF, a quoted comma, a quoted CRLF, "" escapes, one empty and one duplicate record
 printf '\357\273\277question,answer\r\n' > "$tmp/in.csv"
@@ -59,12 +54,6 @@ printf '[{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": "d"}]
 $Q data prepare "$tmp/in.json" -o "$tmp/js" --split 1,0,0 -v 0 > /dev/null 2>&1 && [ "$(wc -l < "$tmp/js/train.jsonl")" -eq 2 ] && ok || bad "json array"
 
 # malformed input: one error with file:line, exit 1; bad flags: exit 2
-expect_err() {  # code, word, command...
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e"; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
 printf 'prompt,completion\na,b\nc,d,e\n' > "$tmp/rag.csv"
 expect_err 1 "rag.csv:3: 3 fields, but the header has 2" $Q data prepare "$tmp/rag.csv" -o "$tmp/x"
 printf 'prompt,completion\na,b\n"c,d\n' > "$tmp/q.csv"
@@ -125,5 +114,43 @@ else
   echo "skip: no $V or $D"
 fi
 
-echo "cli-data: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+# several columns make the prompt: --prompt-template (dolly's instruction + context), --prompt-col A,B
+printf 'instruction,context,response,category\nWhat is X?,X is a letter.,A letter.,qa\nName a color.,,Blue.,brainstorm\n' > "$tmp/dolly.csv"
+$Q data prepare "$tmp/dolly.csv" -o "$tmp/dolly" --prompt-template '{instruction}\n\nContext: {context}' --completion-col response \
+  --split 1,0,0 -v 0 > /dev/null 2>&1 || bad "prompt template"
+grep -q '"prompt":"What is X?\\n\\nContext: X is a letter.","completion":"A letter."' "$tmp/dolly/train.jsonl" \
+  && grep -q '"prompt":"Name a color.\\n\\nContext:"' "$tmp/dolly/train.jsonl" && ok || bad "template records: $(cat "$tmp/dolly/train.jsonl")"
+$Q data prepare "$tmp/dolly.csv" -o "$tmp/dolly2" --prompt-col instruction,context --completion-col response --split 1,0,0 -v 0 \
+  > /dev/null 2>&1 && grep -q '"prompt":"What is X?\\n\\nX is a letter."' "$tmp/dolly2/train.jsonl" \
+  && grep -q '"prompt":"Name a color."' "$tmp/dolly2/train.jsonl" && ok || bad "--prompt-col A,B: $(cat "$tmp/dolly2/train.jsonl")"
+# a column or key that is not there: the error lists those that are
+$Q data prepare "$tmp/dolly.csv" -o "$tmp/d3" --prompt-col instrution --completion-col response > /dev/null 2> "$tmp/e"; rc=$?
+[ $rc -eq 1 ] && grep -q "no column 'instrution'.*the columns are: instruction, context, response, category" "$tmp/e" && ok \
+  || bad "unknown column: $(cat "$tmp/e")"
+$Q data prepare "$tmp/dolly.csv" -o "$tmp/d3" --prompt-template '{instruction} {ctx}' --completion-col response > /dev/null 2> "$tmp/e"
+grep -q "no column 'ctx'" "$tmp/e" && ok || bad "unknown template column: $(cat "$tmp/e")"
+$Q data prepare "$tmp/in.jsonl" -o "$tmp/d4" --prompt-col question -v 0 > /dev/null 2> "$tmp/e"; rc=$?
+[ $rc -eq 1 ] && grep -q 'no record has the key "question".*the keys are: prompt,completion' "$tmp/e" && ok || bad "unknown key: $(cat "$tmp/e")"
+# a flood of empty records: a few named, then counted
+i=0; { echo "prompt,completion"; while [ $i -lt 30 ]; do echo ",x$i"; i=$((i + 1)); done; echo "q,a"; } > "$tmp/empty.csv"
+$Q data prepare "$tmp/empty.csv" -o "$tmp/d5" --split 1,0,0 > "$tmp/o" 2>&1
+[ "$(grep -c 'empty record skipped' "$tmp/o")" -le 5 ] && grep -q "30 empty" "$tmp/o" && ok || bad "empty-record warnings: $(head -8 "$tmp/o")"
+
+# --mask-prompt on "text" records: a response template, or an error that says which
+printf '{"text": "<s>[INST] Say hi [/INST] Hi there!</s>"}\n{"text": "<s>[INST] Say bye [/INST] Bye now!</s>"}\n' > "$tmp/t.jsonl"
+$Q train -m $M --data "$tmp/t.jsonl" --mask-prompt --iters 1 -o "$tmp/mt" > /dev/null 2> "$tmp/e"; rc=$?
+[ $rc -eq 1 ] && grep -q 't.jsonl:1: .*--response-template "\[/INST\]"' "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ] && ok \
+  || bad "--mask-prompt on text without a template: $(cat "$tmp/e")"
+all=$($Q data stats -m $M "$tmp/t.jsonl" | sed -n 's/.* tokens (\([0-9]*\) trained.*/\1/p')
+masked=$($Q data stats -m $M "$tmp/t.jsonl" --response-template "[/INST]" | sed -n 's/.* tokens (\([0-9]*\) trained.*/\1/p')
+answers=$(printf '{"prompt": "<s>[INST] Say hi [/INST]", "completion": " Hi there!</s>"}\n{"prompt": "<s>[INST] Say bye [/INST]", "completion": " Bye now!</s>"}\n' > "$tmp/pc.jsonl"; \
+  $Q data stats -m $M "$tmp/pc.jsonl" --mask-prompt | sed -n 's/.* tokens (\([0-9]*\) trained.*/\1/p')
+[ -n "$masked" ] && [ "$masked" -lt "$all" ] && [ "$masked" = "$answers" ] && ok \
+  || bad "response template: $masked trained of $all (prompt/completion form: $answers)"
+$Q train -m $M --data "$tmp/t.jsonl" --response-template "[/INST]" --iters 1 -t 2 -o "$tmp/mt2" > "$tmp/o" 2>&1 \
+  && grep -q "trained)" "$tmp/o" && ok || bad "train with --response-template: $(tail -3 "$tmp/o")"
+printf '{"text": "no marker here"}\n' > "$tmp/t2.jsonl"
+$Q train -m $M --data "$tmp/t2.jsonl" --response-template "[/INST]" --iters 1 -o "$tmp/mt3" > /dev/null 2> "$tmp/e"
+grep -q 't2.jsonl:1: the response template "\[/INST\]" does not occur' "$tmp/e" && ok || bad "no marker: $(cat "$tmp/e")"
+
+finish cli-data

@@ -3,12 +3,7 @@
 # the same adapter and data; no adapter = the base model; --generate writes one
 # scored line per record whose output equals `qtune generate` greedy text, and
 # the summary scores are the means of the per-record ones.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 $Q train -m $M --data data/demo --iters 6 --batch-size 8 --learning-rate 2e-3 --targets all --steps-per-eval 0 \
   --test -t 2 -o "$tmp/a" > "$tmp/train.out" 2>&1 || bad "train: $(tail -3 "$tmp/train.out")"
@@ -63,5 +58,23 @@ grep -q '"prompt":"<s>\[INST\] Tell a story \[/INST\]","reference":"Once upon a 
 $Q eval -m $M --data data/demo --generate -t 2 > /dev/null 2>"$tmp/err"; [ $? -eq 1 ] && grep -q "test.jsonl:1" "$tmp/err" && ok || bad "text records: $(cat "$tmp/err")"
 $Q eval -m $M --data data/demo --batch-size 0 > /dev/null 2>&1; [ $? -eq 2 ] && ok || bad "--batch-size 0"
 
-echo "cli-eval: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+# "text" records with a response template: prompt up to "[/INST]", the reply (without </s>) the reference
+S=${QT_SHARED_MODELS:-../shared/models}/datasets/shawgpt-qlora
+if [ -f "$S/test.jsonl" ]; then
+  $Q eval -m $M --data "$S" --generate --response-template "[/INST]" --parse-special --limit 3 -n 8 -t 2 -v 0 \
+    -o "$tmp/t.jsonl" > "$tmp/t.out" 2>&1 || bad "text generate: $(tail -3 "$tmp/t.out")"
+  python3 - "$S/test.jsonl" "$tmp/t.jsonl" <<'PY' && ok || bad "text records' prompt / reference"
+import json, sys
+src = [json.loads(l)["text"] for l in open(sys.argv[1])][:3]
+out = [json.loads(l) for l in open(sys.argv[2])]
+assert len(out) == 3
+for t, o in zip(src, out):
+    i = t.rindex("[/INST]") + len("[/INST]")
+    assert o["prompt"] == t[:i], o["prompt"][-40:]
+    assert o["reference"] == t[i:].strip().removesuffix("</s>").strip(), (o["reference"][-40:], t[-40:])
+PY
+else
+  echo "skip: no $S"
+fi
+
+finish cli-eval

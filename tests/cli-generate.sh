@@ -2,12 +2,7 @@
 # CLI golden tests on the bundled stories260K model: greedy text equals what
 # llama2.c's own test expects, seeds reproduce, every command has --help, and
 # bad flags / bad files give one clear error and a non-zero exit.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 # greedy: llama2.c's test_all.py expects this continuation from BOS
 out=$($Q generate -m $M -p "Once upon a time" -n 40 --temp 0 --no-prompt 2>"$tmp/err")
@@ -40,12 +35,6 @@ done
 $Q --help >/dev/null 2>&1 && ok || bad "qtune --help"
 
 # bad flags and values: exit 2 and one line naming the flag
-expect_err() {  # code, word, command...
-  code=$1; word=$2; shift 2
-  "$@" >/dev/null 2>"$tmp/e"; rc=$?
-  if [ $rc -eq "$code" ] && grep -q -- "$word" "$tmp/e" && [ "$(grep -c '^error' "$tmp/e")" -eq 1 ]; then ok
-  else bad "'$*' -> rc $rc, stderr: $(cat "$tmp/e")"; fi
-}
 expect_err 2 "--frobnicate" $Q generate -m $M -p x --frobnicate
 expect_err 2 "--temp" $Q generate -m $M -p x --temp hot
 expect_err 2 "-n" $Q generate -m $M -p x -n 12x
@@ -68,5 +57,4 @@ expect_err 1 "empty.gguf" $Q info "$tmp/empty.gguf"
 printf 'not json' > "$tmp/cfg.json"; mkdir "$tmp/hf"; cp "$tmp/cfg.json" "$tmp/hf/config.json"
 expect_err 1 "config.json" $Q info "$tmp/hf"
 
-echo "cli-generate: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-generate

@@ -4,12 +4,7 @@
 # is self-contained (no scripts, no external URLs) and its SVG plots hold the
 # logged points: every polyline vertex, mapped back through the axis ranges
 # the <svg> declares, equals the value in metrics.jsonl for that step.
-Q=${QTUNE:-build/qtune}
-M=models/stories260K.gguf
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. tests/lib.sh
 
 $Q train -m $M --data data/demo --iters 12 --batch-size 8 --learning-rate 2e-3 --lr-schedule cosine --warmup 3 \
   --steps-per-eval 4 --steps-per-report 3 --test -t 2 -o "$tmp/run" > "$tmp/t.out" 2>&1 || bad "train: $(tail -3 "$tmp/t.out")"
@@ -87,5 +82,4 @@ if [ -n "$CH" ] && [ -z "$QT_NO_CHROMIUM" ]; then
   check "$tmp/dom.html" "$tmp/run/metrics.jsonl" > /dev/null && ok || bad "the DOM chromium renders lacks the plotted points"
 fi
 
-echo "cli-report: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish cli-report

@@ -7,13 +7,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef enum { QT_OPT_STR, QT_OPT_INT, QT_OPT_FLOAT, QT_OPT_U64, QT_OPT_FLAG, QT_OPT_STRS } qt_opt_kind;
+// QT_OPT_STRS2: a repeatable option taking two values (llama.cpp's
+// `--lora-scaled FILE SCALE`), stored into the same qt_opt_strs as v / arg2.
+typedef enum { QT_OPT_STR, QT_OPT_INT, QT_OPT_FLOAT, QT_OPT_U64, QT_OPT_FLAG, QT_OPT_STRS, QT_OPT_STRS2 } qt_opt_kind;
 
-// Destination of a repeatable option (QT_OPT_STRS): every value in order.
+// Destination of a repeatable option (QT_OPT_STRS): every value in order;
+// arg2[i] is the second value of a QT_OPT_STRS2 entry, else NULL.
 #define QT_OPT_MAX_REPEAT 8
 typedef struct {
     const char *v[QT_OPT_MAX_REPEAT];
     int n;
+    const char *arg2[QT_OPT_MAX_REPEAT];
 } qt_opt_strs;
 
 typedef struct {
@@ -23,6 +27,12 @@ typedef struct {
     void *dst;             // const char **, int *, float *, uint64_t *, bool *, qt_opt_strs *
     const char *metavar;   // "N", "PATH" (NULL for flags)
     const char *help;
+    // Other spellings, space-separated, each with its dashes, as the tools
+    // these users come from write them: "--lora-layers", "-sys --system-prompt".
+    const char *aliases;
+    // Numbers: the accepted interval, "[0,1]", "(0,1]", "[1,inf)" (checked
+    // after the strict parse); NULL: any finite value.
+    const char *range;
 } qt_opt;
 
 typedef struct {
@@ -34,17 +44,22 @@ typedef struct {
 } qt_cmd_spec;
 
 // Parses argv (after the command name). Fills option destinations and pos[]
-// (borrowed from argv). Returns 0 to go on, 1 when --help was printed, or -1
-// after printing one error line that names the bad flag or value.
+// (borrowed from argv). Long names also match with '_' for '-'. Returns 0 to
+// go on, 1 when --help was printed, or -1 after printing one error line that
+// names the bad flag or value (an unknown flag gets the closest known one as a
+// "did you mean").
 int qt_opts_parse(const qt_cmd_spec *spec, int argc, char **argv, char **pos, int *n_pos);
 void qt_opts_usage(const qt_cmd_spec *spec);
 
-// `--config FILE`: a JSON object whose keys are option names ("iters",
-// "learning-rate" or "learning_rate") becomes options placed before the
-// command line's, so flags given on the command line win. true -> the flag,
-// false -> nothing, arrays -> comma-joined. *out_argv is malloc'd (free with
-// qt_opts_free_config). Returns 0, or -1 after one error line naming the file
-// and the key.
+// `--config FILE` (or `-c FILE`, mlx_lm.lora's spelling): a JSON object or a
+// YAML mapping (mlx-lm's lora_config.yaml) whose keys are option names
+// ("iters", "learning-rate" or "learning_rate") becomes options placed before
+// the command line's, so flags given on the command line win. true -> the
+// flag, false / null -> nothing, lists -> comma-joined; mlx-lm's nested
+// lora_parameters {rank, alpha, scale, dropout, keys} and lr_schedule {name,
+// warmup} map to the --lora-* / --lr-schedule options. *out_argv is malloc'd
+// (free with qt_opts_free_config). Returns 0, or -1 after one error line
+// naming the file and the key.
 int qt_opts_expand_config(const char *cmd, int argc, char **argv, int *out_argc, char ***out_argv);
 void qt_opts_free_config(int argc, char **argv);
 
@@ -54,6 +69,7 @@ int qt_cmd_info(int argc, char **argv);
 int qt_cmd_bench(int argc, char **argv);
 int qt_cmd_tokenize(int argc, char **argv);
 int qt_cmd_train(int argc, char **argv);
+int qt_cmd_lora(int argc, char **argv);
 int qt_cmd_chat(int argc, char **argv);
 int qt_cmd_serve(int argc, char **argv);
 int qt_cmd_fuse(int argc, char **argv);
@@ -62,5 +78,9 @@ int qt_cmd_convert(int argc, char **argv);
 int qt_cmd_eval(int argc, char **argv);
 int qt_cmd_data(int argc, char **argv);
 int qt_cmd_report(int argc, char **argv);
+
+// The closest of n names to s by edit distance (Damerau-Levenshtein with
+// transpositions), or NULL when none is close enough to be a likely typo.
+const char *qt_cli_closest(const char *s, const char *const *names, int n);
 
 #endif

@@ -40,13 +40,13 @@ int qt_cmd_bench(int argc, char **argv) {
     const char *device = NULL;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)" },
-        { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)" },
-        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)", NULL, "[0,10000000]" },
+        { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)", NULL, "[0,10000000]" },
+        QT_CLI_THREADS_OPT(threads),
         QT_CLI_DEVICE_OPT(device),
-        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)" },
-        { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)", NULL, "[1,1000000]" },
+        { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)", NULL, "[1,1000]" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "bench", "-m MODEL [options]",

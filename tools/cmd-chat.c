@@ -4,7 +4,12 @@
 // in the KV cache, so only the new turn is evaluated. When the conversation
 // no longer fits the context, the oldest turns are dropped (the system
 // prompt stays). Commands: /clear, /exit, /save FILE, /load FILE.
+// Ctrl-C stops the answer being written and returns to the prompt; Ctrl-D, or
+// Ctrl-C twice at an empty prompt, ends the chat. llama.cpp's conversation
+// flags (-i, -ins, -cnv, -sys, -p as the system prompt, -n -1, --color) are
+// accepted, so `qtune generate ... -ins` lands here.
 // Deliberately not here: line editing, history files, tool calls.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,46 +118,69 @@ static int convo_load(convo *c, const char *path) {
     return QT_OK;
 }
 
+// Streams the answer; false (stop) once Ctrl-C was pressed.
 static bool print_text(const char *text, size_t len, void *ud) {
+    (void)ud;
+    if (qt_cli_interrupt_count() > 0) return false;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return true;
 }
 
-// Reads one line (without the newline) into *buf; false at end of input.
-static bool read_line(char **buf, size_t *cap) {
+enum { LINE_OK, LINE_EOF, LINE_INTERRUPTED };
+
+// Reads one line (without the newline) into *buf: LINE_EOF at end of input,
+// LINE_INTERRUPTED when Ctrl-C came while waiting.
+static int read_line(char **buf, size_t *cap) {
+    errno = 0;
     ssize_t n = getline(buf, cap, stdin);
-    if (n < 0) return false;
+    if (n < 0) {
+        bool intr = errno == EINTR || qt_cli_interrupt_count() > 0;
+        clearerr(stdin);
+        return intr ? LINE_INTERRUPTED : LINE_EOF;
+    }
     while (n > 0 && ((*buf)[n - 1] == '\n' || (*buf)[n - 1] == '\r')) (*buf)[--n] = 0;
-    return true;
+    return LINE_OK;
 }
 
 int qt_cmd_chat(int argc, char **argv) {
-    const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL, *tmpl_file = NULL;
+    const char *model = NULL, *tok_path = NULL, *system = NULL, *tmpl_name = NULL, *prompt = NULL, *prompt_file = NULL;
+    const char *tmpl_file = NULL, *device = NULL;
     bool verbose_prompt = false;
+    const char *gpu_layers = NULL;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
-    const char *device = NULL;
-    bool quiet = false;
+    bool quiet = false, conversation = false, instruct = false, color = false, ignored = false;
     uint64_t seed = UINT64_MAX;
     qt_sampler_params sp = qt_sampler_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
-        { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)" },
+        QT_CLI_ADAPTER_OPTS(adapter_specs),
+        { "system", 0, QT_OPT_STR, &system, "TEXT", "system prompt (kept when old turns are dropped)", "-sys --system-prompt" },
+        { "prompt", 'p', QT_OPT_STR, &prompt, "TEXT", "as in llama.cpp's conversation mode: the system prompt" },
+        { "file", 'f', QT_OPT_STR, &prompt_file, "PATH", "the system prompt from a file (- : standard input)" },
         { "chat-template", 0, QT_OPT_STR, &tmpl_name, "NAME",
           "llama2, mistral, chatml, qwen2, smollm2, llama3, zephyr, phi3, gemma, alpaca (default: the model's)" },
         { "chat-template-file", 0, QT_OPT_STR, &tmpl_file, "FILE", "Jinja chat template (or a tokenizer_config.json) to use" },
         { "verbose-prompt", 0, QT_OPT_FLAG, &verbose_prompt, NULL, "print each rendered prompt to stderr" },
-        { "n-predict", 'n', QT_OPT_INT, &n_predict, "N", "most tokens per answer (default 256)" },
+        { "max-tokens", 'n', QT_OPT_INT, &n_predict, "N", "most tokens per answer; -1 = until the end of the turn (default 256)",
+          "--n-predict", "[-1,100000000]" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
-        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_THREADS_OPT(threads),
         QT_CLI_DEVICE_OPT(device),
-        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
-        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)", NULL, "[0,10000000]" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)", NULL, "[1,1000000]" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
+        { "color", 0, QT_OPT_FLAG, &color, NULL, "show your turns in color on a terminal" },
+        { "conversation", 0, QT_OPT_FLAG, &conversation, NULL, "llama.cpp's interactive / conversation flags: this is chat; "
+          "a model without a template gets chatml, as llama-cli's", "-i --interactive -if --interactive-first -cnv --chat" },
+        { "instruct", 0, QT_OPT_FLAG, &instruct, NULL, "llama.cpp's -ins: a model without a template gets alpaca's "
+          "### Instruction / ### Response", "-ins" },
+        QT_CLI_GPU_LAYERS_OPT(gpu_layers),
+        { "escape", 'e', QT_OPT_FLAG, &ignored, NULL, "accepted for generate command lines (no effect in chat)",
+          "--no-escape --parse-special --special --ignore-eos --no-bos --no-prompt --show-prompt" },
         { "quiet", 'q', QT_OPT_FLAG, &quiet, NULL, "no per-turn token usage on stderr" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "chat", "-m MODEL [options]",
@@ -163,10 +191,24 @@ int qt_cmd_chat(int argc, char **argv) {
     int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
     if (r) return r > 0 ? 0 : 2;
     qt_log_set_level(verbose);
-    if (n_predict <= 0 || n_batch <= 0 || n_ctx < 0 || sp.top_k < 0 || sp.top_p <= 0 || sp.repeat_last_n < 0) {
-        qt_log_error("qtune chat: -n and --batch-size must be > 0, --ctx-size, --top-k, --repeat-last-n not negative, --top-p > 0");
+    if (n_predict == 0) {
+        qt_log_error("qtune chat: --max-tokens must be > 0, or -1 for answers up to the end of the turn");
         return 2;
     }
+    if ((prompt || prompt_file) && system) {
+        qt_log_error("qtune chat: -p / -f give the system prompt, as does --system: give one of them");
+        return 2;
+    }
+    qt_cli_note_gpu_layers(gpu_layers);
+    char *system_text = NULL;
+    if (prompt_file) {
+        system_text = qt_cli_read_text(prompt_file);
+        if (!system_text) return 1;
+        system = system_text;
+    } else if (prompt) {
+        system = prompt;
+    }
+    bool until_end = n_predict < 0;
     if (seed == UINT64_MAX) seed = (uint64_t)time(NULL);
     sp.seed = seed;
 
@@ -182,6 +224,15 @@ int qt_cmd_chat(int argc, char **argv) {
     size_t line_cap = 0;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (!tmpl_name && !tmpl_file && (conversation || instruct)) {
+        // llama.cpp's conversation modes on a model without a template: its fallbacks
+        char *own = qt_model_chat_template(m);
+        if (!own) {
+            tmpl_name = instruct ? "alpaca" : "chatml";
+            qt_log_info("the model has no chat template: using %s (choose another with --chat-template)", tmpl_name);
+        }
+        qt_free(own);
+    }
     if (qt_model_template_init(&tmpl, m, tmpl_name, tmpl_file) != QT_OK) goto done;
     if (system) {
         // templates without a system role refuse it now, not at the first turn
@@ -196,6 +247,7 @@ int qt_cmd_chat(int argc, char **argv) {
         convo_add(&cv, "system", system, strlen(system));
     }
     if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
+    if (until_end) n_predict = n_ctx / 2;   // answers up to half the context; older turns make room
     if (n_ctx > m->cfg.n_ctx_train)
         qt_log_warn("context %d exceeds the model's training context %d: quality may drop", n_ctx, m->cfg.n_ctx_train);
     if (n_predict >= n_ctx) {
@@ -212,15 +264,28 @@ int qt_cmd_chat(int argc, char **argv) {
     const char *const *stops = qt_chat_template_stops(&tmpl);
     int n_stops = 0;
     while (stops[n_stops]) n_stops++;
-    bool tty = isatty(0);
+    bool tty = isatty(0), colored = color && isatty(1);
     char tdesc[256];
     if (!quiet)
-        qt_log_info("chat template %s, context %d, seed %llu, %d threads; /exit to quit",
+        qt_log_info("chat template %s, context %d, seed %llu, %d threads; /exit or Ctrl-D to quit, Ctrl-C stops an answer",
                     qt_chat_template_describe(&tmpl, tdesc, sizeof(tdesc)), n_ctx, (unsigned long long)seed, nth);
+    qt_cli_interrupt_install(false);
     int turn = 0;
+    bool asked_exit = false;   // one Ctrl-C at the prompt: a second one exits
     for (;;) {
-        if (tty) { fputs("> ", stdout); fflush(stdout); }
-        if (!read_line(&line, &line_cap)) break;
+        if (tty) { fputs(colored ? "\033[32m> " : "> ", stdout); fflush(stdout); }
+        int lr = read_line(&line, &line_cap);
+        if (colored) { fputs("\033[0m", stdout); fflush(stdout); }
+        if (lr == LINE_EOF) break;
+        if (lr == LINE_INTERRUPTED) {
+            if (asked_exit || qt_cli_interrupt_count() > 1) { rc = QT_EXIT_INTERRUPTED; goto done; }
+            fprintf(stderr, "\n[Ctrl-C again or Ctrl-D to quit]\n");
+            asked_exit = true;
+            qt_cli_interrupt_clear();
+            continue;
+        }
+        asked_exit = false;
+        qt_cli_interrupt_clear();
         if (line[0] == 0) continue;
         if (line[0] == '/') {
             char *arg = strchr(line, ' ');
@@ -292,6 +357,10 @@ int qt_cmd_chat(int argc, char **argv) {
         qt_free(toks);
         fputc('\n', stdout);
         fflush(stdout);
+        if (qt_cli_interrupt_count() > 0) {   // the answer so far stays in the conversation
+            fprintf(stderr, "[answer stopped]\n");
+            qt_cli_interrupt_clear();
+        }
         if (grc != QT_OK) {
             convo_remove(&cv, cv.n - 1, 1);
             turn--;
@@ -306,6 +375,8 @@ int qt_cmd_chat(int argc, char **argv) {
     }
     rc = 0;
 done:
+    qt_cli_interrupt_restore();
+    qt_free(system_text);
     convo_clear(&cv);
     qt_free(cv.m);
     free(line);

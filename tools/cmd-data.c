@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "common.h"
 #include "io/gguf.h"
 #include "train/csv.h"
 #include "train/dataset.h"
@@ -24,6 +25,7 @@ typedef enum { FMT_TEXT, FMT_COMPLETIONS, FMT_CHAT } out_format;
 typedef struct {
     out_format fmt;
     const char *prompt_col, *completion_col, *text_col, *system;
+    const char *prompt_template;   // "{instruction}\n\n{context}": the prompt from several fields (escapes processed)
 } prep_opts;
 
 typedef struct {
@@ -31,19 +33,90 @@ typedef struct {
     int *src_line;
     int n, cap;
     int n_empty, n_dup;
+    char keys[1024];   // JSON input: the keys seen, comma-separated (for errors)
+    bool seen_key[3 + 16]; // JSON input: whether any record had text / prompt / completion / template field k
 } records;
+
+static bool blank(const char *s) {
+    for (; *s; s++)
+        if (!strchr(" \t\r\n", *s)) return false;
+    return true;
+}
+
+// Warnings about skipped records: the first few, then only the counts.
+#define MAX_SKIP_WARNINGS 5
+
+// ---- --prompt-template ----
+
+// The {name} fields of a template, in order: names[k] malloc'd. Returns the
+// count, or -1 (logged) for an unclosed or empty brace. "{{" is a literal "{".
+#define MAX_FIELDS 16
+static int template_fields(const char *t, char **names) {
+    int n = 0;
+    for (const char *p = t; *p; p++) {
+        if (p[0] == '{' && p[1] == '{') { p++; continue; }
+        if (*p != '{') continue;
+        const char *e = strchr(p, '}');
+        if (!e || e == p + 1 || n >= MAX_FIELDS) {
+            qt_log_error("--prompt-template: %s at '%s' (fields are {name}; at most %d)", !e ? "unclosed {" : e == p + 1 ? "empty {}" : "too many fields", p, MAX_FIELDS);
+            for (int k = 0; k < n; k++) qt_free(names[k]);
+            return -1;
+        }
+        names[n] = qt_malloc((size_t)(e - p));
+        memcpy(names[n], p + 1, (size_t)(e - p - 1));
+        names[n][e - p - 1] = 0;
+        n++;
+        p = e;
+    }
+    return n;
+}
+
+// The template with field k replaced by vals[k] (NULL: empty), trailing
+// whitespace dropped (an empty last field leaves no blank lines); NULL when
+// every field is empty. malloc'd.
+static char *render_template(const char *t, const char *const *vals, int n) {
+    bool any = false;
+    size_t cap = strlen(t) + 1;
+    for (int k = 0; k < n; k++) {
+        if (vals[k]) cap += strlen(vals[k]);
+        any |= vals[k] && !blank(vals[k]);
+    }
+    if (!any) return NULL;
+    char *out = qt_malloc(cap), *o = out;
+    int k = 0;
+    for (const char *p = t; *p; p++) {
+        if (p[0] == '{' && p[1] == '{') { *o++ = '{'; p++; continue; }
+        if (p[0] == '}' && p[1] == '}') { *o++ = '}'; p++; continue; }
+        if (*p != '{') { *o++ = *p; continue; }
+        const char *v = vals[k++];
+        if (v) { size_t l = strlen(v); memcpy(o, v, l); o += l; }
+        p = strchr(p, '}');
+    }
+    while (o > out && strchr(" \t\r\n", o[-1])) o--;
+    *o = 0;
+    return out;
+}
+
+// "\n", "\t", "\\" written on a command line -> the characters.
+static char *unescape_dup(const char *s) {
+    char *d = qt_strdup(s), *o = d;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+            p++;
+            *o++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : '\\';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = 0;
+    return d;
+}
 
 // "file:line", or "file: record k" for the k-th element of a JSON array (line = -k).
 static const char *where(char *buf, size_t n, const char *name, int line) {
     if (line >= 0) snprintf(buf, n, "%s:%d", name, line);
     else snprintf(buf, n, "%s: record %d", name, -line);
     return buf;
-}
-
-static bool blank(const char *s) {
-    for (; *s; s++)
-        if (!strchr(" \t\r\n", *s)) return false;
-    return true;
 }
 
 static bool ends_with(const char *s, const char *suf) {
@@ -109,7 +182,8 @@ static void add_record(records *R, const char *name, int line, const prep_opts *
     }
     if (empty) {
         char w[4200];
-        qt_log_warn("%s: empty record skipped", where(w, sizeof(w), name, line));
+        if (R->n_empty < MAX_SKIP_WARNINGS) qt_log_warn("%s: empty record skipped", where(w, sizeof(w), name, line));
+        else if (R->n_empty == MAX_SKIP_WARNINGS) qt_log_warn("more empty records: counted, not listed");
         R->n_empty++;
         cJSON_Delete(j);
         return;
@@ -138,7 +212,12 @@ static void add_record(records *R, const char *name, int line, const prep_opts *
 static int need_col(const qt_csv *t, const char *name, const char *col, const char *flag) {
     int c = qt_csv_column(t, col);
     if (c < 0) {
-        qt_log_error("%s:1: no column '%s' in the header (choose one with %s)", name, col, flag);
+        char cols[2048];
+        size_t n = 0;
+        cols[0] = 0;
+        for (int i = 0; i < t->rows[0].n_fields; i++)
+            n += (size_t)snprintf(cols + n, n < sizeof(cols) ? sizeof(cols) - n : 0, "%s%s", i ? ", " : "", t->rows[0].fields[i]);
+        qt_log_error("%s:1: no column '%s' in the header (%s); the columns are: %s", name, col, flag, cols);
     }
     return c;
 }
@@ -150,20 +229,35 @@ static int read_csv(const char *path, char sep, const prep_opts *o, records *R) 
     qt_csv *t = qt_csv_parse(path, data, n, sep);
     qt_free(data);
     if (!t) return QT_ERR;
-    int rc = QT_ERR, ct = -1, cp = -1, cc = -1;
+    int rc = QT_ERR, ct = -1, cp = -1, cc = -1, n_tf = 0, tcol[MAX_FIELDS];
+    char *tf[MAX_FIELDS];
     if (o->fmt == FMT_TEXT) {
         if ((ct = need_col(t, path, o->text_col, "--text-col")) < 0) goto done;
     } else {
-        if ((cp = need_col(t, path, o->prompt_col, "--prompt-col")) < 0) goto done;
+        if (o->prompt_template) {
+            if ((n_tf = template_fields(o->prompt_template, tf)) < 0) { n_tf = 0; goto done; }
+            for (int k = 0; k < n_tf; k++)
+                if ((tcol[k] = need_col(t, path, tf[k], "--prompt-template")) < 0) goto done;
+        } else if ((cp = need_col(t, path, o->prompt_col, "--prompt-col")) < 0) {
+            goto done;
+        }
         if ((cc = need_col(t, path, o->completion_col, "--completion-col")) < 0) goto done;
     }
     for (int i = 1; i < t->n_rows; i++) {
         char **f = t->rows[i].fields;
-        add_record(R, path, t->rows[i].line, o, ct >= 0 ? f[ct] : NULL, cp >= 0 ? f[cp] : NULL, cc >= 0 ? f[cc] : NULL,
-                   NULL);
+        char *prompt = NULL;
+        if (o->prompt_template) {
+            const char *vals[MAX_FIELDS];
+            for (int k = 0; k < n_tf; k++) vals[k] = f[tcol[k]];
+            prompt = render_template(o->prompt_template, vals, n_tf);
+        }
+        add_record(R, path, t->rows[i].line, o, ct >= 0 ? f[ct] : NULL, prompt ? prompt : cp >= 0 ? f[cp] : NULL,
+                   cc >= 0 ? f[cc] : NULL, NULL);
+        qt_free(prompt);
     }
     rc = QT_OK;
 done:
+    for (int k = 0; k < n_tf; k++) qt_free(tf[k]);
     qt_csv_free(t);
     return rc;
 }
@@ -173,7 +267,24 @@ static const char *str_field(const cJSON *j, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int json_record(const char *path, int line, const cJSON *j, const prep_opts *o, records *R) {
+// Remembers the keys of j (for an error listing them) and which wanted ones it has.
+static void note_keys(records *R, const cJSON *j, const char *const *want, int n_want) {
+    for (const cJSON *e = j->child; e; e = e->next) {
+        char pat[200];
+        snprintf(pat, sizeof(pat), ",%s,", e->string);
+        char have[1040];
+        snprintf(have, sizeof(have), ",%s,", R->keys);
+        if (!strstr(have, pat)) {
+            size_t l = strlen(R->keys);
+            snprintf(R->keys + l, sizeof(R->keys) - l, "%s%s", l ? "," : "", e->string);
+        }
+    }
+    for (int k = 0; k < n_want; k++)
+        if (want[k] && cJSON_GetObjectItemCaseSensitive(j, want[k])) R->seen_key[k] = true;
+}
+
+static int json_record(const char *path, int line, const cJSON *j, const prep_opts *o, char *const *tf, int n_tf,
+                       records *R) {
     char w[4200];
     where(w, sizeof(w), path, line);
     if (!cJSON_IsObject(j)) {
@@ -181,28 +292,57 @@ static int json_record(const char *path, int line, const cJSON *j, const prep_op
         return QT_ERR;
     }
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
-    const char *keys[3] = { o->text_col, o->prompt_col, o->completion_col };
-    for (int k = 0; k < 3; k++) {
+    const char *keys[3 + MAX_FIELDS] = { o->text_col, o->prompt_col, o->completion_col };
+    for (int k = 0; k < n_tf; k++) keys[3 + k] = tf[k];
+    for (int k = 0; k < 3 + n_tf; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
         if (v && !cJSON_IsString(v) && !cJSON_IsNull(v)) {
             qt_log_error("%s: \"%s\" must be a string", w, keys[k]);
             return QT_ERR;
         }
     }
+    note_keys(R, j, keys, 3 + n_tf);
     if (o->fmt == FMT_CHAT && msgs && !cJSON_IsArray(msgs)) {
         qt_log_error("%s: \"messages\" must be an array", w);
         return QT_ERR;
     }
-    add_record(R, path, line, o, str_field(j, o->text_col), str_field(j, o->prompt_col), str_field(j, o->completion_col),
-               o->fmt == FMT_CHAT ? msgs : NULL);
+    char *prompt = NULL;
+    if (o->prompt_template) {
+        const char *vals[MAX_FIELDS];
+        for (int k = 0; k < n_tf; k++) vals[k] = str_field(j, tf[k]);
+        prompt = render_template(o->prompt_template, vals, n_tf);
+    }
+    add_record(R, path, line, o, str_field(j, o->text_col), prompt ? prompt : str_field(j, o->prompt_col),
+               str_field(j, o->completion_col), o->fmt == FMT_CHAT ? msgs : NULL);
+    qt_free(prompt);
+    return QT_OK;
+}
+
+// After reading JSON: a wanted key no record has is a misspelt option.
+static int check_keys(const char *path, const prep_opts *o, char *const *tf, int n_tf, const records *R, bool chat_msgs) {
+    const char *keys[3 + MAX_FIELDS] = { o->text_col, o->prompt_col, o->completion_col };
+    const char *flags[3] = { "--text-col", "--prompt-col", "--completion-col" };
+    for (int k = 0; k < n_tf; k++) keys[3 + k] = tf[k];
+    for (int k = 0; k < 3 + n_tf; k++) {
+        bool needed = o->fmt == FMT_TEXT ? k == 0 : k == 2 || (k == 1 && !o->prompt_template) || k >= 3;
+        if (chat_msgs && o->fmt == FMT_CHAT) needed = false;
+        if (!needed || R->seen_key[k]) continue;
+        qt_log_error("%s: no record has the key \"%s\" (%s); the keys are: %s", path, keys[k],
+                     k < 3 ? flags[k] : "--prompt-template", R->keys[0] ? R->keys : "(none)");
+        return QT_ERR;
+    }
     return QT_OK;
 }
 
 static int read_json(const char *path, bool lines, const prep_opts *o, records *R) {
     size_t n;
+    char *tf[MAX_FIELDS];
+    int n_tf = o->prompt_template ? template_fields(o->prompt_template, tf) : 0;
+    if (n_tf < 0) return QT_ERR;
     char *data = qt_read_file(path, &n);
-    if (!data) return QT_ERR;
     int rc = QT_ERR;
+    bool any_msgs = false;
+    if (!data) goto done;
     if (qt_utf8_valid_prefix(data, n) < n) {
         size_t at = qt_utf8_valid_prefix(data, n);
         int line = 1;
@@ -222,7 +362,8 @@ static int read_json(const char *path, bool lines, const prep_opts *o, records *
                 qt_log_error("%s:%d: invalid JSON", path, line);
                 goto done;
             }
-            int e = json_record(path, line, j, o, R);
+            any_msgs |= cJSON_GetObjectItemCaseSensitive(j, "messages") != NULL;
+            int e = json_record(path, line, j, o, tf, n_tf, R);
             cJSON_Delete(j);
             if (e != QT_OK) goto done;
         }
@@ -243,12 +384,14 @@ static int read_json(const char *path, bool lines, const prep_opts *o, records *
         const cJSON *e;
         cJSON_ArrayForEach(e, j) {
             k++;
-            if (json_record(path, -k, e, o, R) != QT_OK) { cJSON_Delete(j); goto done; }
+            any_msgs |= cJSON_GetObjectItemCaseSensitive(e, "messages") != NULL;
+            if (json_record(path, -k, e, o, tf, n_tf, R) != QT_OK) { cJSON_Delete(j); goto done; }
         }
         cJSON_Delete(j);
     }
-    rc = QT_OK;
+    rc = check_keys(path, o, tf, n_tf, R, any_msgs);
 done:
+    for (int k = 0; k < n_tf; k++) qt_free(tf[k]);
     qt_free(data);
     return rc;
 }
@@ -276,21 +419,22 @@ static int write_split(const char *dir, const char *name, records *R, const int 
 }
 
 static int cmd_prepare(int argc, char **argv) {
-    const char *out = NULL, *format = "completions", *split = "0.8,0.1,0.1", *input_type = NULL;
+    const char *out = NULL, *format = "completions", *split = "0.8,0.1,0.1", *input_type = NULL, *prompt_template = NULL;
     prep_opts o = { .prompt_col = "prompt", .completion_col = "completion", .text_col = "text" };
     uint64_t seed = 0;
     int verbose = 1;
     const qt_opt opts[] = {
         { "output", 'o', QT_OPT_STR, &out, "DIR", "folder for train.jsonl, valid.jsonl, test.jsonl (created)" },
         { "format", 'f', QT_OPT_STR, &format, "NAME", "text | completions | chat (default completions)" },
-        { "prompt-col", 0, QT_OPT_STR, &o.prompt_col, "NAME", "column / key of the prompt (default prompt)" },
+        { "prompt-col", 0, QT_OPT_STR, &o.prompt_col, "NAME", "column / key of the prompt (default prompt); A,B joins columns with a blank line" },
+        { "prompt-template", 0, QT_OPT_STR, &prompt_template, "TEXT", "the prompt from several columns / keys: \"{instruction}\\n\\n{context}\"" },
         { "completion-col", 0, QT_OPT_STR, &o.completion_col, "NAME", "column / key of the answer (default completion)" },
         { "text-col", 0, QT_OPT_STR, &o.text_col, "NAME", "column / key of the text for --format text (default text)" },
         { "system", 0, QT_OPT_STR, &o.system, "TEXT", "--format chat: a system message for every conversation" },
         { "split", 0, QT_OPT_STR, &split, "T,V,E", "fractions for train, valid, test (default 0.8,0.1,0.1)" },
         { "seed", 's', QT_OPT_U64, &seed, "S", "shuffle seed (default 0)" },
         { "type", 0, QT_OPT_STR, &input_type, "EXT", "input type when the extension does not tell: csv|tsv|json|jsonl" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "data prepare", "INPUT -o DIR [options]",
@@ -339,6 +483,22 @@ static int cmd_prepare(int argc, char **argv) {
             return 2;
         }
     }
+    char *tmpl = NULL;
+    if (prompt_template) {
+        tmpl = unescape_dup(prompt_template);
+    } else if (strchr(o.prompt_col, ',')) {
+        // --prompt-col instruction,context: those columns joined by a blank line
+        size_t cap = 3 * strlen(o.prompt_col) + 8;
+        tmpl = qt_malloc(cap);
+        char *t = tmpl;
+        for (const char *p = o.prompt_col; *p;) {
+            size_t l = strcspn(p, ",");
+            t += sprintf(t, "%s{%.*s}", t == tmpl ? "" : "\n\n", (int)l, p);
+            p += l;
+            if (*p == ',') p++;
+        }
+    }
+    o.prompt_template = tmpl;
     records R = { 0 };
     int rc = QT_ERR;
     if (!strcmp(type, "csv")) rc = read_csv(in, ',', &o, &R);
@@ -347,6 +507,7 @@ static int cmd_prepare(int argc, char **argv) {
     else if (!strcmp(type, "jsonl")) rc = read_json(in, true, &o, &R);
     else {
         qt_log_error("qtune data prepare: --type must be csv, tsv, json or jsonl, not '%s'", type);
+        qt_free(tmpl);
         return 2;
     }
     int *order = NULL;
@@ -390,6 +551,7 @@ done:
     qt_free(R.lines);
     qt_free(R.src_line);
     qt_free(order);
+    qt_free(tmpl);
     return rc == QT_OK ? 0 : 1;
 }
 
@@ -438,12 +600,13 @@ static int cmd_stats(int argc, char **argv) {
     qt_data_opts dopts = qt_data_defaults();
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "tokenizer: a .gguf (vocabulary-only is enough), HF folder or tokenizer.json" },
-        { "max-seq-len", 0, QT_OPT_INT, &max_seq_len, "N", "count the records longer than N tokens (default 2048)" },
+        { "max-seq-len", 0, QT_OPT_INT, &max_seq_len, "N", "count the records longer than N tokens (default 2048)", "--max-seq-length", "[2,10000000]" },
         { "mask-prompt", 0, QT_OPT_FLAG, &dopts.mask_prompt, NULL, "also count trained tokens as --mask-prompt would" },
-        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens" },
+        { "response-template", 0, QT_OPT_STR, &dopts.response_template, "TEXT", "\"text\" records: the answer starts after the last TEXT", "--response-marker" },
+        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens", "--special" },
         { "chat-template", 0, QT_OPT_STR, &dopts.chat_template, "NAME", "template of \"messages\" records, as in train (default llama2)" },
         { "lengths", 0, QT_OPT_FLAG, &lengths, NULL, "print 'split line tokens' for every record" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "data stats", "-m MODEL DATA [options]",

@@ -61,7 +61,7 @@ static void pack(batch_buf *bb, const qt_dataset *d, const int *idx, int n) {
 }
 
 static int eval_loss(const qt_model *m, qt_lora *l, qt_backend *be, const qt_dataset *d, int batch_size,
-                     double *loss, int64_t *n_tokens) {
+                     int max_batches, double *loss, int64_t *n_tokens) {
     int max_seq = qt_dataset_max_len(d), max_tokens = max_seq * batch_size;
     qt_tmodel *tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, false);
     if (!tm) return QT_ERR;
@@ -72,6 +72,7 @@ static int eval_loss(const qt_model *m, qt_lora *l, qt_backend *be, const qt_dat
     int *idx = qt_malloc(sizeof(int) * (size_t)batch_size);
     qt_batcher *bt = qt_batcher_init(d, batch_size, 0, false);   // the trainer's evaluation order
     int nb = qt_batcher_n_per_epoch(bt), rc = QT_OK;
+    if (max_batches >= 0) nb = QT_MIN(nb, max_batches);
     double sum = 0;
     int64_t cnt = 0;
     for (int i = 0; i < nb; i++) {
@@ -101,6 +102,7 @@ typedef struct {
     int max_tokens;
     qt_sampler_params sp;
     bool parse_special;
+    const char *response_template;   // "text" records: where the answer starts
     const char *chat_template;   // NULL: llama2
     int limit;
     const char *out_path;
@@ -133,7 +135,7 @@ static char *strip_dup(const char *s) {
 // One record -> prompt tokens and reference text. QT_ERR (logged) if the
 // record has no prompt/answer split ("text" records) or is malformed.
 static int make_case(const qt_tokenizer *tok, const char *path, int line, const char *json, bool parse_special,
-                     const char *tmpl, gen_case *gc) {
+                     const char *tmpl, const char *response_template, gen_case *gc) {
     memset(gc, 0, sizeof(*gc));
     gc->line = line;
     cJSON *j = cJSON_Parse(json);
@@ -143,7 +145,7 @@ static int make_case(const qt_tokenizer *tok, const char *path, int line, const 
         goto done;
     }
     const cJSON *jp = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *jc = cJSON_GetObjectItemCaseSensitive(j, "completion");
-    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(j, "messages");
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(j, "messages"), *jt = cJSON_GetObjectItemCaseSensitive(j, "text");
     if (cJSON_IsString(jp) && cJSON_IsString(jc)) {
         gc->prompt_text = qt_strdup(jp->valuestring);
         gc->reference = strip_dup(jc->valuestring);
@@ -188,9 +190,46 @@ static int make_case(const qt_tokenizer *tok, const char *path, int line, const 
         gc->prompt_text = qt_chat_render(tmpl, msgs, last_asst);
         if (!gc->prompt_text) gc->prompt_text = qt_strdup(last_asst > 0 ? msgs[last_asst - 1].content : "");
         qt_free(msgs);
+    } else if (cJSON_IsString(jt)) {
+        // a "text" record: the prompt is everything up to the response
+        // template, the reference what follows (without a written end token)
+        if (!response_template) {
+            qt_log_error("%s:%d: --generate on \"text\" records needs --response-template TEXT (where the answer "
+                         "starts, e.g. \"[/INST]\")", path, line);
+            goto done;
+        }
+        long at = qt_data_answer_start(jt->valuestring, response_template);
+        if (at < 0) {
+            qt_log_error("%s:%d: the response template \"%s\" does not occur in the text", path, line, response_template);
+            goto done;
+        }
+        gc->prompt_text = qt_malloc((size_t)at + 1);
+        memcpy(gc->prompt_text, jt->valuestring, (size_t)at);
+        gc->prompt_text[at] = 0;
+        gc->reference = strip_dup(jt->valuestring + at);
+        int eos = qt_tokenizer_eos(tok);
+        const char *et = eos >= 0 ? qt_token_text(tok, eos) : NULL;
+        size_t rl = strlen(gc->reference), el = et ? strlen(et) : 0;
+        if (el && rl >= el && !strcmp(gc->reference + rl - el, et)) {
+            gc->reference[rl - el] = 0;
+            char *r2 = strip_dup(gc->reference);
+            qt_free(gc->reference);
+            gc->reference = r2;
+        }
+        bool bos = qt_tokenizer_add_bos(tok);
+        int nt = qt_tokenize(tok, gc->prompt_text, (size_t)at, bos, parse_special, NULL, 0);
+        if (nt < 0) goto done;
+        gc->prompt = qt_malloc(sizeof(int32_t) * (size_t)(nt + 1));
+        qt_tokenize(tok, gc->prompt_text, (size_t)at, bos, parse_special, gc->prompt, nt + 1);
+        // a written BOS (parse_special) and the added one: keep one
+        if (nt >= 2 && bos && gc->prompt[0] == gc->prompt[1] && gc->prompt[0] == qt_tokenizer_bos(tok)) {
+            memmove(gc->prompt, gc->prompt + 1, sizeof(int32_t) * (size_t)(nt - 1));
+            nt--;
+        }
+        gc->n_prompt = nt;
     } else {
-        qt_log_error("%s:%d: --generate needs {\"prompt\", \"completion\"} or {\"messages\"} records (a \"text\" "
-                     "record has no reference answer)", path, line);
+        qt_log_error("%s:%d: --generate needs {\"prompt\", \"completion\"}, {\"messages\"} or {\"text\"} records",
+                     path, line);
         goto done;
     }
     if (gc->n_prompt == 0) {
@@ -251,7 +290,7 @@ static int run_generate(const qt_model *m, const qt_lora *l, float scale, qt_bac
         if (g->limit > 0 && n_cases >= g->limit) break;
         if (n_cases == cap) cases = qt_realloc(cases, sizeof(gen_case) * (size_t)(cap *= 2));
         if (make_case(m->tok, path, line, s, g->parse_special, g->chat_template ? g->chat_template : "llama2",
-                      &cases[n_cases]) != QT_OK) goto done;
+                      g->response_template, &cases[n_cases]) != QT_OK) goto done;
         max_prompt = QT_MAX(max_prompt, cases[n_cases].n_prompt);
         n_cases++;
     }
@@ -315,7 +354,7 @@ done:
 
 int qt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *tok_path = NULL, *split = "test", *out_path = NULL;
-    int batch_size = 4, threads = 0, verbose = 1;
+    int batch_size = 4, threads = 0, verbose = 1, max_batches = -1;
     const char *device = NULL;
     bool do_generate = false, no_loss = false;
     qt_data_opts dopts = qt_data_defaults();
@@ -325,28 +364,31 @@ int qt_cmd_eval(int argc, char **argv) {
     qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "base model: .gguf or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
+        QT_CLI_ADAPTER_OPTS(adapter_specs),
         { "data", 'd', QT_OPT_STR, &data, "PATH", "a .jsonl file, or a folder (its test.jsonl, see --split)" },
         { "split", 0, QT_OPT_STR, &split, "NAME", "file of a --data folder: test | valid | train (default test)" },
-        { "batch-size", 'b', QT_OPT_INT, &batch_size, "N", "sequences per batch; as in train for the same numbers (default 4)" },
-        { "max-seq-len", 0, QT_OPT_INT, &dopts.max_seq_len, "N", "truncate records to N tokens (default 2048)" },
+        { "batch-size", 'b', QT_OPT_INT, &batch_size, "N", "sequences per batch; as in train for the same numbers (default 4)", NULL, "[1,65536]" },
+        { "max-batches", 0, QT_OPT_INT, &max_batches, "N", "only the first N batches; -1 = all (default)", "--test-batches", "[-1,1000000000]" },
+        { "max-seq-len", 0, QT_OPT_INT, &dopts.max_seq_len, "N", "truncate records to N tokens (default 2048)", "--max-seq-length", "[2,10000000]" },
         { "mask-prompt", 0, QT_OPT_FLAG, &dopts.mask_prompt, NULL, "loss over completions / assistant turns only" },
-        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens" },
+        { "response-template", 0, QT_OPT_STR, &dopts.response_template, "TEXT",
+          "\"text\" records: the answer starts after the last TEXT (loss over it; --generate's prompt / reference)", "--response-marker" },
+        { "parse-special", 0, QT_OPT_FLAG, &dopts.parse_special, NULL, "read <s>, </s>, ... in text records as special tokens", "--special" },
         { "chat-template", 0, QT_OPT_STR, &dopts.chat_template, "NAME", "template of \"messages\" records, as in train (default llama2)" },
         { "no-loss", 0, QT_OPT_FLAG, &no_loss, NULL, "skip the loss (with --generate)" },
         { "generate", 0, QT_OPT_FLAG, &do_generate, NULL, "generate an answer per record and score it (BLEU, ROUGE-L, exact)" },
-        { "max-tokens", 'n', QT_OPT_INT, &g.max_tokens, "N", "with --generate: tokens per answer (default 256)" },
-        { "temp", 0, QT_OPT_FLOAT, &g.sp.temp, "T", "with --generate: temperature; 0 = greedy (default 0)" },
-        { "top-k", 0, QT_OPT_INT, &g.sp.top_k, "K", "with --generate: top-k (default 40)" },
-        { "top-p", 0, QT_OPT_FLOAT, &g.sp.top_p, "P", "with --generate: top-p (default 0.95)" },
+        { "max-tokens", 'n', QT_OPT_INT, &g.max_tokens, "N", "with --generate: tokens per answer (default 256)", "--n-predict", "[1,100000000]" },
+        { "temp", 0, QT_OPT_FLOAT, &g.sp.temp, "T", "with --generate: temperature; 0 = greedy (default 0)", "--temperature", "[0,100]" },
+        { "top-k", 0, QT_OPT_INT, &g.sp.top_k, "K", "with --generate: top-k (default 40)", NULL, "[0,inf)" },
+        { "top-p", 0, QT_OPT_FLOAT, &g.sp.top_p, "P", "with --generate: top-p (default 0.95)", NULL, "(0,1]" },
         { "seed", 's', QT_OPT_U64, &g.sp.seed, "S", "with --generate: sampling seed (default 0)" },
-        { "limit", 0, QT_OPT_INT, &g.limit, "N", "with --generate: only the first N records" },
+        { "limit", 0, QT_OPT_INT, &g.limit, "N", "with --generate: only the first N records", NULL, "[0,1000000000]" },
         { "output", 'o', QT_OPT_STR, &out_path, "FILE", "with --generate: JSONL of prompt, reference, output, scores "
                                                          "(default ADAPTER/eval.jsonl, or eval.jsonl)" },
-        { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
+        QT_CLI_THREADS_OPT(threads),
         QT_CLI_DEVICE_OPT(device),
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "eval", "-m MODEL [--adapter A] --data FILE|DIR [options]",
@@ -361,10 +403,7 @@ int qt_cmd_eval(int argc, char **argv) {
         qt_log_error("qtune eval: give a model (-m) and data (--data)");
         return 2;
     }
-    if (batch_size <= 0 || dopts.max_seq_len < 2 || g.max_tokens <= 0) {
-        qt_log_error("qtune eval: --batch-size and --max-tokens must be positive, --max-seq-len at least 2");
-        return 2;
-    }
+
     int rc = 1;
     char *path = resolve_data(data, split), *def_out = NULL;
     qt_model *m = NULL;
@@ -375,13 +414,13 @@ int qt_cmd_eval(int argc, char **argv) {
     m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
     adapter = adapter_specs.n ? adapter_specs.v[0] : NULL;
-    if (adapter_specs.n == 1 && !(l = qt_cli_load_adapter(m, adapter, &scale))) goto done;
+    if (adapter_specs.n == 1 && !(l = qt_cli_load_adapter_at(m, &adapter_specs, 0, &scale))) goto done;
     if (adapter_specs.n > 1) {
         // several adapters: one stacked adapter equal to their scaled sum
         qt_lora *ls[QT_OPT_MAX_REPEAT] = { 0 };
         float sc[QT_OPT_MAX_REPEAT];
         bool ok = true;
-        for (int i = 0; i < adapter_specs.n && ok; i++) ok = (ls[i] = qt_cli_load_adapter(m, adapter_specs.v[i], &sc[i])) != NULL;
+        for (int i = 0; i < adapter_specs.n && ok; i++) ok = (ls[i] = qt_cli_load_adapter_at(m, &adapter_specs, i, &sc[i])) != NULL;
         if (ok) l = qt_lora_stack(m, (const qt_lora *const *)ls, sc, adapter_specs.n);
         for (int i = 0; i < adapter_specs.n; i++) qt_lora_free(ls[i]);
         if (!l) goto done;
@@ -408,7 +447,7 @@ int qt_cmd_eval(int argc, char **argv) {
         }
         double loss;
         int64_t n_tok;
-        int e = eval_loss(m, use, cb.be, d, batch_size, &loss, &n_tok);
+        int e = eval_loss(m, use, cb.be, d, batch_size, max_batches, &loss, &n_tok);
         if (l) l->scale = saved;
         qt_lora_free(none);
         if (e != QT_OK) goto done;
@@ -429,6 +468,7 @@ int qt_cmd_eval(int argc, char **argv) {
         }
         g.out_path = out_path;
         g.parse_special = dopts.parse_special;
+        g.response_template = dopts.response_template;
         g.chat_template = dopts.chat_template;
         if (run_generate(m, l, scale, cb.be, path, &g) != QT_OK) goto done;
     }

@@ -15,12 +15,13 @@ int qt_cmd_fuse(int argc, char **argv) {
     int verbose = 1;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "base model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA file)" },
+        { "adapter", 'a', QT_OPT_STR, &adapter, "PATH[:SCALE]", "LoRA adapter (PEFT or mlx-lm folder, lora.py .npz, GGUF LoRA file)",
+          "--adapter-path --adapter-file --lora" },
         { "output", 'o', QT_OPT_STR, &out, "OUT.gguf", "where to write the fused model" },
         { "type", 0, QT_OPT_STR, &type, "T", "f32|f16|bf16|q8_0|q4_0|q4_1|q4_k|q5_k|q6_k|iq4_nl (default: as stored)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "HF base without tokenizer.json: vocabulary from this .gguf" },
         { "name", 0, QT_OPT_STR, &name, "TEXT", "general.name of the output" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "fuse", "-m MODEL --adapter A -o OUT.gguf [--type T]",

@@ -1,6 +1,11 @@
 // cmd-info.c: `qtune info MODEL`: what a model is and what it needs to run.
+// Given a llama.cpp GGUF LoRA file (general.type "adapter"), or an adapter
+// folder / file of qtune's other forms, it describes the adapter instead:
+// rank, alpha, targets, layers, parameters (and the step of a training run).
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 #include "cli.h"
@@ -14,29 +19,121 @@ static void add_type(int64_t *count, size_t *bytes, qt_type type, size_t nbytes)
     }
 }
 
+// GGUF LoRA: metadata and the tensors' ranks, layers and targets.
+static int info_gguf_lora(const char *path, qt_gguf *g) {
+    const char *arch = "?", *atype = "?", *name = NULL;
+    float alpha = 0;
+    qt_gguf_get_str(g, "general.architecture", &arch, false);
+    qt_gguf_get_str(g, "adapter.type", &atype, false);
+    qt_gguf_get_str(g, "general.name", &name, false);
+    qt_gguf_get_f32(g, "adapter.lora.alpha", &alpha, false);
+    int rank = 0, first = 1 << 30, last = -1;
+    int64_t params = 0;
+    char targets[256] = "";
+    for (int64_t i = 0; i < qt_gguf_n_tensors(g); i++) {
+        const qt_gguf_tensor *t = qt_gguf_tensor_at(g, i);
+        char nm[128], mod[64], which;
+        int il;
+        snprintf(nm, sizeof(nm), "%.*s", (int)t->name.len, t->name.data);
+        params += t->ne[0] * t->ne[1];
+        if (sscanf(nm, "blk.%d.%63[a-z_].weight.lora_%c", &il, mod, &which) != 3) continue;
+        first = il < first ? il : first;
+        last = il > last ? il : last;
+        if (which == 'a') rank = (int)t->ne[1];
+        char pat[80];
+        snprintf(pat, sizeof(pat), " %s", mod);
+        if (!strstr(targets, pat) && strlen(targets) + strlen(pat) < sizeof(targets)) strcat(targets, pat);
+    }
+    printf("adapter:        %s\n", path);
+    printf("format:         llama.cpp GGUF LoRA (gguf version %u)\n", qt_gguf_version(g));
+    if (name) printf("name:           %s\n", name);
+    printf("architecture:   %s\n", arch);
+    printf("adapter type:   %s\n", atype);
+    printf("rank:           %d\n", rank);
+    printf("alpha:          %g (scale alpha / rank = %g)\n", alpha, rank ? (alpha > 0 ? alpha : rank) / rank : 0.0);
+    printf("targets:       %s\n", targets[0] ? targets : " (none)");
+    if (last >= 0) printf("layers:         %d-%d\n", first, last);
+    printf("tensors:        %lld (%lld parameters)\n", (long long)qt_gguf_n_tensors(g), (long long)params);
+    return 0;
+}
+
+// A PEFT / mlx-lm folder, or a training run: its config and state files.
+static int info_adapter_dir(const char *path) {
+    static const char *const files[] = { "adapter_config.json", "training_state.json" };
+    int shown = 0;
+    for (int k = 0; k < 2; k++) {
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/%s", path, files[k]);
+        struct stat st;
+        if (stat(p, &st) != 0) continue;
+        char *text = qt_read_file(p, NULL);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        qt_free(text);
+        if (!j) continue;
+        if (!shown++) printf("adapter:        %s\n", path);
+        printf("%s:\n", files[k]);
+        for (const cJSON *e = j->child; e; e = e->next) {
+            char *v = cJSON_PrintUnformatted(e);
+            printf("  %-24s %s\n", e->string, v);
+            cJSON_free(v);
+        }
+        cJSON_Delete(j);
+    }
+    if (!shown) {
+        qt_log_error("%s: a folder without a model (config.json) or an adapter (adapter_config.json)", path);
+        return 1;
+    }
+    return 0;
+}
+
+static void quiet_sink(const char *line, void *ud) { (void)line; (void)ud; }
+
+static bool is_gguf_adapter(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = { 0 };
+    bool gguf = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    if (!gguf) return false;
+    qt_log_set_sink(quiet_sink, NULL);   // a broken file is reported by the model loader below
+    qt_gguf *g = qt_gguf_open(path);
+    qt_log_set_sink(NULL, NULL);
+    const char *type = NULL;
+    bool adapter = g && qt_gguf_get_str(g, "general.type", &type, false) == QT_OK && type && !strcmp(type, "adapter");
+    qt_gguf_close(g);
+    return adapter;
+}
+
 int qt_cmd_info(int argc, char **argv) {
     const char *tok_path = NULL;
     int n_ctx = 0, verbose = 1;
     bool list = false;
     const qt_opt opts[] = {
-        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size for the memory estimate (default: training context)" },
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size for the memory estimate (default: training context)", NULL, "[0,10000000]" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         { "tensors", 0, QT_OPT_FLAG, &list, NULL, "list every tensor" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
-    const qt_cmd_spec spec = { "info", "MODEL [options]",
-                               "Show the architecture, hyper-parameters, tensor types, parameter count and memory needs.",
+    const qt_cmd_spec spec = { "info", "MODEL|ADAPTER [options]",
+                               "Show the architecture, hyper-parameters, tensor types, parameter count and memory needs "
+                               "(of an adapter: its form, rank, alpha, targets and layers).",
                                opts, 1, 1 };
     char *pos[1];
     int n_pos;
     int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
     if (r) return r > 0 ? 0 : 2;
-    qt_log_set_level(verbose);
-    if (n_ctx < 0) {
-        qt_log_error("qtune info: --ctx-size must not be negative");
-        return 2;
+    if (is_gguf_adapter(pos[0])) {
+        qt_log_set_level(verbose);
+        qt_gguf *g = qt_gguf_open(pos[0]);
+        int rc = g ? info_gguf_lora(pos[0], g) : 1;
+        qt_gguf_close(g);
+        return rc;
     }
+    qt_log_set_level(verbose);
+    struct stat st;
+    char cfg[4096];
+    snprintf(cfg, sizeof(cfg), "%s/config.json", pos[0]);
+    if (stat(pos[0], &st) == 0 && S_ISDIR(st.st_mode) && stat(cfg, &st) != 0) return info_adapter_dir(pos[0]);
     qt_model *m = qt_cli_load_model(pos[0], tok_path, false);
     if (!m) return 1;
     const qt_config *c = &m->cfg;

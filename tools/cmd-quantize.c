@@ -17,7 +17,7 @@ int qt_cmd_quantize(int argc, char **argv) {
     const qt_opt opts[] = {
         { "type", 0, QT_OPT_STR, &type, "T", "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|q5_k|q6_k|iq4_nl|f16|bf16|f32" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "HF input without tokenizer.json: vocabulary from this .gguf" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "quantize", "IN OUT.gguf --type T",

@@ -5,12 +5,13 @@
 
 #include "base/base.h"
 #include "cli.h"
+#include "common.h"
 #include "train/report.h"
 
 int qt_cmd_report(int argc, char **argv) {
     int verbose = 1;
     const qt_opt opts[] = {
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "report", "RUN_DIR",

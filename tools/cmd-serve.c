@@ -29,7 +29,7 @@ int qt_cmd_serve(int argc, char **argv) {
     qt_opt_strs adapter_specs = { { 0 }, 0 };
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
-        { "adapter", 'a', QT_OPT_STRS, &adapter_specs, "PATH[:SCALE]", "apply a LoRA adapter (PEFT or mlx-lm folder, GGUF LoRA), optionally scaled; repeatable" },
+        QT_CLI_ADAPTER_OPTS(adapter_specs),
         { "host", 0, QT_OPT_STR, &so.host, "ADDR", "IPv4 address to bind (default 127.0.0.1; 0.0.0.0 = every interface)" },
         { "port", 0, QT_OPT_INT, &so.port, "P", "port (default 8080; 0 = any free port, printed)" },
         { "api-key", 0, QT_OPT_STR, &so.api_key, "KEY", "require \"Authorization: Bearer KEY\" on /v1/*" },

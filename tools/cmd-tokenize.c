@@ -6,8 +6,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "base/base.h"
 #include "cli.h"
+#include "common.h"
 #include "io/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -49,15 +52,16 @@ static void print_piece(const char *p, size_t n) {
 
 int qt_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
-    bool ids_only = false, no_bos = false, special = false;
+    bool ids_only = false, no_bos = false, special = false, jsonl = false;
     int verbose = 1;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "a .gguf (vocabulary-only is enough), an HF folder or tokenizer.json" },
         { "file", 'f', QT_OPT_STR, &file, "F", "tokenize the contents of this file instead of TEXT" },
         { "ids", 0, QT_OPT_FLAG, &ids_only, NULL, "print only the ids, space-separated, on one line" },
         { "no-bos", 0, QT_OPT_FLAG, &no_bos, NULL, "do not add BOS even if the model asks for it" },
-        { "special", 0, QT_OPT_FLAG, &special, NULL, "parse special-token texts (<s>, <|im_start|>, ...) in the text" },
-        { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
+        { "parse-special", 0, QT_OPT_FLAG, &special, NULL, "parse special-token texts (<s>, <|im_start|>, ...) in the text", "--special" },
+        { "jsonl", 0, QT_OPT_FLAG, &jsonl, NULL, "--file holds one text per line (a JSON string or {\"text\": ...}): one line of ids each" },
+        QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
     const qt_cmd_spec spec = { "tokenize", "-m MODEL [options] (TEXT | --file F)",
@@ -86,9 +90,42 @@ int qt_cmd_tokenize(int argc, char **argv) {
         text = pos[0];
         len = strlen(text);
     }
+    if (jsonl && !file) {
+        qt_log_error("qtune tokenize: --jsonl reads --file F");
+        qt_free(buf);
+        return 2;
+    }
     qt_tokenizer *t = load_tokenizer(model);
     if (!t) { qt_free(buf); return 1; }
     bool bos = !no_bos && qt_tokenizer_add_bos(t);
+    if (jsonl) {
+        int rc = 0, line = 0;
+        for (char *s = buf, *next; s && *s && rc == 0; s = next) {
+            next = strchr(s, '\n');
+            if (next) *next++ = 0;
+            line++;
+            if (!*s) continue;
+            cJSON *j = cJSON_Parse(s);
+            const cJSON *tx = cJSON_IsString(j) ? j : cJSON_GetObjectItemCaseSensitive(j, "text");
+            if (!cJSON_IsString(tx)) {
+                qt_log_error("%s:%d: expected a JSON string or an object with a \"text\" string", file, line);
+                rc = 1;
+            } else {
+                size_t tl = strlen(tx->valuestring);
+                int n = qt_tokenize(t, tx->valuestring, tl, bos, special, NULL, 0);
+                int32_t *ids = n >= 0 ? qt_malloc(((size_t)n + 1) * sizeof(int32_t)) : NULL;
+                if (n < 0) rc = 1;
+                else qt_tokenize(t, tx->valuestring, tl, bos, special, ids, n + 1);
+                for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+                if (n >= 0) printf("\n");
+                qt_free(ids);
+            }
+            cJSON_Delete(j);
+        }
+        qt_tokenizer_free(t);
+        qt_free(buf);
+        return rc;
+    }
     int n = qt_tokenize(t, text, len, bos, special, NULL, 0);
     int rc = 0;
     if (n < 0) {

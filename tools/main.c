@@ -21,6 +21,7 @@ static const command commands[] = {
     { "generate", qt_cmd_generate, "generate text from a prompt, streaming, with sampling and speed stats" },
     { "info", qt_cmd_info, "show a model's architecture, hyper-parameters, tensors and memory needs" },
     { "train", qt_cmd_train, "fine-tune a LoRA / QLoRA adapter on your JSONL data" },
+    { "lora", qt_cmd_lora, "mlx-examples lora.py's command line: --train, --test, --prompt with its defaults" },
     { "eval", qt_cmd_eval, "loss, perplexity and generation scores (BLEU, ROUGE-L) on held-out data" },
     { "data", qt_cmd_data, "prepare training data from CSV/TSV/JSON (data prepare) and show token statistics (data stats)" },
     { "report", qt_cmd_report, "write an HTML report with loss / learning-rate / speed plots of a training run" },
@@ -45,9 +46,15 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || (!strcmp(argv[1], "help") && argc < 3)) {
         usage(stdout);
         return 0;
+    }
+    if (!strcmp(argv[1], "help")) {   // qtune help CMD == qtune CMD --help
+        char *help_argv[] = { (char *)"--help", NULL };
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+            if (!strcmp(argv[2], commands[i].name)) return commands[i].run(1, help_argv);
+        argv[1] = argv[2];   // an unknown command: the error below names it
     }
     if (!strcmp(argv[1], "--version")) {
         printf("qtune %s\n", QT_VERSION);
@@ -56,8 +63,13 @@ int main(int argc, char **argv) {
         printf("cuda: %s\n", qt_backend_cuda_built() ? "yes (--device cuda; qtune info --devices)" : "no (make CUDA=1)");
         return 0;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    const char *names[sizeof(commands) / sizeof(commands[0])];
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "error: unknown command '%s' (see qtune --help)\n", argv[1]);
+        names[i] = commands[i].name;
+    }
+    const char *close = qt_cli_closest(argv[1], names, (int)(sizeof(names) / sizeof(names[0])));
+    if (close) fprintf(stderr, "error: unknown command '%s' (did you mean %s? see qtune --help)\n", argv[1], close);
+    else fprintf(stderr, "error: unknown command '%s' (see qtune --help)\n", argv[1]);
     return 2;
 }

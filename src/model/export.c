@@ -9,11 +9,20 @@
 // mixtures (Q4_K_M bumps attn_v / ffn_down): "--type q4_k" gives every matrix
 // Q4_K (as llama-quantize's --pure), output.weight Q6_K; does not write
 // tokenizer.ggml.merges for SentencePiece vocabularies (llama.cpp reads scores).
+// Vocabulary scores of a SentencePiece-style ("llama") vocabulary: those of
+// tokenizer.model when the folder has it (as convert_hf_to_gguf.py); else,
+// from a tokenizer.json BPE, minus the rank of the first merge that makes each
+// token, so llama.cpp's score-ordered merging (llm_tokenizer_spm) applies the
+// merges in tokenizer.json's order and segments text as the folder does
+// (convert_hf_to_gguf.py writes -1000 for every token there, which does not).
+// A folder with only tokenizer.model gets its pieces, scores and types, and
+// added_tokens.json's tokens, as _set_vocab_sentencepiece does.
 #include "model/export.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -326,12 +335,23 @@ static uint64_t pb_varint(const uint8_t **p, const uint8_t *end, bool *ok) {
     return 0;
 }
 
-static int read_spm_model(const char *dir, const qt_tokenizer *t, float *scores, int32_t *types, int n) {
+// The pieces of a tokenizer.model: text (malloc'd, NUL-terminated), score,
+// SentencePiece type (1 normal, 2 unknown, 3 control, 4 user-defined, 5
+// unused, 6 byte). Returns the count, or -1 (quietly: absent; with a warning:
+// unreadable).
+typedef struct {
+    char *text;
+    float score;
+    int type;
+} spm_piece;
+
+static int parse_spm_model(const char *dir, spm_piece **out) {
     char *path = path_join(dir, "tokenizer.model");
     struct stat st;
     size_t size = 0;
     char *buf = stat(path, &st) == 0 ? qt_read_file(path, &size) : NULL;
-    int count = 0;
+    int count = 0, cap = 0;
+    spm_piece *pc = NULL;
     bool ok = buf != NULL;
     const uint8_t *p = (const uint8_t *)buf, *end = p + size;
     while (ok && p < end) {
@@ -369,21 +389,177 @@ static int read_spm_model(const char *dir, const qt_tokenizer *t, float *scores,
             else if ((k2 & 7) == 2) { uint64_t l2 = pb_varint(&q, qe, &ok); if (l2 > (uint64_t)(qe - q)) ok = false; else q += l2; }
             else ok = false;
         }
-        if (!ok || count >= n) { ok = ok && count < n; break; }
-        const char *text = qt_token_text(t, count);
-        if (!piece || !text || strlen(text) != plen || memcmp(text, piece, plen) != 0) {
-            qt_log_warn("%s: piece %d differs from tokenizer.json; scores not taken from it", path, count);
-            ok = false;
-            break;
-        }
-        scores[count] = score;
-        types[count] = type;
+        if (!ok || !piece || count >= (1 << 24)) { ok = false; break; }
+        if (count == cap) pc = qt_realloc(pc, sizeof(spm_piece) * (size_t)(cap = cap ? 2 * cap : 1024));
+        pc[count].text = qt_malloc(plen + 1);
+        memcpy(pc[count].text, piece, plen);
+        pc[count].text[plen] = 0;
+        pc[count].score = score;
+        pc[count].type = type;
         count++;
     }
-    if (buf && !ok) qt_log_warn("%s: not a SentencePiece model we can read; scores not taken from it", path);
+    if (buf && !ok) qt_log_warn("%s: not a SentencePiece model we can read", path);
+    if (!ok || count == 0) {
+        for (int i = 0; i < count; i++) qt_free(pc[i].text);
+        qt_free(pc);
+        pc = NULL;
+        count = -1;
+    }
     qt_free(buf);
     qt_free(path);
-    return ok ? count : -1;
+    *out = pc;
+    return count;
+}
+
+static void free_spm(spm_piece *pc, int n) {
+    for (int i = 0; i < n; i++) qt_free(pc[i].text);
+    qt_free(pc);
+}
+
+// The scores and types convert_hf_to_gguf.py takes from tokenizer.model, when
+// its pieces are t's first tokens. Returns the piece count, or -1.
+static int read_spm_model(const char *dir, const qt_tokenizer *t, float *scores, int32_t *types, int n) {
+    spm_piece *pc = NULL;
+    int np = parse_spm_model(dir, &pc);
+    if (np < 0) return -1;
+    int rc = np <= n ? np : -1;
+    for (int i = 0; rc > 0 && i < np; i++) {
+        const char *text = qt_token_text(t, i);
+        if (!text || strcmp(text, pc[i].text) != 0) {
+            qt_log_warn("%s/tokenizer.model: piece %d differs from tokenizer.json; scores not taken from it", dir, i);
+            rc = -1;
+            break;
+        }
+        scores[i] = pc[i].score;
+        types[i] = pc[i].type;
+    }
+    if (np > n) qt_log_warn("%s/tokenizer.model: more pieces than tokenizer.json; scores not taken from it", dir);
+    free_spm(pc, np);
+    return rc;
+}
+
+// A folder with tokenizer.model and no tokenizer.json: the vocabulary as
+// convert_hf_to_gguf.py's _create_vocab_sentencepiece builds it ([PADi]
+// filler, the pieces, added_tokens.json and tokenizer_config.json's
+// added_tokens_decoder), and the special token ids. QT_ERR (logged).
+static int spm_vocab_kv(qt_gguf_writer *w, const char *dir, int n_vocab) {
+    spm_piece *pc = NULL;
+    int np = parse_spm_model(dir, &pc);
+    if (np < 0) {
+        qt_log_error("%s: no tokenizer.json, and no tokenizer.model we can read: give --tokenizer FILE.gguf", dir);
+        return QT_ERR;
+    }
+    if (n_vocab <= 0) n_vocab = np;
+    char **toks = qt_calloc((size_t)n_vocab, sizeof(char *));
+    float *scores = qt_malloc(sizeof(float) * (size_t)n_vocab);
+    int32_t *types = qt_malloc(sizeof(int32_t) * (size_t)n_vocab);
+    for (int i = 0; i < n_vocab; i++) {
+        toks[i] = qt_malloc(24);
+        snprintf(toks[i], 24, "[PAD%d]", i);
+        scores[i] = -10000.0f;
+        types[i] = 5;
+    }
+    int bos = -1, eos = -1, unk = -1;
+    for (int i = 0; i < np && i < n_vocab; i++) {
+        qt_free(toks[i]);
+        toks[i] = qt_strdup(pc[i].text);
+        scores[i] = pc[i].score;
+        types[i] = pc[i].type >= 1 && pc[i].type <= 6 ? pc[i].type : 1;
+        if (types[i] == 2 && unk < 0) unk = i;
+        if (types[i] == 3 && !strcmp(pc[i].text, "<s>")) bos = i;
+        if (types[i] == 3 && !strcmp(pc[i].text, "</s>")) eos = i;
+    }
+    if (np > n_vocab) qt_log_warn("%s/tokenizer.model: %d pieces, the model has %d: the rest ignored", dir, np, n_vocab);
+    free_spm(pc, np);
+    cJSON *added = read_json(dir, "added_tokens.json");
+    for (const cJSON *e = added ? added->child : NULL; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= n_vocab) continue;
+        int id = (int)e->valuedouble;
+        qt_free(toks[id]);
+        toks[id] = qt_strdup(e->string);
+        scores[id] = -1000.0f;
+        types[id] = 4;
+    }
+    cJSON_Delete(added);
+    cJSON *cfg = read_json(dir, "tokenizer_config.json");
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cfg, "added_tokens_decoder");
+    for (const cJSON *e = dec ? dec->child : NULL; e; e = e->next) {
+        long id = strtol(e->string, NULL, 10);
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "content"));
+        if (id < 0 || id >= n_vocab || !content) continue;
+        qt_free(toks[id]);
+        toks[id] = qt_strdup(content);
+        scores[id] = -1000.0f;
+        types[id] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "special")) ? 3 : 4;
+    }
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+    const cJSON *ae = cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token");
+    qt_gguf_set_str(w, "tokenizer.ggml.model", "llama");
+    qt_gguf_set_str(w, "tokenizer.ggml.pre", "default");
+    qt_gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)toks, (uint64_t)n_vocab);
+    qt_gguf_set_arr(w, "tokenizer.ggml.scores", QT_GGUF_FLOAT32, scores, (uint64_t)n_vocab);
+    qt_gguf_set_arr(w, "tokenizer.ggml.token_type", QT_GGUF_INT32, types, (uint64_t)n_vocab);
+    if (bos >= 0) qt_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (eos >= 0) qt_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos);
+    if (unk >= 0) qt_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)unk);
+    qt_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", ab ? cJSON_IsTrue(ab) : true);
+    qt_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", ae ? cJSON_IsTrue(ae) : false);
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    if (cJSON_IsString(tmpl)) qt_gguf_set_str(w, "tokenizer.chat_template", tmpl->valuestring);
+    cJSON_Delete(cfg);
+    for (int i = 0; i < n_vocab; i++) qt_free(toks[i]);
+    qt_free(toks);
+    qt_free(scores);
+    qt_free(types);
+    return QT_OK;
+}
+
+// scores[i] = -(rank of the first merge of tokenizer.json's model.merges whose
+// result is token i), for tokens some merge makes; others keep their score.
+// Returns the number of tokens scored, or -1 when there are no merges.
+static int merge_rank_scores(const char *hf_dir, const qt_tokenizer *t, float *scores, int n) {
+    cJSON *tj = read_json(hf_dir, "tokenizer.json");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "merges");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "vocab");
+    int scored = -1;
+    if (cJSON_IsArray(merges) && cJSON_IsObject(vocab)) {
+        bool *done = qt_calloc((size_t)n + 1, 1);
+        scored = 0;
+        int rank = 0;
+        const cJSON *it;
+        char buf[512];
+        cJSON_ArrayForEach(it, merges) {
+            const char *a = NULL, *b = NULL;
+            char pair[512];
+            if (cJSON_IsString(it)) {
+                snprintf(pair, sizeof(pair), "%s", it->valuestring);
+                char *sp = strchr(pair, ' ');
+                if (sp) { *sp = 0; a = pair; b = sp + 1; }
+            } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2) {
+                a = cJSON_GetStringValue(cJSON_GetArrayItem(it, 0));
+                b = cJSON_GetStringValue(cJSON_GetArrayItem(it, 1));
+            }
+            size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
+            if (a && b && la + lb < sizeof(buf)) {
+                memcpy(buf, a, la);
+                memcpy(buf + la, b, lb + 1);
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(vocab, buf);
+                if (cJSON_IsNumber(id) && id->valuedouble >= 0 && id->valuedouble < n && !done[(int)id->valuedouble]) {
+                    int k = (int)id->valuedouble;
+                    const char *text = qt_token_text(t, k);
+                    if (text && !strcmp(text, buf)) {
+                        done[k] = true;
+                        scores[k] = -(float)rank;
+                        scored++;
+                    }
+                }
+            }
+            rank++;
+        }
+        qt_free(done);
+    }
+    cJSON_Delete(tj);
+    return scored;
 }
 
 // tokenizer.ggml.* for t, the vocabulary padded to n_vocab rows with unused tokens.
@@ -417,6 +593,11 @@ static int tokenizer_kv(qt_gguf_writer *w, const qt_tokenizer *t, const char *hf
         if (np > 0) {
             memcpy(scores, sc, sizeof(float) * (size_t)np);
             memcpy(types, ty, sizeof(int32_t) * (size_t)np);
+        } else {
+            // no tokenizer.model: scores that make llama.cpp merge in tokenizer.json's order
+            for (int i = 0; i < nt; i++) scores[i] = 0.0f;
+            int ns = merge_rank_scores(hf_dir, t, scores, nt);
+            if (ns > 0) qt_log_debug("%s: %d token scores from tokenizer.json's merge ranks", hf_dir, ns);
         }
         qt_free(sc);
         qt_free(ty);
@@ -521,11 +702,7 @@ static int hf_metadata(qt_gguf_writer *w, const qt_model *m, const qt_export_par
         qt_gguf_close(g);
         return rc;
     }
-    if (!m->tok) {
-        qt_log_error("%s: no tokenizer.json to convert: give a .gguf holding the vocabulary (--tokenizer FILE.gguf)",
-                     m->path);
-        return QT_ERR;
-    }
+    if (!m->tok) return spm_vocab_kv(w, m->path, c->n_vocab);   // tokenizer.model only
     return tokenizer_kv(w, m->tok, m->path, c->n_vocab);
 }
 

@@ -97,8 +97,8 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
         qt_log_error("%s: adapter is for architecture '%s', the model is '%s'", path, arch, m->arch->gguf_names[0]);
         goto done;
     }
-    if (!isfinite(alpha) || alpha < 0) {
-        qt_log_error("%s: adapter.lora.alpha %g is not a finite value >= 0", path, alpha);
+    if (!isfinite(alpha) || alpha < 0 || alpha > 1e6f) {
+        qt_log_error("%s: adapter.lora.alpha %g is not a value in [0, 1e6]", path, alpha);
         goto done;
     }
     int rank = 0, first = m->cfg.n_layer;

@@ -1,7 +1,7 @@
 // lora-io.c: PEFT adapter files (see lora-io.h). Key names and config fields
 // follow peft/utils/save_and_load.py and peft/tuners/lora/config.py.
-// qt_lora_load picks PEFT, mlx-lm (lora-mlx.c) or GGUF (lora-gguf.c) by content.
-// Does not: write mlx-lm adapters.
+// qt_lora_load picks PEFT, mlx-lm (lora-mlx.c) or GGUF (lora-gguf.c) by
+// content; qt_lora_save writes the form an output path names.
 #include "model/lora-io.h"
 
 #include <cjson/cJSON.h>
@@ -114,7 +114,8 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "peft_type", "LORA");
         cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
-        cJSON_AddStringToObject(j, "base_model_name_or_path", m->name ? m->name : "");
+        // what the user gave (a path or a hub id), which from_pretrained can resolve
+        cJSON_AddStringToObject(j, "base_model_name_or_path", m->path ? m->path : "");
         cJSON_AddNumberToObject(j, "r", r);
         cJSON_AddNumberToObject(j, "lora_alpha", l->cfg.alpha);
         cJSON_AddNumberToObject(j, "lora_dropout", l->cfg.dropout);
@@ -138,6 +139,44 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
     }
     qt_free(path);
     return rc;
+}
+
+static bool ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+qt_lora_format qt_lora_format_of(const char *path) {
+    if (ends_with(path, ".gguf")) return QT_LORA_FMT_GGUF;
+    if (ends_with(path, ".npz")) return QT_LORA_FMT_NPZ;
+    if (ends_with(path, ".safetensors")) return QT_LORA_FMT_MLX;
+    return QT_LORA_FMT_PEFT;
+}
+
+const char *qt_lora_format_name(qt_lora_format f) {
+    switch (f) {
+    case QT_LORA_FMT_GGUF: return "llama.cpp GGUF LoRA";
+    case QT_LORA_FMT_NPZ: return "mlx lora.py adapters.npz";
+    case QT_LORA_FMT_MLX: return "mlx-lm adapters.safetensors";
+    default: return "Hugging Face PEFT folder";
+    }
+}
+
+int qt_lora_save(const qt_lora *l, const qt_model *m, const char *path) {
+    qt_lora_format f = qt_lora_format_of(path);
+    if (f == QT_LORA_FMT_PEFT) return qt_lora_save_peft(l, m, path);
+    // a file: its folder must exist
+    char *dir = qt_strdup(path);
+    char *slash = strrchr(dir, '/');
+    int rc = QT_OK;
+    if (slash && slash != dir) {
+        *slash = 0;
+        rc = mkdir_p(dir);
+    }
+    qt_free(dir);
+    if (rc != QT_OK) return rc;
+    if (f == QT_LORA_FMT_GGUF) return qt_lora_save_gguf(l, m, path);
+    return qt_lora_save_mlx(l, m, path);
 }
 
 static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab) {
@@ -211,6 +250,10 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     }
     if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 4096 || r->valuedouble != floor(r->valuedouble)) {
         qt_log_error("%s: field \"r\" must be an integer rank 1..4096", cfg_path);
+        goto done;
+    }
+    if (alpha && (!cJSON_IsNumber(alpha) || !(alpha->valuedouble > 0) || alpha->valuedouble > 1e6)) {
+        qt_log_error("%s: field \"lora_alpha\" must be a number in (0, 1e6]", cfg_path);
         goto done;
     }
     qt_lora_config cfg = qt_lora_defaults();
@@ -291,6 +334,7 @@ qt_lora *qt_lora_load(const qt_model *m, const char *path) {
     }
     if (!S_ISDIR(st.st_mode)) {
         if (has_gguf_magic(path)) return qt_lora_load_gguf(m, path);
+        if (ends_with(path, ".npz")) return qt_lora_load_mlx(m, path);
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
         if (!strcmp(base, "adapters.safetensors")) return qt_lora_load_mlx(m, path);
@@ -304,8 +348,14 @@ qt_lora *qt_lora_load(const qt_model *m, const char *path) {
         l = qt_lora_load_peft(m, path);
     } else {
         snprintf(f, n, "%s/adapters.safetensors", path);
-        if (file_exists(f)) l = qt_lora_load_mlx(m, path);
-        else qt_log_error("%s: no adapter_model.safetensors (PEFT) or adapters.safetensors (mlx-lm) in this folder", path);
+        if (file_exists(f)) {
+            l = qt_lora_load_mlx(m, path);
+        } else {
+            snprintf(f, n, "%s/adapters.npz", path);
+            if (file_exists(f)) l = qt_lora_load_mlx(m, f);
+            else qt_log_error("%s: no adapter_model.safetensors (PEFT), adapters.safetensors (mlx-lm) or adapters.npz "
+                              "(lora.py) in this folder", path);
+        }
     }
     qt_free(f);
     return l;

@@ -12,7 +12,9 @@
 #include "model/lora.h"
 #include "model/model.h"
 
-// Writes both files atomically into dir (created if missing). QT_OK / QT_ERR (logged).
+// Writes both files atomically into dir (created if missing);
+// base_model_name_or_path is the model path as the user gave it (m->path).
+// QT_OK / QT_ERR (logged).
 int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir);
 // Reads a PEFT adapter folder (or the adapter_model.safetensors inside it) for
 // model m; shapes are checked against the model. NULL on error (logged).
@@ -34,12 +36,28 @@ bool qt_lora_hf_needs_permute(const qt_model *m, int t);
 // mlx-lm adapter (lora-mlx.c): DIR/adapters.safetensors with
 // model.layers.N.self_attn.q_proj.lora_a (in, r) and .lora_b (r, out), and
 // DIR/adapter_config.json with lora_parameters {rank, scale}; y += scale * x A B.
+// A path ending in .npz is mlx-examples lora.py's adapters.npz (same names,
+// scale 20 unless an mlx-lm adapter_config.json lies beside it).
 qt_lora *qt_lora_load_mlx(const qt_model *m, const char *path);
+// Writes path (an .npz: lora.py's form, our scale folded into B so that its
+// fixed scale 20 gives the same adapter; else mlx-lm's adapters.safetensors
+// with adapter_config.json beside it). Atomic per file. QT_OK / QT_ERR (logged).
+int qt_lora_save_mlx(const qt_lora *l, const qt_model *m, const char *path);
 
-// Any of the three, by content: a .gguf file, a folder (or file) holding
+// Any of them, by content: a .gguf file, an .npz, a folder (or file) holding
 // adapter_model.safetensors (PEFT) or adapters.safetensors (mlx-lm). NULL on
 // error, logged naming the file.
 qt_lora *qt_lora_load(const qt_model *m, const char *path);
+
+// The form an output path asks for: *.gguf (llama.cpp GGUF LoRA), *.npz
+// (lora.py), *.safetensors (mlx-lm: the file and adapter_config.json beside
+// it), anything else a PEFT folder.
+typedef enum { QT_LORA_FMT_PEFT, QT_LORA_FMT_MLX, QT_LORA_FMT_NPZ, QT_LORA_FMT_GGUF } qt_lora_format;
+qt_lora_format qt_lora_format_of(const char *path);
+const char *qt_lora_format_name(qt_lora_format f);   // "PEFT folder", ...
+// Writes l to path in the form qt_lora_format_of(path) names (a PEFT folder is
+// created). QT_OK / QT_ERR (logged).
+int qt_lora_save(const qt_lora *l, const qt_model *m, const char *path);
 
 // Shared by the adapter readers: resolves PATH (an adapter folder, or a
 // weights file inside one) to *file (folder/default_file, or PATH) and

@@ -56,8 +56,9 @@ void qt_lora_dims(const qt_model *m, int t, int *n_in, int *n_out) {
 qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t seed) {
     const qt_config *c = &m->cfg;
     const qt_arch_desc *arch = m->arch;
-    if (cfg->rank <= 0 || cfg->rank > 4096 || !(cfg->alpha > 0) || !(cfg->dropout >= 0) || cfg->dropout >= 1) {
-        qt_log_error("invalid LoRA settings: rank %d, alpha %g, dropout %g (need rank 1..4096, alpha > 0, 0 <= dropout < 1)",
+    if (cfg->rank <= 0 || cfg->rank > 4096 || !(cfg->alpha > 0 && cfg->alpha <= 1e6f) || !(cfg->dropout >= 0) ||
+        cfg->dropout >= 1) {
+        qt_log_error("invalid LoRA settings: rank %d, alpha %g, dropout %g (need rank 1..4096, 0 < alpha <= 1e6, 0 <= dropout < 1)",
                      cfg->rank, cfg->alpha, cfg->dropout);
         return NULL;
     }

@@ -416,6 +416,14 @@ static const char *json_type_name(const cJSON *j) {
     return "invalid";
 }
 
+long qt_data_answer_start(const char *text, const char *marker) {
+    size_t ml = strlen(marker);
+    if (!ml) return -1;
+    const char *last = NULL;
+    for (const char *p = strstr(text, marker); p; p = strstr(p + 1, marker)) last = p;
+    return last ? (long)(last - text + (long)ml) : -1;
+}
+
 // State of one load, shared by the per-line helpers.
 typedef struct {
     const char *path;
@@ -482,7 +490,29 @@ static int render_record(loader *L, const cJSON *j, int line, int *form) {
         if (get_string(L, j, "text", "", &s) != QT_OK) return QT_ERR;
         if (!s[0]) return BAD(L, "\"text\" is empty");
         check_special_text(L, line, *form, s);
-        r_str(&L->r, s, true);
+        const char *rt = L->o->response_template;
+        if (rt && rt[0]) {
+            long at = qt_data_answer_start(s, rt);
+            if (at < 0) return BAD(L, "the response template \"%s\" does not occur in the text", rt);
+            r_text(&L->r, s, (size_t)at, false);
+            r_str(&L->r, s + at, true);
+        } else if (L->o->mask_prompt) {
+            // which part is the answer? say how to tell, with a marker the text holds
+            static const char *const markers[] = { "[/INST]", "<|im_start|>assistant", "<|assistant|>",
+                                                   "<|start_header_id|>assistant<|end_header_id|>", "### Response:",
+                                                   "<start_of_turn>model" };
+            const char *seen = NULL;
+            for (size_t k = 0; k < sizeof(markers) / sizeof(markers[0]) && !seen; k++)
+                if (strstr(s, markers[k])) seen = markers[k];
+            L->fatal = true;
+            if (seen)
+                return BAD(L, "--mask-prompt on \"text\" records needs the marker where the answer starts: add "
+                           "--response-template \"%s\" (it occurs in this record)", seen);
+            return BAD(L, "--mask-prompt on \"text\" records needs --response-template TEXT (the answer starts after "
+                       "its last occurrence), or use \"prompt\"/\"completion\" records");
+        } else {
+            r_str(&L->r, s, true);
+        }
     } else if (*form == FORM_COMPLETION) {
         const char *p, *c;
         if (get_string(L, j, "prompt", "", &p) != QT_OK || get_string(L, j, "completion", "", &c) != QT_OK) return QT_ERR;
@@ -556,8 +586,10 @@ static int do_line(loader *L, char *s, size_t n, int line, int *form, bool *trun
     int len_all = b->n;
     if (*truncated) b->n = L->o->max_seq_len;
     int n_train = 0;
+    // a response template says where the answer starts: it implies the mask
+    bool mask = L->o->mask_prompt || (*form == FORM_TEXT && L->o->response_template && L->o->response_template[0]);
     for (int i = 0; i < b->n; i++) {
-        b->train[i] = i > 0 && (b->train[i] || !L->o->mask_prompt);
+        b->train[i] = i > 0 && (b->train[i] || !mask);
         n_train += b->train[i];
     }
     if (n_train == 0) {

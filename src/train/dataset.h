@@ -20,6 +20,9 @@ typedef struct {
     bool add_eos;           // append EOS to each "text" / "prompt" record unless it already ends with EOS (default true)
     bool parse_special;     // "text", "prompt", "completion": read "<s>", "</s>", ... in the text as the
                             // special tokens (default false: plain text). Never applies to "messages" content.
+    const char *response_template; // "text" records: the answer starts after the last occurrence of this text
+                            // (TRL's response_template, e.g. "[/INST]"); only the answer is trained. A text
+                            // record without it is a bad line. NULL: the whole text (with mask_prompt: an error).
 } qt_data_opts;
 qt_data_opts qt_data_defaults(void);
 
@@ -66,6 +69,10 @@ int64_t qt_dataset_n_train_tokens(const qt_dataset *d);
 int qt_dataset_max_len(const qt_dataset *d);     // longest example, in tokens
 // The source line of example i (1-based), for messages about a record.
 int qt_dataset_line(const qt_dataset *d, int i);
+
+// The answer of a "text" record: the offset just after the last occurrence of
+// marker in text, or -1 when it does not occur.
+long qt_data_answer_start(const char *text, const char *marker);
 
 // Render a conversation as text with the template, the <s>, </s> written out as
 // text: for display and tests. malloc'd (caller frees); NULL (logged, without a

@@ -196,6 +196,11 @@ void qt_bleu_add(qt_bleu_stats *s, const char *hyp, const char *ref) {
 }
 
 double qt_bleu_score(const qt_bleu_stats *s, bool effective_order) {
+    // sacrebleu: no matching n-gram of any order scores 0, before any smoothing
+    // ("Early stop if there are no matches", BLEU.compute_bleu)
+    bool any = false;
+    for (int n = 0; n < QT_BLEU_ORDER; n++) any |= s->correct[n] > 0;
+    if (!any) return 0.0;
     double logsum = 0, smooth = 1;
     int order = QT_BLEU_ORDER;
     for (int n = 1; n <= QT_BLEU_ORDER; n++) {

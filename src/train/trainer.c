@@ -1,13 +1,19 @@
 // trainer.c: the training loop (see trainer.h).
-// Checkpoint = the adapter in PEFT form (adapter_model.safetensors +
-// adapter_config.json, for users), optimizer.safetensors and
-// training_state.json (step, seed, settings, for people), each written to a
-// temporary file and renamed. optimizer.safetensors alone holds everything a
-// resume needs (adapter parameters, AdamW m and v, the step): one rename is
-// the commit point, so a run killed between two renames still resumes from a
-// consistent state. Resume restores all of it and seeks the batcher, and the
-// dropout masks are a function of (seed, step), so a resumed run continues
-// exactly the loss curve of an uninterrupted one.
+// Checkpoint = optimizer.safetensors (adapter parameters, AdamW m and v, the
+// step: everything a resume needs), then the adapter in the form the output
+// names (PEFT adapter_model.safetensors + adapter_config.json by default, for
+// users), then training_state.json (the adapter's step, seed, settings),
+// each written to a temporary file and renamed, in that order.
+// optimizer.safetensors is the commit point: a run killed between two renames
+// resumes from it, and training_state.json always names the step of the
+// adapter beside it; when they differ (a kill mid-save) the resume says so and
+// rewrites the adapter. Resume restores everything and seeks the batcher, and
+// the dropout masks are a function of (seed, step), so a resumed run
+// continues exactly the loss curve of an uninterrupted one.
+//
+// A fresh run refuses an output that already holds a run (--resume continues
+// it, --overwrite replaces it); temporary files a killed save left behind
+// (NAME.tmp.PID of a process that no longer runs) are removed at the start.
 //
 // Data parallel (mpirun -np N, src/dist): every rank loads the model and the
 // data, draws the same global batches (N x --batch-size records, the batches
@@ -20,11 +26,15 @@
 #include "train/trainer.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -54,22 +64,39 @@ qt_train_opts qt_train_defaults(void) {
     o.lora = qt_lora_defaults();
     o.data_opts = qt_data_defaults();
     o.dist_timeout = 600;
+    o.test_batches = -1;
     return o;
 }
 
-static volatile sig_atomic_t g_interrupted;
-static void on_sigint(int sig) { (void)sig; g_interrupted = 1; }
+static bool stop_requested(const qt_train_opts *o) {
+    return o->stop && atomic_load_explicit(o->stop, memory_order_relaxed) != 0;
+}
+
+void qt_train_paths(const char *adapter_path, char **run_dir, char **file) {
+    qt_lora_format f = qt_lora_format_of(adapter_path);
+    size_t n = strlen(adapter_path) + 16;
+    *run_dir = qt_malloc(n);
+    *file = NULL;
+    if (f == QT_LORA_FMT_PEFT) {
+        snprintf(*run_dir, n, "%s", adapter_path);
+        // "adapters/" and "adapters" name the same folder
+        for (size_t l = strlen(*run_dir); l > 1 && (*run_dir)[l - 1] == '/'; l--) (*run_dir)[l - 1] = 0;
+        return;
+    }
+    *file = qt_strdup(adapter_path);
+    if (f == QT_LORA_FMT_MLX) {   // mlx-lm: the run's files beside adapters.safetensors
+        const char *slash = strrchr(adapter_path, '/');
+        if (slash) snprintf(*run_dir, n, "%.*s", (int)(slash - adapter_path), adapter_path);
+        else snprintf(*run_dir, n, ".");
+        if (!(*run_dir)[0]) snprintf(*run_dir, n, "/");
+    } else {   // one file (adapters.npz, lora.gguf): the run's files in adapters-run/
+        const char *dot = strrchr(adapter_path, '.');
+        snprintf(*run_dir, n, "%.*s-run", (int)(dot - adapter_path), adapter_path);
+    }
+}
 
 // Only rank 0 talks to the terminal and the log files.
 static bool g_quiet;
-static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void info(const char *fmt, ...) {
-    if (g_quiet) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stdout, fmt, ap);
-    va_end(ap);
-}
 
 // With several ranks, every log line says which rank wrote it.
 static void rank_sink(const char *line, void *ud) {
@@ -97,8 +124,12 @@ static bool all_ok(bool ok) {
 typedef struct {
     FILE *log;       // human-readable
     FILE *metrics;   // JSONL
+    char *early;     // what was said before the log was open (the run header)
+    size_t n_early;
 } run_logs;
 
+// A line for the terminal (flushed at once, so a redirected run shows its
+// header while the heavy work runs) and DIR/train.log.
 static void say(run_logs *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(run_logs *L, const char *fmt, ...) {
     if (g_quiet) return;
@@ -107,12 +138,19 @@ static void say(run_logs *L, const char *fmt, ...) {
     vfprintf(stdout, fmt, ap);
     va_end(ap);
     fflush(stdout);
+    va_start(ap, fmt);
     if (L->log) {
-        va_start(ap, fmt);
         vfprintf(L->log, fmt, ap);
-        va_end(ap);
         fflush(L->log);
+    } else {
+        char line[2048];
+        int k = vsnprintf(line, sizeof(line), fmt, ap);
+        size_t len = k < 0 ? 0 : QT_MIN((size_t)k, sizeof(line) - 1);
+        L->early = qt_realloc(L->early, L->n_early + len + 1);
+        memcpy(L->early + L->n_early, line, len);
+        L->n_early += len;
     }
+    va_end(ap);
 }
 
 static void format_duration(char *buf, size_t n, double s) {
@@ -167,7 +205,7 @@ static int64_t batch_targets(const qt_dataset *d, const int *idx, int n) {
 // Mean loss over up to max_batches global batches (-1: all) of d, in file
 // order; batch_size records per rank, each rank computing its slice.
 static double evaluate(qt_tmodel *tm, batch_buf *bb, const qt_dataset *d, int batch_size, int max_batches,
-                       int64_t *n_tokens) {
+                       int64_t *n_tokens, bool *stopped) {
     int global = batch_size * qt_dist_size();
     qt_batcher *bt = qt_batcher_init(d, global, 0, false);
     int per_epoch = qt_batcher_n_per_epoch(bt);
@@ -181,7 +219,9 @@ static double evaluate(qt_tmodel *tm, batch_buf *bb, const qt_dataset *d, int ba
         if (bb->b.n_seq == 0) continue;
         double ls;
         int64_t c;
-        if (qt_tmodel_step(tm, &bb->b, false, false, 0, 0, &ls, &c) != QT_OK) { acc[0] = NAN; break; }
+        int rc = qt_tmodel_step(tm, &bb->b, false, false, 0, 0, &ls, &c);
+        if (rc == QT_STOPPED && stopped) *stopped = true;
+        if (rc != QT_OK) { acc[0] = NAN; break; }
         acc[0] += ls;
         acc[1] += (double)c;
     }
@@ -236,13 +276,115 @@ static void on_layer_done(void *ud, int il) {
     qt_dist_progress();
 }
 
-// ---- checkpoints ----
+// ---- the output: folder, adapter file, checkpoint ----
 
-static int save_state(const qt_train_opts *o, const qt_lora *l, const qt_model *m, int64_t step) {
-    if (qt_lora_save_peft(l, m, o->adapter_path) != QT_OK) return QT_ERR;
-    size_t n = strlen(o->adapter_path) + 40;
-    char *path = qt_malloc(n);
-    snprintf(path, n, "%s/optimizer.safetensors", o->adapter_path);
+typedef struct {
+    const char *out;   // what the user gave (-o)
+    char *dir;         // run folder: checkpoint, logs, report (and the PEFT adapter)
+    char *file;        // the adapter file, or NULL for a PEFT folder
+} run_paths;
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = qt_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static bool exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+// The step training_state.json records (-1: none or unreadable).
+static int64_t recorded_step(const char *dir) {
+    char *p = join(dir, "training_state.json");
+    int64_t step = -1;
+    if (exists(p)) {
+        char *text = qt_read_file(p, NULL);
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+        if (cJSON_IsNumber(s) && s->valuedouble >= 0) step = (int64_t)s->valuedouble;
+        cJSON_Delete(j);
+        qt_free(text);
+    }
+    qt_free(p);
+    return step;
+}
+
+// A fresh run must not silently replace a run's adapter and checkpoint.
+static int check_fresh_output(const run_paths *P) {
+    bool taken = false;
+    if (!P->file) {
+        DIR *d = opendir(P->dir);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)))
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { taken = true; break; }
+            closedir(d);
+        } else if (exists(P->dir)) {
+            qt_log_error("%s: exists and is not a folder: give another -o", P->dir);
+            return QT_ERR;
+        }
+    } else {
+        char *opt = join(P->dir, "optimizer.safetensors");
+        taken = exists(P->file) || exists(opt);
+        qt_free(opt);
+    }
+    if (!taken) return QT_OK;
+    int64_t st = recorded_step(P->dir);
+    char at[64] = "";
+    if (st >= 0) snprintf(at, sizeof(at), " (a run at step %lld)", (long long)st);
+    qt_log_error("%s already holds %s%s: continue it with --resume, replace it with --overwrite, or give another -o",
+                 P->out, P->file ? "an adapter" : "files", at);
+    return QT_ERR;
+}
+
+// Removes NAME.tmp.PID files in dir whose process no longer runs (a save
+// killed between write and rename).
+static void clean_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || end == t + 5) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *p = join(dir, e->d_name);
+        if (unlink(p) == 0) qt_log_info("removed %s (left by a save that was killed)", p);
+        qt_free(p);
+    }
+    closedir(d);
+}
+
+static int mkdir_p(const char *dir) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) break;
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+        qt_log_error("%s: cannot create folder: %s", dir, strerror(errno));
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
+static int save_adapter(const run_paths *P, const qt_lora *l, const qt_model *m) {
+    return qt_lora_save(l, m, P->file ? P->file : P->dir);
+}
+
+// Writes the checkpoint: optimizer.safetensors (the commit point), the
+// adapter, training_state.json (the adapter's step and the settings).
+static int save_state(const qt_train_opts *o, const run_paths *P, const qt_lora *l, const qt_model *m, int64_t step,
+                      double epoch) {
+    char *path = join(P->dir, "optimizer.safetensors");
     qt_st_writer *w = qt_st_writer_init();
     int64_t shape[1] = { (int64_t)l->n_params }, one[1] = { 1 }, st = step;
     qt_st_writer_add(w, "adamw.m", QT_TYPE_F32, 1, shape, l->m);
@@ -251,53 +393,72 @@ static int save_state(const qt_train_opts *o, const qt_lora *l, const qt_model *
     qt_st_writer_add(w, "train.step", QT_TYPE_I64, 1, one, &st);
     int rc = qt_st_write(w, path);
     qt_st_writer_free(w);
+    qt_free(path);
+    if (rc == QT_OK) rc = save_adapter(P, l, m);
     if (rc == QT_OK) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "step", (double)step);
+        cJSON_AddNumberToObject(j, "epoch", round(epoch * 1e4) / 1e4);
         cJSON_AddNumberToObject(j, "iters", o->iters);
         cJSON_AddNumberToObject(j, "seed", (double)o->seed);
         cJSON_AddNumberToObject(j, "batch_size", o->batch_size);
         cJSON_AddNumberToObject(j, "grad_accum", o->grad_accum);
         cJSON_AddNumberToObject(j, "learning_rate", o->adam.lr);
         cJSON_AddStringToObject(j, "model", o->model);
+        cJSON_AddStringToObject(j, "adapter", P->file ? P->file : P->dir);
+        cJSON_AddStringToObject(j, "adapter_format", qt_lora_format_name(qt_lora_format_of(P->out)));
+        cJSON_AddNumberToObject(j, "lora_rank", l->cfg.rank);
+        cJSON_AddNumberToObject(j, "lora_alpha", l->cfg.alpha);
+        cJSON_AddNumberToObject(j, "lora_targets", l->cfg.targets);
+        cJSON_AddNumberToObject(j, "lora_first_layer", l->first_layer);
         char *text = cJSON_Print(j);
         cJSON_Delete(j);
-        snprintf(path, n, "%s/training_state.json", o->adapter_path);
+        path = join(P->dir, "training_state.json");
         rc = qt_write_file_atomic(path, text, strlen(text));
+        qt_free(path);
         cJSON_free(text);
     }
-    qt_free(path);
     return rc;
 }
 
-// Restores adapter, moments and step from adapter_path's optimizer.safetensors
-// (the commit point); the PEFT adapter next to it tells whether the requested
-// adapter shape matches.
-static int load_state(const qt_train_opts *o, const qt_model *m, qt_lora **l, int64_t *step) {
-    qt_lora *loaded = qt_lora_load_peft(m, o->adapter_path);
-    if (!loaded) return QT_ERR;
-    if (loaded->n_params != (*l)->n_params || loaded->cfg.rank != (*l)->cfg.rank ||
-        loaded->cfg.targets != (*l)->cfg.targets || loaded->first_layer != (*l)->first_layer) {
-        qt_log_error("%s: the checkpoint's adapter (rank %d) does not match the requested settings (rank %d, targets, "
-                     "layers): resume with the same --lora-* options", o->adapter_path, loaded->cfg.rank, (*l)->cfg.rank);
-        qt_lora_free(loaded);
-        return QT_ERR;
-    }
-    qt_lora_free(loaded);
-    size_t n = strlen(o->adapter_path) + 40;
-    char *path = qt_malloc(n);
+// Restores adapter, moments and step from optimizer.safetensors (the commit
+// point), after checking that training_state.json's adapter settings match
+// the requested ones; rewrites the adapter when a killed save left it at
+// another step.
+static int load_state(const qt_train_opts *o, const run_paths *P, const qt_model *m, qt_lora *l, int64_t *step) {
+    char *path = join(P->dir, "optimizer.safetensors");
+    char *sp = join(P->dir, "training_state.json");
     int rc = QT_ERR;
-    snprintf(path, n, "%s/optimizer.safetensors", o->adapter_path);
-    qt_st_set *s = qt_st_open(path);
+    qt_st_set *s = NULL;
+    cJSON *j = NULL;
+    if (!exists(path)) {
+        qt_log_error("%s: no checkpoint to resume (%s does not exist): start the run without --resume", P->out, path);
+        goto done;
+    }
+    char *text = exists(sp) ? qt_read_file(sp, NULL) : NULL;
+    j = text ? cJSON_Parse(text) : NULL;
+    qt_free(text);
+    const char *keys[4] = { "lora_rank", "lora_alpha", "lora_targets", "lora_first_layer" };
+    double want[4] = { l->cfg.rank, l->cfg.alpha, l->cfg.targets, l->first_layer };
+    for (int k = 0; k < 4; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, keys[k]);
+        if (cJSON_IsNumber(v) && fabs(v->valuedouble - want[k]) > 1e-6 * fabs(want[k])) {
+            qt_log_error("%s: the checkpoint's adapter (%s %g) does not match the requested settings (%s %g): resume "
+                         "with the same --lora-* / --targets / --num-layers options", sp, keys[k], v->valuedouble, keys[k],
+                         want[k]);
+            goto done;
+        }
+    }
+    s = qt_st_open(path);
     if (!s) goto done;
-    const size_t bytes = sizeof(float) * (*l)->n_params;
+    const size_t bytes = sizeof(float) * l->n_params;
     const char *names[3] = { "adamw.m", "adamw.v", "train.params" };
-    float *dst[3] = { (*l)->m, (*l)->v, (*l)->params };
+    float *dst[3] = { l->m, l->v, l->params };
     for (int i = 0; i < 3; i++) {
         const qt_st_tensor *t = qt_st_find(s, names[i]);
         if (!t || t->type != QT_TYPE_F32 || t->nbytes != bytes) {
-            qt_log_error("%s: tensor '%s' is missing or does not match the adapter (%zu F32 values)", path, names[i],
-                         (*l)->n_params);
+            qt_log_error("%s: tensor '%s' is missing or does not match the adapter (%zu F32 values): resume with the "
+                         "same --lora-* / --targets / --num-layers options", path, names[i], l->n_params);
             goto done;
         }
         memcpy(dst[i], t->data, bytes);
@@ -309,27 +470,71 @@ static int load_state(const qt_train_opts *o, const qt_model *m, qt_lora **l, in
         qt_log_error("%s: missing or invalid 'train.step'", path);
         goto done;
     }
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "step");
+    if (!cJSON_IsNumber(js) || (int64_t)js->valuedouble != st) {
+        // a save was cut short after the commit point: the adapter may be older
+        qt_log_warn("%s: the last save was cut short: optimizer.safetensors is at step %lld, training_state.json %s; "
+                    "resuming from step %lld and rewriting the adapter", P->out, (long long)st,
+                    cJSON_IsNumber(js) ? "at another step" : "missing", (long long)st);
+        if (save_adapter(P, l, m) != QT_OK) goto done;
+    }
     *step = st;
     rc = QT_OK;
 done:
+    cJSON_Delete(j);
     qt_st_close(s);
     qt_free(path);
+    qt_free(sp);
     return rc;
 }
 
 // What a rank stopped by mpirun says about the checkpoint (step 0: none yet).
-static void set_stop_note(const qt_train_opts *o, int64_t step) {
+static void set_stop_note(const run_paths *P, int64_t step) {
     char note[1024];
     if (step) snprintf(note, sizeof(note), "the last checkpoint (step %lld) in %s is intact: continue with --resume",
-                       (long long)step, o->adapter_path);
+                       (long long)step, P->out);
     else snprintf(note, sizeof(note), "no checkpoint had been saved yet");
     qt_dist_set_stop_note(note);
 }
 
 // Rank 0 writes the checkpoint; every rank learns whether that worked.
-static int save_all(const qt_train_opts *o, const qt_lora *l, const qt_model *m, int64_t step) {
-    bool ok = qt_dist_rank() != 0 || save_state(o, l, m, step) == QT_OK;
+static int save_all(const qt_train_opts *o, const run_paths *P, const qt_lora *l, const qt_model *m, int64_t step,
+                    double epoch) {
+    bool ok = qt_dist_rank() != 0 || save_state(o, P, l, m, step, epoch) == QT_OK;
     return all_ok(ok) ? QT_OK : QT_ERR;
+}
+
+// Starts from another adapter's weights (mlx_lm.lora --resume-adapter-file):
+// same model, same targets, layers and rank. The optimizer starts afresh.
+static int init_from_adapter(const char *path, const qt_model *m, qt_lora *l) {
+    qt_lora *src = qt_lora_load(m, path);
+    if (!src) return QT_ERR;
+    int rc = QT_ERR;
+    if (src->cfg.rank != l->cfg.rank || src->cfg.targets != l->cfg.targets || src->first_layer != l->first_layer ||
+        src->n_params != l->n_params) {
+        qt_log_error("%s: the adapter (rank %d, %d layers) does not match this run's (rank %d, %d layers, targets): "
+                     "give the same --lora-rank / --targets / --num-layers", path, src->cfg.rank,
+                     src->n_layer - src->first_layer, l->cfg.rank, l->n_layer - l->first_layer);
+    } else {
+        // the update is s * B A: B carries the ratio of the two scales
+        const float ratio = src->scale / l->scale;
+        memcpy(l->params, src->params, sizeof(float) * l->n_params);
+        for (int il = l->first_layer; il < l->n_layer; il++)
+            for (int t = 0; t < l->n_linears; t++) {
+                const qt_lora_pair *p = qt_lora_get(l, il, t);
+                if (!p->a) continue;
+                for (size_t i = 0; i < (size_t)p->n_out * l->cfg.rank; i++) p->b[i] *= ratio;
+            }
+        rc = QT_OK;
+    }
+    qt_lora_free(src);
+    return rc;
+}
+
+// Whether every matrix of the model is stored quantized (QLoRA already).
+static bool base_quantized(const qt_model *m) {
+    const qt_type_traits *tr = qt_type_traits_get(qt_model_linear(m, 0, 0)->type);
+    return tr && tr->is_quantized;
 }
 
 // ---- the run ----
@@ -348,11 +553,18 @@ int qt_train_run(const qt_train_opts *o) {
     int *idx = NULL;
     run_logs L = { 0 };
     grad_reducer red = { 0 };
+    run_paths P = { .out = o->adapter_path };
+    bool stopped = false, report = false, created_dir = false;
+    int64_t step = 0, saved_step = -1;
 
-    if (o->iters <= 0 || o->batch_size <= 0 || o->grad_accum <= 0 || o->steps_per_report <= 0 || o->save_every < 0 ||
-        o->steps_per_eval < 0 || !(o->adam.lr > 0)) {
-        qt_log_error("invalid training settings: --iters, --batch-size, --grad-accum, --steps-per-report and "
-                     "--learning-rate must be positive");
+    if (o->iters <= 0 || o->batch_size <= 0 || o->grad_accum <= 0 || o->grad_accum > 256 || o->steps_per_report <= 0 ||
+        o->save_every < 0 || o->steps_per_eval < 0 || !(o->adam.lr > 0) || !(o->epochs >= 0)) {
+        qt_log_error("invalid training settings: --iters, --batch-size, --grad-accum (at most 256), --steps-per-report "
+                     "and --learning-rate must be positive");
+        return QT_ERR;
+    }
+    if (o->resume && o->overwrite) {
+        qt_log_error("--resume continues the run in %s, --overwrite replaces it: give one of them", o->adapter_path);
         return QT_ERR;
     }
     if (qt_dist_init() != QT_OK) return QT_ERR;
@@ -360,6 +572,18 @@ int qt_train_run(const qt_train_opts *o) {
     const int rank = qt_dist_rank(), n_ranks = qt_dist_size();
     g_quiet = rank != 0;
     if (n_ranks > 1) qt_log_set_sink(rank_sink, NULL);
+    qt_train_paths(o->adapter_path, &P.dir, &P.file);
+    // the output first: a mistake there should not cost loading a model
+    if (rank == 0 && !o->resume && !o->overwrite && check_fresh_output(&P) != QT_OK) goto done;
+    if (rank == 0 && o->resume) {
+        char *opt = join(P.dir, "optimizer.safetensors");
+        bool have = exists(opt);
+        if (!have) qt_log_error("%s: no checkpoint to resume (%s does not exist): start the run without --resume",
+                                o->adapter_path, opt);
+        qt_free(opt);
+        if (!have) goto done;
+    }
+    if (rank == 0) clean_stale_tmp(P.dir);
     m = qt_model_load(o->model);
     if (!m) goto done;
     if (o->tokenizer) {
@@ -374,6 +598,10 @@ int qt_train_run(const qt_train_opts *o) {
         qt_log_error("%s: no tokenizer (hint: --tokenizer FILE.gguf)", o->model);
         goto done;
     }
+    if (o->lora.n_layers > m->cfg.n_layer) {
+        qt_log_error("--num-layers %d: the model has %d layers (0 = all)", o->lora.n_layers, m->cfg.n_layer);
+        goto done;
+    }
     if (o->quantize) {
         int qt = qt_type_from_name(o->quantize);
         if (qt < 0 || qt_model_quantize(m, (qt_type)qt) != QT_OK) {
@@ -381,6 +609,8 @@ int qt_train_run(const qt_train_opts *o) {
             goto done;
         }
     }
+    say(&L, "model: %s (%s, %d layers, %.1f M parameters, %s weights)\n", o->model, m->arch_name, m->cfg.n_layer,
+        qt_model_n_params(m) / 1e6, qt_type_name(qt_model_linear(m, 0, 0)->type));
     if (qt_data_find_splits(o->data, &ptrain, &pvalid, &ptest) != QT_OK) goto done;
     dtrain = qt_dataset_load(ptrain, m->tok, &o->data_opts);
     if (!dtrain) goto done;
@@ -398,6 +628,7 @@ int qt_train_run(const qt_train_opts *o) {
     }
     l = qt_lora_init(m, &lcfg, o->seed);
     if (!l || qt_lora_enable_training(l) != QT_OK) goto done;
+    if (o->init_adapter && init_from_adapter(o->init_adapter, m, l) != QT_OK) goto done;
 
     int max_seq = qt_dataset_max_len(dtrain);
     if (dvalid) max_seq = QT_MAX(max_seq, qt_dataset_max_len(dvalid));
@@ -405,36 +636,74 @@ int qt_train_run(const qt_train_opts *o) {
     int max_tokens = max_seq * o->batch_size;
     // default threads: this process's cores, shared with the other ranks on this machine
     int nth = o->threads > 0 ? o->threads : QT_MAX(1, qt_n_cpus() / qt_dist_local_size());
+    const int global_batch = o->batch_size * n_ranks;   // records per micro-batch, all ranks together
+    bt = qt_batcher_init(dtrain, global_batch, o->seed, true);
+    const int per_epoch = qt_batcher_n_per_epoch(bt);   // micro-batches per pass over the data
+    qt_train_opts run = *o;                              // iters fixed by --epochs
+    if (o->epochs > 0) {
+        double it = ceil(o->epochs * per_epoch / o->grad_accum);
+        if (it > 1e9) {
+            qt_log_error("--epochs %g: %.0f steps are too many", o->epochs, it);
+            goto done;
+        }
+        run.iters = (int)QT_MAX(1.0, it);
+    }
 
-    // memory plan: refuse what cannot fit
+    // memory plan: keep every activation when that fits, else recompute the
+    // cheap ones (unless --grad-checkpoint asked for the least); refuse what cannot fit
     size_t w_bytes = qt_model_weight_bytes(m), a_bytes = 4 * sizeof(float) * l->n_params;
-    size_t act = qt_tmodel_bytes(m, l, max_tokens, max_seq, o->grad_checkpoint, nth);
-    size_t total = w_bytes + a_bytes + act, avail = qt_total_memory();
-    info("model %s: %s, %d layers, %.1f M parameters\n", m->name, m->arch_name, m->cfg.n_layer,
-           qt_model_n_params(m) / 1e6);
-    info("data: train %d records (%lld tokens, %lld trained), valid %d, test %d; longest %d tokens%s\n",
-           qt_dataset_n(dtrain), (long long)qt_dataset_n_tokens(dtrain), (long long)qt_dataset_n_train_tokens(dtrain),
-           dvalid ? qt_dataset_n(dvalid) : 0, dtest ? qt_dataset_n(dtest) : 0, max_seq,
-           qt_dataset_n_truncated(dtrain) ? " (some truncated by --max-seq-len)" : "");
-    if (qt_dataset_n_truncated(dtrain)) info("  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), o->data_opts.max_seq_len);
-    if (qt_dataset_n_skipped(dtrain)) info("  %d bad lines skipped\n", qt_dataset_n_skipped(dtrain));
-    info("lora: rank %d, alpha %g, scale %g, dropout %g, %zu trainable parameters (%.3f%% of the model)\n",
-           l->cfg.rank, l->cfg.alpha, l->scale, l->cfg.dropout, l->n_params, 100.0 * l->n_params / qt_model_n_params(m));
-    info("memory: %.1f MiB = weights %.1f + adapters and optimizer %.1f + activations %.1f%s (machine: %.1f GiB)\n",
-           total / 1048576.0, w_bytes / 1048576.0, a_bytes / 1048576.0, act / 1048576.0,
-           o->grad_checkpoint ? " (gradient checkpointing)" : "", avail / 1073741824.0);
+    size_t avail = qt_total_memory();
+    qt_act_mode amode = o->grad_checkpoint ? QT_ACT_CHECKPOINT : QT_ACT_KEEP;
+    size_t act = qt_tmodel_bytes(m, l, max_tokens, max_seq, amode, nth);
+    if (amode == QT_ACT_KEEP && avail && w_bytes + a_bytes + act > avail / 10 * 9) {
+        amode = QT_ACT_RECOMPUTE;
+        act = qt_tmodel_bytes(m, l, max_tokens, max_seq, amode, nth);
+    }
+    size_t total = w_bytes + a_bytes + act;
+    say(&L, "data: %s: train %d records (%lld tokens, %lld trained), valid %d, test %d; longest %d tokens%s\n", o->data,
+        qt_dataset_n(dtrain), (long long)qt_dataset_n_tokens(dtrain), (long long)qt_dataset_n_train_tokens(dtrain),
+        dvalid ? qt_dataset_n(dvalid) : 0, dtest ? qt_dataset_n(dtest) : 0, max_seq,
+        qt_dataset_n_truncated(dtrain) ? " (some truncated by --max-seq-len)" : "");
+    if (qt_dataset_n_truncated(dtrain))
+        say(&L, "  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), o->data_opts.max_seq_len);
+    if (qt_dataset_n_skipped(dtrain)) say(&L, "  %d bad lines skipped\n", qt_dataset_n_skipped(dtrain));
+    char accum[64] = "";
+    if (o->grad_accum > 1) snprintf(accum, sizeof(accum), " (%d batches of %d)", o->grad_accum, global_batch);
+    say(&L, "steps: %d of %d records%s = %.2f epochs (%d steps per epoch)\n", run.iters, global_batch * o->grad_accum,
+        accum, (double)run.iters * o->grad_accum / per_epoch, (per_epoch + o->grad_accum - 1) / o->grad_accum);
+    say(&L, "lora: rank %d, alpha %g, scale %g, dropout %g, layers %d-%d, %zu trainable parameters (%.3f%% of the model)\n",
+        l->cfg.rank, l->cfg.alpha, l->scale, l->cfg.dropout, l->first_layer, l->n_layer - 1, l->n_params,
+        100.0 * l->n_params / qt_model_n_params(m));
+    say(&L, "memory: %.1f MiB = weights %.1f + adapters and optimizer %.1f + activations %.1f%s (machine: %.1f GiB)\n",
+        total / 1048576.0, w_bytes / 1048576.0, a_bytes / 1048576.0, act / 1048576.0,
+        amode == QT_ACT_CHECKPOINT ? " (gradient checkpointing)"
+        : amode == QT_ACT_RECOMPUTE ? " (cheap activations recomputed in backward, to fit)" : "",
+        avail / 1073741824.0);
+    say(&L, "output: %s (%s)\n", o->adapter_path, qt_lora_format_name(qt_lora_format_of(o->adapter_path)));
+    if (P.file) say(&L, "  checkpoint, logs and report in %s/\n", P.dir);
     if (avail && total > avail / 10 * 9) {
-        qt_log_error("this run needs %.1f GiB but the machine has %.1f GiB: try a smaller --batch-size, "
-                     "--grad-checkpoint, a shorter --max-seq-len, or --quantize q4_0",
-                     total / 1073741824.0, avail / 1073741824.0);
+        // hints that apply to this run
+        char hint[512] = "";
+        size_t hl = 0;
+#define HINT(...) hl += (size_t)snprintf(hint + hl, hl < sizeof(hint) ? sizeof(hint) - hl : 0, __VA_ARGS__)
+        if (o->batch_size > 1) HINT("%sa smaller --batch-size (with --grad-accum to keep the batch)", hl ? ", " : "");
+        if (!o->grad_checkpoint) HINT("%s--grad-checkpoint", hl ? ", " : "");
+        if (max_seq > 256) HINT("%sa shorter --max-seq-len (longest record: %d tokens)", hl ? ", " : "", max_seq);
+        if (!base_quantized(m) && !o->quantize) HINT("%s--quantize q4_0 (QLoRA)", hl ? ", " : "");
+        if (!hl) HINT("a smaller model or a machine with more memory");
+#undef HINT
+        qt_log_error("this run needs %.1f GiB but the machine has %.1f GiB: try %s", total / 1073741824.0,
+                     avail / 1073741824.0, hint);
         goto done;
     }
 
     pool = qt_pool_init(nth);
     be = qt_backend_init(o->device ? o->device : "auto", pool);
     if (!be || qt_model_bind(m, be) != QT_OK) goto done;
-    tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, o->grad_checkpoint);
+    tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, amode);
     if (!tm) goto done;
+    // in-step stops only with one process: ranks must not leave a collective half done
+    if (n_ranks == 1) qt_tmodel_set_stop(tm, o->stop);
     // every rank must see the same data and settings, or the slices and the
     // summed gradients mean nothing
     if (n_ranks > 1) {
@@ -455,18 +724,15 @@ int qt_train_run(const qt_train_opts *o) {
         qt_tmodel_set_layer_hook(tm, on_layer_done, &red);
     }
     red.l = l;
-    const int global_batch = o->batch_size * n_ranks;   // records per micro-batch, all ranks together
     bb.cap_tokens = max_tokens;
     bb.tokens = qt_malloc(sizeof(int32_t) * (size_t)max_tokens);
     bb.targets = qt_malloc(sizeof(int32_t) * (size_t)max_tokens);
     bb.seq_start = qt_malloc(sizeof(int) * (size_t)(o->batch_size + 1));
     idx = qt_malloc(sizeof(int) * (size_t)global_batch * (size_t)o->grad_accum);
-    bt = qt_batcher_init(dtrain, global_batch, o->seed, true);
 
-    int64_t step = 0;
     if (o->resume) {
         // rank 0 reads the checkpoint, every rank continues from its copy
-        bool ok = rank != 0 || load_state(o, m, &l, &step) == QT_OK;
+        bool ok = rank != 0 || load_state(o, &P, m, l, &step) == QT_OK;
         if (!all_ok(ok)) goto done;
         double st = (double)step;
         size_t bytes = sizeof(float) * l->n_params;
@@ -475,43 +741,42 @@ int qt_train_run(const qt_train_opts *o) {
             goto done;
         step = (int64_t)st;
         qt_batcher_seek(bt, step * o->grad_accum);
-        info("resumed from %s at step %lld\n", o->adapter_path, (long long)step);
+        say(&L, "resumed from %s at step %lld\n", o->adapter_path, (long long)step);
     }
     if (n_ranks > 1)
-        info("data parallel: %d ranks x %d records per batch = %d records per batch\n", n_ranks, o->batch_size,
-             global_batch);
-    bool folder_ok = rank != 0 || qt_lora_save_peft(l, m, o->adapter_path) == QT_OK;   // creates the folder early
+        say(&L, "data parallel: %d ranks x %d records per batch = %d records per batch\n", n_ranks, o->batch_size,
+            global_batch);
+    created_dir = rank == 0 && !exists(P.dir);
+    bool folder_ok = rank != 0 || mkdir_p(P.dir) == QT_OK;
     if (!all_ok(folder_ok)) goto done;
     if (rank == 0) {
-        char logpath[1024];
-        snprintf(logpath, sizeof(logpath), "%s/train.log", o->adapter_path);
-        L.log = fopen(logpath, step ? "a" : "w");
-        snprintf(logpath, sizeof(logpath), "%s/metrics.jsonl", o->adapter_path);
-        L.metrics = fopen(logpath, step ? "a" : "w");
+        char *lp = join(P.dir, "train.log");
+        L.log = fopen(lp, step ? "a" : "w");
+        qt_free(lp);
+        if (L.log && L.n_early) fwrite(L.early, 1, L.n_early, L.log);
+        if (L.log) fflush(L.log);
+        lp = join(P.dir, "metrics.jsonl");
+        L.metrics = fopen(lp, step ? "a" : "w");
+        qt_free(lp);
     }
-    set_stop_note(o, step);
+    set_stop_note(&P, step);
 
     qt_sched sched = o->sched;
-    sched.total = o->iters;
-    g_interrupted = 0;
-    struct sigaction sa, old_sa, old_usr1;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
-    sigaction(SIGUSR1, &sa, &old_usr1);   // mpirun forwards SIGUSR1 to every rank: stop with a checkpoint
-
+    sched.total = run.iters;
     double t_start = qt_time_s(), t_report = t_start, loss_acc = 0, t_comm = 0;
     int64_t tgt_acc = 0, tok_acc = 0, tok_total = 0, steps_done = 0;
+    if (o->resume) saved_step = step;
+    report = true;
     if (dvalid && o->steps_per_eval > 0 && step == 0) {
-        double vl = evaluate(tm, &bb, dvalid, o->batch_size, o->val_batches, NULL);
-        say(&L, "iter %5d: val loss %.4f, val ppl %.2f\n", 0, vl, exp(vl));
-        if (L.metrics) fprintf(L.metrics, "{\"step\": 0, \"val_loss\": %.6f}\n", vl);
+        double vl = evaluate(tm, &bb, dvalid, o->batch_size, o->val_batches, NULL, &stopped);
+        if (!stopped) {
+            say(&L, "iter %5d: val loss %.4f, val ppl %.2f\n", 0, vl, exp(vl));
+            if (L.metrics) fprintf(L.metrics, "{\"step\": 0, \"val_loss\": %.6f}\n", vl);
+        }
     }
-    bool stop = false;
-    while (step < o->iters && !stop) {
+    while (step < run.iters && !stopped) {
         // one optimizer step over grad_accum micro-batches of global_batch records
         int counts[256];
-        QT_ASSERT(o->grad_accum <= 256);
         int64_t n_tgt = 0;
         for (int a = 0; a < o->grad_accum; a++) {
             counts[a] = qt_batcher_next(bt, idx + a * global_batch);
@@ -533,25 +798,26 @@ int qt_train_run(const qt_train_opts *o) {
             red.armed = a == o->grad_accum - 1;   // the last backward of the step starts the all-reduce
             int src = qt_tmodel_step(tm, &bb.b, true, true, 1.0f / (float)n_tgt, dseed, &ls, &c);
             red.armed = false;
+            if (src == QT_STOPPED) { stopped = true; break; }
             if (src != QT_OK) goto done;
             loss_sum += ls;
             tok_step += bb.b.seq_start[bb.b.n_seq];
         }
+        if (stopped) break;   // this step is abandoned: the parameters are those of the last finished one
         if (n_ranks > 1) {
             double t0 = qt_time_s();
             // buckets not started during backward (this rank's last slice was
             // empty, or accumulation ended early), then the scalars
-            double sc[3] = { loss_sum, tok_step, g_interrupted ? 1 : 0 };
+            double sc[3] = { loss_sum, tok_step, stop_requested(o) ? 1 : 0 };
             if (reduce_from(&red, 0) != QT_OK || qt_dist_wait() != QT_OK || qt_dist_sum_f64(sc, 3) != QT_OK) {
                 qt_dist_abort("the gradient all-reduce failed");
                 goto done;
             }
             loss_sum = sc[0];
             tok_step = sc[1];
-            if (sc[2] > 0) g_interrupted = 1;
+            if (sc[2] > 0) stopped = true;   // any rank asked: all stop after this step
             t_comm += qt_time_s() - t0;
         }
-        stop = g_interrupted != 0;
         tok_acc += (int64_t)tok_step;
         double gnorm = qt_clip_grad_norm(l->grads, l->n_params, o->grad_clip);
         float lr = qt_sched_lr(&sched, o->adam.lr, step);
@@ -560,17 +826,18 @@ int qt_train_run(const qt_train_opts *o) {
         steps_done++;
         loss_acc += loss_sum;
         tgt_acc += n_tgt;
+        double epoch = (double)step * o->grad_accum / per_epoch;
         if (L.metrics)
-            fprintf(L.metrics, "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.4g, \"grad_norm\": %.4g}\n", (long long)step,
-                    n_tgt ? loss_sum / n_tgt : NAN, lr, gnorm);
-        if (step % o->steps_per_report == 0 || step == o->iters) {
+            fprintf(L.metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.6f, \"lr\": %.4g, \"grad_norm\": %.4g}\n",
+                    (long long)step, epoch, n_tgt ? loss_sum / n_tgt : NAN, lr, gnorm);
+        if (step % o->steps_per_report == 0 || step == run.iters) {
             double now = qt_time_s(), dt = now - t_report;
             tok_total += tok_acc;
             char eta[32], comm[64] = "";
-            format_duration(eta, sizeof(eta), (now - t_start) / (double)steps_done * (double)(o->iters - step));
+            format_duration(eta, sizeof(eta), (now - t_start) / (double)steps_done * (double)(run.iters - step));
             if (n_ranks > 1) snprintf(comm, sizeof(comm), " | all-reduce wait %.0f ms/iter", 1e3 * t_comm / o->steps_per_report);
-            say(&L, "iter %5lld/%d: loss %.4f | lr %.3g | %.1f tokens/s | %.2f s/iter | ETA %s | peak mem %.2f GiB%s\n",
-                (long long)step, o->iters, tgt_acc ? loss_acc / tgt_acc : NAN, lr, tok_acc / dt,
+            say(&L, "iter %5lld/%d: loss %.4f | epoch %.2f | lr %.3g | %.1f tokens/s | %.2f s/iter | ETA %s | peak mem "
+                "%.2f GiB%s\n", (long long)step, run.iters, tgt_acc ? loss_acc / tgt_acc : NAN, epoch, lr, tok_acc / dt,
                 dt / o->steps_per_report, eta, qt_peak_rss() / 1073741824.0, comm);
             if (L.metrics)
                 fprintf(L.metrics, "{\"step\": %lld, \"train_loss\": %.6f, \"tokens_per_s\": %.2f, \"peak_rss\": %zu}\n",
@@ -580,33 +847,52 @@ int qt_train_run(const qt_train_opts *o) {
             t_comm = 0;
             t_report = now;
         }
-        if (dvalid && o->steps_per_eval > 0 && (step % o->steps_per_eval == 0 || step == o->iters)) {
+        if (!stopped && dvalid && o->steps_per_eval > 0 && (step % o->steps_per_eval == 0 || step == run.iters)) {
             double t0 = qt_time_s();
-            double vl = evaluate(tm, &bb, dvalid, o->batch_size, o->val_batches, NULL);
-            say(&L, "iter %5lld: val loss %.4f, val ppl %.2f (%.1f s)\n", (long long)step, vl, exp(vl), qt_time_s() - t0);
-            if (L.metrics) fprintf(L.metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, vl);
+            double vl = evaluate(tm, &bb, dvalid, o->batch_size, o->val_batches, NULL, &stopped);
+            if (!stopped) {
+                say(&L, "iter %5lld: val loss %.4f, val ppl %.2f (%.1f s)\n", (long long)step, vl, exp(vl),
+                    qt_time_s() - t0);
+                if (L.metrics) fprintf(L.metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, vl);
+            }
             t_report += qt_time_s() - t0;   // keep evaluation out of the training speed
         }
-        if (o->save_every > 0 && step % o->save_every == 0 && step < o->iters && !stop) {
-            if (save_all(o, l, m, step) != QT_OK) goto done;
+        if (!stopped && o->save_every > 0 && step % o->save_every == 0 && step < run.iters) {
+            if (save_all(o, &P, l, m, step, epoch) != QT_OK) goto done;
+            saved_step = step;
             say(&L, "iter %5lld: saved checkpoint to %s\n", (long long)step, o->adapter_path);
-            set_stop_note(o, step);
+            set_stop_note(&P, step);
         }
         if (L.metrics) fflush(L.metrics);
     }
-    sigaction(SIGINT, &old_sa, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
-    if (save_all(o, l, m, step) != QT_OK) goto done;
-    if (g_interrupted) {
-        say(&L, "interrupted at step %lld: checkpoint saved to %s (continue with --resume)\n", (long long)step,
-            o->adapter_path);
-        rc = QT_OK;
+    if (stopped) {
+        // the last finished step, unless it is saved already
+        if (step > 0 && step != saved_step) {
+            if (save_all(o, &P, l, m, step, (double)step * o->grad_accum / per_epoch) != QT_OK) goto done;
+            saved_step = step;
+        }
+        if (step > 0) {
+            say(&L, "interrupted at step %lld/%d: checkpoint of step %lld saved to %s\n", (long long)step, run.iters,
+                (long long)step, o->adapter_path);
+            say(&L, "continue with: %s\n", o->resume_hint ? o->resume_hint : "the same command and --resume");
+        } else {
+            say(&L, "interrupted before the first step finished: nothing to save\n");
+            report = false;
+        }
+        rc = QT_STOPPED;
         goto done;
     }
-    say(&L, "saved adapter to %s (adapter_model.safetensors, adapter_config.json)\n", o->adapter_path);
+    if (save_all(o, &P, l, m, step, (double)step * o->grad_accum / per_epoch) != QT_OK) goto done;
+    saved_step = step;
+    say(&L, "saved adapter to %s (%s)\n", P.file ? P.file : P.dir, qt_lora_format_name(qt_lora_format_of(P.out)));
     if (dtest) {
         int64_t n;
-        double tl = evaluate(tm, &bb, dtest, o->batch_size, -1, &n);
+        double tl = evaluate(tm, &bb, dtest, o->batch_size, o->test_batches, &n, &stopped);
+        if (stopped) {
+            say(&L, "interrupted during the test evaluation (the adapter is saved)\n");
+            rc = QT_STOPPED;
+            goto done;
+        }
         say(&L, "test loss %.4f, test ppl %.2f (%lld tokens)\n", tl, exp(tl), (long long)n);
         if (L.metrics) fprintf(L.metrics, "{\"step\": %lld, \"test_loss\": %.6f}\n", (long long)step, tl);
     }
@@ -614,7 +900,22 @@ int qt_train_run(const qt_train_opts *o) {
 done:
     if (L.log) fclose(L.log);
     if (L.metrics) fclose(L.metrics);
-    if (rc == QT_OK && rank == 0 && qt_report_write(o->adapter_path) == QT_OK) info("report: %s/report.html\n", o->adapter_path);
+    qt_free(L.early);
+    if (rank == 0 && saved_step < 0 && L.log) {
+        // nothing was saved: leave no half-made run that a fresh run would refuse
+        static const char *const ours[] = { "train.log", "metrics.jsonl" };
+        for (int k = 0; k < 2; k++) {
+            char *p = join(P.dir, ours[k]);
+            unlink(p);
+            qt_free(p);
+        }
+        if (created_dir) rmdir(P.dir);
+        report = false;
+    }
+    if (rc != QT_ERR && report && rank == 0 && qt_report_write(P.dir) == QT_OK && !g_quiet)
+        printf("report: %s/report.html\n", P.dir);
+    qt_free(P.dir);
+    qt_free(P.file);
     qt_free(idx);
     qt_free(bb.tokens);
     qt_free(bb.targets);

@@ -36,6 +36,7 @@ PAIRS = [
     ("one two three four five six", "six five four three two one"),
     ("x", "y"),
     ("Thanks for watching! -ShawGPT", "Thanks for the comment! I'm glad it helped. -ShawGPT"),
+    ("Great content thank you", "I appreciate the kind words"),
 ]
 
 # ---- sacrebleu 13a tokenizer (mteval-v13a.pl) ----
@@ -72,6 +73,9 @@ def bleu_stats(hyp, ref):
 
 
 def bleu(correct, total, sys_len, ref_len, effective_order):
+    # sacrebleu BLEU.compute_bleu: "Early stop if there are no matches (#141)"
+    if not any(correct):
+        return 0.0
     precisions = [0.0] * 4
     smooth = 1.0
     eff = 4
