@@ -29,12 +29,14 @@ endif
 ifeq ($(ARCH),x86_64)
   ISA_SRC_EXCLUDE = %-neon.c
 else ifeq ($(ARCH),aarch64)
-  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c
 else
-  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-neon.c
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c %-neon.c
 endif
 FLAGS_avx2   = -mavx2 -mfma -mf16c -mbmi2
-FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq
+FLAGS_avx512vnni = $(FLAGS_avx512) -mavx512vnni
+FLAGS_avx512bf16 = $(FLAGS_avx512vnni) -mavx512bf16
 FLAGS_neon   = -march=armv8.2-a+fp16+dotprod
 
 SRC  := $(filter-out $(ISA_SRC_EXCLUDE),$(wildcard src/*/*.c))
@@ -55,6 +57,12 @@ $(BUILD)/%-avx2.o: %-avx2.c
 $(BUILD)/%-avx512.o: %-avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_avx512) -c $< -o $@
+$(BUILD)/%-avx512vnni.o: %-avx512vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx512vnni) -c $< -o $@
+$(BUILD)/%-avx512bf16.o: %-avx512bf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx512bf16) -c $< -o $@
 $(BUILD)/%-neon.o: %-neon.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_neon) -c $< -o $@
@@ -98,7 +106,7 @@ asan:
 NEON_CC   ?= aarch64-linux-gnu-gcc
 NEON_AR   ?= aarch64-linux-gnu-ar
 NEON_QEMU ?= qemu-aarch64 -cpu max
-NEON_SRC   = $(filter-out %-avx2.c %-avx512.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+NEON_SRC   = $(filter-out %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
 neon-test:
 	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static MPI=0 \
 	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels

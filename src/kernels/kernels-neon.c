@@ -23,7 +23,6 @@
 
 #include <arm_neon.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -590,38 +589,35 @@ static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *
 
 // ---- the table --------------------------------------------------------------
 
-static qt_kernel_table g_neon;
-static pthread_once_t g_neon_once = PTHREAD_ONCE_INIT;
+static qt_kernel_table *g_neon;   // the table being filled (once, under cpu.c's pthread_once)
 
 // A kernel written here for a (weight, activation) pair is only installed when
 // the reference table pairs the weight type with that activation type.
 static void set_vec_dot(qt_type type, qt_type vec_dot_type, qt_vec_dot_fn fn) {
-    qt_kernel_traits *t = &g_neon.type[type];
+    qt_kernel_traits *t = &g_neon->type[type];
     if (t->vec_dot_type != vec_dot_type) return;
     t->vec_dot = fn;
-    t->gemm = NULL;   // the reference tile kernel would bypass the NEON vec_dot
 }
 
 static void set_gemm(qt_type type, qt_type vec_dot_type, qt_gemm_fn fn) {
-    if (g_neon.type[type].vec_dot_type == vec_dot_type) g_neon.type[type].gemm = fn;
+    if (g_neon->type[type].vec_dot_type == vec_dot_type) g_neon->type[type].gemm = fn;
 }
 
 static void set_conv(qt_type type, qt_from_float_fn from_float, qt_to_float_fn to_float) {
     // from_float is looked up on the vec_dot_type of some weight type, so it is
     // set on the type's own entry; to_float dequantizes rows of that type.
-    if (from_float) g_neon.type[type].from_float = from_float;
-    if (to_float) g_neon.type[type].to_float = to_float;
+    if (from_float) g_neon->type[type].from_float = from_float;
+    if (to_float) g_neon->type[type].to_float = to_float;
 }
 
-static void init_neon(void) {
-    const qt_kernel_table *ref = qt_kernels_ref();
-    QT_ASSERT(ref != NULL);
-    g_neon = *ref;
-    g_neon.isa = "neon";
-    g_neon.dot_f32 = dot_f32_neon;
-    g_neon.axpy_f32 = axpy_f32_neon;
-    g_neon.scale_f32 = scale_f32_neon;
-    qt_vecmath_set_neon(&g_neon);
+// Called once, by cpu.c, on a copy of the ref table. bf16, i8mm: the CPU's
+// HWCAP2 BF16 and I8MM bits.
+void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
+    g_neon = kt;
+    kt->dot_f32 = dot_f32_neon;
+    kt->axpy_f32 = axpy_f32_neon;
+    kt->scale_f32 = scale_f32_neon;
+    qt_vecmath_set_neon(kt);
 
     set_vec_dot(QT_TYPE_F32, QT_TYPE_F32, vec_dot_f32_neon);
     set_vec_dot(QT_TYPE_F16, QT_TYPE_F16, vec_dot_f16_neon);
@@ -641,9 +637,7 @@ static void init_neon(void) {
     set_conv(QT_TYPE_Q8_0, quantize_row_q8_0_neon, dequantize_row_q8_0_neon);
     set_conv(QT_TYPE_Q4_0, NULL, dequantize_row_q4_0_neon);
     set_conv(QT_TYPE_Q8_K, quantize_row_q8_K_neon, NULL);
-}
-
-const qt_kernel_table *qt_kernels_neon(void) {
-    pthread_once(&g_neon_once, init_neon);
-    return &g_neon;
+    (void)i8mm;
+    (void)bf16;
+    kt->bf16 = (qt_gemm_ops){0};   // no bf16 kernels yet: QT_PREC_BF16 runs as F32
 }
