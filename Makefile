@@ -3,6 +3,7 @@
 #   make test       build and run every test (closes with "N passed, N failed")
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make neon-test  cross-compile the kernel tests for arm64 and run them under qemu-user
+#   make simde-test the x86 SIMD kernels built on SIMDe (no ISA flags) against the scalar reference
 #   make bench      build the benchmark tools
 #   make MPI=0      build without MPI (default: MPI=1 when Open MPI's mpicc is installed)
 ARCH    ?= $(shell uname -m)
@@ -112,8 +113,18 @@ neon-test:
 	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
 	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) build-arm64/tests/test-kernels
 
-clean:
-	rm -rf build build-asan build-arm64
+# The x86 SIMD tables (avx2, avx512, avx512-vnni, avx512-bf16) compiled a
+# second time against SIMDe's portable intrinsics (Debian: libsimde-dev), no
+# ISA flags, and held against the scalar reference by test-kernels: the
+# AVX-512 code is tested on CPUs without AVX-512 (CI machines without it).
+SIMDE_SRC  = $(filter-out %-neon.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+simde-test:
+	$(MAKE) BUILD=build-simde MPI=0 EXTRA_CFLAGS=-DQT_SIMDE FLAGS_avx2= FLAGS_avx512= FLAGS_avx512vnni= \
+	  FLAGS_avx512bf16= LDLIBS="-lm -pthread" SRC="$(SIMDE_SRC)" build-simde/tests/test-kernels
+	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 build-simde/tests/test-kernels
 
-.PHONY: all test tests asan bench neon-test clean
+clean:
+	rm -rf build build-asan build-arm64 build-simde
+
+.PHONY: all test tests asan bench neon-test simde-test clean
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

@@ -450,7 +450,11 @@ static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, in
 
 // Keeps an accumulator in its register: without it GCC re-associates the
 // integer sums into a tree of temporaries and spills them to the stack.
+#if defined(QT_SIMDE)
+#define PIN(v) ((void)0)   // SIMDe's vectors are not always in one register
+#else
 #define PIN(v) __asm__("" : "+x"(v))
+#endif
 
 INLINE __m256i bcast_dword(const int8_t *p) {
     int32_t v;
