@@ -48,6 +48,7 @@ int qt_cmd_train(int argc, char **argv) {
         { "threads", 't', QT_OPT_INT, &o.threads, "N", "threads (default: all cores)" },
         { "grad-checkpoint", 0, QT_OPT_FLAG, &o.grad_checkpoint, NULL, "recompute layers in backward: less memory" },
         { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
+        { "compute", 0, QT_OPT_STR, &o.compute, "bf16|fp32", "precision of the products (default bf16 where the CPU has AVX512_BF16)" },
         { "dist-timeout", 0, QT_OPT_FLOAT, &o.dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)" },
         { "tokenizer", 0, QT_OPT_STR, &o.tokenizer, "PATH", "take the vocabulary from this .gguf" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
@@ -74,6 +75,10 @@ static int run_train(qt_train_opts *po, const char *targets, const char *schedul
         return 2;
     }
     if (targets && qt_lora_parse_targets(targets, &o.lora.targets) != QT_OK) return 2;
+    if (o.compute && strcmp(o.compute, "bf16") && strcmp(o.compute, "fp32")) {
+        qt_log_error("qtune train: --compute must be bf16 or fp32, not '%s'", o.compute);
+        return 2;
+    }
     int kind = qt_sched_parse(schedule);
     if (kind < 0) {
         qt_log_error("qtune train: --lr-schedule must be constant, linear or cosine, not '%s'", schedule);

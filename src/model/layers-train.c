@@ -9,7 +9,7 @@
 // exp, softmax rows, SwiGLU and the cross-entropy rows run on the kernel
 // table's element-wise helpers (SIMD exp within QT_EXP_MAX_REL_ERR; sums of
 // exponentials still in double).
-// Attention runs its products on the table's gemm_acc_f32 in blocks of query
+// Attention runs its products on qt_gemm_acc (the context's precision) in blocks of query
 // (or key) rows, each over the causal part only (about half of T x T).
 // Deliberately not: a KV cache, attention across sequences (one sequence per
 // call), dropout, flash-style tiling (att (NH, T, T) is materialised).
@@ -135,6 +135,7 @@ static void add_rows(float *C, size_t ldc, const float *A, int rows, int cols) {
 
 typedef struct {
     const qt_kernel_table *K;
+    const qt_kctx *kc;                     // products: qt_gemm_acc in kc's precision
     float *out, *att, *dP;                 // forward: out, att; backward: dP (G, T, T) = dS
     float *dq, *dk, *dv;
     const float *dout, *P, *q, *k, *v;
@@ -155,11 +156,11 @@ static void att_forward_worker(void *ctx, int ith, int nth) {
         int t0 = b * ATT_TB, t1 = QT_MIN(T, t0 + ATT_TB), nr = t1 - t0;
         float *S = j->att + ((size_t)hg * T + t0) * T;
         zero_rows(S, T, nr, t1);
-        j->K->gemm_acc_f32(nr, t1, HS, j->q + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, S, T);
+        qt_gemm_acc(j->kc, nr, t1, HS, j->q + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, S, T);
         for (int r = 0; r < nr; r++) softmax_row(j->K, S + (size_t)r * T, t0 + r + 1, T, j->scale);
         float *O = j->out + (size_t)t0 * qd + (size_t)hg * HS;
         zero_rows(O, qd, nr, HS);
-        j->K->gemm_acc_f32(nr, HS, t1, S, T, j->v + (size_t)j->h * HS, kvd, O, qd);
+        qt_gemm_acc(j->kc, nr, HS, t1, S, T, j->v + (size_t)j->h * HS, kvd, O, qd);
     }
 }
 
@@ -172,7 +173,7 @@ void qt_attention_train_forward_ws(const qt_kctx *kc, float *out, float *att, co
                                    const float *v, int T, int NH, int NKV, int HS, float *scratch) {
     QT_ASSERT(T > 0 && NKV > 0 && NH % NKV == 0 && HS > 0);
     float *Kt = scratch;   // (HS, T)
-    att_job j = { .K = kc->kt, .out = out, .att = att, .q = q, .k = k, .v = v, .Xt = Kt,
+    att_job j = { .K = kc->kt, .kc = kc, .out = out, .att = att, .q = q, .k = k, .v = v, .Xt = Kt,
                   .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
         transpose(kc, Kt, k + (size_t)h * HS, (size_t)NKV * HS, T, HS);
@@ -211,14 +212,14 @@ static void att_backward_rows_worker(void *ctx, int ith, int nth) {
         float *dS = j->dP + ((size_t)g * T + t0) * T;
         const float *P = j->P + ((size_t)g * T + t0) * T;
         zero_rows(dS, T, nr, t1);
-        j->K->gemm_acc_f32(nr, t1, HS, j->dout + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, dS, T);
+        qt_gemm_acc(j->kc, nr, t1, HS, j->dout + (size_t)t0 * qd + (size_t)hg * HS, qd, j->Xt, T, dS, T);
         for (int r = 0; r < nr; r++)
             softmax_backward_row(j->K, dS + (size_t)r * T, P + (size_t)r * T, t0 + r + 1, T, j->scale);
         if (j->dq) {
             // summed apart and then added, so the result does not depend on dq's old value
             if (!acc) acc = qt_malloc(sizeof(float) * ATT_TB * (size_t)HS);
             memset(acc, 0, sizeof(float) * (size_t)nr * HS);
-            j->K->gemm_acc_f32(nr, HS, t1, dS, T, j->k + (size_t)j->h * HS, kvd, acc, HS);
+            qt_gemm_acc(j->kc, nr, HS, t1, dS, T, j->k + (size_t)j->h * HS, kvd, acc, HS);
             add_rows(j->dq + (size_t)t0 * qd + (size_t)hg * HS, qd, acc, nr, HS);
         }
     }
@@ -260,11 +261,11 @@ static void att_backward_keys_worker(void *ctx, int ith, int nth) {
             int hg = j->h * G + g;
             if (j->dv) {
                 transpose_tail(Tr, j->P + (size_t)g * T * T, T, s0, ns);
-                j->K->gemm_acc_f32(ns, HS, nt, Tr, nt, j->dout + (size_t)s0 * qd + (size_t)hg * HS, qd, accv, HS);
+                qt_gemm_acc(j->kc, ns, HS, nt, Tr, nt, j->dout + (size_t)s0 * qd + (size_t)hg * HS, qd, accv, HS);
             }
             if (j->dk) {
                 transpose_tail(Tr, j->dP + (size_t)g * T * T, T, s0, ns);
-                j->K->gemm_acc_f32(ns, HS, nt, Tr, nt, j->q + (size_t)s0 * qd + (size_t)hg * HS, qd, acck, HS);
+                qt_gemm_acc(j->kc, ns, HS, nt, Tr, nt, j->q + (size_t)s0 * qd + (size_t)hg * HS, qd, acck, HS);
             }
         }
         if (j->dv) add_rows(j->dv + (size_t)s0 * kvd + (size_t)j->h * HS, kvd, accv, ns, HS);
@@ -286,7 +287,7 @@ void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float 
     const int G = NH / NKV;
     float *Vt = scratch;                     // (HS, T)
     float *dP = Vt + (size_t)HS * T;         // (G, T, T): dS after phase 1
-    att_job j = { .K = kc->kt, .dP = dP, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
+    att_job j = { .K = kc->kt, .kc = kc, .dP = dP, .dq = dq, .dk = dk, .dv = dv, .dout = dout, .q = q, .k = k,
                   .v = v, .Xt = Vt, .T = T, .NH = NH, .NKV = NKV, .HS = HS, .scale = 1.0f / sqrtf((float)HS) };
     for (int h = 0; h < NKV; h++) {
         j.h = h;
@@ -389,6 +390,7 @@ void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, con
 
 typedef struct {
     const qt_kernel_table *kt;
+    const qt_kctx *kc;   // products: qt_gemm_acc in kc's precision
     float *dw;
     const float *dy, *x;
     float *nt;           // the narrow operand transposed: (rank, T)
@@ -409,7 +411,7 @@ static void dw_narrow_out_worker(void *ctx, int ith, int nth) {
     const dw_job *j = ctx;
     int c0, c1;
     dw_split(j->n_in, ith, nth, &c0, &c1);
-    if (c1 > c0) j->kt->gemm_acc_f32(j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
+    if (c1 > c0) qt_gemm_acc(j->kc, j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
 }
 
 // n_in narrow: tmp (n_in, n_out) = x^T (n_in, T) @ dy (T, n_out), then
@@ -420,7 +422,7 @@ static void dw_narrow_in_worker(void *ctx, int ith, int nth) {
     dw_split(j->n_out, ith, nth, &o0, &o1);
     if (o1 <= o0) return;
     for (int i = 0; i < j->n_in; i++) memset(j->tmp + (size_t)i * j->n_out + o0, 0, sizeof(float) * (size_t)(o1 - o0));
-    j->kt->gemm_acc_f32(j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
+    qt_gemm_acc(j->kc, j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
     for (int o = o0; o < o1; o++)
         for (int i = 0; i < j->n_in; i++) j->dw[(size_t)o * j->n_in + i] += j->tmp[(size_t)i * j->n_out + o];
 }
@@ -452,7 +454,7 @@ static void transpose_small(float *dst, const float *src, int T, int n) {
 void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T) {
     QT_ASSERT(n_in > 0 && n_out >= 0 && T >= 0);
     if (n_out == 0 || T == 0) return;
-    dw_job j = { kc->kt, dw, dy, x, NULL, NULL, n_in, n_out, T };
+    dw_job j = { kc->kt, kc, dw, dy, x, NULL, NULL, n_in, n_out, T };
     if (n_out <= DW_NARROW) {
         j.nt = qt_malloc(sizeof(float) * (size_t)n_out * T);
         transpose_small(j.nt, dy, T, n_out);

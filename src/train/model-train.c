@@ -62,6 +62,8 @@ void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud) {
     tm->layer_hook_ud = ud;
 }
 
+void qt_tmodel_set_prec(qt_tmodel *tm, qt_prec prec) { tm->kc.prec = prec; }
+
 typedef struct {
     size_t off;
     uint8_t *base;

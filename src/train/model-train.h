@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "base/pool.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/lora.h"
 
@@ -50,5 +51,11 @@ int qt_tmodel_step(qt_tmodel *tm, const qt_batch *b, bool backward, bool train, 
 // communication overlaps the remaining layers. NULL: no hook.
 typedef void (*qt_tmodel_layer_fn)(void *ud, int il);
 void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud);
+
+// Precision of the products (kernels.h qt_prec): QT_PREC_F32 (the default:
+// the dequantized-weight math in fp32) or QT_PREC_BF16 (bf16 products with
+// fp32 sums, PyTorch autocast; as F32 where the kernels have no bf16 gemm).
+// Adapters, optimizer state and reductions stay fp32 either way.
+void qt_tmodel_set_prec(qt_tmodel *tm, qt_prec prec);
 
 #endif

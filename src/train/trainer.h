@@ -34,6 +34,7 @@ typedef struct {
     qt_lora_config lora;
     qt_data_opts data_opts;
     const char *quantize;       // NULL, or q4_0 / q8_0 / ...: quantize the base at load time
+    const char *compute;        // "bf16" | "fp32" products; NULL: bf16 where the kernels have a bf16 gemm
     float dist_timeout;         // under mpirun: seconds to wait for the other ranks (default 600)
 } qt_train_opts;
 
