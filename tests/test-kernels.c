@@ -650,7 +650,7 @@ static void test_float_helpers(qt_rng *rng) {
 }
 
 // Every table's gemm_acc (f32 and bf16 ops) and qt_gemm_acc in each
-// precision: M, N, K ragged against the micro-tiles (6 x 16, 12 x 32) and
+// precision: M, N, K ragged against the micro-tiles (6 x 16, 14 x 32) and
 // the cache blocks (A 96 x 256, B 256 x 1024), odd K (a half bf16 pair),
 // leading dimensions larger than the extents (the columns past N untouched),
 // against double (bf16: on operands rounded to bf16), TOL_SAME.

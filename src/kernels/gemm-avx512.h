@@ -4,6 +4,7 @@
 // and the micro-kernel
 //   static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
 // which computes C (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp.
+// G5_MR <= 16 (the A pack transposes 16 rows at a time).
 //
 // Packed operands hold 4-byte units: an fp32 value (one k), or with G5_PAIRS
 // a bf16 pair, two consecutive k of one row or column in one dword with the
@@ -12,10 +13,10 @@
 //   A: ceil(mc / MR) row panels of (ku x MR) units, unit-major;
 //   B: ceil(nc / NR) column panels of (ku x NR) units, unit-major.
 // Goto/BLIS blocking: a (KC x NC) block of B is packed once and reused by
-// every row block of A; its (ku x 32) panels (16 KiB for bf16, 32 KiB for
-// fp32) stay in L1 while the A panels stream past them from L2. The 12 x 32
-// micro-tile keeps 24 zmm accumulators: per unit 2 loads of B, 12 broadcasts
-// of A, 24 FMAs (or vdpbf16ps, each two k). Ragged edges: the packs are
+// every row block of A; its (ku x 32) panels (32 KiB) stay in L1 while the A
+// panels stream past them from L2. The 14 x 32
+// micro-tile keeps 28 zmm accumulators: per unit 2 loads of B, 14 broadcasts
+// of A, 28 FMAs (or vdpbf16ps, each two k). Ragged edges: the packs are
 // zero-padded to whole panels and edge tiles of C go through a scratch tile,
 // so every element of C sums in the same order (units ascending, from C's old
 // value or from 0). fp32 -> bf16 rounds to nearest even, as
@@ -41,10 +42,12 @@
 #include "kernels/simd-x86.h"
 #include "quant/types.h"
 
-#define G5_MR 12
+#define G5_MR 14     // 28 accumulators; measured in L1 on Zen 5: 14 rows reach the bf16 peak, 12 do not
 #define G5_NR 32
-#define G5_KC 256    // k per block: a multiple of every block size (32, 256)
-#define G5_MC 96     // A block: MC x KC
+// k per block, a multiple of every block size (32, 256): the B panel (KC x 32
+// values) is 32 KiB either way, in L1 while the A panels stream past
+#define G5_KC (G5_PAIRS ? 512 : 256)
+#define G5_MC 98     // A block: MC x KC, 7 panels
 #define G5_NC 1024   // B block: KC x NC
 #define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
 #define G5_KU_MAX G5_KU(G5_KC)
@@ -113,7 +116,7 @@ G5_INLINE void g5_transpose16(__m512i r[16]) {
 // ---- packing A ----
 
 // Ap = A (mc x kc, rows lda apart) as row panels; 16 rows x 16 units
-// transposed at a time, the panel's 12 rows stored with a mask.
+// transposed at a time, the panel's MR rows stored with a mask.
 static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc, int kc) {
     const int ku = G5_KU(kc);
     for (int i0 = 0; i0 < mc; i0 += G5_MR, Ap += (size_t)ku * G5_MR) {
@@ -124,7 +127,7 @@ static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc,
                 v[i] = i < rows ? g5_row_units(A + (size_t)(i0 + i) * lda, u0, kc) : _mm512_setzero_si512();
             g5_transpose16(v);
             for (int u = 0; u < 16 && u0 + u < ku; u++)
-                _mm512_mask_storeu_epi32(Ap + (size_t)(u0 + u) * G5_MR, (__mmask16)0x0fff, v[u]);
+                _mm512_mask_storeu_epi32(Ap + (size_t)(u0 + u) * G5_MR, (__mmask16)((1u << G5_MR) - 1), v[u]);
         }
     }
 }
@@ -134,6 +137,13 @@ static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc,
 // Producer of B's packed blocks: Bp = B[k0 : k0+kc, n0 : n0+nc] as
 // ceil(nc / NR) panels of (ku x NR) units, zero-padded to whole panels.
 typedef void (*g5_pack_b_fn)(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp);
+// Optional: start loading the part [f0, f1) of the block (k0, kc, n0, nc) from
+// memory, f in units of 1 / G5_PF_PARTS of its rows (the driver spreads the
+// next block's prefetch over the micro-kernel calls of the current one: weight
+// rows read a short segment at a time are streams the hardware prefetcher
+// does not follow).
+typedef void (*g5_prefetch_fn)(const void *src, int k0, int kc, int n0, int nc, int f0, int f1);
+#define G5_PF_PARTS 32
 
 // Unit row u of a block from its float k-rows r0 (k = 2u or u) and r1 (k =
 // 2u + 1 with pairs; NULL past K): nc columns dealt out to the panels.
@@ -221,12 +231,6 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
                 r[i] = (const char *)buf[i];
             }
         }
-        // the rows one group ahead start coming in while these are transposed
-        if (in_place_f32 || in_place_bf16)
-            for (int i = 0; i < QT_MIN(16, nc - j0 - 16); i++) {
-                const char *pf = s->w + (size_t)(n0 + j0 + 16 + i) * s->stride + (size_t)k0 * (in_place_f32 ? 4 : 2);
-                for (size_t o = 0; o < (size_t)kc * (in_place_f32 ? 4 : 2); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-            }
         uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (j0 % G5_NR);
         for (int u0 = 0; u0 < ku; u0 += 16) {
             __m512i v[16];
@@ -241,6 +245,27 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
         if (rows <= 16 && j0 % G5_NR == 0 && j0 + 16 >= nc)   // a last panel with at most 16 columns
             for (int u = 0; u < ku; u++) _mm512_store_si512((void *)(d + (size_t)u * G5_NR + 16), _mm512_setzero_si512());
     }
+}
+
+// bytes of a row segment [e0, e0 + ne) of W, prefetched into L2
+G5_INLINE void g5_prefetch_seg(const g5_w_src *s, const char *row, int e0, int ne) {
+    const char *p = row + (size_t)(e0 / s->blck) * s->blck_bytes;
+    size_t bytes = (size_t)(ne / s->blck) * s->blck_bytes;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+}
+
+// gemm_xwt's blocks: rows n0 .. n0+nc of W, elements k0 .. k0+kc
+static void g5_prefetch_wt(const void *src, int k0, int kc, int n0, int nc, int f0, int f1) {
+    const g5_w_src *s = src;
+    for (int j = nc * f0 / G5_PF_PARTS; j < nc * f1 / G5_PF_PARTS; j++)
+        g5_prefetch_seg(s, s->w + (size_t)(n0 + j) * s->stride, k0, kc);
+}
+
+// gemm_acc_w's blocks: rows k0 .. k0+kc of W, elements n0 .. n0+nc
+static void g5_prefetch_wq(const void *src, int k0, int kc, int n0, int nc, int f0, int f1) {
+    const g5_w_src *s = src;
+    for (int k = kc * f0 / G5_PF_PARTS; k < kc * f1 / G5_PF_PARTS; k++)
+        g5_prefetch_seg(s, s->w + (size_t)(k0 + k) * s->stride, n0, nc);
 }
 
 // ---- the blocked driver ----
@@ -259,7 +284,8 @@ static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, 
 // C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
 // A packed here (Apre NULL) or pre-packed by g5_pack_x.
 static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const uint32_t *Apre,
-                      g5_pack_b_fn pack, const void *src, float *C, size_t ldc, bool accumulate) {
+                      g5_pack_b_fn pack, g5_prefetch_fn prefetch, const void *src, float *C, size_t ldc,
+                      bool accumulate) {
     if (M <= 0 || N <= 0) return;
     QT_ASSERT(N <= INT32_MAX && K <= INT32_MAX);   // the packers' coordinates
     if (K <= 0) {
@@ -278,17 +304,35 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
             int kc = (int)QT_MIN(G5_KC, K - pc), ku = G5_KU(kc);
             bool load_c = accumulate || pc > 0;
             pack(src, pc, kc, jc, nc, Bp);
+            // the next B block: (pc + KC, jc), or (0, jc + NC) after the last k block
+            int pn = pc + G5_KC < K ? pc + G5_KC : 0, jn = pc + G5_KC < K ? jc : jc + G5_NC;
+            int kcn = (int)QT_MIN(G5_KC, K - pn), ncn = (int)QT_MIN(G5_NC, N - jn), n_pf = 0;
+            int pf_calls = (nc + G5_NR - 1) / G5_NR * ((int)QT_MIN(G5_MC, M) + G5_MR - 1) / G5_MR;
             for (int64_t ic = 0; ic < M; ic += G5_MC) {
                 int mc = (int)QT_MIN(G5_MC, M - ic);
                 if (!Apre) g5_pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
                 for (int jr = 0; jr < nc; jr += G5_NR) {
                     const uint32_t *bp = Bp + (size_t)jr * ku;
                     int nr = QT_MIN(G5_NR, nc - jr);
+                    // spread over the first row block's calls: a slice of the next block each
+                    if (prefetch && ic == 0 && jn < N) {
+                        int f0 = n_pf * G5_PF_PARTS / pf_calls, f1 = (n_pf + (mc + G5_MR - 1) / G5_MR) * G5_PF_PARTS / pf_calls;
+                        n_pf += (mc + G5_MR - 1) / G5_MR;
+                        if (f1 > f0) prefetch(src, pn, kcn, jn, ncn, f0, QT_MIN(f1, G5_PF_PARTS));
+                    }
                     for (int ir = 0; ir < mc; ir += G5_MR) {
                         const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, pc / G5_KC, (ic + ir) / G5_MR)
                                                   : Ap + (size_t)ir * ku;
                         int mr = QT_MIN(G5_MR, mc - ir);
                         float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                        // the next tile of C (below this one, or the first of the next panel) is
+                        // fetched while this one computes: its rows, ldc apart, share few L1 sets
+                        const float *cn = ir + G5_MR < mc ? c + (size_t)G5_MR * ldc : C + (size_t)ic * ldc + jc + jr + G5_NR;
+                        if (load_c && (ir + G5_MR < mc || jr + G5_NR < nc))
+                            for (int i = 0; i < G5_MR; i++) {
+                                _mm_prefetch((const char *)(cn + (size_t)i * ldc), _MM_HINT_T0);
+                                _mm_prefetch((const char *)(cn + (size_t)i * ldc + 16), _MM_HINT_T0);
+                            }
                         if (mr == G5_MR && nr == G5_NR) {
                             g5_kernel(ku, ap, bp, c, ldc, load_c);
                         } else {
@@ -310,21 +354,21 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
 static void g5_gemm_acc(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float *C, int64_t ldc) {
     g5_rows_src s = { B, (size_t)ldb };
-    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, &s, C, (size_t)ldc, true);
+    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
 }
 
-static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W, int64_t n0,
-                          float *C, int64_t ldc) {
+static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                          const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
     const qt_type_traits *tt = qt_type_traits_get(W->type);
     QT_ASSERT(N % tt->blck_size == 0 && n0 % tt->blck_size == 0 && G5_NC % tt->blck_size == 0);
     if (W->type == QT_TYPE_F32) {
         g5_rows_src s = { (const float *)W->data + n0, W->stride / sizeof(float) };
-        g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, &s, C, (size_t)ldc, true);
+        g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
         return;
     }
     g5_w_src s = { (const char *)W->data + (size_t)(n0 / tt->blck_size) * tt->type_size, W->stride, W->type,
                    W->to_float, tt->blck_size, tt->type_size };
-    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_wq, &s, C, (size_t)ldc, true);
+    g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_wq, g5_prefetch_wq, &s, C, (size_t)ldc, true);
 }
 
 static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W, float *y,
@@ -332,7 +376,7 @@ static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const
     const qt_type_traits *tt = qt_type_traits_get(W->type);
     QT_ASSERT(G5_KC % tt->blck_size == 0 && n % tt->blck_size == 0);
     g5_w_src s = { W->data, W->stride, W->type, W->to_float, tt->blck_size, tt->type_size };
-    g5_driver(T, n_rows, n, x, (size_t)ldx, (const uint32_t *)xp, g5_pack_wt, &s, y, (size_t)ldy, false);
+    g5_driver(T, n_rows, n, x, (size_t)ldx, (const uint32_t *)xp, g5_pack_wt, g5_prefetch_wt, &s, y, (size_t)ldy, false);
 }
 
 static size_t g5_pack_x_size(int64_t T, int64_t n) {

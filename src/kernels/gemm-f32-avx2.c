@@ -393,19 +393,19 @@ void qt_gemm_xwt_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, con
     gemm_driver(T, n_rows, n, x, (size_t)ldx, xp, pack, pf, &ws, y, (size_t)ldy, false);
 }
 
-void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W, int64_t n0,
-                            float *C, int64_t ldc) {
+void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                            const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
     const qt_type_traits *tt = qt_type_traits_get(W->type);
     int blck = tt->blck_size;
     QT_ASSERT(N % blck == 0 && n0 % blck == 0 && NC % blck == 0);
     if (W->type == QT_TYPE_F32) {
         rows_src rs = { (const float *)W->data + n0, W->stride / sizeof(float) };
-        gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_b_rows, NULL, &rs, C, (size_t)ldc, true);
+        gemm_driver(M, N, K, A, (size_t)lda, ap, pack_b_rows, NULL, &rs, C, (size_t)ldc, true);
         return;
     }
     wq_src ws = { (const char *)W->data + (size_t)(n0 / blck) * tt->type_size, W->stride, W->to_float, blck,
                   tt->type_size };
-    gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_wq, NULL, &ws, C, (size_t)ldc, true);
+    gemm_driver(M, N, K, A, (size_t)lda, ap, pack_wq, NULL, &ws, C, (size_t)ldc, true);
 }
 
 size_t qt_gemm_pack_x_size_f32_avx2(int64_t T, int64_t n) {

@@ -340,15 +340,15 @@ static float *w_block(const qt_wmat *W, int64_t n0, int64_t N, int64_t K) {
     return b;
 }
 
-static void gemm_acc_w_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W,
-                               int64_t n0, float *C, int64_t ldc) {
+static void gemm_acc_w_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                               const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
     float *b = w_block(W, n0, N, K);
     gemm_acc_f32_ref(M, N, K, A, lda, b, N, C, ldc);
     qt_free(b);
 }
 
-static void gemm_acc_w_bf16_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W,
-                                int64_t n0, float *C, int64_t ldc) {
+static void gemm_acc_w_bf16_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                                const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
     float *b = w_block(W, n0, N, K);
     gemm_acc_bf16_ref(M, N, K, A, lda, b, N, C, ldc);
     qt_free(b);

@@ -69,14 +69,16 @@ typedef struct {
                      float *C, int64_t ldc);
     // C (M, N) += A (M, K) @ W[0:K, n0:n0+N]: W's K rows in any type with a
     // to_float; n0 and N multiples of its block size (qt_matmul_t: dx += dy @ W).
-    void (*gemm_acc_w)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W, int64_t n0,
-                       float *C, int64_t ldc);
+    // ap: A (all M rows) already packed by pack_x(M, K, A, lda), or NULL.
+    void (*gemm_acc_w)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap, const qt_wmat *W,
+                       int64_t n0, float *C, int64_t ldc);
     // y (T, n_rows) = x (T, n) @ W[0:n_rows, :]^T, W any type with a to_float;
     // rows of x ldx floats apart, of y ldy. xp: x already packed by pack_x
     // (threads working on different rows share one packing), or NULL.
     void (*gemm_xwt)(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
                      float *y, int64_t ldy, int64_t n_rows);
-    // x (T, n) packed for gemm_xwt's xp in pack_x_size(T, n) floats; thread ith of nth packs its share.
+    // x (T, n) packed for gemm_xwt's xp (and gemm_acc_w's ap) in pack_x_size(T, n)
+    // floats; thread ith of nth packs its share. Optional (NULL: no pre-packing).
     size_t (*pack_x_size)(int64_t T, int64_t n);
     void (*pack_x)(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth);
 } qt_gemm_ops;

@@ -21,8 +21,8 @@ static inline void mm_split(int n, int align, int ith, int nth, int *r0, int *r1
 // packed 6 x 16 gemm that converts or dequantizes B into its panels.
 void qt_gemm_acc_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                           float *C, int64_t ldc);
-void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const qt_wmat *W, int64_t n0,
-                            float *C, int64_t ldc);
+void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                            const qt_wmat *W, int64_t n0, float *C, int64_t ldc);
 void qt_gemm_xwt_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
                           float *y, int64_t ldy, int64_t n_rows);
 size_t qt_gemm_pack_x_size_f32_avx2(int64_t T, int64_t n);

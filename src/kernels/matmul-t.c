@@ -24,15 +24,16 @@
 #define MT_ALIGN 64
 // Below this many columns per thread, threads split dx's rows instead.
 #define MT_MIN_COLS 256
-// Row ranges in the row split are multiples of the micro-kernels' rows (6, 12).
-#define MT_ROW_ALIGN 12
+// Row ranges in the row split are multiples of the micro-kernels' rows (6, 14).
+#define MT_ROW_ALIGN 42
 // Column chunk per stop-flag poll: a 7B layer's 11008 x 4096 backward is
-// ~10 chunks per thread.
+// ~10 chunks per thread (each ~5 GFLOP at T = 512).
 #define MT_CHUNK 1024
 
 typedef struct {
     const qt_gemm_ops *ops;
     const qt_kctx *kc;         // for the stop flag
+    const float *ap;           // dy packed once for all threads and chunks (column split), or NULL
     qt_wmat W;
     float *dx;
     const float *dy;
@@ -46,7 +47,7 @@ static void matmul_t_block(const mt_ctx *c, int64_t t0, int64_t t1, int64_t k0, 
     for (int64_t kc = k0; kc < k1; kc += MT_CHUNK) {
         if (qt_kctx_stopped(c->kc)) return;
         int64_t nk = QT_MIN(MT_CHUNK, k1 - kc);
-        c->ops->gemm_acc_w(t1 - t0, nk, c->n_out, c->dy + t0 * c->n_out, c->n_out, &c->W, kc,
+        c->ops->gemm_acc_w(t1 - t0, nk, c->n_out, c->dy + t0 * c->n_out, c->n_out, t0 == 0 ? c->ap : NULL, &c->W, kc,
                            c->dx + t0 * c->n_in + kc, c->n_in);
     }
 }
@@ -61,6 +62,11 @@ static void matmul_t_job(void *arg, int ith, int nth) {
         qt_pool_split(c->n_in, QT_MAX(MT_ALIGN, c->blck), ith, nth, &a0, &a1);
         if (a1 > a0) matmul_t_block(c, 0, c->T, a0, a1);
     }
+}
+
+static void pack_dy_job(void *arg, int ith, int nth) {
+    const mt_ctx *c = arg;
+    c->ops->pack_x(c->T, c->n_out, c->dy, c->n_out, (float *)c->ap, ith, nth);
 }
 
 void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, qt_type wtype, int64_t n_in,
@@ -78,6 +84,12 @@ void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, q
         .blck = tt->blck_size,
         .split_rows = nth > 1 && n_in < nth * MT_MIN_COLS && T >= nth * 4 * MT_ROW_ALIGN,
     };
+    if (!c.split_rows && c.ops->pack_x && (n_in > MT_CHUNK || nth > 1)) {
+        // several column chunks (threads, stop-flag chunks) read the same dy: pack it once, on all threads
+        size_t bytes = c.ops->pack_x_size(T, n_out) * sizeof(float);
+        c.ap = kc->pool ? qt_pool_wbuf(kc->pool, bytes) : qt_kernel_scratch(QT_SCRATCH_WBUF, bytes);
+        qt_pool_run(kc->pool, pack_dy_job, &c);
+    }
     qt_pool_run(kc->pool, matmul_t_job, &c);
 }
 
