@@ -247,11 +247,12 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
     }
 }
 
-// bytes of a row segment [e0, e0 + ne) of W, prefetched into L2
+// bytes of a row segment [e0, e0 + ne) of W, prefetched into L3 (L2 holds the
+// current B block until the next block is packed)
 G5_INLINE void g5_prefetch_seg(const g5_w_src *s, const char *row, int e0, int ne) {
     const char *p = row + (size_t)(e0 / s->blck) * s->blck_bytes;
     size_t bytes = (size_t)(ne / s->blck) * s->blck_bytes;
-    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T2);
 }
 
 // gemm_xwt's blocks: rows n0 .. n0+nc of W, elements k0 .. k0+kc
