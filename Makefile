@@ -28,17 +28,18 @@ endif
 # Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
 # CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).
 ifeq ($(ARCH),x86_64)
-  ISA_SRC_EXCLUDE = %-neon.c
+  ISA_SRC_EXCLUDE = %-neon.c %-neonbf16.c
 else ifeq ($(ARCH),aarch64)
   ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c
 else
-  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c %-neon.c
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c %-neon.c %-neonbf16.c
 endif
 FLAGS_avx2   = -mavx2 -mfma -mf16c -mbmi2
 FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq
 FLAGS_avx512vnni = $(FLAGS_avx512) -mavx512vnni
 FLAGS_avx512bf16 = $(FLAGS_avx512vnni) -mavx512bf16
 FLAGS_neon   = -march=armv8.2-a+fp16+dotprod
+FLAGS_neonbf16 = -march=armv8.2-a+fp16+dotprod+bf16
 
 SRC  := $(filter-out $(ISA_SRC_EXCLUDE),$(wildcard src/*/*.c))
 OBJ  := $(SRC:%.c=$(BUILD)/%.o)
@@ -67,6 +68,9 @@ $(BUILD)/%-avx512bf16.o: %-avx512bf16.c
 $(BUILD)/%-neon.o: %-neon.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_neon) -c $< -o $@
+$(BUILD)/%-neonbf16.o: %-neonbf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_neonbf16) -c $< -o $@
 # dist.o is rebuilt when MPI changes (e.g. Open MPI installed after a first build)
 MPI_STAMP := $(BUILD)/mpi-$(MPI).stamp
 $(MPI_STAMP):
@@ -117,7 +121,7 @@ neon-test:
 # second time against SIMDe's portable intrinsics (Debian: libsimde-dev), no
 # ISA flags, and held against the scalar reference by test-kernels: the
 # AVX-512 code is tested on CPUs without AVX-512 (CI machines without it).
-SIMDE_SRC  = $(filter-out %-neon.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+SIMDE_SRC  = $(filter-out %-neon.c %-neonbf16.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
 simde-test:
 	$(MAKE) BUILD=build-simde MPI=0 EXTRA_CFLAGS=-DQT_SIMDE FLAGS_avx2= FLAGS_avx512= FLAGS_avx512vnni= \
 	  FLAGS_avx512bf16= LDLIBS="-lm -pthread" SRC="$(SIMDE_SRC)" build-simde/tests/test-kernels

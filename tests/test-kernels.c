@@ -894,6 +894,8 @@ int main(void) {
               "%s: f32 ops complete", kt->isa);
         CHECK(!kt->bf16.gemm_acc == !kt->bf16.gemm_acc_w && !kt->bf16.gemm_acc == !kt->bf16.gemm_xwt,
               "%s: bf16 ops all or none", kt->isa);
+        printf("  %s: bf16 ops %s\n", kt->isa,
+               kt->bf16.gemm_acc ? "tested" : "not in this table (QT_PREC_BF16 runs as F32 on it)");
     }
 
     for (int n = 1; n <= 4; n++) g_pools[n] = qt_pool_init(n);

@@ -31,6 +31,9 @@ void qt_gemm_pack_x_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, 
 // The AVX-512 float ops (gemm-avx512.c, gemm-avx512bf16.c).
 const qt_gemm_ops *qt_gemm_ops_f32_avx512(void);
 const qt_gemm_ops *qt_gemm_ops_bf16_avx512(void);
+// The arm64 float ops (gemm-neon.c; gemm-neonbf16.c, built with +bf16).
+const qt_gemm_ops *qt_gemm_ops_f32_neon(void);
+const qt_gemm_ops *qt_gemm_ops_bf16_neon(void);
 
 // AVX2 multi-row decode kernels (gemv-avx2.c): the avx2 table's gemv for
 // Q4_0, Q8_0, Q4_K, Q6_K, F16 and BF16 weights (qt_gemv_fn in kernels.h).
