@@ -6,8 +6,9 @@
 // weight cycled that they do not fit in the last-level cache) and T = 64..512
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
 // Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
-// "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread).
-// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm] [T]
+// "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread);
+// "bw": the memory bandwidth alone.
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw] [T]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,7 +189,8 @@ int main(int argc, char **argv) {
         bench_gemm(kt, secs);
         return 0;
     }
-    if (!only_type) bench_bandwidth(max_threads);
+    if (!only_type || !strcmp(only_type, "bw")) bench_bandwidth(max_threads);
+    if (only_type && !strcmp(only_type, "bw")) return 0;
 
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
                                     QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
