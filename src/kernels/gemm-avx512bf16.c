@@ -8,17 +8,6 @@
 #define G5_PAIRS 1
 #include "kernels/gemm-avx512.h"
 
-// vdpbf16ps's operand type from a dword vector (a bit cast)
-static inline __attribute__((always_inline)) __m512bh as_bh(__m512i v) {
-#if defined(QT_SIMDE)
-    __m512bh r;
-    memcpy(&r, &v, sizeof(r));
-    return r;
-#else
-    return (__m512bh)v;
-#endif
-}
-
 static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c) {
     __m512 c[G5_MR][2];
 #pragma GCC unroll 14
@@ -27,10 +16,10 @@ static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, 
         c[i][1] = load_c ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
     }
     for (int k = 0; k < ku; k++, Ap += G5_MR, Bp += G5_NR) {
-        __m512bh b0 = as_bh(_mm512_load_si512((const void *)Bp)), b1 = as_bh(_mm512_load_si512((const void *)(Bp + 16)));
+        __m512bh b0 = qt_as_bh(_mm512_load_si512((const void *)Bp)), b1 = qt_as_bh(_mm512_load_si512((const void *)(Bp + 16)));
 #pragma GCC unroll 14
         for (int i = 0; i < G5_MR; i++) {
-            __m512bh a = as_bh(_mm512_set1_epi32((int)Ap[i]));
+            __m512bh a = qt_as_bh(_mm512_set1_epi32((int)Ap[i]));
             c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
             c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
         }

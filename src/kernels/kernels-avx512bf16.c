@@ -12,23 +12,13 @@
 #include "kernels/matmul-internal.h"
 #include "kernels/vecmath-internal.h"
 
-static inline __attribute__((always_inline)) __m512bh as_bh(__m512i v) {
-#if defined(QT_SIMDE)
-    __m512bh r;
-    memcpy(&r, &v, sizeof(r));
-    return r;
-#else
-    return (__m512bh)v;
-#endif
-}
-
 static void vec_dot_bf16_avx512(int n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
     __m512 acc = _mm512_setzero_ps();
     int i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512i a = _mm512_loadu_si512((const void *)(x + i)), b = _mm512_loadu_si512((const void *)(y + i));
-        acc = _mm512_dpbf16_ps(acc, as_bh(a), as_bh(b));
+        acc = _mm512_dpbf16_ps(acc, qt_as_bh(a), qt_as_bh(b));
     }
     float sum = _mm512_reduce_add_ps(acc);
     for (; i < n; i++) sum += qt_bf16_to_fp32(x[i]) * qt_bf16_to_fp32(y[i]);

@@ -38,6 +38,7 @@ static inline void qt_simde_mask_storeu_epi32(void *p, simde__mmask16 k, simde__
         if ((k >> i) & 1) memcpy((char *)p + 4 * i, &v[i], 4);
 }
 #define _mm512_mask_storeu_epi32(p, k, a) qt_simde_mask_storeu_epi32((p), (k), (a))
+#define _mm512_mask_storeu_ps(p, k, a) qt_simde_mask_storeu_epi32((p), (k), simde_mm512_castps_si512(a))
 static inline simde__mmask16 qt_simde_cmpgt_epu32_mask(simde__m512i a, simde__m512i b) {
     uint32_t x[16], y[16];
     simde_mm512_storeu_si512(x, a);
@@ -65,6 +66,21 @@ static inline simde__m512 qt_simde_cvtepi32_ps(simde__m512i a) {
 #define _mm512_cvtepi32_ps(a) qt_simde_cvtepi32_ps(a)
 #else
 #include <immintrin.h>
+#endif
+
+#if defined(QT_SIMDE) || defined(__AVX512BF16__)
+#include <string.h>
+// vdpbf16ps's operand type from a dword vector (a bit cast; SIMDe's types
+// are not always GCC vectors, so through memcpy there)
+static inline __attribute__((always_inline)) __m512bh qt_as_bh(__m512i v) {
+#if defined(QT_SIMDE)
+    __m512bh r;
+    memcpy(&r, &v, sizeof(r));
+    return r;
+#else
+    return (__m512bh)v;
+#endif
+}
 #endif
 
 #endif
