@@ -3,6 +3,7 @@
 #   make test       build and run every test (closes with "N passed, N failed")
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make neon-test  cross-compile the kernel tests for arm64 and run them under qemu-user
+#   make simde-test the x86 SIMD kernels built on SIMDe (no ISA flags) against the scalar reference
 #   make bench      build the benchmark tools
 #   make MPI=0      build without MPI (default: MPI=1 when Open MPI's mpicc is installed)
 ARCH    ?= $(shell uname -m)
@@ -27,15 +28,18 @@ endif
 # Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
 # CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).
 ifeq ($(ARCH),x86_64)
-  ISA_SRC_EXCLUDE = %-neon.c
+  ISA_SRC_EXCLUDE = %-neon.c %-neonbf16.c
 else ifeq ($(ARCH),aarch64)
-  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c
 else
-  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-neon.c
+  ISA_SRC_EXCLUDE = %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c %-neon.c %-neonbf16.c
 endif
 FLAGS_avx2   = -mavx2 -mfma -mf16c -mbmi2
-FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
+FLAGS_avx512 = -mavx2 -mfma -mf16c -mbmi2 -mavx512f -mavx512bw -mavx512vl -mavx512dq
+FLAGS_avx512vnni = $(FLAGS_avx512) -mavx512vnni
+FLAGS_avx512bf16 = $(FLAGS_avx512vnni) -mavx512bf16
 FLAGS_neon   = -march=armv8.2-a+fp16+dotprod
+FLAGS_neonbf16 = -march=armv8.2-a+fp16+dotprod+bf16
 
 SRC  := $(filter-out $(ISA_SRC_EXCLUDE),$(wildcard src/*/*.c))
 OBJ  := $(SRC:%.c=$(BUILD)/%.o)
@@ -55,9 +59,18 @@ $(BUILD)/%-avx2.o: %-avx2.c
 $(BUILD)/%-avx512.o: %-avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_avx512) -c $< -o $@
+$(BUILD)/%-avx512vnni.o: %-avx512vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx512vnni) -c $< -o $@
+$(BUILD)/%-avx512bf16.o: %-avx512bf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_avx512bf16) -c $< -o $@
 $(BUILD)/%-neon.o: %-neon.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(FLAGS_neon) -c $< -o $@
+$(BUILD)/%-neonbf16.o: %-neonbf16.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FLAGS_neonbf16) -c $< -o $@
 # dist.o is rebuilt when MPI changes (e.g. Open MPI installed after a first build)
 MPI_STAMP := $(BUILD)/mpi-$(MPI).stamp
 $(MPI_STAMP):
@@ -101,14 +114,24 @@ asan:
 NEON_CC   ?= aarch64-linux-gnu-gcc
 NEON_AR   ?= aarch64-linux-gnu-ar
 NEON_QEMU ?= qemu-aarch64 -cpu max
-NEON_SRC   = $(filter-out %-avx2.c %-avx512.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+NEON_SRC   = $(filter-out %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
 neon-test:
 	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static MPI=0 \
 	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
 	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) build-arm64/tests/test-kernels
 
-clean:
-	rm -rf build build-asan build-arm64
+# The x86 SIMD tables (avx2, avx512, avx512-vnni, avx512-bf16) compiled a
+# second time against SIMDe's portable intrinsics (Debian: libsimde-dev), no
+# ISA flags, and held against the scalar reference by test-kernels: the
+# AVX-512 code is tested on CPUs without AVX-512 (CI machines without it).
+SIMDE_SRC  = $(filter-out %-neon.c %-neonbf16.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+simde-test:
+	$(MAKE) BUILD=build-simde MPI=0 EXTRA_CFLAGS=-DQT_SIMDE FLAGS_avx2= FLAGS_avx512= FLAGS_avx512vnni= \
+	  FLAGS_avx512bf16= LDLIBS="-lm -pthread" SRC="$(SIMDE_SRC)" build-simde/tests/test-kernels
+	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 build-simde/tests/test-kernels
 
-.PHONY: all test tests asan bench neon-test clean
+clean:
+	rm -rf build build-asan build-arm64 build-simde
+
+.PHONY: all test tests asan bench neon-test simde-test clean
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

@@ -6,7 +6,9 @@
 // weight cycled that they do not fit in the last-level cache) and T = 64..512
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
 // Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
-// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer] [T]
+// "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread);
+// "bw": the memory bandwidth alone.
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw] [T]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +120,64 @@ static void bench_llama_layer(qt_type wt, int nth, int T, double secs) {
     qt_pool_free(pool);
 }
 
+// The float-activation gemms of the table, 1 thread: gemm_acc (C += A @ B),
+// gemm_xwt (y = x @ W^T, W F32 / BF16 / Q4_0 dequantized into the panels)
+// and gemm_acc_w (dx += dy @ W, W Q4_0), f32 and bf16 ops, at the shapes of
+// a TinyLlama training step (T = 512 tokens, 2048 x 2048 weights).
+static void bench_gemm(const qt_kernel_table *kt, double secs) {
+    const int64_t M = 512, NN = 2048, K = 2048;
+    qt_rng rng;
+    qt_rng_seed(&rng, 7);
+    float *A = qt_malloc(sizeof(float) * M * K), *B = qt_malloc(sizeof(float) * K * NN), *C = qt_malloc(sizeof(float) * M * NN);
+    for (int64_t i = 0; i < M * K; i++) A[i] = qt_rng_normal(&rng);
+    for (int64_t i = 0; i < K * NN; i++) B[i] = qt_rng_normal(&rng) * 0.02f;
+    memset(C, 0, sizeof(float) * M * NN);
+    static const qt_type wts[] = {QT_TYPE_F32, QT_TYPE_BF16, QT_TYPE_Q4_0};
+    void *w[3];
+    for (int i = 0; i < 3; i++) {
+        size_t ws = qt_row_size(wts[i], K);
+        w[i] = qt_malloc(ws * NN);
+        for (int64_t r = 0; r < NN; r++) qt_type_traits_get(wts[i])->from_float_ref(B + r * K, (char *)w[i] + r * ws, K);
+    }
+    printf("%-5s %-26s %10s %10s %10s\n", "ops", "gemm (1 thread, best of 5)", "ms/call", "GFLOP/s", "per CPU-s");
+    for (int bf = 0; bf < 2; bf++) {
+        const qt_gemm_ops *ops = bf ? &kt->bf16 : &kt->f32;
+        if (!ops->gemm_acc) { printf("%-5s (none in table %s)\n", bf ? "bf16" : "f32", kt->isa); continue; }
+        for (int c = 0; c < 5; c++) {
+            char name[64];
+            // best of 5 rounds, each counted per second of this thread's CPU time
+            // too: on a shared machine the wall clock also counts other jobs
+            double best = 0, best_cpu = 0, ms = 0;
+            for (int round = 0; round < 5; round++) {
+                int calls = 0;
+                double t0 = qt_time_s(), c0 = thread_cpu_s(), dt;
+                do {
+                    if (c == 0) ops->gemm_acc(M, NN, K, A, K, B, NN, C, NN);
+                    else if (c <= 3) {
+                        qt_wmat W = { w[c - 1], qt_row_size(wts[c - 1], K), wts[c - 1], kt->type[wts[c - 1]].to_float };
+                        ops->gemm_xwt(M, K, A, K, NULL, &W, C, NN, NN);
+                    } else {
+                        qt_wmat W = { w[2], qt_row_size(QT_TYPE_Q4_0, K), QT_TYPE_Q4_0, kt->type[QT_TYPE_Q4_0].to_float };
+                        ops->gemm_acc_w(M, NN, K, A, K, NULL, &W, 0, C, NN);
+                    }
+                    calls++;
+                    dt = qt_time_s() - t0;
+                } while (dt < secs / 5);
+                double flop = 2.0 * M * NN * K * calls, g = flop / dt / 1e9, gc = flop / (thread_cpu_s() - c0) / 1e9;
+                if (g > best) best = g, ms = dt / calls * 1e3;
+                if (gc > best_cpu) best_cpu = gc;
+            }
+            if (c == 0) snprintf(name, sizeof(name), "gemm_acc f32 B");
+            else if (c <= 3) snprintf(name, sizeof(name), "gemm_xwt %s W", qt_type_name(wts[c - 1]));
+            else snprintf(name, sizeof(name), "gemm_acc_w q4_0 W");
+            printf("%-5s %-26s %10.2f %10.1f %10.1f\n", bf ? "bf16" : "f32", name, ms, best, best_cpu);
+            fflush(stdout);
+        }
+    }
+    for (int i = 0; i < 3; i++) qt_free(w[i]);
+    qt_free(A); qt_free(B); qt_free(C);
+}
+
 int main(int argc, char **argv) {
     int max_threads = argc > 1 ? atoi(argv[1]) : 2;
     double secs = argc > 2 ? atof(argv[2]) : 0.3;
@@ -125,7 +185,12 @@ int main(int argc, char **argv) {
     const char *only_type = argc > 3 ? argv[3] : NULL;
     int only_T = argc > 4 ? atoi(argv[4]) : 0;
     printf("kernels: %s, weight %dx%d\n", kt->isa, N, N);
-    if (!only_type) bench_bandwidth(max_threads);
+    if (only_type && !strcmp(only_type, "gemm")) {
+        bench_gemm(kt, secs);
+        return 0;
+    }
+    if (!only_type || !strcmp(only_type, "bw")) bench_bandwidth(max_threads);
+    if (only_type && !strcmp(only_type, "bw")) return 0;
 
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
                                     QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};

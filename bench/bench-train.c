@@ -5,11 +5,13 @@
 // Prints tokens/s (median over steps after a warm-up), the step's FLOP rate
 // (6 * params-in-matmuls * T for forward + backward, + attention), and the
 // peak RSS.
-//   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1]
+//   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1] [compute=auto|bf16|fp32]
 // mode: what the forward keeps for the backward (model-train.h): 0 keep
 // everything, 1 checkpoint (layer inputs only), 2 recompute (Llama's q, k, v,
 // gate, up recomputed). steps = 0 times the first step alone (memory runs).
 // QT_DEVICE=cuda runs it on the GPU backend (a CUDA=1 build).
+// compute: the products' precision, as qtune train --compute (auto: bf16 where the
+// CPU has a bf16 gemm).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include "base/base.h"
 #include "backend/backend.h"
 #include "base/pool.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "train/model-train.h"
@@ -29,7 +32,8 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1] "
+                        "[compute=auto|bf16|fp32]\n", argv[0]);
         return 2;
     }
     int T = argc > 2 ? atoi(argv[2]) : 512, steps = argc > 3 ? atoi(argv[3]) : 3;
@@ -37,6 +41,8 @@ int main(int argc, char **argv) {
     const char *targets = argc > 6 ? argv[6] : "q,k,v,o,gate";
     qt_act_mode mode = argc > 7 ? (qt_act_mode)atoi(argv[7]) : QT_ACT_CHECKPOINT;
     if (mode != QT_ACT_KEEP && mode != QT_ACT_CHECKPOINT && mode != QT_ACT_RECOMPUTE) return 2;
+    const char *compute = argc > 8 ? argv[8] : "auto";
+    bool bf16 = !strcmp(compute, "bf16") || (!strcmp(compute, "auto") && qt_kernels()->bf16.gemm_acc);
     double t_load = qt_time_s();
     qt_model *m = qt_model_load(argv[1]);
     if (!m) return 1;
@@ -52,6 +58,7 @@ int main(int argc, char **argv) {
     if (!be || qt_model_bind(m, be) != QT_OK) return 1;
     qt_tmodel *tm = qt_tmodel_init(m, l, be, T, T, mode);
     if (!tm) return 1;
+    qt_tmodel_set_prec(tm, bf16 ? QT_PREC_BF16 : QT_PREC_F32);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)T), *tgt = malloc(sizeof(int32_t) * (size_t)T);
     qt_rng rng;
     qt_rng_seed(&rng, 5);
@@ -80,9 +87,9 @@ int main(int argc, char **argv) {
     double p_mm = (double)c->n_layer * c->n_embd * (2.0 * c->n_head * c->head_dim + 2.0 * c->n_head_kv * c->head_dim + 3.0 * c->n_ff) +
                   (double)c->n_embd * c->n_vocab;
     double flop = 4.0 * p_mm * T + 6.0 * c->n_layer * (double)c->n_head * c->head_dim * (double)T * T;
-    printf("| %s | %s | T=%d | r=%d %s | threads %d | %s | %.1f tokens/s | %.1f s/step | %.1f GFLOP/s | peak RSS %.2f GiB | load %.1f s |\n",
-           m->name, qt_type_name(qt_model_linear(m, 0, 0)->type), T, rank, targets, nth, qt_act_mode_name(mode), T / med, med,
-           flop / med / 1e9,
+    printf("| %s | %s | T=%d | r=%d %s | threads %d | %s | %s %s | %.1f tokens/s | %.1f s/step | %.1f GFLOP/s | peak RSS %.2f GiB | load %.1f s |\n",
+           m->name, qt_type_name(qt_model_linear(m, 0, 0)->type), T, rank, targets, nth, qt_act_mode_name(mode),
+           qt_kernels()->isa, bf16 && qt_kernels()->bf16.gemm_acc ? "bf16" : "fp32", T / med, med, flop / med / 1e9,
            qt_peak_rss() / 1073741824.0, t_load);
     qt_tmodel_free(tm);
     qt_model_bind(m, NULL);

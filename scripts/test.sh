@@ -1,7 +1,8 @@
 #!/bin/sh
-# The test command: sets up (packages, build), then runs the test suite three
-# ways: native, under AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# arm64 NEON kernels under qemu-user. Prints one closing "N passed, N failed".
+# The test command: sets up (packages, build), then runs the test suite four
+# ways: native, under AddressSanitizer + UndefinedBehaviorSanitizer, the
+# arm64 NEON kernels under qemu-user, and the x86 SIMD kernels compiled
+# against SIMDe (so the AVX-512 code is checked on CPUs without it). Prints one closing "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh --test || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -22,5 +23,6 @@ run() {  # name, command...
 run "tests" make -j"$jobs" test
 run "tests under ASan+UBSan" make -j"$jobs" asan
 run "arm64 NEON kernels under qemu" make -j"$jobs" neon-test
+run "x86 SIMD kernels on SIMDe (AVX-512 without AVX-512)" make -j"$jobs" simde-test
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/backend-cpu.h"
 #include "backend/backend.h"
 #include "base/base.h"
 #include "base/pool.h"
@@ -268,6 +269,10 @@ int main(void) {
     write_hf(g_dir);
     qt_pool *pool = qt_pool_init(2);
     qt_backend *be = qt_backend_init("cpu", pool);
+    // float32 products: the parity checks hold the model's math against
+    // PyTorch fp32; inference's default (FAST) rounds activations to bf16
+    // against BF16 weights, as llama.cpp does (~2e-3 of the logit scale here)
+    qt_backend_cpu_kctx(be)->prec = QT_PREC_F32;
     qt_model *hf = qt_model_load(g_dir);
     CHECK(hf != NULL, "the HF folder loads");
     if (hf) {

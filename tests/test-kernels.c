@@ -11,8 +11,12 @@
 //   3. each table's from_float and to_float bit-equal to ref's;
 //   4. each table's vec_dot, gemm, gemv and qt_matmul (1..4 threads) vs ref:
 //      TOL_SAME;
-// then the gemv (T = 1) kernels on ragged row ranges, qt_matmul_t and the float helpers against double references,
-// and the AVX2 packed gemm (gemm_acc_f32) on ragged shapes.
+// then the gemv (T = 1) kernels on ragged row ranges; the float-activation
+// ops (gemm_xwt, gemm_acc, each table's f32 and bf16) and the drivers at
+// QT_PREC_F32 / QT_PREC_BF16 (qt_matmul, qt_matmul_t, qt_gemm_acc) against
+// double references on the dequantized weights (bf16: operands rounded to
+// bf16 first); the float helpers and the element-wise math.
+// Tables this build or CPU cannot run are listed with the reason.
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -54,7 +58,7 @@ static const qt_type g_types[] = {
     QT_TYPE_Q5_1, QT_TYPE_IQ4_NL, QT_TYPE_Q2_K, QT_TYPE_Q3_K, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K,
 };
 
-static const qt_kernel_table *g_tables[4];
+static const qt_kernel_table *g_tables[QT_ISA_COUNT];
 static int g_n_tables;
 static qt_pool *g_pools[5];   // index = thread count, 1..4
 
@@ -65,7 +69,7 @@ static float *randn(qt_rng *r, size_t n, float scale) {
 }
 
 // worst |fast - ref| / (scale) seen, per table, for the report
-static double g_worst[4];
+static double g_worst[QT_ISA_COUNT];
 // mismatch details printed so far (the CHECK lines still count every failure)
 static int g_n_details;
 #define MAX_DETAILS 40
@@ -173,8 +177,13 @@ static void test_problem(const problem *p) {
         }
     CHECK(bad == 0, "ref vec_dot %s n_in=%d: %d mismatches vs double", qt_type_name(p->wt), n_in, bad);
 
-    // 2. ref matmul vs exact activations, within the activation-rounding bound
-    qt_matmul(&(qt_kctx){ .kt = ref, .pool = NULL }, p->yref, p->x, p->w, p->wt, n_in, n_out, T);
+    // 2. ref's products on the quantized activations (yref: what every
+    // table's vec_dot, gemv and gemm give within TOL_SAME) vs the exact
+    // activations, within the activation-rounding bound
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < n_out; r++)
+            ref->type[p->wt].vec_dot(n_in, &p->yref[(size_t)t * n_out + r], (const char *)p->w + r * p->ws,
+                                     (const char *)p->xq + t * p->xs);
     bad = 0;
     int blk = qt_type_traits_get(p->vdt)->blck_size;
     for (int t = 0; t < T; t++) {
@@ -249,8 +258,11 @@ static void test_problem(const problem *p) {
         for (int nth = 1; nth <= g_max_threads; nth++) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             qt_matmul(&(qt_kctx){ .kt = kt, .pool = g_pools[nth] }, y, p->x, p->w, p->wt, n_in, n_out, T);
-            // the gemm_wt path keeps x in float: it matches the exact product
-            const float *want = tr->gemm_wt && T >= QT_MATMUL_WT_MIN_T ? p->yexact : p->yref;
+            // the float-activation path (float weights, T >= QT_MATMUL_WT_MIN_T)
+            // keeps x in float and matches the exact product; on bf16 ops x is
+            // rounded to bf16 (BF16's vec_dot_type), as ref's vec_dot does
+            bool xwt = T >= QT_MATMUL_WT_MIN_T && (p->wt == QT_TYPE_F32 || p->wt == QT_TYPE_F16 || p->wt == QT_TYPE_BF16);
+            const float *want = xwt && !(p->wt == QT_TYPE_BF16 && kt->bf16.gemm_xwt) ? p->yexact : p->yref;
             CHECK(compare_to(p, y, want, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
                   kt->isa, qt_type_name(p->wt), n_in, n_out, T, nth);
         }
@@ -349,75 +361,143 @@ static void test_gemv(qt_rng *rng) {
     }
 }
 
-// gemm_wt (the packed float gemm for float weights, T >= QT_MATMUL_WT_MIN_T) on
-// its own: shapes across its cache blocks (k past 256, rows past 1024, tokens
-// past 96) and every micro-tile remainder, rows of x, y and W with padding
-// between them (left untouched in y), against the exact product of the
-// dequantized weights and the float activations (double), TOL_SAME.
-static void test_gemm_wt(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16};
-    static const int shapes[][3] = {   // T, n, n_rows
+// bf16 rounding as the bf16 ops do it (nearest even)
+static inline double bfr(float x) { return qt_bf16_to_fp32(qt_fp32_to_bf16(x)); }
+
+// The float-activation ops (qt_gemm_ops) of a table: "f32" and "bf16".
+static const qt_gemm_ops *table_ops(const qt_kernel_table *kt, int bf16) { return bf16 ? &kt->bf16 : &kt->f32; }
+
+// gemm_xwt (y = x @ W^T with W dequantized into the packed panels) of every
+// table's f32 and bf16 ops, on its own: shapes across the cache blocks (k
+// past 256, rows past 1024, tokens past 96), every micro-tile remainder,
+// rows of x, y and W with padding between them (left untouched in y),
+// float and quantized weights, against the double product of the
+// dequantized weights and the float activations (bf16 ops: both rounded to
+// bf16 first), TOL_SAME; and with x pre-packed by pack_x, the same bits.
+static void test_gemm_xwt(qt_rng *rng) {
+    static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K,
+                                    QT_TYPE_Q6_K};
+    static const int shapes[][3] = {   // T, n (float types; quantized: rounded up to blocks), n_rows
         {1, 1, 1}, {5, 8, 16}, {7, 9, 17}, {6, 16, 8}, {16, 64, 512}, {100, 600, 40},
-        {13, 300, 1100}, {97, 257, 33}, {2, 1030, 3},
+        {13, 300, 1100}, {97, 257, 33}, {2, 1030, 3}, {25, 512, 50},
     };
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
         const qt_type_traits *tt = qt_type_traits_get(wt);
         int f0 = test_n_fail, n_tested = 0;
-        for (int ti = 0; ti < g_n_tables; ti++) {
-            qt_gemm_wt_fn gemm_wt = g_tables[ti]->type[wt].gemm_wt;
-            if (!gemm_wt) continue;
-            for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++, n_tested++) {
-                int T = shapes[si][0], n = shapes[si][1], n_rows = shapes[si][2];
-                size_t ldx = (size_t)n + 3, ldy = (size_t)n_rows + 5, ws = qt_row_size(wt, n) + 8;
-                float *wf = qt_malloc((size_t)n * sizeof(float)), *wd = qt_malloc((size_t)n_rows * n * sizeof(float));
-                char *w = qt_malloc((size_t)n_rows * ws);
-                memset(w, 0xff, (size_t)n_rows * ws);   // padding: NaN as F16/BF16/F32
-                for (int r = 0; r < n_rows; r++) {
-                    for (int k = 0; k < n; k++) wf[k] = (float)qt_rng_normal(rng) * 0.5f;
-                    tt->from_float_ref(wf, w + (size_t)r * ws, n);
-                    tt->to_float(w + (size_t)r * ws, wd + (size_t)r * n, n);
-                }
-                float *x = randn(rng, (size_t)T * ldx, 1.0f);
-                float *y = qt_malloc((size_t)T * ldy * sizeof(float));
-                for (size_t i = 0; i < (size_t)T * ldy; i++) y[i] = NAN;
-                gemm_wt(T, n, x, ldx, NULL, w, ws, y, ldy, n_rows);
-                int bad = 0;
-                for (int t = 0; t < T; t++) {
+        for (int ti = 0; ti < g_n_tables; ti++)
+            for (int bf16 = 0; bf16 < 2; bf16++) {
+                const qt_gemm_ops *ops = table_ops(g_tables[ti], bf16);
+                if (!ops->gemm_xwt) continue;
+                const char *isa = g_tables[ti]->isa, *oname = bf16 ? "bf16" : "f32";
+                for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++, n_tested++) {
+                    int T = shapes[si][0], n = shapes[si][1], n_rows = shapes[si][2];
+                    n = (n + tt->blck_size - 1) / tt->blck_size * tt->blck_size;
+                    if (tt->blck_size > 1 && (n_rows > 300 || T > 50)) continue;   // the ref oracle is slow
+                    size_t ldx = (size_t)n + 3, ldy = (size_t)n_rows + 5, ws = qt_row_size(wt, n) + 8;
+                    float *wf = qt_malloc((size_t)n * sizeof(float)), *wd = qt_malloc((size_t)n_rows * n * sizeof(float));
+                    char *w = qt_malloc((size_t)n_rows * ws);
+                    memset(w, 0xff, (size_t)n_rows * ws);   // padding: NaN as F16/BF16/F32
                     for (int r = 0; r < n_rows; r++) {
-                        double d = 0, a = 0;
-                        for (int k = 0; k < n; k++) {
-                            double v = (double)wd[(size_t)r * n + k] * x[(size_t)t * ldx + k];
-                            d += v, a += fabs(v);
-                        }
-                        float got = y[(size_t)t * ldy + r];
-                        if (!(fabs(got - d) <= TOL_SAME * a + 1e-30) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
-                            fprintf(stderr, "  %s gemm_wt %s T=%d n=%d rows=%d [t=%d r=%d]: %.9g vs %.9g\n",
-                                    g_tables[ti]->isa, qt_type_name(wt), T, n, n_rows, t, r, got, d);
+                        for (int k = 0; k < n; k++) wf[k] = (float)qt_rng_normal(rng) * 0.5f;
+                        tt->from_float_ref(wf, w + (size_t)r * ws, n);
+                        tt->to_float(w + (size_t)r * ws, wd + (size_t)r * n, n);
                     }
-                    for (size_t r = (size_t)n_rows; r < ldy; r++) bad += !isnan(y[(size_t)t * ldy + r]);
+                    float *x = randn(rng, (size_t)T * ldx, 1.0f);
+                    float *y = qt_malloc((size_t)T * ldy * sizeof(float));
+                    for (size_t i = 0; i < (size_t)T * ldy; i++) y[i] = NAN;
+                    qt_wmat W = { w, ws, wt, g_tables[ti]->type[wt].to_float };
+                    ops->gemm_xwt(T, n, x, (int64_t)ldx, NULL, &W, y, (int64_t)ldy, n_rows);
+                    int bad = 0;
+                    for (int t = 0; t < T; t++) {
+                        for (int r = 0; r < n_rows; r++) {
+                            double d = 0, a = 0;
+                            for (int k = 0; k < n; k++) {
+                                double wv = wd[(size_t)r * n + k], xv = x[(size_t)t * ldx + k];
+                                double v = bf16 ? bfr((float)wv) * bfr((float)xv) : wv * xv;
+                                d += v, a += fabs(v);
+                            }
+                            float got = y[(size_t)t * ldy + r];
+                            if (!(fabs(got - d) <= TOL_SAME * a + 1e-30) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
+                                fprintf(stderr, "  %s %s gemm_xwt %s T=%d n=%d rows=%d [t=%d r=%d]: %.9g vs %.9g\n", isa,
+                                        oname, qt_type_name(wt), T, n, n_rows, t, r, got, d);
+                        }
+                        for (size_t r = (size_t)n_rows; r < ldy; r++) bad += !isnan(y[(size_t)t * ldy + r]);
+                    }
+                    CHECK(bad == 0, "%s %s gemm_xwt %s T=%d n=%d rows=%d: %d wrong", isa, oname, qt_type_name(wt), T, n,
+                          n_rows, bad);
+                    // with x packed beforehand (by 3 "threads" in turn): the very same bits
+                    if (ops->pack_x) {
+                        float *xp = qt_malloc(ops->pack_x_size(T, n) * sizeof(float));
+                        for (int ith = 0; ith < 3; ith++) ops->pack_x(T, n, x, (int64_t)ldx, xp, ith, 3);
+                        float *y2 = qt_malloc((size_t)T * ldy * sizeof(float));
+                        memcpy(y2, y, (size_t)T * ldy * sizeof(float));
+                        for (int t = 0; t < T; t++)
+                            for (int r = 0; r < n_rows; r++) y2[(size_t)t * ldy + r] = NAN;
+                        ops->gemm_xwt(T, n, x, (int64_t)ldx, xp, &W, y2, (int64_t)ldy, n_rows);
+                        CHECK(memcmp(y, y2, (size_t)T * ldy * sizeof(float)) == 0,
+                              "%s %s gemm_xwt %s T=%d n=%d rows=%d: pre-packed x gives other results", isa, oname,
+                              qt_type_name(wt), T, n, n_rows);
+                        qt_free(xp); qt_free(y2);
+                    }
+                    qt_free(wf); qt_free(wd); qt_free(w); qt_free(x); qt_free(y);
                 }
-                CHECK(bad == 0, "%s gemm_wt %s T=%d n=%d rows=%d: %d wrong", g_tables[ti]->isa, qt_type_name(wt), T,
-                      n, n_rows, bad);
-                // with x packed beforehand (by 3 "threads" in turn): the very same bits
-                if (g_tables[ti]->gemm_pack_x) {
-                    float *xp = qt_malloc(g_tables[ti]->gemm_pack_x_size(T, n) * sizeof(float));
-                    for (int ith = 0; ith < 3; ith++) g_tables[ti]->gemm_pack_x(T, n, x, ldx, xp, ith, 3);
-                    float *y2 = qt_malloc((size_t)T * ldy * sizeof(float));
-                    memcpy(y2, y, (size_t)T * ldy * sizeof(float));
-                    for (int t = 0; t < T; t++)
-                        for (int r = 0; r < n_rows; r++) y2[(size_t)t * ldy + r] = NAN;
-                    gemm_wt(T, n, x, ldx, xp, w, ws, y2, ldy, n_rows);
-                    CHECK(memcmp(y, y2, (size_t)T * ldy * sizeof(float)) == 0,
-                          "%s gemm_wt %s T=%d n=%d rows=%d: pre-packed x gives other results", g_tables[ti]->isa,
-                          qt_type_name(wt), T, n, n_rows);
-                    qt_free(xp); qt_free(y2);
-                }
-                qt_free(wf); qt_free(wd); qt_free(w); qt_free(x); qt_free(y);
             }
-        }
-        printf("  gemm_wt %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
+        printf("  gemm_xwt %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
     }
+}
+
+// qt_matmul at QT_PREC_F32 and QT_PREC_BF16 (the training forward): x is
+// never rounded to the vec_dot_type; the product is the dequantized weights'
+// (QLoRA's semantics) within fp32 rounding, or with both operands rounded to
+// bf16 where the table has bf16 ops (as F32 where it has none). Every weight
+// type, T = 1, 5, 40, 1..4 threads.
+static void test_precisions(qt_rng *rng) {
+    static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0, QT_TYPE_Q4_0, QT_TYPE_Q4_1,
+                                    QT_TYPE_Q5_0, QT_TYPE_IQ4_NL, QT_TYPE_Q2_K, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
+    static const int Ts[] = {1, 5, 40};
+    int f0 = test_n_fail;
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        const qt_type_traits *tt = qt_type_traits_get(wt);
+        int n_in = tt->blck_size == 256 ? 512 : 96, n_out = 37;
+        size_t ws = qt_row_size(wt, n_in);
+        float *wf = randn(rng, (size_t)n_out * n_in, 0.5f), *wd = qt_malloc((size_t)n_out * n_in * sizeof(float));
+        char *w = qt_malloc((size_t)n_out * ws);
+        for (int r = 0; r < n_out; r++) {
+            tt->from_float_ref(wf + (size_t)r * n_in, w + (size_t)r * ws, n_in);
+            tt->to_float(w + (size_t)r * ws, wd + (size_t)r * n_in, n_in);
+        }
+        for (size_t k = 0; k < QT_ARRAY_LEN(Ts); k++) {
+            int T = Ts[k];
+            float *x = randn(rng, (size_t)T * n_in, 1.0f), *y = qt_malloc((size_t)T * n_out * sizeof(float));
+            for (int ti = 0; ti < g_n_tables; ti++)
+                for (int prec = QT_PREC_F32; prec <= QT_PREC_BF16; prec++)
+                    for (int nth = 1; nth <= g_max_threads; nth += 3) {
+                        const qt_kernel_table *kt = g_tables[ti];
+                        bool bf = prec == QT_PREC_BF16 && kt->bf16.gemm_xwt;
+                        for (int i = 0; i < T * n_out; i++) y[i] = NAN;
+                        qt_kctx kc = { .kt = kt, .pool = g_pools[nth], .prec = (qt_prec)prec };
+                        qt_matmul(&kc, y, x, w, wt, n_in, n_out, T);
+                        int bad = 0;
+                        for (int t = 0; t < T; t++)
+                            for (int r = 0; r < n_out; r++) {
+                                double d = 0, a = 0;
+                                for (int i = 0; i < n_in; i++) {
+                                    double wv = wd[(size_t)r * n_in + i], xv = x[(size_t)t * n_in + i];
+                                    double v = bf ? bfr((float)wv) * bfr((float)xv) : wv * xv;
+                                    d += v, a += fabs(v);
+                                }
+                                bad += !(fabs(y[(size_t)t * n_out + r] - d) <= TOL_SAME * a + 1e-30);
+                            }
+                        CHECK(bad == 0, "%s matmul prec %s %s T=%d threads=%d: %d values off the dequantized product",
+                              kt->isa, prec == QT_PREC_F32 ? "f32" : "bf16", qt_type_name(wt), T, nth, bad);
+                    }
+            qt_free(x); qt_free(y);
+        }
+        qt_free(wf); qt_free(wd); qt_free(w);
+    }
+    printf("  matmul at QT_PREC_F32 / QT_PREC_BF16 %s\n", test_n_fail == f0 ? "ok" : "FAILED");
 }
 
 // qt_matmul_multi (several weights on one input, one conversion, one pool run)
@@ -481,16 +561,16 @@ static void test_matmul_multi(qt_rng *rng) {
     printf("  matmul_multi %s\n", test_n_fail == f0 ? "ok" : "FAILED");
 }
 
+// qt_matmul_t (dx += dy @ W) at QT_PREC_F32 and QT_PREC_BF16 on every table,
+// 1..4 threads, against double (bf16: on operands rounded to bf16 where the
+// table has bf16 ops); and qt_get_row.
 static void test_matmul_t(qt_rng *rng) {
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0, QT_TYPE_Q4_0,
                                     QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_Q5_K};
-    // n_in past one 1024-column block, n_out past one 256-row block
-    static const int shapes[][3] = {{256, 5, 1}, {512, 67, 3}, {768, 13, 9}, {1536, 20, 4}, {2048, 300, 7}};
+    // n_in past one 1024-column block, n_out past one 256-row block; T past the row split's bound
+    static const int shapes[][3] = {{256, 5, 1}, {512, 67, 3}, {768, 13, 9}, {1536, 20, 4}, {2048, 300, 7}, {256, 40, 100}};
+    int f0 = test_n_fail;
     for (int ti = 0; ti < g_n_tables; ti++) {
-        // the same table without gemm_acc_wq: the dequantize-a-tile path,
-        // which must give the very same bits (same blocking, same order)
-        qt_kernel_table no_wq = *g_tables[ti];
-        no_wq.gemm_acc_wq = NULL;
         for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
             qt_type wt = types[it];
             const qt_type_traits *tt = qt_type_traits_get(wt);
@@ -507,34 +587,30 @@ static void test_matmul_t(qt_rng *rng) {
                 float *dy = randn(rng, (size_t)T * n_out, 1.0f);
                 float *dx0 = randn(rng, (size_t)T * n_in, 1.0f);
                 float *dx = qt_malloc((size_t)T * n_in * sizeof(float));
-                for (int nth = 1; nth <= g_max_threads; nth++) {
-                    memcpy(dx, dx0, (size_t)T * n_in * sizeof(float));
-                    qt_matmul_t(&(qt_kctx){ .kt = g_tables[ti], .pool = g_pools[nth] }, dx, dy, w, wt, n_in, n_out, T);
-                    int bad = 0;
-                    for (int t = 0; t < T; t++)
-                        for (int k = 0; k < n_in; k++) {
-                            double d = dx0[(size_t)t * n_in + k], a = fabs(d);
-                            for (int r = 0; r < n_out; r++) {
-                                double v = (double)dy[(size_t)t * n_out + r] * wd[(size_t)r * n_in + k];
-                                d += v;
-                                a += fabs(v);
+                for (int prec = QT_PREC_F32; prec <= QT_PREC_BF16; prec++)
+                    for (int nth = 1; nth <= g_max_threads; nth++) {
+                        bool bf = prec == QT_PREC_BF16 && g_tables[ti]->bf16.gemm_acc_w;
+                        memcpy(dx, dx0, (size_t)T * n_in * sizeof(float));
+                        qt_kctx kc = { .kt = g_tables[ti], .pool = g_pools[nth], .prec = (qt_prec)prec };
+                        qt_matmul_t(&kc, dx, dy, w, wt, n_in, n_out, T);
+                        int bad = 0;
+                        for (int t = 0; t < T; t++)
+                            for (int k = 0; k < n_in; k++) {
+                                double d = dx0[(size_t)t * n_in + k], a = fabs(d);
+                                for (int r = 0; r < n_out; r++) {
+                                    float u = dy[(size_t)t * n_out + r], v = wd[(size_t)r * n_in + k];
+                                    double p = bf ? bfr(u) * bfr(v) : (double)u * v;
+                                    d += p;
+                                    a += fabs(p);
+                                }
+                                if (!(fabs(dx[(size_t)t * n_in + k] - d) <= TOL_SAME * a) && bad++ < 3 &&
+                                    g_n_details++ < MAX_DETAILS)
+                                    fprintf(stderr, "  matmul_t %s %s [%d,%d]: %.9g vs %.9g\n", g_tables[ti]->isa,
+                                            qt_type_name(wt), t, k, dx[(size_t)t * n_in + k], d);
                             }
-                            if (!(fabs(dx[(size_t)t * n_in + k] - d) <= TOL_SAME * a) && bad++ < 3 && g_n_details++ < MAX_DETAILS)
-                                fprintf(stderr, "  matmul_t %s %s [%d,%d]: %.9g vs %.9g\n", g_tables[ti]->isa,
-                                        qt_type_name(wt), t, k, dx[(size_t)t * n_in + k], d);
-                        }
-                    CHECK(bad == 0, "%s matmul_t %s n_in=%d n_out=%d T=%d threads=%d", g_tables[ti]->isa,
-                          qt_type_name(wt), n_in, n_out, T, nth);
-                    if (g_tables[ti]->gemm_acc_wq && wt != QT_TYPE_F32) {
-                        float *dx2 = qt_malloc((size_t)T * n_in * sizeof(float));
-                        memcpy(dx2, dx0, (size_t)T * n_in * sizeof(float));
-                        qt_matmul_t(&(qt_kctx){ .kt = &no_wq, .pool = g_pools[nth] }, dx2, dy, w, wt, n_in, n_out, T);
-                        CHECK(memcmp(dx, dx2, (size_t)T * n_in * sizeof(float)) == 0,
-                              "%s matmul_t %s n_in=%d n_out=%d T=%d threads=%d: gemm_acc_wq and tiles differ",
-                              g_tables[ti]->isa, qt_type_name(wt), n_in, n_out, T, nth);
-                        qt_free(dx2);
+                        CHECK(bad == 0, "%s matmul_t %s %s n_in=%d n_out=%d T=%d threads=%d", g_tables[ti]->isa,
+                              bf ? "bf16" : "f32", qt_type_name(wt), n_in, n_out, T, nth);
                     }
-                }
                 // qt_get_row: the table's dequantization of one row
                 float *row = qt_malloc((size_t)n_in * sizeof(float));
                 qt_get_row(g_tables[ti], row, w, wt, n_in, n_out - 1);
@@ -544,6 +620,7 @@ static void test_matmul_t(qt_rng *rng) {
             }
         }
     }
+    printf("  matmul_t (f32, bf16) %s\n", test_n_fail == f0 ? "ok" : "FAILED");
 }
 
 static void test_float_helpers(qt_rng *rng) {
@@ -572,36 +649,50 @@ static void test_float_helpers(qt_rng *rng) {
     }
 }
 
+// Every table's gemm_acc (f32 and bf16 ops) and qt_gemm_acc in each
+// precision: M, N, K ragged against the micro-tiles (6 x 16, 14 x 32) and
+// the cache blocks (A 96 x 256, B 256 x 1024), odd K (a half bf16 pair),
+// leading dimensions larger than the extents (the columns past N untouched),
+// against double (bf16: on operands rounded to bf16), TOL_SAME.
 static void test_gemm_acc(qt_rng *rng) {
-    // M, N, K: ragged against the AVX2 kernel's 6 x 16 micro-tile and its
-    // (96 x 256) A and (256 x 1024) B blocks, so every edge path runs
     static const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 16, 64}, {9, 40, 33}, {5, 259, 70},
-                                    {6, 16, 256}, {103, 530, 261}, {97, 15, 520}, {12, 1030, 7}};
-    for (int ti = 0; ti < g_n_tables; ti++) {
-        const qt_kernel_table *kt = g_tables[ti];
-        for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++) {
-            int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
-            int lda = K + 3, ldb = N + 5, ldc = N + 1;   // leading dimensions larger than the extents
-            float *A = randn(rng, (size_t)M * lda, 1), *B = randn(rng, (size_t)K * ldb, 1);
-            float *C = randn(rng, (size_t)M * ldc, 1), *C0 = qt_malloc((size_t)M * ldc * sizeof(float));
-            memcpy(C0, C, (size_t)M * ldc * sizeof(float));
-            kt->gemm_acc_f32(M, N, K, A, lda, B, ldb, C, ldc);
-            int bad = 0;
-            for (int i = 0; i < M; i++)
-                for (int j = 0; j < ldc; j++) {
-                    double d = C0[(size_t)i * ldc + j], a = fabs(d);
-                    if (j < N)
-                        for (int k = 0; k < K; k++) {
-                            double v = (double)A[(size_t)i * lda + k] * B[(size_t)k * ldb + j];
-                            d += v;
-                            a += fabs(v);
-                        }
-                    bad += !(fabs(C[(size_t)i * ldc + j] - d) <= TOL_SAME * a);   // j >= N: untouched
-                }
-            CHECK(bad == 0, "%s gemm_acc_f32 M=%d N=%d K=%d: %d wrong", kt->isa, M, N, K, bad);
-            qt_free(A); qt_free(B); qt_free(C); qt_free(C0);
+                                    {6, 16, 256}, {103, 530, 261}, {97, 15, 520}, {12, 1030, 7}, {13, 33, 1}};
+    int f0 = test_n_fail;
+    for (int ti = 0; ti < g_n_tables; ti++)
+        for (int mode = 0; mode < 4; mode++) {   // ops f32, ops bf16, qt_gemm_acc at F32, at BF16
+            const qt_kernel_table *kt = g_tables[ti];
+            const qt_gemm_ops *ops = table_ops(kt, mode & 1);
+            if (mode < 2 && !ops->gemm_acc) continue;
+            bool bf = (mode & 1) && kt->bf16.gemm_acc;
+            qt_kctx kc = { .kt = kt, .prec = mode == 3 ? QT_PREC_BF16 : QT_PREC_F32 };
+            for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++) {
+                int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
+                int lda = K + 3, ldb = N + 5, ldc = N + 1;
+                float *A = randn(rng, (size_t)M * lda, 1), *B = randn(rng, (size_t)K * ldb, 1);
+                float *C = randn(rng, (size_t)M * ldc, 1), *C0 = qt_malloc((size_t)M * ldc * sizeof(float));
+                memcpy(C0, C, (size_t)M * ldc * sizeof(float));
+                if (mode < 2) ops->gemm_acc(M, N, K, A, lda, B, ldb, C, ldc);
+                else qt_gemm_acc(&kc, M, N, K, A, lda, B, ldb, C, ldc);
+                int bad = 0;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < ldc; j++) {
+                        double d = C0[(size_t)i * ldc + j], a = fabs(d);
+                        if (j < N)
+                            for (int k = 0; k < K; k++) {
+                                float u = A[(size_t)i * lda + k], v = B[(size_t)k * ldb + j];
+                                double p = bf ? bfr(u) * bfr(v) : (double)u * v;
+                                d += p;
+                                a += fabs(p);
+                            }
+                        bad += !(fabs(C[(size_t)i * ldc + j] - d) <= TOL_SAME * a);   // j >= N: untouched
+                    }
+                CHECK(bad == 0, "%s %s M=%d N=%d K=%d: %d wrong", kt->isa,
+                      mode == 0 ? "f32 gemm_acc" : mode == 1 ? "bf16 gemm_acc" : mode == 2 ? "qt_gemm_acc F32" : "qt_gemm_acc BF16",
+                      M, N, K, bad);
+                qt_free(A); qt_free(B); qt_free(C); qt_free(C0);
+            }
         }
-    }
+    printf("  gemm_acc (f32, bf16, qt_gemm_acc) %s\n", test_n_fail == f0 ? "ok" : "FAILED");
 }
 
 // ---- pool ----
@@ -782,14 +873,13 @@ static void test_vecmath(qt_rng *rng) {
 
 int main(void) {
     test_config_from_env();
-    const qt_kernel_table *all[] = {qt_kernels_ref(), qt_kernels_avx2(), qt_kernels_avx512(), qt_kernels_neon()};
-    const char *names[] = {"ref", "avx2", "avx512", "neon"};
+    // every table: tested here, or why not (never a silent pass)
     printf("kernel tables:");
-    for (int i = 0; i < 4; i++) {
-        if (!all[i]) { printf(" %s(not built)", names[i]); continue; }
-        if (!qt_kernels_runnable(all[i])) { printf(" %s(not on this CPU)", names[i]); continue; }
-        g_tables[g_n_tables++] = all[i];
-        printf(" %s", names[i]);
+    for (int i = 0; i < QT_ISA_COUNT; i++) {
+        const char *why = qt_isa_unavailable((qt_isa)i);
+        if (why) { printf(" %s (not tested: %s)", qt_isa_name((qt_isa)i), why); continue; }
+        g_tables[g_n_tables++] = qt_kernels_for((qt_isa)i);
+        printf(" %s", qt_isa_name((qt_isa)i));
     }
     printf("; automatic choice: %s\n", qt_kernels()->isa);
     CHECK(qt_kernels_runnable(qt_kernels()), "automatic table runs here");
@@ -798,6 +888,15 @@ int main(void) {
     qt_kernels_set(qt_kernels_ref());
     CHECK(qt_kernels() == qt_kernels_ref(), "qt_kernels_set");
     qt_kernels_set(NULL);
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        CHECK(kt->f32.gemm_acc && kt->f32.gemm_acc_w && kt->f32.gemm_xwt && kt->gemm_acc_f32 == kt->f32.gemm_acc,
+              "%s: f32 ops complete", kt->isa);
+        CHECK(!kt->bf16.gemm_acc == !kt->bf16.gemm_acc_w && !kt->bf16.gemm_acc == !kt->bf16.gemm_xwt,
+              "%s: bf16 ops all or none", kt->isa);
+        printf("  %s: bf16 ops %s\n", kt->isa,
+               kt->bf16.gemm_acc ? "tested" : "not in this table (QT_PREC_BF16 runs as F32 on it)");
+    }
 
     for (int n = 1; n <= 4; n++) g_pools[n] = qt_pool_init(n);
     test_pool();
@@ -806,7 +905,8 @@ int main(void) {
     qt_rng_seed(&rng, 1234);
     test_matmul_types(&rng);
     test_gemv(&rng);
-    test_gemm_wt(&rng);
+    test_gemm_xwt(&rng);
+    test_precisions(&rng);
     test_matmul_multi(&rng);
     test_matmul_t(&rng);
     test_float_helpers(&rng);

@@ -60,11 +60,12 @@ static void pack(batch_buf *bb, const qt_dataset *d, const int *idx, int n) {
     bb->b = (qt_batch){ bb->tokens, bb->targets, bb->seq_start, k };
 }
 
-static int eval_loss(const qt_model *m, qt_lora *l, qt_backend *be, const qt_dataset *d, int batch_size,
+static int eval_loss(const qt_model *m, qt_lora *l, qt_backend *be, const char *compute, const qt_dataset *d, int batch_size,
                      int max_batches, double *loss, int64_t *n_tokens) {
     int max_seq = qt_dataset_max_len(d), max_tokens = max_seq * batch_size;
-    qt_tmodel *tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, false);
+    qt_tmodel *tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, QT_ACT_KEEP);
     if (!tm) return QT_ERR;
+    if (compute) qt_tmodel_set_prec(tm, !strcmp(compute, "bf16") ? QT_PREC_BF16 : QT_PREC_F32);
     batch_buf bb;
     bb.tokens = qt_malloc(sizeof(int32_t) * (size_t)max_tokens);
     bb.targets = qt_malloc(sizeof(int32_t) * (size_t)max_tokens);
@@ -355,7 +356,7 @@ done:
 int qt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *tok_path = NULL, *split = "test", *out_path = NULL;
     int batch_size = 4, threads = 0, verbose = 1, max_batches = -1;
-    const char *device = NULL;
+    const char *device = NULL, *compute = NULL;
     bool do_generate = false, no_loss = false;
     qt_data_opts dopts = qt_data_defaults();
     gen_opts g = { .max_tokens = 256, .sp = qt_sampler_defaults() };
@@ -387,6 +388,7 @@ int qt_cmd_eval(int argc, char **argv) {
                                                          "(default ADAPTER/eval.jsonl, or eval.jsonl)" },
         QT_CLI_THREADS_OPT(threads),
         QT_CLI_DEVICE_OPT(device),
+        { "compute", 0, QT_OPT_STR, &compute, "bf16|fp32", "precision of the loss's products, as qtune train (default bf16 where the CPU has AVX512_BF16)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
@@ -401,6 +403,10 @@ int qt_cmd_eval(int argc, char **argv) {
     qt_log_set_level(verbose);
     if (!model || !data) {
         qt_log_error("qtune eval: give a model (-m) and data (--data)");
+        return 2;
+    }
+    if (compute && strcmp(compute, "bf16") && strcmp(compute, "fp32")) {
+        qt_log_error("qtune eval: --compute must be bf16 or fp32, not '%s'", compute);
         return 2;
     }
 
@@ -447,7 +453,7 @@ int qt_cmd_eval(int argc, char **argv) {
         }
         double loss;
         int64_t n_tok;
-        int e = eval_loss(m, use, cb.be, d, batch_size, max_batches, &loss, &n_tok);
+        int e = eval_loss(m, use, cb.be, compute, d, batch_size, max_batches, &loss, &n_tok);
         if (l) l->scale = saved;
         qt_lora_free(none);
         if (e != QT_OK) goto done;

@@ -110,6 +110,7 @@ int qt_cmd_train(int argc, char **argv) {
         QT_CLI_DEVICE_OPT(o.device),
         { "grad-checkpoint", 0, QT_OPT_FLAG, &o.grad_checkpoint, NULL, "recompute layers in backward: less memory", "--gradient-checkpointing" },
         { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
+        { "compute", 0, QT_OPT_STR, &o.compute, "bf16|fp32", "precision of the products (default bf16 where the CPU has AVX512_BF16)" },
         { "dist-timeout", 0, QT_OPT_FLOAT, &o.dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)", NULL, "(0,10000000]" },
         { "tokenizer", 0, QT_OPT_STR, &o.tokenizer, "PATH", "take the vocabulary from this .gguf" },
         QT_CLI_VERBOSE_OPT(x.verbose),
@@ -163,6 +164,10 @@ static int run_train(qt_train_opts *po, const train_extra *x, const char *resume
         return 2;
     }
     int kind = qt_sched_parse(x->schedule);
+    if (o.compute && strcmp(o.compute, "bf16") && strcmp(o.compute, "fp32")) {
+        qt_log_error("qtune train: --compute must be bf16 or fp32, not '%s'", o.compute);
+        return 2;
+    }
     if (kind < 0) {
         qt_log_error("qtune train: --lr-schedule must be constant, linear or cosine, not '%s'", x->schedule);
         return 2;

@@ -4,9 +4,9 @@
 // the scores block by block. Memory is O(T * HS) per head instead of
 // O(T^2) (a 7B model at T = 4096 held 16 GiB of probabilities per step
 // before).
-// Follows FlashAttention-2 (Dao 2023): online softmax in the forward
-// (running max m and sum l per row, O rescaled by exp(m_old - m_new)), and
-// the backward's D = rowsum(dO * O), P = exp(S * scale - lse),
+// Follows FlashAttention-2 (Dao 2023): the running max m and sum l of the
+// online softmax give each row's lse in a first pass, a second pass forms the
+// normalised probabilities and O (see fa_forward_worker), and the backward's D = rowsum(dO * O), P = exp(S * scale - lse),
 // dS = P * (dP - D) * scale. The backward runs in two phases so that no two
 // threads ever add into the same rows and the sums do not depend on the
 // thread count: phase 1 by query blocks (dQ), phase 2 by key blocks (dK, dV,
@@ -51,7 +51,8 @@ typedef struct {
     const float *q, *k, *v, *dout;
     const float *Kt, *Vt;                   // (NKV, HS, T)
     const float *Qt, *dOt;                  // (NH, HS, T)
-    const float *LT, *DT;                   // (NH, T): lse and D = rowsum(dO * O), per head
+    const float *LT;                        // (NH, T): lse per head
+    float *DT;                              // (NH, T): D = rowsum(P * dP) per head (phase 1 writes it)
     int T, NH, NKV, HS;
     float scale;
 } fa_job;
@@ -80,28 +81,53 @@ static inline int n_valid(int t, int k0, int nk) { return QT_MAX(0, QT_MIN(nk, t
 
 // ---- forward ----
 
+// Task (query head hg, block of query rows t0..t1), two passes over the
+// causal key blocks: the first finds each row's log-sum-exp (running max and
+// sum), the second forms the normalised probabilities P = exp(S * scale -
+// lse) and accumulates O = P V. S is computed twice, but P is exactly the
+// matrix the backward recomputes (and what a materialised softmax holds, also
+// when products round to bf16), and O needs no rescaling.
 static void fa_forward_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
     const qt_kernel_table *K = j->kc->kt;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
     const int n_tb = (T + FA_TQ - 1) / FA_TQ;
-    float *S = NULL, *O = NULL;
+    float *S = NULL, *m = NULL, *L = NULL;
     double *l = NULL;
-    float *m = NULL;
     for (int i = 0; i < j->NH * n_tb; i++) {
         if (!my_task(i, ith, nth)) continue;
         if (!S) {
             S = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
-            O = qt_malloc(sizeof(float) * FA_TQ * (size_t)HS);
             m = qt_malloc(sizeof(float) * FA_TQ);
+            L = qt_malloc(sizeof(float) * FA_TQ);
             l = qt_malloc(sizeof(double) * FA_TQ);
         }
         int hg = i % j->NH, b = n_tb - 1 - i / j->NH, h = hg / G;
         int t0 = b * FA_TQ, t1 = QT_MIN(T, t0 + FA_TQ), nr = t1 - t0;
         const float *Q = j->q + (size_t)t0 * qd + (size_t)hg * HS;
         const float *Kt = j->Kt + (size_t)h * HS * T;
-        memset(O, 0, sizeof(float) * (size_t)nr * HS);
+        float *O = j->out + (size_t)t0 * qd + (size_t)hg * HS;
         for (int r = 0; r < nr; r++) { m[r] = -INFINITY; l[r] = 0; }
+        // pass 1: lse per row
+        for (int k0 = 0; k0 < t1; k0 += FA_TK) {
+            int nk = QT_MIN(t1, k0 + FA_TK) - k0;
+            memset(S, 0, sizeof(float) * (size_t)nr * nk);
+            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, S, nk);
+            for (int r = 0; r < nr; r++) {
+                int n = n_valid(t0 + r, k0, nk);
+                if (n == 0) continue;
+                float *s = S + (size_t)r * nk;
+                float mn = QT_MAX(m[r], j->scale * K->max_f32(n, s));   // scale > 0: max commutes
+                double sum = K->exp_sum_f32(n, s, j->scale, mn, NULL);
+                l[r] = l[r] * exp((double)m[r] - mn) + sum;            // exp(-inf) = 0 on the first block
+                m[r] = mn;
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            L[r] = m[r] + (float)log(l[r]);
+            memset(O + (size_t)r * qd, 0, sizeof(float) * HS);
+        }
+        // pass 2: P = exp(S * scale - lse), O += P V
         for (int k0 = 0; k0 < t1; k0 += FA_TK) {
             int nk = QT_MIN(t1, k0 + FA_TK) - k0;
             memset(S, 0, sizeof(float) * (size_t)nr * nk);
@@ -109,30 +135,17 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
             for (int r = 0; r < nr; r++) {
                 float *s = S + (size_t)r * nk;
                 int n = n_valid(t0 + r, k0, nk);
-                if (n == 0) {
-                    memset(s, 0, sizeof(float) * nk);
-                    continue;
-                }
-                float mn = QT_MAX(m[r], j->scale * K->max_f32(n, s));   // scale > 0: max commutes
-                float alpha = expf(m[r] - mn);                          // 0 on the first block
-                double sum = K->exp_sum_f32(n, s, j->scale, mn, s);
+                if (n > 0) K->exp_sum_f32(n, s, j->scale, L[r], s);
                 for (int c = n; c < nk; c++) s[c] = 0;
-                l[r] = l[r] * alpha + sum;
-                m[r] = mn;
-                if (alpha != 1.0f) K->scale_f32(HS, alpha, O + (size_t)r * HS);
             }
-            qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->v + (size_t)k0 * kvd + (size_t)h * HS, kvd, O, HS);
+            qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->v + (size_t)k0 * kvd + (size_t)h * HS, kvd, O, qd);
         }
-        for (int r = 0; r < nr; r++) {
-            float *o = j->out + (size_t)(t0 + r) * qd + (size_t)hg * HS;
-            float inv = (float)(1.0 / l[r]);
-            for (int d = 0; d < HS; d++) o[d] = O[(size_t)r * HS + d] * inv;
-            if (j->lse) j->lse[(size_t)(t0 + r) * j->NH + hg] = m[r] + (float)log(l[r]);
-        }
+        if (j->lse)
+            for (int r = 0; r < nr; r++) j->lse[(size_t)(t0 + r) * j->NH + hg] = L[r];
     }
     qt_free(S);
-    qt_free(O);
     qt_free(m);
+    qt_free(L);
     qt_free(l);
 }
 
@@ -155,41 +168,59 @@ void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const
 // ---- backward ----
 
 // Phase 1, task (query head hg, block of query rows t0..t1):
-//   for each key block: S = Q Kt, P = exp(S * scale - lse), dP = dO Vt,
-//   dS = P * (dP - D) * scale, dQ += dS K.
+//   first D = rowsum(P * dP) over every key block, then for each key block:
+//   S = Q Kt, P = exp(S * scale - lse), dP = dO Vt, dS = P * (dP - D) * scale,
+//   dQ += dS K. D is the materialised softmax backward's sum, not
+//   FlashAttention's dO . O (equal in exact arithmetic): dP - D cancels, and
+//   with bf16 products the two differ by a rounding that the cancellation
+//   amplifies. Phase 2 reads the D this phase leaves in DT.
 static void fa_backward_q_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
     const int n_tb = (T + FA_TQ - 1) / FA_TQ;
     float *S = NULL, *dP = NULL, *acc = NULL;
+    double *Dacc = NULL;
     for (int i = 0; i < j->NH * n_tb; i++) {
         if (!my_task(i, ith, nth)) continue;
         if (!S) {
             S = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
             dP = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
             acc = qt_malloc(sizeof(float) * FA_TQ * (size_t)HS);
+            Dacc = qt_malloc(sizeof(double) * FA_TQ);
         }
         int hg = i % j->NH, b = n_tb - 1 - i / j->NH, h = hg / G;
         int t0 = b * FA_TQ, t1 = QT_MIN(T, t0 + FA_TQ), nr = t1 - t0;
         const float *Q = j->q + (size_t)t0 * qd + (size_t)hg * HS;
         const float *dO = j->dout + (size_t)t0 * qd + (size_t)hg * HS;
-        const float *lse = j->LT + (size_t)hg * T + t0, *D = j->DT + (size_t)hg * T + t0;
-        memset(acc, 0, sizeof(float) * (size_t)nr * HS);
-        for (int k0 = 0; k0 < t1; k0 += FA_TK) {
-            int nk = QT_MIN(t1, k0 + FA_TK) - k0;
-            memset(S, 0, sizeof(float) * (size_t)nr * nk);
-            memset(dP, 0, sizeof(float) * (size_t)nr * nk);
-            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, j->Kt + (size_t)h * HS * T + k0, T, S, nk);
-            qt_gemm_acc(j->kc, nr, nk, HS, dO, qd, j->Vt + (size_t)h * HS * T + k0, T, dP, nk);
-            for (int r = 0; r < nr; r++) {
-                float *s = S + (size_t)r * nk, *dp = dP + (size_t)r * nk;
-                int n = n_valid(t0 + r, k0, nk);
-                if (n > 0) j->kc->kt->exp_sum_f32(n, s, j->scale, lse[r], s);
-                for (int c = 0; c < n; c++) s[c] = s[c] * (dp[c] - D[r]) * j->scale;
-                for (int c = n; c < nk; c++) s[c] = 0;
+        const float *lse = j->LT + (size_t)hg * T + t0;
+        float *D = j->DT + (size_t)hg * T + t0;
+        for (int pass = 0; pass < (j->dq ? 2 : 1); pass++) {
+            if (pass == 0) memset(Dacc, 0, sizeof(double) * (size_t)nr);
+            else memset(acc, 0, sizeof(float) * (size_t)nr * HS);
+            for (int k0 = 0; k0 < t1; k0 += FA_TK) {
+                int nk = QT_MIN(t1, k0 + FA_TK) - k0;
+                memset(S, 0, sizeof(float) * (size_t)nr * nk);
+                memset(dP, 0, sizeof(float) * (size_t)nr * nk);
+                qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, j->Kt + (size_t)h * HS * T + k0, T, S, nk);
+                qt_gemm_acc(j->kc, nr, nk, HS, dO, qd, j->Vt + (size_t)h * HS * T + k0, T, dP, nk);
+                for (int r = 0; r < nr; r++) {
+                    float *s = S + (size_t)r * nk, *dp = dP + (size_t)r * nk;
+                    int n = n_valid(t0 + r, k0, nk);
+                    if (n > 0) j->kc->kt->exp_sum_f32(n, s, j->scale, lse[r], s);
+                    if (pass == 0) {
+                        for (int c = 0; c < n; c++) Dacc[r] += (double)s[c] * dp[c];
+                        continue;
+                    }
+                    for (int c = 0; c < n; c++) s[c] = s[c] * (dp[c] - D[r]) * j->scale;
+                    for (int c = n; c < nk; c++) s[c] = 0;
+                }
+                if (pass == 1)
+                    qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
             }
-            qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
+            if (pass == 0)
+                for (int r = 0; r < nr; r++) D[r] = (float)Dacc[r];
         }
+        if (!j->dq) continue;
         // summed apart and then added: independent of dq's old value
         for (int r = 0; r < nr; r++) {
             float *d = j->dq + (size_t)(t0 + r) * qd + (size_t)hg * HS;
@@ -199,6 +230,7 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
     qt_free(S);
     qt_free(dP);
     qt_free(acc);
+    qt_free(Dacc);
 }
 
 // Phase 2, task (kv head h, block of keys k0..k1), over the group's query
@@ -268,23 +300,17 @@ static void fa_backward_kv_worker(void *ctx, int ith, int nth) {
     qt_free(row);
 }
 
-// LT (NH, T) = lse transposed; DT (NH, T) = rowsum(dO * O) per head
+// LT (NH, T) = lse transposed
 typedef struct {
-    const qt_kctx *kc;
-    float *LT, *DT;
-    const float *lse, *dout, *out;
-    int T, NH, HS;
+    float *LT;
+    const float *lse;
+    int T, NH;
 } ld_job;
 
 static void ld_worker(void *ctx, int ith, int nth) {
     const ld_job *j = ctx;
-    const size_t qd = (size_t)j->NH * j->HS;
     for (int hg = ith; hg < j->NH; hg += nth)
-        for (int t = 0; t < j->T; t++) {
-            j->LT[(size_t)hg * j->T + t] = j->lse[(size_t)t * j->NH + hg];
-            const size_t o = (size_t)t * qd + (size_t)hg * j->HS;
-            j->DT[(size_t)hg * j->T + t] = j->kc->kt->dot_f32(j->HS, j->dout + o, j->out + o);
-        }
+        for (int t = 0; t < j->T; t++) j->LT[(size_t)hg * j->T + t] = j->lse[(size_t)t * j->NH + hg];
 }
 
 void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float *dv, const float *dout,
@@ -298,12 +324,12 @@ void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float 
     float *LT = dOt + (size_t)NH * hs * t, *DT = LT + (size_t)NH * t;
     transpose_heads(kc, Kt, k, T, NKV, HS);
     transpose_heads(kc, Vt, v, T, NKV, HS);
-    ld_job lj = { kc, LT, DT, lse, dout, out, T, NH, HS };
+    ld_job lj = { LT, lse, T, NH };
     qt_pool_run(kc->pool, ld_worker, &lj);
     fa_job j = { .kc = kc, .dq = dq, .dk = dk, .dv = dv, .q = q, .k = k, .v = v, .dout = dout, .Kt = Kt, .Vt = Vt,
                  .Qt = Qt, .dOt = dOt, .LT = LT, .DT = DT, .T = T, .NH = NH, .NKV = NKV, .HS = HS,
                  .scale = 1.0f / sqrtf((float)HS) };
-    if (dq) qt_pool_run(kc->pool, fa_backward_q_worker, &j);
+    qt_pool_run(kc->pool, fa_backward_q_worker, &j);   // D always; dQ when dq
     if (dk || dv) {
         transpose_heads(kc, Qt, q, T, NH, HS);
         transpose_heads(kc, dOt, dout, T, NH, HS);

@@ -149,6 +149,7 @@ void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, con
 
 typedef struct {
     const qt_kernel_table *kt;
+    const qt_kctx *kc;   // products: qt_gemm_acc in kc's precision
     float *dw;
     const float *dy, *x;
     float *nt;           // the narrow operand transposed: (rank, T)
@@ -169,7 +170,7 @@ static void dw_narrow_out_worker(void *ctx, int ith, int nth) {
     const dw_job *j = ctx;
     int c0, c1;
     dw_split(j->n_in, ith, nth, &c0, &c1);
-    if (c1 > c0) j->kt->gemm_acc_f32(j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
+    if (c1 > c0) qt_gemm_acc(j->kc, j->n_out, c1 - c0, j->T, j->nt, j->T, j->x + c0, j->n_in, j->dw + c0, j->n_in);
 }
 
 // n_in narrow: tmp (n_in, n_out) = x^T (n_in, T) @ dy (T, n_out), then
@@ -180,7 +181,7 @@ static void dw_narrow_in_worker(void *ctx, int ith, int nth) {
     dw_split(j->n_out, ith, nth, &o0, &o1);
     if (o1 <= o0) return;
     for (int i = 0; i < j->n_in; i++) memset(j->tmp + (size_t)i * j->n_out + o0, 0, sizeof(float) * (size_t)(o1 - o0));
-    j->kt->gemm_acc_f32(j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
+    qt_gemm_acc(j->kc, j->n_in, o1 - o0, j->T, j->nt, j->T, j->dy + o0, j->n_out, j->tmp + o0, j->n_out);
     for (int o = o0; o < o1; o++)
         for (int i = 0; i < j->n_in; i++) j->dw[(size_t)o * j->n_in + i] += j->tmp[(size_t)i * j->n_out + o];
 }
@@ -212,7 +213,7 @@ static void transpose_small(float *dst, const float *src, int T, int n) {
 void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T) {
     QT_ASSERT(n_in > 0 && n_out >= 0 && T >= 0);
     if (n_out == 0 || T == 0) return;
-    dw_job j = { kc->kt, dw, dy, x, NULL, NULL, n_in, n_out, T };
+    dw_job j = { kc->kt, kc, dw, dy, x, NULL, NULL, n_in, n_out, T };
     if (n_out <= DW_NARROW) {
         j.nt = qt_malloc(sizeof(float) * (size_t)n_out * T);
         transpose_small(j.nt, dy, T, n_out);

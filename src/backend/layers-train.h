@@ -63,7 +63,7 @@ void qt_cross_entropy_pool(const qt_kctx *kc, float *losses, float *dlogits, con
 // Weight gradient of y = x @ W^T for LoRA adapters, all f32 row-major:
 // dw (n_out, n_in) += dy^T (n_out, T) @ x (T, n_in); split across the pool's
 // threads without write conflicts. When one side is narrow (the rank) it runs
-// on the table's gemm_acc_f32 with that operand transposed.
+// on qt_gemm_acc with that operand transposed.
 void qt_matmul_dw(const qt_kctx *kc, float *dw, const float *dy, const float *x, int n_in, int n_out, int T);
 
 // Dropout with p in [0, 1): dst (n) = src * keep / (1 - p), element i kept

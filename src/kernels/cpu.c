@@ -1,18 +1,32 @@
-// cpu.c: CPU feature detection and the choice of kernel table.
+// cpu.c: CPU feature detection and the kernel tables' assembly.
 //
-// x86-64: CPUID leaves 1 and 7 plus XGETBV, so AVX/AVX-512 count only when the
-// OS saves their registers. arm64: NEON is baseline; dotprod from the Linux
-// auxiliary vector. The chosen table is the best one the CPU can run
-// (avx512 > avx2 > ref on x86, neon > ref on arm64) unless QT_ISA says otherwise.
-// Deliberately not: AMX, SVE, runtime microarchitecture tuning.
-// Follows the Intel SDM (CPUID/XGETBV) and ggml-cpu's x86 feature probe.
+// x86-64: CPUID leaves 1 and 7 (subleaves 0 and 1) plus XGETBV, so AVX and
+// AVX-512 count only when the OS saves their registers. arm64: NEON is
+// baseline; dotprod, BF16 and I8MM from the Linux auxiliary vector (HWCAP,
+// HWCAP2), all present on Apple M2 and later.
+//
+// A table is assembled in this file (compiled without ISA flags) from the
+// per-ISA files' fill functions, each adding to the one before it:
+//   ref <- avx2 <- avx512 <- avx512-vnni <- avx512-bf16, and ref <- neon.
+// A fill function runs only after the check that the CPU has every feature
+// its file is compiled with: code built for AVX2 must not run, not even a
+// table initialiser, on a CPU without it (that was the SIGILL on pre-AVX2
+// x86). The automatic choice is the last table of its chain the CPU runs,
+// unless QT_ISA says otherwise.
+// Built with QT_SIMDE (make simde-test), the x86 files are compiled against
+// SIMDe's portable intrinsics and every x86 table runs on any CPU.
+// Deliberately not: AMX, SVE, AVX-VNNI (256-bit), microarchitecture tuning.
+// Follows the Intel SDM (CPUID/XGETBV), ggml-cpu's x86 feature probe and
+// the Linux arm64 elf_hwcaps documentation.
 #include "kernels/kernels.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
+#include "kernels/vecmath-internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -22,20 +36,26 @@
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1 << 14)
+#endif
 #endif
 
-// Tables whose file is not compiled for this architecture (see the Makefile's
-// ISA_SRC_EXCLUDE) are stubs returning NULL.
-#if !defined(__x86_64__)
-const qt_kernel_table *qt_kernels_avx2(void) { return NULL; }
-const qt_kernel_table *qt_kernels_avx512(void) { return NULL; }
+#if defined(__x86_64__)
+#define QT_HAVE_X86 1
+#else
+#define QT_HAVE_X86 0
 #endif
-#if !defined(__aarch64__)
-const qt_kernel_table *qt_kernels_neon(void) { return NULL; }
+#if defined(__aarch64__)
+#define QT_HAVE_ARM64 1
+#else
+#define QT_HAVE_ARM64 0
 #endif
 
 static qt_cpu_features g_cpu;
-static bool g_cpu_avx512dq;   // kernels-avx512.c is compiled with -mavx512dq too
 static atomic_int g_cpu_done;
 
 static void detect(qt_cpu_features *f) {
@@ -56,29 +76,35 @@ static void detect(qt_cpu_features *f) {
     unsigned max_leaf = __get_cpuid_max(0, NULL);
     unsigned b7 = 0, c7 = 0, a71 = 0;
     if (max_leaf >= 7) {
-        __cpuid_count(7, 0, a, b7, c7, d);
-        unsigned b1, c1, d1;
-        __cpuid_count(7, 1, a71, b1, c1, d1);
+        unsigned a7;
+        __cpuid_count(7, 0, a7, b7, c7, d);
+        if (a7 >= 1) {
+            unsigned b1, c1, d1;
+            __cpuid_count(7, 1, a71, b1, c1, d1);
+        }
     }
     if (avx && os_avx) {
         f->fma = fma;
         f->f16c = f16c;
         f->avx2 = (b7 >> 5) & 1;
     }
-    if (os_avx512) {
+    if (avx && os_avx && os_avx512) {
         f->avx512f = (b7 >> 16) & 1;
+        f->avx512dq = (b7 >> 17) & 1;
         f->avx512bw = (b7 >> 30) & 1;
         f->avx512vl = (b7 >> 31) & 1;
         f->avx512vnni = (c7 >> 11) & 1;
         f->avx512bf16 = (a71 >> 5) & 1;
-        g_cpu_avx512dq = (b7 >> 17) & 1;
     }
 #elif defined(__aarch64__)
     f->neon = true;
 #if defined(__linux__)
-    f->dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    f->dotprod = (hw & HWCAP_ASIMDDP) != 0;
+    f->neon_bf16 = (hw2 & HWCAP2_BF16) != 0;
+    f->i8mm = (hw2 & HWCAP2_I8MM) != 0;
 #elif defined(__APPLE__)
-    f->dotprod = true;   // every Apple arm64 CPU has it
+    f->dotprod = true;   // every Apple arm64 CPU has it; BF16/I8MM (M2+) need sysctl, not probed
 #endif
 #endif
 }
@@ -94,40 +120,107 @@ const qt_cpu_features *qt_cpu(void) {
     return &g_cpu;
 }
 
-// Can this CPU run the table? Each ISA file is compiled with a set of flags
-// (Makefile FLAGS_*); all of them must be present.
-bool qt_kernels_runnable(const qt_kernel_table *t) {
-    if (!t) return false;
+static const char *const g_isa_names[QT_ISA_COUNT] = {"ref", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon"};
+
+const char *qt_isa_name(qt_isa isa) { return (unsigned)isa < QT_ISA_COUNT ? g_isa_names[isa] : "?"; }
+
+// Each file's flags (Makefile FLAGS_*) are the features its table needs.
+const char *qt_isa_unavailable(qt_isa isa) {
     const qt_cpu_features *f = qt_cpu();
-    if (!strcmp(t->isa, "ref")) return true;
-    if (!strcmp(t->isa, "avx2")) return f->avx2 && f->fma && f->f16c;
-    if (!strcmp(t->isa, "avx512"))
-        return f->avx2 && f->fma && f->f16c && f->avx512f && f->avx512bw && f->avx512vl &&
-               g_cpu_avx512dq && f->avx512vnni && f->avx512bf16;
-    if (!strcmp(t->isa, "neon")) return f->neon && f->dotprod;
-    return false;
+    switch (isa) {
+    case QT_ISA_REF: return NULL;
+    case QT_ISA_AVX2:
+    case QT_ISA_AVX512:
+    case QT_ISA_AVX512_VNNI:
+    case QT_ISA_AVX512_BF16:
+        if (!QT_HAVE_X86) return "not built for this architecture";
+#if defined(QT_SIMDE)
+        return NULL;   // SIMDe's portable intrinsics run on any CPU
+#endif
+        if (!(f->avx2 && f->fma && f->f16c)) return "CPU lacks avx2/fma/f16c";
+        if (isa == QT_ISA_AVX2) return NULL;
+        if (!(f->avx512f && f->avx512bw && f->avx512vl && f->avx512dq)) return "CPU lacks avx512f/bw/vl/dq";
+        if (isa == QT_ISA_AVX512) return NULL;
+        if (!f->avx512vnni) return "CPU lacks avx512_vnni";
+        if (isa == QT_ISA_AVX512_VNNI) return NULL;
+        return f->avx512bf16 ? NULL : "CPU lacks avx512_bf16";
+    case QT_ISA_NEON:
+        if (!QT_HAVE_ARM64) return "not built for this architecture";
+        return f->neon && f->dotprod ? NULL : "CPU lacks asimddp (dotprod)";
+    default: return "unknown table";
+    }
 }
 
-static const qt_kernel_table *by_name(const char *name) {
-    if (!strcmp(name, "ref")) return qt_kernels_ref();
-    if (!strcmp(name, "avx2")) return qt_kernels_avx2();
-    if (!strcmp(name, "avx512")) return qt_kernels_avx512();
-    if (!strcmp(name, "neon")) return qt_kernels_neon();
+static qt_kernel_table g_tables[QT_ISA_COUNT];
+static pthread_once_t g_once[QT_ISA_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
+                                               PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
+
+static void build(qt_isa isa) {
+    qt_kernel_table *kt = &g_tables[isa];
+    if (isa == QT_ISA_REF) {
+        qt_kernels_fill_ref(kt);
+    } else if (isa == QT_ISA_NEON) {
+        *kt = *qt_kernels_ref();
+#if defined(__aarch64__)
+        qt_kernels_fill_neon(kt, qt_cpu()->neon_bf16, qt_cpu()->i8mm);
+#endif
+    } else {
+        *kt = *qt_kernels_for((qt_isa)(isa - 1));   // the table before it in the chain
+#if defined(__x86_64__)
+        if (isa == QT_ISA_AVX2) qt_kernels_fill_avx2(kt);
+        if (isa == QT_ISA_AVX512) qt_kernels_fill_avx512(kt);
+        if (isa == QT_ISA_AVX512_VNNI) qt_kernels_fill_avx512vnni(kt);
+        if (isa == QT_ISA_AVX512_BF16) qt_kernels_fill_avx512bf16(kt);
+#endif
+    }
+    kt->isa = g_isa_names[isa];
+    kt->gemm_acc_f32 = kt->f32.gemm_acc;
+}
+static void build_0(void) { build(0); }
+static void build_1(void) { build(1); }
+static void build_2(void) { build(2); }
+static void build_3(void) { build(3); }
+static void build_4(void) { build(4); }
+static void build_5(void) { build(5); }
+static void (*const g_build[QT_ISA_COUNT])(void) = {build_0, build_1, build_2, build_3, build_4, build_5};
+
+const qt_kernel_table *qt_kernels_for(qt_isa isa) {
+    if ((unsigned)isa >= QT_ISA_COUNT || qt_isa_unavailable(isa)) return NULL;
+    pthread_once(&g_once[isa], g_build[isa]);
+    return &g_tables[isa];
+}
+
+const qt_kernel_table *qt_kernels_ref(void) { return qt_kernels_for(QT_ISA_REF); }
+const qt_kernel_table *qt_kernels_avx2(void) { return qt_kernels_for(QT_ISA_AVX2); }
+const qt_kernel_table *qt_kernels_neon(void) { return qt_kernels_for(QT_ISA_NEON); }
+const qt_kernel_table *qt_kernels_avx512(void) {
+    for (int i = QT_ISA_AVX512_BF16; i >= QT_ISA_AVX512; i--)
+        if (!qt_isa_unavailable((qt_isa)i)) return qt_kernels_for((qt_isa)i);
     return NULL;
+}
+
+bool qt_kernels_runnable(const qt_kernel_table *t) {
+    if (!t) return false;
+    for (int i = 0; i < QT_ISA_COUNT; i++)
+        if (t == &g_tables[i]) return qt_isa_unavailable((qt_isa)i) == NULL;
+    return false;
 }
 
 static const qt_kernel_table *choose(void) {
     const char *env = getenv("QT_ISA");
     if (env && *env) {
-        const qt_kernel_table *t = by_name(env);
-        if (qt_kernels_runnable(t)) return t;
-        qt_log_warn("QT_ISA=%s is not available on this CPU/build; choosing automatically", env);
+        for (int i = 0; i < QT_ISA_COUNT; i++) {
+            if (strcmp(env, g_isa_names[i])) continue;
+            const char *why = qt_isa_unavailable((qt_isa)i);
+            if (!why) return qt_kernels_for((qt_isa)i);
+            qt_log_warn("QT_ISA=%s: %s; choosing automatically", env, why);
+            env = NULL;
+            break;
+        }
+        if (env) qt_log_warn("QT_ISA=%s is not a kernel table (ref, avx2, avx512, avx512-vnni, avx512-bf16, neon)", env);
     }
-    const char *order[] = {"avx512", "avx2", "neon"};
-    for (size_t i = 0; i < QT_ARRAY_LEN(order); i++) {
-        const qt_kernel_table *t = by_name(order[i]);
-        if (qt_kernels_runnable(t)) return t;
-    }
+    for (int i = QT_ISA_COUNT - 1; i > QT_ISA_REF; i--)
+        if (!qt_isa_unavailable((qt_isa)i)) return qt_kernels_for((qt_isa)i);
     return qt_kernels_ref();
 }
 

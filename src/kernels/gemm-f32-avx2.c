@@ -1,11 +1,13 @@
 // gemm-f32-avx2.c: C (M, N) (+)= A (M, K) @ B (K, N) in float32 with AVX2 +
-// FMA, one blocked driver behind three entries of the AVX2 table:
-//   gemm_acc_f32   B float32 row-major;
-//   gemm_acc_wq    B = W, rows of a blocked weight type dequantized straight
+// FMA, one blocked driver behind the AVX2 table's f32 ops (qt_gemm_ops):
+//   gemm_acc       B float32 row-major;
+//   gemm_acc_w     B = W, rows of any weight type dequantized straight
 //                  into the panels (qt_matmul_t: dx += dy @ W);
-//   gemm_wt        B = W^T, rows of F32 / F16 / BF16 weights converted and
-//                  transposed 8 x 8 into the panels (the forward y = x @ W^T
-//                  for float weights, T >= QT_MATMUL_WT_MIN_T).
+//   gemm_xwt       B = W^T, rows of F32 / F16 / BF16 weights converted, of
+//                  the quantized types dequantized 8 rows at a time, and
+//                  transposed 8 x 8 into the panels (the forward y = x @ W^T:
+//                  float weights from QT_MATMUL_WT_MIN_T tokens, every type
+//                  at QT_PREC_F32).
 // B reaches the driver through a pack function, so no float copy of a weight
 // tile is ever made.
 //
@@ -28,7 +30,7 @@
 // assembly kernel, a shared packed A between threads.
 // Follows BLIS's haswell sgemm (6 x 16 micro-tile) and Goto & van de Geijn,
 // "Anatomy of high-performance matrix multiplication" (2008).
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +38,7 @@
 #include "base/base.h"
 #include "base/pool.h"
 #include "kernels/matmul-internal.h"
+#include "quant/types.h"
 
 #define MR 6
 #define NR 16
@@ -167,6 +170,9 @@ static void pack_a(float *restrict Ap, const float *restrict A, size_t lda, int 
 typedef struct {
     const char *w;    // row 0 of W
     size_t stride;    // bytes between rows
+    qt_to_float_fn to_float;   // quantized types (pack_wt_deq)
+    int blck;
+    size_t blck_bytes;
 } wt_src;
 
 enum { WT_F32, WT_F16, WT_BF16 };
@@ -190,9 +196,34 @@ static inline __attribute__((always_inline)) float load1(const char *p, int type
     return *(const float *)p;
 }
 
-// B (k, j) = W row (n0 + j), element k0 + k: per half panel (8 rows), 8 k at a
-// time, 8 row loads converted to float and one 8 x 8 transpose into 8 k-rows
-// of the panel. Rows past nc pack as zeros; a k tail of < 8 goes one by one.
+// 8 rows (r[i], elements in `type`; rows >= `rows` pack as zeros) of kc
+// elements each, transposed 8 x 8 at a time into 8 columns of a panel at d:
+// d[k * NR + i] = row i, element k. A k tail of < 8 goes one by one.
+static inline __attribute__((always_inline)) void pack8(const char *const r[8], int rows, int kc, float *restrict d,
+                                                        int type) {
+    const size_t esz = type == WT_F32 ? 4 : 2;
+    int k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256 v[8];
+        for (int i = 0; i < 8; i++) v[i] = i < rows ? load8(r[i] + (size_t)k * esz, type) : _mm256_setzero_ps();
+        transpose8x8(v);
+        float *dk = d + (size_t)k * NR;
+        for (int i = 0; i < 8; i++) _mm256_store_ps(dk + (size_t)i * NR, v[i]);
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < 8; i++) d[(size_t)k * NR + i] = i < rows ? load1(r[i] + (size_t)k * esz, type) : 0.0f;
+}
+
+// the upper half of a last panel with at most 8 columns
+static inline void zero_upper_half(int kc, int nc, float *restrict Bp) {
+    if (nc % NR && nc % NR <= 8) {
+        float *d = Bp + (size_t)(nc / NR) * kc * NR + 8;
+        for (int k = 0; k < kc; k++) _mm256_store_ps(d + (size_t)k * NR, _mm256_setzero_ps());
+    }
+}
+
+// B (k, j) = W row (n0 + j), element k0 + k: per half panel (8 rows), 8 row
+// loads converted to float and one 8 x 8 transpose into 8 k-rows of the panel.
 static inline __attribute__((always_inline)) void pack_wt(const void *src, int k0, int kc, int n0, int nc,
                                                           float *restrict Bp, int type) {
     const wt_src *ws = src;
@@ -209,22 +240,28 @@ static inline __attribute__((always_inline)) void pack_wt(const void *src, int k
             const char *pf = r[0] + (size_t)(16 + i) * ws->stride;
             for (size_t o = 0; o < (size_t)kc * esz; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
         }
-        int k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            __m256 v[8];
-            for (int i = 0; i < 8; i++) v[i] = i < rows ? load8(r[i] + (size_t)k * esz, type) : _mm256_setzero_ps();
-            transpose8x8(v);
-            float *dk = d + (size_t)k * NR;
-            for (int i = 0; i < 8; i++) _mm256_store_ps(dk + (size_t)i * NR, v[i]);
+        pack8(r, rows, kc, d, type);
+    }
+    zero_upper_half(kc, nc, Bp);
+}
+
+// The same for rows of a quantized type: each group's 8 row segments are
+// dequantized (k0 and kc are whole blocks: KC is a multiple of every block
+// size) into an L1 buffer first.
+static void pack_wt_deq(const void *src, int k0, int kc, int n0, int nc, float *restrict Bp) {
+    const wt_src *ws = src;
+    float buf[8][KC] __attribute__((aligned(32)));
+    const size_t off = (size_t)(k0 / ws->blck) * ws->blck_bytes;
+    for (int j0 = 0; j0 < nc; j0 += 8) {
+        int rows = QT_MIN(8, nc - j0);
+        const char *r[8];
+        for (int i = 0; i < 8; i++) {
+            if (i < rows) ws->to_float(ws->w + (size_t)(n0 + j0 + i) * ws->stride + off, buf[i], kc);
+            r[i] = (const char *)buf[QT_MIN(i, rows - 1)];
         }
-        for (; k < kc; k++)
-            for (int i = 0; i < 8; i++) d[(size_t)k * NR + i] = i < rows ? load1(r[i] + (size_t)k * esz, type) : 0.0f;
+        pack8(r, rows, kc, Bp + (size_t)(j0 / NR) * kc * NR + (j0 % NR), WT_F32);
     }
-    // the upper half of a last panel with at most 8 columns
-    if (nc % NR && nc % NR <= 8) {
-        float *d = Bp + (size_t)(nc / NR) * kc * NR + 8;
-        for (int k = 0; k < kc; k++) _mm256_store_ps(d + (size_t)k * NR, _mm256_setzero_ps());
-    }
+    zero_upper_half(kc, nc, Bp);
 }
 
 static void prefetch_wt(const void *src, int k0, int kc, int n0, int nc, size_t esz) {
@@ -276,37 +313,40 @@ static void pack_wq(const void *src, int k0, int kc, int n0, int nc, float *rest
 // slack after each panel take pack_a's spill, so panels pack independently.
 #define XP_PANEL (KC * MR + 8)
 
-static const float *xp_panel(const float *xp, int M, int pb, int i) {
+static const float *xp_panel(const float *xp, int64_t M, int64_t pb, int64_t i) {
     size_t panels = (size_t)(M + MR - 1) / MR;
     return xp + ((size_t)pb * panels + (size_t)i) * XP_PANEL;
 }
 
 // C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
 // A packed here (Apre NULL) or pre-packed by qt_gemm_pack_x_avx2.
-static void gemm_driver(int M, int N, int K, const float *A, size_t lda, const float *Apre, pack_b_fn pack,
+// The blocks' offsets are int64_t (a whole matrix); the extents inside a
+// block (kc, nc, mc <= 1024) are int.
+static void gemm_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const float *Apre, pack_b_fn pack,
                         prefetch_b_fn prefetch, const void *src, float *C, size_t ldc, bool accumulate) {
     if (M <= 0 || N <= 0) return;
+    QT_ASSERT(N <= INT32_MAX && K <= INT32_MAX);   // the packers' coordinates
     if (K <= 0) {
         if (!accumulate)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * N);
+            for (int64_t i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
         return;
     }
-    int kc_max = QT_MIN(K, KC), nc_max = QT_MIN((N + NR - 1) / NR * NR, NC);
-    int mc_max = QT_MIN((M + MR - 1) / MR * MR, MC);
+    int kc_max = (int)QT_MIN(K, KC), nc_max = (int)QT_MIN((N + NR - 1) / NR * NR, NC);
+    int mc_max = (int)QT_MIN((M + MR - 1) / MR * MR, MC);
     size_t nb = (size_t)kc_max * nc_max, na = Apre ? 0 : (size_t)mc_max * kc_max + 8;   // + pack_a's slack
     float *Bp = qt_kernel_scratch(QT_SCRATCH_GEMM, (nb + na) * sizeof(float)), *Ap = Bp + nb;
     float tmp[MR * NR];
     for (int jc = 0; jc < N; jc += NC) {
-        int nc = QT_MIN(NC, N - jc);
+        int nc = (int)QT_MIN(NC, N - jc);
         for (int pc = 0; pc < K; pc += KC) {
-            int kc = QT_MIN(KC, K - pc);
+            int kc = (int)QT_MIN(KC, K - pc);
             bool load_c = accumulate || pc > 0;
             pack(src, pc, kc, jc, nc, Bp);
             // the next B block: (pc + KC, jc), or (0, jc + NC) after the last k block
             int pn = pc + KC < K ? pc + KC : 0, jn = pc + KC < K ? jc : jc + NC;
-            int kcn = QT_MIN(KC, K - pn), ncn = QT_MIN(NC, N - jn);
-            for (int ic = 0; ic < M; ic += MC) {
-                int mc = QT_MIN(MC, M - ic);
+            int kcn = (int)QT_MIN(KC, K - pn), ncn = (int)QT_MIN(NC, N - jn);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                int mc = (int)QT_MIN(MC, M - ic);
                 if (!Apre) pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
                 for (int jr = 0; jr < nc; jr += NR) {
                     const float *bp = Bp + (size_t)jr * kc;
@@ -336,48 +376,51 @@ static void gemm_driver(int M, int N, int K, const float *A, size_t lda, const f
     }
 }
 
-void qt_gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc) {
+void qt_gemm_acc_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float *C, int64_t ldc) {
     rows_src rs = { B, (size_t)ldb };
     gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_b_rows, NULL, &rs, C, (size_t)ldc, true);
 }
 
-void qt_gemm_wt_f32_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
-                         size_t ldy, int n_rows) {
-    wt_src ws = { w, w_stride };
-    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_f32, prefetch_wt4, &ws, y, ldy, false);
+void qt_gemm_xwt_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
+                          float *y, int64_t ldy, int64_t n_rows) {
+    const qt_type_traits *tt = qt_type_traits_get(W->type);
+    wt_src ws = { W->data, W->stride, W->to_float, tt->blck_size, tt->type_size };
+    pack_b_fn pack = W->type == QT_TYPE_F32 ? pack_wt_f32 : W->type == QT_TYPE_F16 ? pack_wt_f16
+                   : W->type == QT_TYPE_BF16 ? pack_wt_bf16 : pack_wt_deq;
+    prefetch_b_fn pf = W->type == QT_TYPE_F32 ? prefetch_wt4 : tt->blck_size == 1 ? prefetch_wt2 : NULL;
+    QT_ASSERT(KC % tt->blck_size == 0 && n % tt->blck_size == 0);
+    gemm_driver(T, n_rows, n, x, (size_t)ldx, xp, pack, pf, &ws, y, (size_t)ldy, false);
 }
 
-void qt_gemm_wt_f16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
-                         size_t ldy, int n_rows) {
-    wt_src ws = { w, w_stride };
-    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_f16, prefetch_wt2, &ws, y, ldy, false);
+void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                            const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
+    const qt_type_traits *tt = qt_type_traits_get(W->type);
+    int blck = tt->blck_size;
+    QT_ASSERT(N % blck == 0 && n0 % blck == 0 && NC % blck == 0);
+    if (W->type == QT_TYPE_F32) {
+        rows_src rs = { (const float *)W->data + n0, W->stride / sizeof(float) };
+        gemm_driver(M, N, K, A, (size_t)lda, ap, pack_b_rows, NULL, &rs, C, (size_t)ldc, true);
+        return;
+    }
+    wq_src ws = { (const char *)W->data + (size_t)(n0 / blck) * tt->type_size, W->stride, W->to_float, blck,
+                  tt->type_size };
+    gemm_driver(M, N, K, A, (size_t)lda, ap, pack_wq, NULL, &ws, C, (size_t)ldc, true);
 }
 
-void qt_gemm_wt_bf16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride, float *y,
-                          size_t ldy, int n_rows) {
-    wt_src ws = { w, w_stride };
-    gemm_driver(T, n_rows, n, x, ldx, xp, pack_wt_bf16, prefetch_wt2, &ws, y, ldy, false);
-}
-
-void qt_gemm_acc_wq_avx2(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
-                         qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc) {
-    QT_ASSERT(N % blck == 0 && NC % blck == 0);
-    wq_src ws = { w, w_stride, to_float, blck, blck_bytes };
-    gemm_driver(M, N, K, A, (size_t)lda, NULL, pack_wq, NULL, &ws, C, (size_t)ldc, true);
-}
-
-size_t qt_gemm_pack_x_size_avx2(int T, int n) {
+size_t qt_gemm_pack_x_size_f32_avx2(int64_t T, int64_t n) {
     return (size_t)((n + KC - 1) / KC) * (size_t)((T + MR - 1) / MR) * XP_PANEL;
 }
 
-void qt_gemm_pack_x_avx2(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth) {
-    int panels = (T + MR - 1) / MR, n_pb = (n + KC - 1) / KC;
+void qt_gemm_pack_x_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth) {
+    int64_t panels = (T + MR - 1) / MR, n_pb = (n + KC - 1) / KC;
     // items (pb, panel) in order, a contiguous share per thread
     int64_t i0, i1;
-    qt_pool_split((int64_t)n_pb * panels, 1, ith, nth, &i0, &i1);
+    qt_pool_split(n_pb * panels, 1, ith, nth, &i0, &i1);
     for (int64_t it = i0; it < i1; it++) {
-        int pb = (int)(it / panels), i = (int)(it % panels);
-        int pc = pb * KC, kc = QT_MIN(KC, n - pc), rows = QT_MIN(MR, T - i * MR);
-        pack_a((float *)xp_panel(xp, T, pb, i), x + (size_t)i * MR * ldx + pc, ldx, rows, kc);
+        int64_t pb = it / panels, i = it % panels;
+        int64_t pc = pb * KC;
+        int kc = (int)QT_MIN(KC, n - pc), rows = (int)QT_MIN(MR, T - i * MR);
+        pack_a((float *)xp_panel(xp, T, pb, i), x + (size_t)(i * MR) * (size_t)ldx + pc, (size_t)ldx, rows, kc);
     }
 }

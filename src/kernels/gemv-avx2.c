@@ -33,7 +33,7 @@
 // Follows ggml-cpu/arch/x86/quants.c (the maddubs dot, the q4_K scale
 // unpacking) and ggml-cpu/repack.cpp (8 rows per pass sharing the activation
 // loads).
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <stdbool.h>
 #include <string.h>
 

@@ -11,8 +11,7 @@
 // Deliberately not: persistent weight repacking, the other i-quants.
 // Follows ggml-cpu/arch/x86/quants.c (vec_dot), ggml-cpu/repack.cpp and
 // llamafile/sgemm.cpp (gemm).
-#include <immintrin.h>
-#include <pthread.h>
+#include "kernels/simd-x86.h"
 #include <string.h>
 
 #include "base/base.h"
@@ -451,7 +450,11 @@ static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, in
 
 // Keeps an accumulator in its register: without it GCC re-associates the
 // integer sums into a tree of temporaries and spills them to the stack.
+#if defined(QT_SIMDE)
+#define PIN(v) ((void)0)   // SIMDe's vectors are not always in one register
+#else
 #define PIN(v) __asm__("" : "+x"(v))
+#endif
 
 INLINE __m256i bcast_dword(const int8_t *p) {
     int32_t v;
@@ -1052,30 +1055,22 @@ static void scale_f32_avx2(int n, float a, float *y) {
     for (; i < n; i++) y[i] *= a;
 }
 
-// gemm_acc_f32: qt_gemm_acc_f32_avx2 in gemm-f32-avx2.c (packed 6 x 16 micro-kernel).
+// ---- the table: ref's with the fast entries replaced ----
 
-// ---- the table: a copy of ref with the fast entries replaced ----
-
-static qt_kernel_table g_avx2;
-
-static void init_avx2(void) {
-    g_avx2 = *qt_kernels_ref();
-    g_avx2.isa = "avx2";
-    qt_kernel_traits *t = g_avx2.type;
+// Called once, by cpu.c, on a copy of the ref table.
+void qt_kernels_fill_avx2(qt_kernel_table *kt) {
+    qt_kernel_traits *t = kt->type;
     t[QT_TYPE_F32].vec_dot = vec_dot_f32_avx2;
     t[QT_TYPE_F32].gemm = gemm_f32_43_avx2;
-    t[QT_TYPE_F32].gemm_wt = qt_gemm_wt_f32_avx2;
     t[QT_TYPE_F32].from_float = from_float_f32_avx2;
     t[QT_TYPE_F16].vec_dot = vec_dot_f16_avx2;
     t[QT_TYPE_F16].gemv = qt_gemv_f16_avx2;
     t[QT_TYPE_F16].gemm = gemm_f16_43_avx2;
-    t[QT_TYPE_F16].gemm_wt = qt_gemm_wt_f16_avx2;
     t[QT_TYPE_F16].from_float = from_float_f16_avx2;
     t[QT_TYPE_F16].to_float = to_float_f16_avx2;
     t[QT_TYPE_BF16].vec_dot = vec_dot_bf16_avx2;
     t[QT_TYPE_BF16].gemv = qt_gemv_bf16_avx2;
     t[QT_TYPE_BF16].gemm = gemm_bf16_43_avx2;
-    t[QT_TYPE_BF16].gemm_wt = qt_gemm_wt_bf16_avx2;
     t[QT_TYPE_BF16].from_float = from_float_bf16_avx2;
     t[QT_TYPE_BF16].to_float = to_float_bf16_avx2;
     t[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx2;
@@ -1097,19 +1092,13 @@ static void init_avx2(void) {
     t[QT_TYPE_Q6_K].gemv = qt_gemv_q6_K_avx2;
     t[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx2;
     t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
-    g_avx2.dot_f32 = dot_f32_avx2;
-    g_avx2.axpy_f32 = axpy_f32_avx2;
-    g_avx2.scale_f32 = scale_f32_avx2;
-    g_avx2.gemm_acc_f32 = qt_gemm_acc_f32_avx2;
-    g_avx2.gemm_acc_wq = qt_gemm_acc_wq_avx2;
-    g_avx2.gemm_pack_x_size = qt_gemm_pack_x_size_avx2;
-    g_avx2.gemm_pack_x = qt_gemm_pack_x_avx2;
-    qt_vecmath_set_avx2(&g_avx2);
-}
-
-static pthread_once_t g_avx2_once = PTHREAD_ONCE_INIT;
-
-const qt_kernel_table *qt_kernels_avx2(void) {
-    pthread_once(&g_avx2_once, init_avx2);
-    return &g_avx2;
+    kt->dot_f32 = dot_f32_avx2;
+    kt->axpy_f32 = axpy_f32_avx2;
+    kt->scale_f32 = scale_f32_avx2;
+    kt->f32 = (qt_gemm_ops){
+        .gemm_acc = qt_gemm_acc_f32_avx2, .gemm_acc_w = qt_gemm_acc_w_f32_avx2, .gemm_xwt = qt_gemm_xwt_f32_avx2,
+        .pack_x_size = qt_gemm_pack_x_size_f32_avx2, .pack_x = qt_gemm_pack_x_f32_avx2,
+    };
+    kt->bf16 = (qt_gemm_ops){0};   // no bf16 dot product before AVX-512 BF16: QT_PREC_BF16 runs as F32
+    qt_vecmath_set_avx2(kt);
 }

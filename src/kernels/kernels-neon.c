@@ -5,6 +5,10 @@
 // Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16 and BF16; to_float for F16,
 // BF16, Q4_0 and Q8_0; and the f32 vector helpers.
 //
+// Multi-row decode (gemv, 4 rows per pass) for Q4_0 and Q8_0; the float-
+// activation products (training, QT_PREC_F32/BF16) on the packed gemm of
+// gemm-neon.c and, where HWCAP2 says BF16, gemm-neonbf16.c.
+//
 // Deliberately not here: gemm tiles for other types (matmul then uses vec_dot
 // per row), the quant types not listed (they keep the reference kernels),
 // SVE, i8mm and fp16 arithmetic (F16 is widened to f32 so dot products are as
@@ -19,11 +23,11 @@
 // Reference: block layouts in quant/blocks.h (GGML's ggml-common.h); the
 // behaviour follows GGML's ggml/src/ggml-cpu/arch/arm/quants.c.
 #include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
 #include "kernels/vecmath-internal.h"
 
 #include <arm_neon.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -311,6 +315,47 @@ static void vec_dot_q4_0_q8_0_neon(int n, float *s, const void *vx, const void *
     *s = sum;
 }
 
+// ---- multi-row decode (gemv): 4 weight rows per pass share each activation
+// block's loads; per-row int32 dots scaled into per-row float accumulators,
+// reduced together at the end. The next pass's rows are prefetched.
+
+static inline void unpack_q8_0(const block_q8_0 *b, int8x16_t *lo, int8x16_t *hi) {
+    *lo = vld1q_s8(b->qs);
+    *hi = vld1q_s8(b->qs + 16);
+}
+
+#define GEMV4_NEON(name, block, UNPACK)                                                                   \
+    static void gemv_##name##_neon(int n, const void *w, size_t ws, const void *vx, float *y, int n_rows) { \
+        const block_q8_0 *x = vx;                                                                       \
+        const int nb = n / QK8_0;                                                                       \
+        for (int r0 = 0; r0 < n_rows; r0 += 4) {                                                       \
+            const block *row[4];                                                                        \
+            for (int i = 0; i < 4; i++)                                                                 \
+                row[i] = (const block *)((const char *)w + (size_t)QT_MIN(r0 + i, n_rows - 1) * ws);    \
+            if (r0 + 4 < n_rows)                                                                        \
+                for (size_t o = 0; o < 4 * ws && r0 + 4 + (int)(o / ws) < n_rows; o += 64)              \
+                    __builtin_prefetch((const char *)w + (size_t)(r0 + 4) * ws + o);                   \
+            float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};      \
+            for (int b = 0; b < nb; b++) {                                                              \
+                const int8x16_t xl = vld1q_s8(x[b].qs), xh = vld1q_s8(x[b].qs + 16);                    \
+                const float dx = fp16_to_f32(x[b].d);                                                   \
+                for (int i = 0; i < 4; i++) {                                                           \
+                    int8x16_t l, h;                                                                     \
+                    UNPACK(&row[i][b], &l, &h);                                                         \
+                    int32x4_t p = dot16(dot16(vdupq_n_s32(0), l, xl), h, xh);                           \
+                    acc[i] = vfmaq_n_f32(acc[i], vcvtq_f32_s32(p), fp16_to_f32(row[i][b].d) * dx);      \
+                }                                                                                       \
+            }                                                                                           \
+            float32x4_t s = vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3]));         \
+            float out[4];                                                                               \
+            vst1q_f32(out, s);                                                                          \
+            for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[r0 + i] = out[i];                          \
+        }                                                                                               \
+    }
+GEMV4_NEON(q4_0, block_q4_0, unpack_q4_0)
+GEMV4_NEON(q8_0, block_q8_0, unpack_q8_0)
+#undef GEMV4_NEON
+
 // IQ4_NL: q4_0's layout with the nibbles mapped through a 16-entry table.
 static inline void unpack_iq4_nl(const block_iq4_nl *b, int8x16_t *lo, int8x16_t *hi) {
     const int8x16_t kv = vld1q_s8(qt_kvalues_iq4nl);
@@ -590,38 +635,35 @@ static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *
 
 // ---- the table --------------------------------------------------------------
 
-static qt_kernel_table g_neon;
-static pthread_once_t g_neon_once = PTHREAD_ONCE_INIT;
+static qt_kernel_table *g_neon;   // the table being filled (once, under cpu.c's pthread_once)
 
 // A kernel written here for a (weight, activation) pair is only installed when
 // the reference table pairs the weight type with that activation type.
 static void set_vec_dot(qt_type type, qt_type vec_dot_type, qt_vec_dot_fn fn) {
-    qt_kernel_traits *t = &g_neon.type[type];
+    qt_kernel_traits *t = &g_neon->type[type];
     if (t->vec_dot_type != vec_dot_type) return;
     t->vec_dot = fn;
-    t->gemm = NULL;   // the reference tile kernel would bypass the NEON vec_dot
 }
 
 static void set_gemm(qt_type type, qt_type vec_dot_type, qt_gemm_fn fn) {
-    if (g_neon.type[type].vec_dot_type == vec_dot_type) g_neon.type[type].gemm = fn;
+    if (g_neon->type[type].vec_dot_type == vec_dot_type) g_neon->type[type].gemm = fn;
 }
 
 static void set_conv(qt_type type, qt_from_float_fn from_float, qt_to_float_fn to_float) {
     // from_float is looked up on the vec_dot_type of some weight type, so it is
     // set on the type's own entry; to_float dequantizes rows of that type.
-    if (from_float) g_neon.type[type].from_float = from_float;
-    if (to_float) g_neon.type[type].to_float = to_float;
+    if (from_float) g_neon->type[type].from_float = from_float;
+    if (to_float) g_neon->type[type].to_float = to_float;
 }
 
-static void init_neon(void) {
-    const qt_kernel_table *ref = qt_kernels_ref();
-    QT_ASSERT(ref != NULL);
-    g_neon = *ref;
-    g_neon.isa = "neon";
-    g_neon.dot_f32 = dot_f32_neon;
-    g_neon.axpy_f32 = axpy_f32_neon;
-    g_neon.scale_f32 = scale_f32_neon;
-    qt_vecmath_set_neon(&g_neon);
+// Called once, by cpu.c, on a copy of the ref table. bf16, i8mm: the CPU's
+// HWCAP2 BF16 and I8MM bits.
+void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
+    g_neon = kt;
+    kt->dot_f32 = dot_f32_neon;
+    kt->axpy_f32 = axpy_f32_neon;
+    kt->scale_f32 = scale_f32_neon;
+    qt_vecmath_set_neon(kt);
 
     set_vec_dot(QT_TYPE_F32, QT_TYPE_F32, vec_dot_f32_neon);
     set_vec_dot(QT_TYPE_F16, QT_TYPE_F16, vec_dot_f16_neon);
@@ -635,15 +677,16 @@ static void init_neon(void) {
     set_gemm(QT_TYPE_Q4_0, QT_TYPE_Q8_0, gemm_q4_0_q8_0_neon);
     set_gemm(QT_TYPE_Q8_0, QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon);
     set_gemm(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_neon);
+    kt->type[QT_TYPE_Q4_0].gemv = gemv_q4_0_neon;
+    kt->type[QT_TYPE_Q8_0].gemv = gemv_q8_0_neon;
 
     set_conv(QT_TYPE_F16, from_float_f16_neon, to_float_f16_neon);
     set_conv(QT_TYPE_BF16, from_float_bf16_neon, to_float_bf16_neon);
     set_conv(QT_TYPE_Q8_0, quantize_row_q8_0_neon, dequantize_row_q8_0_neon);
     set_conv(QT_TYPE_Q4_0, NULL, dequantize_row_q4_0_neon);
     set_conv(QT_TYPE_Q8_K, quantize_row_q8_K_neon, NULL);
-}
-
-const qt_kernel_table *qt_kernels_neon(void) {
-    pthread_once(&g_neon_once, init_neon);
-    return &g_neon;
+    (void)i8mm;   // no I8MM (SMMLA) kernels yet: the int8 paths use SDOT
+    kt->f32 = *qt_gemm_ops_f32_neon();
+    // BFDOT where the CPU has it; else QT_PREC_BF16 runs as F32
+    kt->bf16 = bf16 ? *qt_gemm_ops_bf16_neon() : (qt_gemm_ops){0};
 }

@@ -7,6 +7,9 @@
 // activation block; blocks are summed in double. Pairing (vec_dot_type) as in
 // GGML except Q4_1/Q5_1, which pair with Q8_0 (the min term uses the exact
 // sum of the activation quants instead of Q8_1's fp16-rounded one).
+// The float-activation products (qt_gemm_ops, fp32 and bf16) are plain
+// loops: the bf16 ones round both operands to bfloat16 and sum exact
+// products in double (PyTorch autocast's matmul up to the summation order).
 // Deliberately not fast; no gemm tiles. Follows ggml-quants.c (llama.cpp).
 #include <string.h>
 
@@ -298,41 +301,112 @@ static void scale_f32_ref(int n, float a, float *y) {
     for (int i = 0; i < n; i++) y[i] *= a;
 }
 
-static void gemm_acc_f32_ref(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C,
-                             int ldc) {
-    for (int i = 0; i < M; i++)
-        for (int k = 0; k < K; k++) {
-            float a = A[(size_t)i * lda + k];
-            const float *b = B + (size_t)k * ldb;
-            float *c = C + (size_t)i * ldc;
-            for (int j = 0; j < N; j++) c[j] += a * b[j];
+// ---- float-activation products (qt_gemm_ops), the oracle for the SIMD gemms ----
+
+// C (M, N) += A (M, K) @ B (K, N), fp32, k ascending per element
+static void gemm_acc_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                             float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t k = 0; k < K; k++) {
+            float a = A[i * lda + k];
+            const float *b = B + k * ldb;
+            float *c = C + i * ldc;
+            for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
         }
+}
+
+// bf16: both operands rounded to bfloat16 (nearest even); the products of
+// two bf16 values are exact in fp32, summed here in double.
+static inline float bf(float x) { return qt_bf16_to_fp32(qt_fp32_to_bf16(x)); }
+
+static void gemm_acc_bf16_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)bf(A[i * lda + k]) * bf(B[k * ldb + j]);
+            C[i * ldc + j] += (float)s;
+        }
+}
+
+// W[0:K, n0:n0+N] dequantized to a float (K, N) matrix (caller frees)
+static float *w_block(const qt_wmat *W, int64_t n0, int64_t N, int64_t K) {
+    const qt_type_traits *tt = qt_type_traits_get(W->type);
+    QT_ASSERT(n0 % tt->blck_size == 0 && N % tt->blck_size == 0);
+    float *b = qt_malloc(sizeof(float) * (size_t)(N * K + 1));
+    for (int64_t k = 0; k < K; k++)
+        W->to_float((const char *)W->data + (size_t)k * W->stride + (size_t)(n0 / tt->blck_size) * tt->type_size,
+                    b + k * N, N);
+    return b;
+}
+
+static void gemm_acc_w_f32_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                               const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
+    float *b = w_block(W, n0, N, K);
+    gemm_acc_f32_ref(M, N, K, A, lda, b, N, C, ldc);
+    qt_free(b);
+}
+
+static void gemm_acc_w_bf16_ref(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                                const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
+    float *b = w_block(W, n0, N, K);
+    gemm_acc_bf16_ref(M, N, K, A, lda, b, N, C, ldc);
+    qt_free(b);
+}
+
+// y (T, n_rows) = x (T, n) @ W^T: each W row dequantized once, dots in double
+static void gemm_xwt_ref(int64_t T, int64_t n, const float *x, int64_t ldx, const qt_wmat *W, float *y, int64_t ldy,
+                         int64_t n_rows, bool bf16) {
+    float *row = qt_malloc(sizeof(float) * (size_t)(n + 1));
+    for (int64_t r = 0; r < n_rows; r++) {
+        W->to_float((const char *)W->data + (size_t)r * W->stride, row, n);
+        if (bf16)
+            for (int64_t k = 0; k < n; k++) row[k] = bf(row[k]);
+        for (int64_t t = 0; t < T; t++) {
+            const float *xt = x + t * ldx;
+            double s = 0;
+            for (int64_t k = 0; k < n; k++) s += (double)(bf16 ? bf(xt[k]) : xt[k]) * row[k];
+            y[t * ldy + r] = (float)s;
+        }
+    }
+    qt_free(row);
+}
+
+static void gemm_xwt_f32_ref(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
+                             float *y, int64_t ldy, int64_t n_rows) {
+    gemm_xwt_ref(T, n, x, ldx, W, y, ldy, n_rows, false);
+}
+
+static void gemm_xwt_bf16_ref(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
+                              float *y, int64_t ldy, int64_t n_rows) {
+    gemm_xwt_ref(T, n, x, ldx, W, y, ldy, n_rows, true);
 }
 
 // ---- the table ----
 
-static qt_kernel_table g_ref;
+static qt_kernel_table *g_ref;
 
 static void set(qt_type t, qt_type vdt, qt_vec_dot_fn vec_dot) {
     const qt_type_traits *tt = qt_type_traits_get(t), *vt = qt_type_traits_get(vdt);
-    g_ref.type[t].vec_dot_type = vdt;
-    g_ref.type[t].vec_dot = vec_dot;
-    g_ref.type[t].to_float = tt->to_float;
-    g_ref.type[t].from_float = tt->from_float_ref;
+    g_ref->type[t].vec_dot_type = vdt;
+    g_ref->type[t].vec_dot = vec_dot;
+    g_ref->type[t].to_float = tt->to_float;
+    g_ref->type[t].from_float = tt->from_float_ref;
     // the activation type's own conversions must be present for matmul
-    g_ref.type[vdt].to_float = vt->to_float;
-    g_ref.type[vdt].from_float = vt->from_float_ref;
+    g_ref->type[vdt].to_float = vt->to_float;
+    g_ref->type[vdt].from_float = vt->from_float_ref;
 }
 
-static void init_ref(void) {
-    g_ref.isa = "ref";
+// Called once, by cpu.c, on a zeroed table.
+void qt_kernels_fill_ref(qt_kernel_table *kt) {
+    g_ref = kt;
     // conversions for every type that has them, vec_dot where defined
     for (int t = 0; t < QT_TYPE_COUNT; t++) {
         const qt_type_traits *tt = qt_type_traits_get(t);
         if (!tt) continue;
-        g_ref.type[t].vec_dot_type = (qt_type)t;
-        g_ref.type[t].to_float = tt->to_float;
-        g_ref.type[t].from_float = tt->from_float_ref;
+        kt->type[t].vec_dot_type = (qt_type)t;
+        kt->type[t].to_float = tt->to_float;
+        kt->type[t].from_float = tt->from_float_ref;
     }
     set(QT_TYPE_F32, QT_TYPE_F32, vec_dot_f32_ref);
     set(QT_TYPE_F16, QT_TYPE_F16, vec_dot_f16_ref);
@@ -348,17 +422,12 @@ static void init_ref(void) {
     set(QT_TYPE_Q4_K, QT_TYPE_Q8_K, vec_dot_q4_K_ref);
     set(QT_TYPE_Q5_K, QT_TYPE_Q8_K, vec_dot_q5_K_ref);
     set(QT_TYPE_Q6_K, QT_TYPE_Q8_K, vec_dot_q6_K_ref);
-    g_ref.dot_f32 = dot_f32_ref;
-    g_ref.axpy_f32 = axpy_f32_ref;
-    g_ref.scale_f32 = scale_f32_ref;
-    g_ref.gemm_acc_f32 = gemm_acc_f32_ref;
-    qt_vecmath_set_ref(&g_ref);
-}
-
-#include <pthread.h>
-static pthread_once_t g_ref_once = PTHREAD_ONCE_INIT;
-
-const qt_kernel_table *qt_kernels_ref(void) {
-    pthread_once(&g_ref_once, init_ref);
-    return &g_ref;
+    kt->dot_f32 = dot_f32_ref;
+    kt->axpy_f32 = axpy_f32_ref;
+    kt->scale_f32 = scale_f32_ref;
+    kt->f32 = (qt_gemm_ops){ .gemm_acc = gemm_acc_f32_ref, .gemm_acc_w = gemm_acc_w_f32_ref, .gemm_xwt = gemm_xwt_f32_ref };
+    // the bf16 oracle: the tables without bf16 hardware clear these (BF16 then runs as F32)
+    kt->bf16 = (qt_gemm_ops){ .gemm_acc = gemm_acc_bf16_ref, .gemm_acc_w = gemm_acc_w_bf16_ref,
+                              .gemm_xwt = gemm_xwt_bf16_ref };
+    qt_vecmath_set_ref(kt);
 }

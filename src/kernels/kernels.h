@@ -18,70 +18,89 @@
 #include "base/pool.h"
 #include "quant/types.h"
 
+// Element counts: rows are at most INT32_MAX elements, so the per-row kernels
+// (vec_dot, gemv, gemm tiles) take `int n`; everything that counts elements
+// of a matrix, a leading dimension or an offset is int64_t / size_t.
+
 // s = dot(x, y) over n elements; x is a row in the weight type, y a row in
 // that type's vec_dot_type (e.g. Q4_0 pairs with Q8_0, Q4_K with Q8_K).
 typedef void (*qt_vec_dot_fn)(int n, float *s, const void *x, const void *y);
 
 // Tile kernel for matmul: for r < n_rows, c < n_cols:
 //   y[c*y_stride + r] = dot(w + r*w_stride, x + c*x_stride) over n elements,
-// w in the weight type, x in vec_dot_type. NULL: matmul uses vec_dot.
+// w in the weight type, x in vec_dot_type.
 typedef void (*qt_gemm_fn)(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                            float *y, size_t y_stride, int n_rows, int n_cols);
 
 // Multi-row kernel for T == 1 (decode): for r < n_rows,
 //   y[r] = dot(w + r*w_stride, x) over n elements,
 // w in the weight type, x one row in vec_dot_type. Any n_rows >= 1; loads
-// nothing outside the n_rows rows (it may prefetch past them). NULL: decode
-// uses vec_dot per row.
+// nothing outside the n_rows rows (it may prefetch past them).
 typedef void (*qt_gemv_fn)(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 
-// Packed-gemm kernel for T > 1 on float activations (float weight types): for
-// r < n_rows, t < T:
-//   y[t*ldy + r] = dot(W row r, x row t) over n elements,
-// W rows w_stride bytes apart in the weight type, x float32 (T, n) with rows
-// ldx floats apart. W is converted to float a cache block at a time straight
-// into the gemm's packed layout and reused by every token, so the weight
-// conversion is paid once per call instead of once per tile. NULL: matmul
-// uses the gemm tiles.
-// xp: x already packed for all T rows by the table's gemm_pack_x (so threads
-// working on different rows share one packing), or NULL: packed here.
-typedef void (*qt_gemm_wt_fn)(int T, int n, const float *x, size_t ldx, const float *xp, const void *w,
-                              size_t w_stride, float *y, size_t ldy, int n_rows);
-// qt_matmul takes the gemm_wt path from this many tokens on (below it the
+// One kernel per (weight type, shape class) for the quantized-activation
+// (QT_PREC_FAST) products; the float-activation products are per precision
+// (qt_gemm_ops below). matmul.c's mm_plan is the one place that chooses.
+typedef struct {
+    qt_type vec_dot_type;        // the type activations are converted to
+    qt_from_float_fn from_float; // float -> vec_dot_type rows (fast)
+    qt_to_float_fn to_float;     // this type -> float rows (fast dequantization)
+    qt_vec_dot_fn vec_dot;       // one row pair; NULL: no matmul support for this weight type
+    qt_gemv_fn gemv;             // T == 1 (decode); set wherever vec_dot is
+    qt_gemm_fn gemm;             // T > 1 tiles; set wherever vec_dot is
+} qt_kernel_traits;
+
+// A weight matrix as the float-activation gemms read it: rows `stride` bytes
+// apart in `type`, dequantized by `to_float` (the table's) straight into the
+// gemm's packed panels, never materialised in full.
+typedef struct {
+    const void *data;            // row 0
+    size_t stride;               // bytes between rows
+    qt_type type;
+    qt_to_float_fn to_float;
+} qt_wmat;
+
+// The float-activation products of one precision (f32: fp32 products and
+// sums; bf16: both operands rounded to bfloat16 (nearest even), products
+// exact, summed in fp32: PyTorch autocast's matmul).
+typedef struct {
+    // C (M, N) += A (M, K) @ B (K, N), row-major, leading dimensions lda, ldb, ldc.
+    void (*gemm_acc)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc);
+    // C (M, N) += A (M, K) @ W[0:K, n0:n0+N]: W's K rows in any type with a
+    // to_float; n0 and N multiples of its block size (qt_matmul_t: dx += dy @ W).
+    // ap: A (all M rows) already packed by pack_x(M, K, A, lda), or NULL.
+    void (*gemm_acc_w)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap, const qt_wmat *W,
+                       int64_t n0, float *C, int64_t ldc);
+    // y (T, n_rows) = x (T, n) @ W[0:n_rows, :]^T, W any type with a to_float;
+    // rows of x ldx floats apart, of y ldy. xp: x already packed by pack_x
+    // (threads working on different rows share one packing), or NULL.
+    void (*gemm_xwt)(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
+                     float *y, int64_t ldy, int64_t n_rows);
+    // x (T, n) packed for gemm_xwt's xp (and gemm_acc_w's ap) in pack_x_size(T, n)
+    // floats; thread ith of nth packs its share. Optional (NULL: no pre-packing).
+    size_t (*pack_x_size)(int64_t T, int64_t n);
+    void (*pack_x)(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth);
+} qt_gemm_ops;
+
+// qt_matmul takes the float-activation path (gemm_xwt) for float weights
+// (F32, F16, BF16) from this many tokens on at QT_PREC_FAST (below it the
 // weight conversion would not pay for itself). On that path x is not rounded
 // to the vec_dot_type, so results are closer to the exact product than ref's.
 #define QT_MATMUL_WT_MIN_T 16
 
 typedef struct {
-    qt_type vec_dot_type;        // the type activations are converted to
-    qt_from_float_fn from_float; // float -> vec_dot_type rows (fast)
-    qt_to_float_fn to_float;     // this type -> float rows (fast dequantization)
-    qt_vec_dot_fn vec_dot;       // NULL: no matmul support for this weight type
-    qt_gemm_fn gemm;             // optional tiled kernel for T > 1
-    qt_gemv_fn gemv;             // optional multi-row kernel for T == 1
-    qt_gemm_wt_fn gemm_wt;       // optional packed f32 gemm for T > 1 (float weights)
-} qt_kernel_traits;
-
-typedef struct {
-    const char *isa;                          // "ref", "avx2", "avx512", "neon"
+    const char *isa;                          // "ref", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon", ...
     qt_kernel_traits type[QT_TYPE_COUNT];
     // float vector helpers for the layers (attention, norms, optimizers)
     float (*dot_f32)(int n, const float *x, const float *y);
     void (*axpy_f32)(int n, float a, const float *x, float *y);   // y += a*x
     void (*scale_f32)(int n, float a, float *y);                  // y *= a
-    // C (M, N) += A (M, K) @ B (K, N), float32 row-major with leading
-    // dimensions lda, ldb, ldc: qt_matmul_t's inner kernel (dx += dy @ W tile).
-    void (*gemm_acc_f32)(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
-    // Optional: the same with B = W (K, N) given as weight rows w_stride bytes
-    // apart in a blocked type (blck elements in blck_bytes), dequantized by
-    // to_float into the gemm's packed panels; N a multiple of blck. NULL:
-    // qt_matmul_t dequantizes tiles into a buffer for gemm_acc_f32.
-    void (*gemm_acc_wq)(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
-                        qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc);
-    // Optional, with gemm_wt: x (T, n) packed once for gemm_wt's xp, in
-    // gemm_pack_x_size(T, n) floats; thread ith of nth packs its share.
-    size_t (*gemm_pack_x_size)(int T, int n);
-    void (*gemm_pack_x)(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth);
+    // = f32.gemm_acc (kept for the layers until they call qt_gemm_acc)
+    void (*gemm_acc_f32)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float *C, int64_t ldc);
+    qt_gemm_ops f32;    // always complete
+    qt_gemm_ops bf16;   // all NULL where the CPU has no bf16 dot product: QT_PREC_BF16 then runs as F32
     // Element-wise math for softmax, cross-entropy and SwiGLU (vecmath-*.c).
     // exp: ref is libm expf; the SIMD tables use one polynomial whose relative
     // error is <= QT_EXP_MAX_REL_ERR for results >= FLT_MIN (subnormal results
@@ -105,8 +124,25 @@ typedef struct {
 // tests/test-kernels.c checks a sweep on every table.
 #define QT_EXP_MAX_REL_ERR 1.5e-7
 
-// Per-ISA tables. Each returns NULL when not compiled in for this build
-// (e.g. avx2 on arm64); availability on this CPU is a separate question.
+// Kernel tables, one per feature set the CPU may have. Each adds to the one
+// before it (an AVX-512 CPU runs AVX2 code, VNNI CPUs have AVX-512 BW):
+//   ref          scalar C, every CPU: the oracle the others are tested against
+//   avx2         AVX2 + FMA + F16C (Haswell, Zen 1-3)
+//   avx512       + AVX-512 F/BW/VL/DQ: 512-bit f32 gemm, k-quant decode (Skylake-X)
+//   avx512-vnni  + VNNI: int8 dot products for Q4_0 / Q8_0 (Ice Lake, Cascade Lake)
+//   avx512-bf16  + BF16: bf16 gemm for QT_PREC_BF16 and BF16 weights (Zen 4/5, Sapphire Rapids)
+//   neon         arm64 NEON + dotprod; its bf16 ops (BFMMLA) where HWCAP2 says BF16
+typedef enum {
+    QT_ISA_REF, QT_ISA_AVX2, QT_ISA_AVX512, QT_ISA_AVX512_VNNI, QT_ISA_AVX512_BF16, QT_ISA_NEON, QT_ISA_COUNT
+} qt_isa;
+const char *qt_isa_name(qt_isa isa);
+// NULL if this build and CPU run isa's table, else why not ("not built for
+// this architecture", "CPU lacks avx512_bf16").
+const char *qt_isa_unavailable(qt_isa isa);
+// isa's table, built on first use; NULL where qt_isa_unavailable says why
+// (building a table runs code compiled for its ISA, so the check comes first).
+const qt_kernel_table *qt_kernels_for(qt_isa isa);
+// Shorthands for qt_kernels_for (qt_kernels_avx512: the best AVX-512 table this CPU runs).
 const qt_kernel_table *qt_kernels_ref(void);
 const qt_kernel_table *qt_kernels_avx2(void);
 const qt_kernel_table *qt_kernels_avx512(void);
@@ -114,18 +150,18 @@ const qt_kernel_table *qt_kernels_neon(void);
 
 // CPU feature detection (cpu.c).
 typedef struct {
-    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16, neon, dotprod;
+    bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
+    bool neon, dotprod, neon_bf16, i8mm;
 } qt_cpu_features;
 const qt_cpu_features *qt_cpu(void);
-// Whether this CPU can run the table (false for NULL): every ISA extension
-// its file is compiled with must be present.
+// Whether this CPU runs the table (false for NULL).
 bool qt_kernels_runnable(const qt_kernel_table *table);
 
 // The best table this CPU runs, unless the environment variable
-// QT_ISA=ref|avx2|avx512|neon asks for another (tests and benchmarks). Read
-// once when a backend (or a test) builds its qt_kctx; nothing below this
-// header consults it: every driver takes its table explicitly.
-// Thread-safe after the first call.
+// QT_ISA=ref|avx2|avx512|avx512-vnni|avx512-bf16|neon asks for another (tests
+// and benchmarks). Read once when a backend (or a test) builds its qt_kctx;
+// nothing below this header consults it: every driver takes its table
+// explicitly. Thread-safe.
 const qt_kernel_table *qt_kernels(void);
 // Pick the table qt_kernels() returns (tests): NULL restores the automatic choice.
 void qt_kernels_set(const qt_kernel_table *table);
@@ -133,8 +169,8 @@ void qt_kernels_set(const qt_kernel_table *table);
 // How products treat their operands.
 //   FAST: activations may be rounded to the weight type's vec_dot_type (Q8_0,
 //         Q8_K, F16: llama.cpp's inference numerics).
-//   F32:  x stays float32 and W is dequantized to float32 (the training
-//         path: QLoRA's dequantized-weight math).
+//   F32:  x stays float32 and W is dequantized to float32: the training
+//         path, QLoRA's dequantized-weight math within fp32 rounding.
 //   BF16: x and W rounded to bfloat16, products accumulated in float32
 //         (PyTorch autocast); where a table has no bf16 kernel, as F32.
 typedef enum { QT_PREC_FAST = 0, QT_PREC_F32 = 1, QT_PREC_BF16 = 2 } qt_prec;
@@ -156,10 +192,11 @@ static inline bool qt_kctx_stopped(const qt_kctx *kc) {
     return kc->stop && atomic_load_explicit(kc->stop, memory_order_relaxed);
 }
 
-// y (T, n_out) = x (T, n_in) @ W^T, where W is (n_out, n_in) in wtype.
-// x is converted once to the vec_dot_type (in a work buffer) and the output
-// is split across the pool's threads; uses gemm tiles when T > 1.
-// n_in must be a multiple of wtype's block size.
+// y (T, n_out) = x (T, n_in) @ W^T, where W is (n_out, n_in) in wtype, on
+// the pool's threads. How x and W meet depends on kc->prec (see qt_prec and
+// matmul.c's mm_plan): at FAST, x is converted once to the vec_dot_type;
+// at F32 / BF16, x stays float and W is dequantized into the float gemm's
+// panels. n_in must be a multiple of wtype's block size.
 void qt_matmul(const qt_kctx *kc, float *y, const float *x, const void *w, qt_type wtype, int64_t n_in,
                int64_t n_out, int64_t T);
 
@@ -184,16 +221,24 @@ void qt_matmul_strided(const qt_kctx *kc, float *y, const float *x, const void *
                        int64_t n_out, int64_t T, size_t w_stride);
 
 // Backward of qt_matmul w.r.t. x, for the training engine:
-// dx (T, n_in) += dy (T, n_out) @ W. W is read row by row in its stored type
-// (dequantized a tile at a time), never materialised in full precision.
+// dx (T, n_in) += dy (T, n_out) @ W, in kc->prec (FAST as F32). W is read row
+// by row in its stored type (dequantized into the gemm's panels), never
+// materialised in full precision.
 void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, qt_type wtype, int64_t n_in,
                  int64_t n_out, int64_t T);
 
-// C (M, N) += A (M, K) @ B (K, N), float32 row-major with leading dimensions
-// lda, ldb, ldc, on the calling thread (layers call it from inside their
-// pool workers), in kc's precision.
+// C (M, N) += A (M, K) @ B (K, N), float32 row-major, on the calling thread
+// only (the layers call it from inside their own pool workers), in kc->prec:
+// BF16 rounds A and B to bfloat16 where the table has a bf16 gemm, F32 and
+// FAST multiply in fp32.
 void qt_gemm_acc(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc);
+
+// The float-activation products kc->prec selects: the table's bf16 ops at
+// QT_PREC_BF16 where it has them, else its f32 ops.
+static inline const qt_gemm_ops *qt_gemm_ops_for(const qt_kctx *kc) {
+    return kc->prec == QT_PREC_BF16 && kc->kt->bf16.gemm_acc ? &kc->kt->bf16 : &kc->kt->f32;
+}
 
 // Dequantize row `row` of W (n_in elements) into dst.
 void qt_get_row(const qt_kernel_table *kt, float *dst, const void *w, qt_type wtype, int64_t n_in, int64_t row);

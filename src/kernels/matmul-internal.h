@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "base/pool.h"
+#include "kernels/kernels.h"
 #include "quant/types.h"
 
 // qt_pool_split on int ranges (the matmul drivers' thread shares).
@@ -16,32 +17,23 @@ static inline void mm_split(int n, int align, int ith, int nth, int *r0, int *r1
     *r0 = (int)a, *r1 = (int)b;
 }
 
-// C (M, N) += A (M, K) @ B (K, N), float32 row-major (gemm-f32-avx2.c): the
-// AVX2 table's gemm_acc_f32. Packs A and B into the micro-kernel's panel
-// layout in blocks that fit the caches; any M, N, K >= 0 and leading
-// dimensions >= the extents.
-void qt_gemm_acc_f32_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc);
+// The AVX2 table's f32 ops (qt_gemm_ops in kernels.h), gemm-f32-avx2.c: one
+// packed 6 x 16 gemm that converts or dequantizes B into its panels.
+void qt_gemm_acc_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                          float *C, int64_t ldc);
+void qt_gemm_acc_w_f32_avx2(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                            const qt_wmat *W, int64_t n0, float *C, int64_t ldc);
+void qt_gemm_xwt_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W,
+                          float *y, int64_t ldy, int64_t n_rows);
+size_t qt_gemm_pack_x_size_f32_avx2(int64_t T, int64_t n);
+void qt_gemm_pack_x_f32_avx2(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth);
 
-// C (M, N) += A (M, K) @ W (K, N), W's rows w_stride bytes apart in a type
-// with blocks of blck elements (blck_bytes each), dequantized by to_float a row
-// segment at a time straight into the packed panels (qt_matmul_t's path on
-// AVX2). N must be a multiple of blck; w points at column 0 of this B.
-void qt_gemm_acc_wq_avx2(int M, int N, int K, const float *A, int lda, const void *w, size_t w_stride,
-                         qt_to_float_fn to_float, int blck, size_t blck_bytes, float *C, int ldc);
-
-// The AVX2 table's gemm_pack_x_size / gemm_pack_x (kernels.h).
-size_t qt_gemm_pack_x_size_avx2(int T, int n);
-void qt_gemm_pack_x_avx2(int T, int n, const float *x, size_t ldx, float *xp, int ith, int nth);
-
-// The AVX2 table's gemm_wt for F32, F16 and BF16 weights (qt_gemm_wt_fn in
-// kernels.h), on the same blocked gemm: W^T's blocks are converted to float
-// straight into the packed panels.
-void qt_gemm_wt_f32_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride,
-                         float *y, size_t ldy, int n_rows);
-void qt_gemm_wt_f16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride,
-                         float *y, size_t ldy, int n_rows);
-void qt_gemm_wt_bf16_avx2(int T, int n, const float *x, size_t ldx, const float *xp, const void *w, size_t w_stride,
-                          float *y, size_t ldy, int n_rows);
+// The AVX-512 float ops (gemm-avx512.c, gemm-avx512bf16.c).
+const qt_gemm_ops *qt_gemm_ops_f32_avx512(void);
+const qt_gemm_ops *qt_gemm_ops_bf16_avx512(void);
+// The arm64 float ops (gemm-neon.c; gemm-neonbf16.c, built with +bf16).
+const qt_gemm_ops *qt_gemm_ops_f32_neon(void);
+const qt_gemm_ops *qt_gemm_ops_bf16_neon(void);
 
 // AVX2 multi-row decode kernels (gemv-avx2.c): the avx2 table's gemv for
 // Q4_0, Q8_0, Q4_K, Q6_K, F16 and BF16 weights (qt_gemv_fn in kernels.h).

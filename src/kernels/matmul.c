@@ -1,24 +1,34 @@
-// matmul.c: the matmul drivers on top of the kernel tables.
+// matmul.c: the matmul drivers on top of the kernel tables, and the one
+// place that decides which kernel runs a product (mm_plan).
 //
 // qt_matmul: y (T, n_out) = x (T, n_in) @ W^T; qt_matmul_multi: several such
 // products on one x (q, k, v; gate, up), which share x's conversion and one
-// pool run. The outputs' rows (or tiles) form one combined work space:
-//   T == 1 (decode): x converted once into the pool's work buffer in the
-//     weights' vec_dot_type; each thread takes one contiguous range of the
-//     combined rows, so the weights stream through memory once, sequentially
-//     per thread; each output's part goes to the table's multi-row gemv
-//     kernel, or row by row to vec_dot with the rows ahead prefetched.
-//   T > 1, float weights (F32, F16, BF16) with a table gemm_wt, from
-//     QT_MATMUL_WT_MIN_T tokens: x stays float, packed once for the gemm on
-//     all threads; chunks of weight rows are claimed from a shared counter and
-//     converted into the packed f32 gemm's panels a cache block at a time.
-//     Narrow outputs (attention's P @ V) split the tokens instead.
-//   T > 1 otherwise: x converted once; (row block x column block) tiles
-//     claimed one at a time from a shared counter, each handed to the table's
-//     gemm kernel (or vec_dot per pair when there is none).
+// pool run. The outputs' rows (or tiles) form one combined work space. The
+// policy, per weight type, number of tokens T and precision:
+//
+//   precision  T          weights            path      kernel
+//   FAST       1          any                MM_GEMV   traits.gemv, else traits.vec_dot row by row
+//   FAST       2..15      any                MM_TILES  traits.gemm, else traits.vec_dot per pair
+//   FAST       >= 16      quantized          MM_TILES  traits.gemm, else traits.vec_dot per pair
+//   FAST       >= 16      F32, F16, BF16     MM_XWT    f32.gemm_xwt (BF16 weights: bf16.gemm_xwt
+//                                                     where the table has it: x rounded to bf16,
+//                                                     BF16's vec_dot_type)
+//   F32        any        any                MM_XWT    f32.gemm_xwt: x float, W dequantized
+//   BF16       any        any                MM_XWT    bf16.gemm_xwt, f32's where the table has none
+//
+//   MM_GEMV: x converted once into the pool's work buffer in the weights'
+//     vec_dot_type; each thread takes one contiguous range of the combined
+//     rows, so the weights stream through memory once, sequentially per
+//     thread; rows without a gemv go to vec_dot with the rows ahead prefetched.
+//   MM_TILES: x converted once; (row block x column block) tiles claimed one
+//     at a time from a shared counter.
+//   MM_XWT: x stays float, packed once for the gemm on all threads; chunks of
+//     weight rows are claimed from a shared counter and converted (or
+//     dequantized) into the packed gemm's panels a cache block at a time.
+//     Narrow outputs (attention's P @ V, LoRA's x @ A^T) split the tokens.
 // Claiming work from a counter lets a thread the host slows down do less of
 // it; no result depends on which thread computes it.
-// qt_matmul_t (the backward to the inputs) is in matmul-t.c.
+// qt_matmul_t (the backward to the inputs) and qt_gemm_acc are in matmul-t.c.
 // Deliberately not: persistent weight repacking, fused operations.
 // Follows ggml-cpu's mul_mat (src1 converted to vec_dot_type once, output
 // chunked over threads) and llamafile's tinyBLAS for the tiling.
@@ -42,19 +52,36 @@
 #define MM_ROW_ALIGN 16
 // Decode with vec_dot: how far ahead of the current row weights are prefetched.
 #define MM_PREFETCH_BYTES 4096
-// From QT_MATMUL_WT_MIN_T tokens on (kernels.h), float weights go through the
-// table's gemm_wt (W converted once per call into packed panels) instead of
-// the gemm tiles (which convert W and x again in every tile).
-// gemm_wt work is split by weight rows when every thread gets at least this
+// MM_XWT work is split by weight rows when every thread gets at least this
 // many; otherwise (narrow outputs, e.g. attention's P @ V) by tokens.
 #define MM_WT_MIN_ROWS 64
-// Largest gemm_wt work item, in rows.
+// Largest MM_XWT work item, in rows.
 #define MM_WT_MAX_CHUNK 512
+
+typedef enum { MM_GEMV, MM_TILES, MM_XWT } mm_path;
+
+// The policy of the table in this file's header comment. *ops: the float
+// ops MM_XWT runs on.
+static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, int64_t T, const qt_gemm_ops **ops) {
+    const bool has_bf16 = kt->bf16.gemm_xwt != NULL;
+    *ops = &kt->f32;
+    if (prec == QT_PREC_F32) return MM_XWT;
+    if (prec == QT_PREC_BF16) {
+        if (has_bf16) *ops = &kt->bf16;
+        return MM_XWT;
+    }
+    bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16;
+    if (T == 1) return MM_GEMV;
+    if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
+    if (wtype == QT_TYPE_BF16 && has_bf16) *ops = &kt->bf16;
+    return MM_XWT;
+}
 
 // One weight matrix of a (multi-)matmul: y (T, n_out) = x @ W^T.
 typedef struct {
     const qt_kernel_traits *tr;
     const void *w;
+    qt_wmat wm;         // the same weights for MM_XWT
     size_t w_stride;
     float *y;
     qt_type wtype;
@@ -69,10 +96,10 @@ typedef struct {
     size_t xq_stride;
     int n_in, T;
     int n_outs, n_rows, n_tiles;   // over all outputs
-    int wt_chunk;                  // rows per gemm_wt work item
-    const qt_kernel_table *kt;
+    int wt_chunk;                  // rows per MM_XWT work item
+    const qt_gemm_ops *ops;        // MM_XWT's float ops
     const qt_kctx *kc;             // for the stop flag
-    float *xp;                     // x packed once for gemm_wt (NULL: each call packs)
+    float *xp;                     // x packed once for MM_XWT (NULL: each call packs)
     _Atomic int next;              // next unclaimed work item (tiles, gemm_wt chunks)
     mm_out out[QT_MATMUL_MAX_OUTS];
 } mm_ctx;
@@ -147,10 +174,9 @@ static void tiles_job(void *arg, int ith, int nth) {
     }
 }
 
-// Float weights, T >= QT_MATMUL_WT_MIN_T: x used as float, no conversion pass.
-// Wide outputs: chunks of wt_chunk rows claimed from a shared counter (as
-// tiles_job), all reading x packed once (c->xp), or packing it themselves
-// when there is a single chunk.
+// MM_XWT: x used as float, no conversion pass. Wide outputs: chunks of
+// wt_chunk rows claimed from a shared counter (as tiles_job), all reading x
+// packed once (c->xp), or packing it themselves when there is a single chunk.
 static void wt_job(void *arg, int ith, int nth) {
     mm_ctx *c = arg;
     const float *x = c->x;
@@ -159,24 +185,25 @@ static void wt_job(void *arg, int ith, int nth) {
              g0 = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed) * c->wt_chunk) {
             if (qt_kctx_stopped(c->kc)) break;
             int g1 = QT_MIN(c->n_rows, g0 + c->wt_chunk);
-            FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1)
-                o->tr->gemm_wt(c->T, c->n_in, x, (size_t)c->n_in, c->xp,
-                               (const char *)o->w + (size_t)r0 * o->w_stride, o->w_stride, o->y + r0,
-                               (size_t)o->n_out, r1 - r0);
+            FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) {
+                qt_wmat wm = o->wm;
+                wm.data = (const char *)o->w + (size_t)r0 * o->w_stride;
+                c->ops->gemm_xwt(c->T, c->n_in, x, c->n_in, c->xp, &wm, o->y + r0, o->n_out, r1 - r0);
+            }
         }
     } else {
         int t0, t1;
         mm_split(c->T, 1, ith, nth, &t0, &t1);
         if (t1 > t0)
             for (const mm_out *o = c->out; o < c->out + c->n_outs; o++)
-                o->tr->gemm_wt(t1 - t0, c->n_in, x + (size_t)t0 * c->n_in, (size_t)c->n_in, NULL, o->w, o->w_stride,
-                               o->y + (size_t)t0 * o->n_out, (size_t)o->n_out, o->n_out);
+                c->ops->gemm_xwt(t1 - t0, c->n_in, x + (size_t)t0 * c->n_in, c->n_in, NULL, &o->wm,
+                                 o->y + (size_t)t0 * o->n_out, o->n_out, o->n_out);
     }
 }
 
 static void pack_x_job(void *arg, int ith, int nth) {
     const mm_ctx *c = arg;
-    c->kt->gemm_pack_x(c->T, c->n_in, c->x, (size_t)c->n_in, c->xp, ith, nth);
+    c->ops->pack_x(c->T, c->n_in, c->x, c->n_in, c->xp, ith, nth);
 }
 
 // A buffer all threads of one job share: the pool's, or with no pool this
@@ -192,7 +219,8 @@ static int to_int(int64_t n) {
     return (int)n;
 }
 
-// The outputs share x; callers guarantee one vec_dot_type among them.
+// The outputs share x and one plan (path, float ops and, off MM_XWT, one
+// vec_dot_type): callers guarantee it (same_plan).
 static void matmul_run(const qt_kctx *kc, const float *x, int n_in, int T, const qt_matmul_out *outs,
                        const size_t *w_strides, int n_outs) {
     const qt_kernel_table *kt = kc->kt;
@@ -200,14 +228,15 @@ static void matmul_run(const qt_kctx *kc, const float *x, int n_in, int T, const
     QT_ASSERT(kt && n_outs >= 1 && n_outs <= QT_MATMUL_MAX_OUTS);
     QT_ASSERT(n_in > 0 && T >= 0);
     if (qt_kctx_stopped(kc)) return;
-    mm_ctx c = { .kt = kt, .kc = kc, .x = x, .n_in = n_in, .T = T };
+    mm_ctx c = { .kc = kc, .x = x, .n_in = n_in, .T = T };
+    mm_path path = mm_plan(kt, kc->prec, outs[0].wtype, T, &c.ops);
     int n_cb = (T + MM_COLS - 1) / MM_COLS;
-    bool all_wt = T >= QT_MATMUL_WT_MIN_T;
     for (int i = 0; i < n_outs; i++) {
         const qt_matmul_out *u = &outs[i];
         QT_ASSERT((unsigned)u->wtype < QT_TYPE_COUNT && u->n_out >= 0 && u->n_out <= INT32_MAX);
         const qt_kernel_traits *tr = &kt->type[u->wtype];
-        QT_ASSERT(tr->vec_dot != NULL && tr->vec_dot_type == kt->type[outs[0].wtype].vec_dot_type);
+        QT_ASSERT(tr->vec_dot != NULL && tr->to_float != NULL);
+        QT_ASSERT(path == MM_XWT || tr->vec_dot_type == kt->type[outs[0].wtype].vec_dot_type);
         if (u->n_out == 0) continue;
         mm_out *o = &c.out[c.n_outs++];
         *o = (mm_out){
@@ -215,19 +244,19 @@ static void matmul_run(const qt_kctx *kc, const float *x, int n_in, int T, const
             .w_stride = w_strides && w_strides[i] ? w_strides[i] : qt_row_size(u->wtype, n_in),
             .row0 = c.n_rows, .tile0 = c.n_tiles,
         };
+        o->wm = (qt_wmat){ .data = u->w, .stride = o->w_stride, .type = u->wtype, .to_float = tr->to_float };
         c.n_rows += o->n_out;
         c.n_tiles += (o->n_out + MM_ROWS - 1) / MM_ROWS * n_cb;
-        all_wt = all_wt && tr->gemm_wt;
     }
     if (c.n_outs == 0 || T == 0) return;
-    if (all_wt) {
+    if (path == MM_XWT) {
         // about 4 chunks per thread (for the counter to balance), 64..512 rows
         int nth = qt_pool_n_threads(pool);
         int chunk = (c.n_rows / (4 * nth) + MM_ROW_ALIGN - 1) / MM_ROW_ALIGN * MM_ROW_ALIGN;
         c.wt_chunk = QT_MAX(MM_WT_MIN_ROWS, QT_MIN(MM_WT_MAX_CHUNK, chunk));
-        if (kt->gemm_pack_x && c.n_rows >= MM_WT_MIN_ROWS * nth && c.n_rows > c.wt_chunk) {
+        if (c.ops->pack_x && c.n_rows >= MM_WT_MIN_ROWS * nth && c.n_rows > c.wt_chunk) {
             // several row chunks read the same x: pack it once, on all threads
-            c.xp = shared_buf(pool, kt->gemm_pack_x_size(T, n_in) * sizeof(float));
+            c.xp = shared_buf(pool, c.ops->pack_x_size(T, n_in) * sizeof(float));
             qt_pool_run(pool, pack_x_job, &c);
         }
         qt_pool_run(pool, wt_job, &c);
@@ -244,17 +273,23 @@ static void matmul_run(const qt_kctx *kc, const float *x, int n_in, int T, const
         if (T == 1) convert_job(&c, 0, 1);   // too small to be worth a second job
         else qt_pool_run(pool, convert_job, &c);
     }
-    qt_pool_run(pool, T == 1 ? decode_job : tiles_job, &c);
+    qt_pool_run(pool, path == MM_GEMV ? decode_job : tiles_job, &c);
+}
+
+// Whether two outputs can share one run: same path, same float ops, and off
+// MM_XWT the same conversion of x.
+static bool same_plan(const qt_kctx *kc, qt_type a, qt_type b, int64_t T) {
+    const qt_gemm_ops *oa, *ob;
+    mm_path pa = mm_plan(kc->kt, kc->prec, a, T, &oa), pb = mm_plan(kc->kt, kc->prec, b, T, &ob);
+    return pa == pb && oa == ob && (pa == MM_XWT || kc->kt->type[a].vec_dot_type == kc->kt->type[b].vec_dot_type);
 }
 
 void qt_matmul_multi(const qt_kctx *kc, const float *x, int64_t n_in, int64_t T, const qt_matmul_out *outs,
                      int n_outs) {
-    const qt_kernel_table *kt = kc->kt;
-    // Outputs whose activations convert differently cannot share x's
-    // conversion: then each output runs on its own.
+    // Outputs on different plans cannot share x's conversion: then each
+    // output runs on its own.
     bool same = true;
-    for (int i = 1; i < n_outs; i++)
-        same = same && kt->type[outs[i].wtype].vec_dot_type == kt->type[outs[0].wtype].vec_dot_type;
+    for (int i = 1; i < n_outs; i++) same = same && same_plan(kc, outs[0].wtype, outs[i].wtype, T);
     if (same) {
         matmul_run(kc, x, to_int(n_in), to_int(T), outs, NULL, n_outs);
         return;

@@ -4,7 +4,7 @@
 #ifndef QT_QUANTS_AVX2_H
 #define QT_QUANTS_AVX2_H
 
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <stdint.h>
 
 // One half (128 quants) of a Q6_K super-block, from its 64 ql bytes (low 4

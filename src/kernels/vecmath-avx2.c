@@ -16,7 +16,7 @@
 // split SwiGLU at arbitrary points). Deliberately not: a table-driven exp, a
 // faster lower-accuracy variant, denormal-flushing modes.
 // References: Cephes expf.c (S. Moshier), ARM optimized-routines expf.
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <math.h>
 #include <string.h>
 

@@ -46,6 +46,7 @@ struct qt_tmodel {
     float *grads_host;       // (n_params) device backends: gradients downloaded here
     int *pos;                // host (N)
     qt_adapter ad;           // the trained adapter as the backend sees it
+    qt_prec prec_before;     // the CPU backend's precision before this model changed it
     const atomic_int *stop;
     qt_tmodel_layer_fn layer_hook;   // after each layer's backward (gradient all-reduce)
     void *layer_hook_ud;
@@ -59,6 +60,11 @@ void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud) {
 void qt_tmodel_set_stop(qt_tmodel *tm, const atomic_int *stop) {
     tm->stop = stop;
     tm->be->ops->set_stop(tm->be, stop);
+}
+
+void qt_tmodel_set_prec(qt_tmodel *tm, qt_prec prec) {
+    qt_kctx *kc = qt_backend_cpu_kctx(tm->be);
+    if (kc) kc->prec = prec;
 }
 
 typedef struct {
@@ -142,6 +148,7 @@ qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_backend *be, int 
     const qt_arch_desc *a = m->arch;
     qt_tmodel *tm = qt_calloc(1, sizeof(qt_tmodel));
     tm->m = m; tm->lora = lora; tm->be = be;
+    if (qt_backend_cpu_kctx(be)) tm->prec_before = qt_backend_cpu_kctx(be)->prec;
     QT_ASSERT(mode == QT_ACT_KEEP || mode == QT_ACT_CHECKPOINT || mode == QT_ACT_RECOMPUTE);
     const bool checkpoint = mode == QT_ACT_CHECKPOINT;
     tm->max_tokens = max_tokens; tm->max_seq = max_seq; tm->mode = mode; tm->checkpoint = checkpoint;
@@ -159,15 +166,19 @@ qt_tmodel *qt_tmodel_init(const qt_model *m, qt_lora *lora, qt_backend *be, int 
     }
     plan(tm, m, lora, max_tokens, mode, tm->ce_rows, tm->arena);
     // Training's products see the dequantized weights (QLoRA's math), not
-    // activations rounded for inference kernels.
+    // activations rounded for inference kernels: bf16 operands with fp32
+    // sums where the CPU has a bf16 gemm (qtune train's default), else fp32;
+    // qt_tmodel_set_prec chooses otherwise.
     qt_kctx *kc = qt_backend_cpu_kctx(be);
-    if (kc && kc->prec == QT_PREC_FAST) kc->prec = QT_PREC_F32;
+    if (kc && kc->prec == QT_PREC_FAST) kc->prec = kc->kt->bf16.gemm_acc ? QT_PREC_BF16 : QT_PREC_F32;
     if (!be->host_memory && lora->grads) tm->grads_host = qt_malloc(sizeof(float) * lora->n_params);
     return tm;
 }
 
 void qt_tmodel_free(qt_tmodel *tm) {
     if (!tm) return;
+    qt_kctx *kc = qt_backend_cpu_kctx(tm->be);
+    if (kc) kc->prec = tm->prec_before;   // inference on the same backend keeps its own
     qt_adapter_release(tm->be, &tm->ad);
     tm->be->ops->free(tm->be, tm->arena, tm->arena_size);
     qt_free(tm->acts);

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 
 #include "backend/backend.h"
+#include "kernels/kernels.h"
 #include "model/lora.h"
 #include "model/model.h"
 
@@ -69,5 +70,11 @@ void qt_tmodel_set_layer_hook(qt_tmodel *tm, qt_tmodel_layer_fn fn, void *ud);
 // the backend's long operations; NULL: none. A step that sees it set returns
 // QT_STOPPED within one operation's time.
 void qt_tmodel_set_stop(qt_tmodel *tm, const atomic_int *stop);
+
+// Precision of the products (kernels.h qt_prec) on a CPU backend: QT_PREC_F32
+// (the dequantized-weight math in fp32) or QT_PREC_BF16 (bf16 products with
+// fp32 sums, PyTorch autocast; as F32 where the kernels have no bf16 gemm).
+// The default is BF16 where the CPU has a bf16 gemm, else F32. Adapters, optimizer state and reductions stay fp32 either way.
+void qt_tmodel_set_prec(qt_tmodel *tm, qt_prec prec);
 
 #endif

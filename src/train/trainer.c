@@ -42,6 +42,7 @@
 #include "base/pool.h"
 #include "dist/dist.h"
 #include "io/safetensors.h"
+#include "kernels/kernels.h"
 #include "model/lora-io.h"
 #include "model/model.h"
 #include "train/model-train.h"
@@ -702,6 +703,13 @@ int qt_train_run(const qt_train_opts *o) {
     if (!be || qt_model_bind(m, be) != QT_OK) goto done;
     tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, amode);
     if (!tm) goto done;
+    {   // --compute: bf16 products (fp32 sums) where the CPU has a bf16 gemm, unless fp32 is asked for
+        bool bf16_hw = qt_kernels()->bf16.gemm_acc != NULL;
+        bool bf16 = o->compute ? !strcmp(o->compute, "bf16") : bf16_hw;
+        qt_tmodel_set_prec(tm, bf16 ? QT_PREC_BF16 : QT_PREC_F32);
+        say(&L, "compute: %s products, fp32 sums (kernels %s%s)\n", bf16 && bf16_hw ? "bf16" : "fp32", qt_kernels()->isa,
+             bf16 && !bf16_hw ? "; no bf16 gemm on this CPU: fp32" : "");
+    }
     // in-step stops only with one process: ranks must not leave a collective half done
     if (n_ranks == 1) qt_tmodel_set_stop(tm, o->stop);
     // every rank must see the same data and settings, or the slices and the

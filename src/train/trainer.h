@@ -44,6 +44,7 @@ typedef struct {
     const char *device;         // backend: "cpu", "cuda", "auto" (NULL: auto)
     qt_data_opts data_opts;
     const char *quantize;       // NULL, or q4_0 / q8_0 / ...: quantize the base at load time
+    const char *compute;        // "bf16" | "fp32" products; NULL: bf16 where the kernels have a bf16 gemm
     float dist_timeout;         // under mpirun: seconds to wait for the other ranks (default 600)
     const atomic_int *stop;     // raised by Ctrl-C (tools/): stop, save the last finished step; NULL: never
     const char *resume_hint;    // the command that continues this run, for the stop message (NULL: generic)

@@ -16,10 +16,15 @@ Writes tests/data/lora-ref.bin:
   f32 losses[n_steps]            (loss before each AdamW step, same batch)
   f32 params_final[n_params]
 
-Run: /usr/bin/python3 tests/ref/make_ref_lora.py [q4_0]  (python3-torch, python3-numpy)
+Run: /usr/bin/python3 tests/ref/make_ref_lora.py [q4_0] [bf16]  (python3-torch, python3-numpy)
 With q4_0 the projections whose rows are a multiple of 32 are first quantized
 to Q4_0 and dequantized exactly as ggml does (QLoRA: PyTorch runs on the
-dequantized base), written to lora-ref-q4_0.bin, without the AdamW steps.
+dequantized base), written to lora-ref-q4_0.bin, with the same 20 AdamW steps.
+With bf16 every matrix product, forward and backward (the base and adapter
+projections, q k^T, P v, the output head), rounds both operands to bfloat16
+(nearest even) and sums the exact products in fp32, the rest stays fp32: the
+numerics of qtune's QT_PREC_BF16 (PyTorch autocast's bf16 matmul without
+rounding the product's result), written to lora-ref[-q4_0]-bf16.bin.
 """
 import json
 import os
@@ -35,13 +40,14 @@ sys.path.insert(0, HERE)
 from make_ref_logits import MODELS, load_safetensors, rms_norm, rotate_half  # noqa: E402
 
 HF = os.path.join(MODELS, "tinystories-260K", "hf")
-QUANT = sys.argv[1] if len(sys.argv) > 1 else None   # None or "q4_0"
-OUT = os.path.join(HERE, "..", "data", f"lora-ref{'-' + QUANT if QUANT else ''}.bin")
+QUANT = "q4_0" if "q4_0" in sys.argv[1:] else None
+BF16 = "bf16" in sys.argv[1:]
+OUT = os.path.join(HERE, "..", "data", f"lora-ref{'-' + QUANT if QUANT else ''}{'-bf16' if BF16 else ''}.bin")
 TARGETS = ["q", "k", "v", "o", "gate", "up", "down"]
 PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj", "o": "self_attn.o_proj",
         "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj"}
 RANK, ALPHA = 4, 8.0
-N_STEPS = 20 if QUANT is None else 0
+N_STEPS = 20
 # eps 1e-6 rather than 1e-8: Adam moves a weight by ~lr * sign(g) in its
 # first steps, so a gradient of ~1e-7 (float32 noise next to gradients of ~1)
 # whose sign differs between two correct implementations would move one
@@ -50,15 +56,41 @@ N_STEPS = 20 if QUANT is None else 0
 LR, B1, B2, EPS, WD = 2e-3, 0.9, 0.999, 1e-6, 0.01
 
 
+def bfr(t):
+    """t rounded to bfloat16 (nearest even), back in float32"""
+    return t.to(torch.bfloat16).to(torch.float32)
+
+
+class Bf16Matmul(torch.autograd.Function):
+    """a @ b on bf16-rounded operands with fp32 sums; the backward products
+    (grad @ b^T, a^T @ grad) round their operands the same way."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return bfr(a) @ bfr(b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = bfr(g) @ bfr(b).transpose(-1, -2)
+        gb = bfr(a).transpose(-1, -2) @ bfr(g)
+        return ga, gb
+
+
+def mm(a, b):
+    return Bf16Matmul.apply(a, b) if BF16 else a @ b
+
+
 def lora_forward(W, cfg, lora, tokens, seq_start):
     C, NH, NKV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     HS, eps, s = C // NH, cfg["rms_norm_eps"], ALPHA / RANK
     x = W["model.embed_tokens.weight"][torch.tensor(tokens)]
 
     def lin(il, t, h):
-        y = h @ W[f"model.layers.{il}.{PROJ[t]}.weight"].T
+        y = mm(h, W[f"model.layers.{il}.{PROJ[t]}.weight"].T)
         A, B = lora[(il, t)]
-        return y + s * ((h @ A.T) @ B.T)
+        return y + s * mm(mm(h, A.T), B.T)
 
     for il in range(cfg["num_hidden_layers"]):
         h = rms_norm(x, W[f"model.layers.{il}.input_layernorm.weight"], eps)
@@ -78,13 +110,13 @@ def lora_forward(W, cfg, lora, tokens, seq_start):
             ks = ks.repeat_interleave(NH // NKV, 0)
             vs = vs.repeat_interleave(NH // NKV, 0)
             mask = torch.full((T, T), float("-inf")).triu(1)
-            att = torch.softmax(qs @ ks.transpose(-1, -2) / HS ** 0.5 + mask, -1)
-            outs.append((att @ vs).transpose(0, 1).reshape(T, NH * HS))
+            att = torch.softmax(mm(qs, ks.transpose(-1, -2)) / HS ** 0.5 + mask, -1)
+            outs.append(mm(att, vs).transpose(0, 1).reshape(T, NH * HS))
         x = x + lin(il, "o", torch.cat(outs, 0))
         h = rms_norm(x, W[f"model.layers.{il}.post_attention_layernorm.weight"], eps)
         x = x + lin(il, "down", torch.nn.functional.silu(lin(il, "gate", h)) * lin(il, "up", h))
     x = rms_norm(x, W["model.norm.weight"], eps)
-    return x @ W["model.embed_tokens.weight"].T
+    return mm(x, W["model.embed_tokens.weight"].T)
 
 
 def q4_0_roundtrip(w):

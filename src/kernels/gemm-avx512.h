@@ -1,0 +1,404 @@
+// gemm-avx512.h: the blocked AVX-512 gemm shared by gemm-avx512.c (fp32
+// products) and gemm-avx512bf16.c (bf16 products with fp32 sums). Include
+// only from those two files, after defining G5_PAIRS (0: fp32, 1: bf16 pairs)
+// and the micro-kernel
+//   static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
+// which computes C (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp.
+// G5_MR <= 16 (the A pack transposes 16 rows at a time).
+//
+// Packed operands hold 4-byte units: an fp32 value (one k), or with G5_PAIRS
+// a bf16 pair, two consecutive k of one row or column in one dword with the
+// even k in the low half (the operand layout of vdpbf16ps). A block of kc k
+// is ku = kc (fp32) or ceil(kc / 2) (pairs) units deep.
+//   A: ceil(mc / MR) row panels of (ku x MR) units, unit-major;
+//   B: ceil(nc / NR) column panels of (ku x NR) units, unit-major.
+// Goto/BLIS blocking: a (KC x NC) block of B is packed once and reused by
+// every row block of A; its (ku x 32) panels (32 KiB) stay in L1 while the A
+// panels stream past them from L2. The 14 x 32
+// micro-tile keeps 28 zmm accumulators: per unit 2 loads of B, 14 broadcasts
+// of A, 28 FMAs (or vdpbf16ps, each two k). Ragged edges: the packs are
+// zero-padded to whole panels and edge tiles of C go through a scratch tile,
+// so every element of C sums in the same order (units ascending, from C's old
+// value or from 0). fp32 -> bf16 rounds to nearest even, as
+// qt_fp32_to_bf16 (quant/types.h) and PyTorch's .to(torch.bfloat16).
+// B comes from three sources: float rows (gemm_acc), weight rows of any type
+// dequantized a row segment at a time (gemm_acc_w: B = W), and weight rows
+// transposed 16 x 16 units at a time (gemm_xwt: B = W^T; F32 rows and, for
+// pairs, BF16 rows are read in place, other types dequantized 16 rows at a
+// time into an L1 buffer).
+// Follows BLIS's skx sgemm (register-blocked micro-tile, packed panels) and
+// Goto & van de Geijn, "Anatomy of high-performance matrix multiplication".
+#ifndef QT_GEMM_AVX512_H
+#define QT_GEMM_AVX512_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/pool.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
+#include "kernels/simd-x86.h"
+#include "quant/types.h"
+
+#define G5_MR 14     // 28 accumulators; measured in L1 on Zen 5: 14 rows reach the bf16 peak, 12 do not
+#define G5_NR 32
+// k per block, a multiple of every block size (32, 256): the B panel (KC x 32
+// values) is 32 KiB either way, in L1 while the A panels stream past
+#define G5_KC (G5_PAIRS ? 512 : 256)
+#define G5_MC 98     // A block: MC x KC, 7 panels
+#define G5_NC 1024   // B block: KC x NC
+#define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
+#define G5_KU_MAX G5_KU(G5_KC)
+#define G5_INLINE static inline __attribute__((always_inline))
+
+// ---- units from floats ----
+
+// bf16 bits of fp32 lanes in their upper halves, rounded to nearest even;
+// NaN stays a quiet NaN (as qt_fp32_to_bf16).
+G5_INLINE __m512i g5_round_bf16(__m512i u) {
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                           _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
+}
+
+// 16 pairs: lane i = (bf16(even[i]), bf16(odd[i])), even in the low half
+G5_INLINE __m512i g5_pairs(__m512 even, __m512 odd) {
+    __m512i lo = _mm512_srli_epi32(g5_round_bf16(_mm512_castps_si512(even)), 16);
+    __m512i hi = _mm512_and_si512(g5_round_bf16(_mm512_castps_si512(odd)), _mm512_set1_epi32((int)0xffff0000u));
+    return _mm512_or_si512(lo, hi);
+}
+
+G5_INLINE __mmask16 g5_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
+
+// Units u0 .. u0+15 of a row of n floats (zero past n): the floats
+// themselves, or pairs of consecutive elements.
+G5_INLINE __m512i g5_row_units(const float *row, int u0, int n) {
+#if G5_PAIRS
+    int k0 = 2 * u0;
+    __m512 a = _mm512_maskz_loadu_ps(g5_mask(n - k0), row + k0);
+    __m512 b = _mm512_maskz_loadu_ps(g5_mask(n - k0 - 16), row + k0 + 16);
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return g5_pairs(_mm512_permutex2var_ps(a, ie, b), _mm512_permutex2var_ps(a, io, b));
+#else
+    return _mm512_castps_si512(_mm512_maskz_loadu_ps(g5_mask(n - u0), row + u0));
+#endif
+}
+
+// In-register 16 x 16 transpose of dwords: r[i] (row i) -> r[j] (column j).
+G5_INLINE void g5_transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {   // r[g + c] lane L: column 4L + c of rows g .. g+3
+        r[g + 0] = _mm512_unpacklo_epi64(t[g + 0], t[g + 2]);
+        r[g + 1] = _mm512_unpackhi_epi64(t[g + 0], t[g + 2]);
+        r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int c = 0; c < 4; c++) {
+            t[h + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0x88);       // columns c, 8 + c
+            t[h + 4 + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0xdd);   // columns 4 + c, 12 + c
+        }
+    for (int c = 0; c < 8; c++) {
+        r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+    }
+}
+
+// ---- packing A ----
+
+// Ap = A (mc x kc, rows lda apart) as row panels; 16 rows x 16 units
+// transposed at a time, the panel's MR rows stored with a mask.
+static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc, int kc) {
+    const int ku = G5_KU(kc);
+    for (int i0 = 0; i0 < mc; i0 += G5_MR, Ap += (size_t)ku * G5_MR) {
+        int rows = QT_MIN(G5_MR, mc - i0);
+        for (int u0 = 0; u0 < ku; u0 += 16) {
+            __m512i v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = i < rows ? g5_row_units(A + (size_t)(i0 + i) * lda, u0, kc) : _mm512_setzero_si512();
+            g5_transpose16(v);
+            for (int u = 0; u < 16 && u0 + u < ku; u++)
+                _mm512_mask_storeu_epi32(Ap + (size_t)(u0 + u) * G5_MR, (__mmask16)((1u << G5_MR) - 1), v[u]);
+        }
+    }
+}
+
+// ---- packing B ----
+
+// Producer of B's packed blocks: Bp = B[k0 : k0+kc, n0 : n0+nc] as
+// ceil(nc / NR) panels of (ku x NR) units, zero-padded to whole panels.
+typedef void (*g5_pack_b_fn)(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp);
+// Optional: start loading the part [f0, f1) of the block (k0, kc, n0, nc) from
+// memory, f in units of 1 / G5_PF_PARTS of its rows (the driver spreads the
+// next block's prefetch over the micro-kernel calls of the current one: weight
+// rows read a short segment at a time are streams the hardware prefetcher
+// does not follow).
+typedef void (*g5_prefetch_fn)(const void *src, int k0, int kc, int n0, int nc, int f0, int f1);
+#define G5_PF_PARTS 32
+
+// Unit row u of a block from its float k-rows r0 (k = 2u or u) and r1 (k =
+// 2u + 1 with pairs; NULL past K): nc columns dealt out to the panels.
+G5_INLINE void g5_deal(const float *r0, const float *r1, int nc, int ku, int u, uint32_t *restrict Bp) {
+    for (int j0 = 0; j0 < nc; j0 += 16) {
+        __mmask16 m = g5_mask(nc - j0);
+        __m512 a = _mm512_maskz_loadu_ps(m, r0 + j0);
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR + (j0 % G5_NR);
+#if G5_PAIRS
+        __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j0) : _mm512_setzero_ps();
+        _mm512_store_si512((void *)d, g5_pairs(a, b));
+#else
+        (void)r1;
+        _mm512_store_si512((void *)d, _mm512_castps_si512(a));
+#endif
+    }
+    if (nc % G5_NR && nc % G5_NR <= 16)   // the upper half of a last panel with at most 16 columns
+        _mm512_store_si512((void *)(Bp + (size_t)(nc / G5_NR) * ku * G5_NR + (size_t)u * G5_NR + 16),
+                           _mm512_setzero_si512());
+}
+
+typedef struct {
+    const float *B;
+    size_t ldb;
+} g5_rows_src;
+
+// B row-major (K, N) floats
+static void g5_pack_rows(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
+    const g5_rows_src *s = src;
+    const int ku = G5_KU(kc);
+    for (int u = 0; u < ku; u++) {
+        int k = G5_PAIRS ? k0 + 2 * u : k0 + u;
+        const float *r0 = s->B + (size_t)k * s->ldb + n0;
+        const float *r1 = G5_PAIRS && k + 1 < k0 + kc ? r0 + s->ldb : NULL;
+        g5_deal(r0, r1, nc, ku, u, Bp);
+    }
+}
+
+typedef struct {
+    const char *w;             // W's row 0 (gemm_wq: at B's column 0, block-aligned)
+    size_t stride;             // bytes between rows
+    qt_type type;
+    qt_to_float_fn to_float;
+    int blck;
+    size_t blck_bytes;
+} g5_w_src;
+
+// B = W (K rows of W, B's columns a block-aligned range of each row): each
+// row segment dequantized into an L1 buffer, then dealt out.
+static void g5_pack_wq(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
+    const g5_w_src *s = src;
+    const int ku = G5_KU(kc);
+    float buf[2][G5_NC] __attribute__((aligned(64)));
+    const size_t off = (size_t)(n0 / s->blck) * s->blck_bytes;
+    for (int u = 0; u < ku; u++) {
+        int k = G5_PAIRS ? k0 + 2 * u : k0 + u;
+        s->to_float(s->w + (size_t)k * s->stride + off, buf[0], nc);
+        const float *r1 = NULL;
+        if (G5_PAIRS && k + 1 < k0 + kc) {
+            s->to_float(s->w + (size_t)(k + 1) * s->stride + off, buf[1], nc);
+            r1 = buf[1];
+        }
+        g5_deal(buf[0], r1, nc, ku, u, Bp);
+    }
+}
+
+// B = W^T: B (k, j) = W row n0 + j, element k0 + k. Per group of 16 rows,
+// 16 units of each row loaded (or dequantized first), one 16 x 16 transpose,
+// 16 unit rows of half a panel stored.
+static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
+    const g5_w_src *s = src;
+    const int ku = G5_KU(kc);
+    const bool in_place_f32 = s->type == QT_TYPE_F32;
+    const bool in_place_bf16 = G5_PAIRS && s->type == QT_TYPE_BF16 && kc % 2 == 0;
+    float buf[16][G5_KC] __attribute__((aligned(64)));
+    for (int j0 = 0; j0 < nc; j0 += 16) {
+        int rows = QT_MIN(16, nc - j0);
+        const char *r[16];
+        for (int i = 0; i < rows; i++) {
+            const char *row = s->w + (size_t)(n0 + j0 + i) * s->stride;
+            if (in_place_f32) r[i] = row + (size_t)k0 * 4;
+            else if (in_place_bf16) r[i] = row + (size_t)k0 * 2;
+            else {
+                s->to_float(row + (size_t)(k0 / s->blck) * s->blck_bytes, buf[i], kc);
+                r[i] = (const char *)buf[i];
+            }
+        }
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (j0 % G5_NR);
+        for (int u0 = 0; u0 < ku; u0 += 16) {
+            __m512i v[16];
+            for (int i = 0; i < 16; i++) {
+                if (i >= rows) v[i] = _mm512_setzero_si512();
+                else if (in_place_bf16) v[i] = _mm512_maskz_loadu_epi32(g5_mask(ku - u0), (const uint32_t *)r[i] + u0);
+                else v[i] = g5_row_units((const float *)r[i], u0, kc);
+            }
+            g5_transpose16(v);
+            for (int u = 0; u < 16 && u0 + u < ku; u++) _mm512_store_si512((void *)(d + (size_t)(u0 + u) * G5_NR), v[u]);
+        }
+        if (rows <= 16 && j0 % G5_NR == 0 && j0 + 16 >= nc)   // a last panel with at most 16 columns
+            for (int u = 0; u < ku; u++) _mm512_store_si512((void *)(d + (size_t)u * G5_NR + 16), _mm512_setzero_si512());
+    }
+}
+
+// bytes of a row segment [e0, e0 + ne) of W, prefetched into L3 (L2 holds the
+// current B block until the next block is packed)
+G5_INLINE void g5_prefetch_seg(const g5_w_src *s, const char *row, int e0, int ne) {
+    const char *p = row + (size_t)(e0 / s->blck) * s->blck_bytes;
+    size_t bytes = (size_t)(ne / s->blck) * s->blck_bytes;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T2);
+}
+
+// gemm_xwt's blocks: rows n0 .. n0+nc of W, elements k0 .. k0+kc
+static void g5_prefetch_wt(const void *src, int k0, int kc, int n0, int nc, int f0, int f1) {
+    const g5_w_src *s = src;
+    for (int j = nc * f0 / G5_PF_PARTS; j < nc * f1 / G5_PF_PARTS; j++)
+        g5_prefetch_seg(s, s->w + (size_t)(n0 + j) * s->stride, k0, kc);
+}
+
+// gemm_acc_w's blocks: rows k0 .. k0+kc of W, elements n0 .. n0+nc
+static void g5_prefetch_wq(const void *src, int k0, int kc, int n0, int nc, int f0, int f1) {
+    const g5_w_src *s = src;
+    for (int k = kc * f0 / G5_PF_PARTS; k < kc * f1 / G5_PF_PARTS; k++)
+        g5_prefetch_seg(s, s->w + (size_t)(k0 + k) * s->stride, n0, nc);
+}
+
+// ---- the blocked driver ----
+
+// Pre-packed A (pack_x): block pb (k from pb * KC) at (pb * panels + i) *
+// G5_XP_PANEL units for panel i (rows i * MR ..).
+#define G5_XP_PANEL ((size_t)G5_KU_MAX * G5_MR)
+
+G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t pb, int64_t i) {
+    size_t panels = (size_t)(M + G5_MR - 1) / G5_MR;
+    return xp + ((size_t)pb * panels + (size_t)i) * G5_XP_PANEL;
+}
+
+static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
+
+// C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
+// A packed here (Apre NULL) or pre-packed by g5_pack_x.
+static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const uint32_t *Apre,
+                      g5_pack_b_fn pack, g5_prefetch_fn prefetch, const void *src, float *C, size_t ldc,
+                      bool accumulate) {
+    if (M <= 0 || N <= 0) return;
+    QT_ASSERT(N <= INT32_MAX && K <= INT32_MAX);   // the packers' coordinates
+    if (K <= 0) {
+        if (!accumulate)
+            for (int64_t i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, sizeof(float) * (size_t)N);
+        return;
+    }
+    int ku_max = G5_KU((int)QT_MIN(K, G5_KC)), nc_max = (int)QT_MIN((N + G5_NR - 1) / G5_NR * G5_NR, G5_NC);
+    int mc_max = (int)QT_MIN((M + G5_MR - 1) / G5_MR * G5_MR, G5_MC);
+    size_t nb = (size_t)ku_max * nc_max, na = Apre ? 0 : (size_t)mc_max * ku_max;
+    uint32_t *Bp = qt_kernel_scratch(QT_SCRATCH_GEMM, (nb + na) * sizeof(uint32_t)), *Ap = Bp + nb;
+    float tmp[G5_MR * G5_NR] __attribute__((aligned(64)));
+    for (int jc = 0; jc < N; jc += G5_NC) {
+        int nc = (int)QT_MIN(G5_NC, N - jc);
+        for (int pc = 0; pc < K; pc += G5_KC) {
+            int kc = (int)QT_MIN(G5_KC, K - pc), ku = G5_KU(kc);
+            bool load_c = accumulate || pc > 0;
+            pack(src, pc, kc, jc, nc, Bp);
+            // the next B block: (pc + KC, jc), or (0, jc + NC) after the last k block
+            int pn = pc + G5_KC < K ? pc + G5_KC : 0, jn = pc + G5_KC < K ? jc : jc + G5_NC;
+            int kcn = (int)QT_MIN(G5_KC, K - pn), ncn = (int)QT_MIN(G5_NC, N - jn), n_pf = 0;
+            int pf_calls = (nc + G5_NR - 1) / G5_NR * ((int)QT_MIN(G5_MC, M) + G5_MR - 1) / G5_MR;
+            for (int64_t ic = 0; ic < M; ic += G5_MC) {
+                int mc = (int)QT_MIN(G5_MC, M - ic);
+                if (!Apre) g5_pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
+                for (int jr = 0; jr < nc; jr += G5_NR) {
+                    const uint32_t *bp = Bp + (size_t)jr * ku;
+                    int nr = QT_MIN(G5_NR, nc - jr);
+                    // spread over the first row block's calls: a slice of the next block each
+                    if (prefetch && ic == 0 && jn < N) {
+                        int f0 = n_pf * G5_PF_PARTS / pf_calls, f1 = (n_pf + (mc + G5_MR - 1) / G5_MR) * G5_PF_PARTS / pf_calls;
+                        n_pf += (mc + G5_MR - 1) / G5_MR;
+                        if (f1 > f0) prefetch(src, pn, kcn, jn, ncn, f0, QT_MIN(f1, G5_PF_PARTS));
+                    }
+                    for (int ir = 0; ir < mc; ir += G5_MR) {
+                        const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, pc / G5_KC, (ic + ir) / G5_MR)
+                                                  : Ap + (size_t)ir * ku;
+                        int mr = QT_MIN(G5_MR, mc - ir);
+                        float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
+                        // the next tile of C (below this one, or the first of the next panel) is
+                        // fetched while this one computes: its rows, ldc apart, share few L1 sets
+                        const float *cn = ir + G5_MR < mc ? c + (size_t)G5_MR * ldc : C + (size_t)ic * ldc + jc + jr + G5_NR;
+                        if (load_c && (ir + G5_MR < mc || jr + G5_NR < nc))
+                            for (int i = 0; i < G5_MR; i++) {
+                                _mm_prefetch((const char *)(cn + (size_t)i * ldc), _MM_HINT_T0);
+                                _mm_prefetch((const char *)(cn + (size_t)i * ldc + 16), _MM_HINT_T0);
+                            }
+                        if (mr == G5_MR && nr == G5_NR) {
+                            g5_kernel(ku, ap, bp, c, ldc, load_c);
+                        } else {
+                            memset(tmp, 0, sizeof(tmp));
+                            if (load_c)
+                                for (int i = 0; i < mr; i++) memcpy(tmp + i * G5_NR, c + (size_t)i * ldc, sizeof(float) * nr);
+                            g5_kernel(ku, ap, bp, tmp, G5_NR, true);
+                            for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * ldc, tmp + i * G5_NR, sizeof(float) * nr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- the qt_gemm_ops entries (kernels.h) ----
+
+static void g5_gemm_acc(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        float *C, int64_t ldc) {
+    g5_rows_src s = { B, (size_t)ldb };
+    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
+}
+
+static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
+                          const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
+    const qt_type_traits *tt = qt_type_traits_get(W->type);
+    QT_ASSERT(N % tt->blck_size == 0 && n0 % tt->blck_size == 0 && G5_NC % tt->blck_size == 0);
+    if (W->type == QT_TYPE_F32) {
+        g5_rows_src s = { (const float *)W->data + n0, W->stride / sizeof(float) };
+        g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
+        return;
+    }
+    g5_w_src s = { (const char *)W->data + (size_t)(n0 / tt->blck_size) * tt->type_size, W->stride, W->type,
+                   W->to_float, tt->blck_size, tt->type_size };
+    g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_wq, g5_prefetch_wq, &s, C, (size_t)ldc, true);
+}
+
+static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W, float *y,
+                        int64_t ldy, int64_t n_rows) {
+    const qt_type_traits *tt = qt_type_traits_get(W->type);
+    QT_ASSERT(G5_KC % tt->blck_size == 0 && n % tt->blck_size == 0);
+    g5_w_src s = { W->data, W->stride, W->type, W->to_float, tt->blck_size, tt->type_size };
+    g5_driver(T, n_rows, n, x, (size_t)ldx, (const uint32_t *)xp, g5_pack_wt, g5_prefetch_wt, &s, y, (size_t)ldy, false);
+}
+
+static size_t g5_pack_x_size(int64_t T, int64_t n) {
+    return (size_t)((n + G5_KC - 1) / G5_KC) * (size_t)((T + G5_MR - 1) / G5_MR) * G5_XP_PANEL;
+}
+
+static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth) {
+    int64_t panels = (T + G5_MR - 1) / G5_MR, n_pb = (n + G5_KC - 1) / G5_KC;
+    int64_t i0, i1;   // items (pb, panel) in order, a contiguous share per thread
+    qt_pool_split(n_pb * panels, 1, ith, nth, &i0, &i1);
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t pb = it / panels, i = it % panels, pc = pb * G5_KC;
+        int kc = (int)QT_MIN(G5_KC, n - pc), rows = (int)QT_MIN(G5_MR, T - i * G5_MR);
+        g5_pack_a((uint32_t *)g5_xp_panel((const uint32_t *)xp, T, pb, i), x + (size_t)(i * G5_MR) * (size_t)ldx + pc,
+                  (size_t)ldx, rows, kc);
+    }
+}
+
+static const qt_gemm_ops g5_ops = {
+    .gemm_acc = g5_gemm_acc, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
+    .pack_x_size = g5_pack_x_size, .pack_x = g5_pack_x,
+};
+
+#endif

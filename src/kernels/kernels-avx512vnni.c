@@ -1,0 +1,237 @@
+// kernels-avx512vnni.c: the avx512-vnni table (AVX-512 VNNI: Ice Lake,
+// Cascade Lake, Zen 4 and later), on top of the avx512 table: Q8_0 and Q4_0
+// on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
+// (16 interleaved weight rows per zmm, on the file's layout: no persistent
+// repacking, so training shares the weights).
+// Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
+#include "kernels/simd-x86.h"
+
+#include <string.h>
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
+#include "kernels/vecmath-internal.h"
+#include "quant/blocks.h"
+
+static inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+// two consecutive blocks' 32 quants in one register: block i low, i+1 high
+static inline __m512i load2(const int8_t *a, const int8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+static inline __m512 scale2(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+static void vec_dot_q8_0_avx512(int n, float *s, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx, *y = vy;
+    const __m512i zero = _mm512_setzero_si512();
+    __m512 acc = _mm512_setzero_ps();
+    int nb = n / QK8_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m512i xv = load2(x[i].qs, x[i + 1].qs), yv = load2(y[i].qs, y[i + 1].qs);
+        // |x| * (y with x's sign): u8 x s8 as vpdpbusd wants (quants are in -127..127)
+        __mmask64 neg = _mm512_movepi8_mask(xv);
+        __m512i ys = _mm512_mask_sub_epi8(yv, neg, zero, yv);
+        __m512i p = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(xv), ys);
+        __m512 d = scale2(fp16(x[i].d) * fp16(y[i].d), fp16(x[i + 1].d) * fp16(y[i + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < QK8_0; j++) sumi += x[i].qs[j] * y[i].qs[j];
+        sum += fp16(x[i].d) * fp16(y[i].d) * (float)sumi;
+    }
+    *s = sum;
+}
+
+static inline __m256i nibbles(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0xf));
+}
+
+static void vec_dot_q4_0_avx512(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const __m512i zero = _mm512_setzero_si512(), eights = _mm512_set1_epi8(8);
+    __m512 acc = _mm512_setzero_ps();
+    int nb = n / QK4_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        // unsigned nibbles (0..15) times y, minus 8*y: (q - 8) * y
+        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(nibbles(x[i].qs)), nibbles(x[i + 1].qs), 1);
+        __m512i yv = load2(y[i].qs, y[i + 1].qs);
+        __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, yv), _mm512_dpbusd_epi32(zero, eights, yv));
+        __m512 d = scale2(fp16(x[i].d) * fp16(y[i].d), fp16(x[i + 1].d) * fp16(y[i + 1].d));
+        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++)
+            sumi += ((x[i].qs[j] & 0xf) - 8) * y[i].qs[j] + ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
+        sum += fp16(x[i].d) * fp16(y[i].d) * (float)sumi;
+    }
+    *s = sum;
+}
+
+// ---- prefill gemm for Q4_0 / Q8_0 weights (T > 1) ----
+//
+// The AVX2 table's interleaved gemm (kernels-avx2.c, ig_*) at 512 bits on
+// vpdpbusd: 16 weight rows are unpacked to signed bytes (Q4_0: nibble - 8)
+// and interleaved so that one zmm holds 4 consecutive quants of each row
+// (lane r = row r); one activation dword (4 quants, stored + 128 as unsigned
+// bytes) broadcast to all lanes gives 16 rows' 4-term dots per vpdpbusd,
+// u8 x s8 as the instruction wants, without horizontal sums. The + 128 comes
+// back out per block as 128 * (sum of the row's quants), computed at repack.
+// Per 32-quant block and column: 8 vpdpbusd, one conversion, one FMA with
+// the 16 rows' scales times the column's scale. Integer sums are exact, so
+// the result equals ref's vec_dot up to the float summation order.
+
+#define V_ROWS 16
+#define V_K 2048                  // K chunk: 16 rows x 2048 quants = 32 KiB of tile
+#define V_NB (V_K / 32)
+#define V_COLS 8                  // activation columns per register group
+
+typedef struct {
+    uint32_t q[V_NB][8][V_ROWS];   // [block][dword s][row]: quants 4s..4s+3 (signed bytes)
+    float d[V_NB][V_ROWS];         // weight scales (0 for padding rows)
+    float c[V_NB][V_ROWS];         // 128 * sum of the block's quants, as float
+} v_tile;
+
+typedef struct {
+    uint8_t q[V_NB][32];           // activation quants + 128
+    float d[V_NB];
+} v_col;
+
+static inline __m256i nibbles_s8(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0xf));
+    return _mm256_sub_epi8(b, _mm256_set1_epi8(8));
+}
+
+static inline int sum_i8x32(__m256i v) {
+    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    return _mm_cvtsi128_si32(t);
+}
+
+// rows of W (rm of V_ROWS real; the others repeat row 0 with scale 0), blocks l0 .. l0+nb
+static void v_repack(v_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q4) {
+    uint32_t tmp[8];
+    for (int r = 0; r < V_ROWS; r++) {
+        const char *row = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
+        for (int l = 0; l < nb; l++) {
+            __m256i q;
+            float d;
+            if (q4) {
+                const block_q4_0 *b = (const block_q4_0 *)row + l0 + l;
+                q = nibbles_s8(b->qs), d = fp16(b->d);
+            } else {
+                const block_q8_0 *b = (const block_q8_0 *)row + l0 + l;
+                q = _mm256_loadu_si256((const __m256i *)b->qs), d = fp16(b->d);
+            }
+            _mm256_storeu_si256((__m256i *)tmp, q);
+            for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
+            t->d[l][r] = r < rm ? d : 0.0f;
+            t->c[l][r] = 128.0f * (float)sum_i8x32(q);
+        }
+    }
+}
+
+static void v_columns(v_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int j = 0; j < n_cols; j++) {
+        const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
+        for (int l = 0; l < nb; l++) {
+            _mm256_storeu_si256((__m256i *)col[j].q[l], _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[l].qs), bias));
+            col[j].d[l] = fp16(b[l].d);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void v_kernel(const v_tile *t, const v_col *col, int nb, float *y,
+                                                           size_t ys, int rm, bool add, const int RN) {
+    __m512 acc[V_COLS];
+#pragma GCC unroll 8
+    for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
+    for (int l = 0; l < nb; l++) {
+        __m512i p[V_COLS];
+#pragma GCC unroll 8
+        for (int j = 0; j < RN; j++) p[j] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            __m512i a = _mm512_loadu_si512((const void *)t->q[l][s]);
+#pragma GCC unroll 8
+            for (int j = 0; j < RN; j++) {
+                int32_t v;
+                memcpy(&v, col[j].q[l] + 4 * s, 4);
+                p[j] = _mm512_dpbusd_epi32(p[j], _mm512_set1_epi32(v), a);
+            }
+        }
+        __m512 da = _mm512_loadu_ps(t->d[l]), ca = _mm512_loadu_ps(t->c[l]);
+#pragma GCC unroll 8
+        for (int j = 0; j < RN; j++) {
+            __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(p[j]), ca);   // exact: |values| < 2^24
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(da, _mm512_set1_ps(col[j].d[l])), f, acc[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < RN; j++) {
+        float *o = y + (size_t)j * ys;
+        __mmask16 m = (__mmask16)((1u << rm) - 1);
+        __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), acc[j]) : acc[j];
+        _mm512_mask_storeu_ps(o, m, v);
+    }
+}
+
+#define V_KERNEL(rn)                                                                                       \
+    static void v_kernel_##rn(const v_tile *t, const v_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
+        v_kernel(t, col, nb, y, ys, rm, add, rn);                                                          \
+    }
+V_KERNEL(1) V_KERNEL(2) V_KERNEL(3) V_KERNEL(4) V_KERNEL(5) V_KERNEL(6) V_KERNEL(7) V_KERNEL(8)
+#undef V_KERNEL
+static void (*const v_kernels[V_COLS])(const v_tile *, const v_col *, int, float *, size_t, int, bool) = {
+    v_kernel_1, v_kernel_2, v_kernel_3, v_kernel_4, v_kernel_5, v_kernel_6, v_kernel_7, v_kernel_8};
+
+static void v_gemm(bool q4, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys, int n_rows,
+                   int n_cols) {
+    v_tile *t = qt_kernel_scratch(QT_SCRATCH_GEMM, sizeof(v_tile) + (size_t)n_cols * sizeof(v_col));
+    v_col *col = (v_col *)(t + 1);
+    int nb_all = n / 32;
+    for (int l0 = 0; l0 < nb_all; l0 += V_NB) {
+        int nb = QT_MIN(V_NB, nb_all - l0);
+        v_columns(col, x, xs, l0, nb, n_cols);
+        for (int r = 0; r < n_rows; r += V_ROWS) {
+            int rm = QT_MIN(V_ROWS, n_rows - r);
+            v_repack(t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm, q4);
+            for (int c = 0; c < n_cols; c += V_COLS) {
+                int rn = QT_MIN(V_COLS, n_cols - c);
+                v_kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
+            }
+        }
+    }
+}
+
+static void gemm_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    v_gemm(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+static void gemm_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    v_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+// Called once, by cpu.c, on a copy of the avx512 table.
+void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
+    kt->type[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx512;
+    kt->type[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx512;
+    kt->type[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx512vnni;
+    kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
+}

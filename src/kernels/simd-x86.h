@@ -1,0 +1,86 @@
+// simd-x86.h: the x86 intrinsics for the *-avx2.c and *-avx512*.c files.
+// Normally the compiler's <immintrin.h> (each file built with its ISA flags);
+// built with QT_SIMDE (make simde-test), SIMDe's portable implementations of
+// the same intrinsics, so the AVX2 and AVX-512 code paths are tested against
+// the scalar reference on machines without those instructions.
+#ifndef QT_SIMD_X86_H
+#define QT_SIMD_X86_H
+
+#if defined(QT_SIMDE)
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+#include <simde/x86/fma.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/types.h"
+
+// What SIMDe 0.7 (Debian 12) lacks, written lane by lane on its types.
+typedef simde__mmask16 __mmask16;
+typedef simde__mmask64 __mmask64;
+#define _cvtsh_ss(h) qt_fp16_to_fp32(h)
+#ifndef _MM_FROUND_NO_EXC
+#define _MM_FROUND_NO_EXC SIMDE_MM_FROUND_NO_EXC
+#endif
+static inline simde__m512 qt_simde_maskz_loadu_ps(simde__mmask16 k, const void *p) {
+    float v[16] = {0};
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) memcpy(&v[i], (const char *)p + 4 * i, 4);
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_maskz_loadu_ps(k, p) qt_simde_maskz_loadu_ps((k), (p))
+#define _mm512_maskz_loadu_epi32(k, p) simde_mm512_castps_si512(qt_simde_maskz_loadu_ps((k), (p)))
+static inline void qt_simde_mask_storeu_epi32(void *p, simde__mmask16 k, simde__m512i a) {
+    uint32_t v[16];
+    simde_mm512_storeu_si512(v, a);
+    for (int i = 0; i < 16; i++)
+        if ((k >> i) & 1) memcpy((char *)p + 4 * i, &v[i], 4);
+}
+#define _mm512_mask_storeu_epi32(p, k, a) qt_simde_mask_storeu_epi32((p), (k), (a))
+#define _mm512_mask_storeu_ps(p, k, a) qt_simde_mask_storeu_epi32((p), (k), simde_mm512_castps_si512(a))
+static inline simde__mmask16 qt_simde_cmpgt_epu32_mask(simde__m512i a, simde__m512i b) {
+    uint32_t x[16], y[16];
+    simde_mm512_storeu_si512(x, a);
+    simde_mm512_storeu_si512(y, b);
+    simde__mmask16 k = 0;
+    for (int i = 0; i < 16; i++) k |= (simde__mmask16)((x[i] > y[i]) << i);
+    return k;
+}
+#define _mm512_cmpgt_epu32_mask(a, b) qt_simde_cmpgt_epu32_mask((a), (b))
+static inline float qt_simde_reduce_add_ps(simde__m512 a) {
+    float v[16];
+    simde_mm512_storeu_ps(v, a);
+    for (int w = 8; w >= 1; w /= 2)   // the pairwise tree of the native reduction
+        for (int i = 0; i < w; i++) v[i] += v[i + w];
+    return v[0];
+}
+#define _mm512_reduce_add_ps(a) qt_simde_reduce_add_ps(a)
+static inline simde__m512 qt_simde_cvtepi32_ps(simde__m512i a) {
+    int32_t x[16];
+    float v[16];
+    simde_mm512_storeu_si512(x, a);
+    for (int i = 0; i < 16; i++) v[i] = (float)x[i];
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_cvtepi32_ps(a) qt_simde_cvtepi32_ps(a)
+#else
+#include <immintrin.h>
+#endif
+
+#if defined(QT_SIMDE) || defined(__AVX512BF16__)
+#include <string.h>
+// vdpbf16ps's operand type from a dword vector (a bit cast; SIMDe's types
+// are not always GCC vectors, so through memcpy there)
+static inline __attribute__((always_inline)) __m512bh qt_as_bh(__m512i v) {
+#if defined(QT_SIMDE)
+    __m512bh r;
+    memcpy(&r, &v, sizeof(r));
+    return r;
+#else
+    return (__m512bh)v;
+#endif
+}
+#endif
+
+#endif
