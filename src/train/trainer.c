@@ -348,6 +348,7 @@ int qt_train_run(const qt_train_opts *o) {
     int *idx = NULL;
     run_logs L = { 0 };
     grad_reducer red = { 0 };
+    qt_data_opts dopts = o->data_opts;   // max_seq_len capped to the model's positions
 
     if (o->iters <= 0 || o->batch_size <= 0 || o->grad_accum <= 0 || o->steps_per_report <= 0 || o->save_every < 0 ||
         o->steps_per_eval < 0 || !(o->adam.lr > 0)) {
@@ -381,15 +382,19 @@ int qt_train_run(const qt_train_opts *o) {
             goto done;
         }
     }
+    if (m->cfg.n_pos_max > 0 && dopts.max_seq_len > m->cfg.n_pos_max) {
+        info("  records truncated to %d tokens: the model has %d positions\n", m->cfg.n_pos_max, m->cfg.n_pos_max);
+        dopts.max_seq_len = m->cfg.n_pos_max;
+    }
     if (qt_data_find_splits(o->data, &ptrain, &pvalid, &ptest) != QT_OK) goto done;
-    dtrain = qt_dataset_load(ptrain, m->tok, &o->data_opts);
+    dtrain = qt_dataset_load(ptrain, m->tok, &dopts);
     if (!dtrain) goto done;
-    if (pvalid && !(dvalid = qt_dataset_load(pvalid, m->tok, &o->data_opts))) goto done;
+    if (pvalid && !(dvalid = qt_dataset_load(pvalid, m->tok, &dopts))) goto done;
     if (o->test && !ptest) {
         qt_log_error("%s: --test needs a test.jsonl", o->data);
         goto done;
     }
-    if (o->test && !(dtest = qt_dataset_load(ptest, m->tok, &o->data_opts))) goto done;
+    if (o->test && !(dtest = qt_dataset_load(ptest, m->tok, &dopts))) goto done;
 
     qt_lora_config lcfg = o->lora;
     if (o->targets && qt_lora_parse_targets(m->arch, o->targets, &lcfg.targets) != QT_OK) {
@@ -416,7 +421,7 @@ int qt_train_run(const qt_train_opts *o) {
            qt_dataset_n(dtrain), (long long)qt_dataset_n_tokens(dtrain), (long long)qt_dataset_n_train_tokens(dtrain),
            dvalid ? qt_dataset_n(dvalid) : 0, dtest ? qt_dataset_n(dtest) : 0, max_seq,
            qt_dataset_n_truncated(dtrain) ? " (some truncated by --max-seq-len)" : "");
-    if (qt_dataset_n_truncated(dtrain)) info("  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), o->data_opts.max_seq_len);
+    if (qt_dataset_n_truncated(dtrain)) info("  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), dopts.max_seq_len);
     if (qt_dataset_n_skipped(dtrain)) info("  %d bad lines skipped\n", qt_dataset_n_skipped(dtrain));
     info("lora: rank %d, alpha %g, scale %g, dropout %g, %zu trainable parameters (%.3f%% of the model)\n",
            l->cfg.rank, l->cfg.alpha, l->scale, l->cfg.dropout, l->n_params, 100.0 * l->n_params / qt_model_n_params(m));
