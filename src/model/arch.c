@@ -10,11 +10,14 @@
 #include "model/arch-llama.h"
 #include "model/model.h"
 
-extern const qt_arch_desc qt_arch_qwen2;
+extern const qt_arch_desc qt_arch_qwen2, qt_arch_gpt2, qt_arch_gemma, qt_arch_phi3;
 
 static const qt_arch_desc *const g_archs[] = {
     &qt_arch_llama,
     &qt_arch_qwen2,
+    &qt_arch_gpt2,
+    &qt_arch_gemma,
+    &qt_arch_phi3,
 };
 
 void qt_arch_list(char *buf, size_t cap, bool hf) {
