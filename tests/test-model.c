@@ -86,7 +86,7 @@ static void check_logits(const char *what, const qt_model *m, const ref_data *r,
 // sequence's logits of 4 separate single-sequence runs.
 static void check_batched(const qt_model *m, const ref_data *r) {
     enum { NS = 4, STEPS = 6 };
-    static const int offs[NS] = { 0, 3, 7, 1 }, lens[NS] = { 9, 4, 12, 1 };
+    static const int offs[NS] = { 0, 3, 4, 1 }, lens[NS] = { 9, 4, 12, 1 };   // inside the 16 reference tokens
     qt_pool *pool = qt_pool_init(2);
     qt_backend *be = qt_backend_init("cpu", pool);
     const int V = m->cfg.n_vocab;
