@@ -117,7 +117,7 @@ static void reserve_owned(qt_model *m) {
         if (a->globals[i].flags & QT_TF_VEC) n += (size_t)qt_dim_size(&m->cfg, a->globals[i].ne0);
     for (int i = 0; i < a->n_layer_tensors; i++)
         if (a->layer[i].flags & QT_TF_VEC) n += (size_t)m->cfg.n_layer * (size_t)qt_dim_size(&m->cfg, a->layer[i].ne0);
-    // (a vector is converted or +1'd (QT_TF_HF_PLUS1) into the buffer, never both)
+    // (a vector is converted, or given +1 (QT_ARCH_HF_NORM_PLUS1), in the buffer: once)
     m->cap_owned = n;
     m->owned = qt_malloc(m->cap_owned * sizeof(float));
 }
@@ -454,7 +454,8 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     if (ff_mult && c->n_ff == 0) c->n_ff = ff_mult * c->n_embd;   // GPT-2's n_inner: null
     c->n_head_kv = c->n_head;
     if (json_int(cfg_path, j, "num_key_value_heads", &c->n_head_kv, false)) goto done;
-    if (cJSON_GetObjectItemCaseSensitive(j, "head_dim") && !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "head_dim"))) {
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(j, "head_dim");
+    if (hd && !cJSON_IsNull(hd)) {
         if (json_int(cfg_path, j, "head_dim", &c->head_dim, false)) goto done;
     } else if (derive_head_dim(cfg_path, c, names.embd, names.head) != QT_OK) {
         goto done;
