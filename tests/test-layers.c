@@ -1,5 +1,6 @@
-// test-layers.c: every backward of src/model/layers-train.c against central
-// finite differences in double precision.
+// test-layers.c: every backward of src/backend/layers-train.c and
+// layers-norm-act.c (LayerNorm, GELU, GeGLU) against central finite
+// differences in double precision.
 //
 // The test has its own small double-precision forwards (rmsnorm, rope,
 // causal GQA attention, swiglu, cross-entropy). For a random upstream
@@ -17,6 +18,7 @@
 
 #include "base/base.h"
 #include "base/pool.h"
+#include "backend/layers-norm-act.h"
 #include "backend/layers-train.h"
 #include "test.h"
 
@@ -525,6 +527,141 @@ static void test_swiglu(void) {
     qt_free(gate); qt_free(up); qt_free(dout); qt_free(dg); qt_free(du); qt_free(e);
 }
 
+// ---------------------------------------------------------------- layernorm, gelu, geglu (layers-norm-act.c)
+
+// LayerNorm with bias and the tanh GELU against double definitions
+// (torch.nn.functional.layer_norm, gelu(approximate="tanh")); their
+// backward against finite differences of those; GeGLU likewise.
+typedef struct {
+    double *x, *w, *b, *dout;
+    int T, C;
+    double eps;
+} ln_ctx;
+
+static void layernorm_d(double *y, const double *x, const double *w, const double *b, int T, int C, double eps) {
+    for (int t = 0; t < T; t++) {
+        const double *xt = x + (size_t)t * C;
+        double m = 0, v = 0;
+        for (int i = 0; i < C; i++) m += xt[i] / C;
+        for (int i = 0; i < C; i++) v += (xt[i] - m) * (xt[i] - m) / C;
+        for (int i = 0; i < C; i++) y[(size_t)t * C + i] = (xt[i] - m) / sqrt(v + eps) * w[i] + b[i];
+    }
+}
+
+static double ln_loss(void *p) {
+    ln_ctx *c = p;
+    size_t n = (size_t)c->T * c->C;
+    double *y = qt_malloc(sizeof(double) * n), l = 0;
+    layernorm_d(y, c->x, c->w, c->b, c->T, c->C, c->eps);
+    for (size_t i = 0; i < n; i++) l += c->dout[i] * y[i];
+    qt_free(y);
+    return l;
+}
+
+static void test_layernorm(void) {
+    static const int Ts[] = { 1, 3, 17 }, Cs[] = { 5, 33 };
+    for (size_t it = 0; it < QT_ARRAY_LEN(Ts); it++)
+        for (size_t ic = 0; ic < QT_ARRAY_LEN(Cs); ic++) {
+            const int T = Ts[it], C = Cs[ic];
+            const size_t n = (size_t)T * C;
+            float *x = falloc(n), *w = falloc(C), *b = falloc(C), *dout = falloc(n), *y = falloc(n), *rstd = falloc(T);
+            float *dx = falloc(n), *dx1 = falloc(n);
+            fill(x, n, -2, 3);   // a non-zero mean
+            fill(w, C, 0.5, 1.5);
+            fill(b, C, -0.5, 0.5);
+            fill(dout, n, -1, 1);
+            ln_ctx c = { to_double(x, n), to_double(w, C), to_double(b, C), to_double(dout, n), T, C, 1e-5 };
+            double *yd = qt_malloc(sizeof(double) * n), *gx = qt_malloc(sizeof(double) * n);
+            qt_layernorm_forward(y, rstd, x, w, b, T, C, 1e-5f);
+            layernorm_d(yd, c.x, c.w, c.b, T, C, c.eps);
+            CHECK(close_enough("layernorm forward", y, yd, n, FWD_REL, FWD_ABS), "T=%d C=%d", T, C);
+            fd_grad(gx, c.x, n, ln_loss, &c);
+            qt_layernorm_backward(dx, dout, x, w, rstd, T, C);
+            CHECK(close_enough("layernorm dx", dx, gx, n, FD_REL, FD_ABS), "T=%d C=%d", T, C);
+            memcpy(dx1, dx, sizeof(float) * n);
+            qt_layernorm_backward(dx, dout, x, w, rstd, T, C);
+            CHECK(doubled("layernorm dx twice", dx, dx1, n), "layernorm accumulate T=%d C=%d", T, C);
+            qt_free(yd); qt_free(gx); qt_free(c.x); qt_free(c.w); qt_free(c.b); qt_free(c.dout);
+            qt_free(x); qt_free(w); qt_free(b); qt_free(dout); qt_free(y); qt_free(rstd); qt_free(dx); qt_free(dx1);
+        }
+}
+
+static double gelu_d(double x) { return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+typedef struct {
+    double *gate, *up, *dout;   // up NULL: plain gelu
+    int64_t N;
+} gelu_ctx;
+
+static double gelu_loss(void *p) {
+    gelu_ctx *c = p;
+    double l = 0;
+    for (int64_t i = 0; i < c->N; i++) l += c->dout[i] * gelu_d(c->gate[i]) * (c->up ? c->up[i] : 1.0);
+    return l;
+}
+
+// gelu and geglu, forward and backward, on each pool; a vector long enough
+// for the pool to split gives the same bits on every thread count.
+static void test_gelu(void) {
+    const int64_t N = 41, NB = 3 * 16384 + 5;
+    float *g = falloc(NB), *u = falloc(NB), *dout = falloc(NB), *y = falloc(NB), *dg = falloc(NB), *du = falloc(NB);
+    fill(g, NB, -6, 6);
+    fill(u, NB, -2, 2);
+    fill(dout, NB, -1, 1);
+    gelu_ctx c = { to_double(g, N), to_double(u, N), to_double(dout, N), N };
+    double *yd = qt_malloc(sizeof(double) * N), *gg = qt_malloc(sizeof(double) * N), *gu = qt_malloc(sizeof(double) * N);
+    for (int64_t i = 0; i < N; i++) yd[i] = gelu_d(c.gate[i]);
+    double *up = c.up;
+    c.up = NULL;
+    fd_grad(gg, c.gate, N, gelu_loss, &c);   // plain gelu
+    c.up = up;
+    for (int ip = 0; ip < 3; ip++) {
+        qt_kctx kc = qt_kctx_default(g_pools[ip]);
+        qt_gelu_forward(&kc, y, g, N);
+        CHECK(close_enough("gelu forward", y, yd, N, FWD_REL, FWD_ABS), "%s", g_pool_names[ip]);
+        memset(dg, 0, sizeof(float) * N);
+        qt_gelu_backward(&kc, dg, dout, g, N);
+        CHECK(close_enough("gelu dx", dg, gg, N, FD_REL, FD_ABS), "%s", g_pool_names[ip]);
+    }
+    fd_grad(gg, c.gate, N, gelu_loss, &c);   // geglu
+    fd_grad(gu, c.up, N, gelu_loss, &c);
+    for (int64_t i = 0; i < N; i++) yd[i] = gelu_d(c.gate[i]) * c.up[i];
+    for (int ip = 0; ip < 3; ip++) {
+        qt_kctx kc = qt_kctx_default(g_pools[ip]);
+        qt_geglu_forward(&kc, y, g, u, N);
+        CHECK(close_enough("geglu forward", y, yd, N, FWD_REL, FWD_ABS), "%s", g_pool_names[ip]);
+        memset(dg, 0, sizeof(float) * N);
+        memset(du, 0, sizeof(float) * N);
+        qt_geglu_backward(&kc, dg, du, dout, g, u, N);
+        CHECK(close_enough("geglu dgate", dg, gg, N, FD_REL, FD_ABS) && close_enough("geglu dup", du, gu, N, FD_REL, FD_ABS),
+              "%s", g_pool_names[ip]);
+        qt_geglu_backward(&kc, NULL, du, dout, g, u, N);   // dup alone: doubles
+        double *d2 = qt_malloc(sizeof(double) * N);
+        for (int64_t i = 0; i < N; i++) d2[i] = 2 * gu[i];
+        CHECK(close_enough("geglu dup twice", du, d2, N, FD_REL, 2 * FD_ABS), "%s", g_pool_names[ip]);
+        qt_free(d2);
+    }
+    // long vectors: the pools' splits give the single thread's bits
+    float *ref[3] = { falloc(NB), falloc(NB), falloc(NB) };
+    for (int ip = 0; ip < 3; ip++) {
+        qt_kctx kc = qt_kctx_default(g_pools[ip]);
+        memset(dg, 0, sizeof(float) * NB);
+        memset(du, 0, sizeof(float) * NB);
+        qt_geglu_forward(&kc, y, g, u, NB);
+        qt_geglu_backward(&kc, dg, du, dout, g, u, NB);
+        if (ip == 0) {
+            memcpy(ref[0], y, sizeof(float) * NB); memcpy(ref[1], dg, sizeof(float) * NB); memcpy(ref[2], du, sizeof(float) * NB);
+        } else {
+            CHECK(!memcmp(ref[0], y, sizeof(float) * NB) && !memcmp(ref[1], dg, sizeof(float) * NB) &&
+                      !memcmp(ref[2], du, sizeof(float) * NB),
+                  "geglu on %s differs from one thread", g_pool_names[ip]);
+        }
+    }
+    for (int i = 0; i < 3; i++) qt_free(ref[i]);
+    qt_free(yd); qt_free(gg); qt_free(gu); qt_free(c.gate); qt_free(c.up); qt_free(c.dout);
+    qt_free(g); qt_free(u); qt_free(dout); qt_free(y); qt_free(dg); qt_free(du);
+}
+
 // ---------------------------------------------------------------- cross-entropy
 
 typedef struct {
@@ -734,6 +871,8 @@ int main(void) {
     test_attention();
     test_attention_inference();
     test_swiglu();
+    test_layernorm();
+    test_gelu();
     test_cross_entropy();
     test_matmul_dw();
     test_pool_variants();

@@ -90,7 +90,7 @@ int main(void) {
     qt_model_free(ok);
 
     struct { const char *file, *ks, *vs, *ku; uint32_t vu; mut_kind mk; const char *tensor, *word; } cases[] = {
-        { "arch.gguf", "general.architecture", "gpt2", NULL, 0, MUT_NONE, NULL, "unsupported architecture 'gpt2'" },
+        { "arch.gguf", "general.architecture", "falcon", NULL, 0, MUT_NONE, NULL, "unsupported architecture 'falcon'" },
         { "missing.gguf", NULL, NULL, NULL, 0, MUT_DROP, "blk.3.ffn_up.weight", "missing tensor 'blk.3.ffn_up.weight'" },
         { "norm.gguf", NULL, NULL, NULL, 0, MUT_DROP, "output_norm.weight", "missing tensor 'output_norm.weight'" },
         { "shape.gguf", NULL, NULL, NULL, 0, MUT_SHAPE, "blk.1.attn_k.weight", "has shape [64, 16], expected [64, 32]" },

@@ -1,5 +1,5 @@
 // backend-cpu.c: the CPU backend (backend.h): each op is a layer function of
-// layers.c / layers-train.c / attention-train.c or a kernel driver of
+// layers.c / layers-train.c / attention-train.c / layers-norm-act.c or a kernel driver of
 // src/kernels, run on the backend's qt_kctx (kernel table, thread pool,
 // precision, stop flag). Memory is host memory: tensors are used where they
 // lie (the memory-mapped file), transfers are memcpy.
@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "backend/layers-norm-act.h"
 #include "backend/layers-train.h"
 #include "backend/layers.h"
 #include "base/base.h"
@@ -167,6 +168,24 @@ static void cpu_get_rows(qt_backend *be, float *dst, const float *src, const int
     for (int i = 0; i < n_rows; i++) memmove(dst + (size_t)i * C, src + (size_t)rows[i] * C, sizeof(float) * (size_t)C);
 }
 
+static void cpu_layernorm(qt_backend *be, float *out, float *rstd, const float *x, const qt_tensor *w,
+                          const qt_tensor *b, int64_t N, int64_t C, float eps) {
+    QT_ASSERT(w->type == QT_TYPE_F32 && w->ne0 == C && (!b->dev || (b->type == QT_TYPE_F32 && b->ne0 == C)));
+    qt_layernorm_forward(out, rstd, x, w->dev, b->dev, N, C, eps);
+}
+
+static void cpu_gelu(qt_backend *be, float *out, const float *x, int64_t n) { qt_gelu_forward(kctx(be), out, x, n); }
+
+static void cpu_geglu(qt_backend *be, float *out, const float *gate, const float *up, int64_t n) {
+    qt_geglu_forward(kctx(be), out, gate, up, n);
+}
+
+static void cpu_copy_2d(qt_backend *be, float *dst, int64_t ld_dst, const float *src, int64_t ld_src, int64_t rows,
+                        int64_t cols) {
+    for (int64_t r = 0; r < rows; r++)
+        memmove(dst + (size_t)(r * ld_dst), src + (size_t)(r * ld_src), sizeof(float) * (size_t)cols);
+}
+
 // ---- backward ----
 
 static void cpu_matmul_t(qt_backend *be, float *dx, const float *dy, const qt_tensor *w, int64_t N) {
@@ -202,6 +221,20 @@ static void cpu_attention_backward(qt_backend *be, float *dq, float *dk, float *
 static void cpu_swiglu_backward(qt_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                                 const float *up, int64_t n) {
     qt_swiglu_backward_pool(kctx(be), dgate, dup, dout, gate, up, n);
+}
+
+static void cpu_layernorm_backward(qt_backend *be, float *dx, const float *dout, const float *x, const qt_tensor *w,
+                                   const float *rstd, int64_t N, int64_t C) {
+    qt_layernorm_backward(dx, dout, x, w->dev, rstd, N, C);
+}
+
+static void cpu_gelu_backward(qt_backend *be, float *dx, const float *dout, const float *x, int64_t n) {
+    qt_gelu_backward(kctx(be), dx, dout, x, n);
+}
+
+static void cpu_geglu_backward(qt_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                               const float *up, int64_t n) {
+    qt_geglu_backward(kctx(be), dgate, dup, dout, gate, up, n);
 }
 
 static void cpu_cross_entropy(qt_backend *be, float *losses, float *dlogits, const float *logits,
@@ -267,6 +300,9 @@ static const qt_backend_ops cpu_ops = {
     .matmul_t = cpu_matmul_t, .matmul_dw = cpu_matmul_dw, .rmsnorm_backward = cpu_rmsnorm_backward,
     .attention_backward = cpu_attention_backward, .swiglu_backward = cpu_swiglu_backward,
     .cross_entropy = cpu_cross_entropy, .dropout = cpu_dropout,
+    .layernorm = cpu_layernorm, .gelu = cpu_gelu, .geglu = cpu_geglu, .copy_2d = cpu_copy_2d,
+    .layernorm_backward = cpu_layernorm_backward, .gelu_backward = cpu_gelu_backward,
+    .geglu_backward = cpu_geglu_backward,
     .kv_init = cpu_kv_init, .kv_free = cpu_kv_free, .kv_bytes = cpu_kv_bytes,
     .sync = cpu_sync, .destroy = cpu_destroy,
 };

@@ -119,6 +119,21 @@ typedef struct {
     void (*swiglu)(qt_backend *be, float *out, const float *gate, const float *up, int64_t n);
     // dst (n_rows, C) = rows rows[i] (host) of src (., C)
     void (*get_rows)(qt_backend *be, float *dst, const float *src, const int *rows, int n_rows, int64_t C);
+    // Optional ops of the GPT-2 / Gemma / Phi-3 blocks (NULL on a backend
+    // without them: qt_model_bind refuses architectures that need them).
+    // out (N, C) = (x - mean) / sqrt(var + eps) * w + b (w, b F32 (C); b may
+    // be absent: data == NULL); rstd (N) saved unless NULL.
+    void (*layernorm)(qt_backend *be, float *out, float *rstd, const float *x, const qt_tensor *w,
+                      const qt_tensor *b, int64_t N, int64_t C, float eps);
+    // out (n) = gelu(x), tanh approximation (gelu_new, gelu_pytorch_tanh); out may alias x
+    void (*gelu)(qt_backend *be, float *out, const float *x, int64_t n);
+    // out (n) = gelu(gate) * up (GeGLU, tanh approximation)
+    void (*geglu)(qt_backend *be, float *out, const float *gate, const float *up, int64_t n);
+    // dst[r * ld_dst + c] = src[r * ld_src + c] for r < rows, c < cols: a
+    // column block of a fused projection's output (q, k, v of c_attn) or
+    // back (their gradients)
+    void (*copy_2d)(qt_backend *be, float *dst, int64_t ld_dst, const float *src, int64_t ld_src, int64_t rows,
+                    int64_t cols);
 
     // ---- backward (training) ----
     // dx (N, n_in) += dy (N, W->ne1) @ W
@@ -136,6 +151,15 @@ typedef struct {
     // dgate, dup (n) += backward of swiglu (either may be NULL)
     void (*swiglu_backward)(qt_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                             const float *up, int64_t n);
+    // Optional (see layernorm): dx (N, C) += backward of layernorm given
+    // dout, x, w and the saved rstd (the mean is recomputed from x)
+    void (*layernorm_backward)(qt_backend *be, float *dx, const float *dout, const float *x, const qt_tensor *w,
+                               const float *rstd, int64_t N, int64_t C);
+    // dx (n) += dout * gelu'(x)
+    void (*gelu_backward)(qt_backend *be, float *dx, const float *dout, const float *x, int64_t n);
+    // dgate, dup (n) += backward of geglu (either may be NULL)
+    void (*geglu_backward)(qt_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                           const float *up, int64_t n);
     // losses (N) = logsumexp(row) - row[target] (0 where target < 0);
     // dlogits (N, V) = (softmax - onehot) * dscale (written; may alias logits;
     // NULL: no gradient). targets host (N).

@@ -1,6 +1,7 @@
 // arch-llama.c: the Llama architecture (Llama 2/3, TinyLlama, Mistral,
 // SmolLM): pre-norm decoder layers of RMSNorm, grouped-query attention with
-// RoPE, and a SwiGLU MLP. One definition for inference and training:
+// RoPE, and a SwiGLU MLP (GeGLU where the description says: Gemma, arch-gemma.c).
+// One definition for inference and training:
 //   xn  = rmsnorm(x)              q,k,v = lin(xn) (+ bias), rope(q, k)
 //   ao  = attn(q, k, v)           xmid  = x + lin_o(ao)
 //   xn  = rmsnorm(xmid)           h     = silu(lin_gate(xn)) * lin_up(xn)
@@ -78,6 +79,19 @@ const char *const qt_llama_hf_acts[] = { "silu", NULL };
 
 #define TENSOR(slot) qt_model_tensor(f->m, il, (slot))
 
+// h (n) = act(gate) * up with the architecture's gated activation (SwiGLU;
+// GeGLU for Gemma), and its backward (dgate, dup += ).
+static void glu(const qt_fwd *f, float *h, const float *gate, const float *up, int64_t n) {
+    if (f->m->arch->ffn_act == QT_FFN_GELU_TANH) f->be->ops->geglu(f->be, h, gate, up, n);
+    else f->be->ops->swiglu(f->be, h, gate, up, n);
+}
+
+static void glu_backward(const qt_fwd *f, float *dgate, float *dup, const float *dh, const float *gate,
+                         const float *up, int64_t n) {
+    if (f->m->arch->ffn_act == QT_FFN_GELU_TANH) f->be->ops->geglu_backward(f->be, dgate, dup, dh, gate, up, n);
+    else f->be->ops->swiglu_backward(f->be, dgate, dup, dh, gate, up, n);
+}
+
 void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
                             const float *x, float *out) {
     qt_backend *be = f->be;
@@ -99,7 +113,7 @@ void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *con
     be->ops->rmsnorm(be, W[W_XN], A[A_RSTD2], A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
     qt_linear_forward(f, il, 2, (const int[]){ QT_LLAMA_GATE, QT_LLAMA_UP }, (float *const[]){ A[A_GATE], A[A_UP] },
                       W[W_XN], ax);
-    be->ops->swiglu(be, W[W_H], A[A_GATE], A[A_UP], N * c->n_ff);
+    glu(f, W[W_H], A[A_GATE], A[A_UP], N * c->n_ff);
     qt_linear_forward(f, il, 1, (const int[]){ QT_LLAMA_DOWN }, (float *const[]){ out }, W[W_H], ax);
     be->ops->axpy(be, N * C, 1.0f, A[A_XMID], out);
 }
@@ -125,12 +139,12 @@ void qt_llama_layer_backward(const qt_fwd *f, int il, float *const *A, float *co
 
     // MLP: recompute xn = rmsnorm(xmid) and h = silu(gate) * up
     be->ops->rmsnorm(be, W[W_XN], NULL, A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
-    be->ops->swiglu(be, W[W_H], A[A_GATE], A[A_UP], N * F);
+    glu(f, W[W_H], A[A_GATE], A[A_UP], N * F);
     be->ops->zero(be, G[G_DH], nF);
     qt_linear_backward(f, il, QT_LLAMA_DOWN, G[G_DH], dout, W[W_H], ax ? ax[QT_LLAMA_DOWN] : NULL);
     be->ops->zero(be, G[G_DGATE], nF);
     be->ops->zero(be, G[G_DUP], nF);
-    be->ops->swiglu_backward(be, G[G_DGATE], G[G_DUP], G[G_DH], A[A_GATE], A[A_UP], N * F);
+    glu_backward(f, G[G_DGATE], G[G_DUP], G[G_DH], A[A_GATE], A[A_UP], N * F);
     be->ops->zero(be, G[G_DXN], nC);
     qt_linear_backward(f, il, QT_LLAMA_GATE, G[G_DXN], G[G_DGATE], W[W_XN], ax ? ax[QT_LLAMA_GATE] : NULL);
     qt_linear_backward(f, il, QT_LLAMA_UP, G[G_DXN], G[G_DUP], W[W_XN], ax ? ax[QT_LLAMA_UP] : NULL);

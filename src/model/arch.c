@@ -10,11 +10,14 @@
 #include "model/arch-llama.h"
 #include "model/model.h"
 
-extern const qt_arch_desc qt_arch_qwen2;
+extern const qt_arch_desc qt_arch_qwen2, qt_arch_gpt2, qt_arch_gemma, qt_arch_phi3;
 
 static const qt_arch_desc *const g_archs[] = {
     &qt_arch_llama,
     &qt_arch_qwen2,
+    &qt_arch_gpt2,
+    &qt_arch_gemma,
+    &qt_arch_phi3,
 };
 
 void qt_arch_list(char *buf, size_t cap, bool hf) {
@@ -54,6 +57,7 @@ int64_t qt_dim_size(const qt_config *c, qt_dim d) {
     case QT_D_HALF_HS: return c->head_dim / 2;
     case QT_D_QKV: return qd + 2 * kvd;
     case QT_D_2F: return 2 * (int64_t)c->n_ff;
+    case QT_D_NPOS: return c->n_ctx_train;
     case QT_D_COUNT: break;
     }
     QT_ASSERT(!"unknown dimension");
@@ -66,11 +70,42 @@ const char *qt_arch_linear_module(const qt_arch_desc *a, int i) {
 }
 
 int qt_arch_linear_find(const qt_arch_desc *a, const char *name, size_t len) {
-    for (int i = 0; i < a->n_linears; i++) {
-        const char *mod = qt_arch_linear_module(a, i);
+    uint64_t m = qt_arch_linear_match(a, name, len);
+    return m ? __builtin_ctzll(m) : -1;
+}
+
+// The part of linear i's PEFT path after the layer number ("attn.c_proj").
+static const char *linear_tail(const qt_arch_desc *a, int i) {
+    const char *p = strstr(a->linears[i].hf, "%d.");
+    return p ? p + 3 : a->linears[i].hf;
+}
+
+// tail == s, or tail ends with "." s (s: n bytes)
+static bool dotted_suffix(const char *tail, const char *s, size_t n, bool nocase) {
+    size_t tn = strlen(tail);
+    if (tn < n || (tn > n && tail[tn - n - 1] != '.')) return false;
+    return nocase ? !strncasecmp(tail + tn - n, s, n) : !strncmp(tail + tn - n, s, n);
+}
+
+uint64_t qt_arch_linear_match(const qt_arch_desc *a, const char *name, size_t len) {
+    uint64_t mask = 0;
+    for (int i = 0; i < a->n_linears; i++)
         if ((strlen(a->linears[i].name) == len && !strncasecmp(name, a->linears[i].name, len)) ||
-            (strlen(mod) == len && !strncasecmp(name, mod, len)))
-            return i;
+            (len > 0 && dotted_suffix(linear_tail(a, i), name, len, true)))
+            mask |= 1ull << i;
+    return mask;
+}
+
+const char *qt_arch_linear_target(const qt_arch_desc *a, int i, char *buf, size_t cap) {
+    const char *tail = linear_tail(a, i), *s = tail + strlen(tail);
+    for (;;) {   // one more dotted component each time, from the end
+        while (s > tail && s[-1] != '.') s--;
+        bool shared = false;
+        for (int k = 0; k < a->n_linears && !shared; k++)
+            shared = k != i && dotted_suffix(linear_tail(a, k), s, strlen(s), false);
+        if (!shared || s == tail) break;
+        s--;   // past the '.'
     }
-    return -1;
+    snprintf(buf, cap, "%s", s);
+    return buf;
 }

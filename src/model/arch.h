@@ -35,13 +35,14 @@ typedef enum {
     QT_D_HALF_HS,  // head_dim / 2 (RoPE frequency factors)
     QT_D_QKV,      // n_head * head_dim + 2 * n_head_kv * head_dim (fused q, k, v)
     QT_D_2F,       // 2 * n_ff (fused gate, up)
+    QT_D_NPOS,     // n_ctx_train (rows of a learned position embedding: GPT-2's n_positions)
     QT_D_COUNT
 } qt_dim;
 
 // Tensor flags.
 #define QT_TF_OPTIONAL 1u   // may be absent (then data == NULL)
 #define QT_TF_VEC 2u        // a vector (ne1 = 1), converted to F32 at load
-#define QT_TF_HF_T 4u       // transformers stores it transposed, [in, out] (GPT-2's Conv1D)
+#define QT_TF_HF_T 4u       // transformers stores it transposed, [in, out] (GPT-2's Conv1D): transposed at load
 
 // Global tensor slots every architecture has at these indices; its own
 // follow from QT_G_FIRST_ARCH.
@@ -68,6 +69,28 @@ typedef struct {
     int bias;           // per-layer tensor slot of b, or -1
     qt_lin_rope rope;
 } qt_linear_desc;
+
+// Architecture flags (qt_arch_desc.flags).
+#define QT_ARCH_LAYERNORM 1u   // LayerNorm: its epsilon is GGUF <arch>.attention.layer_norm_epsilon
+#define QT_ARCH_NO_ROPE 2u     // no rotary embedding (learned positions): no rope.* keys
+#define QT_ARCH_SWA 4u         // config sliding_window / GGUF <arch>.attention.sliding_window is read; the
+                               // context is capped to it (positions where the window would cut nothing)
+#define QT_ARCH_HF_NORM_PLUS1 8u   // transformers stores each norm weight (a vector that is no linear's bias)
+                                   // as w - 1 (Gemma's RMSNorm scales by 1 + w): 1 is added at load, as
+                                   // llama.cpp's converter does, so both forms hold the scale itself
+
+// The gated MLP's activation (layers that have one): silu (SwiGLU) or
+// gelu with the tanh approximation (GeGLU, Gemma).
+typedef enum { QT_FFN_SILU = 0, QT_FFN_GELU_TANH = 1 } qt_ffn_act;
+
+// config.json names of the common hyper-parameters where an architecture
+// uses others than Llama's (a NULL field: Llama's name).
+typedef struct {
+    const char *n_embd, *n_ff, *n_layer, *n_head, *n_ctx, *eps;
+    const char *const *act;   // keys naming the activation, the first present one is checked against hf_acts
+    int ff_mult;              // n_ff absent or null: ff_mult * n_embd (GPT-2's n_inner); 0: it is required
+    bool tied_default;        // tie_word_embeddings when config.json does not say (transformers' default)
+} qt_hf_keys;
 
 #define QT_MAX_LINEARS 32
 #define QT_MAX_ACTS 16
@@ -102,10 +125,17 @@ typedef struct qt_arch_desc {
     // Optional: architecture-specific checks after the common
     // hyper-parameters are read (QT_ERR, logged, refuses the file).
     int (*check)(qt_model *m);
-    // Optional: whether backend be has every operation this architecture's
-    // code calls beyond the Llama set (backends may leave newer ops NULL);
-    // qt_model_bind refuses the pair with a clear error when it does not.
-    bool (*supported)(const qt_backend *be);
+    // Optional: QT_ARCH_* flags; the gated MLP's activation; config.json's
+    // names (NULL: Llama's); the prefix transformers' names (hf) start with
+    // that checkpoints saved from the base model leave out ("transformer."
+    // in the original GPT-2 files), or NULL.
+    unsigned flags;
+    qt_ffn_act ffn_act;
+    const qt_hf_keys *hf_keys;
+    const char *hf_alt_prefix;
+    // Optional: the name of an operation (backend.h) the layers need that
+    // backend be does not have, or NULL (qt_model_bind refuses the model).
+    const char *(*missing_op)(const qt_backend *be);
     // Layer il: out (N, C) = layer(x (N, C)); out never aliases x. A: its
     // activation buffers (acts order), W: the work buffers, ax: per linear of
     // the architecture, the trained adapter's saved drop(x) A^T (N, rank)
@@ -136,9 +166,17 @@ void qt_arch_list(char *buf, size_t cap, bool hf);
 
 int64_t qt_dim_size(const qt_config *c, qt_dim d);
 
-// The linear named `name` (qtune's or PEFT's name, case-insensitive), or -1.
+// The first linear `name` names (qt_arch_linear_match), or -1.
 int qt_arch_linear_find(const qt_arch_desc *a, const char *name, size_t len);
 // PEFT's module name of linear i: the last part of its hf path ("q_proj").
 const char *qt_arch_linear_module(const qt_arch_desc *a, int i);
+// Every linear `name` names (qtune's name, or a PEFT target: its module
+// name or a dotted suffix of its path, "c_proj" = both of GPT-2's,
+// "attn.c_proj" one), as a bit mask; 0 when none.
+uint64_t qt_arch_linear_match(const qt_arch_desc *a, const char *name, size_t len);
+// The PEFT target_modules entry for linear i: its module name, or the
+// shortest dotted suffix of its path no other linear shares ("attn.c_proj").
+// Written to buf (cap bytes); returns buf.
+const char *qt_arch_linear_target(const qt_arch_desc *a, int i, char *buf, size_t cap);
 
 #endif

@@ -65,6 +65,7 @@ qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_ba
     QT_ASSERT(m->be == be || (!m->be && be->host_memory));
     c->m = m;
     c->be = be;
+    if (m->cfg.n_pos_max > 0) n_ctx = QT_MIN(n_ctx, m->cfg.n_pos_max);   // no cache past the model's positions
     c->n_ctx = n_ctx;
     c->n_batch = QT_MIN(n_batch, n_ctx * n_slots);
     c->n_slots = n_slots;
@@ -167,6 +168,12 @@ static int check_batch(const qt_ctx *c, const qt_ctx_seq *seqs, int n_seq, bool 
             }
         if (s->n <= 0) {
             qt_log_error("nothing to evaluate: empty token list");
+            return QT_ERR;
+        }
+        const int pmax = c->m->cfg.n_pos_max;
+        if (pmax > 0 && c->n_past[s->slot] + s->n > pmax) {
+            qt_log_error("positions up to %d: the model has %d (%s)", c->n_past[s->slot] + s->n, pmax,
+                         c->m->cfg.n_swa ? "its sliding attention window" : "its learned position embeddings");
             return QT_ERR;
         }
         if (c->n_past[s->slot] + s->n > c->n_ctx) {

@@ -186,3 +186,45 @@ void qt_final_norm_backward(const qt_fwd *f, float *dx, const float *dout, const
     else f->be->ops->rmsnorm_backward(f->be, dx, dout, x, qt_model_global(f->m, QT_G_OUT_NORM), rstd, n,
                                       f->m->cfg.n_embd);
 }
+
+// The column blocks of fused (N, sum of widths) to parts (split) or back (join).
+static void fused_copy(const qt_fwd *f, float *fused, float *const *parts, int n, const int64_t *widths, bool join) {
+    int64_t ld = 0, off = 0;
+    for (int i = 0; i < n; i++) ld += widths[i];
+    for (int i = 0; i < n; off += widths[i++]) {
+        if (join) f->be->ops->copy_2d(f->be, fused + off, ld, parts[i], widths[i], f->N, widths[i]);
+        else f->be->ops->copy_2d(f->be, parts[i], widths[i], fused + off, ld, f->N, widths[i]);
+    }
+}
+
+void qt_fused_split(const qt_fwd *f, const float *fused, int n, const int64_t *widths, float *const *parts) {
+    fused_copy(f, (float *)fused, parts, n, widths, false);
+}
+
+void qt_fused_join(const qt_fwd *f, float *fused, int n, const int64_t *widths, const float *const *parts) {
+    fused_copy(f, fused, (float *const *)parts, n, widths, true);
+}
+
+void qt_attention_block_forward(const qt_fwd *f, int il, int lin_o, float *ao, float *lse, const float *q,
+                                const float *k, const float *v, const float *x, float *xmid, float *const *ax) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    be->ops->attention(be, ao, lse, q, k, v, f->seqs, f->kv, il, c->n_head, c->n_head_kv, c->head_dim);
+    qt_linear_forward(f, il, 1, &lin_o, &xmid, ao, ax);
+    be->ops->axpy(be, f->N * c->n_embd, 1.0f, x, xmid);
+}
+
+void qt_attention_block_backward(const qt_fwd *f, int il, int lin_o, float *dao, float *dq, float *dk, float *dv,
+                                 const float *dxmid, const float *ao, const float *lse, const float *q,
+                                 const float *k, const float *v, float *const *ax) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    const size_t nQ = sizeof(float) * (size_t)(f->N * c->n_head * c->head_dim);
+    const size_t nKV = sizeof(float) * (size_t)(f->N * c->n_head_kv * c->head_dim);
+    be->ops->zero(be, dao, nQ);
+    qt_linear_backward(f, il, lin_o, dao, dxmid, ao, ax ? ax[lin_o] : NULL);
+    be->ops->zero(be, dq, nQ);
+    be->ops->zero(be, dk, nKV);
+    be->ops->zero(be, dv, nKV);
+    be->ops->attention_backward(be, dq, dk, dv, dao, ao, lse, q, k, v, f->seqs, c->n_head, c->n_head_kv, c->head_dim);
+}

@@ -69,6 +69,23 @@ void qt_linear_forward(const qt_fwd *f, int il, int n, const int *lins, float *c
 void qt_linear_backward(const qt_fwd *f, int il, int lin, float *dx, const float *dy, const float *x,
                         const float *ax);
 
+// Fused projections (GPT-2's c_attn, Phi-3's qkv_proj and gate_up_proj):
+// parts[i] (N, widths[i]) = the i-th column block of fused (N, sum of
+// widths), and back (fused written whole).
+void qt_fused_split(const qt_fwd *f, const float *fused, int n, const int64_t *widths, float *const *parts);
+void qt_fused_join(const qt_fwd *f, float *fused, int n, const int64_t *widths, const float *const *parts);
+
+// The attention sub-layer after q, k, v (N, .) are ready (RoPE applied):
+// ao (N, QD) = attn(q, k, v) (lse (N, NH) kept), xmid (N, C) = x + lin_o(ao).
+void qt_attention_block_forward(const qt_fwd *f, int il, int lin_o, float *ao, float *lse, const float *q,
+                                const float *k, const float *v, const float *x, float *xmid, float *const *ax);
+// Its backward down to q, k, v: dao (N, QD) = d/d ao (through lin_o, whose
+// adapter gradients += ), dq, dk, dv = d/d q, k, v (all written) given
+// dxmid; ao, lse, q, k, v as the forward left them.
+void qt_attention_block_backward(const qt_fwd *f, int il, int lin_o, float *dao, float *dq, float *dk, float *dv,
+                                 const float *dxmid, const float *ao, const float *lse, const float *q,
+                                 const float *k, const float *v, float *const *ax);
+
 // The architecture's embedding / final norm (arch.h), or the Llama way.
 void qt_embed(const qt_fwd *f, float *x, const int32_t *tokens);
 void qt_final_norm(const qt_fwd *f, float *out, float *rstd, const float *x, int64_t n);

@@ -179,7 +179,9 @@ static void add_mat(ex_ctx *x, const char *name, const qt_tensor *t, int il, int
     e->target = target;
     e->permute = permute;
     const qt_export_params *p = x->p;
-    if (p->type >= 0) e->out = qt_export_tensor_type(name, 2, t->ne0, (qt_type)p->type, x->m->cfg.tied_output);
+    // llama-quantize keeps learned position embeddings (GPT-2's) as they are
+    if (p->type >= 0 && strcmp(name, "position_embd.weight") != 0)
+        e->out = qt_export_tensor_type(name, 2, t->ne0, (qt_type)p->type, x->m->cfg.tied_output);
     else e->out = t->type;
     const qt_type_traits *tr = qt_type_traits_get(e->out);
     bool changes = e->out != t->type || permute || (target >= 0 && p->lora);
@@ -678,9 +680,14 @@ static int hf_metadata(qt_gguf_writer *w, const qt_model *m, const qt_export_par
     qt_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->n_ff);
     qt_gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_head);
     qt_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_head_kv);
-    qt_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps);
-    qt_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta);
-    qt_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim);
+    const unsigned af = m->arch->flags;
+    if (af & QT_ARCH_LAYERNORM) qt_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->rms_eps);
+    else qt_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps);
+    if (!(af & QT_ARCH_NO_ROPE)) {
+        qt_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta);
+        qt_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim);
+    }
+    if ((af & QT_ARCH_SWA) && c->n_swa > 0) qt_gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->n_swa);
     if (c->head_dim * c->n_head != c->n_embd) {
         qt_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim);
         qt_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim);

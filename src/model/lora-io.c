@@ -121,12 +121,18 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
         cJSON_AddNumberToObject(j, "lora_dropout", l->cfg.dropout);
         cJSON_AddBoolToObject(j, "use_rslora", l->cfg.rslora);
         cJSON_AddStringToObject(j, "bias", "none");
-        cJSON_AddBoolToObject(j, "fan_in_fan_out", false);
+        // PEFT sets fan_in_fan_out for Conv1D bases (GPT-2), whose weight is stored [in, out];
+        // lora_A and lora_B keep their usual shapes either way
+        bool conv1d = false;
+        for (int t = 0; t < l->n_linears; t++)
+            if (l->cfg.targets >> t & 1) conv1d = conv1d || (m->arch->layer[m->arch->linears[t].weight].flags & QT_TF_HF_T);
+        cJSON_AddBoolToObject(j, "fan_in_fan_out", conv1d);
         cJSON_AddBoolToObject(j, "inference_mode", true);
         cJSON *tm = cJSON_AddArrayToObject(j, "target_modules");
+        char mod[128];
         for (int t = 0; t < l->n_linears; t++)
             if (l->cfg.targets & (1ull << t))
-                cJSON_AddItemToArray(tm, cJSON_CreateString(qt_arch_linear_module(m->arch, t)));
+                cJSON_AddItemToArray(tm, cJSON_CreateString(qt_arch_linear_target(m->arch, t, mod, sizeof(mod))));
         if (l->first_layer > 0) {
             cJSON *lt = cJSON_AddArrayToObject(j, "layers_to_transform");
             for (int il = l->first_layer; il < l->n_layer; il++) cJSON_AddItemToArray(lt, cJSON_CreateNumber(il));

@@ -24,8 +24,8 @@ int qt_lora_parse_targets(const qt_arch_desc *a, const char *list, uint64_t *out
         if (n == 3 && !strncasecmp(p, "all", 3)) {
             mask = a->n_linears >= 64 ? ~0ull : (1ull << a->n_linears) - 1;
         } else if (n > 0) {
-            int t = qt_arch_linear_find(a, p, n);
-            if (t < 0) {
+            uint64_t t = qt_arch_linear_match(a, p, n);
+            if (!t) {
                 char names[512];
                 size_t k = 0;
                 names[0] = 0;
@@ -34,7 +34,7 @@ int qt_lora_parse_targets(const qt_arch_desc *a, const char *list, uint64_t *out
                 qt_log_error("unknown LoRA target '%.*s' for %s (use %sor all)", (int)n, p, a->name, names);
                 return QT_ERR;
             }
-            mask |= 1ull << t;
+            mask |= t;
         }
         p += n;
         if (*p == ',') p++;

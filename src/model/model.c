@@ -67,21 +67,45 @@ static int check_matrix_type(const char *path, const char *name, const qt_tensor
 
 // ---- config sanity, shared by both loaders ----
 
-static int check_config(const char *path, qt_config *c) {
-    const char *bad = NULL;
-    if (c->n_embd <= 0 || c->n_embd > (1 << 16)) bad = "embedding length";
-    else if (c->n_layer <= 0 || c->n_layer > 1024) bad = "layer count";
-    else if (c->n_head <= 0 || c->n_head > 1024) bad = "head count";
-    else if (c->n_head_kv <= 0 || c->n_head % c->n_head_kv != 0) bad = "key/value head count (must divide the head count)";
-    else if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->head_dim > 1024) bad = "head dimension";
-    else if (c->n_ff <= 0 || c->n_ff > (1 << 20)) bad = "feed-forward length";
-    else if (c->n_vocab <= 0 || c->n_vocab > (1 << 24)) bad = "vocabulary size";
-    else if (!(c->rms_eps > 0) || !(c->rope_theta > 0)) bad = "rms epsilon or rope theta";
+// The names the file gives the hyper-parameters, for messages.
+typedef struct {
+    const char *embd, *layer, *head, *head_kv, *head_dim, *ff, *vocab, *eps, *theta;
+} cfg_names;
+
+static int check_config(const char *path, qt_config *c, const cfg_names *nm) {
+    const char *bad = NULL, *field = NULL;
+    char val[32];
+#define BAD(what, f, fmt, x) (bad = (what), field = (f), snprintf(val, sizeof(val), fmt, x))
+    if (c->n_embd <= 0 || c->n_embd > (1 << 16)) BAD("embedding length", nm->embd, "%d", c->n_embd);
+    else if (c->n_layer <= 0 || c->n_layer > 1024) BAD("layer count", nm->layer, "%d", c->n_layer);
+    else if (c->n_head <= 0 || c->n_head > 1024) BAD("head count", nm->head, "%d", c->n_head);
+    else if (c->n_head_kv <= 0 || c->n_head % c->n_head_kv != 0)
+        BAD("key/value head count (must divide the head count)", nm->head_kv, "%d", c->n_head_kv);
+    else if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->head_dim > 1024)
+        BAD("head dimension (even, at most 1024)", nm->head_dim, "%d", c->head_dim);
+    else if (c->n_ff <= 0 || c->n_ff > (1 << 20)) BAD("feed-forward length", nm->ff, "%d", c->n_ff);
+    else if (c->n_vocab <= 0 || c->n_vocab > (1 << 24)) BAD("vocabulary size", nm->vocab, "%d", c->n_vocab);
+    else if (!(c->rms_eps > 0)) BAD("norm epsilon", nm->eps, "%g", c->rms_eps);
+    else if (!(c->rope_theta > 0)) BAD("rope theta", nm->theta, "%g", c->rope_theta);
+    else if (c->n_swa < 0) BAD("sliding window", "sliding_window", "%d", c->n_swa);
+#undef BAD
     if (bad) {
-        qt_log_error("%s: invalid %s in the model hyper-parameters", path, bad);
+        qt_log_error("%s: invalid %s in the model hyper-parameters: %s = %s", path, bad, field, val);
         return QT_ERR;
     }
     if (c->n_ctx_train <= 0) c->n_ctx_train = 2048;
+    c->n_pos_max = c->n_swa;
+    return QT_OK;
+}
+
+// head_dim when the file does not give it: n_embd / n_head, which must divide.
+static int derive_head_dim(const char *path, qt_config *c, const char *embd, const char *head) {
+    if (c->n_head > 0 && c->n_embd > 0 && c->n_embd % c->n_head != 0) {
+        qt_log_error("%s: %s %d is not a multiple of %s %d (and no head dimension is given)", path, embd, c->n_embd,
+                     head, c->n_head);
+        return QT_ERR;
+    }
+    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
     return QT_OK;
 }
 
@@ -93,6 +117,7 @@ static void reserve_owned(qt_model *m) {
         if (a->globals[i].flags & QT_TF_VEC) n += (size_t)qt_dim_size(&m->cfg, a->globals[i].ne0);
     for (int i = 0; i < a->n_layer_tensors; i++)
         if (a->layer[i].flags & QT_TF_VEC) n += (size_t)m->cfg.n_layer * (size_t)qt_dim_size(&m->cfg, a->layer[i].ne0);
+    // (a vector is converted, or given +1 (QT_ARCH_HF_NORM_PLUS1), in the buffer: once)
     m->cap_owned = n;
     m->owned = qt_malloc(m->cap_owned * sizeof(float));
 }
@@ -117,14 +142,46 @@ static float *llama3_rope_factors(qt_model *m, float factor, float low, float hi
     return f;
 }
 
+// Keeps a weight buffer the model owns (requantized or transposed
+// weights) for qt_model_free.
+static void keep_buf(qt_model *m, void *p, size_t bytes) {
+    m->bufs = qt_realloc(m->bufs, sizeof(void *) * (size_t)(m->n_bufs + 1));
+    m->buf_sizes = qt_realloc(m->buf_sizes, sizeof(size_t) * (size_t)(m->n_bufs + 1));
+    m->bufs[m->n_bufs] = p;
+    m->buf_sizes[m->n_bufs++] = bytes;
+}
+
+// t (stored [in, out]: ne0 = out, ne1 = in, as GPT-2's Conv1D) -> an owned
+// (out rows of in) copy in the same type, so y = x W^T as for every matrix.
+static int transpose_owned(qt_model *m, qt_tensor *t) {
+    const size_t es = qt_row_size(t->type, 1);   // F32 / F16 / BF16: one element
+    const int64_t rows = t->ne0, cols = t->ne1;  // of the result
+    uint8_t *dst = qt_alloc_big(es * (size_t)(rows * cols), "transposed weights");
+    if (!dst) return QT_ERR;
+    const uint8_t *src = t->data;
+    enum { TB = 32 };   // tiles keep both sides in cache
+    for (int64_t r0 = 0; r0 < rows; r0 += TB)
+        for (int64_t c0 = 0; c0 < cols; c0 += TB)
+            for (int64_t r = r0; r < QT_MIN(rows, r0 + TB); r++)
+                for (int64_t c = c0; c < QT_MIN(cols, c0 + TB); c++)
+                    memcpy(dst + (size_t)(r * cols + c) * es, src + (size_t)(c * rows + r) * es, es);
+    keep_buf(m, dst, es * (size_t)(rows * cols));
+    t->data = dst;
+    t->ne0 = cols;
+    t->ne1 = rows;
+    return QT_OK;
+}
+
 // ---- binding the architecture's tensors ----
 
 // A tensor as the file has it (absent: data == NULL), shape not yet checked.
 typedef int (*find_fn)(qt_model *m, const char *name, qt_tensor *t);
 
 // Binds the tensor of desc d (layer il, or -1 for a global) from the file
-// through find: shape, type, optional; vectors converted to float32.
-static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool hf, int il, qt_tensor *t) {
+// through find: shape, type, optional; vectors converted to float32 (plus1:
+// with 1 added, QT_ARCH_HF_NORM_PLUS1).
+static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool hf, int il, bool plus1,
+                       qt_tensor *t) {
     char name[192];
     const char *pat = hf ? d->hf : d->gguf;
     memset(t, 0, sizeof(*t));
@@ -132,19 +189,31 @@ static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool 
     if (il >= 0) snprintf(name, sizeof(name), pat, il);
     else snprintf(name, sizeof(name), "%s", pat);
     if (find(m, name, t) != QT_OK) return QT_ERR;
+    const char *alt = m->arch->hf_alt_prefix;
+    if (!t->data && hf && alt && !strncmp(name, alt, strlen(alt)) && find(m, name + strlen(alt), t) != QT_OK)
+        return QT_ERR;
     if (!t->data) {
         if (d->flags & QT_TF_OPTIONAL) return QT_OK;
         qt_log_error("%s: missing tensor '%s'", m->path, name);
         return QT_ERR;
     }
     int64_t ne0 = qt_dim_size(&m->cfg, d->ne0), ne1 = qt_dim_size(&m->cfg, d->ne1);
-    if (hf && (d->flags & QT_TF_HF_T)) {
-        qt_log_error("%s: tensor '%s' is stored transposed ([in, out]); not supported yet", m->path, name);
-        return QT_ERR;
+    if (hf && (d->flags & QT_TF_HF_T)) {   // [in, out] as stored: check that shape, then transpose
+        if (t->ne0 != ne1 || t->ne1 != ne0) {
+            qt_log_error("%s: tensor '%s' (Conv1D, stored [in, out]) has shape [%lld, %lld], expected [%lld, %lld]",
+                         m->path, name, (long long)t->ne1, (long long)t->ne0, (long long)ne0, (long long)ne1);
+            return QT_ERR;
+        }
+        if (transpose_owned(m, t) != QT_OK) return QT_ERR;
     }
     if (d->flags & QT_TF_VEC) {
         const float *v = vec_f32(m, name, t, ne0);
         if (!v) return QT_ERR;
+        if (plus1) {   // vec_f32 copied it unless it was F32
+            float *o = t->type == QT_TYPE_F32 ? owned_alloc(m, (size_t)ne0) : (float *)v;
+            for (int64_t i = 0; i < ne0; i++) o[i] = v[i] + 1.0f;
+            v = o;
+        }
         *t = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = ne0, .ne1 = 1, .data = v, .dev = v };
         return QT_OK;
     }
@@ -160,23 +229,31 @@ static int bind_all(qt_model *m, find_fn find, bool hf) {
     const qt_arch_desc *a = m->arch;
     m->globals = qt_calloc((size_t)a->n_globals, sizeof(qt_tensor));
     m->tensors = qt_calloc((size_t)m->cfg.n_layer * (size_t)a->n_layer_tensors, sizeof(qt_tensor));
-    for (int i = 0; i < a->n_globals; i++)
-        if (bind_tensor(m, find, &a->globals[i], hf, -1, &m->globals[i]) != QT_OK) return QT_ERR;
-    if (!m->globals[QT_G_OUTPUT].data) {
+    // QT_ARCH_HF_NORM_PLUS1: the norm weights, vectors that are no linear's bias
+    const bool plus1 = hf && (a->flags & QT_ARCH_HF_NORM_PLUS1);
+    bool *is_bias = qt_calloc((size_t)a->n_layer_tensors, sizeof(bool));
+    for (int i = 0; i < a->n_linears; i++)
+        if (a->linears[i].bias >= 0) is_bias[a->linears[i].bias] = true;
+    int rc = QT_OK;
+    for (int i = 0; i < a->n_globals && rc == QT_OK; i++)
+        rc = bind_tensor(m, find, &a->globals[i], hf, -1, plus1 && (a->globals[i].flags & QT_TF_VEC), &m->globals[i]);
+    if (rc == QT_OK && !m->globals[QT_G_OUTPUT].data) {
         if (hf && !m->cfg.tied_output) {
             qt_log_error("%s: missing tensor '%s' (and tie_word_embeddings is not set)", m->path,
                          a->globals[QT_G_OUTPUT].hf);
-            return QT_ERR;
+            rc = QT_ERR;
         }
         m->globals[QT_G_OUTPUT] = m->globals[QT_G_TOK_EMBD];
         m->cfg.tied_output = true;
     } else {
         m->cfg.tied_output = false;
     }
-    for (int il = 0; il < m->cfg.n_layer; il++)
-        for (int i = 0; i < a->n_layer_tensors; i++)
-            if (bind_tensor(m, find, &a->layer[i], hf, il, &m->tensors[(size_t)il * a->n_layer_tensors + i]) != QT_OK)
-                return QT_ERR;
+    for (int il = 0; il < m->cfg.n_layer && rc == QT_OK; il++)
+        for (int i = 0; i < a->n_layer_tensors && rc == QT_OK; i++)
+            rc = bind_tensor(m, find, &a->layer[i], hf, il, plus1 && (a->layer[i].flags & QT_TF_VEC) && !is_bias[i],
+                             &m->tensors[(size_t)il * a->n_layer_tensors + i]);
+    qt_free(is_bias);
+    if (rc != QT_OK) return QT_ERR;
     return a->check ? a->check(m) : QT_OK;
 }
 
@@ -227,10 +304,20 @@ static int load_gguf(qt_model *m) {
     if (qt_gguf_get_f32(g, KEY("attention.layer_norm_epsilon"), &c->rms_eps, false) != QT_OK) return QT_ERR;
     c->rope_theta = 10000.0f;
     if (qt_gguf_get_f32(g, KEY("rope.freq_base"), &c->rope_theta, false) != QT_OK) return QT_ERR;
-    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
-    u = (uint32_t)c->head_dim;
+    u = 0;
     if (qt_gguf_get_u32(g, KEY("attention.key_length"), &u, false) != QT_OK) return QT_ERR;
-    c->head_dim = (int)QT_MIN(u, INT32_MAX);
+    if (u) c->head_dim = (int)QT_MIN(u, INT32_MAX);
+    else {
+        char e[128], h[128];
+        snprintf(e, sizeof(e), "%s.embedding_length", arch);
+        snprintf(h, sizeof(h), "%s.attention.head_count", arch);
+        if (derive_head_dim(m->path, c, e, h) != QT_OK) return QT_ERR;
+    }
+    if (m->arch->flags & QT_ARCH_SWA) {
+        u = 0;
+        if (qt_gguf_get_u32(g, KEY("attention.sliding_window"), &u, false) != QT_OK) return QT_ERR;
+        c->n_swa = (int)QT_MIN(u, INT32_MAX);
+    }
     uint32_t n_rot = (uint32_t)c->head_dim;
     if (qt_gguf_get_u32(g, KEY("rope.dimension_count"), &n_rot, false) != QT_OK) return QT_ERR;
     const qt_gguf_kv *scaling = qt_gguf_find_kv(g, KEY("rope.scaling.type"));
@@ -246,7 +333,15 @@ static int load_gguf(qt_model *m) {
         return QT_ERR;
     }
     c->n_vocab = (int)QT_MIN(te.ne1, INT32_MAX);
-    if (check_config(m->path, c) != QT_OK) return QT_ERR;
+    char nm[9][96];
+    static const char *const sfx[9] = { "embedding_length", "block_count", "attention.head_count",
+                                        "attention.head_count_kv", "attention.key_length", "feed_forward_length",
+                                        "", "attention.layer_norm_rms_epsilon", "rope.freq_base" };
+    for (int i = 0; i < 9; i++) snprintf(nm[i], sizeof(nm[i]), "%s.%s", arch, sfx[i]);
+    if (m->arch->flags & QT_ARCH_LAYERNORM) snprintf(nm[7], sizeof(nm[7]), "%s.attention.layer_norm_epsilon", arch);
+    snprintf(nm[6], sizeof(nm[6]), "rows of %s", m->arch->globals[QT_G_TOK_EMBD].gguf);
+    const cfg_names names = { nm[0], nm[1], nm[2], nm[3], nm[4], nm[5], nm[6], nm[7], nm[8] };
+    if (check_config(m->path, c, &names) != QT_OK) return QT_ERR;
     if ((int)n_rot != c->head_dim) {
         qt_log_error("%s: partial rotary embeddings (rope.dimension_count %u of head size %d) are not supported",
                      m->path, n_rot, c->head_dim);
@@ -318,6 +413,11 @@ static int hf_find(qt_model *m, const char *name, qt_tensor *t) {
     t->data = st->data;
     return QT_OK;
 }
+// Llama's config.json names (an architecture's qt_hf_keys overrides them).
+static const char *const llama_act_keys[] = { "hidden_act", NULL };
+static const qt_hf_keys llama_keys = { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                                       "max_position_embeddings", "rms_norm_eps", llama_act_keys, 0, false };
+
 static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     char *text = qt_read_file(cfg_path, NULL);
     if (!text) return QT_ERR;
@@ -340,27 +440,45 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     c->rope_type = QT_ROPE_NEOX;  // HF checkpoints are in rotate_half order
     c->rms_eps = 1e-6f;
     c->rope_theta = 10000.0f;
-    if (json_int(cfg_path, j, "hidden_size", &c->n_embd, true) || json_int(cfg_path, j, "intermediate_size", &c->n_ff, true) ||
-        json_int(cfg_path, j, "num_hidden_layers", &c->n_layer, true) ||
-        json_int(cfg_path, j, "num_attention_heads", &c->n_head, true) ||
+    const qt_hf_keys *ak = m->arch->hf_keys;
+#define HFKEY(f) (ak && ak->f ? ak->f : llama_keys.f)
+    const cfg_names names = { HFKEY(n_embd), HFKEY(n_layer), HFKEY(n_head), "num_key_value_heads", "head_dim",
+                              HFKEY(n_ff), "vocab_size", HFKEY(eps), "rope_theta" };
+    const int ff_mult = ak ? ak->ff_mult : 0;
+    if (json_int(cfg_path, j, names.embd, &c->n_embd, true) || json_int(cfg_path, j, names.ff, &c->n_ff, !ff_mult) ||
+        json_int(cfg_path, j, names.layer, &c->n_layer, true) || json_int(cfg_path, j, names.head, &c->n_head, true) ||
         json_int(cfg_path, j, "vocab_size", &c->n_vocab, true) ||
-        json_int(cfg_path, j, "max_position_embeddings", &c->n_ctx_train, false) ||
-        json_float(cfg_path, j, "rms_norm_eps", &c->rms_eps) || json_float(cfg_path, j, "rope_theta", &c->rope_theta))
+        json_int(cfg_path, j, HFKEY(n_ctx), &c->n_ctx_train, false) || json_float(cfg_path, j, names.eps, &c->rms_eps) ||
+        json_float(cfg_path, j, "rope_theta", &c->rope_theta))
         goto done;
+    if (ff_mult && c->n_ff == 0) c->n_ff = ff_mult * c->n_embd;   // GPT-2's n_inner: null
     c->n_head_kv = c->n_head;
     if (json_int(cfg_path, j, "num_key_value_heads", &c->n_head_kv, false)) goto done;
-    c->head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
-    if (json_int(cfg_path, j, "head_dim", &c->head_dim, false)) goto done;
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(j, "head_dim");
+    if (hd && !cJSON_IsNull(hd)) {
+        if (json_int(cfg_path, j, "head_dim", &c->head_dim, false)) goto done;
+    } else if (derive_head_dim(cfg_path, c, names.embd, names.head) != QT_OK) {
+        goto done;
+    }
+    if (m->arch->flags & QT_ARCH_SWA && json_int(cfg_path, j, "sliding_window", &c->n_swa, false)) goto done;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(j, "tie_word_embeddings");
-    c->tied_output = cJSON_IsTrue(tie);
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    if (act && m->arch->hf_acts) {
+    c->tied_output = cJSON_IsBool(tie) ? cJSON_IsTrue(tie) : ak && ak->tied_default;
+    for (const char *const *k = HFKEY(act); *k && m->arch->hf_acts; k++) {
+        const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, *k);
+        if (!act || cJSON_IsNull(act)) continue;
         bool ok = false;
         for (const char *const *a = m->arch->hf_acts; *a && cJSON_IsString(act); a++) ok = ok || !strcmp(act->valuestring, *a);
         if (!ok) {
-            qt_log_error("%s: hidden_act must be \"%s\" for %s", cfg_path, m->arch->hf_acts[0], m->arch->name);
+            qt_log_error("%s: %s must be \"%s\" for %s", cfg_path, *k, m->arch->hf_acts[0], m->arch->name);
             goto done;
         }
+        break;
+    }
+#undef HFKEY
+    const cJSON *prf = cJSON_GetObjectItemCaseSensitive(j, "partial_rotary_factor");
+    if (prf && !cJSON_IsNull(prf) && !(cJSON_IsNumber(prf) && prf->valuedouble == 1.0)) {
+        qt_log_error("%s: partial_rotary_factor: partial rotary embeddings are not supported (only 1.0)", cfg_path);
+        goto done;
     }
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) {
@@ -383,7 +501,7 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
             goto done;
         }
     }
-    rc = check_config(cfg_path, c);
+    rc = check_config(cfg_path, c, &names);
 done:
     cJSON_Delete(j);
     return rc;
@@ -464,10 +582,7 @@ static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_tra
         to->from_float_ref(tmp, dst + (size_t)r * row, t->ne0);
     }
     qt_free(tmp);
-    m->bufs = qt_realloc(m->bufs, sizeof(void *) * (size_t)(m->n_bufs + 1));
-    m->buf_sizes = qt_realloc(m->buf_sizes, sizeof(size_t) * (size_t)(m->n_bufs + 1));
-    m->bufs[m->n_bufs] = dst;
-    m->buf_sizes[m->n_bufs++] = bytes;
+    keep_buf(m, dst, bytes);
     t->type = type;
     t->data = dst;
     t->dev = dst;
@@ -524,9 +639,10 @@ static void unbind(qt_model *m) {
 int qt_model_bind(qt_model *m, qt_backend *be) {
     unbind(m);
     if (!be) return QT_OK;
-    if (m->arch->supported && !m->arch->supported(be)) {
-        qt_log_error("%s: architecture %s is not supported on the %s backend yet (try --device cpu)", m->path,
-                     m->arch->name, be->name);
+    const char *op = m->arch->missing_op ? m->arch->missing_op(be) : NULL;
+    if (op) {
+        qt_log_error("%s: %s models are not supported on the %s device yet (its backend has no %s operation)", m->path,
+                     m->arch->name, be->name, op);
         return QT_ERR;
     }
     m->be = be;

@@ -39,6 +39,8 @@ struct qt_config {
     float rope_theta;
     qt_rope_type rope_type;
     bool tied_output;  // output head shares the token embedding
+    int n_swa;         // sliding attention window (Phi-3's sliding_window), 0: none
+    int n_pos_max;     // positions a sequence may reach (learned position rows, the window), 0: no limit
 };
 
 struct qt_model {

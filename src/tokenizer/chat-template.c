@@ -15,13 +15,14 @@
 #include "base/base.h"
 
 static const char *const family_names[QT_CHAT_COUNT] = {
-    "llama2", "mistral", "chatml", "llama3", "zephyr", "phi3", "gemma", "alpaca",
+    "llama2", "mistral", "chatml", "llama3", "zephyr", "phi3", "gemma", "alpaca", "dialogpt",
 };
 
 static const struct { const char *alias; int family; } aliases[] = {
     { "llama-2", QT_CHAT_LLAMA2 }, { "qwen2", QT_CHAT_CHATML }, { "qwen", QT_CHAT_CHATML },
     { "smollm", QT_CHAT_CHATML }, { "smollm2", QT_CHAT_CHATML }, { "llama-3", QT_CHAT_LLAMA3 },
     { "phi-3", QT_CHAT_PHI3 }, { "tinyllama", QT_CHAT_ZEPHYR }, { "mixtral", QT_CHAT_MISTRAL },
+    { "gpt2", QT_CHAT_DIALOGPT },
 };
 
 // Default system prompts of the real templates we know by name.
@@ -44,7 +45,7 @@ const char *qt_chat_family_name(int family) {
 }
 
 const char *qt_chat_family_list(void) {
-    return "llama2, mistral, chatml (qwen2, smollm2), llama3, zephyr, phi3, gemma, alpaca";
+    return "llama2, mistral, chatml (qwen2, smollm2), llama3, zephyr, phi3, gemma, alpaca, dialogpt";
 }
 
 // ChatML templates that insert a system turn when the conversation has none
@@ -96,6 +97,9 @@ int qt_chat_family_detect(const char *jinja, char **default_system) {
     else if (strstr(jinja, "<|user|>") && strstr(jinja, "<|assistant|>")) f = QT_CHAT_ZEPHYR;
     else if (strstr(jinja, "[INST]")) f = strstr(jinja, "<<SYS>>") ? QT_CHAT_LLAMA2 : QT_CHAT_MISTRAL;
     else if (strstr(jinja, "### Instruction") && strstr(jinja, "### Response")) f = QT_CHAT_ALPACA;
+    else if (strstr(jinja, "{{ message.content }}{{ eos_token }}") ||
+             strstr(jinja, "{{ message['content'] }}{{ eos_token }}"))
+        f = QT_CHAT_DIALOGPT;
     if (default_system) {
         if (f == QT_CHAT_CHATML) *default_system = chatml_default_system(jinja);
         if (f == QT_CHAT_ALPACA && strstr(jinja, ALPACA_SYSTEM)) *default_system = qt_strdup(ALPACA_SYSTEM);
@@ -562,6 +566,21 @@ static int render_alpaca(out *o, const qt_chat_template *t, const qt_chat_msg *m
     return QT_OK;
 }
 
+// GPT-2's default template (transformers' GPT2Tokenizer.default_chat_template,
+// what DialoGPT was trained on: turns separated by EOS; roles are not written):
+// {% for message in messages %}{{ message.content }}{{ eos_token }}{% endfor %}
+// The generation prompt is empty: the model answers after the last EOS.
+static int render_dialogpt(out *o, const qt_chat_msg *m, int n, const char *eos) {
+    for (int i = 0; i < n; i++) {
+        bool a = is(m[i].role, "assistant");
+        if (a) span_begin(o);
+        puts_(o, m[i].content);
+        puts_(o, eos);
+        if (a) span_end(o);
+    }
+    return QT_OK;
+}
+
 char *qt_chat_render_family(const qt_chat_template *t, const qt_chat_msg *msgs, int n, const char *bos,
                             const char *eos, bool gen, size_t *len_out, qt_chat_span **spans, int *n_spans,
                             char *err, size_t err_cap) {
@@ -584,6 +603,7 @@ char *qt_chat_render_family(const qt_chat_template *t, const qt_chat_msg *msgs, 
     case QT_CHAT_PHI3: rc = render_phi3(&o, msgs, n, eos, gen); break;
     case QT_CHAT_GEMMA: rc = render_gemma(&o, msgs, n, bos, gen, err, err_cap); break;
     case QT_CHAT_ALPACA: rc = render_alpaca(&o, t, msgs, n, bos, eos, gen, err, err_cap); break;
+    case QT_CHAT_DIALOGPT: rc = render_dialogpt(&o, msgs, n, eos); break;
     default: snprintf(err, err_cap, "no chat template chosen"); rc = QT_ERR; break;
     }
     if (rc != QT_OK) {
@@ -609,6 +629,7 @@ const char *const *qt_chat_family_stops(int family) {
     static const char *const phi3[] = { "<|end|>", "<|endoftext|>", "<|user|>", NULL };
     static const char *const gemma[] = { "<end_of_turn>", "<eos>", "<start_of_turn>", NULL };
     static const char *const alpaca[] = { "### Instruction:", "</s>", NULL };
+    static const char *const dialogpt[] = { "<|endoftext|>", NULL };
     static const char *const none[] = { NULL };
     switch (family) {
     case QT_CHAT_LLAMA2: case QT_CHAT_MISTRAL: return llama2;
@@ -618,6 +639,7 @@ const char *const *qt_chat_family_stops(int family) {
     case QT_CHAT_PHI3: return phi3;
     case QT_CHAT_GEMMA: return gemma;
     case QT_CHAT_ALPACA: return alpaca;
+    case QT_CHAT_DIALOGPT: return dialogpt;
     default: return none;
     }
 }

@@ -24,6 +24,7 @@ typedef enum {
     QT_CHAT_PHI3,        // microsoft/Phi-3-mini-4k-instruct: <|user|>\n...<|end|>\n
     QT_CHAT_GEMMA,       // google/gemma-7b-it: <start_of_turn>user\n...<end_of_turn>\n (no system role)
     QT_CHAT_ALPACA,      // Alpaca multi-turn (unsloth's alpaca template): ### Instruction:\n...\n\n### Response:\n
+    QT_CHAT_DIALOGPT,    // microsoft/DialoGPT-* (GPT-2's default template): each turn's text, then eos_token
     QT_CHAT_COUNT,
 } qt_chat_family;
 
@@ -45,8 +46,8 @@ typedef struct {
 } qt_chat_template;
 
 // Family names: "llama2", "mistral", "chatml", "llama3", "zephyr", "phi3",
-// "gemma", "alpaca" (also a few aliases: "llama-2", "qwen2", "smollm", "llama-3",
-// "phi-3", "tinyllama"). -1 for an unknown name.
+// "gemma", "alpaca", "dialogpt" (also a few aliases: "llama-2", "qwen2",
+// "smollm", "llama-3", "phi-3", "tinyllama", "gpt2"). -1 for an unknown name.
 int qt_chat_family_from_name(const char *name);
 const char *qt_chat_family_name(int family);
 // The list of names for messages ("llama2, mistral, ...").

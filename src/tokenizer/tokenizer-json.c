@@ -391,7 +391,8 @@ qt_tokenizer *qt_tokenizer_from_hf(const char *dir) {
         qt_log_error("%s: model.type: missing, and no merges (only BPE is supported)", path);
         goto fail;
     }
-    if (json_str(model, "continuing_subword_prefix") || json_str(model, "end_of_word_suffix")) {
+    const char *csp = json_str(model, "continuing_subword_prefix"), *ews = json_str(model, "end_of_word_suffix");
+    if ((csp && *csp) || (ews && *ews)) {   // GPT-2's tokenizer.json has "" for both
         qt_log_error("%s: model: continuing_subword_prefix / end_of_word_suffix are not supported", path);
         goto fail;
     }

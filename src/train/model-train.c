@@ -201,6 +201,11 @@ static int check_batch(const qt_tmodel *tm, const qt_batch *b) {
             qt_log_error("sequence of %d tokens does not fit the training buffers (max %d)", T, tm->max_seq);
             return QT_ERR;
         }
+        if (tm->m->cfg.n_pos_max > 0 && T > tm->m->cfg.n_pos_max) {
+            qt_log_error("sequence of %d tokens: the model has %d positions (use --max-seq-len %d)", T,
+                         tm->m->cfg.n_pos_max, tm->m->cfg.n_pos_max);
+            return QT_ERR;
+        }
     }
     for (int i = 0; i < N; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= V || b->targets[i] >= V) {

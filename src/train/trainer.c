@@ -557,6 +557,7 @@ int qt_train_run(const qt_train_opts *o) {
     run_paths P = { .out = o->adapter_path };
     bool stopped = false, report = false, created_dir = false;
     int64_t step = 0, saved_step = -1;
+    qt_data_opts dopts = o->data_opts;   // max_seq_len capped to the model's positions
 
     if (o->iters <= 0 || o->batch_size <= 0 || o->grad_accum <= 0 || o->grad_accum > 256 || o->steps_per_report <= 0 ||
         o->save_every < 0 || o->steps_per_eval < 0 || !(o->adam.lr > 0) || !(o->epochs >= 0)) {
@@ -610,17 +611,21 @@ int qt_train_run(const qt_train_opts *o) {
             goto done;
         }
     }
+    if (m->cfg.n_pos_max > 0 && dopts.max_seq_len > m->cfg.n_pos_max) {
+        say(&L, "  records truncated to %d tokens: the model has %d positions\n", m->cfg.n_pos_max, m->cfg.n_pos_max);
+        dopts.max_seq_len = m->cfg.n_pos_max;
+    }
     say(&L, "model: %s (%s, %d layers, %.1f M parameters, %s weights)\n", o->model, m->arch_name, m->cfg.n_layer,
         qt_model_n_params(m) / 1e6, qt_type_name(qt_model_linear(m, 0, 0)->type));
     if (qt_data_find_splits(o->data, &ptrain, &pvalid, &ptest) != QT_OK) goto done;
-    dtrain = qt_dataset_load(ptrain, m->tok, &o->data_opts);
+    dtrain = qt_dataset_load(ptrain, m->tok, &dopts);
     if (!dtrain) goto done;
-    if (pvalid && !(dvalid = qt_dataset_load(pvalid, m->tok, &o->data_opts))) goto done;
+    if (pvalid && !(dvalid = qt_dataset_load(pvalid, m->tok, &dopts))) goto done;
     if (o->test && !ptest) {
         qt_log_error("%s: --test needs a test.jsonl", o->data);
         goto done;
     }
-    if (o->test && !(dtest = qt_dataset_load(ptest, m->tok, &o->data_opts))) goto done;
+    if (o->test && !(dtest = qt_dataset_load(ptest, m->tok, &dopts))) goto done;
 
     qt_lora_config lcfg = o->lora;
     if (o->targets && qt_lora_parse_targets(m->arch, o->targets, &lcfg.targets) != QT_OK) {
@@ -666,7 +671,7 @@ int qt_train_run(const qt_train_opts *o) {
         dvalid ? qt_dataset_n(dvalid) : 0, dtest ? qt_dataset_n(dtest) : 0, max_seq,
         qt_dataset_n_truncated(dtrain) ? " (some truncated by --max-seq-len)" : "");
     if (qt_dataset_n_truncated(dtrain))
-        say(&L, "  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), o->data_opts.max_seq_len);
+        say(&L, "  %d training records truncated to %d tokens\n", qt_dataset_n_truncated(dtrain), dopts.max_seq_len);
     if (qt_dataset_n_skipped(dtrain)) say(&L, "  %d bad lines skipped\n", qt_dataset_n_skipped(dtrain));
     char accum[64] = "";
     if (o->grad_accum > 1) snprintf(accum, sizeof(accum), " (%d batches of %d)", o->grad_accum, global_batch);

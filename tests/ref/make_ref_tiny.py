@@ -143,10 +143,11 @@ def make(name, cfg, bias, seed):
     print(name, "ok", logits.shape)
 
 
-base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=96, max_position_embeddings=256, rms_norm_eps=1e-6,
-            hidden_act="silu")
-make("tiny-qwen2", dict(base, model_type="qwen2", rope_theta=1000000.0, tie_word_embeddings=False), True, 1)
-make("tiny-llama3", dict(base, model_type="llama", rope_theta=500000.0, tie_word_embeddings=True,
-                         rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
-                                           high_freq_factor=4.0, original_max_position_embeddings=16)), False, 2)
+if __name__ == "__main__":   # make_ref_dense.py imports write_safetensors
+    base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=96, max_position_embeddings=256, rms_norm_eps=1e-6,
+                hidden_act="silu")
+    make("tiny-qwen2", dict(base, model_type="qwen2", rope_theta=1000000.0, tie_word_embeddings=False), True, 1)
+    make("tiny-llama3", dict(base, model_type="llama", rope_theta=500000.0, tie_word_embeddings=True,
+                             rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                               high_freq_factor=4.0, original_max_position_embeddings=16)), False, 2)
