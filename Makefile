@@ -86,13 +86,14 @@ $(MPI_STAMP):
 $(BUILD)/src/dist/%.o: src/dist/%.c $(MPI_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
-CUDA_STAMP := $(BUILD)/cuda-$(CUDA).stamp
+# rebuilt when CUDA or CUDA_ARCHS change
+CUDA_STAMP := $(BUILD)/cuda-$(CUDA)$(if $(filter 1,$(CUDA)),-$(subst $(eval) ,_,$(strip $(CUDA_ARCHS)))).stamp
 $(CUDA_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
 $(BUILD)/src/backend/backend.o: src/backend/backend.c $(CUDA_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CUDA_CFLAGS) -c $< -o $@
-$(BUILD)/%.cu.o: %.cu
+$(BUILD)/%.cu.o: %.cu $(CUDA_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -std=c++17 -Isrc $(CUDA_GENCODE) -Xcompiler -Wall -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 $(BUILD)/%.o: %.c
