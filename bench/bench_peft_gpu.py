@@ -37,8 +37,7 @@ WARMUP = 2
 torch.manual_seed(0)
 dev = torch.device("cuda")
 cfg = LlamaConfig(**PRESETS[preset], max_position_embeddings=max(T, 2048), rms_norm_eps=1e-5, rope_theta=10000.0,
-                  tie_word_embeddings=False, use_cache=False)
-cfg._attn_implementation = "sdpa"
+                  tie_word_embeddings=False, use_cache=False, attn_implementation="sdpa")
 t0 = time.time()
 torch.set_default_dtype(torch.bfloat16)   # weights created in bf16 on the GPU: no float32 copy
 with dev:
@@ -53,7 +52,7 @@ params = [p for p in model.parameters() if p.requires_grad]
 opt = torch.optim.AdamW(params, lr=1e-4)
 n_train = sum(p.numel() for p in params)
 print(f"{preset}: built in {time.time() - t0:.1f} s, {n_train / 1e6:.1f} M trainable parameters "
-      f"({params[0].dtype}), attention {model.config._attn_implementation}", file=sys.stderr)
+      f"({params[0].dtype}), attention {getattr(model.config, '_attn_implementation', '?')}", file=sys.stderr)
 
 times = []
 for s in range(WARMUP + STEPS):

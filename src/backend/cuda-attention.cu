@@ -78,6 +78,27 @@ __device__ __forceinline__ void load_kv_tile(float *Ks, float *Vs, const AttnArg
     }
 }
 
+// acc[i][dd] += sum over the tile's keys jj of c[i] (as held by lane jj) *
+// M[jj][dd * 32 + lane]: P V in the forward, dS K for dQ.
+template <int D>
+__device__ __forceinline__ void tile_accumulate(float (&acc)[RQ][D], const float (&c)[RQ], const float *M, int HSP,
+                                                int HS, int lane) {
+    for (int jj = 0; jj < BK; jj++) {
+        float md[D];
+#pragma unroll
+        for (int dd = 0; dd < D; dd++) {
+            const int d = dd * 32 + lane;
+            md[dd] = d < HS ? M[jj * HSP + d] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < RQ; i++) {
+            const float cj = __shfl_sync(0xffffffffu, c[i], jj);
+#pragma unroll
+            for (int dd = 0; dd < D; dd++) acc[i][dd] = fmaf(cj, md[dd], acc[i][dd]);
+        }
+    }
+}
+
 // ---- forward ----
 
 template <int D>
@@ -147,20 +168,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_fwd_kernel(const AttnArgs a)
 #pragma unroll
             for (int dd = 0; dd < D; dd++) o[i][dd] *= alpha;
         }
-        for (int jj = 0; jj < BK; jj++) {
-            float vd[D];
-#pragma unroll
-            for (int dd = 0; dd < D; dd++) {
-                const int d = dd * 32 + lane;
-                vd[dd] = d < HS ? Vs[jj * HSP + d] : 0.0f;
-            }
-#pragma unroll
-            for (int i = 0; i < RQ; i++) {
-                const float pj = __shfl_sync(0xffffffffu, p[i], jj);
-#pragma unroll
-                for (int dd = 0; dd < D; dd++) o[i][dd] = fmaf(pj, vd[dd], o[i][dd]);
-            }
-        }
+        tile_accumulate<D>(o, p, Vs, HSP, HS, lane);
     }
 #pragma unroll
     for (int i = 0; i < RQ; i++) {
@@ -240,20 +248,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_dq_kernel(const AttnArgs
             const float p = valid ? expf(sc[i] * a.scale - lse[i]) : 0.0f;
             ds[i] = p * (dp[i] - rd[i]) * a.scale;
         }
-        for (int jj = 0; jj < BK; jj++) {
-            float kd[D];
-#pragma unroll
-            for (int dd = 0; dd < D; dd++) {
-                const int d = dd * 32 + lane;
-                kd[dd] = d < HS ? Ks[jj * HSP + d] : 0.0f;
-            }
-#pragma unroll
-            for (int i = 0; i < RQ; i++) {
-                const float dsj = __shfl_sync(0xffffffffu, ds[i], jj);
-#pragma unroll
-                for (int dd = 0; dd < D; dd++) acc[i][dd] = fmaf(dsj, kd[dd], acc[i][dd]);
-            }
-        }
+        tile_accumulate<D>(acc, ds, Ks, HSP, HS, lane);
     }
 #pragma unroll
     for (int i = 0; i < RQ; i++) {
