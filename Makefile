@@ -6,6 +6,8 @@
 #   make simde-test the x86 SIMD kernels built on SIMDe (no ISA flags) against the scalar reference
 #   make bench      build the benchmark tools
 #   make MPI=0      build without MPI (default: MPI=1 when Open MPI's mpicc is installed)
+#   make CUDA=1     build with the CUDA backend (nvcc of CUDA_HOME, default /usr/local/cuda;
+#                   CUDA_ARCHS="80 86 89 90" by default); `make CUDA=1 cuda-test` runs the GPU tests
 ARCH    ?= $(shell uname -m)
 CC      ?= cc
 BUILD   ?= build
@@ -25,6 +27,25 @@ ifeq ($(MPI),1)
   LDLIBS     += $(shell $(MPICC) --showme:link)
 endif
 
+# CUDA backend (docs/cuda.md): the kernels (src/*/*.cu) through nvcc for
+# CUDA_ARCHS, the C glue (src/*/*-cuda.c) and tests/test-cuda.c are built
+# only with CUDA=1. Only backend.c looks at QT_CUDA (rebuilt when CUDA changes).
+CUDA       ?= 0
+CUDA_HOME  ?= /usr/local/cuda
+NVCC       ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= 80 86 89 90
+NVCCFLAGS  ?= -O3
+ifeq ($(CUDA),1)
+  CU_SRC      := $(wildcard src/*/*.cu)
+  CUDA_CFLAGS := -DQT_CUDA
+  LDLIBS      += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++
+else
+  CUDA_SRC_EXCLUDE  := %-cuda.c
+  CUDA_TEST_EXCLUDE := tests/test-cuda.c
+endif
+CU_OBJ := $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+CUDA_GENCODE = $(foreach a,$(CUDA_ARCHS),-gencode=arch=compute_$(a),code=sm_$(a))
+
 # Per-ISA kernel files: only they see intrinsics flags, so the binary runs on any
 # CPU of its architecture and picks the kernels at start-up (src/kernels/cpu.c).
 ifeq ($(ARCH),x86_64)
@@ -41,11 +62,11 @@ FLAGS_avx512bf16 = $(FLAGS_avx512vnni) -mavx512bf16
 FLAGS_neon   = -march=armv8.2-a+fp16+dotprod
 FLAGS_neonbf16 = -march=armv8.2-a+fp16+dotprod+bf16
 
-SRC  := $(filter-out $(ISA_SRC_EXCLUDE),$(wildcard src/*/*.c))
-OBJ  := $(SRC:%.c=$(BUILD)/%.o)
+SRC  := $(filter-out $(ISA_SRC_EXCLUDE) $(CUDA_SRC_EXCLUDE),$(wildcard src/*/*.c))
+OBJ  := $(SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC := $(wildcard tests/test-*.c)
+TEST_SRC := $(filter-out $(CUDA_TEST_EXCLUDE),$(wildcard tests/test-*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
@@ -78,6 +99,16 @@ $(MPI_STAMP):
 $(BUILD)/src/dist/%.o: src/dist/%.c $(MPI_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MPI_CFLAGS) -c $< -o $@
+# rebuilt when CUDA or CUDA_ARCHS change
+CUDA_STAMP := $(BUILD)/cuda-$(CUDA)$(if $(filter 1,$(CUDA)),-$(subst $(eval) ,_,$(strip $(CUDA_ARCHS)))).stamp
+$(CUDA_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/cuda-*.stamp && touch $@
+$(BUILD)/src/backend/backend.o: src/backend/backend.c $(CUDA_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CUDA_CFLAGS) -c $< -o $@
+$(BUILD)/%.cu.o: %.cu $(CUDA_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -std=c++17 -Isrc $(CUDA_GENCODE) -Xcompiler -Wall -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -102,6 +133,17 @@ bench: $(BENCH_BIN) $(BUILD)/qtune
 
 test: tests
 	@BUILD=$(BUILD) sh tests/run-tests.sh
+
+# The GPU tests (tests/test-cuda.c): every op against the CPU backend, then
+# model-level parity; QT_CUDA_TEST_MODELS adds random-weight models of real
+# width (scripts/gpu-check.sh makes them).
+cuda-test:
+ifeq ($(CUDA),1)
+	$(MAKE) $(BUILD)/tests/test-cuda $(BUILD)/qtune
+	QT_CUDA_TEST_REQUIRE=1 $(BUILD)/tests/test-cuda
+else
+	@echo "cuda-test needs the CUDA build: make CUDA=1 cuda-test"; exit 2
+endif
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \
@@ -133,5 +175,5 @@ simde-test:
 clean:
 	rm -rf build build-asan build-arm64 build-simde
 
-.PHONY: all test tests asan bench neon-test simde-test clean
+.PHONY: all test tests asan bench neon-test simde-test cuda-test clean
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

@@ -24,5 +24,14 @@ run "tests" make -j"$jobs" test
 run "tests under ASan+UBSan" make -j"$jobs" asan
 run "arm64 NEON kernels under qemu" make -j"$jobs" neon-test
 run "x86 SIMD kernels on SIMDe (AVX-512 without AVX-512)" make -j"$jobs" simde-test
+# The CUDA backend: compiled (not run: no GPU here) when nvcc is installed.
+NVCC=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+if [ -n "$NVCC" ]; then
+  run "CUDA build (compile and link only)" make -j"$jobs" BUILD=build-cuda CUDA=1 NVCC="$NVCC" \
+    CUDA_HOME="$(dirname "$(dirname "$NVCC")")" build-cuda/qtune build-cuda/tests/test-cuda
+else
+  echo "== CUDA build not checked (no nvcc)"
+fi
+echo "== GPU tests not run (they need an NVIDIA GPU: scripts/gpu-check.sh)"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

@@ -10,6 +10,7 @@
 #include "base/base.h"
 #include "cli.h"
 #include "common.h"
+#include "backend/backend.h"
 #include "model/context.h"
 
 static void add_type(int64_t *count, size_t *bytes, qt_type type, size_t nbytes) {
@@ -106,24 +107,30 @@ static bool is_gguf_adapter(const char *path) {
 int qt_cmd_info(int argc, char **argv) {
     const char *tok_path = NULL;
     int n_ctx = 0, verbose = 1;
-    bool list = false;
+    bool list = false, devices = false;
     const qt_opt opts[] = {
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size for the memory estimate (default: training context)", NULL, "[0,10000000]" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         { "tensors", 0, QT_OPT_FLAG, &list, NULL, "list every tensor" },
+        { "devices", 0, QT_OPT_FLAG, &devices, NULL, "list the GPUs and their memory (no MODEL needed)" },
         QT_CLI_VERBOSE_OPT(verbose),
         { 0 },
     };
-    const qt_cmd_spec spec = { "info", "MODEL|ADAPTER [options]",
+    const qt_cmd_spec spec = { "info", "MODEL|ADAPTER [options] | --devices",
                                "Show the architecture, hyper-parameters, tensor types, parameter count and memory needs "
                                "(of an adapter: its form, rank, alpha, targets and layers).",
-                               opts, 1, 1 };
+                               opts, 0, 1 };
     char *pos[1];
     int n_pos;
     int r = qt_opts_parse(&spec, argc, argv, pos, &n_pos);
     if (r) return r > 0 ? 0 : 2;
+    qt_log_set_level(verbose);
+    if (devices) return qt_backend_cuda_list() == QT_OK ? 0 : 1;
+    if (n_pos < 1) {
+        qt_log_error("qtune info: give a MODEL (or --devices)");
+        return 2;
+    }
     if (is_gguf_adapter(pos[0])) {
-        qt_log_set_level(verbose);
         qt_gguf *g = qt_gguf_open(pos[0]);
         int rc = g ? info_gguf_lora(pos[0], g) : 1;
         qt_gguf_close(g);

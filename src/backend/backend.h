@@ -10,7 +10,8 @@
 //
 // Implementations: backend-cpu.c (the kernel tables of src/kernels and the
 // layer functions of layers.c / layers-train.c / attention.c on a thread
-// pool) and, with `make CUDA=1`, backend-cuda.cu. Adding one = filling a
+// pool) and, with `make CUDA=1`, backend-cuda.c (on the kernels of
+// cuda-*.cu). Adding one = filling a
 // qt_backend_ops table; docs/architecture.md lists the steps.
 //
 // Conventions: every float pointer an op takes is backend memory (from
@@ -174,6 +175,15 @@ typedef struct {
     qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS);
     void (*kv_free)(qt_backend *be, qt_kv *kv);
     size_t (*kv_bytes)(int n_layer, int n_slots, int n_ctx, int NKV, int HS);
+
+    // ---- device memory (NULL on backends whose memory is host memory) ----
+    // The device's free and total bytes, and the most this backend has held
+    // at once (allocations, bound tensors, KV caches, its own scratch).
+    void (*mem_info)(qt_backend *be, size_t *free_bytes, size_t *total_bytes, size_t *peak_bytes);
+    // Scratch the ops allocate by themselves for products of up to n_tokens
+    // rows with weights of up to max_in x max_out elements, and attention
+    // over n_tokens rows of n_head heads (memory plans).
+    size_t (*scratch_bytes)(qt_backend *be, int64_t n_tokens, int64_t max_in, int64_t max_out, int n_head);
 
     void (*sync)(qt_backend *be);           // wait for queued work (no-op on the CPU)
     void (*destroy)(qt_backend *be);

@@ -43,6 +43,7 @@
 #include "dist/dist.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
+#include "model/engine.h"
 #include "model/lora-io.h"
 #include "model/model.h"
 #include "train/model-train.h"
@@ -538,6 +539,34 @@ static bool base_quantized(const qt_model *m) {
     return tr && tr->is_quantized;
 }
 
+// GPU memory plan, once the weights are on the device: what the step still
+// needs (activations, the adapter's parameters and gradients, the backend's
+// scratch) against the device's free memory. QT_ERR (logged, with what to
+// change) when it will not fit.
+static int device_plan(run_logs *L, qt_backend *be, const qt_model *m, const qt_lora *l, int max_tokens, int max_seq,
+                       qt_act_mode amode) {
+    size_t free_b = 0, total_b = 0, held = 0;
+    be->ops->mem_info(be, &free_b, &total_b, &held);
+    int64_t max_in, max_out;
+    qt_linear_widths(m, &max_in, &max_out);
+    max_out = QT_MAX(max_out, (int64_t)m->cfg.n_vocab);   // the output head
+    size_t act = qt_tmodel_bytes(m, l, max_tokens, max_seq, amode, 1);
+    size_t ad = 2 * sizeof(float) * l->n_params;
+    size_t scr = be->ops->scratch_bytes ? be->ops->scratch_bytes(be, max_tokens, max_in, max_out, m->cfg.n_head) : 0;
+    size_t need = act + ad + scr;
+    say(L, "GPU memory: %.1f MiB = weights %.1f (uploaded) + activations %.1f + adapters %.1f + scratch %.1f "
+         "(%.1f GiB free of %.1f)\n",
+         (held + need) / 1048576.0, held / 1048576.0, act / 1048576.0, ad / 1048576.0, scr / 1048576.0,
+         free_b / 1073741824.0, total_b / 1073741824.0);
+    if (need > free_b / 20 * 19) {
+        qt_log_error("this run needs %.1f GiB more on the GPU but %.1f GiB are free: try a smaller --batch-size, "
+                     "--grad-checkpoint, a shorter --max-seq-len, --quantize q4_0, or --device cpu",
+                     need / 1073741824.0, free_b / 1073741824.0);
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
 // ---- the run ----
 
 int qt_train_run(const qt_train_opts *o) {
@@ -706,6 +735,7 @@ int qt_train_run(const qt_train_opts *o) {
     pool = qt_pool_init(nth);
     be = qt_backend_init(o->device ? o->device : "auto", pool);
     if (!be || qt_model_bind(m, be) != QT_OK) goto done;
+    if (!be->host_memory && be->ops->mem_info && device_plan(&L, be, m, l, max_tokens, max_seq, amode) != QT_OK) goto done;
     tm = qt_tmodel_init(m, l, be, max_tokens, max_seq, amode);
     if (!tm) goto done;
     {   // --compute: bf16 products (fp32 sums) where the CPU has a bf16 gemm, unless fp32 is asked for
@@ -846,12 +876,17 @@ int qt_train_run(const qt_train_opts *o) {
         if (step % o->steps_per_report == 0 || step == run.iters) {
             double now = qt_time_s(), dt = now - t_report;
             tok_total += tok_acc;
-            char eta[32], comm[64] = "";
+            char eta[32], comm[64] = "", gpu[48] = "";
             format_duration(eta, sizeof(eta), (now - t_start) / (double)steps_done * (double)(run.iters - step));
             if (n_ranks > 1) snprintf(comm, sizeof(comm), " | all-reduce wait %.0f ms/iter", 1e3 * t_comm / o->steps_per_report);
+            if (!be->host_memory && be->ops->mem_info) {
+                size_t gpeak = 0;
+                be->ops->mem_info(be, NULL, NULL, &gpeak);
+                snprintf(gpu, sizeof(gpu), " | GPU %.2f GiB", gpeak / 1073741824.0);
+            }
             say(&L, "iter %5lld/%d: loss %.4f | epoch %.2f | lr %.3g | %.1f tokens/s | %.2f s/iter | ETA %s | peak mem "
-                "%.2f GiB%s\n", (long long)step, run.iters, tgt_acc ? loss_acc / tgt_acc : NAN, epoch, lr, tok_acc / dt,
-                dt / o->steps_per_report, eta, qt_peak_rss() / 1073741824.0, comm);
+                "%.2f GiB%s%s\n", (long long)step, run.iters, tgt_acc ? loss_acc / tgt_acc : NAN, epoch, lr, tok_acc / dt,
+                dt / o->steps_per_report, eta, qt_peak_rss() / 1073741824.0, gpu, comm);
             if (L.metrics)
                 fprintf(L.metrics, "{\"step\": %lld, \"train_loss\": %.6f, \"tokens_per_s\": %.2f, \"peak_rss\": %zu}\n",
                         (long long)step, tgt_acc ? loss_acc / tgt_acc : NAN, tok_acc / dt, qt_peak_rss());
