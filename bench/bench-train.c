@@ -5,10 +5,11 @@
 // Prints tokens/s (median over steps after a warm-up), the step's FLOP rate
 // (6 * params-in-matmuls * T for forward + backward, + attention), and the
 // peak RSS (and the GPU backend's peak device memory).
-//   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1] [compute=auto|bf16|fp32] [batch=1]
+//   build/bench/bench-train MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1] [compute=auto|bf16|fp32] [batch=1] [quantize]
 // mode: what the forward keeps for the backward (model-train.h): 0 keep
 // everything, 1 checkpoint (layer inputs only), 2 recompute (Llama's q, k, v,
 // gate, up recomputed). steps = 0 times the first step alone (memory runs).
+// quantize: as train --quantize (q4_0, nf4, nf4-dq, ...), applied at load.
 // QT_DEVICE=cuda runs it on the GPU backend (a CUDA=1 build).
 // compute: the products' precision, as qtune train --compute (auto: bf16 where the
 // CPU has a bf16 gemm).
@@ -33,7 +34,7 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s MODEL [T=512] [steps=3] [threads=2] [rank=16] [targets=q,k,v,o,gate] [mode=1] "
-                        "[compute=auto|bf16|fp32] [batch=1]\n", argv[0]);
+                        "[compute=auto|bf16|fp32] [batch=1] [quantize]\n", argv[0]);
         return 2;
     }
     int T = argc > 2 ? atoi(argv[2]) : 512, steps = argc > 3 ? atoi(argv[3]) : 3;
@@ -51,7 +52,7 @@ int main(int argc, char **argv) {
     const int NT = T * B;
     double t_load = qt_time_s();
     qt_model *m = qt_model_load(argv[1]);
-    if (!m) return 1;
+    if (!m || (argc > 8 && qt_model_quantize_name(m, argv[8]) != QT_OK)) return 1;
     t_load = qt_time_s() - t_load;
     qt_lora_config cfg = qt_lora_defaults();
     cfg.rank = rank;
@@ -91,7 +92,9 @@ int main(int argc, char **argv) {
     // inputs only 2pT; the adapters are < 1%), attention causal (half of T^2):
     // forward 2 matmuls, backward 4, each NH*HS*T^2/2 MACs. Recomputation under
     // checkpointing is not counted (it is overhead, not model work).
-    double p_mm = (double)c->n_layer * c->n_embd * (2.0 * c->n_head * c->head_dim + 2.0 * c->n_head_kv * c->head_dim + 3.0 * c->n_ff) +
+    // a mixture of experts: the n_expert_used experts a token runs, and the router
+    const double ffn = c->n_expert ? 3.0 * c->n_ff * c->n_expert_used + c->n_expert : 3.0 * c->n_ff;
+    double p_mm = (double)c->n_layer * c->n_embd * (2.0 * c->n_head * c->head_dim + 2.0 * c->n_head_kv * c->head_dim + ffn) +
                   (double)c->n_embd * c->n_vocab;
     double flop = B * (4.0 * p_mm * T + 6.0 * c->n_layer * (double)c->n_head * c->head_dim * (double)T * T);
     char gpu[64] = "";

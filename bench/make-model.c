@@ -1,7 +1,9 @@
 // make-model: writes a random-weight Llama GGUF with the exact tensor shapes,
 // names and metadata of a named preset (tinyllama-1.1b, llama2-7b, mistral-7b,
-// or a small smoke-test model), so qtune and llama.cpp can be benchmarked on
-// identical files without downloading real weights.
+// mixtral-8x7b, or small smoke-test models), so qtune and llama.cpp can be
+// benchmarked on identical files without downloading real weights. Mixtral is
+// written as llama.cpp writes it: architecture "llama" with expert_count, the
+// router ffn_gate_inp in F32 and the experts merged into 3-D ffn_*_exps.
 //
 // Weights are N(0, 0.02) (norm weights 1.0), drawn per row from qt_rng seeded by
 // (seed, tensor, row), so the floats do not depend on the thread count or on
@@ -37,21 +39,25 @@ typedef struct {
     const char *gen_name;   // general.name
     int n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab, n_ctx;
     float rope_theta, norm_eps;
+    int n_expert, n_expert_used;   // 0: dense
 } preset;
 
 static const preset presets[] = {
-    { "tinyllama-1.1b", "TinyLlama-1.1B (random weights)", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f, 1e-5f },
-    { "llama2-7b", "Llama-2-7B (random weights)", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f, 1e-5f },
-    { "mistral-7b", "Mistral-7B (random weights)", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f, 1e-5f },
+    { "tinyllama-1.1b", "TinyLlama-1.1B (random weights)", 2048, 5632, 22, 32, 4, 32000, 2048, 10000.0f, 1e-5f, 0, 0 },
+    { "llama2-7b", "Llama-2-7B (random weights)", 4096, 11008, 32, 32, 32, 32000, 4096, 10000.0f, 1e-5f, 0, 0 },
+    { "mistral-7b", "Mistral-7B (random weights)", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f, 1e-5f, 0, 0 },
+    { "mixtral-8x7b", "Mixtral-8x7B (random weights)", 4096, 14336, 32, 32, 8, 32000, 32768, 1000000.0f, 1e-5f, 8, 2 },
     // stories260k-like: tiny, but every row a multiple of 256 so k-quants work.
-    { "smoke", "smoke (random weights)", 256, 768, 4, 8, 4, 512, 512, 10000.0f, 1e-5f },
+    { "smoke", "smoke (random weights)", 256, 768, 4, 8, 4, 512, 512, 10000.0f, 1e-5f, 0, 0 },
+    { "smoke-moe", "smoke MoE (random weights)", 256, 512, 4, 8, 4, 512, 512, 10000.0f, 1e-5f, 4, 2 },
 };
 
-// One tensor to produce: rows of ne0 floats, N(0, std) or constant 1.
+// One tensor to produce: rows of ne0 floats, N(0, std) or constant 1; ne1 x
+// ne2 rows (ne2: the experts of a merged 3-D tensor, else 1).
 typedef struct {
     char name[64];
     qt_type type;
-    int64_t ne0, ne1;
+    int64_t ne0, ne1, ne2;
     bool ones;       // norm weight
 } tensor_spec;
 
@@ -82,7 +88,8 @@ static void fill_rows(void *ctx, int ith, int nth) {
     const tensor_spec *ts = job->ts;
     const qt_type_traits *tt = qt_type_traits_get(ts->type);
     size_t row_bytes = qt_row_size(ts->type, ts->ne0);
-    int64_t r0 = ts->ne1 * ith / nth, r1 = ts->ne1 * (ith + 1) / nth;
+    const int64_t rows = ts->ne1 * ts->ne2;
+    int64_t r0 = rows * ith / nth, r1 = rows * (ith + 1) / nth;
     float *row = qt_malloc((size_t)ts->ne0 * sizeof(float));
     for (int64_t ir = r0; ir < r1; ir++) {
         if (ts->ones) {
@@ -102,7 +109,7 @@ static int fill_tensor(void *ctx, int64_t tensor_index, void *dst, size_t nbytes
     maker *mk = ctx;
     QT_ASSERT(tensor_index >= 0 && tensor_index < mk->n_specs);
     const tensor_spec *ts = &mk->specs[tensor_index];
-    QT_ASSERT(nbytes == qt_row_size(ts->type, ts->ne0) * (size_t)ts->ne1);
+    QT_ASSERT(nbytes == qt_row_size(ts->type, ts->ne0) * (size_t)(ts->ne1 * ts->ne2));
     fill_job job = { .mk = mk, .ts = ts, .tensor_index = tensor_index, .dst = dst };
     qt_pool_run(mk->pool, fill_rows, &job);
     mk->bytes_done += nbytes;
@@ -112,18 +119,24 @@ static int fill_tensor(void *ctx, int64_t tensor_index, void *dst, size_t nbytes
     return QT_OK;
 }
 
-static void add_spec(maker *mk, qt_gguf_writer *w, const char *name, qt_type type,
-                     int64_t ne0, int64_t ne1, bool ones) {
+static void add_spec3(maker *mk, qt_gguf_writer *w, const char *name, qt_type type, int64_t ne0, int64_t ne1,
+                      int64_t ne2, bool ones) {
     tensor_spec *ts = &mk->specs[mk->n_specs];
     snprintf(ts->name, sizeof(ts->name), "%s", name);
     ts->type = type;
     ts->ne0 = ne0;
     ts->ne1 = ne1;
+    ts->ne2 = ne2;
     ts->ones = ones;
-    int64_t ne[2] = { ne0, ne1 };
-    qt_gguf_add_tensor_lazy(w, ts->name, type, ne1 == 1 ? 1 : 2, ne, fill_tensor, mk);
-    mk->bytes_total += qt_row_size(type, ne0) * (size_t)ne1;
+    int64_t ne[3] = { ne0, ne1, ne2 };
+    qt_gguf_add_tensor_lazy(w, ts->name, type, ne2 > 1 ? 3 : ne1 == 1 ? 1 : 2, ne, fill_tensor, mk);
+    mk->bytes_total += qt_row_size(type, ne0) * (size_t)(ne1 * ne2);
     mk->n_specs++;
+}
+
+static void add_spec(maker *mk, qt_gguf_writer *w, const char *name, qt_type type,
+                     int64_t ne0, int64_t ne1, bool ones) {
+    add_spec3(mk, w, name, type, ne0, ne1, 1, ones);
 }
 
 // Dummy SPM vocabulary: <unk> <s> </s>, <0x00>..<0xFF> at ids 3..258, then
@@ -225,6 +238,10 @@ int main(int argc, char **argv) {
     qt_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", p->norm_eps);
     qt_gguf_set_f32(w, "llama.rope.freq_base", p->rope_theta);
     qt_gguf_set_u32(w, "llama.vocab_size", (uint32_t)p->n_vocab);
+    if (p->n_expert) {
+        qt_gguf_set_u32(w, "llama.expert_count", (uint32_t)p->n_expert);
+        qt_gguf_set_u32(w, "llama.expert_used_count", (uint32_t)p->n_expert_used);
+    }
 
     float *scores = qt_malloc((size_t)p->n_vocab * sizeof(float));
     int32_t *ttypes = qt_malloc((size_t)p->n_vocab * sizeof(int32_t));
@@ -240,7 +257,7 @@ int main(int argc, char **argv) {
     qt_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", false);
 
     maker mk = { .seed = seed };
-    mk.specs = qt_calloc((size_t)(3 + 9 * n_layer), sizeof(tensor_spec));
+    mk.specs = qt_calloc((size_t)(3 + 10 * n_layer), sizeof(tensor_spec));
     // ne0 is the row (input) length; shapes as llama.cpp stores them.
     add_spec(&mk, w, "token_embd.weight", type, p->n_embd, p->n_vocab, false);
     for (int il = 0; il < n_layer; il++) {
@@ -253,9 +270,19 @@ int main(int argc, char **argv) {
         LAYER("attn_v.weight", type, p->n_embd, n_embd_kv, false);
         LAYER("attn_output.weight", type, p->n_embd, p->n_embd, false);
         LAYER("ffn_norm.weight", QT_TYPE_F32, p->n_embd, 1, true);
-        LAYER("ffn_gate.weight", type, p->n_embd, p->n_ff, false);
-        LAYER("ffn_down.weight", type, p->n_ff, p->n_embd, false);
-        LAYER("ffn_up.weight", type, p->n_embd, p->n_ff, false);
+        if (p->n_expert) {   // router F32 (convert_hf_to_gguf.py), experts merged 3-D
+            LAYER("ffn_gate_inp.weight", QT_TYPE_F32, p->n_embd, p->n_expert, false);
+#define EXPS(suffix, ne0, ne1) \
+            snprintf(name, sizeof(name), "blk.%d." suffix, il); add_spec3(&mk, w, name, type, ne0, ne1, p->n_expert, false)
+            EXPS("ffn_gate_exps.weight", p->n_embd, p->n_ff);
+            EXPS("ffn_down_exps.weight", p->n_ff, p->n_embd);
+            EXPS("ffn_up_exps.weight", p->n_embd, p->n_ff);
+#undef EXPS
+        } else {
+            LAYER("ffn_gate.weight", type, p->n_embd, p->n_ff, false);
+            LAYER("ffn_down.weight", type, p->n_ff, p->n_embd, false);
+            LAYER("ffn_up.weight", type, p->n_embd, p->n_ff, false);
+        }
 #undef LAYER
     }
     add_spec(&mk, w, "output_norm.weight", QT_TYPE_F32, p->n_embd, 1, true);

@@ -26,9 +26,19 @@ run "arm64 NEON kernels under qemu" make -j"$jobs" neon-test
 run "x86 SIMD kernels on SIMDe (AVX-512 without AVX-512)" make -j"$jobs" simde-test
 # The CUDA backend: compiled (not run: no GPU here) when nvcc is installed.
 NVCC=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+CUDA_HOME_FOUND=""
 if [ -n "$NVCC" ]; then
+  # nvcc may be a wrapper script elsewhere on PATH: ask it where its toolkit is.
+  top=$(cd /tmp && printf '' > qt-probe.cu && "$NVCC" --dryrun -c qt-probe.cu 2>&1 | sed -n 's/^#\$ TOP=//p' | head -1; rm -f qt-probe.cu qt-probe.o)
+  for d in "$top" "$(dirname "$(dirname "$NVCC")")" /usr/local/cuda; do
+    [ -n "$d" ] && [ -e "$d/lib64/libcudart.so" ] && [ -e "$d/lib64/libcublas.so" ] && { CUDA_HOME_FOUND=$(cd "$d" && pwd); break; }
+  done
+fi
+if [ -n "$CUDA_HOME_FOUND" ]; then
   run "CUDA build (compile and link only)" make -j"$jobs" BUILD=build-cuda CUDA=1 NVCC="$NVCC" \
-    CUDA_HOME="$(dirname "$(dirname "$NVCC")")" build-cuda/qtune build-cuda/tests/test-cuda
+    CUDA_HOME="$CUDA_HOME_FOUND" build-cuda/qtune build-cuda/tests/test-cuda
+elif [ -n "$NVCC" ]; then
+  echo "== CUDA build not checked: $NVCC found, but no CUDA toolkit with lib64/libcudart.so and libcublas.so beside it"
 else
   echo "== CUDA build not checked (no nvcc)"
 fi

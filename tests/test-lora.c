@@ -20,6 +20,7 @@
 #include "model/lora-io.h"
 #include "model/model.h"
 #include "test.h"
+#include "model-common.h"
 #include "model/lora.h"
 #include "train/model-train.h"
 #include "train/optim.h"
@@ -73,13 +74,6 @@ typedef struct {
     int32_t *seq_start, *tokens, *targets;
     float *params0, *grads0, *losses, *final;
 } lora_ref;
-
-static int rd(const char **p, const char *end, void *dst, size_t n) {
-    if ((size_t)(end - *p) < n) return -1;
-    memcpy(dst, *p, n);
-    *p += n;
-    return 0;
-}
 
 static int load_ref(lora_ref *r, const char *path) {
     size_t n;
@@ -148,29 +142,8 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, qt_act_
     CHECK(fabs(loss - r->loss0) <= loss_rtol * fabs(r->loss0), "loss %.8f vs torch %.8f", loss, r->loss0);
 
     // gradient of every adapter tensor
-    double worst = 0;
-    int n_bad = 0;
-    for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++) {
-            const qt_lora_pair *p = qt_lora_get(l, il, t);
-            if (!p->a) continue;
-            size_t na = (size_t)cfg.rank * p->n_in, nb = (size_t)cfg.rank * p->n_out;
-            size_t offs[2] = { p->off, p->off + na }, lens[2] = { na, nb };
-            for (int k = 0; k < 2; k++) {
-                double mx = 0, md = 0;
-                for (size_t i = 0; i < lens[k]; i++) {
-                    double g = r->grads0[offs[k] + i], d = fabs(l->grads[offs[k] + i] - g);
-                    mx = fabs(g) > mx ? fabs(g) : mx;
-                    md = d > md ? d : md;
-                }
-                double rel = md / (mx > 0 ? mx : 1);
-                if (rel > worst) worst = rel;
-                if (!(rel <= grad_rtol)) {
-                    n_bad++;
-                    fprintf(stderr, "layer %d %s.%c: grad rel err %.3g\n", il, m->arch->linears[t].name, "AB"[k], rel);
-                }
-            }
-        }
+    int n_bad;
+    double worst = test_lora_grad_diff(l, r->grads0, grad_rtol, &n_bad);
     CHECK(n_bad == 0, "%d adapter gradients differ from torch by more than %g", n_bad, grad_rtol);
     double gd = 0, gn = 0;   // the whole gradient vector, relative L2
     for (size_t i = 0; i < l->n_params; i++) {
@@ -220,29 +193,7 @@ static void run_tol(const qt_model *m, const lora_ref *r, int n_threads, qt_act_
 // Mean cross-entropy of the reference batch computed by the inference
 // context (KV cache path) with the adapter applied unmerged.
 static double infer_loss(const qt_model *m, const qt_lora *l, const lora_ref *r) {
-    qt_backend *be = qt_backend_init("cpu", NULL);
-    qt_ctx *c = qt_ctx_init(m, be, 64, 64, true);
-    qt_ctx_set_adapter(c, l, 1.0f);
-    double sum = 0;
-    int cnt = 0;
-    for (uint32_t s = 0; s < r->n_seq; s++) {
-        int o = r->seq_start[s], T = r->seq_start[s + 1] - o;
-        qt_ctx_truncate(c, 0);
-        const float *lg = qt_ctx_eval(c, r->tokens + o, T);
-        for (int t = 0; lg && t < T; t++) {
-            int y = r->targets[o + t];
-            if (y < 0) continue;
-            const float *row = lg + (size_t)t * m->cfg.n_vocab;
-            double mx = row[0], z = 0;
-            for (int v = 1; v < m->cfg.n_vocab; v++) mx = fmax(mx, row[v]);
-            for (int v = 0; v < m->cfg.n_vocab; v++) z += exp(row[v] - mx);
-            sum += log(z) + mx - row[y];
-            cnt++;
-        }
-    }
-    qt_ctx_free(c);
-    qt_backend_free(be);
-    return sum / cnt;
+    return test_infer_loss(m, l, (int)r->n_seq, r->seq_start, r->tokens, r->targets);
 }
 
 static void check_interchange(const qt_model *hf, const lora_ref *r) {

@@ -73,6 +73,7 @@ static const type_row expected_types[] = {
     {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},         {25, "i16", 1, 2},
     {26, "i32", 1, 4},        {27, "i64", 1, 8},        {28, "f64", 1, 8},
     {29, "iq1_m", 256, 56},   {30, "bf16", 1, 2},
+    {64, "nf4", 64, 36},      // qtune's own (quant/nf4.h; tests/test-nf4.c)
 };
 
 // Types that must have both conversions (q8_1: from_float only).

@@ -37,7 +37,7 @@ static double run_once(qt_ctx *ctx, const int32_t *toks, int n_prompt, int n_gen
 int qt_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_batch = 512, verbose = 1;
-    const char *device = NULL;
+    const char *device = NULL, *quantize = NULL;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
         { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)", NULL, "[0,10000000]" },
@@ -47,6 +47,7 @@ int qt_cmd_bench(int argc, char **argv) {
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)", NULL, "[1,1000000]" },
         { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)", NULL, "[1,1000]" },
         QT_CLI_VERBOSE_OPT(verbose),
+        { "quantize", 0, QT_OPT_STR, &quantize, "TYPE", "quantize the projections at load, as train --quantize (nf4, ...)" },
         { 0 },
     };
     const qt_cmd_spec spec = { "bench", "-m MODEL [options]",
@@ -63,6 +64,10 @@ int qt_cmd_bench(int argc, char **argv) {
     }
     qt_model *m = qt_cli_load_model(model, NULL, false);
     if (!m) return 1;
+    if (quantize && qt_model_quantize_name(m, quantize) != QT_OK) {
+        qt_model_free(m);
+        return 1;
+    }
     int nth = qt_cli_threads(threads), rc = 1;
     int n_ctx = QT_MAX(n_prompt, n_gen);
     qt_cli_backend cb = { 0 };

@@ -152,6 +152,7 @@ int qt_cmd_info(int argc, char **argv) {
     printf("vocabulary:     %d%s\n", c->n_vocab, m->tok ? "" : " (no tokenizer loaded)");
     printf("embedding:      %d\n", c->n_embd);
     printf("feed-forward:   %d\n", c->n_ff);
+    if (c->n_expert > 0) printf("experts:        %d, %d per token\n", c->n_expert, c->n_expert_used);
     printf("layers:         %d\n", c->n_layer);
     printf("heads:          %d (key/value heads %d, head size %d)\n", c->n_head, c->n_head_kv, c->head_dim);
     printf("context:        %d (training)\n", c->n_ctx_train);
@@ -191,6 +192,12 @@ int qt_cmd_info(int argc, char **argv) {
     for (int t = 0; t < QT_TYPE_COUNT; t++)
         if (count[t]) printf(" %s x%lld (%.2f MiB)", qt_type_name(t), (long long)count[t], bytes[t] / 1048576.0);
     printf("\n");
+    int64_t n_nf4 = 0;   // bitsandbytes 4-bit weights, repacked as NF4 at load
+    for (size_t i = 0; i < (size_t)c->n_layer * m->arch->n_layer_tensors; i++)
+        n_nf4 += m->tensors[i].data && m->tensors[i].type == QT_TYPE_NF4;
+    for (size_t i = 0; m->experts && i < (size_t)c->n_layer * m->arch->n_layer_tensors * c->n_expert; i++)
+        n_nf4 += m->experts[i].data && m->experts[i].type == QT_TYPE_NF4;
+    if (n_nf4) printf("loaded as:      nf4 x%lld (bitsandbytes 4-bit, 4.5 bits per weight in memory)\n", (long long)n_nf4);
     int64_t np = qt_model_n_params(m);
     printf("parameters:     %lld (%.3f B), %.2f bits per weight\n", (long long)np, np / 1e9,
            np ? 8.0 * (double)qt_model_weight_bytes(m) / (double)np : 0.0);

@@ -109,7 +109,7 @@ int qt_cmd_train(int argc, char **argv) {
         QT_CLI_THREADS_OPT(o.threads),
         QT_CLI_DEVICE_OPT(o.device),
         { "grad-checkpoint", 0, QT_OPT_FLAG, &o.grad_checkpoint, NULL, "recompute layers in backward: less memory", "--gradient-checkpointing" },
-        { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl)" },
+        { "quantize", 0, QT_OPT_STR, &o.quantize, "TYPE", "QLoRA: quantize the base at load (q4_0, q4_k, q8_0, iq4_nl, nf4, nf4-dq)" },
         { "compute", 0, QT_OPT_STR, &o.compute, "bf16|fp32", "precision of the products (default bf16 where the CPU has AVX512_BF16)" },
         { "dist-timeout", 0, QT_OPT_FLOAT, &o.dist_timeout, "S", "under mpirun: give up on silent ranks after S seconds (default 600)", NULL, "(0,10000000]" },
         { "tokenizer", 0, QT_OPT_STR, &o.tokenizer, "PATH", "take the vocabulary from this .gguf" },

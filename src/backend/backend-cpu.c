@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend/layers-norm-act.h"
+#include "backend/layers-moe.h"
 #include "backend/layers-train.h"
 #include "backend/layers.h"
 #include "base/base.h"
@@ -250,6 +251,32 @@ static void cpu_dropout(qt_backend *be, float *dst, const float *src, int64_t n,
     qt_dropout_forward(dst, src, n, p, key);
 }
 
+// ---- mixture of experts ----
+
+static void cpu_moe_route(qt_backend *be, float *w, int32_t *ids, const float *logits, int64_t N, int E, int K,
+                          bool norm) {
+    qt_moe_route_forward(w, ids, logits, N, E, K, norm);
+}
+static void cpu_moe_route_backward(qt_backend *be, float *dlogits, const float *dw, const float *w, const int32_t *ids,
+                                   const float *logits, int64_t N, int E, int K, bool norm) {
+    qt_moe_route_backward(dlogits, dw, w, ids, logits, N, E, K, norm);
+}
+static void cpu_moe_gather(qt_backend *be, float *xg, const float *x, const int32_t *pos, int64_t N, int K, int64_t C) {
+    qt_moe_gather_forward(kctx(be), xg, x, pos, N, K, C);
+}
+static void cpu_moe_gather_backward(qt_backend *be, float *dx, const float *dxg, const int32_t *pos, int64_t N, int K,
+                                    int64_t C) {
+    qt_moe_gather_backward(kctx(be), dx, dxg, pos, N, K, C);
+}
+static void cpu_moe_combine(qt_backend *be, float *out, const float *y, const int32_t *pos, const float *w, int64_t N,
+                            int K, int64_t C) {
+    qt_moe_combine_forward(kctx(be), out, y, pos, w, N, K, C);
+}
+static void cpu_moe_combine_backward(qt_backend *be, float *dy, float *dw, const float *dout, const float *y,
+                                     const int32_t *pos, const float *w, int64_t N, int K, int64_t C) {
+    qt_moe_combine_backward(kctx(be), dy, dw, dout, y, pos, w, N, K, C);
+}
+
 // ---- KV cache ----
 
 static size_t kv_one(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
@@ -305,6 +332,9 @@ static const qt_backend_ops cpu_ops = {
     .geglu_backward = cpu_geglu_backward,
     .kv_init = cpu_kv_init, .kv_free = cpu_kv_free, .kv_bytes = cpu_kv_bytes,
     .sync = cpu_sync, .destroy = cpu_destroy,
+    .moe_route = cpu_moe_route, .moe_route_backward = cpu_moe_route_backward, .moe_gather = cpu_moe_gather,
+    .moe_gather_backward = cpu_moe_gather_backward, .moe_combine = cpu_moe_combine,
+    .moe_combine_backward = cpu_moe_combine_backward,
 };
 
 qt_backend *qt_backend_cpu_init(qt_pool *pool) {

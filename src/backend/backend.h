@@ -187,6 +187,37 @@ typedef struct {
 
     void (*sync)(qt_backend *be);           // wait for queued work (no-op on the CPU)
     void (*destroy)(qt_backend *be);
+
+    // ---- sparse mixture of experts (layers-moe.c on the CPU) ----
+    // Optional: NULL where a backend has none; a MoE model then stops with
+    // "not supported on this device" (qt_moe_missing_op, model/moe.h).
+    // Tokens are grouped by expert so that each expert's FFN is one matmul
+    // over its tokens: pos (N, K) int32 (backend memory) gives the row of the
+    // grouped (N*K, .) buffers that holds (token t, its j-th expert); the host
+    // computes it from ids (model/moe.c).
+    //
+    // Router, as Mixtral's: p = softmax(logits (N, E)) in float; per token the
+    // K largest p (ties: the lower expert) -> ids (N, K) int32, largest first;
+    // w (N, K) = those p, divided by their sum when norm (Mixtral; Qwen-MoE's
+    // norm_topk_prob = false keeps them).
+    void (*moe_route)(qt_backend *be, float *w, int32_t *ids, const float *logits, int64_t N, int E, int K,
+                      bool norm);
+    // dlogits (N, E) (written) = backward of moe_route given dw (N, K); w, ids
+    // as it wrote them (the selection is piecewise constant).
+    void (*moe_route_backward)(qt_backend *be, float *dlogits, const float *dw, const float *w, const int32_t *ids,
+                               const float *logits, int64_t N, int E, int K, bool norm);
+    // xg[pos[t*K + j]] (C) = x[t] (C) for all t < N, j < K
+    void (*moe_gather)(qt_backend *be, float *xg, const float *x, const int32_t *pos, int64_t N, int K, int64_t C);
+    // dx[t] (C) += sum over j of dxg[pos[t*K + j]]
+    void (*moe_gather_backward)(qt_backend *be, float *dx, const float *dxg, const int32_t *pos, int64_t N, int K,
+                                int64_t C);
+    // out[t] (C) += sum over j (ascending) of w[t*K + j] * y[pos[t*K + j]]: the
+    // experts' outputs y (N*K, C, grouped) weighted and scattered back
+    void (*moe_combine)(qt_backend *be, float *out, const float *y, const int32_t *pos, const float *w, int64_t N,
+                        int K, int64_t C);
+    // dy[pos[t*K + j]] = w[t*K + j] * dout[t], dw[t*K + j] = dot(dout[t], y[pos[t*K + j]]) (both written)
+    void (*moe_combine_backward)(qt_backend *be, float *dy, float *dw, const float *dout, const float *y,
+                                 const int32_t *pos, const float *w, int64_t N, int K, int64_t C);
 } qt_backend_ops;
 
 struct qt_backend {

@@ -310,7 +310,7 @@ static int read_tensor_info(cursor *c, const qt_gguf *g, qt_gguf_tensor *t) {
     uint32_t type;
     if (cur_u32(c, &type, "tensor type") || cur_u64(c, &t->offset, "tensor offset")) return QT_ERR;
     const qt_type_traits *tr = qt_type_traits_get((int)type);
-    if (!tr || tr->blck_size <= 0 || tr->type_size == 0) {
+    if (!tr || tr->blck_size <= 0 || tr->type_size == 0 || type >= QT_TYPE_FIRST_PRIVATE) {
         qt_log_error("%s: tensor '%s': unknown tensor type %u", c->path, nm, type);
         return QT_ERR;
     }
@@ -847,7 +847,7 @@ void qt_gguf_copy_kv(qt_gguf_writer *w, const qt_gguf *src) {
 static wtensor *add_tensor_common(qt_gguf_writer *w, const char *name, qt_type type, int n_dims, const int64_t *ne) {
     QT_ASSERT(n_dims >= 1 && n_dims <= QT_GGUF_MAX_DIMS);
     const qt_type_traits *tr = qt_type_traits_get(type);
-    QT_ASSERT(tr && tr->blck_size > 0 && tr->type_size > 0);
+    QT_ASSERT(tr && tr->blck_size > 0 && tr->type_size > 0 && type < QT_TYPE_FIRST_PRIVATE);   // no qtune-only types in files
     for (int64_t i = 0; i < w->n_t; i++) QT_ASSERT(strcmp(w->t[i].name, name) != 0);
     if (w->n_t == w->cap_t) {
         w->cap_t = w->cap_t ? 2 * w->cap_t : 16;

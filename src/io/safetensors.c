@@ -9,7 +9,7 @@
 // names and overlapping tensors are rejected. Each failure logs one line
 // "<file>: <problem>".
 //
-// Not supported: dtypes other than F32/F16/BF16/F64/I8/I16/I32/I64 (BOOL, U8,
+// Not supported: dtypes other than F32/F16/BF16/F64/I8/U8/I16/I32/I64 (BOOL,
 // F8_* give "unsupported dtype"). __metadata__ is accepted and ignored by the
 // reader. Unlike the Python library, gaps between tensors are allowed.
 //
@@ -40,6 +40,9 @@ static const st_dtype st_dtypes[] = {
     { "F32", QT_TYPE_F32, 4 }, { "F16", QT_TYPE_F16, 2 }, { "BF16", QT_TYPE_BF16, 2 },
     { "F64", QT_TYPE_F64, 8 }, { "I8", QT_TYPE_I8, 1 }, { "I16", QT_TYPE_I16, 2 },
     { "I32", QT_TYPE_I32, 4 }, { "I64", QT_TYPE_I64, 8 },
+    // U8 (bitsandbytes' packed 4-bit weights and quant states) as raw bytes:
+    // qtune has no unsigned type; readers interpret them (model/bnb.c)
+    { "U8", QT_TYPE_I8, 1 },
 };
 
 static const st_dtype *dtype_by_name(const char *s) {
@@ -128,7 +131,7 @@ static int parse_entry(const char *path, const cJSON *e, const uint8_t *data, ui
     }
     const st_dtype *dt = dtype_by_name(jd->valuestring);
     if (!dt) {
-        qt_log_error("%s: tensor '%s': unsupported dtype '%.32s' (qtune reads F32 F16 BF16 F64 I8 I16 I32 I64)",
+        qt_log_error("%s: tensor '%s': unsupported dtype '%.32s' (qtune reads F32 F16 BF16 F64 I8 U8 I16 I32 I64)",
                      path, nm, jd->valuestring);
         return QT_ERR;
     }

@@ -17,6 +17,8 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/nf4-kernels.h"
+#include "kernels/q3k-kernels.h"
 #include "kernels/quants-avx2.h"
 #include "kernels/vecmath-internal.h"
 #include "quant/blocks.h"
@@ -167,13 +169,6 @@ INLINE void scales_k4(const uint8_t *q, int sc[8], int mn[8]) {
         sc[j + 4] = (q[j + 8] & 0xf) | ((q[j] >> 6) << 4);
         mn[j + 4] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
     }
-}
-
-// min term: sum over sub-blocks of mn[j] * (sum of the 32 activation quants)
-INLINE int min_term(const int mn[8], const int16_t *bsums) {
-    int s = 0;
-    for (int j = 0; j < 8; j++) s += mn[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-    return s;
 }
 
 // The 12 packed bytes of a Q4_K/Q5_K block as 8 scales (bytes 0..7) and
@@ -1092,6 +1087,8 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     t[QT_TYPE_Q6_K].gemv = qt_gemv_q6_K_avx2;
     t[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx2;
     t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
+    qt_nf4_set_avx2(t);   // nf4-avx2.c
+    qt_q3_K_set_avx2(t);  // q3k-avx2.c
     kt->dot_f32 = dot_f32_avx2;
     kt->axpy_f32 = axpy_f32_avx2;
     kt->scale_f32 = scale_f32_avx2;

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
 #include "kernels/vecmath-internal.h"
+#include "kernels/nf4-kernels.h"
 
 static void vec_dot_f32_avx512(int n, float *s, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
@@ -36,4 +37,5 @@ void qt_kernels_fill_avx512(qt_kernel_table *kt) {
     kt->type[QT_TYPE_F32].vec_dot = vec_dot_f32_avx512;
     kt->dot_f32 = dot_f32_avx512;
     kt->f32 = *qt_gemm_ops_f32_avx512();
+    qt_nf4_set_avx512(kt->type);   // nf4-avx512.c
 }

@@ -15,6 +15,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/nf4-kernels.h"
 #include "kernels/vecmath-internal.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
@@ -417,6 +418,7 @@ void qt_kernels_fill_ref(qt_kernel_table *kt) {
     set(QT_TYPE_Q5_1, QT_TYPE_Q8_0, vec_dot_q5_1_ref);
     set(QT_TYPE_Q8_0, QT_TYPE_Q8_0, vec_dot_q8_0_ref);
     set(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, vec_dot_iq4_nl_ref);
+    set(QT_TYPE_NF4, QT_TYPE_F32, qt_vec_dot_nf4_ref);   // nf4-ref.c
     set(QT_TYPE_Q2_K, QT_TYPE_Q8_K, vec_dot_q2_K_ref);
     set(QT_TYPE_Q3_K, QT_TYPE_Q8_K, vec_dot_q3_K_ref);
     set(QT_TYPE_Q4_K, QT_TYPE_Q8_K, vec_dot_q4_K_ref);

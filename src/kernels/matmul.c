@@ -10,7 +10,8 @@
 //   FAST       1          any                MM_GEMV   traits.gemv, else traits.vec_dot row by row
 //   FAST       2..15      any                MM_TILES  traits.gemm, else traits.vec_dot per pair
 //   FAST       >= 16      quantized          MM_TILES  traits.gemm, else traits.vec_dot per pair
-//   FAST       >= 16      F32, F16, BF16     MM_XWT    f32.gemm_xwt (BF16 weights: bf16.gemm_xwt
+//   FAST       >= 16      F32, F16, BF16,    MM_XWT    f32.gemm_xwt (BF16 weights: bf16.gemm_xwt
+//                         float-x types (NF4)
 //                                                     where the table has it: x rounded to bf16,
 //                                                     BF16's vec_dot_type)
 //   F32        any        any                MM_XWT    f32.gemm_xwt: x float, W dequantized
@@ -70,7 +71,9 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
         if (has_bf16) *ops = &kt->bf16;
         return MM_XWT;
     }
-    bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16;
+    // float weights, and quantized ones whose vec_dot takes float activations (NF4)
+    bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16 ||
+                   kt->type[wtype].vec_dot_type == QT_TYPE_F32;
     if (T == 1) return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
     if (wtype == QT_TYPE_BF16 && has_bf16) *ops = &kt->bf16;

@@ -25,54 +25,45 @@ const qt_tensor_desc qt_llama_globals[QT_G_FIRST_ARCH] = {
     [QT_G_OUTPUT] = { "output.weight", "lm_head.weight", QT_D_C, QT_D_V, QT_TF_OPTIONAL },
 };
 
-#define LAYER_T(gguf, hf) "blk.%d." gguf, "model.layers.%d." hf
 const qt_tensor_desc qt_llama_tensors[QT_LLAMA_N_TENSORS] = {
-    [QT_LLAMA_ATTN_NORM] = { LAYER_T("attn_norm.weight", "input_layernorm.weight"), QT_D_C, QT_D_1, QT_TF_VEC },
-    [QT_LLAMA_WQ] = { LAYER_T("attn_q.weight", "self_attn.q_proj.weight"), QT_D_C, QT_D_QD, 0 },
-    [QT_LLAMA_WK] = { LAYER_T("attn_k.weight", "self_attn.k_proj.weight"), QT_D_C, QT_D_KVD, 0 },
-    [QT_LLAMA_WV] = { LAYER_T("attn_v.weight", "self_attn.v_proj.weight"), QT_D_C, QT_D_KVD, 0 },
-    [QT_LLAMA_WO] = { LAYER_T("attn_output.weight", "self_attn.o_proj.weight"), QT_D_QD, QT_D_C, 0 },
-    [QT_LLAMA_BQ] = { LAYER_T("attn_q.bias", "self_attn.q_proj.bias"), QT_D_QD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
-    [QT_LLAMA_BK] = { LAYER_T("attn_k.bias", "self_attn.k_proj.bias"), QT_D_KVD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
-    [QT_LLAMA_BV] = { LAYER_T("attn_v.bias", "self_attn.v_proj.bias"), QT_D_KVD, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
-    [QT_LLAMA_BO] = { LAYER_T("attn_output.bias", "self_attn.o_proj.bias"), QT_D_C, QT_D_1, QT_TF_VEC | QT_TF_OPTIONAL },
-    [QT_LLAMA_FFN_NORM] = { LAYER_T("ffn_norm.weight", "post_attention_layernorm.weight"), QT_D_C, QT_D_1, QT_TF_VEC },
-    [QT_LLAMA_WGATE] = { LAYER_T("ffn_gate.weight", "mlp.gate_proj.weight"), QT_D_C, QT_D_F, 0 },
-    [QT_LLAMA_WUP] = { LAYER_T("ffn_up.weight", "mlp.up_proj.weight"), QT_D_C, QT_D_F, 0 },
-    [QT_LLAMA_WDOWN] = { LAYER_T("ffn_down.weight", "mlp.down_proj.weight"), QT_D_F, QT_D_C, 0 },
+    QT_LLAMA_ATTN_TENSORS,
+    [QT_LLAMA_WGATE] = { QT_LLAMA_LAYER_T("ffn_gate.weight", "mlp.gate_proj.weight"), QT_D_C, QT_D_F, 0 },
+    [QT_LLAMA_WUP] = { QT_LLAMA_LAYER_T("ffn_up.weight", "mlp.up_proj.weight"), QT_D_C, QT_D_F, 0 },
+    [QT_LLAMA_WDOWN] = { QT_LLAMA_LAYER_T("ffn_down.weight", "mlp.down_proj.weight"), QT_D_F, QT_D_C, 0 },
 };
-#undef LAYER_T
 
 const qt_linear_desc qt_llama_linears[QT_LLAMA_N_LINEARS] = {
-    [QT_LLAMA_Q] = { "q", "model.layers.%d.self_attn.q_proj", "attn_q", QT_LLAMA_WQ, QT_LLAMA_BQ, QT_LIN_ROPE_Q },
-    [QT_LLAMA_K] = { "k", "model.layers.%d.self_attn.k_proj", "attn_k", QT_LLAMA_WK, QT_LLAMA_BK, QT_LIN_ROPE_K },
-    [QT_LLAMA_V] = { "v", "model.layers.%d.self_attn.v_proj", "attn_v", QT_LLAMA_WV, QT_LLAMA_BV, QT_LIN_PLAIN },
-    [QT_LLAMA_O] = { "o", "model.layers.%d.self_attn.o_proj", "attn_output", QT_LLAMA_WO, QT_LLAMA_BO, QT_LIN_PLAIN },
+    QT_LLAMA_ATTN_LINEARS,
     [QT_LLAMA_GATE] = { "gate", "model.layers.%d.mlp.gate_proj", "ffn_gate", QT_LLAMA_WGATE, -1, QT_LIN_PLAIN },
     [QT_LLAMA_UP] = { "up", "model.layers.%d.mlp.up_proj", "ffn_up", QT_LLAMA_WUP, -1, QT_LIN_PLAIN },
     [QT_LLAMA_DOWN] = { "down", "model.layers.%d.mlp.down_proj", "ffn_down", QT_LLAMA_WDOWN, -1, QT_LIN_PLAIN },
 };
 
-// Activations kept per layer for the backward (per token).
+// Activations kept per layer for the backward (per token); the attention
+// half's come first (arch-llama.h).
 enum { A_RSTD1, A_Q, A_K, A_V, A_AO, A_LSE, A_XMID, A_RSTD2, A_GATE, A_UP, N_ACTS };
 _Static_assert((int)N_ACTS == (int)QT_LLAMA_N_ACTS, "arch-llama.h's count");
+_Static_assert((int)A_RSTD2 == (int)QT_LLAMA_ATTN_N_ACTS && (int)A_XMID == (int)QT_LLAMA_A_XMID, "attention half");
 const qt_dim qt_llama_acts[N_ACTS] = {
-    [A_RSTD1] = QT_D_1, [A_Q] = QT_D_QD, [A_K] = QT_D_KVD, [A_V] = QT_D_KVD, [A_AO] = QT_D_QD, [A_LSE] = QT_D_NH,
-    [A_XMID] = QT_D_C, [A_RSTD2] = QT_D_1, [A_GATE] = QT_D_F, [A_UP] = QT_D_F,
+    QT_LLAMA_ATTN_ACT_DIMS, [A_RSTD2] = QT_D_1, [A_GATE] = QT_D_F, [A_UP] = QT_D_F,
 };
 // Forward temporaries: normed input of a sub-layer, the MLP's hidden.
 enum { W_XN, W_H, N_WORK };
 _Static_assert((int)N_WORK == (int)QT_LLAMA_N_WORK, "arch-llama.h's count");
+_Static_assert((int)W_XN == (int)QT_LLAMA_W_XN && (int)W_H == (int)QT_LLAMA_ATTN_N_WORK, "attention half");
 const qt_dim qt_llama_work[N_WORK] = { [W_XN] = QT_D_C, [W_H] = QT_D_F };
 // Backward gradients.
 enum { G_DXN, G_DQ, G_DK, G_DV, G_DAO, G_DXMID, G_DGATE, G_DUP, G_DH, N_GRADS };
 _Static_assert((int)N_GRADS == (int)QT_LLAMA_N_GRADS, "arch-llama.h's count");
+_Static_assert((int)G_DXN == (int)QT_LLAMA_G_DXN && (int)G_DXMID == (int)QT_LLAMA_G_DXMID &&
+                   (int)G_DGATE == (int)QT_LLAMA_ATTN_N_GRADS,
+               "attention half");
 // What the backward can recompute from the layer input (see file comment).
 #define LLAMA_RECOMPUTE ((1u << A_Q) | (1u << A_K) | (1u << A_V) | (1u << A_GATE) | (1u << A_UP))
 _Static_assert(LLAMA_RECOMPUTE == QT_LLAMA_ACT_RECOMPUTE, "arch-llama.h's mask");
+_Static_assert((LLAMA_RECOMPUTE & ((1u << QT_LLAMA_ATTN_N_ACTS) - 1)) == QT_LLAMA_ATTN_ACT_RECOMPUTE, "attention half");
 const qt_dim qt_llama_grads[N_GRADS] = {
-    [G_DXN] = QT_D_C, [G_DQ] = QT_D_QD, [G_DK] = QT_D_KVD, [G_DV] = QT_D_KVD, [G_DAO] = QT_D_QD,
-    [G_DXMID] = QT_D_C, [G_DGATE] = QT_D_F, [G_DUP] = QT_D_F, [G_DH] = QT_D_F,
+    QT_LLAMA_ATTN_GRAD_DIMS, [G_DGATE] = QT_D_F, [G_DUP] = QT_D_F, [G_DH] = QT_D_F,
 };
 
 const char *const qt_llama_hf_acts[] = { "silu", NULL };
@@ -92,14 +83,12 @@ static void glu_backward(const qt_fwd *f, float *dgate, float *dup, const float 
     else f->be->ops->swiglu_backward(f->be, dgate, dup, dh, gate, up, n);
 }
 
-void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
-                            const float *x, float *out) {
+void qt_llama_attn_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
+                           const float *x) {
     qt_backend *be = f->be;
     const qt_config *c = &f->m->cfg;
     const int64_t N = f->N, C = c->n_embd;
     const int NH = c->n_head, NKV = c->n_head_kv, HS = c->head_dim;
-
-    // attention
     be->ops->rmsnorm(be, W[W_XN], A[A_RSTD1], x, TENSOR(QT_LLAMA_ATTN_NORM), N, C, c->rms_eps);
     qt_linear_forward(f, il, 3, (const int[]){ QT_LLAMA_Q, QT_LLAMA_K, QT_LLAMA_V },
                       (float *const[]){ A[A_Q], A[A_K], A[A_V] }, W[W_XN], ax);
@@ -108,7 +97,14 @@ void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *con
     be->ops->attention(be, A[A_AO], A[A_LSE], A[A_Q], A[A_K], A[A_V], f->seqs, f->kv, il, NH, NKV, HS);
     qt_linear_forward(f, il, 1, (const int[]){ QT_LLAMA_O }, (float *const[]){ A[A_XMID] }, A[A_AO], ax);
     be->ops->axpy(be, N * C, 1.0f, x, A[A_XMID]);
+}
 
+void qt_llama_layer_forward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *ax,
+                            const float *x, float *out) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    const int64_t N = f->N, C = c->n_embd;
+    qt_llama_attn_forward(f, il, A, W, ax, x);
     // MLP
     be->ops->rmsnorm(be, W[W_XN], A[A_RSTD2], A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
     qt_linear_forward(f, il, 2, (const int[]){ QT_LLAMA_GATE, QT_LLAMA_UP }, (float *const[]){ A[A_GATE], A[A_UP] },
@@ -123,15 +119,9 @@ void qt_llama_layer_backward(const qt_fwd *f, int il, float *const *A, float *co
     qt_backend *be = f->be;
     const qt_config *c = &f->m->cfg;
     const int64_t N = f->N, C = c->n_embd, F = c->n_ff;
-    const int NH = c->n_head, NKV = c->n_head_kv, HS = c->head_dim;
     const size_t nC = sizeof(float) * (size_t)(N * C), nF = sizeof(float) * (size_t)(N * F);
 
-    if (f->recompute) {   // q, k, v (after RoPE), gate and up were not kept: run their linears again
-        be->ops->rmsnorm(be, W[W_XN], NULL, x, TENSOR(QT_LLAMA_ATTN_NORM), N, C, c->rms_eps);
-        qt_linear_forward(f, il, 3, (const int[]){ QT_LLAMA_Q, QT_LLAMA_K, QT_LLAMA_V },
-                          (float *const[]){ A[A_Q], A[A_K], A[A_V] }, W[W_XN], ax);
-        be->ops->rope(be, A[A_Q], f->cs, N, NH, HS, c->rope_type, false);
-        be->ops->rope(be, A[A_K], f->cs, N, NKV, HS, c->rope_type, false);
+    if (f->recompute) {   // gate and up were not kept: run their linears again (q, k, v: the attention half)
         be->ops->rmsnorm(be, W[W_XN], NULL, A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), N, C, c->rms_eps);
         qt_linear_forward(f, il, 2, (const int[]){ QT_LLAMA_GATE, QT_LLAMA_UP },
                           (float *const[]){ A[A_GATE], A[A_UP] }, W[W_XN], ax);
@@ -150,9 +140,24 @@ void qt_llama_layer_backward(const qt_fwd *f, int il, float *const *A, float *co
     qt_linear_backward(f, il, QT_LLAMA_UP, G[G_DXN], G[G_DUP], W[W_XN], ax ? ax[QT_LLAMA_UP] : NULL);
     be->ops->copy(be, G[G_DXMID], dout, nC);
     be->ops->rmsnorm_backward(be, G[G_DXMID], G[G_DXN], A[A_XMID], TENSOR(QT_LLAMA_FFN_NORM), A[A_RSTD2], N, C);
+    qt_llama_attn_backward(f, il, A, W, G, ax, x, dx);
+}
 
-    // attention
+void qt_llama_attn_backward(const qt_fwd *f, int il, float *const *A, float *const *W, float *const *G,
+                            float *const *ax, const float *x, float *dx) {
+    qt_backend *be = f->be;
+    const qt_config *c = &f->m->cfg;
+    const int64_t N = f->N, C = c->n_embd;
+    const int NH = c->n_head, NKV = c->n_head_kv, HS = c->head_dim;
+    const size_t nC = sizeof(float) * (size_t)(N * C);
     const size_t nQ = sizeof(float) * (size_t)(N * NH * HS), nKV = sizeof(float) * (size_t)(N * NKV * HS);
+    if (f->recompute) {   // q, k, v (after RoPE) were not kept: run their linears again
+        be->ops->rmsnorm(be, W[W_XN], NULL, x, TENSOR(QT_LLAMA_ATTN_NORM), N, C, c->rms_eps);
+        qt_linear_forward(f, il, 3, (const int[]){ QT_LLAMA_Q, QT_LLAMA_K, QT_LLAMA_V },
+                          (float *const[]){ A[A_Q], A[A_K], A[A_V] }, W[W_XN], ax);
+        be->ops->rope(be, A[A_Q], f->cs, N, NH, HS, c->rope_type, false);
+        be->ops->rope(be, A[A_K], f->cs, N, NKV, HS, c->rope_type, false);
+    }
     be->ops->zero(be, G[G_DAO], nQ);
     qt_linear_backward(f, il, QT_LLAMA_O, G[G_DAO], G[G_DXMID], A[A_AO], ax ? ax[QT_LLAMA_O] : NULL);
     be->ops->zero(be, G[G_DQ], nQ);

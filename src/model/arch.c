@@ -11,6 +11,7 @@
 #include "model/model.h"
 
 extern const qt_arch_desc qt_arch_qwen2, qt_arch_gpt2, qt_arch_gemma, qt_arch_phi3;
+extern const qt_arch_desc qt_arch_mixtral;
 
 static const qt_arch_desc *const g_archs[] = {
     &qt_arch_llama,
@@ -18,31 +19,50 @@ static const qt_arch_desc *const g_archs[] = {
     &qt_arch_gpt2,
     &qt_arch_gemma,
     &qt_arch_phi3,
+    &qt_arch_mixtral,
 };
+
+// Whether name is one of archs [0, i)'s names (a MoE variant shares its GGUF name).
+static bool listed(size_t i, const char *name, bool hf) {
+    for (size_t k = 0; k < i; k++)
+        for (const char *const *s = hf ? g_archs[k]->hf_names : g_archs[k]->gguf_names; *s; s++)
+            if (!strcmp(*s, name)) return true;
+    return false;
+}
 
 void qt_arch_list(char *buf, size_t cap, bool hf) {
     size_t n = 0;
     buf[0] = 0;
     for (size_t i = 0; i < QT_ARRAY_LEN(g_archs); i++)
         for (const char *const *s = hf ? g_archs[i]->hf_names : g_archs[i]->gguf_names; *s; s++) {
+            if (listed(i, *s, hf)) continue;
             int w = snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", *s);
             if (w < 0 || (size_t)w >= cap - n) return;
             n += (size_t)w;
         }
 }
 
-static const qt_arch_desc *find(const char *path, const char *name, bool hf) {
+// hf: by model_type (unique); GGUF: by general.architecture among the
+// dense (moe false) or the mixture-of-experts (moe true) descriptions.
+static const qt_arch_desc *find(const char *path, const char *name, bool hf, bool moe) {
     for (size_t i = 0; i < QT_ARRAY_LEN(g_archs); i++)
         for (const char *const *s = hf ? g_archs[i]->hf_names : g_archs[i]->gguf_names; *s; s++)
-            if (!strcmp(*s, name)) return g_archs[i];
+            if (!strcmp(*s, name) && (hf || g_archs[i]->moe == moe)) return g_archs[i];
     char list[256];
     qt_arch_list(list, sizeof(list), hf);
-    qt_log_error("%s: unsupported architecture '%s' (supported: %s)", path, name, list);
+    if (moe)
+        qt_log_error("%s: architecture '%s' with experts (%s.expert_count > 0) is not supported (supported: %s)", path,
+                     name, name, list);
+    else
+        qt_log_error("%s: unsupported architecture '%s' (supported: %s)", path, name, list);
     return NULL;
 }
 
-const qt_arch_desc *qt_arch_find_gguf(const char *path, const char *name) { return find(path, name, false); }
-const qt_arch_desc *qt_arch_find_hf(const char *path, const char *model_type) { return find(path, model_type, true); }
+const qt_arch_desc *qt_arch_find_gguf(const char *path, const char *name) { return find(path, name, false, false); }
+const qt_arch_desc *qt_arch_find_gguf_moe(const char *path, const char *name) { return find(path, name, false, true); }
+const qt_arch_desc *qt_arch_find_hf(const char *path, const char *model_type) {
+    return find(path, model_type, true, false);
+}
 
 int64_t qt_dim_size(const qt_config *c, qt_dim d) {
     const int64_t qd = (int64_t)c->n_head * c->head_dim, kvd = (int64_t)c->n_head_kv * c->head_dim;
@@ -58,10 +78,18 @@ int64_t qt_dim_size(const qt_config *c, qt_dim d) {
     case QT_D_QKV: return qd + 2 * kvd;
     case QT_D_2F: return 2 * (int64_t)c->n_ff;
     case QT_D_NPOS: return c->n_ctx_train;
+    case QT_D_E: return c->n_expert;
+    case QT_D_K: return c->n_expert_used;
+    case QT_D_KC: return (int64_t)c->n_expert_used * c->n_embd;
+    case QT_D_KF: return (int64_t)c->n_expert_used * c->n_ff;
     case QT_D_COUNT: break;
     }
     QT_ASSERT(!"unknown dimension");
     return 0;
+}
+
+int64_t qt_arch_linear_rows(const qt_config *c, const qt_arch_desc *a, int i) {
+    return qt_arch_linear_expert(a, i) ? c->n_expert_used : 1;
 }
 
 const char *qt_arch_linear_module(const qt_arch_desc *a, int i) {

@@ -36,6 +36,10 @@ typedef enum {
     QT_D_QKV,      // n_head * head_dim + 2 * n_head_kv * head_dim (fused q, k, v)
     QT_D_2F,       // 2 * n_ff (fused gate, up)
     QT_D_NPOS,     // n_ctx_train (rows of a learned position embedding: GPT-2's n_positions)
+    QT_D_E,        // n_expert (router logits)
+    QT_D_K,        // n_expert_used (top-k routing weights, expert ids)
+    QT_D_KC,       // n_expert_used * n_embd (a token's rows grouped by expert)
+    QT_D_KF,       // n_expert_used * n_ff (their experts' hidden)
     QT_D_COUNT
 } qt_dim;
 
@@ -43,6 +47,18 @@ typedef enum {
 #define QT_TF_OPTIONAL 1u   // may be absent (then data == NULL)
 #define QT_TF_VEC 2u        // a vector (ne1 = 1), converted to F32 at load
 #define QT_TF_HF_T 4u       // transformers stores it transposed, [in, out] (GPT-2's Conv1D): transposed at load
+// One per expert: n_expert (ne0, ne1) matrices. GGUF: merged 3-D `gguf`
+// with ne [ne0, ne1, n_expert] (llama.cpp's "blk.%d.ffn_gate_exps.weight"),
+// or in older files one 2-D tensor per expert, named with "_exps." replaced
+// by ".%d." ("blk.%d.ffn_gate.%d.weight", llama.cpp's FFN_GATE_EXP); HF:
+// `hf` with two %d (layer, expert). A linear whose weight is such a slot is
+// an expert linear: one per expert, each adapted on its own (PEFT path with
+// two %d; GGUF LoRA tensors 3-D over the experts).
+#define QT_TF_EXPERT 8u
+// Kept in its stored type by --quantize and written unquantized by export
+// (a MoE router: its top-k is sensitive to rounding; llama-quantize keeps
+// ffn_gate_inp in F32 too).
+#define QT_TF_KEEP 16u
 
 // Global tensor slots every architecture has at these indices; its own
 // follow from QT_G_FIRST_ARCH.
@@ -100,6 +116,9 @@ typedef struct qt_arch_desc {
     const char *const *gguf_names;     // general.architecture values, NULL-terminated
     const char *const *hf_names;       // config.json model_type values, NULL-terminated
     const char *const *hf_acts;        // accepted config.json hidden_act values, NULL-terminated
+    bool moe;                          // sparse mixture of experts: the config has n_expert, n_expert_used
+                                       // (GGUF <arch>.expert_count / expert_used_count; HF num_local_experts /
+                                       // num_experts_per_tok); GGUF files name it like its dense sibling
     qt_rope_type gguf_rope;            // RoPE pairing of q/k rows in GGUF files (HF files: NEOX)
     const qt_tensor_desc *globals;     // slots QT_G_TOK_EMBD, QT_G_OUT_NORM, QT_G_OUTPUT, then the arch's
     int n_globals;
@@ -158,8 +177,11 @@ typedef struct qt_arch_desc {
 } qt_arch_desc;
 
 // The registry (arch.c): by GGUF general.architecture or HF model_type.
-// NULL (logged with the list of supported names) when unknown.
+// NULL (logged with the list of supported names) when unknown. llama.cpp
+// names a mixture of experts like its dense sibling ("llama" with
+// llama.expert_count > 0 is Mixtral): _moe finds that variant.
 const qt_arch_desc *qt_arch_find_gguf(const char *path, const char *name);
+const qt_arch_desc *qt_arch_find_gguf_moe(const char *path, const char *name);
 const qt_arch_desc *qt_arch_find_hf(const char *path, const char *model_type);
 // "llama, qwen2" / "llama, mistral, qwen2": the names the registry knows.
 void qt_arch_list(char *buf, size_t cap, bool hf);
@@ -178,5 +200,12 @@ uint64_t qt_arch_linear_match(const qt_arch_desc *a, const char *name, size_t le
 // shortest dotted suffix of its path no other linear shares ("attn.c_proj").
 // Written to buf (cap bytes); returns buf.
 const char *qt_arch_linear_target(const qt_arch_desc *a, int i, char *buf, size_t cap);
+// Whether linear i is an expert linear (its weight slot is QT_TF_EXPERT).
+static inline bool qt_arch_linear_expert(const qt_arch_desc *a, int i) {
+    return (a->layer[a->linears[i].weight].flags & QT_TF_EXPERT) != 0;
+}
+// Rows linear i sees per token of a batch: n_expert_used for an expert
+// linear (each token goes to that many experts), else 1.
+int64_t qt_arch_linear_rows(const qt_config *c, const qt_arch_desc *a, int i);
 
 #endif

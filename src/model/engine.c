@@ -50,10 +50,12 @@ void qt_adapter_upload(qt_backend *be, qt_adapter *a) {
     if (!be->host_memory) be->ops->upload(be, (void *)a->params, a->l->params, a->l->n_params * sizeof(float));
 }
 
-// Dropout keys: a function of (step seed, layer, linear) only, so the
-// backward regenerates the forward's masks.
-static uint64_t drop_key(const qt_fwd *f, int il, int lin) {
-    return qt_dropout_mix(f->drop_seed ^ qt_dropout_mix(((uint64_t)il << 8) | (uint64_t)lin));
+// Dropout keys: a function of (step seed, layer, linear, expert) only, so
+// the backward regenerates the forward's masks (e < 0: not an expert).
+static uint64_t drop_key(const qt_fwd *f, int il, int lin, int e) {
+    uint64_t k = ((uint64_t)il << 8) | (uint64_t)lin;
+    if (e >= 0) k |= (uint64_t)(e + 1) << 32;
+    return qt_dropout_mix(f->drop_seed ^ qt_dropout_mix(k));
 }
 
 static bool drops(const qt_fwd *f, const qt_adapter *a) {
@@ -68,22 +70,28 @@ static void pair_tensors(const qt_adapter *a, const qt_lora_pair *p, qt_tensor *
     *B = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = r, .ne1 = p->n_out, .dev = pa + (size_t)r * p->n_in };
 }
 
-static const qt_lora_pair *adapter_pair(const qt_adapter *a, int il, int lin) {
+static const qt_lora_pair *adapter_pair(const qt_adapter *a, int il, int lin, int e) {
     if (il < a->l->first_layer) return NULL;
-    const qt_lora_pair *p = qt_lora_get(a->l, il, lin);
+    const qt_lora_pair *p = qt_lora_get_x(a->l, il, lin, e < 0 ? 0 : e);
     return p->n_in ? p : NULL;
 }
 
-void qt_linear_forward(const qt_fwd *f, int il, int n, const int *lins, float *const *ys, const float *x,
-                       float *const *ax) {
+static const qt_tensor *weight(const qt_model *m, int il, int lin, int e) {
+    return e < 0 ? qt_model_linear(m, il, lin) : qt_model_expert_linear(m, il, lin, e);
+}
+
+// The n linears lins of layer il (of expert e, or e < 0) on N rows of x.
+// axs[i]: where the trained adapter keeps linear i's drop(x) A^T, or NULL.
+static void linear_fwd(const qt_fwd *f, int il, int e, int64_t N, int n, const int *lins, float *const *ys,
+                       const float *x, float *const *axs) {
     qt_backend *be = f->be;
     const qt_model *m = f->m;
     const qt_arch_desc *arch = m->arch;
     QT_ASSERT(n >= 1 && n <= QT_MM_MAX_OUTS);
     qt_mm_out outs[QT_MM_MAX_OUTS];
-    const int64_t in = qt_model_linear(m, il, lins[0])->ne0, N = f->N;
+    const int64_t in = weight(m, il, lins[0], e)->ne0;
     for (int i = 0; i < n; i++) {
-        outs[i] = (qt_mm_out){ ys[i], qt_model_linear(m, il, lins[i]) };
+        outs[i] = (qt_mm_out){ ys[i], weight(m, il, lins[i], e) };
         QT_ASSERT(outs[i].w->ne0 == in);
     }
     be->ops->matmul(be, x, in, N, outs, n);
@@ -96,16 +104,16 @@ void qt_linear_forward(const qt_fwd *f, int il, int n, const int *lins, float *c
         }
         for (int k = 0; k < f->n_ad; k++) {
             const qt_adapter *a = &f->ad[k];
-            const qt_lora_pair *p = adapter_pair(a, il, lins[i]);
+            const qt_lora_pair *p = adapter_pair(a, il, lins[i], e);
             if (!p) continue;
             qt_tensor A, B;
             pair_tensors(a, p, &A, &B);
             const float *xa = x;
             if (drops(f, a)) {
-                be->ops->dropout(be, f->xdrop, x, N * in, a->l->cfg.dropout, drop_key(f, il, lins[i]));
+                be->ops->dropout(be, f->xdrop, x, N * in, a->l->cfg.dropout, drop_key(f, il, lins[i], e));
                 xa = f->xdrop;
             }
-            float *axb = ax && a->grads ? ax[lins[i]] : f->sax;
+            float *axb = axs && axs[i] && a->grads ? axs[i] : f->sax;
             qt_mm_out o1 = { axb, &A }, o2 = { f->tmp, &B };
             be->ops->matmul(be, xa, in, N, &o1, 1);
             be->ops->matmul(be, axb, A.ne1, N, &o2, 1);
@@ -114,16 +122,31 @@ void qt_linear_forward(const qt_fwd *f, int il, int n, const int *lins, float *c
     }
 }
 
-void qt_linear_backward(const qt_fwd *f, int il, int lin, float *dx, const float *dy, const float *x,
-                        const float *ax) {
+void qt_linear_forward(const qt_fwd *f, int il, int n, const int *lins, float *const *ys, const float *x,
+                       float *const *ax) {
+    QT_ASSERT(n >= 1 && n <= QT_MM_MAX_OUTS);
+    float *axs[QT_MM_MAX_OUTS];
+    for (int i = 0; i < n; i++) axs[i] = ax ? ax[lins[i]] : NULL;
+    linear_fwd(f, il, -1, f->N, n, lins, ys, x, axs);
+}
+
+void qt_expert_linear_forward(const qt_fwd *f, int il, int e, int64_t n_rows, int n, const int *lins,
+                              float *const *ys, const float *x, float *const *axs) {
+    QT_ASSERT(e >= 0 && e < f->m->cfg.n_expert && n_rows >= 0 && n_rows <= f->N);
+    for (int i = 0; i < n; i++) QT_ASSERT(qt_arch_linear_expert(f->m->arch, lins[i]));
+    if (n_rows > 0) linear_fwd(f, il, e, n_rows, n, lins, ys, x, axs);
+}
+
+static void linear_bwd(const qt_fwd *f, int il, int lin, int e, int64_t N, float *dx, const float *dy,
+                       const float *x, const float *ax) {
     qt_backend *be = f->be;
-    const qt_tensor *W = qt_model_linear(f->m, il, lin);
-    const int64_t in = W->ne0, out = W->ne1, N = f->N;
+    const qt_tensor *W = weight(f->m, il, lin, e);
+    const int64_t in = W->ne0, out = W->ne1;
     be->ops->matmul_t(be, dx, dy, W, N);
     for (int k = 0; k < f->n_ad; k++) {
         const qt_adapter *a = &f->ad[k];
         if (!a->grads) continue;   // only the trained adapter is differentiated (training runs it alone)
-        const qt_lora_pair *p = adapter_pair(a, il, lin);
+        const qt_lora_pair *p = adapter_pair(a, il, lin, e);
         if (!p) continue;
         const int64_t r = a->l->cfg.rank;
         const float s = a->scale * a->l->scale;
@@ -142,7 +165,7 @@ void qt_linear_backward(const qt_fwd *f, int il, int lin, float *dx, const float
         bool drop = drops(f, a);
         const float *xa = x;
         if (drop) {
-            be->ops->dropout(be, f->xdrop, x, N * in, a->l->cfg.dropout, drop_key(f, il, lin));
+            be->ops->dropout(be, f->xdrop, x, N * in, a->l->cfg.dropout, drop_key(f, il, lin, e));
             xa = f->xdrop;
         }
         be->ops->matmul_dw(be, ga, f->dax, xa, in, r, N);
@@ -152,10 +175,21 @@ void qt_linear_backward(const qt_fwd *f, int il, int lin, float *dx, const float
         } else {
             be->ops->zero(be, f->tmp, sizeof(float) * (size_t)(N * in));
             be->ops->matmul_t(be, f->tmp, f->dax, &A, N);
-            be->ops->dropout(be, f->xdrop, f->tmp, N * in, a->l->cfg.dropout, drop_key(f, il, lin));
+            be->ops->dropout(be, f->xdrop, f->tmp, N * in, a->l->cfg.dropout, drop_key(f, il, lin, e));
             be->ops->axpy(be, N * in, 1.0f, f->xdrop, dx);
         }
     }
+}
+
+void qt_linear_backward(const qt_fwd *f, int il, int lin, float *dx, const float *dy, const float *x,
+                        const float *ax) {
+    linear_bwd(f, il, lin, -1, f->N, dx, dy, x, ax);
+}
+
+void qt_expert_linear_backward(const qt_fwd *f, int il, int lin, int e, int64_t n_rows, float *dx, const float *dy,
+                               const float *x, const float *ax) {
+    QT_ASSERT(e >= 0 && e < f->m->cfg.n_expert && qt_arch_linear_expert(f->m->arch, lin));
+    if (n_rows > 0) linear_bwd(f, il, lin, e, n_rows, dx, dy, x, ax);
 }
 
 void qt_linear_widths(const qt_model *m, int64_t *max_in, int64_t *max_out) {

@@ -46,7 +46,7 @@ struct qt_fwd {
     bool train;                  // dropout on the adapters' inputs
     bool recompute;              // the acts in arch->act_recompute were not kept: layer_backward recomputes them
     uint64_t drop_seed;
-    float *tmp;                  // (N, widest linear output) scratch
+    float *tmp;                  // (N, widest linear output) scratch (an expert sees at most N rows)
     float *xdrop;                // (N, widest linear input) dropped adapter input
     float *dax, *sax;            // (N, max rank)
     const atomic_int *stop;      // NULL, or a flag: the pass ends early once it is set
@@ -85,6 +85,16 @@ void qt_attention_block_forward(const qt_fwd *f, int il, int lin_o, float *ao, f
 void qt_attention_block_backward(const qt_fwd *f, int il, int lin_o, float *dao, float *dq, float *dk, float *dv,
                                  const float *dxmid, const float *ao, const float *lse, const float *q,
                                  const float *k, const float *v, float *const *ax);
+
+// The same for expert e of expert linears (arch.h) of layer il, on the
+// n_rows (<= N) rows of x routed to it: ys[i] (n_rows, out_i); axs[i]: where
+// the trained adapter keeps linear lins[i]'s drop(x) A^T (n_rows, rank) for
+// this expert, or NULL. n_rows == 0 does nothing (decode reads only the
+// experts its tokens chose).
+void qt_expert_linear_forward(const qt_fwd *f, int il, int e, int64_t n_rows, int n, const int *lins,
+                              float *const *ys, const float *x, float *const *axs);
+void qt_expert_linear_backward(const qt_fwd *f, int il, int lin, int e, int64_t n_rows, float *dx, const float *dy,
+                               const float *x, const float *ax);
 
 // The architecture's embedding / final norm (arch.h), or the Llama way.
 void qt_embed(const qt_fwd *f, float *x, const int32_t *tokens);

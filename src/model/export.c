@@ -70,6 +70,7 @@ static qt_type fallback_type(qt_type t) {
 
 qt_type qt_export_tensor_type(const char *name, int n_dims, int64_t ne0, qt_type type, bool tied_output) {
     if (n_dims < 2 || !ends_with(name, "weight") || strstr(name, "_norm.weight")) return QT_TYPE_F32;
+    if (strstr(name, "ffn_gate_inp.weight")) return QT_TYPE_F32;   // a MoE router, as convert_hf_to_gguf.py writes it
     const qt_type_traits *tr = qt_type_traits_get(type);
     if (!tr || !tr->is_quantized) return type;
     qt_type t = type;
@@ -96,6 +97,8 @@ typedef struct {
     const float *vec;            // EX_VEC
     int64_t n;                   // EX_VEC length
     const qt_gguf_tensor *raw;   // EX_RAW
+    const qt_tensor *xsrc;       // EX_MAT of an expert slot: the n_x experts (src = expert 0), merged into 3-D
+    int n_x;
     int il, target;              // LoRA pair, target < 0: none
     bool permute;                // HF -> GGUF q/k row order
     qt_type out;
@@ -141,34 +144,38 @@ static int fill(void *ctxp, int64_t idx, void *dst, size_t nbytes) {
         for (int64_t i = 0; i < e->n; i++) o[i] = e->vec[e->permute ? hf_row(i, HS) : i];
         return QT_OK;
     }
-    const qt_tensor *s = &e->src;
-    const qt_lora_pair *lp = NULL;
-    if (e->target >= 0 && x->p->lora && e->il >= x->p->lora->first_layer) {
-        lp = qt_lora_get(x->p->lora, e->il, e->target);
-        if (!lp->a) lp = NULL;
-    }
-    size_t in_row = qt_row_size(s->type, s->ne0), out_row = qt_row_size(e->out, s->ne0);
-    if (!lp && !e->permute && e->out == s->type) {
-        memcpy(dst, s->data, nbytes);
-        return QT_OK;
-    }
-    const qt_type_traits *ti = qt_type_traits_get(s->type), *to = qt_type_traits_get(e->out);
-    const int r = lp ? x->p->lora->cfg.rank : 0;
-    const float sc = lp ? x->p->lora_scale * x->p->lora->scale : 0;
-    for (int64_t row = 0; row < s->ne1; row++) {
-        int64_t src = e->permute ? hf_row(row, HS) : row;
-        ti->to_float((const uint8_t *)s->data + (size_t)src * in_row, x->row, s->ne0);
-        if (lp) {
-            // delta = s * B[src] A: accumulate in double for a merge independent of summation order
-            const float *b = lp->b + (size_t)src * r;
-            for (int64_t j = 0; j < s->ne0; j++) {
-                double acc = 0;
-                for (int k = 0; k < r; k++) acc += (double)b[k] * lp->a[(size_t)k * lp->n_in + j];
-                x->row[j] += (float)(sc * acc);
-            }
+    for (int xe = 0; xe < QT_MAX(1, e->n_x); xe++) {   // experts one after the other (ne[2])
+        const qt_tensor *s = e->n_x ? &e->xsrc[xe] : &e->src;
+        const qt_lora_pair *lp = NULL;
+        if (e->target >= 0 && x->p->lora && e->il >= x->p->lora->first_layer) {
+            lp = qt_lora_get_x(x->p->lora, e->il, e->target, xe);
+            if (!lp->a) lp = NULL;
         }
-        to->from_float_ref(x->row, (uint8_t *)dst + (size_t)row * out_row, s->ne0);
+        size_t in_row = qt_row_size(s->type, s->ne0), out_row = qt_row_size(e->out, s->ne0);
+        uint8_t *d = (uint8_t *)dst + (size_t)xe * out_row * (size_t)s->ne1;
+        if (!lp && !e->permute && e->out == s->type) {
+            memcpy(d, s->data, out_row * (size_t)s->ne1);
+            continue;
+        }
+        const qt_type_traits *ti = qt_type_traits_get(s->type), *to = qt_type_traits_get(e->out);
+        const int r = lp ? x->p->lora->cfg.rank : 0;
+        const float sc = lp ? x->p->lora_scale * x->p->lora->scale : 0;
+        for (int64_t row = 0; row < s->ne1; row++) {
+            int64_t src = e->permute ? hf_row(row, HS) : row;
+            ti->to_float((const uint8_t *)s->data + (size_t)src * in_row, x->row, s->ne0);
+            if (lp) {
+                // delta = s * B[src] A: accumulate in double for a merge independent of summation order
+                const float *b = lp->b + (size_t)src * r;
+                for (int64_t j = 0; j < s->ne0; j++) {
+                    double acc = 0;
+                    for (int k = 0; k < r; k++) acc += (double)b[k] * lp->a[(size_t)k * lp->n_in + j];
+                    x->row[j] += (float)(sc * acc);
+                }
+            }
+            to->from_float_ref(x->row, d + (size_t)row * out_row, s->ne0);
+        }
     }
+    (void)nbytes;
     return QT_OK;
 }
 
@@ -182,7 +189,7 @@ static void add_mat(ex_ctx *x, const char *name, const qt_tensor *t, int il, int
     // llama-quantize keeps learned position embeddings (GPT-2's) as they are
     if (p->type >= 0 && strcmp(name, "position_embd.weight") != 0)
         e->out = qt_export_tensor_type(name, 2, t->ne0, (qt_type)p->type, x->m->cfg.tied_output);
-    else e->out = t->type;
+    else e->out = t->type < QT_TYPE_FIRST_PRIVATE ? t->type : QT_TYPE_F16;   // GGUF has no nf4: f16 (or --type)
     const qt_type_traits *tr = qt_type_traits_get(e->out);
     bool changes = e->out != t->type || permute || (target >= 0 && p->lora);
     if (changes && (!tr || !tr->from_float_ref || t->ne0 % tr->blck_size != 0)) e->out = QT_TYPE_F16;
@@ -208,8 +215,18 @@ static int linear_of(const qt_arch_desc *a, int slot, bool *is_bias) {
 }
 
 // One tensor of the table; q/k rows (and biases) are permuted when the
-// source's RoPE order is not the GGUF architecture's.
-static void add_tensor(ex_ctx *x, const qt_tensor_desc *d, const qt_tensor *t, int il, int lin, bool permute) {
+// source's RoPE order is not the GGUF architecture's. An expert slot's n_x
+// experts xs are written as one 3-D tensor (llama.cpp's merged ffn_*_exps).
+static void add_tensor(ex_ctx *x, const qt_tensor_desc *d, const qt_tensor *t, int il, int lin, bool permute,
+                       const qt_tensor *xs, int n_x) {
+    if (xs && d->gguf) {
+        char n[96];
+        snprintf(n, sizeof(n), d->gguf, il);
+        add_mat(x, n, &xs[0], il, lin, false);
+        x->t[x->n - 1].xsrc = xs;
+        x->t[x->n - 1].n_x = n_x;
+        return;
+    }
     if (!d->gguf || !t->data) return;
     char n[96];
     if (il >= 0) snprintf(n, sizeof(n), d->gguf, il);
@@ -224,14 +241,15 @@ static void build_list(ex_ctx *x) {
     const qt_arch_desc *a = m->arch;
     const bool reorder = c->rope_type != a->gguf_rope;   // HF rotate_half rows -> GGUF's order
     for (int i = 0; i < a->n_globals; i++)
-        if (!(i == QT_G_OUTPUT && c->tied_output)) add_tensor(x, &a->globals[i], &m->globals[i], -1, -1, false);
+        if (!(i == QT_G_OUTPUT && c->tied_output)) add_tensor(x, &a->globals[i], &m->globals[i], -1, -1, false, NULL, 0);
     add_vec(x, "rope_freqs.weight", m->rope_freqs.data, c->head_dim / 2, false);
     for (int il = 0; il < c->n_layer; il++)
         for (int i = 0; i < a->n_layer_tensors; i++) {
             bool is_bias = false;
             int lin = linear_of(a, i, &is_bias);
             bool permute = reorder && lin >= 0 && a->linears[lin].rope != QT_LIN_PLAIN;
-            add_tensor(x, &a->layer[i], qt_model_tensor(m, il, i), il, is_bias ? -1 : lin, permute);
+            const qt_tensor *xs = a->layer[i].flags & QT_TF_EXPERT ? qt_model_expert(m, il, i, 0) : NULL;
+            add_tensor(x, &a->layer[i], qt_model_tensor(m, il, i), il, is_bias ? -1 : lin, permute, xs, c->n_expert);
         }
     if (m->gguf) {   // tensors of the source the model does not bind: copied as they are
         for (int64_t i = 0; i < qt_gguf_n_tensors(m->gguf); i++) {
@@ -242,6 +260,9 @@ static void build_list(ex_ctx *x) {
             nm[t->name.len] = 0;
             bool have = false;
             for (int k = 0; k < x->n && !have; k++) have = !strcmp(x->t[k].name, nm);
+            // per-expert tensors of older files: written merged above
+            for (size_t k = 0; m->experts && !have && k < (size_t)c->n_layer * a->n_layer_tensors * c->n_expert; k++)
+                have = m->experts[k].data == t->data;
             if (have) continue;
             ex_tensor *e = ex_add(x, nm, EX_RAW);
             e->raw = t;
@@ -693,6 +714,10 @@ static int hf_metadata(qt_gguf_writer *w, const qt_model *m, const qt_export_par
         qt_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim);
     }
     qt_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->n_vocab);
+    if (c->n_expert > 0) {
+        qt_gguf_set_u32(w, KEY("expert_count"), (uint32_t)c->n_expert);
+        qt_gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)c->n_expert_used);
+    }
 #undef KEY
     if (p->tokenizer_gguf) {
         qt_gguf *g = qt_gguf_open(p->tokenizer_gguf);
@@ -716,7 +741,8 @@ static int hf_metadata(qt_gguf_writer *w, const qt_model *m, const qt_export_par
 int qt_export_gguf(const qt_model *m, const qt_export_params *p, const char *path) {
     if (p->type >= 0) {
         const qt_type_traits *tr = qt_type_traits_get(p->type);
-        if (!tr || !tr->from_float_ref || p->type == QT_TYPE_Q8_1 || p->type == QT_TYPE_Q8_K) {
+        if (!tr || !tr->from_float_ref || p->type == QT_TYPE_Q8_1 || p->type == QT_TYPE_Q8_K ||
+            p->type >= QT_TYPE_FIRST_PRIVATE) {
             qt_log_error("%s: cannot write tensors of type %s", path, qt_type_name(p->type));
             return QT_ERR;
         }
@@ -752,9 +778,9 @@ int qt_export_gguf(const qt_model *m, const qt_export_params *p, const char *pat
     if (rc == QT_OK) {
         for (int i = 0; i < x.n; i++) {
             const ex_tensor *e = &x.t[i];
-            int64_t ne[2];
             int nd;
-            if (e->kind == EX_MAT) { ne[0] = e->src.ne0; ne[1] = e->src.ne1; nd = 2; }
+            int64_t ne[3];
+            if (e->kind == EX_MAT) { ne[0] = e->src.ne0; ne[1] = e->src.ne1; ne[2] = e->n_x; nd = e->n_x ? 3 : 2; }
             else if (e->kind == EX_VEC) { ne[0] = e->n; ne[1] = 1; nd = 1; }
             else {
                 qt_gguf_add_tensor(w, e->name, e->raw->type, e->raw->n_dims, e->raw->ne, e->raw->data);

@@ -7,6 +7,10 @@
 // alpha / r (alpha 0 means scale 1). Q/K rows of B are in GGUF's interleaved
 // RoPE order, which for a GGUF-loaded llama model is our in-memory order and
 // for an HF-loaded llama model is reached with convert_hf_to_gguf.py's permute.
+// Expert linears (Mixtral's w1/w2/w3) are stacked over the experts as
+// convert_lora_to_gguf.py does for merged expert tensors (torch.stack):
+// blk.N.ffn_gate_exps.weight.lora_a ne [n_in, r, n_expert], .lora_b
+// ne [r, n_out, n_expert].
 // rsLoRA has no field in the format: its scale is folded into alpha.
 // Does not: adapters on token_embd / output (llama.cpp allows them; we never
 // train them), aLoRA invocation tokens.
@@ -43,29 +47,49 @@ int qt_lora_save_gguf(const qt_lora *l, const qt_model *m, const char *path) {
             if (qt_lora_get(l, il, t)->a && qt_lora_gguf_needs_permute(m, t))
                 n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
     float *perm = qt_malloc(sizeof(float) * (n_perm + 1));
-    size_t used = 0;
+    size_t used = 0, n_stack = 0;
+    for (int il = l->first_layer; il < l->n_layer; il++)
+        for (int t = 0; t < l->n_linears; t++)
+            if (qt_lora_get(l, il, t)->a && qt_arch_linear_expert(m->arch, t))
+                n_stack += (size_t)l->n_expert * r * (size_t)(qt_lora_get(l, il, t)->n_in + qt_lora_get(l, il, t)->n_out);
+    float *stack = qt_malloc(sizeof(float) * (n_stack + 1));
+    size_t st_used = 0;
     char name[96];
     for (int il = l->first_layer; il < l->n_layer; il++)
         for (int t = 0; t < l->n_linears; t++) {
             const qt_lora_pair *p = qt_lora_get(l, il, t);
             if (!p->a) continue;
-            const float *b = p->b;
-            if (qt_lora_gguf_needs_permute(m, t)) {
+            const float *a = p->a, *b = p->b;
+            int nd = 2;
+            if (qt_arch_linear_expert(m->arch, t)) {   // experts stacked: (E, r, in), (E, out, r)
+                const size_t na = (size_t)r * p->n_in, nb = (size_t)r * p->n_out, E = (size_t)l->n_expert;
+                float *sa = stack + st_used, *sb = sa + E * na;
+                for (size_t e = 0; e < E; e++) {
+                    const qt_lora_pair *pe = qt_lora_get_x(l, il, t, (int)e);
+                    memcpy(sa + e * na, pe->a, sizeof(float) * na);
+                    memcpy(sb + e * nb, pe->b, sizeof(float) * nb);
+                }
+                st_used += E * (na + nb);
+                a = sa;
+                b = sb;
+                nd = 3;
+            } else if (qt_lora_gguf_needs_permute(m, t)) {
                 float *dst = perm + used;
                 for (int row = 0; row < p->n_out; row++)
                     memcpy(dst + (size_t)gguf_row(row, HS) * r, p->b + (size_t)row * r, sizeof(float) * r);
                 b = dst;
                 used += (size_t)p->n_out * r;
             }
-            int64_t ne_a[2] = { p->n_in, r }, ne_b[2] = { r, p->n_out };
+            int64_t ne_a[3] = { p->n_in, r, l->n_expert }, ne_b[3] = { r, p->n_out, l->n_expert };
             snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_a", il, m->arch->linears[t].gguf);
-            qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_a, p->a);
+            qt_gguf_add_tensor(w, name, QT_TYPE_F32, nd, ne_a, a);
             snprintf(name, sizeof(name), "blk.%d.%s.weight.lora_b", il, m->arch->linears[t].gguf);
-            qt_gguf_add_tensor(w, name, QT_TYPE_F32, 2, ne_b, b);
+            qt_gguf_add_tensor(w, name, QT_TYPE_F32, nd, ne_b, b);
         }
     int rc = qt_gguf_write(w, path);
     qt_gguf_writer_free(w);
     qt_free(perm);
+    qt_free(stack);
     return rc;
 }
 
@@ -75,7 +99,8 @@ static int parse_name(const qt_arch_desc *a, const char *name, size_t len, int *
     if (len >= sizeof(buf)) return QT_ERR;
     memcpy(buf, name, len);
     buf[len] = 0;
-    return qt_lora_match_key(a, buf, "", true, ".weight.lora_a", ".weight.lora_b", il, t, ab);
+    int e;
+    return qt_lora_match_key(a, buf, "", true, ".weight.lora_a", ".weight.lora_b", il, t, &e, ab);
 }
 
 qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
@@ -117,7 +142,13 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
             goto done;
         }
         int r = (int)(ab ? t->ne[0] : t->ne[1]);
-        if (t->n_dims != 2 || r < 1 || r > 4096 || (rank && r != rank)) {
+        const int nd = qt_arch_linear_expert(m->arch, tg) ? 3 : 2;
+        if (t->n_dims != nd || (nd == 3 && t->ne[2] != m->cfg.n_expert)) {
+            qt_log_error("%s: tensor '%.*s' has %d dimensions, expected %d%s", path, (int)t->name.len, t->name.data,
+                         t->n_dims, nd, nd == 3 ? " (one matrix per expert)" : "");
+            goto done;
+        }
+        if (r < 1 || r > 4096 || (rank && r != rank)) {
             qt_log_error("%s: tensor '%.*s': rank %d differs from the adapter's rank %d (or is not 1..4096)", path,
                          (int)t->name.len, t->name.data, r, rank);
             goto done;
@@ -158,8 +189,18 @@ qt_lora *qt_lora_load_gguf(const qt_model *m, const char *path) {
                          qt_type_name(t->type));
             goto fail;
         }
-        float *dst = ab ? p->b : p->a;
         size_t cnt = (size_t)want0 * (size_t)want1;
+        if (qt_arch_linear_expert(m->arch, tg)) {   // (E, ...) stacked: expert e's matrix at e * cnt
+            float *tmp = qt_malloc(sizeof(float) * cnt * (size_t)m->cfg.n_expert);
+            tr->to_float(t->data, tmp, (int64_t)cnt * m->cfg.n_expert);
+            for (int e = 0; e < m->cfg.n_expert; e++) {
+                const qt_lora_pair *pe = qt_lora_get_x(l, il, tg, e);
+                memcpy(ab ? pe->b : pe->a, tmp + (size_t)e * cnt, sizeof(float) * cnt);
+            }
+            qt_free(tmp);
+            continue;
+        }
+        float *dst = ab ? p->b : p->a;
         if (ab && qt_lora_gguf_needs_permute(m, tg)) {
             float *tmp = qt_malloc(sizeof(float) * cnt);
             tr->to_float(t->data, tmp, (int64_t)cnt);

@@ -24,8 +24,26 @@ bool qt_lora_hf_needs_permute(const qt_model *m, int t) {
     return m->cfg.rope_type != QT_ROPE_NEOX && m->arch->linears[t].rope != QT_LIN_PLAIN;
 }
 
+// Matches name against pattern pat whose %d (at most two) take decimal
+// numbers; returns the rest of name after the pattern, or NULL.
+static const char *match_pattern(const char *name, const char *pat, int *vals, int *n_vals) {
+    *n_vals = 0;
+    while (*pat) {
+        if (pat[0] == '%' && pat[1] == 'd') {
+            int v = 0, digits = 0;
+            while (*name >= '0' && *name <= '9' && digits < 6) v = v * 10 + (*name++ - '0'), digits++;
+            if (!digits || (*name >= '0' && *name <= '9') || *n_vals == 2) return NULL;
+            vals[(*n_vals)++] = v;
+            pat += 2;
+        } else if (*name++ != *pat++) {
+            return NULL;
+        }
+    }
+    return name;
+}
+
 int qt_lora_match_key(const qt_arch_desc *a, const char *name, const char *prefix, bool gguf, const char *sfx_a,
-                      const char *sfx_b, int *il, int *t, int *ab) {
+                      const char *sfx_b, int *il, int *t, int *e, int *ab) {
     size_t np = strlen(prefix);
     if (strncmp(name, prefix, np) != 0) return QT_ERR;
     name += np;
@@ -33,22 +51,14 @@ int qt_lora_match_key(const qt_arch_desc *a, const char *name, const char *prefi
         char pat[160];
         if (gguf) snprintf(pat, sizeof(pat), "blk.%%d.%s", a->linears[k].gguf);
         else snprintf(pat, sizeof(pat), "%s", a->linears[k].hf);
-        const char *d = strstr(pat, "%d");
-        if (!d) continue;
-        size_t pre = (size_t)(d - pat);
-        if (strncmp(name, pat, pre) != 0) continue;
-        const char *q = name + pre;
-        int layer = 0, digits = 0;
-        while (*q >= '0' && *q <= '9' && digits < 6) layer = layer * 10 + (*q++ - '0'), digits++;
-        if (!digits || (*q >= '0' && *q <= '9')) continue;
-        const char *post = d + 2;
-        size_t npost = strlen(post);
-        if (strncmp(q, post, npost) != 0) continue;
-        q += npost;
+        int vals[2], n;
+        const char *q = match_pattern(name, pat, vals, &n);
+        if (!q || n < 1) continue;
         int which = !strcmp(q, sfx_a) ? 0 : !strcmp(q, sfx_b) ? 1 : -1;
         if (which < 0) continue;
-        *il = layer;
+        *il = vals[0];
         *t = k;
+        *e = n > 1 ? vals[1] : -1;
         *ab = which;
         return QT_OK;
     }
@@ -79,14 +89,16 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
     float *perm = NULL;
     size_t n_perm = 0;
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++)
-            if (qt_lora_get(l, il, t)->a && qt_lora_hf_needs_permute(m, t)) n_perm += (size_t)qt_lora_get(l, il, t)->n_out * r;
+        for (int k = 0; k < l->n_slots; k++)
+            if (qt_lora_at(l, il, k)->a && qt_lora_hf_needs_permute(m, l->slot_lin[k]))
+                n_perm += (size_t)qt_lora_at(l, il, k)->n_out * r;
     perm = qt_malloc(sizeof(float) * (n_perm + 1));
     size_t used = 0;
     char names[2][160];
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++) {
-            const qt_lora_pair *p = qt_lora_get(l, il, t);
+        for (int k = 0; k < l->n_slots; k++) {
+            const qt_lora_pair *p = qt_lora_at(l, il, k);
+            const int t = l->slot_lin[k];
             if (!p->a) continue;
             const float *b = p->b;
             if (qt_lora_hf_needs_permute(m, t)) {
@@ -97,11 +109,11 @@ int qt_lora_save_peft(const qt_lora *l, const qt_model *m, const char *dir) {
                 used += (size_t)p->n_out * r;
             }
             char mod[128];
-            snprintf(mod, sizeof(mod), m->arch->linears[t].hf, il);
-            for (int k = 0; k < 2; k++) {
-                snprintf(names[k], sizeof(names[k]), "base_model.model.%s.lora_%c.weight", mod, "AB"[k]);
-                int64_t shape[2] = { k ? p->n_out : r, k ? r : p->n_in };
-                qt_st_writer_add(w, names[k], QT_TYPE_F32, 2, shape, k ? b : p->a);
+            snprintf(mod, sizeof(mod), m->arch->linears[t].hf, il, l->slot_expert[k]);   // expert linears: 2nd %d
+            for (int ab = 0; ab < 2; ab++) {
+                snprintf(names[ab], sizeof(names[ab]), "base_model.model.%s.lora_%c.weight", mod, "AB"[ab]);
+                int64_t shape[2] = { ab ? p->n_out : r, ab ? r : p->n_in };
+                qt_st_writer_add(w, names[ab], QT_TYPE_F32, 2, shape, ab ? b : p->a);
             }
         }
     size_t n = strlen(dir) + 40;
@@ -185,8 +197,8 @@ int qt_lora_save(const qt_lora *l, const qt_model *m, const char *path) {
     return qt_lora_save_mlx(l, m, path);
 }
 
-static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab) {
-    return qt_lora_match_key(a, name, "base_model.model.", false, ".lora_A.weight", ".lora_B.weight", il, t, ab);
+static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *e, int *ab) {
+    return qt_lora_match_key(a, name, "base_model.model.", false, ".lora_A.weight", ".lora_B.weight", il, t, e, ab);
 }
 
 cJSON *qt_lora_read_config(const char *path, const char *default_file, char **file, char **cfg_path) {
@@ -223,13 +235,18 @@ int qt_lora_scan_keys(const qt_model *m, const qt_st_set *s, const char *file, q
     *first = m->cfg.n_layer;
     for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
         const qt_st_tensor *t = qt_st_tensor_at(s, i);
-        int il, tg, ab;
-        if (parse(m->arch, t->name, &il, &tg, &ab) != QT_OK) {
+        int il, tg, e, ab;
+        if (parse(m->arch, t->name, &il, &tg, &e, &ab) != QT_OK) {
             qt_log_error("%s: unexpected tensor '%s' (not a LoRA A/B of a %s projection)", file, t->name, m->arch->name);
             return QT_ERR;
         }
         if (il < 0 || il >= m->cfg.n_layer) {
             qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, t->name, il, m->cfg.n_layer);
+            return QT_ERR;
+        }
+        if (qt_arch_linear_expert(m->arch, tg) && (e < 0 || e >= m->cfg.n_expert)) {
+            qt_log_error("%s: tensor '%s': expert %d does not exist in a model with %d experts", file, t->name, e,
+                         m->cfg.n_expert);
             return QT_ERR;
         }
         *mask |= 1ull << tg;
@@ -279,9 +296,9 @@ qt_lora *qt_lora_load_peft(const qt_model *m, const char *path) {
     const int HS = m->cfg.head_dim;
     for (int64_t i = 0; i < qt_st_n_tensors(s); i++) {
         const qt_st_tensor *t = qt_st_tensor_at(s, i);
-        int il, tg, ab;
-        parse_key(m->arch, t->name, &il, &tg, &ab);
-        const qt_lora_pair *p = qt_lora_get(l, il, tg);
+        int il, tg, e, ab;
+        parse_key(m->arch, t->name, &il, &tg, &e, &ab);
+        const qt_lora_pair *p = qt_lora_get_x(l, il, tg, e < 0 ? 0 : e);
         int64_t want0 = ab ? p->n_out : cfg.rank, want1 = ab ? cfg.rank : p->n_in;
         if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
             qt_log_error("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] for this model and rank %d", file,

@@ -3,6 +3,8 @@
 //                                  ... .lora_B.weight (out, r), F32
 //   DIR/adapter_config.json        peft_type LORA, task_type CAUSAL_LM, r, lora_alpha, lora_dropout,
 //                                  target_modules, use_rslora, bias, base_model_name_or_path
+// Experts: base_model.model.model.layers.N.block_sparse_moe.experts.E.w1.lora_A.weight,
+// one pair per expert, as PEFT saves Mixtral.
 // Q/K rows: PEFT adapters live in HF's rotate_half row order. A model loaded
 // from a llama GGUF keeps interleaved-pair order (model.h), so B rows of q and
 // k are permuted per head on save and permuted back on load for such models.
@@ -68,16 +70,18 @@ struct cJSON *qt_lora_read_config(const char *path, const char *default_file, ch
 
 // A tensor name of an adapter file: prefix + the linear's path with the
 // layer number (its PEFT/HF path, or "blk.N.<gguf name>" when gguf) + sfx_a
-// (0, A) or sfx_b (1, B), for any linear of a. QT_OK with *il, *t, *ab.
+// (0, A) or sfx_b (1, B), for any linear of a. QT_OK with *il, *t, *ab and
+// *e: the expert number of an expert linear's PEFT path
+// (block_sparse_moe.experts.E.w1), else -1.
 int qt_lora_match_key(const qt_arch_desc *a, const char *name, const char *prefix, bool gguf, const char *sfx_a,
-                      const char *sfx_b, int *il, int *t, int *ab);
+                      const char *sfx_b, int *il, int *t, int *e, int *ab);
 
 // Shared by the safetensors adapter readers: every tensor name of s must parse
-// with parse_key (layer, target, 0 = A / 1 = B) for a layer of m; sets the
-// targets present and the first adapted layer. QT_ERR after one error naming
-// file and tensor (or "no LoRA tensors").
+// with parse_key (layer, target, expert, 0 = A / 1 = B) for a layer (and an
+// expert) of m; sets the targets present and the first adapted layer. QT_ERR
+// after one error naming file and tensor (or "no LoRA tensors").
 struct qt_st_set;
-typedef int (*qt_lora_key_parser)(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab);
+typedef int (*qt_lora_key_parser)(const qt_arch_desc *a, const char *name, int *il, int *t, int *e, int *ab);
 int qt_lora_scan_keys(const qt_model *m, const struct qt_st_set *s, const char *file, qt_lora_key_parser parse_key,
                       uint64_t *mask, int *first);
 

@@ -35,8 +35,8 @@ static int hf_to_model(int r, int HS) {
     return h * HS + (j < half ? 2 * j : 2 * (j - half) + 1);
 }
 
-static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *ab) {
-    return qt_lora_match_key(a, name, "", false, ".lora_a", ".lora_b", il, t, ab);
+static int parse_key(const qt_arch_desc *a, const char *name, int *il, int *t, int *e, int *ab) {
+    return qt_lora_match_key(a, name, "", false, ".lora_a", ".lora_b", il, t, e, ab);
 }
 
 static bool ends_with(const char *s, const char *suf) {
@@ -59,14 +59,19 @@ static qt_lora *from_views(const qt_model *m, const char *file, const view *v, i
     uint64_t mask = 0;
     int first = m->cfg.n_layer;
     for (int i = 0; i < n; i++) {
-        int il, tg, ab;
-        if (parse_key(m->arch, v[i].name, &il, &tg, &ab) != QT_OK) {
+        int il, tg, e, ab;
+        if (parse_key(m->arch, v[i].name, &il, &tg, &e, &ab) != QT_OK) {
             qt_log_error("%s: unexpected tensor '%s' (not an mlx-lm lora_a/lora_b of a %s projection)", file, v[i].name,
                          m->arch->name);
             return NULL;
         }
         if (il < 0 || il >= m->cfg.n_layer) {
             qt_log_error("%s: tensor '%s': layer %d does not exist in a %d-layer model", file, v[i].name, il, m->cfg.n_layer);
+            return NULL;
+        }
+        if (qt_arch_linear_expert(m->arch, tg) && (e < 0 || e >= m->cfg.n_expert)) {
+            qt_log_error("%s: tensor '%s': expert %d does not exist in a model with %d experts", file, v[i].name, e,
+                         m->cfg.n_expert);
             return NULL;
         }
         if (rank == 0 && v[i].n_dims == 2) rank = (int)(ab ? v[i].shape[0] : v[i].shape[1]);
@@ -93,9 +98,9 @@ static qt_lora *from_views(const qt_model *m, const char *file, const view *v, i
     const int r = rank, HS = m->cfg.head_dim;
     float *tmp = NULL;
     for (int i = 0; i < n; i++) {
-        int il, tg, ab;
-        parse_key(m->arch, v[i].name, &il, &tg, &ab);
-        const qt_lora_pair *p = qt_lora_get(l, il, tg);
+        int il, tg, e, ab;
+        parse_key(m->arch, v[i].name, &il, &tg, &e, &ab);
+        const qt_lora_pair *p = qt_lora_get_x(l, il, tg, e < 0 ? 0 : e);
         int64_t want0 = ab ? r : p->n_in, want1 = ab ? p->n_out : r;
         if (v[i].n_dims != 2 || v[i].shape[0] != want0 || v[i].shape[1] != want1) {
             qt_log_error("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld] for this model and rank %d", file,
@@ -236,24 +241,25 @@ typedef void (*add_fn)(void *w, const char *name, const int64_t *shape, const fl
 
 static float **mlx_tensors(const qt_lora *l, const qt_model *m, float b_scale, void *w, add_fn add, int *n_bufs) {
     const int r = l->cfg.rank, HS = m->cfg.head_dim;
-    int cap = 2 * l->n_layer * l->n_linears, n = 0;
+    int cap = 2 * l->n_layer * l->n_slots, n = 0;
     float **bufs = qt_calloc((size_t)cap + 1, sizeof(float *));
     char name[160];
     for (int il = l->first_layer; il < l->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++) {
-            const qt_lora_pair *p = qt_lora_get(l, il, t);
+        for (int k = 0; k < l->n_slots; k++) {   // experts under our PEFT-style path (mlx-lm's SwitchGLU differs)
+            const qt_lora_pair *p = qt_lora_at(l, il, k);
+            const int t = l->slot_lin[k];
             if (!p->a) continue;
             float *a = bufs[n++] = qt_malloc(sizeof(float) * (size_t)p->n_in * r);
             float *b = bufs[n++] = qt_malloc(sizeof(float) * (size_t)p->n_out * r);
-            for (int k = 0; k < r; k++)
-                for (int c = 0; c < p->n_in; c++) a[(size_t)c * r + k] = p->a[(size_t)k * p->n_in + c];
+            for (int j = 0; j < r; j++)
+                for (int c = 0; c < p->n_in; c++) a[(size_t)c * r + j] = p->a[(size_t)j * p->n_in + c];
             for (int o = 0; o < p->n_out; o++) {
                 int row = qt_lora_hf_needs_permute(m, t) ? hf_to_model(o, HS) : o;
-                for (int k = 0; k < r; k++) b[(size_t)k * p->n_out + o] = b_scale * p->b[(size_t)row * r + k];
+                for (int j = 0; j < r; j++) b[(size_t)j * p->n_out + o] = b_scale * p->b[(size_t)row * r + j];
             }
             int64_t sa[2] = { p->n_in, r }, sb[2] = { r, p->n_out };
             char mod[128];
-            snprintf(mod, sizeof(mod), m->arch->linears[t].hf, il);
+            snprintf(mod, sizeof(mod), m->arch->linears[t].hf, il, l->slot_expert[k]);
             snprintf(name, sizeof(name), "%s.lora_a", mod);
             add(w, name, sa, a);
             snprintf(name, sizeof(name), "%s.lora_b", mod);

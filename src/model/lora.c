@@ -21,8 +21,9 @@ int qt_lora_parse_targets(const qt_arch_desc *a, const char *list, uint64_t *out
     while (*p) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 3 && !strncasecmp(p, "all", 3)) {
-            mask = a->n_linears >= 64 ? ~0ull : (1ull << a->n_linears) - 1;
+        if (n == 3 && !strncasecmp(p, "all", 3)) {   // every linear but a MoE router (named explicitly)
+            for (int i = 0; i < a->n_linears; i++)
+                if (!(a->layer[a->linears[i].weight].flags & QT_TF_KEEP)) mask |= 1ull << i;
         } else if (n > 0) {
             uint64_t t = qt_arch_linear_match(a, p, n);
             if (!t) {
@@ -72,16 +73,29 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
     if (!l->cfg.targets) l->cfg.targets = arch->default_targets;
     l->arch = arch;
     l->n_linears = arch->n_linears;
+    l->n_expert = c->n_expert;
+    for (int t = 0; t < l->n_linears; t++) {
+        l->slot0[t] = l->n_slots;
+        l->n_slots += qt_arch_linear_expert(arch, t) ? c->n_expert : 1;
+    }
+    l->slot_lin = qt_malloc(sizeof(int) * (size_t)l->n_slots);
+    l->slot_expert = qt_malloc(sizeof(int) * (size_t)l->n_slots);
+    for (int t = 0; t < l->n_linears; t++)
+        for (int k = l->slot0[t]; k < (t + 1 < l->n_linears ? l->slot0[t + 1] : l->n_slots); k++) {
+            l->slot_lin[k] = t;
+            l->slot_expert[k] = k - l->slot0[t];
+        }
     l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->rank) : cfg->alpha / (float)cfg->rank;
     l->n_layer = c->n_layer;
     l->first_layer = cfg->n_layers > 0 && cfg->n_layers < c->n_layer ? c->n_layer - cfg->n_layers : 0;
-    l->pairs = qt_calloc((size_t)c->n_layer * (size_t)l->n_linears, sizeof(qt_lora_pair));
+    l->pairs = qt_calloc((size_t)c->n_layer * (size_t)l->n_slots, sizeof(qt_lora_pair));
     const int r = cfg->rank;
     size_t off = 0;
     for (int il = l->first_layer; il < c->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++) {
+        for (int k = 0; k < l->n_slots; k++) {
+            const int t = l->slot_lin[k];
             if (!(l->cfg.targets & (1ull << t))) continue;
-            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_linears + t];
+            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_slots + k];
             qt_lora_dims(m, t, &p->n_in, &p->n_out);
             p->off = off;
             off += (size_t)r * (size_t)(p->n_in + p->n_out);
@@ -96,8 +110,8 @@ qt_lora *qt_lora_init(const qt_model *m, const qt_lora_config *cfg, uint64_t see
     qt_rng rng;
     qt_rng_seed(&rng, seed);
     for (int il = l->first_layer; il < c->n_layer; il++)
-        for (int t = 0; t < l->n_linears; t++) {
-            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_linears + t];
+        for (int k = 0; k < l->n_slots; k++) {
+            qt_lora_pair *p = &l->pairs[(size_t)il * l->n_slots + k];
             if (!p->n_in) continue;
             p->a = l->params + p->off;
             p->b = p->a + (size_t)r * p->n_in;
@@ -126,14 +140,14 @@ qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float 
     memset(out->params, 0, sizeof(float) * out->n_params);
     const int R = cfg.rank;
     for (int il = out->first_layer; il < out->n_layer; il++)
-        for (int t = 0; t < out->n_linears; t++) {
-            const qt_lora_pair *po = qt_lora_get(out, il, t);
+        for (int sl = 0; sl < out->n_slots; sl++) {
+            const qt_lora_pair *po = qt_lora_at(out, il, sl);
             if (!po->a) continue;
             int r0 = 0;
             for (int i = 0; i < n; i++) {
                 const qt_lora *l = ls[i];
                 const int r = l->cfg.rank;
-                const qt_lora_pair *p = il >= l->first_layer ? qt_lora_get(l, il, t) : NULL;
+                const qt_lora_pair *p = il >= l->first_layer ? qt_lora_at(l, il, sl) : NULL;
                 if (p && p->a) {
                     const float c = scales[i] * l->scale;
                     memcpy(po->a + (size_t)r0 * po->n_in, p->a, sizeof(float) * (size_t)r * p->n_in);
@@ -162,5 +176,7 @@ void qt_lora_free(qt_lora *l) {
     qt_free_big(l->m, bytes);
     qt_free_big(l->v, bytes);
     qt_free(l->pairs);
+    qt_free(l->slot_lin);
+    qt_free(l->slot_expert);
     qt_free(l);
 }

@@ -3,7 +3,9 @@
 //
 // Targets are the linear projections an architecture lists (arch.h): any of
 // them, fused ones (GPT-2's c_attn, Phi-3's qkv_proj) included, which PEFT
-// adapts as one Linear of the fused width.
+// adapts as one Linear of the fused width. An expert linear (QT_LF_EXPERT,
+// Mixtral's w1/w2/w3) is one target with an adapter per expert, as PEFT
+// wraps each block_sparse_moe.experts.N.w1 on its own.
 //
 //   y = W x + s * B (A drop(x)),  A (r, in), B (out, r), s = alpha / r
 //   (rsLoRA: s = alpha / sqrt(r)). PEFT init: A ~ U(-1/sqrt(in), 1/sqrt(in))
@@ -50,8 +52,14 @@ typedef struct {
     const qt_arch_desc *arch;
     int n_layer;             // of the model
     int n_linears;           // of its architecture
+    int n_expert;            // of the model (0: dense)
     int first_layer;         // layers < first_layer have no adapters
-    qt_lora_pair *pairs;     // (n_layer, n_linears)
+    // Adapter slots of a layer: one per linear, n_expert per expert linear,
+    // in linear order (so a dense model's slot k is its linear k).
+    int n_slots;
+    int slot0[QT_MAX_LINEARS];   // first slot of linear t (its expert 0)
+    int *slot_lin, *slot_expert; // (n_slots) the linear and expert (0 for plain linears) of slot k
+    qt_lora_pair *pairs;     // (n_layer, n_slots)
     size_t n_params;
     float *params;           // (n_params)
     float *grads;            // (n_params) NULL until qt_lora_enable_training
@@ -69,8 +77,16 @@ qt_lora *qt_lora_stack(const qt_model *m, const qt_lora *const *ls, const float 
 
 // Allocate (zeroed) gradients and optimizer moments. QT_ERR on failure (logged).
 int qt_lora_enable_training(qt_lora *l);
+// The pair of linear t in layer il (expert 0 of an expert linear), of its
+// expert e, of slot k.
 static inline const qt_lora_pair *qt_lora_get(const qt_lora *l, int il, int t) {
-    return &l->pairs[(size_t)il * l->n_linears + t];
+    return &l->pairs[(size_t)il * l->n_slots + l->slot0[t]];
+}
+static inline const qt_lora_pair *qt_lora_get_x(const qt_lora *l, int il, int t, int e) {
+    return &l->pairs[(size_t)il * l->n_slots + l->slot0[t] + e];
+}
+static inline const qt_lora_pair *qt_lora_at(const qt_lora *l, int il, int k) {
+    return &l->pairs[(size_t)il * l->n_slots + k];
 }
 // (in, out) dims of linear t of model m (its weight's shape).
 void qt_lora_dims(const qt_model *m, int t, int *n_in, int *n_out);

@@ -12,9 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "base/base.h"
+#include "model/bnb.h"
+#include "quant/nf4.h"
 
 // ---- float32 copies of small vectors (norms, biases, rope factors) ----
 
@@ -109,6 +112,21 @@ static int derive_head_dim(const char *path, qt_config *c, const char *embd, con
     return QT_OK;
 }
 
+// Expert counts of a mixture of experts; count_field / used_field name them
+// as the file does.
+static int check_experts(const char *path, const qt_config *c, const char *count_field, const char *used_field) {
+    if (c->n_expert < 1 || c->n_expert > 1024) {
+        qt_log_error("%s: %s %d: a mixture of experts needs 1..1024 experts", path, count_field, c->n_expert);
+        return QT_ERR;
+    }
+    if (c->n_expert_used < 1 || c->n_expert_used > c->n_expert) {
+        qt_log_error("%s: %s %d must be between 1 and the number of experts (%d)", path, used_field, c->n_expert_used,
+                     c->n_expert);
+        return QT_ERR;
+    }
+    return QT_OK;
+}
+
 // Room for every vector of the table (converted to float32) and the RoPE factors.
 static void reserve_owned(qt_model *m) {
     const qt_arch_desc *a = m->arch;
@@ -177,24 +195,67 @@ static int transpose_owned(qt_model *m, qt_tensor *t) {
 // A tensor as the file has it (absent: data == NULL), shape not yet checked.
 typedef int (*find_fn)(qt_model *m, const char *name, qt_tensor *t);
 
-// Binds the tensor of desc d (layer il, or -1 for a global) from the file
-// through find: shape, type, optional; vectors converted to float32 (plus1:
-// with 1 added, QT_ARCH_HF_NORM_PLUS1).
-static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool hf, int il, bool plus1,
+static int gguf_find(qt_model *m, const char *name, qt_tensor *t);
+
+// Expert e of a QT_TF_EXPERT tensor in a GGUF file: a 2-D view into the
+// merged 3-D tensor `name` (llama.cpp's blk.N.ffn_gate_exps.weight, ne [ne0,
+// ne1, n_expert]), else the per-expert tensor of older files
+// (blk.N.ffn_gate.E.weight, arch.h; written into name). Absent: data == NULL.
+static int gguf_find_expert(qt_model *m, char *name, size_t cap, int e, qt_tensor *t) {
+    const qt_gguf_tensor *gt = qt_gguf_find_tensor(m->gguf, name);
+    memset(t, 0, sizeof(*t));
+    if (!gt) {
+        const char *x = strstr(name, "_exps.");
+        if (!x) return QT_OK;
+        char per[192];
+        snprintf(per, sizeof(per), "%.*s.%d.%s", (int)(x - name), name, e, x + 6);
+        snprintf(name, cap, "%s", per);
+        return gguf_find(m, name, t);
+    }
+    const int E = m->cfg.n_expert;
+    if (gt->n_dims != 3 || gt->ne[2] != E || gt->ne[3] != 1) {
+        qt_log_error("%s: tensor '%s' has %d dimensions [%lld, %lld, %lld], expected 3 with %d experts (%s.expert_count)",
+                     m->path, name, gt->n_dims, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], E,
+                     m->arch_name);
+        return QT_ERR;
+    }
+    t->type = gt->type;
+    t->ne0 = gt->ne[0];
+    t->ne1 = gt->ne[1];
+    if (check_matrix_type(m->path, name, t) != QT_OK) return QT_ERR;
+    t->data = (const uint8_t *)gt->data + (size_t)e * qt_row_size(t->type, t->ne0) * (size_t)t->ne1;
+    return QT_OK;
+}
+
+// Binds the tensor of desc d (layer il, or -1 for a global; expert e of a
+// QT_TF_EXPERT slot, else -1) from the file through find: shape, type,
+// optional; vectors converted to float32 (plus1: with 1 added,
+// QT_ARCH_HF_NORM_PLUS1).
+static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool hf, int il, int e, bool plus1,
                        qt_tensor *t) {
     char name[192];
     const char *pat = hf ? d->hf : d->gguf;
     memset(t, 0, sizeof(*t));
     if (!pat) return QT_OK;   // not stored in this format
-    if (il >= 0) snprintf(name, sizeof(name), pat, il);
+    if (il >= 0) snprintf(name, sizeof(name), pat, il, e);   // e: the second %d of an expert's HF name
     else snprintf(name, sizeof(name), "%s", pat);
-    if (find(m, name, t) != QT_OK) return QT_ERR;
+    if (e >= 0 && !hf) {
+        if (gguf_find_expert(m, name, sizeof(name), e, t) != QT_OK) return QT_ERR;
+    } else if (find(m, name, t) != QT_OK) {
+        return QT_ERR;
+    }
     const char *alt = m->arch->hf_alt_prefix;
     if (!t->data && hf && alt && !strncmp(name, alt, strlen(alt)) && find(m, name + strlen(alt), t) != QT_OK)
         return QT_ERR;
     if (!t->data) {
         if (d->flags & QT_TF_OPTIONAL) return QT_OK;
-        qt_log_error("%s: missing tensor '%s'", m->path, name);
+        if (e >= 0 && !hf) {
+            char merged[192];
+            snprintf(merged, sizeof(merged), d->gguf, il);
+            qt_log_error("%s: missing tensor '%s' (or '%s' per expert)", m->path, merged, name);
+        } else {
+            qt_log_error("%s: missing tensor '%s'", m->path, name);
+        }
         return QT_ERR;
     }
     int64_t ne0 = qt_dim_size(&m->cfg, d->ne0), ne1 = qt_dim_size(&m->cfg, d->ne1);
@@ -217,6 +278,12 @@ static int bind_tensor(qt_model *m, find_fn find, const qt_tensor_desc *d, bool 
         *t = (qt_tensor){ .type = QT_TYPE_F32, .ne0 = ne0, .ne1 = 1, .data = v, .dev = v };
         return QT_OK;
     }
+    if ((d->ne0 == QT_D_E || d->ne1 == QT_D_E) && (t->ne0 != ne0 || t->ne1 != ne1)) {
+        qt_log_error("%s: tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]: the number of experts "
+                     "(num_local_experts / %s.expert_count) is %d", m->path, name, (long long)t->ne0,
+                     (long long)t->ne1, (long long)ne0, (long long)ne1, m->arch_name, m->cfg.n_expert);
+        return QT_ERR;
+    }
     if (check_shape(m->path, name, t, ne0, ne1) != QT_OK || check_matrix_type(m->path, name, t) != QT_OK)
         return QT_ERR;
     t->dev = t->data;
@@ -236,7 +303,7 @@ static int bind_all(qt_model *m, find_fn find, bool hf) {
         if (a->linears[i].bias >= 0) is_bias[a->linears[i].bias] = true;
     int rc = QT_OK;
     for (int i = 0; i < a->n_globals && rc == QT_OK; i++)
-        rc = bind_tensor(m, find, &a->globals[i], hf, -1, plus1 && (a->globals[i].flags & QT_TF_VEC), &m->globals[i]);
+        rc = bind_tensor(m, find, &a->globals[i], hf, -1, -1, plus1 && (a->globals[i].flags & QT_TF_VEC), &m->globals[i]);
     if (rc == QT_OK && !m->globals[QT_G_OUTPUT].data) {
         if (hf && !m->cfg.tied_output) {
             qt_log_error("%s: missing tensor '%s' (and tie_word_embeddings is not set)", m->path,
@@ -248,10 +315,22 @@ static int bind_all(qt_model *m, find_fn find, bool hf) {
     } else {
         m->cfg.tied_output = false;
     }
+    const int E = m->cfg.n_expert;
+    if (a->moe) m->experts = qt_calloc((size_t)m->cfg.n_layer * (size_t)a->n_layer_tensors * (size_t)E, sizeof(qt_tensor));
     for (int il = 0; il < m->cfg.n_layer && rc == QT_OK; il++)
-        for (int i = 0; i < a->n_layer_tensors && rc == QT_OK; i++)
-            rc = bind_tensor(m, find, &a->layer[i], hf, il, plus1 && (a->layer[i].flags & QT_TF_VEC) && !is_bias[i],
-                             &m->tensors[(size_t)il * a->n_layer_tensors + i]);
+        for (int i = 0; i < a->n_layer_tensors && rc == QT_OK; i++) {
+            qt_tensor *t = &m->tensors[(size_t)il * a->n_layer_tensors + i];
+            if (!(a->layer[i].flags & QT_TF_EXPERT)) {
+                rc = bind_tensor(m, find, &a->layer[i], hf, il, -1, plus1 && (a->layer[i].flags & QT_TF_VEC) && !is_bias[i],
+                                 t);
+                continue;
+            }
+            QT_ASSERT(a->moe && !(a->layer[i].flags & (QT_TF_VEC | QT_TF_OPTIONAL)));
+            qt_tensor *x = &m->experts[((size_t)il * a->n_layer_tensors + i) * (size_t)E];
+            for (int e = 0; e < E && rc == QT_OK; e++) rc = bind_tensor(m, find, &a->layer[i], hf, il, e, false, &x[e]);
+            // the slot itself: expert 0's type and shape, no data (model.h)
+            if (rc == QT_OK) *t = (qt_tensor){ .type = x[0].type, .ne0 = x[0].ne0, .ne1 = x[0].ne1 };
+        }
     qt_free(is_bias);
     if (rc != QT_OK) return QT_ERR;
     return a->check ? a->check(m) : QT_OK;
@@ -280,17 +359,25 @@ static int load_gguf(qt_model *m) {
     const char *arch;
     if (qt_gguf_get_str(g, "general.architecture", &arch, true) != QT_OK) return QT_ERR;
     m->arch_name = qt_strdup(arch);
-    m->arch = qt_arch_find_gguf(m->path, arch);
-    if (!m->arch) return QT_ERR;
     qt_config *c = &m->cfg;
+    char key[128];
+#define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, arch), key)
+    uint32_t u;
+    u = 0; if (qt_gguf_get_u32(g, KEY("expert_count"), &u, false) != QT_OK) return QT_ERR; c->n_expert = (int)QT_MIN(u, INT32_MAX);
+    m->arch = c->n_expert > 0 ? qt_arch_find_gguf_moe(m->path, arch) : qt_arch_find_gguf(m->path, arch);
+    if (!m->arch) return QT_ERR;
+    if (m->arch->moe) {
+        char used[128];
+        snprintf(used, sizeof(used), "%s.expert_used_count", arch);
+        u = 0; if (qt_gguf_get_u32(g, used, &u, true) != QT_OK) return QT_ERR;
+        c->n_expert_used = (int)QT_MIN(u, INT32_MAX);
+        if (check_experts(m->path, c, KEY("expert_count"), used) != QT_OK) return QT_ERR;
+    }
     c->rope_type = m->arch->gguf_rope;
     const char *name = NULL;
     if (qt_gguf_get_str(g, "general.name", &name, false) != QT_OK) return QT_ERR;
     m->name = qt_strdup(name ? name : arch);
 
-    char key[128];
-#define KEY(suffix) (snprintf(key, sizeof(key), "%s." suffix, arch), key)
-    uint32_t u;
     u = 0; if (qt_gguf_get_u32(g, KEY("embedding_length"), &u, true) != QT_OK) return QT_ERR; c->n_embd = (int)QT_MIN(u, INT32_MAX);
     u = 0; if (qt_gguf_get_u32(g, KEY("feed_forward_length"), &u, true) != QT_OK) return QT_ERR; c->n_ff = (int)QT_MIN(u, INT32_MAX);
     u = 0; if (qt_gguf_get_u32(g, KEY("block_count"), &u, true) != QT_OK) return QT_ERR; c->n_layer = (int)QT_MIN(u, INT32_MAX);
@@ -397,6 +484,7 @@ static int hf_find(qt_model *m, const char *name, qt_tensor *t) {
     const qt_st_tensor *st = qt_st_find(m->st, name);
     memset(t, 0, sizeof(*t));
     if (!st) return QT_OK;
+    if (qt_bnb_is_4bit(m->st, name)) return qt_bnb_load(m, name, t);   // a bitsandbytes 4-bit weight
     if (st->n_dims < 1 || st->n_dims > 2) {
         qt_log_error("%s: tensor '%s' has %d dimensions, expected 1 or 2", m->path, name, st->n_dims);
         return QT_ERR;
@@ -454,6 +542,16 @@ static int hf_config(qt_model *m, const char *cfg_path, float *scaling) {
     if (ff_mult && c->n_ff == 0) c->n_ff = ff_mult * c->n_embd;   // GPT-2's n_inner: null
     c->n_head_kv = c->n_head;
     if (json_int(cfg_path, j, "num_key_value_heads", &c->n_head_kv, false)) goto done;
+    if (m->arch->moe) {   // Mixtral's names; Qwen-MoE calls the count num_experts
+        const char *count = !cJSON_GetObjectItemCaseSensitive(j, "num_local_experts") &&
+                                    cJSON_GetObjectItemCaseSensitive(j, "num_experts")
+                                ? "num_experts"
+                                : "num_local_experts";
+        if (json_int(cfg_path, j, count, &c->n_expert, true) ||
+            json_int(cfg_path, j, "num_experts_per_tok", &c->n_expert_used, true) ||
+            check_experts(cfg_path, c, count, "num_experts_per_tok") != QT_OK)
+            goto done;
+    }
     const cJSON *hd = cJSON_GetObjectItemCaseSensitive(j, "head_dim");
     if (hd && !cJSON_IsNull(hd)) {
         if (json_int(cfg_path, j, "head_dim", &c->head_dim, false)) goto done;
@@ -565,7 +663,17 @@ qt_model *qt_model_load(const char *path) {
     return m;
 }
 
-static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_traits *to) {
+void *qt_model_own_buffer(qt_model *m, size_t n, const char *what) {
+    void *p = qt_alloc_big(n, what);
+    if (!p) return NULL;
+    m->bufs = qt_realloc(m->bufs, sizeof(void *) * (size_t)(m->n_bufs + 1));
+    m->buf_sizes = qt_realloc(m->buf_sizes, sizeof(size_t) * (size_t)(m->n_bufs + 1));
+    m->bufs[m->n_bufs] = p;
+    m->buf_sizes[m->n_bufs++] = n;
+    return p;
+}
+
+static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_traits *to, bool double_quant) {
     if (t->type == type) return QT_OK;
     if (t->ne0 % to->blck_size != 0) {   // as llama-quantize: such tensors keep their type
         qt_log_info("--quantize %s: a matrix with rows of %lld (not a multiple of %d) stays %s", to->name,
@@ -574,7 +682,7 @@ static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_tra
     }
     const qt_type_traits *from = qt_type_traits_get(t->type);
     size_t row = qt_row_size(type, t->ne0), bytes = row * (size_t)t->ne1, src_row = qt_row_size(t->type, t->ne0);
-    uint8_t *dst = qt_alloc_big(bytes, "quantized weights");
+    uint8_t *dst = qt_model_own_buffer(m, bytes, "quantized weights");
     if (!dst) return QT_ERR;
     float *tmp = qt_malloc(sizeof(float) * (size_t)t->ne0);
     for (int64_t r = 0; r < t->ne1; r++) {
@@ -583,25 +691,50 @@ static int requantize(qt_model *m, qt_tensor *t, qt_type type, const qt_type_tra
     }
     qt_free(tmp);
     keep_buf(m, dst, bytes);
+    // bitsandbytes double-quantizes the absmax of the whole flattened tensor
+    if (double_quant && type == QT_TYPE_NF4) qt_nf4_double_quant((block_nf4 *)dst, (int64_t)(bytes / sizeof(block_nf4)));
     t->type = type;
     t->data = dst;
     t->dev = dst;
     return QT_OK;
 }
 
-int qt_model_quantize(qt_model *m, qt_type type) {
+static int quantize_all(qt_model *m, qt_type type, bool double_quant) {
     const qt_type_traits *to = qt_type_traits_get(type);
     if (!to || !to->from_float_ref || !to->to_float) {
         qt_log_error("--quantize: no quantizer for type %s", qt_type_name(type));
         return QT_ERR;
     }
     QT_ASSERT(!m->be || m->be->host_memory);   // before the weights move to a device
+    const qt_arch_desc *a = m->arch;
     for (int il = 0; il < m->cfg.n_layer; il++)
-        for (int i = 0; i < m->arch->n_linears; i++) {
-            qt_tensor *t = &m->tensors[(size_t)il * m->arch->n_layer_tensors + m->arch->linears[i].weight];
-            if (t->data && requantize(m, t, type, to) != QT_OK) return QT_ERR;
+        for (int i = 0; i < a->n_linears; i++) {
+            const qt_linear_desc *ld = &a->linears[i];
+            qt_tensor *t = &m->tensors[(size_t)il * a->n_layer_tensors + ld->weight];
+            if (a->layer[ld->weight].flags & QT_TF_KEEP) continue;
+            if (qt_arch_linear_expert(a, i)) {
+                for (int e = 0; e < m->cfg.n_expert; e++)
+                    if (requantize(m, (qt_tensor *)qt_model_expert(m, il, ld->weight, e), type, to, double_quant) !=
+                        QT_OK)
+                        return QT_ERR;
+                t->type = qt_model_expert(m, il, ld->weight, 0)->type;   // the slot mirrors expert 0
+                continue;
+            }
+            if (t->data && requantize(m, t, type, to, double_quant) != QT_OK) return QT_ERR;
         }
     return QT_OK;
+}
+
+int qt_model_quantize(qt_model *m, qt_type type) { return quantize_all(m, type, false); }
+
+int qt_model_quantize_name(qt_model *m, const char *name) {
+    bool dq = !strcasecmp(name, "nf4-dq") || !strcasecmp(name, "nf4_dq");
+    int type = dq ? QT_TYPE_NF4 : qt_type_from_name(name);
+    if (type < 0) {
+        qt_log_error("--quantize: unknown type '%s' (q4_0, q4_k, q8_0, iq4_nl, nf4, nf4-dq, ...)", name);
+        return QT_ERR;
+    }
+    return quantize_all(m, (qt_type)type, dq);
 }
 
 // Every tensor the model holds: globals (the tied output head once), layers, RoPE factors.
@@ -611,6 +744,9 @@ static void for_each_tensor(qt_model *m, void (*fn)(qt_tensor *t, void *ud), voi
         if (!(i == QT_G_OUTPUT && m->cfg.tied_output)) fn(&m->globals[i], ud);
     if (m->tensors)
         for (size_t i = 0; i < (size_t)m->cfg.n_layer * m->arch->n_layer_tensors; i++) fn(&m->tensors[i], ud);
+    if (m->experts)   // expert slots of m->tensors hold no data: their experts are here
+        for (size_t i = 0; i < (size_t)m->cfg.n_layer * m->arch->n_layer_tensors * m->cfg.n_expert; i++)
+            fn(&m->experts[i], ud);
     fn(&m->rope_freqs, ud);
 }
 
@@ -665,6 +801,7 @@ void qt_model_free(qt_model *m) {
     qt_st_close(m->st);
     qt_free(m->globals);
     qt_free(m->tensors);
+    qt_free(m->experts);
     qt_free(m->owned);
     qt_free(m->path);
     qt_free(m->arch_name);

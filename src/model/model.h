@@ -41,13 +41,17 @@ struct qt_config {
     bool tied_output;  // output head shares the token embedding
     int n_swa;         // sliding attention window (Phi-3's sliding_window), 0: none
     int n_pos_max;     // positions a sequence may reach (learned position rows, the window), 0: no limit
+    int n_expert;      // experts per MoE layer (0: dense)
+    int n_expert_used; // experts each token is routed to (top-k)
 };
 
 struct qt_model {
     qt_config cfg;
     const qt_arch_desc *arch;   // its description (arch.h); never NULL
     qt_tensor *globals;         // (arch->n_globals): token embedding, output norm, output head, ...
-    qt_tensor *tensors;         // (n_layer, arch->n_layer_tensors)
+    qt_tensor *tensors;         // (n_layer, arch->n_layer_tensors); a QT_TF_EXPERT slot holds one expert's
+                                // type and shape with data == NULL (the experts are in `experts`)
+    qt_tensor *experts;         // (n_layer, arch->n_layer_tensors, n_expert) QT_TF_EXPERT slots; NULL if dense
     qt_tensor rope_freqs;       // (HS/2) F32 divisors of the RoPE frequencies (Llama 3 scaling), or absent
 
     qt_tokenizer *tok;          // NULL for an HF folder without a tokenizer we can read
@@ -68,9 +72,17 @@ static inline const qt_tensor *qt_model_global(const qt_model *m, int slot) { re
 static inline const qt_tensor *qt_model_tensor(const qt_model *m, int il, int slot) {
     return &m->tensors[(size_t)il * m->arch->n_layer_tensors + slot];
 }
-// The weight of linear `lin` in layer il.
+// The weight of linear `lin` in layer il (of an expert linear: one
+// expert's shape and type, no data; qt_model_expert_linear has the weights).
 static inline const qt_tensor *qt_model_linear(const qt_model *m, int il, int lin) {
     return qt_model_tensor(m, il, m->arch->linears[lin].weight);
+}
+// Expert e of a QT_TF_EXPERT slot / of an expert linear of layer il.
+static inline const qt_tensor *qt_model_expert(const qt_model *m, int il, int slot, int e) {
+    return &m->experts[((size_t)il * m->arch->n_layer_tensors + slot) * m->cfg.n_expert + e];
+}
+static inline const qt_tensor *qt_model_expert_linear(const qt_model *m, int il, int lin, int e) {
+    return qt_model_expert(m, il, m->arch->linears[lin].weight, e);
 }
 
 // Load a .gguf file or a Hugging Face folder (config.json + safetensors).
@@ -88,6 +100,15 @@ int qt_model_bind(qt_model *m, qt_backend *be);
 // not a multiple of the type's block, are kept. QT_ERR (logged) if the type
 // has no quantizer.
 int qt_model_quantize(qt_model *m, qt_type type);
+// The same by --quantize name: a type ("q4_0", "nf4": bitsandbytes NF4,
+// block 64) or "nf4-dq" (NF4 with bitsandbytes' double quantization of the
+// absmax, bnb_4bit_use_double_quant). QT_ERR (logged) for an unknown name.
+int qt_model_quantize_name(qt_model *m, const char *name);
+
+// n bytes (zero-filled) owned by m until qt_model_free, for weights the
+// loader converts (requantized matrices, repacked bitsandbytes 4-bit);
+// NULL (logged with `what`) on failure.
+void *qt_model_own_buffer(qt_model *m, size_t n, const char *what);
 
 // Parameter count and bytes of the weights as stored.
 int64_t qt_model_n_params(const qt_model *m);

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "base/base.h"
+#include "quant/nf4.h"
 #include "quant/quant.h"
 
 const int8_t qt_kvalues_iq4nl[16] = {
@@ -114,6 +115,7 @@ QT_TO_FLOAT(q5_K, block_q5_K)     QT_FROM_FLOAT(q5_K, block_q5_K)
 QT_TO_FLOAT(q6_K, block_q6_K)     QT_FROM_FLOAT(q6_K, block_q6_K)
 QT_TO_FLOAT(q8_K, block_q8_K)     QT_FROM_FLOAT(q8_K, block_q8_K)
 QT_TO_FLOAT(iq4_nl, block_iq4_nl) QT_FROM_FLOAT(iq4_nl, block_iq4_nl)
+QT_TO_FLOAT(nf4, block_nf4)       QT_FROM_FLOAT(nf4, block_nf4)
 #undef QT_TO_FLOAT
 #undef QT_FROM_FLOAT
 
@@ -143,6 +145,7 @@ static const qt_type_traits g_traits[QT_TYPE_COUNT] = {
     [QT_TYPE_Q6_K] = QUANT("q6_K", QK_K, sizeof(block_q6_K), q6_K_to_float, q6_K_from_float),
     [QT_TYPE_Q8_K] = QUANT("q8_K", QK_K, sizeof(block_q8_K), q8_K_to_float, q8_K_from_float),
     [QT_TYPE_IQ4_NL] = QUANT("iq4_nl", QK4_NL, sizeof(block_iq4_nl), iq4_nl_to_float, iq4_nl_from_float),
+    [QT_TYPE_NF4] = QUANT("nf4", QK_NF4, sizeof(block_nf4), nf4_to_float, nf4_from_float),   // qtune's own
     // sizes only (ggml-common.h static_asserts), no conversions in qt
     [QT_TYPE_IQ2_XXS] = QUANT("iq2_xxs", QK_K, 2 + QK_K / 8 * 2, NULL, NULL),
     [QT_TYPE_IQ2_XS] = QUANT("iq2_xs", QK_K, 2 + QK_K / 8 * 2 + QK_K / 32, NULL, NULL),

@@ -40,8 +40,12 @@ typedef enum {
     QT_TYPE_F64 = 28,
     QT_TYPE_IQ1_M = 29,
     QT_TYPE_BF16 = 30,
-    QT_TYPE_COUNT = 40,
+    // qtune's own types, from QT_TYPE_FIRST_PRIVATE: in memory only, never in
+    // a GGUF file (the reader refuses them, the writers convert them)
+    QT_TYPE_NF4 = 64,    // bitsandbytes NF4 (quant/nf4.h)
+    QT_TYPE_COUNT = 65,
 } qt_type;
+#define QT_TYPE_FIRST_PRIVATE 64
 
 typedef void (*qt_to_float_fn)(const void *src, float *dst, int64_t n);      // n % blck == 0
 typedef void (*qt_from_float_fn)(const float *src, void *dst, int64_t n);    // n % blck == 0

@@ -30,7 +30,7 @@ struct qt_tmodel {
     bool checkpoint;         // mode == QT_ACT_CHECKPOINT
     int n_sets;              // activation sets: 1 with checkpointing, else n_layer
     float **acts;            // (n_sets, arch->n_acts)
-    float **ax;              // (n_sets, n_linears): (N, rank) each, NULL where no adapter
+    float **ax;              // (n_sets, n_linears): (N * rows, rank) each (qt_arch_linear_rows), NULL where no adapter
     float *work[QT_MAX_ACTS], *grads[QT_MAX_ACTS];
     float *xs;               // (n_layer + 1, N, C) layer inputs; xs[L] feeds the head
     float *xnf, *rstdf;      // (N, C), (N) final norm
@@ -106,7 +106,8 @@ static size_t plan(qt_tmodel *tm, const qt_model *m, const qt_lora *lora, int N,
         }
         for (int t = 0; t < a->n_linears; t++) {
             bool has = (lora->cfg.targets >> t & 1) && (ckpt || il >= lora->first_layer);
-            float *p = has ? take(&ar, n * r) : NULL;
+            // an expert linear sees each token's K rows (grouped by expert)
+            float *p = has ? take(&ar, n * (size_t)qt_arch_linear_rows(c, a, t) * r) : NULL;
             if (tm) tm->ax[(size_t)s * a->n_linears + t] = p;
         }
     }

@@ -246,8 +246,8 @@ typedef struct {
 // [off, off + n) of layer il's adapters in the gradient arena (layer-major).
 static void layer_range(const qt_lora *l, int il, size_t *off, size_t *n) {
     size_t lo = SIZE_MAX, hi = 0;
-    for (int t = 0; t < l->n_linears; t++) {
-        const qt_lora_pair *p = qt_lora_get(l, il, t);
+    for (int k = 0; k < l->n_slots; k++) {
+        const qt_lora_pair *p = qt_lora_at(l, il, k);
         if (!p->a) continue;
         size_t sz = (size_t)l->cfg.rank * (size_t)(p->n_in + p->n_out);
         lo = QT_MIN(lo, p->off);
@@ -522,8 +522,8 @@ static int init_from_adapter(const char *path, const qt_model *m, qt_lora *l) {
         const float ratio = src->scale / l->scale;
         memcpy(l->params, src->params, sizeof(float) * l->n_params);
         for (int il = l->first_layer; il < l->n_layer; il++)
-            for (int t = 0; t < l->n_linears; t++) {
-                const qt_lora_pair *p = qt_lora_get(l, il, t);
+            for (int k = 0; k < l->n_slots; k++) {
+                const qt_lora_pair *p = qt_lora_at(l, il, k);
                 if (!p->a) continue;
                 for (size_t i = 0; i < (size_t)p->n_out * l->cfg.rank; i++) p->b[i] *= ratio;
             }
@@ -633,19 +633,16 @@ int qt_train_run(const qt_train_opts *o) {
         qt_log_error("--num-layers %d: the model has %d layers (0 = all)", o->lora.n_layers, m->cfg.n_layer);
         goto done;
     }
-    if (o->quantize) {
-        int qt = qt_type_from_name(o->quantize);
-        if (qt < 0 || qt_model_quantize(m, (qt_type)qt) != QT_OK) {
-            if (qt < 0) qt_log_error("--quantize: unknown type '%s' (q4_0, q4_k, q8_0, iq4_nl, ...)", o->quantize);
-            goto done;
-        }
-    }
+    if (o->quantize && qt_model_quantize_name(m, o->quantize) != QT_OK) goto done;
     if (m->cfg.n_pos_max > 0 && dopts.max_seq_len > m->cfg.n_pos_max) {
         say(&L, "  records truncated to %d tokens: the model has %d positions\n", m->cfg.n_pos_max, m->cfg.n_pos_max);
         dopts.max_seq_len = m->cfg.n_pos_max;
     }
     say(&L, "model: %s (%s, %d layers, %.1f M parameters, %s weights)\n", o->model, m->arch_name, m->cfg.n_layer,
         qt_model_n_params(m) / 1e6, qt_type_name(qt_model_linear(m, 0, 0)->type));
+    if (m->cfg.n_expert > 0)
+        say(&L, "  mixture of experts: %d per layer, %d per token (every expert's weights are read in a step; "
+                "activations hold %d rows per token)\n", m->cfg.n_expert, m->cfg.n_expert_used, m->cfg.n_expert_used);
     if (qt_data_find_splits(o->data, &ptrain, &pvalid, &ptest) != QT_OK) goto done;
     dtrain = qt_dataset_load(ptrain, m->tok, &dopts);
     if (!dtrain) goto done;
@@ -807,7 +804,7 @@ int qt_train_run(const qt_train_opts *o) {
     qt_sched sched = o->sched;
     sched.total = run.iters;
     double t_start = qt_time_s(), t_report = t_start, loss_acc = 0, t_comm = 0;
-    int64_t tgt_acc = 0, tok_acc = 0, tok_total = 0, steps_done = 0;
+    int64_t tgt_acc = 0, tok_acc = 0, steps_done = 0;
     if (o->resume) saved_step = step;
     report = true;
     if (dvalid && o->steps_per_eval > 0 && step == 0) {
@@ -875,7 +872,6 @@ int qt_train_run(const qt_train_opts *o) {
                     (long long)step, epoch, n_tgt ? loss_sum / n_tgt : NAN, lr, gnorm);
         if (step % o->steps_per_report == 0 || step == run.iters) {
             double now = qt_time_s(), dt = now - t_report;
-            tok_total += tok_acc;
             char eta[32], comm[64] = "", gpu[48] = "";
             format_duration(eta, sizeof(eta), (now - t_start) / (double)steps_done * (double)(run.iters - step));
             if (n_ranks > 1) snprintf(comm, sizeof(comm), " | all-reduce wait %.0f ms/iter", 1e3 * t_comm / o->steps_per_report);

@@ -27,11 +27,15 @@ DATA = os.path.join(HERE, "..", "data")
 
 
 def write_safetensors(path, tensors):
+    """name -> numpy array (float32, or uint8 for bitsandbytes' packed weights), in the
+    safetensors library's order (by dtype alignment, then name: float32 stays aligned)."""
+    tensors = {k: (v if v.dtype == np.uint8 else np.asarray(v, dtype="<f4")) for k, v in tensors.items()}
     header, blobs, off = {}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
+    for name in sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k)):
+        a = np.ascontiguousarray(tensors[name])
         b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        header[name] = {"dtype": "U8" if a.dtype == np.uint8 else "F32", "shape": list(a.shape),
+                        "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     header["__metadata__"] = {"format": "pt"}
@@ -143,7 +147,7 @@ def make(name, cfg, bias, seed):
     print(name, "ok", logits.shape)
 
 
-if __name__ == "__main__":   # make_ref_dense.py imports write_safetensors
+if __name__ == "__main__":   # make_ref_dense.py and make_ref_mixtral.py import write_safetensors
     base = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, vocab_size=96, max_position_embeddings=256, rms_norm_eps=1e-6,
                 hidden_act="silu")
