@@ -255,15 +255,17 @@ const float *qt_ctx_eval_batch(qt_ctx *c, const qt_ctx_seq *seqs, int n_seq) {
     return c->logits;
 }
 
-const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) {
+const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n) { return qt_ctx_eval_slot(c, 0, tokens, n); }
+
+const float *qt_ctx_eval_slot(qt_ctx *c, int slot, const int32_t *tokens, int n) {
     if (c->logits_all && n > c->n_batch) {
         qt_log_error("%d tokens with all logits exceed the batch size %d", n, c->n_batch);
         return NULL;
     }
-    const qt_ctx_seq whole = { tokens, n, 0 };
+    const qt_ctx_seq whole = { tokens, n, slot };
     if (check_batch(c, &whole, 1, false) != QT_OK) return NULL;   // before any chunk changes the cache
     for (int i = 0; i < n; i += c->n_batch) {
-        const qt_ctx_seq s = { tokens + i, QT_MIN(c->n_batch, n - i), 0 };
+        const qt_ctx_seq s = { tokens + i, QT_MIN(c->n_batch, n - i), slot };
         forward(c, &s, 1, c->logits_all);
         if (c->hidden_out) {   // the chunk's rows of the residual stream through the final norm
             const qt_fwd f = { .m = c->m, .be = c->be, .N = s.n };

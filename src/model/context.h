@@ -65,6 +65,8 @@ size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bo
 // n <= n_batch). NULL (logged) when the tokens do not fit in the context or
 // an id is out of range. Valid until the next eval.
 const float *qt_ctx_eval(qt_ctx *c, const int32_t *tokens, int n);
+// The same for any slot (the server's embeddings run in a free slot).
+const float *qt_ctx_eval_slot(qt_ctx *c, int slot, const int32_t *tokens, int n);
 
 // Several sequences in one forward: sequence i's n tokens go to slot `slot`
 // at its next positions (every slot at most once; sum of n <= n_batch).
