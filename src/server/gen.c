@@ -2,8 +2,10 @@
 // chat` and `qtune serve` (as tools/cmd-generate.c, plus cache reuse between
 // prompts and stop strings). The cache-reuse rule is llama.cpp server's:
 // keep the longest common token prefix, truncate, evaluate the rest.
-// Deliberately not here: batching several sequences in one forward pass,
-// context shifting inside one generation (the caller drops turns instead).
+// The loop is also offered one token at a time (qt_gen_begin/next/end) for
+// the server, which batches several slots in one forward pass itself.
+// Deliberately not here: context shifting inside one generation (the caller
+// drops turns instead).
 #include "server/gen.h"
 
 #include <stdio.h>
@@ -199,6 +201,114 @@ static bool is_stop_token(const qt_tokenizer *tk, int id, const qt_gen_params *p
     return false;
 }
 
+void qt_gen_begin(qt_gen *g, const qt_tokenizer *tk, int n_vocab, qt_sampler *smp, const int32_t *prompt, int n_prompt,
+                  const qt_gen_params *p, qt_gen_text_fn cb, void *ud) {
+    memset(g, 0, sizeof(*g));
+    g->tk = tk;
+    g->smp = smp;
+    g->p = p;
+    g->cb = cb;
+    g->ud = ud;
+    g->n_vocab = n_vocab;
+    g->lg = qt_malloc(sizeof(float) * (size_t)n_vocab);
+    for (int i = 0; i < n_prompt; i++) qt_sampler_accept(smp, prompt[i]);
+    g->cap = 256;
+    g->text = qt_malloc(g->cap);
+    g->text[0] = 0;
+    qt_detok_init(&g->dt);
+    g->dt.at_start = false;
+    g->t0 = qt_time_s();
+}
+
+bool qt_gen_next(qt_gen *g, const float *logits, int32_t *next_out) {
+    const qt_gen_params *p = g->p;
+    const qt_tokenizer *tk = g->tk;
+    const qt_gen_hooks *h = p->hooks;
+    const size_t nv = (size_t)g->n_vocab;
+    if (g->stopped || g->aborted || g->i >= p->max_tokens) return false;
+    g->i++;
+    memcpy(g->lg, logits, sizeof(float) * nv);
+    if (h && h->before_sample) {
+        int go = h->before_sample(h->ud);
+        if (go != QT_GEN_GO) {
+            if (go == QT_GEN_STOP) g->stopped = true; else g->aborted = true;
+            return false;
+        }
+    }
+    int32_t next = qt_sampler_sample(g->smp, g->lg);
+    if (h && h->allows && !h->allows(h->ud, next)) {   // outside the constraint: mask and draw again
+        memcpy(g->lg, logits, sizeof(float) * nv);
+        h->mask(h->ud, g->lg);
+        next = qt_sampler_sample(g->smp, g->lg);
+    }
+    qt_sampler_accept(g->smp, next);
+    qt_sampler_count(g->smp, next);
+    if ((!p->ignore_eos && qt_tokenizer_is_eog(tk, next)) || is_stop_token(tk, next, p)) {
+        g->stopped = true;
+        return false;
+    }
+    if (h && h->on_token && !h->on_token(h->ud, next, logits)) {
+        g->aborted = true;
+        return false;
+    }
+    g->n_gen++;
+    char piece[256];
+    size_t k;
+    const char *ctl = p->special_text && qt_token_type(tk, next) == 3 ? qt_token_text(tk, next) : NULL;
+    if (ctl) {   // a control token's text (a tool-call marker), after any bytes held back
+        k = qt_detok_flush(&g->dt, piece, sizeof(piece));
+        size_t cl = strlen(ctl);
+        if (k + cl < sizeof(piece)) { memcpy(piece + k, ctl, cl); k += cl; }
+    } else {
+        k = qt_detok_push(&g->dt, tk, next, piece, sizeof(piece));
+    }
+    if (g->len + k + 1 > g->cap) {
+        g->cap = 2 * (g->len + k + 1);
+        g->text = qt_realloc(g->text, g->cap);
+    }
+    memcpy(g->text + g->len, piece, k);
+    g->len += k;
+    g->text[g->len] = 0;
+    // a stop string in the new text ends the answer before it
+    size_t from = g->sent;
+    for (int j = 0; j < p->n_stops && !g->stopped; j++) {
+        const char *hit = strstr(g->text + (from > 64 ? from - 64 : 0), p->stops[j]);
+        if (hit) {
+            g->len = (size_t)(hit - g->text);
+            g->text[g->len] = 0;
+            g->stopped = true;
+        }
+    }
+    size_t hold = g->stopped ? 0 : partial_stop(g->text, g->len, p);
+    if (g->len - hold > g->sent) {
+        if (g->cb && !g->cb(g->text + g->sent, g->len - hold - g->sent, g->ud)) g->aborted = true;
+        g->sent = g->len - hold;
+    }
+    if (g->stopped || g->aborted) return false;
+    if (g->i >= p->max_tokens) return false;   // (the last token is not evaluated: the next prompt does it)
+    *next_out = next;
+    return true;
+}
+
+void qt_gen_end(qt_gen *g, qt_gen_result *res) {
+    if (!g->stopped && !g->aborted) {
+        char piece[256];
+        size_t k = qt_detok_flush(&g->dt, piece, sizeof(piece));
+        if (g->len + k + 1 > g->cap) g->text = qt_realloc(g->text, g->cap = g->len + k + 1);
+        memcpy(g->text + g->len, piece, k);
+        g->len += k;
+        g->text[g->len] = 0;
+    }
+    if (!g->aborted && g->len > g->sent && g->cb) g->cb(g->text + g->sent, g->len - g->sent, g->ud);
+    qt_free(g->lg);
+    res->text = g->text;
+    res->len = g->len;
+    res->n_gen = g->n_gen;
+    res->finish = g->aborted ? "abort" : g->stopped ? "stop" : "length";
+    res->t_gen = qt_time_s() - g->t0;
+    memset(g, 0, sizeof(*g));
+}
+
 int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const int32_t *prompt, int n_prompt,
                 const qt_gen_params *p, qt_gen_text_fn cb, void *ud, qt_gen_result *res) {
     memset(res, 0, sizeof(*res));
@@ -207,97 +317,15 @@ int qt_generate(qt_session *s, const qt_tokenizer *tk, qt_sampler *smp, const in
     double t0 = qt_time_s();
     const float *logits = qt_session_prefill(s, prompt, n_prompt, &res->n_reused);
     if (!logits) return QT_ERR;
-    double t1 = qt_time_s();
-    res->t_prompt = t1 - t0;
-    const qt_model *m = s->ctx->m;
-    int nv = m->cfg.n_vocab;
-    float *lg = qt_malloc(sizeof(float) * (size_t)nv);
-    for (int i = 0; i < n_prompt; i++) qt_sampler_accept(smp, prompt[i]);
-    size_t cap = 256, len = 0, sent = 0;
-    char *text = qt_malloc(cap);
-    text[0] = 0;
-    qt_detok dt;
-    qt_detok_init(&dt);
-    dt.at_start = false;
-    char piece[256];
-    bool stopped = false, aborted = false;
-    const qt_gen_hooks *h = p->hooks;
-    for (int i = 0; i < p->max_tokens; i++) {
-        memcpy(lg, logits, sizeof(float) * (size_t)nv);
-        if (h && h->before_sample) {
-            int go = h->before_sample(h->ud);
-            if (go != QT_GEN_GO) {
-                if (go == QT_GEN_STOP) stopped = true; else aborted = true;
-                break;
-            }
-        }
-        int32_t next = qt_sampler_sample(smp, lg);
-        if (h && h->allows && !h->allows(h->ud, next)) {   // outside the constraint: mask and draw again
-            memcpy(lg, logits, sizeof(float) * (size_t)nv);
-            h->mask(h->ud, lg);
-            next = qt_sampler_sample(smp, lg);
-        }
-        qt_sampler_accept(smp, next);
-        qt_sampler_count(smp, next);
-        if ((!p->ignore_eos && qt_tokenizer_is_eog(tk, next)) || is_stop_token(tk, next, p)) {
-            stopped = true;
-            break;
-        }
-        if (h && h->on_token && !h->on_token(h->ud, next, logits)) {
-            aborted = true;
-            break;
-        }
-        res->n_gen++;
-        size_t k;
-        const char *ctl = p->special_text && qt_token_type(tk, next) == 3 ? qt_token_text(tk, next) : NULL;
-        if (ctl) {   // a control token's text (a tool-call marker), after any bytes held back
-            k = qt_detok_flush(&dt, piece, sizeof(piece));
-            size_t cl = strlen(ctl);
-            if (k + cl < sizeof(piece)) { memcpy(piece + k, ctl, cl); k += cl; }
-        } else {
-            k = qt_detok_push(&dt, tk, next, piece, sizeof(piece));
-        }
-        if (len + k + 1 > cap) {
-            cap = 2 * (len + k + 1);
-            text = qt_realloc(text, cap);
-        }
-        memcpy(text + len, piece, k);
-        len += k;
-        text[len] = 0;
-        // a stop string in the new text ends the answer before it
-        size_t from = sent;
-        for (int j = 0; j < p->n_stops && !stopped; j++) {
-            const char *hit = strstr(text + (from > 64 ? from - 64 : 0), p->stops[j]);
-            if (hit) {
-                len = (size_t)(hit - text);
-                text[len] = 0;
-                stopped = true;
-            }
-        }
-        size_t hold = stopped ? 0 : partial_stop(text, len, p);
-        if (len - hold > sent) {
-            if (cb && !cb(text + sent, len - hold - sent, ud)) aborted = true;
-            sent = len - hold;
-        }
-        if (stopped || aborted) break;
-        if (i + 1 < p->max_tokens) {   // (the last token is not evaluated: the next prompt does it)
-            logits = qt_session_push(s, next);
-            if (!logits) break;   // context full: "length"
-        }
+    res->t_prompt = qt_time_s() - t0;
+    qt_gen g;
+    qt_gen_begin(&g, tk, s->ctx->m->cfg.n_vocab, smp, prompt, n_prompt, p, cb, ud);
+    int32_t next;
+    while (qt_gen_next(&g, logits, &next)) {
+        logits = qt_session_push(s, next);
+        if (!logits) break;   // context full: "length"
     }
-    if (!stopped && !aborted) {
-        size_t k = qt_detok_flush(&dt, piece, sizeof(piece));
-        if (len + k + 1 > cap) text = qt_realloc(text, cap = len + k + 1);
-        memcpy(text + len, piece, k);
-        len += k;
-        text[len] = 0;
-    }
-    if (!aborted && len > sent && cb) cb(text + sent, len - sent, ud);
-    qt_free(lg);
-    res->text = text;
-    res->len = len;
-    res->finish = aborted ? "abort" : stopped ? "stop" : "length";
-    res->t_gen = qt_time_s() - t1;
+    qt_gen_end(&g, res);
     return QT_OK;
 }
 

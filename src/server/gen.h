@@ -101,6 +101,37 @@ typedef struct {
     double t_prompt, t_gen;      // seconds
 } qt_gen_result;
 
+// The generation loop one token at a time, for callers that evaluate the
+// tokens themselves (the server's batched scheduler). qt_gen_begin feeds the
+// prompt to the sampler; each qt_gen_next takes the logits of the last
+// evaluated token, samples, applies stops, hooks and the budget, streams text
+// to cb, and returns true with *next to evaluate (then call it again with the
+// new logits), or false when the generation is over. qt_gen_end flushes the
+// text and fills the result (n_prompt, n_reused and t_prompt are the
+// caller's; a caller that cannot evaluate *next ends with "length").
+typedef struct {
+    const qt_tokenizer *tk;
+    qt_sampler *smp;
+    const qt_gen_params *p;
+    qt_gen_text_fn cb;
+    void *ud;
+    int n_vocab;
+    int i;                       // tokens sampled
+    int n_gen;
+    float *lg;                   // (n_vocab) the logits a draw works on
+    char *text;
+    size_t len, cap, sent;
+    qt_detok dt;
+    bool stopped, aborted;
+    double t0;
+} qt_gen;
+
+void qt_gen_begin(qt_gen *g, const qt_tokenizer *tk, int n_vocab, qt_sampler *smp, const int32_t *prompt, int n_prompt,
+                  const qt_gen_params *p, qt_gen_text_fn cb, void *ud);
+bool qt_gen_next(qt_gen *g, const float *logits, int32_t *next);
+// Fills res->text, len, n_gen, finish, t_gen (res's other fields are kept); frees g's buffers.
+void qt_gen_end(qt_gen *g, qt_gen_result *res);
+
 // Prefill the prompt, then sample up to p->max_tokens tokens. Stops at an
 // end-of-generation token, a token whose vocabulary text is a stop string
 // (control tokens such as <|im_end|>), or when the text reaches a stop string.
