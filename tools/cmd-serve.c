@@ -23,7 +23,7 @@ static const char *base_name(const char *path) {
 
 int qt_cmd_serve(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *tmpl_name = NULL, *tmpl_file = NULL, *alias = NULL;
-    int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024;
+    int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024, n_parallel = 1;
     const char *device = NULL;
     qt_server_opts so = qt_server_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
@@ -53,8 +53,13 @@ int qt_cmd_serve(int argc, char **argv) {
         { "repeat-penalty", 0, QT_OPT_FLOAT, &so.sampling.repeat_penalty, "X", "default repeat_penalty; 1 = off (default 1.0)" },
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
         QT_CLI_DEVICE_OPT(device),
-        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)" },
-        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)" },
+        { "parallel", 0, QT_OPT_INT, &n_parallel, "N",
+          "requests (choices) generated at once, 1..256, decoded together in one batched forward; "
+          "each slot has its own --ctx-size of KV cache (default 1)", "-np", "[1,256]" },
+        { "prefill-chunk", 0, QT_OPT_INT, &so.prefill_chunk, "N",
+          "prompt tokens per forward while other slots decode (default 64, at most --batch-size)", NULL, "[1,inf)" },
+        { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size of each slot (default: the model's, at most 4096)" },
+        { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "tokens per forward pass, >= --parallel (default 256)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
         { "verbose", 'v', QT_OPT_INT, &verbose, "N", "log level 0..2 (default 1)" },
         { 0 },
@@ -76,6 +81,11 @@ int qt_cmd_serve(int argc, char **argv) {
                      "--max-connections, --max-connections-per-ip, --timeout, --idle-timeout >= 1");
         return 2;
     }
+    if (n_batch < n_parallel) {   // every decoding slot has its token in each forward
+        qt_log_error("qtune serve: --batch-size %d is smaller than --parallel %d", n_batch, n_parallel);
+        return 2;
+    }
+    so.prefill_chunk = QT_MIN(so.prefill_chunk, n_batch);
     so.max_body = (size_t)max_body_kib * 1024;
 
     int rc = 1;
@@ -101,7 +111,7 @@ int qt_cmd_serve(int argc, char **argv) {
     if (n_ctx == 0) n_ctx = QT_MIN(m->cfg.n_ctx_train, 4096);
     int nth = qt_cli_threads(threads);
     if (qt_cli_backend_init(&cb, m, device, nth) != QT_OK) goto done;
-    ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
+    ctx = qt_ctx_init_slots(m, cb.be, n_ctx, n_batch, n_parallel, false);
     if (!ctx) goto done;
     if (qt_cli_attach_adapters(&adapters, m, ctx, &adapter_specs) != QT_OK) goto done;
     so.model_name = alias ? alias : base_name(model);

@@ -3,7 +3,10 @@
 // /v1/chat/completions (stream true: server-sent events; false: one JSON
 // body), /v1/embeddings; CORS preflight for the configured origins. Requests
 // are validated (server/api.c), queued, and run by one scheduler thread that
-// owns the model context and its reusable KV cache, one slot per choice.
+// owns the model context: each of its KV cache slots (qt_ctx_init_slots,
+// `--parallel`) generates one choice at a time, and the slots decode together
+// in one batched forward (continuous batching), each keeping its tokens as a
+// prompt cache for the next request.
 #ifndef QT_SERVER_H
 #define QT_SERVER_H
 
@@ -30,11 +33,13 @@ typedef struct {
     qt_sampler_params sampling;  // defaults; a request's temperature, top_p, seed override them
     const char *model_name;    // id in /v1/models and responses
     bool verbose_prompt;       // log each rendered prompt
+    int prefill_chunk;         // prompt tokens per forward while other slots decode (default 64)
 } qt_server_opts;
 
 qt_server_opts qt_server_defaults(void);
 
-// Serve until SIGINT or SIGTERM. tmpl may be NULL (chat completions then
+// Serve until SIGINT or SIGTERM with ctx->n_slots requests generating at once
+// (ctx->n_batch >= n_slots). tmpl may be NULL (chat completions then
 // answer 400 with the reason). Prints "listening on http://HOST:PORT" to
 // stderr once ready. QT_OK after a clean stop, QT_ERR if it could not start.
 int qt_server_run(const qt_model *m, qt_ctx *ctx, const qt_chat_template *tmpl, const qt_server_opts *o);
