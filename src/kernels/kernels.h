@@ -88,6 +88,10 @@ typedef struct {
 // weight conversion would not pay for itself). On that path x is not rounded
 // to the vec_dot_type, so results are closer to the exact product than ref's.
 #define QT_MATMUL_WT_MIN_T 16
+// Quantized weights with T <= this run each token's GEMV over blocks of rows
+// (the gemm's weight repacking costs more than it saves on so few tokens:
+// a server's decode step of a few slots).
+#define QT_MATMUL_GEMV_MAX_T 8
 
 typedef struct {
     const char *isa;                          // "ref", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon", ...

@@ -8,7 +8,8 @@
 //
 //   precision  T          weights            path      kernel
 //   FAST       1          any                MM_GEMV   traits.gemv, else traits.vec_dot row by row
-//   FAST       2..15      any                MM_TILES  traits.gemm, else traits.vec_dot per pair
+//   FAST       2..8       quantized          MM_GEMV   the same per token, over blocks of rows
+//   FAST       2..15      any other          MM_TILES  traits.gemm, else traits.vec_dot per pair
 //   FAST       >= 16      quantized          MM_TILES  traits.gemm, else traits.vec_dot per pair
 //   FAST       >= 16      F32, F16, BF16,    MM_XWT    f32.gemm_xwt (BF16 weights: bf16.gemm_xwt
 //                         float-x types (NF4)
@@ -51,6 +52,8 @@
 // Row ranges per thread in the decode case are multiples of this, so no two
 // threads write the same 64-byte line of y.
 #define MM_ROW_ALIGN 16
+// Decode of 2..QT_MATMUL_GEMV_MAX_T tokens: rows per block (kept in L2 while every token's GEMV reads it).
+#define MM_GEMV_BLOCK_BYTES (64 * 1024)
 // Decode with vec_dot: how far ahead of the current row weights are prefetched.
 #define MM_PREFETCH_BYTES 4096
 // MM_XWT work is split by weight rows when every thread gets at least this
@@ -74,7 +77,7 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
     // float weights, and quantized ones whose vec_dot takes float activations (NF4)
     bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16 ||
                    kt->type[wtype].vec_dot_type == QT_TYPE_F32;
-    if (T == 1) return MM_GEMV;
+    if (T == 1 || (!float_w && T <= QT_MATMUL_GEMV_MAX_T)) return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
     if (wtype == QT_TYPE_BF16 && has_bf16) *ops = &kt->bf16;
     return MM_XWT;
@@ -141,11 +144,37 @@ static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
         for (int r0 = QT_MAX(g0, o->row0) - o->row0, r1 = QT_MIN(g1, o->row0 + o->n_out) - o->row0; \
              r0 < r1; r0 = r1)
 
+// Rows [r0, r1) of one output for T small tokens (a server's decode step):
+// a block of rows at a time, each token's GEMV over the block while it is
+// in cache, so the weights stream through memory once. Each token's result
+// is the T == 1 one (the same kernel on the same rows).
+static void decode_rows_t(const mm_ctx *c, const mm_out *o, int r0, int r1) {
+    const int blk = QT_MAX(MM_ROW_ALIGN, (int)(MM_GEMV_BLOCK_BYTES / o->w_stride) / MM_ROW_ALIGN * MM_ROW_ALIGN);
+    for (int b0 = r0; b0 < r1; b0 += blk) {
+        int b1 = QT_MIN(r1, b0 + blk);
+        const char *w = (const char *)o->w + (size_t)b0 * o->w_stride;
+        for (int j = 0; j < c->T; j++) {
+            const char *xj = (const char *)c->xq + (size_t)j * c->xq_stride;
+            float *yj = o->y + (size_t)j * o->n_out;
+            if (o->tr->gemv) {
+                o->tr->gemv(c->n_in, w, o->w_stride, xj, yj + b0, b1 - b0);
+            } else {
+                const char *wr = w;
+                for (int r = b0; r < b1; r++, wr += o->w_stride) o->tr->vec_dot(c->n_in, &yj[r], wr, xj);
+            }
+        }
+    }
+}
+
 static void decode_job(void *arg, int ith, int nth) {
     const mm_ctx *c = arg;
     int g0, g1;
     mm_split(c->n_rows, MM_ROW_ALIGN, ith, nth, &g0, &g1);
-    FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, r0, r1);
+    if (c->T == 1) {
+        FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, r0, r1);
+    } else {
+        FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows_t(c, o, r0, r1);
+    }
 }
 
 // Tiles are claimed one at a time from a shared counter, in row-major order:
