@@ -234,4 +234,6 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx512;
     kt->type[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx512vnni;
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
+    kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
+    kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
 }

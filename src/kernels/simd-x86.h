@@ -64,6 +64,13 @@ static inline simde__m512 qt_simde_cvtepi32_ps(simde__m512i a) {
     return simde_mm512_loadu_ps(v);
 }
 #define _mm512_cvtepi32_ps(a) qt_simde_cvtepi32_ps(a)
+static inline simde__m512 qt_simde_cvtph_ps(simde__m256i a) {
+    float v[16];
+    simde_mm256_storeu_ps(v, simde_mm256_cvtph_ps(simde_mm256_castsi256_si128(a)));
+    simde_mm256_storeu_ps(v + 8, simde_mm256_cvtph_ps(simde_mm256_extracti128_si256(a, 1)));
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_cvtph_ps(a) qt_simde_cvtph_ps(a)
 #else
 #include <immintrin.h>
 #endif
