@@ -236,4 +236,5 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
+    kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
 }
