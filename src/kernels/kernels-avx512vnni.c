@@ -228,6 +228,158 @@ static void gemm_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x,
     v_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
+// ---- prefill gemm for Q4_K weights (T > 1), activations in Q8_K ----
+//
+// The same 16 interleaved rows per zmm as above, a 32-quant sub-block at a
+// time: the tile holds the rows' unsigned nibbles (0..15, the u8 operand of
+// vpdpbusd; the activation's signed quants are broadcast 4 at a time, so no
+// +128 offset), and per sub-block the 16 rows' 6-bit scales. Per sub-block
+// and column: 8 vpdpbusd give the 16 rows' exact integer dots, one vpmulld by
+// the scales and one add sum the super-block in int32 (<= 8 * 63 * 32 * 15 *
+// 128 < 2^31). The mins meet the activation's 32-quant sums in 4 vpdpwssd
+// (min pairs of the 16 rows against a broadcast pair of sums); per super-block
+// and column one conversion each and two FMAs with d and dmin times the
+// column's scale.
+
+#define K_NSB 8                     // super-blocks per K chunk (2048 quants)
+
+typedef struct {
+    uint32_t q[K_NSB][8][8][V_ROWS];   // [super-block][sub-block][dword s][row]: nibbles 4s..4s+3
+    int32_t sc[K_NSB][8][V_ROWS];      // sub-block scales
+    int32_t mn[K_NSB][4][V_ROWS];      // sub-block mins 2p, 2p+1 as an int16 pair
+    float d[K_NSB][V_ROWS], dmin[K_NSB][V_ROWS];   // 0 for padding rows
+} k_tile;
+
+typedef struct {
+    int8_t q[K_NSB][QK_K];
+    int32_t bs[K_NSB][4];           // quant sums of sub-blocks 2p, 2p+1 as an int16 pair
+    float d[K_NSB];
+} k_col;
+
+static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63, *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    uint32_t lo[8], hi[8];
+    for (int r = 0; r < V_ROWS; r++) {
+        const block_q4_K *row = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+        for (int l = 0; l < nb; l++) {
+            const block_q4_K *b = &row[l];
+            for (int p = 0; p < 4; p++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
+                _mm256_storeu_si256((__m256i *)lo, _mm256_and_si256(v, m4));
+                _mm256_storeu_si256((__m256i *)hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                for (int s = 0; s < 8; s++) t->q[l][2 * p][s][r] = lo[s], t->q[l][2 * p + 1][s][r] = hi[s];
+            }
+            int sc[8], m[8];
+            for (int j = 0; j < 8; j++) {
+                k_scale_min(j, b->scales, &sc[j], &m[j]);
+                t->sc[l][j][r] = sc[j];
+            }
+            for (int p = 0; p < 4; p++) t->mn[l][p][r] = (int32_t)((uint32_t)m[2 * p] | ((uint32_t)m[2 * p + 1] << 16));
+            t->d[l][r] = r < rm ? fp16(b->d) : 0.0f;
+            t->dmin[l][r] = r < rm ? fp16(b->dmin) : 0.0f;
+        }
+    }
+}
+
+static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+    for (int c = 0; c < n_cols; c++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)x + (size_t)c * xs) + l0;
+        for (int l = 0; l < nb; l++) {
+            memcpy(col[c].q[l], b[l].qs, QK_K);
+            for (int p = 0; p < 4; p++) {
+                int s0 = b[l].bsums[4 * p] + b[l].bsums[4 * p + 1], s1 = b[l].bsums[4 * p + 2] + b[l].bsums[4 * p + 3];
+                col[c].bs[l][p] = (int32_t)((uint32_t)(uint16_t)s0 | ((uint32_t)(uint16_t)s1 << 16));
+            }
+            col[c].d[l] = b[l].d;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, const k_col *col, int nb, float *y,
+                                                           size_t ys, int rm, bool add, const int RN) {
+    __m512 acc[V_COLS];
+#pragma GCC unroll 8
+    for (int c = 0; c < RN; c++) acc[c] = _mm512_setzero_ps();
+    for (int l = 0; l < nb; l++) {
+        __m512i is[V_COLS];
+#pragma GCC unroll 8
+        for (int c = 0; c < RN; c++) is[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i p[V_COLS];
+#pragma GCC unroll 8
+            for (int c = 0; c < RN; c++) p[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m512i a = _mm512_loadu_si512((const void *)t->q[l][j][s]);
+#pragma GCC unroll 8
+                for (int c = 0; c < RN; c++) {
+                    int32_t v;
+                    memcpy(&v, col[c].q[l] + 32 * j + 4 * s, 4);
+                    p[c] = _mm512_dpbusd_epi32(p[c], a, _mm512_set1_epi32(v));
+                }
+            }
+            __m512i sc = _mm512_loadu_si512((const void *)t->sc[l][j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < RN; c++) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(p[c], sc));
+        }
+        __m512 dd = _mm512_loadu_ps(t->d[l]), dm = _mm512_loadu_ps(t->dmin[l]);
+#pragma GCC unroll 8
+        for (int c = 0; c < RN; c++) {
+            __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++)
+                m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512((const void *)t->mn[l][p]), _mm512_set1_epi32(col[c].bs[l][p]));
+            __m512 yd = _mm512_set1_ps(col[c].d[l]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]), _mm512_mul_ps(dd, yd), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, yd), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < RN; c++) {
+        float *o = y + (size_t)c * ys;
+        __mmask16 m = (__mmask16)((1u << rm) - 1);
+        __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), acc[c]) : acc[c];
+        _mm512_mask_storeu_ps(o, m, v);
+    }
+}
+
+#define K_KERNEL(rn)                                                                                       \
+    static void k_kernel_##rn(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
+        k_kernel(t, col, nb, y, ys, rm, add, rn);                                                          \
+    }
+K_KERNEL(1) K_KERNEL(2) K_KERNEL(3) K_KERNEL(4) K_KERNEL(5) K_KERNEL(6) K_KERNEL(7) K_KERNEL(8)
+#undef K_KERNEL
+static void (*const k_kernels[V_COLS])(const k_tile *, const k_col *, int, float *, size_t, int, bool) = {
+    k_kernel_1, k_kernel_2, k_kernel_3, k_kernel_4, k_kernel_5, k_kernel_6, k_kernel_7, k_kernel_8};
+
+static void gemm_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    k_tile *t = qt_kernel_scratch(QT_SCRATCH_GEMM, sizeof(k_tile) + (size_t)n_cols * sizeof(k_col));
+    k_col *col = (k_col *)(t + 1);
+    int nb_all = n / QK_K;
+    for (int l0 = 0; l0 < nb_all; l0 += K_NSB) {
+        int nb = QT_MIN(K_NSB, nb_all - l0);
+        k_columns(col, x, xs, l0, nb, n_cols);
+        for (int r = 0; r < n_rows; r += V_ROWS) {
+            int rm = QT_MIN(V_ROWS, n_rows - r);
+            k_repack(t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            for (int c = 0; c < n_cols; c += V_COLS) {
+                int rn = QT_MIN(V_COLS, n_cols - c);
+                k_kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
+            }
+        }
+    }
+}
+
 // Called once, by cpu.c, on a copy of the avx512 table.
 void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx512;
@@ -237,4 +389,5 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
     kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
+    kt->type[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx512vnni;
 }
