@@ -113,33 +113,65 @@ static inline __m256i nibbles_s8(const uint8_t *qs) {
     return _mm256_sub_epi8(b, _mm256_set1_epi8(8));
 }
 
-static inline int sum_i8x32(__m256i v) {
-    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
-    return _mm_cvtsi128_si32(t);
+// z[k] = [8 dwords of row k | 8 dwords of row k + 8], k < 8 -> o[s] = dword s
+// of rows 0..15: two 8 x 8 transposes side by side (unpacks within 128-bit
+// lanes, then one two-source qword permute per output)
+static inline __attribute__((always_inline)) void transpose16x8(const __m512i z[8], __m512i o[8]) {
+    __m512i t[8], u[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm512_unpacklo_epi32(z[2 * k], z[2 * k + 1]);       // rows 2k, 2k+1: dwords 0 1 | 4 5
+        t[2 * k + 1] = _mm512_unpackhi_epi32(z[2 * k], z[2 * k + 1]);   // dwords 2 3 | 6 7
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {   // rows 0..3, 4..7 (and 8..11, 12..15)
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);       // dword 0 | 4
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);       // dword 1 | 5
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);   // dword 2 | 6
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);   // dword 3 | 7
+    }
+    // u[i] (i < 4): 128-bit lanes [rows 0-3 dword i, rows 0-3 dword i+4, rows 8-11 i, rows 8-11 i+4]; u[4+i]: rows 4-7, 12-15
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        o[i] = _mm512_permutex2var_epi64(u[i], lo, u[4 + i]);
+        o[i + 4] = _mm512_permutex2var_epi64(u[i], hi, u[4 + i]);
+    }
 }
+
+static inline __m512i pair256(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
 // rows of W (rm of V_ROWS real; the others repeat row 0 with scale 0), blocks l0 .. l0+nb
 static void v_repack(v_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q4) {
-    uint32_t tmp[8];
-    for (int r = 0; r < V_ROWS; r++) {
-        const char *row = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
-        for (int l = 0; l < nb; l++) {
-            __m256i q;
-            float d;
+    const char *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int l = 0; l < nb; l++) {
+        __m512i z[8], o[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
             if (q4) {
-                const block_q4_0 *b = (const block_q4_0 *)row + l0 + l;
-                q = nibbles_s8(b->qs), d = fp16(b->d);
+                const block_q4_0 *a = (const block_q4_0 *)row[k] + l0 + l, *b = (const block_q4_0 *)row[k + 8] + l0 + l;
+                z[k] = pair256(nibbles_s8(a->qs), nibbles_s8(b->qs));
             } else {
-                const block_q8_0 *b = (const block_q8_0 *)row + l0 + l;
-                q = _mm256_loadu_si256((const __m256i *)b->qs), d = fp16(b->d);
+                const block_q8_0 *a = (const block_q8_0 *)row[k] + l0 + l, *b = (const block_q8_0 *)row[k + 8] + l0 + l;
+                z[k] = pair256(_mm256_loadu_si256((const __m256i *)a->qs), _mm256_loadu_si256((const __m256i *)b->qs));
             }
-            _mm256_storeu_si256((__m256i *)tmp, q);
-            for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
-            t->d[l][r] = r < rm ? d : 0.0f;
-            t->c[l][r] = 128.0f * (float)sum_i8x32(q);
+        }
+        transpose16x8(z, o);
+        __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            _mm512_storeu_si512((void *)t->q[l][s], o[s]);
+            sum = _mm512_dpbusd_epi32(sum, ones, o[s]);   // the rows' quant sums
+        }
+        _mm512_storeu_ps(t->c[l], _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(128.0f)));
+        for (int r = 0; r < V_ROWS; r++) {
+            // d at offset 0 of both block types
+            const char *b = row[r] + (size_t)(l0 + l) * (q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
+            uint16_t h;
+            memcpy(&h, b, 2);
+            t->d[l][r] = r < rm ? fp16(h) : 0.0f;
         }
     }
 }
@@ -266,18 +298,28 @@ static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
 }
 
 static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    uint32_t lo[8], hi[8];
-    for (int r = 0; r < V_ROWS; r++) {
-        const block_q4_K *row = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
-        for (int l = 0; l < nb; l++) {
-            const block_q4_K *b = &row[l];
-            for (int p = 0; p < 4; p++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * p));
-                _mm256_storeu_si256((__m256i *)lo, _mm256_and_si256(v, m4));
-                _mm256_storeu_si256((__m256i *)hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-                for (int s = 0; s < 8; s++) t->q[l][2 * p][s][r] = lo[s], t->q[l][2 * p + 1][s][r] = hi[s];
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const block_q4_K *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+    for (int l = 0; l < nb; l++) {
+        for (int p = 0; p < 4; p++) {
+            __m512i lo[8], hi[8], o[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m512i v = pair256(_mm256_loadu_si256((const __m256i *)(row[k][l].qs + 32 * p)),
+                                    _mm256_loadu_si256((const __m256i *)(row[k + 8][l].qs + 32 * p)));
+                lo[k] = _mm512_and_si512(v, m4);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             }
+            transpose16x8(lo, o);
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p][s], o[s]);
+            transpose16x8(hi, o);
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p + 1][s], o[s]);
+        }
+        for (int r = 0; r < V_ROWS; r++) {
+            const block_q4_K *b = &row[r][l];
             int sc[8], m[8];
             for (int j = 0; j < 8; j++) {
                 k_scale_min(j, b->scales, &sc[j], &m[j]);
