@@ -1,7 +1,7 @@
 // gemv-avx512vnni.c: AVX-512 VNNI multi-row kernels for T == 1 (decode),
 // y[r] = dot(W row r, x) for a run of rows, on the file's own weight layout
 // (zero-copy, shared with training): the avx512-vnni table's gemv for Q4_0
-// and Q8_0 (x in Q8_0).
+// and Q8_0 (x in Q8_0), Q4_K (x in Q8_K, below).
 //
 // The activation row is rearranged once per call (a few KiB, L1-resident)
 // into the order the weights come out of one 512-bit permute, so every
@@ -23,10 +23,9 @@
 // vpermt2w for the two blocks' 32 quants, XOR 0x80 makes them unsigned
 // (q + 128), and the +128 comes back out through the accumulator's initial
 // value -16 * (activation block's quant sum) per dword.
-// Eight rows per pass share the activation loads; the next pass's rows (one
-// contiguous range when rows are packed) are prefetched at the rate they are
-// consumed, as in gemv-avx2.c. Blocks past the last full step (rows of
-// 32 * (4k + 1..3) elements) are summed by a scalar tail.
+// Eight rows per pass share the activation loads; each row is prefetched a
+// fixed distance ahead of where it is read. Blocks past the last full step
+// (rows of 32 * (4k + 1..3) elements) are summed by a scalar tail.
 // Results equal ref's vec_dot up to the float summation order.
 // Deliberately not: persistent repacking (llama.cpp's block_q4_0x16).
 // Follows ggml-cpu/arch/x86/quants.c (the VNNI dots) and gemv-avx2.c.

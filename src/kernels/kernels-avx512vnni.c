@@ -2,7 +2,9 @@
 // Cascade Lake, Zen 4 and later), on top of the avx512 table: Q8_0 and Q4_0
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
-// repacking, so training shares the weights).
+// repacking, so training shares the weights); the same gemm for Q4_K
+// against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and Q4_K are
+// gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
 
