@@ -8,6 +8,7 @@
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -290,13 +291,16 @@ typedef struct {
     float d[K_NSB];
 } k_col;
 
-static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63, *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
+// (gemv-avx2.c's q4_K_scales: the kmask unpacking of ggml's q4_K in lanes)
+static inline __m128i q4_K_scales(const char *blk) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
 }
 
 static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
@@ -320,17 +324,27 @@ static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm
 #pragma GCC unroll 8
             for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p + 1][s], o[s]);
         }
-        for (int r = 0; r < V_ROWS; r++) {
-            const block_q4_K *b = &row[r][l];
-            int sc[8], m[8];
-            for (int j = 0; j < 8; j++) {
-                k_scale_min(j, b->scales, &sc[j], &m[j]);
-                t->sc[l][j][r] = sc[j];
-            }
-            for (int p = 0; p < 4; p++) t->mn[l][p][r] = (int32_t)((uint32_t)m[2 * p] | ((uint32_t)m[2 * p + 1] << 16));
-            t->d[l][r] = r < rm ? fp16(b->d) : 0.0f;
-            t->dmin[l][r] = r < rm ? fp16(b->dmin) : 0.0f;
+        // scales and mins: per row [sc0..7, mn0..7] widened to words = 8 dwords of
+        // (sc 2p, sc 2p+1) and (mn 2p, mn 2p+1) pairs, transposed like the quants
+        __m512i z[8], o[8];
+        uint32_t dd[V_ROWS];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            z[k] = pair256(_mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k][l])),
+                           _mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k + 8][l])));
+        transpose16x8(z, o);
+        const __m512i lo16 = _mm512_set1_epi32(0xffff);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            _mm512_storeu_si512((void *)t->sc[l][2 * p], _mm512_and_si512(o[p], lo16));
+            _mm512_storeu_si512((void *)t->sc[l][2 * p + 1], _mm512_srli_epi32(o[p], 16));
+            _mm512_storeu_si512((void *)t->mn[l][p], o[4 + p]);
         }
+        for (int r = 0; r < V_ROWS; r++) memcpy(&dd[r], &row[r][l], 4);   // d, dmin
+        __m512i v = _mm512_loadu_si512((const void *)dd);
+        const __mmask16 real = (__mmask16)((1u << rm) - 1);
+        _mm512_storeu_ps(t->d[l], _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))));
+        _mm512_storeu_ps(t->dmin[l], _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)))));
     }
 }
 

@@ -85,6 +85,14 @@ static inline simde__m512i qt_simde_cvtepu8_epi32(simde__m128i a) {
     return simde_mm512_loadu_si512(v);
 }
 #define _mm512_cvtepu8_epi32(a) qt_simde_cvtepu8_epi32(a)
+static inline simde__m256i qt_simde_cvtepi32_epi16(simde__m512i a) {
+    int32_t x[16];
+    int16_t v[16];
+    simde_mm512_storeu_si512(x, a);
+    for (int i = 0; i < 16; i++) v[i] = (int16_t)x[i];
+    return simde_mm256_loadu_si256((const simde__m256i *)v);
+}
+#define _mm512_cvtepi32_epi16(a) qt_simde_cvtepi32_epi16(a)
 #define _mm512_moveldup_ps(a) qt_simde_movedup_ps((a), 0)
 #define _mm512_movehdup_ps(a) qt_simde_movedup_ps((a), 1)
 #else
