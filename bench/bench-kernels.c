@@ -7,8 +7,11 @@
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
 // Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
 // "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread);
-// "bw": the memory bandwidth alone.
-// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw] [T]
+// "bw": the memory bandwidth alone; "hot": the decode kernels (T = 1, one
+// thread) on weights that stay in the L2 cache (2048 x 256), i.e. the rate
+// they compute at when memory is not the limit, per table given in QT_ISA
+// or the automatic one.
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw|hot] [T]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,6 +181,40 @@ static void bench_gemm(const qt_kernel_table *kt, double secs) {
     qt_free(A); qt_free(B); qt_free(C);
 }
 
+// T = 1 on an L2-resident weight (2048 x 256), calling thread only: the
+// decode kernels' compute ceiling, as GB/s of weight bytes.
+static void bench_hot(const qt_kernel_table *kt, double secs) {
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16};
+    const int n_in = N, n_out = 256;
+    qt_rng rng;
+    qt_rng_seed(&rng, 3);
+    float *wf = qt_malloc((size_t)n_in * n_out * sizeof(float)), *x = qt_malloc(n_in * sizeof(float));
+    float *y = qt_malloc(n_out * sizeof(float));
+    for (size_t i = 0; i < (size_t)n_in * n_out; i++) wf[i] = qt_rng_normal(&rng) * 0.02f;
+    for (int i = 0; i < n_in; i++) x[i] = qt_rng_normal(&rng);
+    const qt_kctx kcx = { .kt = kt, .pool = NULL };
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        size_t ws = qt_row_size(wt, n_in);
+        char *w = qt_malloc(ws * n_out);
+        for (int r = 0; r < n_out; r++) qt_type_traits_get(wt)->from_float_ref(wf + (size_t)r * n_in, w + r * ws, n_in);
+        double best = 0;
+        for (int round = 0; round < 5; round++) {
+            int calls = 0;
+            double t0 = qt_time_s(), dt;
+            do {
+                qt_matmul(&kcx, y, x, w, wt, n_in, n_out, 1);
+                calls++;
+                dt = qt_time_s() - t0;
+            } while (dt < secs / 5);
+            best = QT_MAX(best, ws * n_out * (double)calls / dt / 1e9);
+        }
+        printf("%-6s hot decode (L2, %zu KiB, 1 thread, best of 5): %.1f GB/s\n", qt_type_name(wt), ws * n_out / 1024, best);
+        qt_free(w);
+    }
+    qt_free(wf); qt_free(x); qt_free(y);
+}
+
 int main(int argc, char **argv) {
     int max_threads = argc > 1 ? atoi(argv[1]) : 2;
     double secs = argc > 2 ? atof(argv[2]) : 0.3;
@@ -187,6 +224,10 @@ int main(int argc, char **argv) {
     printf("kernels: %s, weight %dx%d\n", kt->isa, N, N);
     if (only_type && !strcmp(only_type, "gemm")) {
         bench_gemm(kt, secs);
+        return 0;
+    }
+    if (only_type && !strcmp(only_type, "hot")) {
+        bench_hot(kt, secs);
         return 0;
     }
     if (!only_type || !strcmp(only_type, "bw")) bench_bandwidth(max_threads);

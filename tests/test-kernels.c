@@ -281,6 +281,7 @@ static void test_matmul_types(qt_rng *rng) {
         if (blk == 1) { n_in_list[0] = 7; n_in_list[1] = 33; n_in_list[2] = 256; n_in_list[3] = 515; }
         // 2080: two K chunks of the AVX2 Q4_0/Q8_0 gemm
         else if (blk == 32) { n_in_list[0] = 32; n_in_list[1] = 96; n_in_list[2] = 544; n_in_list[3] = 2080; }
+        // 2304: two K chunks (8 + 1 super-blocks) of the AVX-512 VNNI Q4_K gemm
         else { n_in_list[0] = 256; n_in_list[1] = 512; n_in_list[2] = 2048; n_in_list[3] = 2304; }
         int f0 = test_n_fail, k = 0;
         for (int ni = 0; ni < 4; ni++)
@@ -297,16 +298,19 @@ static void test_matmul_types(qt_rng *rng) {
 }
 
 // The multi-row decode kernels (gemv) on their own: row counts around the
-// 8-row pass, every start row of a range (ragged per-thread ranges), rows
-// longer than the kernel's activation chunk (n_in > 16384), a strided view,
-// and qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
+// 8-row pass, every start row of a range (ragged per-thread ranges), row
+// lengths of 1, 2, 3, 17 and 20 blocks (the AVX-512 VNNI Q4_0 / Q8_0 kernels
+// take 4 / 2 blocks per step: every remainder of their scalar tail), rows
+// longer than the AVX2 kernel's activation chunk (n_in > 16384), a strided
+// view (0xff bytes between rows: nothing outside a row may be read), and
+// qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
 static void test_gemv(qt_rng *rng) {
     static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16, QT_TYPE_BF16};
     static const int n_outs[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 33, 100, 131};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
         int blk = qt_type_traits_get(wt)->blck_size;
-        const int n_ins[] = {blk, blk * 17, 16384 + 3 * 256 + blk};
+        const int n_ins[] = {blk, blk * 2, blk * 3, blk * 17, blk * 20, 16384 + 3 * 256 + blk};
         int f0 = test_n_fail, n_tested = 0;
         for (int ti = 0; ti < g_n_tables; ti++) {
             const qt_kernel_traits *tr = &g_tables[ti]->type[wt];
@@ -314,7 +318,7 @@ static void test_gemv(qt_rng *rng) {
             for (size_t ii = 0; ii < QT_ARRAY_LEN(n_ins); ii++)
                 for (size_t oi = 0; oi < QT_ARRAY_LEN(n_outs); oi++) {
                     int n_in = n_ins[ii], n_out = n_outs[oi];
-                    if (ii == 2 && n_out > 33) continue;   // long rows: a few counts suffice
+                    if (ii == QT_ARRAY_LEN(n_ins) - 1 && n_out > 33) continue;   // long rows: a few counts suffice
                     problem p;
                     problem_init(&p, rng, wt, n_in, n_out, 1);
                     qt_matmul(&(qt_kctx){ .kt = qt_kernels_ref(), .pool = NULL }, p.yref, p.x, p.w, wt, n_in, n_out, 1);

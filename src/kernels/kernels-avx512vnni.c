@@ -2,10 +2,13 @@
 // Cascade Lake, Zen 4 and later), on top of the avx512 table: Q8_0 and Q4_0
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
-// repacking, so training shares the weights).
+// repacking, so training shares the weights); the same gemm for Q4_K
+// against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and Q4_K are
+// gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -113,33 +116,65 @@ static inline __m256i nibbles_s8(const uint8_t *qs) {
     return _mm256_sub_epi8(b, _mm256_set1_epi8(8));
 }
 
-static inline int sum_i8x32(__m256i v) {
-    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
-    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
-    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
-    return _mm_cvtsi128_si32(t);
+// z[k] = [8 dwords of row k | 8 dwords of row k + 8], k < 8 -> o[s] = dword s
+// of rows 0..15: two 8 x 8 transposes side by side (unpacks within 128-bit
+// lanes, then one two-source qword permute per output)
+static inline __attribute__((always_inline)) void transpose16x8(const __m512i z[8], __m512i o[8]) {
+    __m512i t[8], u[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm512_unpacklo_epi32(z[2 * k], z[2 * k + 1]);       // rows 2k, 2k+1: dwords 0 1 | 4 5
+        t[2 * k + 1] = _mm512_unpackhi_epi32(z[2 * k], z[2 * k + 1]);   // dwords 2 3 | 6 7
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {   // rows 0..3, 4..7 (and 8..11, 12..15)
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);       // dword 0 | 4
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);       // dword 1 | 5
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);   // dword 2 | 6
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);   // dword 3 | 7
+    }
+    // u[i] (i < 4): 128-bit lanes [rows 0-3 dword i, rows 0-3 dword i+4, rows 8-11 i, rows 8-11 i+4]; u[4+i]: rows 4-7, 12-15
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        o[i] = _mm512_permutex2var_epi64(u[i], lo, u[4 + i]);
+        o[i + 4] = _mm512_permutex2var_epi64(u[i], hi, u[4 + i]);
+    }
 }
+
+static inline __m512i pair256(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
 // rows of W (rm of V_ROWS real; the others repeat row 0 with scale 0), blocks l0 .. l0+nb
 static void v_repack(v_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q4) {
-    uint32_t tmp[8];
-    for (int r = 0; r < V_ROWS; r++) {
-        const char *row = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
-        for (int l = 0; l < nb; l++) {
-            __m256i q;
-            float d;
+    const char *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int l = 0; l < nb; l++) {
+        __m512i z[8], o[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) {
             if (q4) {
-                const block_q4_0 *b = (const block_q4_0 *)row + l0 + l;
-                q = nibbles_s8(b->qs), d = fp16(b->d);
+                const block_q4_0 *a = (const block_q4_0 *)row[k] + l0 + l, *b = (const block_q4_0 *)row[k + 8] + l0 + l;
+                z[k] = pair256(nibbles_s8(a->qs), nibbles_s8(b->qs));
             } else {
-                const block_q8_0 *b = (const block_q8_0 *)row + l0 + l;
-                q = _mm256_loadu_si256((const __m256i *)b->qs), d = fp16(b->d);
+                const block_q8_0 *a = (const block_q8_0 *)row[k] + l0 + l, *b = (const block_q8_0 *)row[k + 8] + l0 + l;
+                z[k] = pair256(_mm256_loadu_si256((const __m256i *)a->qs), _mm256_loadu_si256((const __m256i *)b->qs));
             }
-            _mm256_storeu_si256((__m256i *)tmp, q);
-            for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
-            t->d[l][r] = r < rm ? d : 0.0f;
-            t->c[l][r] = 128.0f * (float)sum_i8x32(q);
+        }
+        transpose16x8(z, o);
+        __m512i sum = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            _mm512_storeu_si512((void *)t->q[l][s], o[s]);
+            sum = _mm512_dpbusd_epi32(sum, ones, o[s]);   // the rows' quant sums
+        }
+        _mm512_storeu_ps(t->c[l], _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(128.0f)));
+        for (int r = 0; r < V_ROWS; r++) {
+            // d at offset 0 of both block types
+            const char *b = row[r] + (size_t)(l0 + l) * (q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
+            uint16_t h;
+            memcpy(&h, b, 2);
+            t->d[l][r] = r < rm ? fp16(h) : 0.0f;
         }
     }
 }
@@ -228,10 +263,189 @@ static void gemm_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x,
     v_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
+// ---- prefill gemm for Q4_K weights (T > 1), activations in Q8_K ----
+//
+// The same 16 interleaved rows per zmm as above, a 32-quant sub-block at a
+// time: the tile holds the rows' unsigned nibbles (0..15, the u8 operand of
+// vpdpbusd; the activation's signed quants are broadcast 4 at a time, so no
+// +128 offset), and per sub-block the 16 rows' 6-bit scales. Per sub-block
+// and column: 8 vpdpbusd give the 16 rows' exact integer dots, one vpmulld by
+// the scales and one add sum the super-block in int32 (<= 8 * 63 * 32 * 15 *
+// 128 < 2^31). The mins meet the activation's 32-quant sums in 4 vpdpwssd
+// (min pairs of the 16 rows against a broadcast pair of sums); per super-block
+// and column one conversion each and two FMAs with d and dmin times the
+// column's scale.
+
+#define K_NSB 8                     // super-blocks per K chunk (2048 quants)
+
+typedef struct {
+    uint32_t q[K_NSB][8][8][V_ROWS];   // [super-block][sub-block][dword s][row]: nibbles 4s..4s+3
+    int32_t sc[K_NSB][8][V_ROWS];      // sub-block scales
+    int32_t mn[K_NSB][4][V_ROWS];      // sub-block mins 2p, 2p+1 as an int16 pair
+    float d[K_NSB][V_ROWS], dmin[K_NSB][V_ROWS];   // 0 for padding rows
+} k_tile;
+
+typedef struct {
+    int8_t q[K_NSB][QK_K];
+    int32_t bs[K_NSB][4];           // quant sums of sub-blocks 2p, 2p+1 as an int16 pair
+    float d[K_NSB];
+} k_col;
+
+// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
+// (gemv-avx2.c's q4_K_scales: the kmask unpacking of ggml's q4_K in lanes)
+static inline __m128i q4_K_scales(const char *blk) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
+}
+
+static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const block_q4_K *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+    for (int l = 0; l < nb; l++) {
+        for (int p = 0; p < 4; p++) {
+            __m512i lo[8], hi[8], o[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                __m512i v = pair256(_mm256_loadu_si256((const __m256i *)(row[k][l].qs + 32 * p)),
+                                    _mm256_loadu_si256((const __m256i *)(row[k + 8][l].qs + 32 * p)));
+                lo[k] = _mm512_and_si512(v, m4);
+                hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            transpose16x8(lo, o);
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p][s], o[s]);
+            transpose16x8(hi, o);
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p + 1][s], o[s]);
+        }
+        // scales and mins: per row [sc0..7, mn0..7] widened to words = 8 dwords of
+        // (sc 2p, sc 2p+1) and (mn 2p, mn 2p+1) pairs, transposed like the quants
+        __m512i z[8], o[8];
+        uint32_t dd[V_ROWS];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            z[k] = pair256(_mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k][l])),
+                           _mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k + 8][l])));
+        transpose16x8(z, o);
+        const __m512i lo16 = _mm512_set1_epi32(0xffff);
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; p++) {
+            _mm512_storeu_si512((void *)t->sc[l][2 * p], _mm512_and_si512(o[p], lo16));
+            _mm512_storeu_si512((void *)t->sc[l][2 * p + 1], _mm512_srli_epi32(o[p], 16));
+            _mm512_storeu_si512((void *)t->mn[l][p], o[4 + p]);
+        }
+        for (int r = 0; r < V_ROWS; r++) memcpy(&dd[r], &row[r][l], 4);   // d, dmin
+        __m512i v = _mm512_loadu_si512((const void *)dd);
+        const __mmask16 real = (__mmask16)((1u << rm) - 1);
+        _mm512_storeu_ps(t->d[l], _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))));
+        _mm512_storeu_ps(t->dmin[l], _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)))));
+    }
+}
+
+static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+    for (int c = 0; c < n_cols; c++) {
+        const block_q8_K *b = (const block_q8_K *)((const char *)x + (size_t)c * xs) + l0;
+        for (int l = 0; l < nb; l++) {
+            memcpy(col[c].q[l], b[l].qs, QK_K);
+            for (int p = 0; p < 4; p++) {
+                int s0 = b[l].bsums[4 * p] + b[l].bsums[4 * p + 1], s1 = b[l].bsums[4 * p + 2] + b[l].bsums[4 * p + 3];
+                col[c].bs[l][p] = (int32_t)((uint32_t)(uint16_t)s0 | ((uint32_t)(uint16_t)s1 << 16));
+            }
+            col[c].d[l] = b[l].d;
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, const k_col *col, int nb, float *y,
+                                                           size_t ys, int rm, bool add, const int RN) {
+    __m512 acc[V_COLS];
+#pragma GCC unroll 8
+    for (int c = 0; c < RN; c++) acc[c] = _mm512_setzero_ps();
+    for (int l = 0; l < nb; l++) {
+        __m512i is[V_COLS];
+#pragma GCC unroll 8
+        for (int c = 0; c < RN; c++) is[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i p[V_COLS];
+#pragma GCC unroll 8
+            for (int c = 0; c < RN; c++) p[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m512i a = _mm512_loadu_si512((const void *)t->q[l][j][s]);
+#pragma GCC unroll 8
+                for (int c = 0; c < RN; c++) {
+                    int32_t v;
+                    memcpy(&v, col[c].q[l] + 32 * j + 4 * s, 4);
+                    p[c] = _mm512_dpbusd_epi32(p[c], a, _mm512_set1_epi32(v));
+                }
+            }
+            __m512i sc = _mm512_loadu_si512((const void *)t->sc[l][j]);
+#pragma GCC unroll 8
+            for (int c = 0; c < RN; c++) is[c] = _mm512_add_epi32(is[c], _mm512_mullo_epi32(p[c], sc));
+        }
+        __m512 dd = _mm512_loadu_ps(t->d[l]), dm = _mm512_loadu_ps(t->dmin[l]);
+#pragma GCC unroll 8
+        for (int c = 0; c < RN; c++) {
+            __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int p = 0; p < 4; p++)
+                m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512((const void *)t->mn[l][p]), _mm512_set1_epi32(col[c].bs[l][p]));
+            __m512 yd = _mm512_set1_ps(col[c].d[l]);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]), _mm512_mul_ps(dd, yd), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(dm, yd), acc[c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < RN; c++) {
+        float *o = y + (size_t)c * ys;
+        __mmask16 m = (__mmask16)((1u << rm) - 1);
+        __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, o), acc[c]) : acc[c];
+        _mm512_mask_storeu_ps(o, m, v);
+    }
+}
+
+#define K_KERNEL(rn)                                                                                       \
+    static void k_kernel_##rn(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
+        k_kernel(t, col, nb, y, ys, rm, add, rn);                                                          \
+    }
+K_KERNEL(1) K_KERNEL(2) K_KERNEL(3) K_KERNEL(4) K_KERNEL(5) K_KERNEL(6) K_KERNEL(7) K_KERNEL(8)
+#undef K_KERNEL
+static void (*const k_kernels[V_COLS])(const k_tile *, const k_col *, int, float *, size_t, int, bool) = {
+    k_kernel_1, k_kernel_2, k_kernel_3, k_kernel_4, k_kernel_5, k_kernel_6, k_kernel_7, k_kernel_8};
+
+static void gemm_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    k_tile *t = qt_kernel_scratch(QT_SCRATCH_GEMM, sizeof(k_tile) + (size_t)n_cols * sizeof(k_col));
+    k_col *col = (k_col *)(t + 1);
+    int nb_all = n / QK_K;
+    for (int l0 = 0; l0 < nb_all; l0 += K_NSB) {
+        int nb = QT_MIN(K_NSB, nb_all - l0);
+        k_columns(col, x, xs, l0, nb, n_cols);
+        for (int r = 0; r < n_rows; r += V_ROWS) {
+            int rm = QT_MIN(V_ROWS, n_rows - r);
+            k_repack(t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            for (int c = 0; c < n_cols; c += V_COLS) {
+                int rn = QT_MIN(V_COLS, n_cols - c);
+                k_kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
+            }
+        }
+    }
+}
+
 // Called once, by cpu.c, on a copy of the avx512 table.
 void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q8_0].vec_dot = vec_dot_q8_0_avx512;
     kt->type[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx512;
     kt->type[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx512vnni;
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
+    kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
+    kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
+    kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
+    kt->type[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx512vnni;
 }

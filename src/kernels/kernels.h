@@ -133,7 +133,7 @@ typedef struct {
 //   ref          scalar C, every CPU: the oracle the others are tested against
 //   avx2         AVX2 + FMA + F16C (Haswell, Zen 1-3)
 //   avx512       + AVX-512 F/BW/VL/DQ: 512-bit f32 gemm, k-quant decode (Skylake-X)
-//   avx512-vnni  + VNNI: int8 dot products for Q4_0 / Q8_0 (Ice Lake, Cascade Lake)
+//   avx512-vnni  + VNNI: int8 dot products: Q4_0 / Q8_0 / Q4_K decode and prefill (Ice Lake, Cascade Lake)
 //   avx512-bf16  + BF16: bf16 gemm for QT_PREC_BF16 and BF16 weights (Zen 4/5, Sapphire Rapids)
 //   neon         arm64 NEON + dotprod; its bf16 ops (BFMMLA) where HWCAP2 says BF16
 typedef enum {

@@ -44,13 +44,20 @@ void qt_gemv_q6_K_avx2(int n, const void *w, size_t w_stride, const void *x, flo
 void qt_gemv_f16_avx2(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 void qt_gemv_bf16_avx2(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 
+// AVX-512 VNNI multi-row decode kernels (gemv-avx512vnni.c): the
+// avx512-vnni table's gemv for Q4_0, Q8_0 (x in Q8_0) and Q4_K (x in Q8_K).
+void qt_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+void qt_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+
 // A per-thread scratch buffer of at least n bytes, 64-byte aligned, kept
 // between calls (so the hot loops do not map and fault in fresh pages every
 // call) and freed when the thread exits. One buffer per slot: a caller and the
 // kernel it calls use different slots. Contents are undefined; valid until the
 // same thread asks for the same slot again.
 // QT_SCRATCH_WBUF: the matmul's converted x when there is no pool to own it.
-enum { QT_SCRATCH_MATMUL_T, QT_SCRATCH_GEMM, QT_SCRATCH_WBUF, QT_SCRATCH_COUNT };
+// QT_SCRATCH_GEMV: the decode kernels' rearranged activation row.
+enum { QT_SCRATCH_MATMUL_T, QT_SCRATCH_GEMM, QT_SCRATCH_WBUF, QT_SCRATCH_GEMV, QT_SCRATCH_COUNT };
 void *qt_kernel_scratch(int slot, size_t n);
 
 #endif

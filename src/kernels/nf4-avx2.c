@@ -11,7 +11,7 @@
 //             to_float (matmul.c mm_plan)
 // Deliberately not: an 8-bit activation path, AVX-512 (the AVX-512 table
 // copies these entries), persistent dequantized weights.
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <string.h>
 
 #include "base/base.h"

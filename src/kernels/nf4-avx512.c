@@ -5,7 +5,7 @@
 //   vec_dot, gemv (two rows at a time), to_float (bit-exact with
 //   qt_dequantize_row_nf4); gemm_wt stays nf4-avx2.c's, on this to_float.
 // The AVX-512 table copies the AVX2 one, then qt_nf4_set_avx512 replaces these.
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 
 #include "base/base.h"
 #include "kernels/nf4-kernels.h"

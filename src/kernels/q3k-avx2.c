@@ -12,7 +12,7 @@
 // is bits 2j..2j+1 of qs[32 n + l], its high bit is bit 4n + j of hmask[l],
 // and sub-block l / 16 of group 4n + j has scale 2 (4n + j) + l / 16.
 // Follows ggml-cpu's ggml_vec_dot_q3_K_q8_K (AVX2) in its use of bsums.
-#include <immintrin.h>
+#include "kernels/simd-x86.h"
 #include <string.h>
 
 #include "kernels/nf4-kernels.h"

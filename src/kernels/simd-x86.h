@@ -64,6 +64,37 @@ static inline simde__m512 qt_simde_cvtepi32_ps(simde__m512i a) {
     return simde_mm512_loadu_ps(v);
 }
 #define _mm512_cvtepi32_ps(a) qt_simde_cvtepi32_ps(a)
+static inline simde__m512 qt_simde_cvtph_ps(simde__m256i a) {
+    float v[16];
+    simde_mm256_storeu_ps(v, simde_mm256_cvtph_ps(simde_mm256_castsi256_si128(a)));
+    simde_mm256_storeu_ps(v + 8, simde_mm256_cvtph_ps(simde_mm256_extracti128_si256(a, 1)));
+    return simde_mm512_loadu_ps(v);
+}
+#define _mm512_cvtph_ps(a) qt_simde_cvtph_ps(a)
+static inline simde__m512 qt_simde_movedup_ps(simde__m512 a, int odd) {
+    float v[16];
+    simde_mm512_storeu_ps(v, a);
+    for (int i = 0; i < 16; i += 2) v[i] = v[i + 1 - !odd], v[i + 1] = v[i];
+    return simde_mm512_loadu_ps(v);
+}
+static inline simde__m512i qt_simde_cvtepu8_epi32(simde__m128i a) {
+    uint8_t x[16];
+    int32_t v[16];
+    simde_mm_storeu_si128((simde__m128i *)x, a);
+    for (int i = 0; i < 16; i++) v[i] = x[i];
+    return simde_mm512_loadu_si512(v);
+}
+#define _mm512_cvtepu8_epi32(a) qt_simde_cvtepu8_epi32(a)
+static inline simde__m256i qt_simde_cvtepi32_epi16(simde__m512i a) {
+    int32_t x[16];
+    int16_t v[16];
+    simde_mm512_storeu_si512(x, a);
+    for (int i = 0; i < 16; i++) v[i] = (int16_t)x[i];
+    return simde_mm256_loadu_si256((const simde__m256i *)v);
+}
+#define _mm512_cvtepi32_epi16(a) qt_simde_cvtepi32_epi16(a)
+#define _mm512_moveldup_ps(a) qt_simde_movedup_ps((a), 0)
+#define _mm512_movehdup_ps(a) qt_simde_movedup_ps((a), 1)
 #else
 #include <immintrin.h>
 #endif

@@ -1,0 +1,342 @@
+// gemv-avx512vnni.c: AVX-512 VNNI multi-row kernels for T == 1 (decode),
+// y[r] = dot(W row r, x) for a run of rows, on the file's own weight layout
+// (zero-copy, shared with training): the avx512-vnni table's gemv for Q4_0
+// and Q8_0 (x in Q8_0), Q4_K (x in Q8_K, below).
+//
+// The activation row is rearranged once per call (a few KiB, L1-resident)
+// into the order the weights come out of one 512-bit permute, so every
+// weight byte is loaded once, unpacked in registers and multiplied with
+// vpdpbusd (u8 x s8) without horizontal sums inside the row loop:
+//
+// Q4_0, four blocks (72 bytes) per step and row: two overlapping zmm loads
+// (at 0 and 8: nothing past the four blocks is read) and one vpermt2w gather
+// the four blocks' 16 nibble bytes into the four 128-bit lanes; AND / shift
+// give the low (elements 0..15) and high (16..31) nibbles as unsigned bytes,
+// and two vpdpbusd against the activation's matching halves leave each
+// block's dot in its lane (4 partial dwords). The -8 offset enters as the
+// accumulator's initial value, -2 * (activation block's quant sum) per dword,
+// so the integer sums are exact. The four fp16 scales of the row come out of
+// the first load with one vpermw (each repeated over its lane's 4 dwords) and
+// one conversion; one FMA per step with (weight scale x activation scale)
+// accumulates in float.
+// Q8_0, two blocks (68 bytes) per step and row: loads at 0 and 4, one
+// vpermt2w for the two blocks' 32 quants, XOR 0x80 makes them unsigned
+// (q + 128), and the +128 comes back out through the accumulator's initial
+// value -16 * (activation block's quant sum) per dword.
+// Eight rows per pass share the activation loads; each row is prefetched a
+// fixed distance ahead of where it is read. Blocks past the last full step
+// (rows of 32 * (4k + 1..3) elements) are summed by a scalar tail.
+// Results equal ref's vec_dot up to the float summation order.
+// Deliberately not: persistent repacking (llama.cpp's block_q4_0x16).
+// Follows ggml-cpu/arch/x86/quants.c (the VNNI dots) and gemv-avx2.c.
+#include "kernels/simd-x86.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul-internal.h"
+#include "quant/blocks.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+// Rows per pass. The last, partial pass of a range repeats its last row
+// (same cache lines, nothing read out of range) and drops its results.
+#define VG_ROWS 8
+// Each row is prefetched this many bytes ahead of where it is read (into the
+// next rows at a row's end): measured best among 1..6 KiB, one pass ahead
+// and none (7B-shape Q4_0 decode on 2 threads, Zen 5).
+#define VG_AHEAD 3072
+
+INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+// 16 fp16 values (the low half of v) as floats
+INLINE __m512 cvtph16(__m512i v) { return _mm512_cvtph_ps(_mm512_castsi512_si256(v)); }
+
+INLINE void prefetch_range(const char *p, size_t n) {
+#pragma GCC unroll 16
+    for (size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
+static int block_sum(const int8_t *q) {
+    int s = 0;
+    for (int j = 0; j < QK8_0; j++) s += q[j];
+    return s;
+}
+
+// One step of the activation for a weight type: what the row loop loads.
+typedef struct {
+    int8_t q[2][64];   // Q4_0: low / high halves of 4 blocks; Q8_0: q[0] = 2 blocks, q[1] unused
+    int32_t off[16];   // accumulator's initial value per dword
+    float d[16];       // activation scale per dword
+} vg_step;
+
+// ---- Q4_0 ----
+
+// Output word w of the nibble gather: block w / 8, word w % 8 of its quants,
+// from the load at 0 (index < 32) or the load at 8 (index 32 + (byte - 8) / 2).
+INLINE __m512i q4_0_qidx(void) {
+    int16_t idx[32];
+    for (int w = 0; w < 32; w++) {
+        int byte = 18 * (w / 8) + 2 + 2 * (w % 8);
+        idx[w] = (int16_t)(byte + 2 <= 64 ? byte / 2 : 32 + (byte - 8) / 2);
+    }
+    return _mm512_loadu_si512(idx);
+}
+
+// the 4 blocks' scales (word 0 of each 18-byte block), each over 4 words
+INLINE __m512i q4_0_didx(void) {
+    int16_t idx[32] = {0};
+    for (int w = 0; w < 16; w++) idx[w] = (int16_t)(9 * (w / 4));
+    return _mm512_loadu_si512(idx);
+}
+
+static void q4_0_prep(const block_q8_0 *y, int ns, vg_step *st) {
+    for (int g = 0; g < ns; g++) {
+        for (int k = 0; k < 4; k++) {
+            const block_q8_0 *b = &y[4 * g + k];
+            memcpy(st[g].q[0] + 16 * k, b->qs, 16);
+            memcpy(st[g].q[1] + 16 * k, b->qs + 16, 16);
+            int32_t off = -2 * block_sum(b->qs);
+            float d = fp16(b->d);
+            for (int i = 0; i < 4; i++) st[g].off[4 * k + i] = off, st[g].d[4 * k + i] = d;
+        }
+    }
+}
+
+// acc += one row's 4 blocks at p against step st
+INLINE __m512 q4_0_step(const char *p, const vg_step *st, __m512i qidx, __m512i didx, __m512 acc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i a = _mm512_loadu_si512((const void *)p), b = _mm512_loadu_si512((const void *)(p + 8));
+    __m512i q = _mm512_permutex2var_epi16(a, qidx, b);
+    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)st->off), lo, _mm512_load_si512((const void *)st->q[0]));
+    s = _mm512_dpbusd_epi32(s, hi, _mm512_load_si512((const void *)st->q[1]));
+    __m512 d = _mm512_mul_ps(cvtph16(_mm512_permutexvar_epi16(didx, a)), _mm512_load_ps(st->d));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+}
+
+// ---- Q8_0 ----
+
+// block w / 16, word w % 16 of its quants, from the loads at 0 and 4
+INLINE __m512i q8_0_qidx(void) {
+    int16_t idx[32];
+    for (int w = 0; w < 32; w++) {
+        int byte = 34 * (w / 16) + 2 + 2 * (w % 16);
+        idx[w] = (int16_t)(byte + 2 <= 64 ? byte / 2 : 32 + (byte - 4) / 2);
+    }
+    return _mm512_loadu_si512(idx);
+}
+
+INLINE __m512i q8_0_didx(void) {
+    int16_t idx[32] = {0};
+    for (int w = 0; w < 16; w++) idx[w] = (int16_t)(17 * (w / 8));
+    return _mm512_loadu_si512(idx);
+}
+
+static void q8_0_prep(const block_q8_0 *y, int ns, vg_step *st) {
+    for (int g = 0; g < ns; g++) {
+        for (int k = 0; k < 2; k++) {
+            const block_q8_0 *b = &y[2 * g + k];
+            memcpy(st[g].q[0] + 32 * k, b->qs, 32);
+            int32_t off = -16 * block_sum(b->qs);
+            float d = fp16(b->d);
+            for (int i = 0; i < 8; i++) st[g].off[8 * k + i] = off, st[g].d[8 * k + i] = d;
+        }
+    }
+}
+
+INLINE __m512 q8_0_step(const char *p, const vg_step *st, __m512i qidx, __m512i didx, __m512 acc) {
+    __m512i a = _mm512_loadu_si512((const void *)p), b = _mm512_loadu_si512((const void *)(p + 4));
+    __m512i q = _mm512_xor_si512(_mm512_permutex2var_epi16(a, qidx, b), _mm512_set1_epi8((char)0x80));
+    __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)st->off), q, _mm512_load_si512((const void *)st->q[0]));
+    __m512 d = _mm512_mul_ps(cvtph16(_mm512_permutexvar_epi16(didx, a)), _mm512_load_ps(st->d));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), d, acc);
+}
+
+// ---- Q4_K (x in Q8_K) ----
+//
+// A super-block (256 quants, 144 bytes) per step and row: two zmm loads hold
+// its 128 quant bytes; AND / shift give four zmm of unsigned nibbles, each
+// two 32-quant sub-blocks (low nibbles of bytes 0..31: sub-block 0, of
+// 32..63: sub-block 2; high nibbles: 1 and 3; then 4, 6 and 5, 7), and the
+// activation is rearranged to match. vpmaddubsw makes int16 pair sums
+// (<= 2 * 15 * 128), vpdpwssd multiplies them by the sub-block's 6-bit scale
+// (one vpermw spreads the unpacked scales over each sub-block's words) and
+// sums in int32: the super-block's scaled dot in 16 exact lanes. The mins
+// meet the activation's 32-quant sums in one more vpdpwssd; d and dmin of the
+// row (one fp16 pair, broadcast) times the activation's d scale the two in
+// float.
+
+typedef struct {
+    int8_t q[4][64];    // sub-blocks (0, 2), (1, 3), (4, 6), (5, 7)
+    int16_t bs[32];     // words 8..15: the 8 sub-blocks' quant sums; 0 elsewhere
+    float d[16];        // activation scale
+} vk_step;
+
+static void q4_K_prep(const block_q8_K *y, int nb, vk_step *st) {
+    for (int i = 0; i < nb; i++) {
+        for (int k = 0; k < 4; k++) {
+            int j0 = 2 * (k & ~1) + (k & 1);   // 0, 1, 4, 5
+            memcpy(st[i].q[k], y[i].qs + 32 * j0, 32);
+            memcpy(st[i].q[k] + 32, y[i].qs + 32 * (j0 + 2), 32);
+        }
+        memset(st[i].bs, 0, sizeof(st[i].bs));
+        for (int j = 0; j < 8; j++) st[i].bs[8 + j] = (int16_t)(y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        for (int l = 0; l < 16; l++) st[i].d[l] = y[i].d;
+    }
+}
+
+// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
+// (gemv-avx2.c's q4_K_scales: the kmask unpacking of ggml's q4_K in lanes)
+INLINE __m128i q4_K_scales(const char *blk) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
+}
+
+// word index vectors spreading scale j0 over words 0..15 and j0 + 2 over 16..31
+INLINE void q4_K_sidx(__m512i idx[4]) {
+    for (int k = 0; k < 4; k++) {
+        int j0 = 2 * (k & ~1) + (k & 1);
+        idx[k] = _mm512_inserti64x4(_mm512_set1_epi16((short)j0), _mm256_set1_epi16((short)(j0 + 2)), 1);
+    }
+}
+
+INLINE __m512 q4_K_step(const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const char *qs = blk + offsetof(block_q4_K, qs);
+    __m512i z0 = _mm512_loadu_si512((const void *)qs), z1 = _mm512_loadu_si512((const void *)(qs + 64));
+    __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
+    __m512i q[4] = {_mm512_and_si512(z0, m4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4),
+                    _mm512_and_si512(z1, m4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4)};
+    __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[k], _mm512_load_si512((const void *)st->q[k])),
+                                _mm512_permutexvar_epi16(sidx[k], sc));
+    __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, _mm512_load_si512((const void *)st->bs));
+    uint32_t ddm;
+    memcpy(&ddm, blk, 4);   // d, dmin
+    __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set1_epi32((int)ddm)), _mm512_load_ps(st->d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_moveldup_ps(dd), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc);
+}
+
+// One pass over VG_ROWS rows, nb super-blocks.
+static void q4_K_pass(const char *const r[VG_ROWS], const vk_step *st, int nb, float out[VG_ROWS]) {
+    __m512i sidx[4];
+    q4_K_sidx(sidx);
+    __m512 acc[VG_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();
+    for (int g = 0; g < nb; g++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < VG_ROWS; i++) {
+            const char *p = r[i] + (size_t)g * sizeof(block_q4_K);
+            prefetch_range(p + VG_AHEAD, sizeof(block_q4_K));
+            acc[i] = q4_K_step(p, &st[g], sidx, acc[i]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    const int nb = n / QK_K;
+    vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)QT_MAX(nb, 1) * sizeof(vk_step));
+    q4_K_prep(x, nb, st);
+    for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
+        const char *a = (const char *)w + (size_t)r0 * ws;
+        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        const char *r[VG_ROWS];
+        for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
+        float out[VG_ROWS];
+        q4_K_pass(r, st, nb, out);
+        for (int i = 0; i < m; i++) y[r0 + i] = out[i];
+    }
+}
+
+// ---- driver ----
+
+// Scalar tails: blocks [b0, nb) of one row.
+static float q4_0_tail(const char *row, const block_q8_0 *y, int b0, int nb) {
+    float sum = 0;
+    for (int i = b0; i < nb; i++) {
+        const block_q4_0 *x = (const block_q4_0 *)row + i;
+        int s = 0;
+        for (int j = 0; j < 16; j++) s += ((x->qs[j] & 0xf) - 8) * y[i].qs[j] + ((x->qs[j] >> 4) - 8) * y[i].qs[j + 16];
+        sum += fp16(x->d) * fp16(y[i].d) * (float)s;
+    }
+    return sum;
+}
+
+static float q8_0_tail(const char *row, const block_q8_0 *y, int b0, int nb) {
+    float sum = 0;
+    for (int i = b0; i < nb; i++) {
+        const block_q8_0 *x = (const block_q8_0 *)row + i;
+        int s = 0;
+        for (int j = 0; j < QK8_0; j++) s += x->qs[j] * y[i].qs[j];
+        sum += fp16(x->d) * fp16(y[i].d) * (float)s;
+    }
+    return sum;
+}
+
+// One pass over VG_ROWS rows (r[i]: row i, repeated rows allowed), ns steps
+// of `bytes` bytes, each row prefetched VG_AHEAD bytes ahead.
+#define VG_PASS(name, STEP, bytes)                                                                          \
+    static void name##_pass(const char *const r[VG_ROWS], const vg_step *st, int ns, __m512i qidx,           \
+                            __m512i didx, float out[VG_ROWS]) {                                              \
+        __m512 acc[VG_ROWS];                                                                                 \
+        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();              \
+        for (int g = 0; g < ns; g++) {                                                                       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) {                                      \
+                const char *p = r[i] + (size_t)g * (bytes);                                                  \
+                prefetch_range(p + VG_AHEAD, bytes);                                                         \
+                acc[i] = STEP(p, &st[g], qidx, didx, acc[i]);                                                \
+            }                                                                                                \
+        }                                                                                                    \
+        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]);     \
+    }
+
+VG_PASS(q4_0, q4_0_step, 4 * sizeof(block_q4_0))
+VG_PASS(q8_0, q8_0_step, 2 * sizeof(block_q8_0))
+
+typedef void (*vg_pass_fn)(const char *const r[VG_ROWS], const vg_step *st, int ns, __m512i qidx, __m512i didx,
+                           float out[VG_ROWS]);
+typedef float (*vg_tail_fn)(const char *row, const block_q8_0 *y, int b0, int nb);
+
+// bpb: blocks per step; bs: bytes per weight block
+static void vg_gemv(vg_pass_fn pass, vg_tail_fn tail, void (*prep)(const block_q8_0 *, int, vg_step *), int bpb,
+                    __m512i qidx, __m512i didx, int n, const void *w, size_t ws, const void *x, float *y,
+                    int n_rows) {
+    const int nb = n / QK8_0, ns = nb / bpb;
+    const block_q8_0 *yb = x;
+    vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)(ns > 0 ? ns : 1) * sizeof(vg_step));
+    prep(yb, ns, st);
+    for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
+        const char *a = (const char *)w + (size_t)r0 * ws;
+        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        const char *r[VG_ROWS];
+        for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
+        float out[VG_ROWS];
+        pass(r, st, ns, qidx, didx, out);
+        for (int i = 0; i < m; i++)
+            y[r0 + i] = ns * bpb < nb ? out[i] + tail(r[i], yb, ns * bpb, nb) : out[i];
+    }
+}
+
+void qt_gemv_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    vg_gemv(q4_0_pass, q4_0_tail, q4_0_prep, 4, q4_0_qidx(), q4_0_didx(), n, w, ws, x, y,
+            n_rows);
+}
+
+void qt_gemv_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    vg_gemv(q8_0_pass, q8_0_tail, q8_0_prep, 2, q8_0_qidx(), q8_0_didx(), n, w, ws, x, y,
+            n_rows);
+}
