@@ -244,21 +244,6 @@ void qt_gemv_q8_0_avx2(int n, const void *w, size_t ws, const void *x, float *y,
 // activation is used as stored (its bsums give the min / offset corrections).
 // Full passes prefetch the next pass's rows, one super-block's worth per step.
 
-// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
-// (the kmask unpacking of ggml's q4_K, in vector lanes: bytes 0..3 of each
-// half are direct, bytes 4..7 take low/high nibbles of bytes 8..11 and the
-// top two bits of bytes 0..7)
-INLINE __m128i q4_K_scales(const char *blk) {
-    // 16 bytes from the scales: the 12 scale bytes and 4 quant bytes (unused)
-    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
-    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
-    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
-}
-
 INLINE uint32_t ld32(const char *p) {
     uint32_t v;
     memcpy(&v, p, 4);

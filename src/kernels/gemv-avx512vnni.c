@@ -44,6 +44,7 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/quants-avx2.h"
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -247,18 +248,6 @@ static void q4_K_prep(const block_q8_K *y, int nb, vk_step *st) {
         for (int j = 0; j < 8; j++) st[i].bs[8 + j] = (int16_t)(y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         for (int l = 0; l < 16; l++) st[i].d[l] = y[i].d;
     }
-}
-
-// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
-// (gemv-avx2.c's q4_K_scales: the kmask unpacking of ggml's q4_K in lanes)
-INLINE __m128i q4_K_scales(const char *blk) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
-    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
-    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
 }
 
 // word index vectors spreading scale j0 over words 0..15 and j0 + 2 over 16..31

@@ -1,11 +1,14 @@
-// quants-avx2.h: AVX2 unpacking of quant blocks shared by the AVX2 kernel
-// files (kernels-avx2.c, gemv-avx2.c). Include only from *-avx2.c files,
-// which are compiled with AVX2 enabled.
+// quants-avx2.h: AVX2 unpacking of quant blocks shared by the x86 kernel
+// files (kernels-avx2.c, gemv-avx2.c, and the AVX-512 VNNI gemm and GEMV).
+// Include only from files compiled with AVX2 (or AVX-512) enabled.
 #ifndef QT_QUANTS_AVX2_H
 #define QT_QUANTS_AVX2_H
 
 #include "kernels/simd-x86.h"
+#include <stddef.h>
 #include <stdint.h>
+
+#include "quant/blocks.h"
 
 // One half (128 quants) of a Q6_K super-block, from its 64 ql bytes (low 4
 // bits) and 32 qh bytes (high 2 bits): q[j] = the unsigned 6-bit quants
@@ -21,6 +24,21 @@ static inline __attribute__((always_inline)) void q6_K_unpack_avx2(const uint8_t
     q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
     q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m2));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+}
+
+// the 12 packed 6-bit scale/min bytes of a Q4_K block as [sc0..7, mn0..7]
+// (the kmask unpacking of ggml's q4_K, in vector lanes: bytes 0..3 of each
+// half are direct, bytes 4..7 take low/high nibbles of bytes 8..11 and the
+// top two bits of bytes 0..7)
+static inline __attribute__((always_inline)) __m128i q4_K_scales(const char *blk) {
+    // 16 bytes from the scales: the 12 scale bytes and 4 quant bytes (unused)
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + offsetof(block_q4_K, scales)));
+    __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m128i b = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    __m128i lo = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    __m128i hn = _mm_and_si128(_mm_srli_epi16(a, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    __m128i hb = _mm_and_si128(_mm_srli_epi16(b, 2), _mm_set1_epi8(0x30));
+    return _mm_or_si128(_mm_or_si128(lo, hn), hb);
 }
 
 #endif
