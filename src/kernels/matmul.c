@@ -116,11 +116,12 @@ static void convert_job(void *arg, int ith, int nth) {
         c->from_float(c->x + (size_t)t * c->n_in, (char *)c->xq + (size_t)t * c->xq_stride, c->n_in);
 }
 
-// Rows [r0, r1) of one output at T == 1.
-static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
+// Rows [r0, r1) of one output for one token: xq its converted row, y its
+// (n_out) outputs.
+static void decode_rows(const mm_ctx *c, const mm_out *o, const void *xq, float *y, int r0, int r1) {
     const char *w = (const char *)o->w + (size_t)r0 * o->w_stride;
     if (o->tr->gemv) {
-        o->tr->gemv(c->n_in, w, o->w_stride, c->xq, o->y + r0, r1 - r0);
+        o->tr->gemv(c->n_in, w, o->w_stride, xq, y + r0, r1 - r0);
         return;
     }
     // One row at a time, each row's successor MM_PREFETCH_BYTES ahead
@@ -134,7 +135,7 @@ static void decode_rows(const mm_ctx *c, const mm_out *o, int r0, int r1) {
             const char *pf = w + (size_t)ahead * o->w_stride;
             for (size_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(pf + b);
         }
-        vec_dot(c->n_in, &o->y[r], w, c->xq);
+        vec_dot(c->n_in, &y[r], w, xq);
     }
 }
 
@@ -152,17 +153,8 @@ static void decode_rows_t(const mm_ctx *c, const mm_out *o, int r0, int r1) {
     const int blk = QT_MAX(MM_ROW_ALIGN, (int)(MM_GEMV_BLOCK_BYTES / o->w_stride) / MM_ROW_ALIGN * MM_ROW_ALIGN);
     for (int b0 = r0; b0 < r1; b0 += blk) {
         int b1 = QT_MIN(r1, b0 + blk);
-        const char *w = (const char *)o->w + (size_t)b0 * o->w_stride;
-        for (int j = 0; j < c->T; j++) {
-            const char *xj = (const char *)c->xq + (size_t)j * c->xq_stride;
-            float *yj = o->y + (size_t)j * o->n_out;
-            if (o->tr->gemv) {
-                o->tr->gemv(c->n_in, w, o->w_stride, xj, yj + b0, b1 - b0);
-            } else {
-                const char *wr = w;
-                for (int r = b0; r < b1; r++, wr += o->w_stride) o->tr->vec_dot(c->n_in, &yj[r], wr, xj);
-            }
-        }
+        for (int j = 0; j < c->T; j++)
+            decode_rows(c, o, (const char *)c->xq + (size_t)j * c->xq_stride, o->y + (size_t)j * o->n_out, b0, b1);
     }
 }
 
@@ -171,7 +163,7 @@ static void decode_job(void *arg, int ith, int nth) {
     int g0, g1;
     mm_split(c->n_rows, MM_ROW_ALIGN, ith, nth, &g0, &g1);
     if (c->T == 1) {
-        FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, r0, r1);
+        FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows(c, o, c->xq, o->y, r0, r1);
     } else {
         FOR_EACH_ROW_RANGE(c, g0, g1, o, r0, r1) decode_rows_t(c, o, r0, r1);
     }
