@@ -4,7 +4,8 @@
 // For a 2048 x 2048 weight in F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K: T = 1
 // (decode; reported also as GB/s of weight bytes, with enough copies of the
 // weight cycled that they do not fit in the last-level cache) and T = 64..512
-// (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s), 1 and 2 threads.
+// (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s; 2..48: a server's
+// decode steps and prompt chunks), 1 and 2 threads.
 // Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
 // "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread);
 // "bw": the memory bandwidth alone; "hot": the decode kernels (T = 1, one
@@ -235,7 +236,7 @@ int main(int argc, char **argv) {
 
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
                                     QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
-    static const int Ts[] = {1, 64, 128, 256, 512};
+    static const int Ts[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256, 512};
     qt_rng rng;
     qt_rng_seed(&rng, 42);
     float *wf = qt_malloc((size_t)N * N * sizeof(float));

@@ -249,6 +249,12 @@ static void test_problem(const problem *p) {
             CHECK(compare_same(p, y, "gemv", kt->isa, 1) == 0, "%s gemv %s n_in=%d n_out=%d", kt->isa,
                   qt_type_name(p->wt), n_in, n_out);
         }
+        if (tr->gemm_small) {
+            for (int i = 0; i < T * n_out; i++) y[i] = NAN;
+            tr->gemm_small(n_in, p->w, p->ws, p->xq, p->xs, y, (size_t)n_out, n_out, T);
+            CHECK(compare_same(p, y, "gemm_small", kt->isa, 1) == 0, "%s gemm_small %s n_in=%d n_out=%d T=%d", kt->isa,
+                  qt_type_name(p->wt), n_in, n_out, T);
+        }
         if (tr->gemm) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             tr->gemm(n_in, p->w, p->ws, p->xq, p->xs, y, (size_t)n_out, n_out, T);
@@ -362,6 +368,77 @@ static void test_gemv(qt_rng *rng) {
                 }
         }
         printf("  gemv %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
+    }
+}
+
+// The small-batch kernels (gemm_small) on their own: 1..17 tokens (one
+// round of the kernel's register tile, several, and a ragged last one), row
+// counts around the 4-row pass, row lengths with every scalar-tail
+// remainder, a strided view (0xff between rows) and a sub-range starting at
+// an odd row. Each token's column must equal the gemv's bit for bit (the
+// same arithmetic in the same order: the server's results do not depend on
+// how many slots decode together), and ref's within TOL_SAME.
+static void test_gemm_small(qt_rng *rng) {
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+    static const int n_outs[] = {1, 3, 4, 5, 9, 37};
+    static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+        qt_type wt = types[it];
+        int blk = qt_type_traits_get(wt)->blck_size;
+        const int n_ins[] = {blk, blk * 2, blk * 3, blk * 4, blk * 17, blk * 66};
+        int f0 = test_n_fail, n_tested = 0;
+        for (int ti = 0; ti < g_n_tables; ti++) {
+            const qt_kernel_traits *tr = &g_tables[ti]->type[wt];
+            if (!tr->gemm_small) continue;
+            const char *isa = g_tables[ti]->isa;
+            for (size_t ii = 0; ii < QT_ARRAY_LEN(n_ins); ii++)
+                for (size_t oi = 0; oi < QT_ARRAY_LEN(n_outs); oi++)
+                    for (size_t Ti = (ii + oi) % 2; Ti < QT_ARRAY_LEN(Ts); Ti += 1 + (ii == 5)) {
+                        const int n_in = n_ins[ii], n_out = n_outs[oi], T = Ts[Ti];
+                        problem p;
+                        problem_init(&p, rng, wt, n_in, n_out, T);
+                        for (int t = 0; t < T; t++)
+                            for (int r = 0; r < n_out; r++)
+                                qt_kernels_ref()->type[wt].vec_dot(n_in, &p.yref[(size_t)t * n_out + r],
+                                                                   (const char *)p.w + r * p.ws,
+                                                                   (const char *)p.xq + t * p.xs);
+                        float *y = qt_malloc((size_t)T * n_out * sizeof(float));
+                        float *yv = qt_malloc((size_t)T * n_out * sizeof(float));
+                        for (int t = 0; t < T; t++)
+                            tr->gemv(n_in, p.w, p.ws, (const char *)p.xq + t * p.xs, yv + (size_t)t * n_out, n_out);
+                        for (int i = 0; i < T * n_out; i++) y[i] = NAN;
+                        tr->gemm_small(n_in, p.w, p.ws, p.xq, p.xs, y, (size_t)n_out, n_out, T);
+                        CHECK(memcmp(y, yv, (size_t)T * n_out * sizeof(float)) == 0,
+                              "%s gemm_small %s n_in=%d n_out=%d T=%d differs from the gemv", isa, qt_type_name(wt),
+                              n_in, n_out, T);
+                        CHECK(compare_same(&p, y, "gemm_small", isa, 1) == 0, "%s gemm_small %s n_in=%d n_out=%d T=%d",
+                              isa, qt_type_name(wt), n_in, n_out, T);
+                        // rows [1, n_out) of a strided copy (0xff between rows)
+                        if (n_out > 1) {
+                            size_t ws2 = p.ws + 3 * qt_type_traits_get(wt)->type_size;
+                            char *w2 = qt_malloc((size_t)n_out * ws2);
+                            for (int r = 0; r < n_out; r++) {
+                                memcpy(w2 + r * ws2, (const char *)p.w + r * p.ws, p.ws);
+                                memset(w2 + r * ws2 + p.ws, 0xff, ws2 - p.ws);
+                            }
+                            for (int i = 0; i < T * n_out; i++) y[i] = NAN;
+                            tr->gemm_small(n_in, w2 + ws2, ws2, p.xq, p.xs, y + 1, (size_t)n_out, n_out - 1, T);
+                            int bad = 0;
+                            for (int t = 0; t < T; t++)
+                                bad += memcmp(y + (size_t)t * n_out + 1, yv + (size_t)t * n_out + 1,
+                                              (size_t)(n_out - 1) * sizeof(float)) != 0;
+                            CHECK(bad == 0, "%s gemm_small strided rows [1:] %s n_in=%d n_out=%d T=%d: %d columns differ",
+                                  isa, qt_type_name(wt), n_in, n_out, T, bad);
+                            qt_free(w2);
+                        }
+                        qt_free(y);
+                        qt_free(yv);
+                        problem_free(&p);
+                        n_tested++;
+                    }
+        }
+        if (n_tested)
+            printf("  gemm_small %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
     }
 }
 
@@ -909,6 +986,7 @@ int main(void) {
     qt_rng_seed(&rng, 1234);
     test_matmul_types(&rng);
     test_gemv(&rng);
+    test_gemm_small(&rng);
     test_gemm_xwt(&rng);
     test_precisions(&rng);
     test_matmul_multi(&rng);

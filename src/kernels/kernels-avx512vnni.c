@@ -435,6 +435,13 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
+    // small_max_t: TinyLlama shape, 8 decoding slots + a prompt chunk, Zen 5
+    // (bench/bench-batch.c): Q4_0's gemm_small is ahead of the gemm's tiles
+    // up to ~40 tokens (T = 23: 90 against 115 ms), Q8_0's up to ~16.
+    kt->type[QT_TYPE_Q8_0].gemm_small = qt_gemm_small_q8_0_avx512vnni;
+    kt->type[QT_TYPE_Q8_0].small_max_t = 16;
+    kt->type[QT_TYPE_Q4_0].gemm_small = qt_gemm_small_q4_0_avx512vnni;
+    kt->type[QT_TYPE_Q4_0].small_max_t = 32;
     kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
     kt->type[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx512vnni;
 }

@@ -48,6 +48,13 @@ typedef struct {
     qt_vec_dot_fn vec_dot;       // one row pair; NULL: no matmul support for this weight type
     qt_gemv_fn gemv;             // T == 1 (decode); set wherever vec_dot is
     qt_gemm_fn gemm;             // T > 1 tiles; set wherever vec_dot is
+    // 2..small_max_t tokens (a server's decode step, with or without a
+    // prompt chunk) on the file's own layout, each weight loaded and
+    // unpacked once for all of them; the gemm's contract (any n_cols), each
+    // token's result the gemv's. NULL: the gemv per token over row blocks
+    // for T <= QT_MATMUL_GEMV_MAX_T.
+    qt_gemm_fn gemm_small;
+    int small_max_t;             // where gemm_small beats gemm (bench/bench-batch.c)
 } qt_kernel_traits;
 
 // A weight matrix as the float-activation gemms read it: rows `stride` bytes

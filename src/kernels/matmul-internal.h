@@ -48,6 +48,10 @@ void qt_gemv_bf16_avx2(int n, const void *w, size_t w_stride, const void *x, flo
 // avx512-vnni table's gemv for Q4_0, Q8_0 (x in Q8_0) and Q4_K (x in Q8_K).
 void qt_gemv_q4_0_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 void qt_gemv_q8_0_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+void qt_gemm_small_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols);
+void qt_gemm_small_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols);
 void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 
 // A per-thread scratch buffer of at least n bytes, 64-byte aligned, kept

@@ -8,9 +8,13 @@
 //
 //   precision  T          weights            path      kernel
 //   FAST       1          any                MM_GEMV   traits.gemv, else traits.vec_dot row by row
-//   FAST       2..8       quantized          MM_GEMV   the same per token, over blocks of rows
+//   FAST       2..8       quantized, no      MM_GEMV   the gemv per token, over blocks of rows
+//                         gemm_small
+//   FAST       2..small_  quantized with a   MM_GEMV   traits.gemm_small over each thread's rows
+//              max_t      gemm_small
 //   FAST       2..15      any other          MM_TILES  traits.gemm, else traits.vec_dot per pair
-//   FAST       >= 16      quantized          MM_TILES  traits.gemm, else traits.vec_dot per pair
+//   FAST       >= 9 (or   quantized          MM_TILES  traits.gemm, else traits.vec_dot per pair
+//              small_max_t + 1)
 //   FAST       >= 16      F32, F16, BF16,    MM_XWT    f32.gemm_xwt (BF16 weights: bf16.gemm_xwt
 //                         float-x types (NF4)
 //                                                     where the table has it: x rounded to bf16,
@@ -77,7 +81,8 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
     // float weights, and quantized ones whose vec_dot takes float activations (NF4)
     bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16 ||
                    kt->type[wtype].vec_dot_type == QT_TYPE_F32;
-    if (T == 1 || (!float_w && T <= QT_MATMUL_GEMV_MAX_T)) return MM_GEMV;
+    if (T == 1 || (!float_w && T <= (kt->type[wtype].gemm_small ? kt->type[wtype].small_max_t : QT_MATMUL_GEMV_MAX_T)))
+        return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
     if (wtype == QT_TYPE_BF16 && has_bf16) *ops = &kt->bf16;
     return MM_XWT;
@@ -150,6 +155,11 @@ static void decode_rows(const mm_ctx *c, const mm_out *o, const void *xq, float 
 // in cache, so the weights stream through memory once. Each token's result
 // is the T == 1 one (the same kernel on the same rows).
 static void decode_rows_t(const mm_ctx *c, const mm_out *o, int r0, int r1) {
+    if (o->tr->gemm_small) {   // the kernel shares each weight load among the tokens itself
+        o->tr->gemm_small(c->n_in, (const char *)o->w + (size_t)r0 * o->w_stride, o->w_stride, c->xq, c->xq_stride,
+                          o->y + r0, (size_t)o->n_out, r1 - r0, c->T);
+        return;
+    }
     const int blk = QT_MAX(MM_ROW_ALIGN, (int)(MM_GEMV_BLOCK_BYTES / o->w_stride) / MM_ROW_ALIGN * MM_ROW_ALIGN);
     for (int b0 = r0; b0 < r1; b0 += blk) {
         int b1 = QT_MIN(r1, b0 + blk);
