@@ -21,9 +21,15 @@ c=$($Q generate -m $M -p "Lily" -n 40 --temp 0.9 --seed 12 --no-prompt 2>/dev/nu
 [ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "same seed gave '$a' vs '$b'"
 [ "$a" != "$c" ] && ok || bad "different seeds gave the same text"
 
+# --no-mmap: the weights copied out of the file mapping, the same text (GGUF and HF forms)
+d=$($Q generate -m $M -p "Lily" -n 40 --temp 0.9 --seed 11 --no-prompt --no-mmap -v 1 2>"$tmp/err")
+[ "$d" = "$a" ] && grep -q "no-mmap: .* copied" "$tmp/err" && ok || bad "--no-mmap gave '$d': $(cat "$tmp/err")"
+
 # the HF form with the GGUF vocabulary gives the same greedy text
 h=$($Q generate -m ../shared/models/tinystories-260K/hf --tokenizer $M -p "Once upon a time" -n 40 --temp 0 --no-prompt 2>/dev/null)
 [ "$h" = "$out" ] && ok || bad "HF form: '$h'"
+h=$($Q generate -m ../shared/models/tinystories-260K/hf --tokenizer $M -p "Once upon a time" -n 40 --temp 0 --no-prompt --no-mmap 2>/dev/null)
+[ "$h" = "$out" ] && ok || bad "HF form, --no-mmap: '$h'"
 
 # info
 $Q info $M > "$tmp/info" 2>&1 && grep -q "parameters: *292800" "$tmp/info" && ok || bad "info: $(cat "$tmp/info")"

@@ -38,11 +38,13 @@ int qt_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_batch = 512, verbose = 1;
     const char *device = NULL, *quantize = NULL;
+    bool no_mmap = false;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
         { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)", NULL, "[0,10000000]" },
         { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)", NULL, "[0,10000000]" },
         QT_CLI_THREADS_OPT(threads),
+        QT_CLI_NO_MMAP_OPT(no_mmap),
         QT_CLI_DEVICE_OPT(device),
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 512)", NULL, "[1,1000000]" },
         { "repetitions", 'r', QT_OPT_INT, &reps, "N", "repetitions; the median is reported (default 5)", NULL, "[1,1000]" },
@@ -64,6 +66,10 @@ int qt_cmd_bench(int argc, char **argv) {
     }
     qt_model *m = qt_cli_load_model(model, NULL, false);
     if (!m) return 1;
+    if (no_mmap && qt_model_copy_weights(m) != QT_OK) {
+        qt_model_free(m);
+        return 1;
+    }
     if (quantize && qt_model_quantize_name(m, quantize) != QT_OK) {
         qt_model_free(m);
         return 1;

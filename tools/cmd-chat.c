@@ -149,6 +149,7 @@ int qt_cmd_chat(int argc, char **argv) {
     bool verbose_prompt = false;
     const char *gpu_layers = NULL;
     int n_predict = 256, threads = 0, n_ctx = 0, n_batch = 256, verbose = 1;
+    bool no_mmap = false;
     bool quiet = false, conversation = false, instruct = false, color = false, ignored = false;
     uint64_t seed = UINT64_MAX;
     qt_sampler_params sp = qt_sampler_defaults();
@@ -167,6 +168,7 @@ int qt_cmd_chat(int argc, char **argv) {
           "--n-predict", "[-1,100000000]" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
         QT_CLI_THREADS_OPT(threads),
+        QT_CLI_NO_MMAP_OPT(no_mmap),
         QT_CLI_DEVICE_OPT(device),
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: the model's, at most 4096)", NULL, "[0,10000000]" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)", NULL, "[1,1000000]" },
@@ -224,6 +226,7 @@ int qt_cmd_chat(int argc, char **argv) {
     size_t line_cap = 0;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (no_mmap && qt_model_copy_weights(m) != QT_OK) goto done;
     if (!tmpl_name && !tmpl_file && (conversation || instruct)) {
         // llama.cpp's conversation modes on a model without a template: its fallbacks
         char *own = qt_model_chat_template(m);

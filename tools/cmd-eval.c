@@ -356,6 +356,7 @@ done:
 int qt_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *tok_path = NULL, *split = "test", *out_path = NULL;
     int batch_size = 4, threads = 0, verbose = 1, max_batches = -1;
+    bool no_mmap = false;
     const char *device = NULL, *compute = NULL;
     bool do_generate = false, no_loss = false;
     qt_data_opts dopts = qt_data_defaults();
@@ -387,6 +388,7 @@ int qt_cmd_eval(int argc, char **argv) {
         { "output", 'o', QT_OPT_STR, &out_path, "FILE", "with --generate: JSONL of prompt, reference, output, scores "
                                                          "(default ADAPTER/eval.jsonl, or eval.jsonl)" },
         QT_CLI_THREADS_OPT(threads),
+        QT_CLI_NO_MMAP_OPT(no_mmap),
         QT_CLI_DEVICE_OPT(device),
         { "compute", 0, QT_OPT_STR, &compute, "bf16|fp32", "precision of the loss's products, as qtune train (default bf16 where the CPU has AVX512_BF16)" },
         { "tokenizer", 0, QT_OPT_STR, &tok_path, "PATH", "take the vocabulary from this .gguf" },
@@ -419,6 +421,7 @@ int qt_cmd_eval(int argc, char **argv) {
     float scale = 1.0f;
     m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (no_mmap && qt_model_copy_weights(m) != QT_OK) goto done;
     adapter = adapter_specs.n ? adapter_specs.v[0] : NULL;
     if (adapter_specs.n == 1 && !(l = qt_cli_load_adapter_at(m, &adapter_specs, 0, &scale))) goto done;
     if (adapter_specs.n > 1) {

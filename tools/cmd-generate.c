@@ -58,6 +58,7 @@ int qt_cmd_generate(int argc, char **argv) {
     if (wants_chat(argc, argv)) return qt_cmd_chat(argc, argv);
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL, *gpu_layers = NULL;
     int n_predict = 128, threads = 0, n_ctx = 0, n_batch = 256, verbose = 0;
+    bool no_mmap = false;
     const char *device = NULL;
     bool ignore_eos = false, no_bos = false, quiet = false, show_prompt = false, special = false, verbose_prompt = false;
     bool escape = false, no_escape = false, color = false;
@@ -72,6 +73,7 @@ int qt_cmd_generate(int argc, char **argv) {
           "--n-predict", "[-1,100000000]" },
         QT_CLI_SAMPLING_OPTS(sp, seed),
         QT_CLI_THREADS_OPT(threads),
+        QT_CLI_NO_MMAP_OPT(no_mmap),
         QT_CLI_DEVICE_OPT(device),
         { "ctx-size", 'c', QT_OPT_INT, &n_ctx, "N", "context size (default: prompt + max-tokens; the model's with -n -1)", NULL, "[0,10000000]" },
         { "batch-size", 'b', QT_OPT_INT, &n_batch, "N", "prompt tokens per forward pass (default 256)", NULL, "[1,1000000]" },
@@ -128,6 +130,7 @@ int qt_cmd_generate(int argc, char **argv) {
     int32_t *toks = NULL;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (no_mmap && qt_model_copy_weights(m) != QT_OK) goto done;
     const qt_tokenizer *tk = m->tok;
     bool add_bos = !no_bos && qt_tokenizer_add_bos(tk);
     size_t plen = strlen(prompt);

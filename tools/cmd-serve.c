@@ -24,6 +24,7 @@ static const char *base_name(const char *path) {
 int qt_cmd_serve(int argc, char **argv) {
     const char *model = NULL, *tok_path = NULL, *tmpl_name = NULL, *tmpl_file = NULL, *alias = NULL;
     int threads = 0, n_ctx = 0, n_batch = 256, verbose = 1, max_body_kib = 1024, n_parallel = 1;
+    bool no_mmap = false;
     const char *device = NULL;
     qt_server_opts so = qt_server_defaults();
     qt_opt_strs adapter_specs = { { 0 }, 0 };
@@ -53,6 +54,7 @@ int qt_cmd_serve(int argc, char **argv) {
         { "repeat-penalty", 0, QT_OPT_FLOAT, &so.sampling.repeat_penalty, "X", "default repeat_penalty; 1 = off (default 1.0)" },
         { "threads", 't', QT_OPT_INT, &threads, "N", "threads (default: all cores)" },
         QT_CLI_DEVICE_OPT(device),
+        QT_CLI_NO_MMAP_OPT(no_mmap),
         { "parallel", 0, QT_OPT_INT, &n_parallel, "N",
           "requests (choices) generated at once, 1..256, decoded together in one batched forward; "
           "each slot has its own --ctx-size of KV cache (default 1)", "-np", "[1,256]" },
@@ -96,6 +98,7 @@ int qt_cmd_serve(int argc, char **argv) {
     bool have_tmpl = false;
     qt_model *m = qt_cli_load_model(model, tok_path, true);
     if (!m) goto done;
+    if (no_mmap && qt_model_copy_weights(m) != QT_OK) goto done;
     char *jinja = tmpl_name || tmpl_file ? NULL : qt_model_chat_template(m);
     if (tmpl_name || tmpl_file || jinja) {
         if (qt_model_template_init(&tmpl, m, tmpl_name, tmpl_file) != QT_OK) {

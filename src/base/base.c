@@ -152,6 +152,12 @@ int qt_mmap_open(qt_mmap *m, const char *path) {
     return QT_OK;
 }
 
+void qt_mmap_release(const void *p, size_t n) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void qt_mmap_close(qt_mmap *m) {
     if (m->data) munmap((void *)m->data, m->size);
     m->data = NULL;

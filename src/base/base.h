@@ -59,6 +59,10 @@ typedef struct {
 } qt_mmap;
 int qt_mmap_open(qt_mmap *m, const char *path);
 void qt_mmap_close(qt_mmap *m);
+// The whole pages inside [p, p + n) of a mapping made by qt_mmap_open
+// unmapped from the process (MADV_DONTNEED: its resident set shrinks, the
+// page cache keeps the file; a later read maps them again).
+void qt_mmap_release(const void *p, size_t n);
 
 // Whole-file read into a NUL-terminated malloc'd buffer (caller frees).
 // Returns NULL and logs on failure. *size may be NULL.

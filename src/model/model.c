@@ -836,3 +836,46 @@ size_t qt_model_weight_bytes(const qt_model *m) {
     for_each_tensor((qt_model *)m, count_one, &c);
     return c.bytes;
 }
+
+// ---- --no-mmap: the weights in the process's own memory ----
+
+typedef struct {
+    qt_model *m;
+    size_t bytes;    // pass 1: the total; pass 2: the fill offset
+    uint8_t *buf;    // pass 2
+} copy_ctx;
+
+static bool in_own_buffer(const qt_model *m, const void *p) {
+    for (int i = 0; i < m->n_bufs; i++)
+        if ((const uint8_t *)p >= (const uint8_t *)m->bufs[i] && (const uint8_t *)p < (const uint8_t *)m->bufs[i] + m->buf_sizes[i])
+            return true;
+    return false;
+}
+
+static void copy_one(qt_tensor *t, void *ud) {
+    copy_ctx *c = ud;
+    if (!t->data || in_own_buffer(c->m, t->data)) return;
+    size_t n = tensor_bytes(t), at = (c->bytes + 63) & ~(size_t)63;
+    if (c->buf) {
+        memcpy(c->buf + at, t->data, n);
+        qt_mmap_release(t->data, n);   // not held twice
+        t->data = t->dev = c->buf + at;
+    }
+    c->bytes = at + n;
+}
+
+int qt_model_copy_weights(qt_model *m) {
+    if (m->be && !m->be->host_memory) return QT_OK;   // a device holds its own copy
+    copy_ctx c = { m, 0, NULL };
+    for_each_tensor(m, copy_one, &c);
+    if (c.bytes == 0) return QT_OK;
+    const size_t total = c.bytes;
+    double t0 = qt_time_s();
+    if (!(c.buf = qt_model_own_buffer(m, total, "the weights (--no-mmap)"))) return QT_ERR;
+    c.bytes = 0;
+    for_each_tensor(m, copy_one, &c);
+    if (m->cfg.tied_output) m->globals[QT_G_OUTPUT] = m->globals[QT_G_TOK_EMBD];
+    qt_log_info("--no-mmap: %.1f MiB of weights copied into the process's memory in %.2f s", total / 1048576.0,
+                qt_time_s() - t0);
+    return QT_OK;
+}

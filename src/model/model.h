@@ -110,6 +110,16 @@ int qt_model_quantize_name(qt_model *m, const char *name);
 // NULL (logged with `what`) on failure.
 void *qt_model_own_buffer(qt_model *m, size_t n, const char *what);
 
+// --no-mmap: copies every weight still read from the file mapping into one
+// buffer of m's own (2 MiB-aligned anonymous memory, transparent huge pages
+// where the kernel gives them) and points the tensors there. Decode reads
+// the weights once per token; from 4 KiB page-cache pages the TLB misses of
+// that stream cost 12-22% of a 7B model's decode time here (BENCHMARKS.md). The price: load
+// time (first-touch faults of fresh memory) and the weights held twice
+// while the page cache keeps the file. Call before qt_model_bind to a
+// device (a device backend keeps its own copy: then nothing is done).
+int qt_model_copy_weights(qt_model *m);
+
 // Parameter count and bytes of the weights as stored.
 int64_t qt_model_n_params(const qt_model *m);
 size_t qt_model_weight_bytes(const qt_model *m);
