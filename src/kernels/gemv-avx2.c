@@ -163,6 +163,9 @@ INLINE __m256 q8_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, 
 
 // One kernel per weight type: full passes of 8 contiguous-stride rows with
 // prefetch of the next pass, and the partial last pass with repeated rows.
+// Both sum even and odd blocks apart and add the two at the end, so a row's
+// result does not depend on which pass it falls in (gemm_small below and
+// other row splits give the same bits).
 // out[i] = dot(row i, y) over nb blocks of bs bytes.
 #define GV_KERNELS(name, block8, bs)                                                                        \
     static void name##_full(int nb, const char *a, size_t s, const block_q8_0 *y, const float *dy,          \
@@ -187,12 +190,12 @@ INLINE __m256 q8_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, 
                             const int32_t *sy, float out[GV_ROWS]) {                                        \
         rows8 p;                                                                                            \
         for (int r = 0; r < GV_ROWS; r++) p.r[r] = a + (size_t)QT_MIN(r, m - 1) * s;                        \
-        __m256 acc = _mm256_setzero_ps();                                                                   \
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};  /* the full pass's order */            \
         for (int i = 0; i < nb; i++) {                                                                      \
-            acc = block8(&p, &y[i], &dy[i], &sy[i], acc);                                                     \
+            acc[i & 1] = block8(&p, &y[i], &dy[i], &sy[i], acc[i & 1]);                                      \
             for (int r = 0; r < GV_ROWS; r++) p.r[r] += (bs);                                               \
         }                                                                                                   \
-        _mm256_storeu_ps(out, acc);                                                                         \
+        _mm256_storeu_ps(out, _mm256_add_ps(acc[0], acc[1]));                                               \
     }
 
 GV_KERNELS(q4_0, q4_0_block8, sizeof(block_q4_0))
@@ -236,6 +239,140 @@ void qt_gemv_q4_0_avx2(int n, const void *w, size_t ws, const void *x, float *y,
 
 void qt_gemv_q8_0_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_q8_act(q8_0_full, q8_0_part, sizeof(block_q8_0), n, w, ws, x, y, n_rows);
+}
+
+// ---- several tokens: a server's decode step (traits.gemm_small) ----
+//
+// The gemm contract (y[c * ys + r]) for a few columns: a full pass of 8 rows
+// unpacks each weight block once (Q4_0: the nibbles split, Q8_0: |w|) and
+// takes it against every token's activation block before moving on; each
+// token's arithmetic is the full pass's above in the same order (even and
+// odd blocks in two accumulators, added at the end), so results equal the
+// gemv's bit for bit (tests/test-kernels.c). Partial passes (fewer than 8
+// rows) and rows longer than GV_CHUNK blocks run the gemv's own code per
+// token. The accumulators live on the stack (16 ymm registers hold the
+// unpacked block); that costs a load and a store per token and block.
+
+// Tokens of one call (the table's small_max_t is at most this).
+#define GS_MAX_T 32
+
+INLINE void q4_0_unpack8(const rows8 *p, __m256i lo[4], __m256i hi[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const size_t q = offsetof(block_q4_0, qs);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p->r[k] + q))),
+                                            _mm_loadu_si128((const __m128i *)(p->r[k + 4] + q)), 1);
+        lo[k] = _mm256_and_si256(v, m4);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+}
+
+// q4_0_block8 on an unpacked block, scales8 given
+INLINE __m256 q4_0_block8_u(const __m256i lo[4], const __m256i hi[4], __m256 sc, const block_q8_0 *y, float dy,
+                            int32_t sy8, __m256 acc) {
+    __m256i yl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y->qs));
+    __m256i yh = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y->qs + 16)));
+    __m256i m[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        m[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], yl), _mm256_maddubs_epi16(hi[k], yh));
+    __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(m[0], m[1]), _mm256_hadd_epi16(m[2], m[3]));
+    __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(h, _mm256_set1_epi16(1)), _mm256_set1_epi32(sy8));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
+}
+
+// q8_0_block8 with the weights loaded (w) and made unsigned (aw) once
+INLINE __m256 q8_0_block8_u(const __m256i w[8], const __m256i aw[8], __m256 sc, const block_q8_0 *y, float dy,
+                            __m256 acc) {
+    __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+    __m256i d[GV_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < GV_ROWS; i++)
+        d[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(yq, w[i])), _mm256_set1_epi16(1));
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+    __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
+    __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
+}
+
+// One full pass of 8 rows (a, stride s) against nt tokens: token j's blocks
+// at x + j * xs, its meta at dy/sy + j * nb; out[8 * j + i] = row i, token j.
+static void gs_pass(bool q4, int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy,
+                    const int32_t *sy, const char *pf, float *out) {
+    const size_t bs = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    __m256 acc[GS_MAX_T][2];
+    for (int j = 0; j < nt; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+    const char *b = a + 4 * s;
+    for (int i = 0; i < nb; i++, a += bs, b += bs) {
+        if (pf && i % 2 == 0) prefetch_step(pf + (size_t)i * GV_ROWS * bs, 2 * GV_ROWS * bs);
+        rows8 p = rows_strided(a, b, s, 3 * s);
+        __m256 sc = scales8(&p);
+        if (q4) {
+            __m256i lo[4], hi[4];
+            q4_0_unpack8(&p, lo, hi);
+            for (int j = 0; j < nt; j++) {
+                const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
+                acc[j][i & 1] = q4_0_block8_u(lo, hi, sc, y, dy[(size_t)j * nb + i], sy[(size_t)j * nb + i], acc[j][i & 1]);
+            }
+        } else {
+            __m256i w[8], aw[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                w[k] = _mm256_loadu_si256((const __m256i *)(p.r[k] + offsetof(block_q8_0, qs)));
+                aw[k] = _mm256_sign_epi8(w[k], w[k]);
+            }
+            for (int j = 0; j < nt; j++) {
+                const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
+                acc[j][i & 1] = q8_0_block8_u(w, aw, sc, y, dy[(size_t)j * nb + i], acc[j][i & 1]);
+            }
+        }
+    }
+    for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + 8 * j, _mm256_add_ps(acc[j][0], acc[j][1]));
+}
+
+static void gemm_small_q8_act(bool q4, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                              size_t ys, int n_rows, int n_cols) {
+    const int nb = n / QK8_0;
+    const size_t bs = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+    if (nb > GV_CHUNK || n_cols > GS_MAX_T) {   // the gemv per token
+        for (int j = 0; j < n_cols; j++)
+            (q4 ? qt_gemv_q4_0_avx2 : qt_gemv_q8_0_avx2)(n, w, ws, (const char *)x + (size_t)j * xs, y + (size_t)j * ys,
+                                                       n_rows);
+        return;
+    }
+    char *scr = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(nb, 1) * (sizeof(float) + sizeof(int32_t)));
+    float *dy = (float *)scr;
+    int32_t *sy = (int32_t *)(scr + (size_t)n_cols * QT_MAX(nb, 1) * sizeof(float));
+    for (int j = 0; j < n_cols; j++)
+        q8_0_meta((const block_q8_0 *)((const char *)x + (size_t)j * xs), nb, dy + (size_t)j * nb, sy + (size_t)j * nb);
+    const bool can_prefetch = ws == (size_t)nb * bs;
+    float out[8 * GS_MAX_T];
+    for (int r0 = 0; r0 < n_rows; r0 += GV_ROWS) {
+        const char *a = (const char *)w + (size_t)r0 * ws;
+        const int m = QT_MIN(GV_ROWS, n_rows - r0);
+        if (m == GV_ROWS) {
+            gs_pass(q4, nb, a, ws, x, xs, n_cols, dy, sy, can_prefetch && r0 + GV_ROWS < n_rows ? a + GV_ROWS * ws : NULL,
+                    out);
+        } else {
+            for (int j = 0; j < n_cols; j++) {
+                const block_q8_0 *yb = (const block_q8_0 *)((const char *)x + (size_t)j * xs);
+                (q4 ? q4_0_part : q8_0_part)(nb, a, ws, m, yb, dy + (size_t)j * nb, sy + (size_t)j * nb, out + 8 * j);
+            }
+        }
+        for (int j = 0; j < n_cols; j++)
+            for (int i = 0; i < m; i++) y[(size_t)j * ys + r0 + i] = out[8 * j + i];
+    }
+}
+
+void qt_gemm_small_q4_0_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                             int n_rows, int n_cols) {
+    gemm_small_q8_act(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+void qt_gemm_small_q8_0_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                             int n_rows, int n_cols) {
+    gemm_small_q8_act(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 // ---- k-quants against Q8_K ----
