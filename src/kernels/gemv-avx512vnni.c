@@ -487,6 +487,46 @@ INLINE void q8_0_pass_n(const int nt, const char *const r[4], const char *pf, co
         for (int i = 0; i < 4; i++) out[4 * j + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
+// 1 row x nt (<= VN_COLS) tokens of Q4_K: each super-block's quants, scales
+// and d/dmin unpacked once, then q4_K_step's arithmetic per token;
+// st: token j's steps at st + j * nb; out[j]
+INLINE void q4_K_row_n(const int nt, const char *row, const char *pf, const vk_step *st, int nb,
+                       const __m512i sidx[4], float *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[VN_COLS];
+#pragma GCC unroll 8
+    for (int j = 0; j < nt; j++) acc[j] = _mm512_setzero_ps();
+    for (int g = 0; g < nb; g++) {
+        const char *blk = row + (size_t)g * sizeof(block_q4_K);
+        if (pf) prefetch_range(pf + (size_t)g * sizeof(block_q4_K), sizeof(block_q4_K));
+        const char *qs = blk + offsetof(block_q4_K, qs);
+        __m512i z0 = _mm512_loadu_si512((const void *)qs), z1 = _mm512_loadu_si512((const void *)(qs + 64));
+        __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
+        __m512i q[4] = {_mm512_and_si512(z0, m4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4),
+                        _mm512_and_si512(z1, m4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4)};
+        __m512i sp[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) sp[k] = _mm512_permutexvar_epi16(sidx[k], sc);
+        uint32_t ddm;
+        memcpy(&ddm, blk, 4);   // d, dmin
+        const __m512 ddw = _mm512_cvtph_ps(_mm256_set1_epi32((int)ddm));
+#pragma GCC unroll 8
+        for (int j = 0; j < nt; j++) {
+            const vk_step *t = &st[(size_t)j * nb + g];
+            __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[k], _mm512_load_si512((const void *)t->q[k])), sp[k]);
+            __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, _mm512_load_si512((const void *)t->bs));
+            __m512 dd = _mm512_mul_ps(ddw, _mm512_load_ps(t->d));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_moveldup_ps(dd), acc[j]);
+            acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nt; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 // One instance per token count, so the accumulators are registers.
 #define VN_CASE(PASS, k, ...) case k: PASS(k, __VA_ARGS__); break;
 #define VN_DISPATCH8(PASS, nt, ...)                                                                   \
@@ -534,6 +574,30 @@ static void vn_gemm(bool q4, int n, const void *w, size_t ws, const void *x, siz
                         ns * bpb < nb ? out[4 * j + i] + (q4 ? q4_0_tail : q8_0_tail)(r[i], yb, ns * bpb, nb)
                                       : out[4 * j + i];
             }
+        }
+    }
+}
+
+// Q4_K: row by row (a row of a 2048-wide matrix is 1152 bytes), rounds of
+// VN_COLS tokens over the row while it is in L1; the row two ahead is
+// prefetched a super-block per step (packed rows: a linear stream).
+void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols) {
+    const int nb = n / QK_K;
+    vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(nb, 1) * sizeof(vk_step));
+    for (int j = 0; j < n_cols; j++)
+        q4_K_prep((const block_q8_K *)((const char *)x + (size_t)j * xs), nb, st + (size_t)j * nb);
+    __m512i sidx[4];
+    q4_K_sidx(sidx);
+    float out[VN_COLS];
+    for (int r = 0; r < n_rows; r++) {
+        const char *row = (const char *)w + (size_t)r * ws;
+        const char *pf = r + 2 < n_rows ? row + 2 * ws : NULL;
+        for (int j0 = 0; j0 < n_cols; j0 += VN_COLS) {
+            const int nt = QT_MIN(VN_COLS, n_cols - j0);
+            VN_DISPATCH8(q4_K_row_n, nt, row, pf, st + (size_t)j0 * nb, nb, sidx, out)
+            pf = NULL;
+            for (int j = 0; j < nt; j++) y[(size_t)(j0 + j) * ys + r] = out[j];
         }
     }
 }
