@@ -258,24 +258,45 @@ INLINE void q4_K_sidx(__m512i idx[4]) {
     }
 }
 
-INLINE __m512 q4_K_step(const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
+// A weight super-block unpacked: the quants (as q4_K_prep orders the
+// activation), the scales spread per word, [scales, mins] and d / dmin.
+typedef struct {
+    __m512i q[4], sp[4], sc;
+    __m512 ddw;
+} vk_block;
+
+INLINE void q4_K_unpack(const char *blk, const __m512i sidx[4], vk_block *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const char *qs = blk + offsetof(block_q4_K, qs);
     __m512i z0 = _mm512_loadu_si512((const void *)qs), z1 = _mm512_loadu_si512((const void *)(qs + 64));
-    __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
-    __m512i q[4] = {_mm512_and_si512(z0, m4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4),
-                    _mm512_and_si512(z1, m4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4)};
+    b->sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
+    b->q[0] = _mm512_and_si512(z0, m4);
+    b->q[1] = _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4);
+    b->q[2] = _mm512_and_si512(z1, m4);
+    b->q[3] = _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) b->sp[k] = _mm512_permutexvar_epi16(sidx[k], b->sc);
+    uint32_t ddm;
+    memcpy(&ddm, blk, 4);   // d, dmin
+    b->ddw = _mm512_cvtph_ps(_mm256_set1_epi32((int)ddm));
+}
+
+// acc += the unpacked super-block against one activation step
+INLINE __m512 q4_K_dot(const vk_block *b, const vk_step *st, __m512 acc) {
     __m512i s = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
-        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[k], _mm512_load_si512((const void *)st->q[k])),
-                                _mm512_permutexvar_epi16(sidx[k], sc));
-    __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, _mm512_load_si512((const void *)st->bs));
-    uint32_t ddm;
-    memcpy(&ddm, blk, 4);   // d, dmin
-    __m512 dd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set1_epi32((int)ddm)), _mm512_load_ps(st->d));
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(b->q[k], _mm512_load_si512((const void *)st->q[k])), b->sp[k]);
+    __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), b->sc, _mm512_load_si512((const void *)st->bs));
+    __m512 dd = _mm512_mul_ps(b->ddw, _mm512_load_ps(st->d));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_moveldup_ps(dd), acc);
     return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc);
+}
+
+INLINE __m512 q4_K_step(const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
+    vk_block b;
+    q4_K_unpack(blk, sidx, &b);
+    return q4_K_dot(&b, st, acc);
 }
 
 // One pass over VG_ROWS rows, nb super-blocks.
@@ -492,36 +513,16 @@ INLINE void q8_0_pass_n(const int nt, const char *const r[4], const char *pf, co
 // st: token j's steps at st + j * nb; out[j]
 INLINE void q4_K_row_n(const int nt, const char *row, const char *pf, const vk_step *st, int nb,
                        const __m512i sidx[4], float *out) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 acc[VN_COLS];
 #pragma GCC unroll 8
     for (int j = 0; j < nt; j++) acc[j] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g++) {
         const char *blk = row + (size_t)g * sizeof(block_q4_K);
         if (pf) prefetch_range(pf + (size_t)g * sizeof(block_q4_K), sizeof(block_q4_K));
-        const char *qs = blk + offsetof(block_q4_K, qs);
-        __m512i z0 = _mm512_loadu_si512((const void *)qs), z1 = _mm512_loadu_si512((const void *)(qs + 64));
-        __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
-        __m512i q[4] = {_mm512_and_si512(z0, m4), _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4),
-                        _mm512_and_si512(z1, m4), _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4)};
-        __m512i sp[4];
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) sp[k] = _mm512_permutexvar_epi16(sidx[k], sc);
-        uint32_t ddm;
-        memcpy(&ddm, blk, 4);   // d, dmin
-        const __m512 ddw = _mm512_cvtph_ps(_mm256_set1_epi32((int)ddm));
+        vk_block b;
+        q4_K_unpack(blk, sidx, &b);
 #pragma GCC unroll 8
-        for (int j = 0; j < nt; j++) {
-            const vk_step *t = &st[(size_t)j * nb + g];
-            __m512i s = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; k++)
-                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(q[k], _mm512_load_si512((const void *)t->q[k])), sp[k]);
-            __m512i m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), sc, _mm512_load_si512((const void *)t->bs));
-            __m512 dd = _mm512_mul_ps(ddw, _mm512_load_ps(t->d));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_moveldup_ps(dd), acc[j]);
-            acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc[j]);
-        }
+        for (int j = 0; j < nt; j++) acc[j] = q4_K_dot(&b, &st[(size_t)j * nb + g], acc[j]);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < nt; j++) out[j] = _mm512_reduce_add_ps(acc[j]);

@@ -5,7 +5,8 @@
 // Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16 and BF16; to_float for F16,
 // BF16, Q4_0 and Q8_0; and the f32 vector helpers.
 //
-// Multi-row decode (gemv, 4 rows per pass) for Q4_0 and Q8_0; the float-
+// Multi-row decode (gemv, 4 rows per pass) for Q4_0 and Q8_0, and its
+// several-token form (gemm_small, a server's decode step); the float-
 // activation products (training, QT_PREC_F32/BF16) on the packed gemm of
 // gemm-neon.c and, where HWCAP2 says BF16, gemm-neonbf16.c.
 //
@@ -324,17 +325,22 @@ static inline void unpack_q8_0(const block_q8_0 *b, int8x16_t *lo, int8x16_t *hi
     *hi = vld1q_s8(b->qs + 16);
 }
 
+// The 4 rows of the pass at r0 (past n_rows: the last row again, nothing read
+// out of range), and the next pass's rows prefetched.
+static inline void rows4(const void *w, size_t ws, int r0, int n_rows, const void *row[4]) {
+    for (int i = 0; i < 4; i++) row[i] = (const char *)w + (size_t)QT_MIN(r0 + i, n_rows - 1) * ws;
+    if (r0 + 4 < n_rows)
+        for (size_t o = 0; o < 4 * ws && r0 + 4 + (int)(o / ws) < n_rows; o += 64)
+            __builtin_prefetch((const char *)w + (size_t)(r0 + 4) * ws + o);
+}
+
 #define GEMV4_NEON(name, block, UNPACK)                                                                   \
     static void gemv_##name##_neon(int n, const void *w, size_t ws, const void *vx, float *y, int n_rows) { \
         const block_q8_0 *x = vx;                                                                       \
         const int nb = n / QK8_0;                                                                       \
         for (int r0 = 0; r0 < n_rows; r0 += 4) {                                                       \
             const block *row[4];                                                                        \
-            for (int i = 0; i < 4; i++)                                                                 \
-                row[i] = (const block *)((const char *)w + (size_t)QT_MIN(r0 + i, n_rows - 1) * ws);    \
-            if (r0 + 4 < n_rows)                                                                        \
-                for (size_t o = 0; o < 4 * ws && r0 + 4 + (int)(o / ws) < n_rows; o += 64)              \
-                    __builtin_prefetch((const char *)w + (size_t)(r0 + 4) * ws + o);                   \
+            rows4(w, ws, r0, n_rows, (const void **)row);                                               \
             float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};      \
             for (int b = 0; b < nb; b++) {                                                              \
                 const int8x16_t xl = vld1q_s8(x[b].qs), xh = vld1q_s8(x[b].qs + 16);                    \
@@ -355,7 +361,6 @@ static inline void unpack_q8_0(const block_q8_0 *b, int8x16_t *lo, int8x16_t *hi
 GEMV4_NEON(q4_0, block_q4_0, unpack_q4_0)
 GEMV4_NEON(q8_0, block_q8_0, unpack_q8_0)
 #undef GEMV4_NEON
-
 // IQ4_NL: q4_0's layout with the nibbles mapped through a 16-entry table.
 static inline void unpack_iq4_nl(const block_iq4_nl *b, int8x16_t *lo, int8x16_t *hi) {
     const int8x16_t kv = vld1q_s8(qt_kvalues_iq4nl);
@@ -462,6 +467,57 @@ static void gemm_q8_0_q8_0_neon(int n, const void *w, size_t w_stride, const voi
     gemm_q8_0_tiles(unpack_row_q8_0, vec_dot_q8_0_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
                     n_rows, n_cols);
 }
+
+// gemm_small (a server's decode step, 2..small_max_t tokens; the gemm
+// contract y[c * ys + r]): the gemv's 4-row passes, each weight block
+// unpacked once and then met by every token of a round of GS_C; each
+// (row, token)'s arithmetic and reduction are the gemv's, so results equal
+// the gemv's bit for bit (tests/test-kernels.c). The rows stay in cache for
+// the next round.
+enum { GS_C = 4 };
+#define GEMM_SMALL4_NEON(name, block, UNPACK)                                                                    \
+    static void gemm_small_##name##_neon(int n, const void *w, size_t ws, const void *vx, size_t xs, float *y,  \
+                                         size_t ys, int n_rows, int n_cols) {                                    \
+        const int nb = n / QK8_0;                                                                                \
+        for (int r0 = 0; r0 < n_rows; r0 += 4) {                                                                \
+            const block *row[4];                                                                                 \
+            rows4(w, ws, r0, n_rows, (const void **)row);                                                        \
+            for (int c0 = 0; c0 < n_cols; c0 += GS_C) {                                                          \
+                const int nc = QT_MIN(GS_C, n_cols - c0);                                                        \
+                float32x4_t acc[GS_C][4];                                                                        \
+                UNROLL for (int j = 0; j < GS_C; j++)                                                            \
+                    UNROLL for (int i = 0; i < 4; i++) acc[j][i] = vdupq_n_f32(0);                               \
+                for (int b = 0; b < nb; b++) {                                                                   \
+                    int8x16_t l[4], h[4];                                                                        \
+                    float wd[4];                                                                                 \
+                    UNROLL for (int i = 0; i < 4; i++) {                                                         \
+                        UNPACK(&row[i][b], &l[i], &h[i]);                                                        \
+                        wd[i] = fp16_to_f32(row[i][b].d);                                                        \
+                    }                                                                                            \
+                    UNROLL for (int j = 0; j < GS_C; j++) {                                                      \
+                        if (j >= nc) break;                                                                      \
+                        const block_q8_0 *x = (const block_q8_0 *)((const char *)vx + (size_t)(c0 + j) * xs) + b; \
+                        const int8x16_t xl = vld1q_s8(x->qs), xh = vld1q_s8(x->qs + 16);                         \
+                        const float dx = fp16_to_f32(x->d);                                                      \
+                        UNROLL for (int i = 0; i < 4; i++) {                                                     \
+                            int32x4_t p = dot16(dot16(vdupq_n_s32(0), l[i], xl), h[i], xh);                      \
+                            acc[j][i] = vfmaq_n_f32(acc[j][i], vcvtq_f32_s32(p), wd[i] * dx);                   \
+                        }                                                                                        \
+                    }                                                                                            \
+                }                                                                                                \
+                for (int j = 0; j < nc; j++) {                                                                   \
+                    float32x4_t s =                                                                              \
+                        vpaddq_f32(vpaddq_f32(acc[j][0], acc[j][1]), vpaddq_f32(acc[j][2], acc[j][3]));          \
+                    float out[4];                                                                                \
+                    vst1q_f32(out, s);                                                                           \
+                    for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[(size_t)(c0 + j) * ys + r0 + i] = out[i];   \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+GEMM_SMALL4_NEON(q4_0, block_q4_0, unpack_q4_0)
+GEMM_SMALL4_NEON(q8_0, block_q8_0, unpack_q8_0)
+#undef GEMM_SMALL4_NEON
 
 static void gemm_iq4_nl_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
                                   float *y, size_t y_stride, int n_rows, int n_cols) {
@@ -679,6 +735,12 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_gemm(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_neon);
     kt->type[QT_TYPE_Q4_0].gemv = gemv_q4_0_neon;
     kt->type[QT_TYPE_Q8_0].gemv = gemv_q8_0_neon;
+    // gemm_small where the gemv per token ran (2..8 tokens); not timed on
+    // arm64 hardware yet, so not extended into the tiles' range
+    kt->type[QT_TYPE_Q4_0].gemm_small = gemm_small_q4_0_neon;
+    kt->type[QT_TYPE_Q4_0].small_max_t = 8;
+    kt->type[QT_TYPE_Q8_0].gemm_small = gemm_small_q8_0_neon;
+    kt->type[QT_TYPE_Q8_0].small_max_t = 8;
 
     set_conv(QT_TYPE_F16, from_float_f16_neon, to_float_f16_neon);
     set_conv(QT_TYPE_BF16, from_float_bf16_neon, to_float_bf16_neon);
