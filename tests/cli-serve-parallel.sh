@@ -7,7 +7,7 @@
 # (usage.prompt_tokens_details.cached_tokens); clients that drop endless
 # streams free their slots (the server logs them aborted early, and a request
 # after them finishes). Then the OpenAI feature checks (tests/serve/features.mjs,
-# when cli-serve.sh has installed the openai client) and the bounded load test
+# with the official openai npm client, installed if missing) and the bounded load test
 # against --parallel 4, and bad --parallel values. The servers are always killed.
 Q=${QTUNE:-build/qtune}
 BUILD=${BUILD:-build}
@@ -47,23 +47,21 @@ kill "$spid"; wait "$spid"; st=$?; spid=""
 kill "$spid1"; wait "$spid1"; st=$?; spid1=""
 [ "$st" -eq 0 ] && ok || bad "--parallel 1 server exit status $st after SIGTERM"
 
-# the OpenAI client's feature checks and the load test on --parallel 4 (the openai package comes from cli-serve.sh)
+# the OpenAI client's feature checks and the load test on --parallel 4
 NPM_DIR="$BUILD/serve-npm"
-if [ -f "$NPM_DIR/node_modules/openai/package.json" ] && [ -f "$NPM_DIR/node_modules/ajv/package.json" ]; then
-  cp tests/serve/load-test.mjs tests/serve/features.mjs "$NPM_DIR/"
-  start_server --chat-template-file tests/data/chat-templates/corpus/Qwen-Qwen2.5-7B-Instruct.jinja -c 2048 -t 2 \
-    --alias stories260K --cors-origins http://example.test --parallel 4
-  if [ -n "$port" ] && node "$NPM_DIR/features.mjs" "http://127.0.0.1:$port" $KEY stories260K tests/data/stories260K-ref.bin \
-       tests/data/stories260K-embed-ref.json >"$tmp/features.out" 2>&1; then ok; else bad "OpenAI feature checks on --parallel 4:"; fi
-  cat "$tmp/features.out"
-  if node "$NPM_DIR/load-test.mjs" "http://127.0.0.1:$port" $KEY stories260K 96 8 16 >"$tmp/load.out" 2>&1 &&
-     grep -q '"failures":0,' "$tmp/load.out"; then ok; else bad "load test on --parallel 4:"; fi
-  echo "load (--parallel 4, 8 clients): $(cat "$tmp/load.out")"
-  kill "$spid"; wait "$spid"; st=$?; spid=""
-  [ "$st" -eq 0 ] && ok || bad "feature server exit status $st after SIGTERM: $(tail -n 20 "$tmp/serve.err")"
-else
-  echo "(features.mjs and the load test skipped: run tests/cli-serve.sh first to install the openai client)"
-fi
+. tests/serve/npm.sh
+need_openai_client "$NPM_DIR"
+cp tests/serve/load-test.mjs tests/serve/features.mjs "$NPM_DIR/"
+start_server --chat-template-file tests/data/chat-templates/corpus/Qwen-Qwen2.5-7B-Instruct.jinja -c 2048 -t 2 \
+  --alias stories260K --cors-origins http://example.test --parallel 4
+if [ -n "$port" ] && node "$NPM_DIR/features.mjs" "http://127.0.0.1:$port" $KEY stories260K tests/data/stories260K-ref.bin \
+     tests/data/stories260K-embed-ref.json >"$tmp/features.out" 2>&1; then ok; else bad "OpenAI feature checks on --parallel 4:"; fi
+cat "$tmp/features.out"
+if node "$NPM_DIR/load-test.mjs" "http://127.0.0.1:$port" $KEY stories260K 96 8 16 >"$tmp/load.out" 2>&1 &&
+   grep -q '"failures":0,' "$tmp/load.out"; then ok; else bad "load test on --parallel 4:"; fi
+echo "load (--parallel 4, 8 clients): $(cat "$tmp/load.out")"
+kill "$spid"; wait "$spid"; st=$?; spid=""
+[ "$st" -eq 0 ] && ok || bad "feature server exit status $st after SIGTERM: $(tail -n 20 "$tmp/serve.err")"
 
 # bad values are refused with a clear message
 $Q serve -m $M --port 0 --parallel 0 >/dev/null 2>"$tmp/p.err" && bad "--parallel 0 accepted" || ok

@@ -25,18 +25,9 @@ spid=""
 cleanup() { [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
 
-command -v node >/dev/null && command -v npm >/dev/null || { echo "FAIL: node and npm are needed (Debian: apt-get install nodejs npm)"; echo "0 passed, 1 failed"; exit 1; }
 NPM_DIR="$BUILD/serve-npm"
-if [ ! -f "$NPM_DIR/node_modules/openai/package.json" ] || [ ! -f "$NPM_DIR/node_modules/ajv/package.json" ]; then
-  mkdir -p "$NPM_DIR"
-  [ -f "$NPM_DIR/package.json" ] || echo '{"name": "qtune-serve-test", "private": true, "type": "module"}' > "$NPM_DIR/package.json"
-  if ! (cd "$NPM_DIR" && npm install --no-audit --no-fund openai ajv >"$tmp/npm.log" 2>&1); then
-    echo "FAIL: npm install openai ajv failed (the test needs the official OpenAI client and ajv from the npm registry):"
-    tail -n 20 "$tmp/npm.log"
-    echo "0 passed, 1 failed"
-    exit 1
-  fi
-fi
+. tests/serve/npm.sh
+need_openai_client "$NPM_DIR"
 cp tests/serve/openai-client.mjs tests/serve/load-test.mjs tests/serve/features.mjs "$NPM_DIR/"   # ESM resolves "openai" next to the script
 echo "openai client $(node -p "require('./$NPM_DIR/node_modules/openai/package.json').version")"
 
