@@ -171,19 +171,11 @@ INLINE void scales_k4(const uint8_t *q, int sc[8], int mn[8]) {
     }
 }
 
-// The 12 packed bytes of a Q4_K/Q5_K block as 8 scales (bytes 0..7) and
-// 8 mins (bytes 8..15), 6 bits each (llama.cpp's kmask shuffle).
-INLINE __m128i unpack_scales_k4(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-    uint32_t mins_lo = u[1] & m1;
-    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-    u[2] = mins_lo;
-    u[0] &= m1;
-    return _mm_loadu_si128((const __m128i *)u);
-}
+// Q5_K keeps Q4_K's d, dmin and 12 scale bytes at the same offsets, with
+// more block after them: quants-avx2.h's q4_K_scales reads both.
+_Static_assert(offsetof(block_q5_K, scales) == offsetof(block_q4_K, scales) &&
+                   sizeof(block_q5_K) >= offsetof(block_q5_K, scales) + 16,
+               "q4_K_scales reads 16 bytes from the scales");
 
 // int16 lane i of v broadcast to all 16 lanes (v holds the same 8 int16 in both halves)
 INLINE __m256i bcast_i16(__m256i v, int i) {
@@ -204,7 +196,7 @@ static void vec_dot_q4_K_avx2(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        __m256i ms = _mm256_cvtepu8_epi16(unpack_scales_k4(x[i].scales));   // 8 scales, 8 mins
+        __m256i ms = _mm256_cvtepu8_epi16(q4_K_scales((const char *)&x[i]));   // 8 scales, 8 mins
         acc_m = _mm_fmadd_ps(_mm_set1_ps(y[i].d * fp16(x[i].dmin)), _mm_cvtepi32_ps(min_term_k4(ms, y[i].bsums)), acc_m);
         __m256i sc = _mm256_permute2x128_si256(ms, ms, 0x00);   // scales in both halves
         const uint8_t *q4 = x[i].qs;
@@ -233,7 +225,7 @@ static void vec_dot_q5_K_avx2(int n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
-        __m256i ms = _mm256_cvtepu8_epi16(unpack_scales_k4(x[i].scales));
+        __m256i ms = _mm256_cvtepu8_epi16(q4_K_scales((const char *)&x[i]));
         acc_m = _mm_fmadd_ps(_mm_set1_ps(y[i].d * fp16(x[i].dmin)), _mm_cvtepi32_ps(min_term_k4(ms, y[i].bsums)), acc_m);
         __m256i sc = _mm256_permute2x128_si256(ms, ms, 0x00);
         const uint8_t *q5 = x[i].qs;
