@@ -43,6 +43,8 @@ void qt_gemm_small_q4_0_avx2(int n, const void *w, size_t ws, const void *x, siz
                              int n_rows, int n_cols);
 void qt_gemm_small_q8_0_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                              int n_rows, int n_cols);
+void qt_gemm_small_q6_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                             int n_rows, int n_cols);
 void qt_gemv_q4_K_avx2(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 void qt_gemv_q6_K_avx2(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 void qt_gemv_f16_avx2(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
