@@ -376,7 +376,7 @@ static int parse_spm_model(const char *dir, spm_piece **out) {
     int count = 0, cap = 0;
     spm_piece *pc = NULL;
     bool ok = buf != NULL;
-    const uint8_t *p = (const uint8_t *)buf, *end = p + size;
+    const uint8_t *p = (const uint8_t *)buf, *end = buf ? p + size : p;   // NULL + 0 is undefined
     while (ok && p < end) {
         uint64_t key = pb_varint(&p, end, &ok);
         int wt = (int)(key & 7);
