@@ -55,7 +55,6 @@
 #define G5_MC 98     // A block: MC x KC, 7 panels (56 .. 140 measured the same)
 #define G5_NC 1024   // B block: KC x NC
 #define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
-#define G5_KU_MAX G5_KU(G5_KC)
 #define G5_INLINE static inline __attribute__((always_inline))
 
 // ---- units from floats ----
@@ -293,13 +292,14 @@ static void g5_prefetch_wq(const void *src, int k0, int kc, int n0, int nc, int 
 
 // ---- the blocked driver ----
 
-// Pre-packed A (pack_x): block pb (k from pb * KC) at (pb * panels + i) *
-// G5_XP_PANEL units for panel i (rows i * MR ..).
-#define G5_XP_PANEL ((size_t)G5_KU_MAX * G5_MR)
+// Pre-packed A (pack_x) of K columns: block pb (k from pb * KC) at (pb *
+// panels + i) * g5_xp_panel_units(K) units for panel i (rows i * MR ..),
+// every slot a whole block deep (the last block fills only its own ku).
+G5_INLINE size_t g5_xp_panel_units(int64_t K) { return (size_t)G5_KU((int)QT_MIN(K, G5_KC)) * G5_MR; }
 
-G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t pb, int64_t i) {
+G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t K, int64_t pb, int64_t i) {
     size_t panels = (size_t)(M + G5_MR - 1) / G5_MR;
-    return xp + ((size_t)pb * panels + (size_t)i) * G5_XP_PANEL;
+    return xp + ((size_t)pb * panels + (size_t)i) * g5_xp_panel_units(K);
 }
 
 static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
@@ -344,7 +344,7 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
                         if (f1 > f0) prefetch(src, pn, kcn, jn, ncn, f0, QT_MIN(f1, G5_PF_PARTS));
                     }
                     for (int ir = 0; ir < mc; ir += G5_MR) {
-                        const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, pc / G5_KC, (ic + ir) / G5_MR)
+                        const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, K, pc / G5_KC, (ic + ir) / G5_MR)
                                                   : Ap + (size_t)ir * ku;
                         int mr = QT_MIN(G5_MR, mc - ir);
                         float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
@@ -403,7 +403,7 @@ static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const
 }
 
 static size_t g5_pack_x_size(int64_t T, int64_t n) {
-    return (size_t)((n + G5_KC - 1) / G5_KC) * (size_t)((T + G5_MR - 1) / G5_MR) * G5_XP_PANEL;
+    return (size_t)((n + G5_KC - 1) / G5_KC) * (size_t)((T + G5_MR - 1) / G5_MR) * g5_xp_panel_units(n);
 }
 
 static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth) {
@@ -413,7 +413,7 @@ static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *
     for (int64_t it = i0; it < i1; it++) {
         int64_t pb = it / panels, i = it % panels, pc = pb * G5_KC;
         int kc = (int)QT_MIN(G5_KC, n - pc), rows = (int)QT_MIN(G5_MR, T - i * G5_MR);
-        g5_pack_a((uint32_t *)g5_xp_panel((const uint32_t *)xp, T, pb, i), x + (size_t)(i * G5_MR) * (size_t)ldx + pc,
+        g5_pack_a((uint32_t *)g5_xp_panel((const uint32_t *)xp, T, n, pb, i), x + (size_t)(i * G5_MR) * (size_t)ldx + pc,
                   (size_t)ldx, rows, kc);
     }
 }
