@@ -460,7 +460,7 @@ static void test_gemm_xwt(qt_rng *rng) {
                                     QT_TYPE_Q6_K};
     static const int shapes[][3] = {   // T, n (float types; quantized: rounded up to blocks), n_rows
         {1, 1, 1}, {5, 8, 16}, {7, 9, 17}, {6, 16, 8}, {16, 64, 512}, {100, 600, 40},
-        {13, 300, 1100}, {97, 257, 33}, {2, 1030, 3}, {25, 512, 50},
+        {13, 300, 1100}, {97, 257, 33}, {2, 1030, 3}, {25, 512, 50}, {15, 2090, 20},
     };
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
@@ -732,12 +732,14 @@ static void test_float_helpers(qt_rng *rng) {
 
 // Every table's gemm_acc (f32 and bf16 ops) and qt_gemm_acc in each
 // precision: M, N, K ragged against the micro-tiles (6 x 16, 14 x 32) and
-// the cache blocks (A 96 x 256, B 256 x 1024), odd K (a half bf16 pair),
+// the cache blocks (A 96 x 256, B 256 x 1024; AVX-512: k blocks of 1024
+// fp32, 2048 as bf16 pairs), odd K (a half bf16 pair),
 // leading dimensions larger than the extents (the columns past N untouched),
 // against double (bf16: on operands rounded to bf16), TOL_SAME.
 static void test_gemm_acc(qt_rng *rng) {
     static const int shapes[][3] = {{1, 1, 1}, {3, 17, 5}, {4, 16, 64}, {9, 40, 33}, {5, 259, 70},
-                                    {6, 16, 256}, {103, 530, 261}, {97, 15, 520}, {12, 1030, 7}, {13, 33, 1}};
+                                    {6, 16, 256}, {103, 530, 261}, {97, 15, 520}, {12, 1030, 7}, {13, 33, 1},
+                                    {17, 37, 2085}};
     int f0 = test_n_fail;
     for (int ti = 0; ti < g_n_tables; ti++)
         for (int mode = 0; mode < 4; mode++) {   // ops f32, ops bf16, qt_gemm_acc at F32, at BF16

@@ -13,8 +13,10 @@
 //   A: ceil(mc / MR) row panels of (ku x MR) units, unit-major;
 //   B: ceil(nc / NR) column panels of (ku x NR) units, unit-major.
 // Goto/BLIS blocking: a (KC x NC) block of B is packed once and reused by
-// every row block of A; its (ku x 32) panels (32 KiB) stay in L1 while the A
-// panels stream past them from L2. The 14 x 32
+// every row block of A; each (ku x 32) panel of it (128 KiB) is read by the
+// MC / MR micro-kernel calls of a row block, the A block (MC x KC, 392 KiB)
+// by every panel, both from L2 (two sequential streams of 184 bytes per 14
+// cycles, which the L1 prefetcher keeps up with). The 14 x 32
 // micro-tile keeps 28 zmm accumulators: per unit 2 loads of B, 14 broadcasts
 // of A, 28 FMAs (or vdpbf16ps, each two k). Ragged edges: the packs are
 // zero-padded to whole panels and edge tiles of C go through a scratch tile,
@@ -44,13 +46,15 @@
 
 #define G5_MR 14     // 28 accumulators; measured in L1 on Zen 5: 14 rows reach the bf16 peak, 12 do not
 #define G5_NR 32
-// k per block, a multiple of every block size (32, 256): the B panel (KC x 32
-// values) is 32 KiB either way, in L1 while the A panels stream past
-#define G5_KC (G5_PAIRS ? 512 : 256)
-#define G5_MC 98     // A block: MC x KC, 7 panels
+// k per block (1024 units either way), a multiple of every block size (32,
+// 256). C is loaded and stored once per block: at the earlier 512 pairs (a
+// B panel in L1) a K = 2048 gemm went over C 4 times, and this alone took
+// the bf16 gemm_acc from ~340 to ~375 GFLOP/s, fp32 from ~175 to ~190
+// (Zen 5, 1 thread, best of alternated runs).
+#define G5_KC (G5_PAIRS ? 2048 : 1024)
+#define G5_MC 98     // A block: MC x KC, 7 panels (56 .. 140 measured the same)
 #define G5_NC 1024   // B block: KC x NC
 #define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
-#define G5_KU_MAX G5_KU(G5_KC)
 #define G5_INLINE static inline __attribute__((always_inline))
 
 // ---- units from floats ----
@@ -146,10 +150,14 @@ typedef void (*g5_prefetch_fn)(const void *src, int k0, int kc, int n0, int nc, 
 #define G5_PF_PARTS 32
 
 // Unit row u of a block from its float k-rows r0 (k = 2u or u) and r1 (k =
-// 2u + 1 with pairs; NULL past K): nc columns dealt out to the panels.
-G5_INLINE void g5_deal(const float *r0, const float *r1, int nc, int ku, int u, uint32_t *restrict Bp) {
+// 2u + 1 with pairs; NULL past K): nc columns dealt out to the panels. Rows
+// p0, p1 (or NULL) are prefetched on the way.
+G5_INLINE void g5_deal(const float *r0, const float *r1, int nc, int ku, int u, uint32_t *restrict Bp,
+                       const float *p0, const float *p1) {
     for (int j0 = 0; j0 < nc; j0 += 16) {
         __mmask16 m = g5_mask(nc - j0);
+        if (p0) _mm_prefetch((const char *)(p0 + j0), _MM_HINT_T0);
+        if (p1) _mm_prefetch((const char *)(p1 + j0), _MM_HINT_T0);
         __m512 a = _mm512_maskz_loadu_ps(m, r0 + j0);
         uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR + (j0 % G5_NR);
 #if G5_PAIRS
@@ -171,6 +179,7 @@ typedef struct {
 } g5_rows_src;
 
 // B row-major (K, N) floats
+#define G5_PF_ROWS 4
 static void g5_pack_rows(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
     const g5_rows_src *s = src;
     const int ku = G5_KU(kc);
@@ -178,7 +187,14 @@ static void g5_pack_rows(const void *src, int k0, int kc, int n0, int nc, uint32
         int k = G5_PAIRS ? k0 + 2 * u : k0 + u;
         const float *r0 = s->B + (size_t)k * s->ldb + n0;
         const float *r1 = G5_PAIRS && k + 1 < k0 + kc ? r0 + s->ldb : NULL;
-        g5_deal(r0, r1, nc, ku, u, Bp);
+        // the rows G5_PF_ROWS on: each row segment (nc floats) is a short
+        // stream that the hardware prefetcher picks up too late (this pack's
+        // share of a bf16 gemm_acc 2048^2 x 512: 11.8% -> 7.2%; 2 or 8 rows
+        // ahead measured the same)
+        int kp = k + G5_PF_ROWS;
+        const float *p0 = kp < k0 + kc ? r0 + (size_t)G5_PF_ROWS * s->ldb : NULL;
+        const float *p1 = G5_PAIRS && kp + 1 < k0 + kc ? p0 + s->ldb : NULL;
+        g5_deal(r0, r1, nc, ku, u, Bp, p0, p1);
     }
 }
 
@@ -206,41 +222,46 @@ static void g5_pack_wq(const void *src, int k0, int kc, int n0, int nc, uint32_t
             s->to_float(s->w + (size_t)(k + 1) * s->stride + off, buf[1], nc);
             r1 = buf[1];
         }
-        g5_deal(buf[0], r1, nc, ku, u, Bp);
+        g5_deal(buf[0], r1, nc, ku, u, Bp, NULL, NULL);
     }
 }
 
 // B = W^T: B (k, j) = W row n0 + j, element k0 + k. Per group of 16 rows,
 // 16 units of each row loaded (or dequantized first), one 16 x 16 transpose,
 // 16 unit rows of half a panel stored.
+#define G5_WT_CHUNK 512   // k per dequantized segment: 16 rows of them (32 KiB) stay in L1
 static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
     const g5_w_src *s = src;
     const int ku = G5_KU(kc);
     const bool in_place_f32 = s->type == QT_TYPE_F32;
     const bool in_place_bf16 = G5_PAIRS && s->type == QT_TYPE_BF16 && kc % 2 == 0;
-    float buf[16][G5_KC] __attribute__((aligned(64)));
+    float buf[16][G5_WT_CHUNK] __attribute__((aligned(64)));
     for (int j0 = 0; j0 < nc; j0 += 16) {
         int rows = QT_MIN(16, nc - j0);
-        const char *r[16];
-        for (int i = 0; i < rows; i++) {
-            const char *row = s->w + (size_t)(n0 + j0 + i) * s->stride;
-            if (in_place_f32) r[i] = row + (size_t)k0 * 4;
-            else if (in_place_bf16) r[i] = row + (size_t)k0 * 2;
-            else {
-                s->to_float(row + (size_t)(k0 / s->blck) * s->blck_bytes, buf[i], kc);
-                r[i] = (const char *)buf[i];
-            }
-        }
         uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (j0 % G5_NR);
-        for (int u0 = 0; u0 < ku; u0 += 16) {
-            __m512i v[16];
-            for (int i = 0; i < 16; i++) {
-                if (i >= rows) v[i] = _mm512_setzero_si512();
-                else if (in_place_bf16) v[i] = _mm512_maskz_loadu_epi32(g5_mask(ku - u0), (const uint32_t *)r[i] + u0);
-                else v[i] = g5_row_units((const float *)r[i], u0, kc);
+        for (int c0 = 0; c0 < kc; c0 += G5_WT_CHUNK) {   // k0 + c0 .. + cc: units cu0 .. + cku
+            int cc = QT_MIN(G5_WT_CHUNK, kc - c0), cu0 = G5_KU(c0), cku = G5_KU(cc);
+            const char *r[16];
+            for (int i = 0; i < rows; i++) {
+                const char *row = s->w + (size_t)(n0 + j0 + i) * s->stride;
+                if (in_place_f32) r[i] = row + (size_t)(k0 + c0) * 4;
+                else if (in_place_bf16) r[i] = row + (size_t)(k0 + c0) * 2;
+                else {
+                    s->to_float(row + (size_t)((k0 + c0) / s->blck) * s->blck_bytes, buf[i], cc);
+                    r[i] = (const char *)buf[i];
+                }
             }
-            g5_transpose16(v);
-            for (int u = 0; u < 16 && u0 + u < ku; u++) _mm512_store_si512((void *)(d + (size_t)(u0 + u) * G5_NR), v[u]);
+            for (int u0 = 0; u0 < cku; u0 += 16) {
+                __m512i v[16];
+                for (int i = 0; i < 16; i++) {
+                    if (i >= rows) v[i] = _mm512_setzero_si512();
+                    else if (in_place_bf16) v[i] = _mm512_maskz_loadu_epi32(g5_mask(cku - u0), (const uint32_t *)r[i] + u0);
+                    else v[i] = g5_row_units((const float *)r[i], u0, cc);
+                }
+                g5_transpose16(v);
+                for (int u = 0; u < 16 && u0 + u < cku; u++)
+                    _mm512_store_si512((void *)(d + (size_t)(cu0 + u0 + u) * G5_NR), v[u]);
+            }
         }
         if (rows <= 16 && j0 % G5_NR == 0 && j0 + 16 >= nc)   // a last panel with at most 16 columns
             for (int u = 0; u < ku; u++) _mm512_store_si512((void *)(d + (size_t)u * G5_NR + 16), _mm512_setzero_si512());
@@ -271,13 +292,14 @@ static void g5_prefetch_wq(const void *src, int k0, int kc, int n0, int nc, int 
 
 // ---- the blocked driver ----
 
-// Pre-packed A (pack_x): block pb (k from pb * KC) at (pb * panels + i) *
-// G5_XP_PANEL units for panel i (rows i * MR ..).
-#define G5_XP_PANEL ((size_t)G5_KU_MAX * G5_MR)
+// Pre-packed A (pack_x) of K columns: block pb (k from pb * KC) at (pb *
+// panels + i) * g5_xp_panel_units(K) units for panel i (rows i * MR ..),
+// every slot a whole block deep (the last block fills only its own ku).
+G5_INLINE size_t g5_xp_panel_units(int64_t K) { return (size_t)G5_KU((int)QT_MIN(K, G5_KC)) * G5_MR; }
 
-G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t pb, int64_t i) {
+G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t K, int64_t pb, int64_t i) {
     size_t panels = (size_t)(M + G5_MR - 1) / G5_MR;
-    return xp + ((size_t)pb * panels + (size_t)i) * G5_XP_PANEL;
+    return xp + ((size_t)pb * panels + (size_t)i) * g5_xp_panel_units(K);
 }
 
 static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
@@ -322,7 +344,7 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
                         if (f1 > f0) prefetch(src, pn, kcn, jn, ncn, f0, QT_MIN(f1, G5_PF_PARTS));
                     }
                     for (int ir = 0; ir < mc; ir += G5_MR) {
-                        const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, pc / G5_KC, (ic + ir) / G5_MR)
+                        const uint32_t *ap = Apre ? g5_xp_panel(Apre, M, K, pc / G5_KC, (ic + ir) / G5_MR)
                                                   : Ap + (size_t)ir * ku;
                         int mr = QT_MIN(G5_MR, mc - ir);
                         float *c = C + (size_t)(ic + ir) * ldc + jc + jr;
@@ -375,13 +397,13 @@ static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64
 static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W, float *y,
                         int64_t ldy, int64_t n_rows) {
     const qt_type_traits *tt = qt_type_traits_get(W->type);
-    QT_ASSERT(G5_KC % tt->blck_size == 0 && n % tt->blck_size == 0);
+    QT_ASSERT(G5_KC % tt->blck_size == 0 && G5_WT_CHUNK % tt->blck_size == 0 && n % tt->blck_size == 0);
     g5_w_src s = { W->data, W->stride, W->type, W->to_float, tt->blck_size, tt->type_size };
     g5_driver(T, n_rows, n, x, (size_t)ldx, (const uint32_t *)xp, g5_pack_wt, g5_prefetch_wt, &s, y, (size_t)ldy, false);
 }
 
 static size_t g5_pack_x_size(int64_t T, int64_t n) {
-    return (size_t)((n + G5_KC - 1) / G5_KC) * (size_t)((T + G5_MR - 1) / G5_MR) * G5_XP_PANEL;
+    return (size_t)((n + G5_KC - 1) / G5_KC) * (size_t)((T + G5_MR - 1) / G5_MR) * g5_xp_panel_units(n);
 }
 
 static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *xp, int ith, int nth) {
@@ -391,7 +413,7 @@ static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *
     for (int64_t it = i0; it < i1; it++) {
         int64_t pb = it / panels, i = it % panels, pc = pb * G5_KC;
         int kc = (int)QT_MIN(G5_KC, n - pc), rows = (int)QT_MIN(G5_MR, T - i * G5_MR);
-        g5_pack_a((uint32_t *)g5_xp_panel((const uint32_t *)xp, T, pb, i), x + (size_t)(i * G5_MR) * (size_t)ldx + pc,
+        g5_pack_a((uint32_t *)g5_xp_panel((const uint32_t *)xp, T, n, pb, i), x + (size_t)(i * G5_MR) * (size_t)ldx + pc,
                   (size_t)ldx, rows, kc);
     }
 }
