@@ -108,55 +108,73 @@ INLINE void prefetch_step(const char *pf, size_t step) {
 
 // ---- Q4_0 ----
 
-// int16 sums of products of rows (a | b) (a's quants in the low half, b's in
-// the high half) with the activation block (yl = its first 16 quants in both
-// halves, yh = the last 16): 4 products per lane
-INLINE __m256i q4_pair(const char *ba, const char *bb, __m256i yl, __m256i yh) {
+// the 8 rows' 16 quant bytes of their current block (row k's in the low
+// half of register k, row k+4's in the high half), nibbles split
+INLINE void q4_0_unpack8(const rows8 *p, __m256i lo[4], __m256i hi[4]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const size_t q = offsetof(block_q4_0, qs);
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(ba + q))),
-                                        _mm_loadu_si128((const __m128i *)(bb + q)), 1);
-    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, yl), _mm256_maddubs_epi16(hi, yh));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p->r[k] + q))),
+                                            _mm_loadu_si128((const __m128i *)(p->r[k + 4] + q)), 1);
+        lo[k] = _mm256_and_si256(v, m4);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+}
+
+// the 8 rows' block dots with activation block y (scale dy, 8 * quant sum
+// sy8) added to acc, from the block unpacked once (gemm_small shares it
+// among tokens) and the rows' scales sc
+INLINE __m256 q4_0_block8_u(const __m256i lo[4], const __m256i hi[4], __m256 sc, const block_q8_0 *y, float dy,
+                            int32_t sy8, __m256 acc) {
+    __m256i yl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y->qs));
+    __m256i yh = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y->qs + 16)));
+    __m256i m[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        m[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], yl), _mm256_maddubs_epi16(hi[k], yh));
+    __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(m[0], m[1]), _mm256_hadd_epi16(m[2], m[3]));
+    __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(h, _mm256_set1_epi16(1)), _mm256_set1_epi32(sy8));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
+}
+
+// the same for Q8_0: the weights loaded (w) and made unsigned (aw) once
+INLINE __m256 q8_0_block8_u(const __m256i w[8], const __m256i aw[8], __m256 sc, const block_q8_0 *y, float dy,
+                            __m256 acc) {
+    __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
+    __m256i d[GV_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < GV_ROWS; i++)
+        d[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(yq, w[i])), _mm256_set1_epi16(1));
+    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+    __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
+    __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
+}
+
+// the 8 rows' Q8_0 quants of their current block (w) and their magnitudes (aw)
+INLINE void q8_0_load8(const rows8 *p, __m256i w[GV_ROWS], __m256i aw[GV_ROWS]) {
+#pragma GCC unroll 8
+    for (int k = 0; k < GV_ROWS; k++) {
+        w[k] = _mm256_loadu_si256((const __m256i *)(p->r[k] + offsetof(block_q8_0, qs)));
+        aw[k] = _mm256_sign_epi8(w[k], w[k]);
+    }
 }
 
 // acc += the 8 rows' block dots with activation block y (scale *dy, 8 * quant sum *sy8)
 INLINE __m256 q4_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
-    __m256i yl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y->qs));
-    __m256i yh = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y->qs + 16)));
-    __m256i m04 = q4_pair(p->r[0], p->r[4], yl, yh);
-    __m256i m15 = q4_pair(p->r[1], p->r[5], yl, yh);
-    __m256i m26 = q4_pair(p->r[2], p->r[6], yl, yh);
-    __m256i m37 = q4_pair(p->r[3], p->r[7], yl, yh);
-    // [r0 x4, r1 x4 | r4 x4, r5 x4] and [r2 .., r3 .. | r6 .., r7 ..], then
-    // [r0 r0 r1 r1 r2 r2 r3 r3 | r4 r4 .. r7 r7]: 16 products per int16 lane
-    __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(m04, m15), _mm256_hadd_epi16(m26, m37));
-    __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(h, _mm256_set1_epi16(1)), _mm256_set1_epi32(*sy8));
-    __m256 s = _mm256_mul_ps(scales8(p), _mm256_broadcast_ss(dy));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), s, acc);
+    __m256i lo[4], hi[4];
+    q4_0_unpack8(p, lo, hi);
+    return q4_0_block8_u(lo, hi, scales8(p), y, *dy, *sy8, acc);
 }
 
 // ---- Q8_0 ----
 
-// int32 dot of a weight block with the activation block, 8 partial lanes
-INLINE __m256i q8_dot(const char *bw, __m256i yq) {
-    __m256i w = _mm256_loadu_si256((const __m256i *)(bw + offsetof(block_q8_0, qs)));
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(yq, w));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
 INLINE __m256 q8_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
     (void)sy8;
-    __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
-    __m256i d[GV_ROWS];
-#pragma GCC unroll 8
-    for (int i = 0; i < GV_ROWS; i++) d[i] = q8_dot(p->r[i], yq);
-    // [r0 r0 r1 r1 | r0 r0 r1 r1] .., then [r0 r1 r2 r3 | r0 r1 r2 r3] and [r4..r7 | r4..r7]
-    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
-    __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
-    __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
-    __m256 s = _mm256_mul_ps(scales8(p), _mm256_broadcast_ss(dy));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc);
+    __m256i w[GV_ROWS], aw[GV_ROWS];
+    q8_0_load8(p, w, aw);
+    return q8_0_block8_u(w, aw, scales8(p), y, *dy, acc);
 }
 
 // ---- driver ----
@@ -256,46 +274,6 @@ void qt_gemv_q8_0_avx2(int n, const void *w, size_t ws, const void *x, float *y,
 // Tokens of one call (the table's small_max_t is at most this).
 #define GS_MAX_T 32
 
-INLINE void q4_0_unpack8(const rows8 *p, __m256i lo[4], __m256i hi[4]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const size_t q = offsetof(block_q4_0, qs);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p->r[k] + q))),
-                                            _mm_loadu_si128((const __m128i *)(p->r[k + 4] + q)), 1);
-        lo[k] = _mm256_and_si256(v, m4);
-        hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-    }
-}
-
-// q4_0_block8 on an unpacked block, scales8 given
-INLINE __m256 q4_0_block8_u(const __m256i lo[4], const __m256i hi[4], __m256 sc, const block_q8_0 *y, float dy,
-                            int32_t sy8, __m256 acc) {
-    __m256i yl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)y->qs));
-    __m256i yh = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(y->qs + 16)));
-    __m256i m[4];
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++)
-        m[k] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[k], yl), _mm256_maddubs_epi16(hi[k], yh));
-    __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(m[0], m[1]), _mm256_hadd_epi16(m[2], m[3]));
-    __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(h, _mm256_set1_epi16(1)), _mm256_set1_epi32(sy8));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
-}
-
-// q8_0_block8 with the weights loaded (w) and made unsigned (aw) once
-INLINE __m256 q8_0_block8_u(const __m256i w[8], const __m256i aw[8], __m256 sc, const block_q8_0 *y, float dy,
-                            __m256 acc) {
-    __m256i yq = _mm256_loadu_si256((const __m256i *)y->qs);
-    __m256i d[GV_ROWS];
-#pragma GCC unroll 8
-    for (int i = 0; i < GV_ROWS; i++)
-        d[i] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[i], _mm256_sign_epi8(yq, w[i])), _mm256_set1_epi16(1));
-    __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
-    __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
-    __m256i t = _mm256_add_epi32(_mm256_permute2x128_si256(a, c, 0x20), _mm256_permute2x128_si256(a, c, 0x31));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(sc, _mm256_set1_ps(dy)), acc);
-}
-
 // One full pass of 8 rows (a, stride s) against nt tokens: token j's blocks
 // at x + j * xs, its meta at dy/sy + j * nb; out[8 * j + i] = row i, token j.
 static void gs_pass(bool q4, int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy,
@@ -316,12 +294,8 @@ static void gs_pass(bool q4, int nb, const char *a, size_t s, const char *x, siz
                 acc[j][i & 1] = q4_0_block8_u(lo, hi, sc, y, dy[(size_t)j * nb + i], sy[(size_t)j * nb + i], acc[j][i & 1]);
             }
         } else {
-            __m256i w[8], aw[8];
-#pragma GCC unroll 8
-            for (int k = 0; k < 8; k++) {
-                w[k] = _mm256_loadu_si256((const __m256i *)(p.r[k] + offsetof(block_q8_0, qs)));
-                aw[k] = _mm256_sign_epi8(w[k], w[k]);
-            }
+            __m256i w[GV_ROWS], aw[GV_ROWS];
+            q8_0_load8(&p, w, aw);
             for (int j = 0; j < nt; j++) {
                 const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
                 acc[j][i & 1] = q8_0_block8_u(w, aw, sc, y, dy[(size_t)j * nb + i], acc[j][i & 1]);
