@@ -6,13 +6,13 @@
 // weight cycled that they do not fit in the last-level cache) and T = 64..512
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s; 2..48: a server's
 // decode steps and prompt chunks), 1 and 2 threads.
-// Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K).
+// Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K, BF16, F16).
 // "gemm": the float-activation gemms alone (f32 and bf16 ops, 1 thread);
 // "bw": the memory bandwidth alone; "hot": the decode kernels (T = 1, one
 // thread) on weights that stay in the L2 cache (2048 x 256), i.e. the rate
 // they compute at when memory is not the limit, per table given in QT_ISA
-// or the automatic one.
-// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw|hot] [T]
+// or the automatic one; "vecmath": the softmax exp-sum and SwiGLU per element.
+// Usage: bench-kernels [max_threads=2] [seconds_per_case=0.3] [type|layer|gemm|bw|hot|vecmath] [T]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,7 +126,7 @@ static void bench_llama_layer(qt_type wt, int nth, int T, double secs) {
 
 // The float-activation gemms of the table, 1 thread: gemm_acc (C += A @ B),
 // gemm_xwt (y = x @ W^T, W F32 / BF16 / Q4_0 dequantized into the panels)
-// and gemm_acc_w (dx += dy @ W, W Q4_0), f32 and bf16 ops, at the shapes of
+// and gemm_acc_w (dx += dy @ W, W Q4_0 / BF16), f32 and bf16 ops, at the shapes of
 // a TinyLlama training step (T = 512 tokens, 2048 x 2048 weights).
 static void bench_gemm(const qt_kernel_table *kt, double secs) {
     const int64_t M = 512, NN = 2048, K = 2048;
@@ -147,7 +147,7 @@ static void bench_gemm(const qt_kernel_table *kt, double secs) {
     for (int bf = 0; bf < 2; bf++) {
         const qt_gemm_ops *ops = bf ? &kt->bf16 : &kt->f32;
         if (!ops->gemm_acc) { printf("%-5s (none in table %s)\n", bf ? "bf16" : "f32", kt->isa); continue; }
-        for (int c = 0; c < 5; c++) {
+        for (int c = 0; c < 6; c++) {
             char name[64];
             // best of 5 rounds, each counted per second of this thread's CPU time
             // too: on a shared machine the wall clock also counts other jobs
@@ -161,7 +161,8 @@ static void bench_gemm(const qt_kernel_table *kt, double secs) {
                         qt_wmat W = { w[c - 1], qt_row_size(wts[c - 1], K), wts[c - 1], kt->type[wts[c - 1]].to_float };
                         ops->gemm_xwt(M, K, A, K, NULL, &W, C, NN, NN);
                     } else {
-                        qt_wmat W = { w[2], qt_row_size(QT_TYPE_Q4_0, K), QT_TYPE_Q4_0, kt->type[QT_TYPE_Q4_0].to_float };
+                        int wi = c == 4 ? 2 : 1;
+                        qt_wmat W = { w[wi], qt_row_size(wts[wi], K), wts[wi], kt->type[wts[wi]].to_float };
                         ops->gemm_acc_w(M, NN, K, A, K, NULL, &W, 0, C, NN);
                     }
                     calls++;
@@ -173,7 +174,7 @@ static void bench_gemm(const qt_kernel_table *kt, double secs) {
             }
             if (c == 0) snprintf(name, sizeof(name), "gemm_acc f32 B");
             else if (c <= 3) snprintf(name, sizeof(name), "gemm_xwt %s W", qt_type_name(wts[c - 1]));
-            else snprintf(name, sizeof(name), "gemm_acc_w q4_0 W");
+            else snprintf(name, sizeof(name), "gemm_acc_w %s W", c == 4 ? "q4_0" : "bf16");
             printf("%-5s %-26s %10.2f %10.1f %10.1f\n", bf ? "bf16" : "f32", name, ms, best, best_cpu);
             fflush(stdout);
         }
@@ -216,6 +217,33 @@ static void bench_hot(const qt_kernel_table *kt, double secs) {
     qt_free(wf); qt_free(x); qt_free(y);
 }
 
+// The element-wise math (softmax's exp-sum, SwiGLU forward and backward) of
+// the table in use, 1 thread, on a row of 32000 (a vocabulary): ns per
+// element, best of 5.
+static void bench_vecmath(const qt_kernel_table *kt, double secs) {
+    enum { NV = 32000 };
+    float *x = qt_malloc(NV * sizeof(float)), *g = qt_malloc(NV * sizeof(float)), *u = qt_malloc(NV * sizeof(float));
+    float *y = qt_malloc(NV * sizeof(float)), *dg = qt_malloc(NV * sizeof(float)), *du = qt_malloc(NV * sizeof(float));
+    for (int i = 0; i < NV; i++) x[i] = (float)(i % 200) * 0.1f - 10, g[i] = (float)(i % 97) * 0.1f - 5, u[i] = 1, dg[i] = du[i] = 0;
+    double best[3] = {1e9, 1e9, 1e9}, sink = 0;
+    for (int round = 0; round < 5; round++)
+        for (int f = 0; f < 3; f++) {
+            int calls = 0;
+            double t0 = qt_time_s(), dt;
+            do {
+                if (f == 0) sink += kt->exp_sum_f32(NV, x, 0.5f, 1.0f, y);
+                else if (f == 1) kt->swiglu_f32(NV, g, u, y);
+                else kt->swiglu_backward_f32(NV, u, g, u, dg, du);
+                calls++;
+                dt = qt_time_s() - t0;
+            } while (dt < secs / 15);
+            best[f] = QT_MIN(best[f], dt / calls / NV * 1e9);
+        }
+    printf("vecmath (%s, 1 thread, best of 5, ns per element): exp_sum %.3f, swiglu %.3f, swiglu_backward %.3f (%g)\n",
+           kt->isa, best[0], best[1], best[2], sink > 0 ? 1.0 : 0.0);
+    qt_free(x); qt_free(g); qt_free(u); qt_free(y); qt_free(dg); qt_free(du);
+}
+
 int main(int argc, char **argv) {
     int max_threads = argc > 1 ? atoi(argv[1]) : 2;
     double secs = argc > 2 ? atof(argv[2]) : 0.3;
@@ -229,6 +257,10 @@ int main(int argc, char **argv) {
     }
     if (only_type && !strcmp(only_type, "hot")) {
         bench_hot(kt, secs);
+        return 0;
+    }
+    if (only_type && !strcmp(only_type, "vecmath")) {
+        bench_vecmath(kt, secs);
         return 0;
     }
     if (!only_type || !strcmp(only_type, "bw")) bench_bandwidth(max_threads);
@@ -284,7 +316,7 @@ int main(int argc, char **argv) {
     }
     qt_free(wf); qt_free(x); qt_free(y);
     if (!only_type || !strcmp(only_type, "layer")) {
-        static const qt_type lt[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K};
+        static const qt_type lt[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_BF16, QT_TYPE_F16};
         for (size_t i = 0; i < QT_ARRAY_LEN(lt); i++)
             for (int nth = 1; nth <= max_threads; nth++) bench_llama_layer(lt[i], nth, 512, 3 * secs);
     }

@@ -1,6 +1,7 @@
 // kernels-avx512.c: the avx512 table (AVX-512 F, BW, VL, DQ: Skylake-X and
 // later, Zen 4 and later), on top of the avx2 table: the f32 ops on the
-// 512-bit gemm (gemm-avx512.c), a 512-bit F32 vec_dot and dot_f32. VNNI
+// 512-bit gemm (gemm-avx512.c), a 512-bit F32 vec_dot and dot_f32, the
+// 16-wide element-wise math (vecmath-avx512.c). VNNI
 // and BF16 kernels are the next tables' (kernels-avx512vnni.c,
 // kernels-avx512bf16.c), so a CPU without them still gets these.
 // Follows ggml-cpu's AVX-512 F32 dot (ggml_vec_dot_f32 with 512-bit FMA).
@@ -38,4 +39,5 @@ void qt_kernels_fill_avx512(qt_kernel_table *kt) {
     kt->dot_f32 = dot_f32_avx512;
     kt->f32 = *qt_gemm_ops_f32_avx512();
     qt_nf4_set_avx512(kt->type);   // nf4-avx512.c
+    qt_vecmath_set_avx512(kt);     // vecmath-avx512.c
 }

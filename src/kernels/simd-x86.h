@@ -11,6 +11,7 @@
 #include <simde/x86/avx512.h>
 #include <simde/x86/f16c.h>
 #include <simde/x86/fma.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -93,6 +94,37 @@ static inline simde__m256i qt_simde_cvtepi32_epi16(simde__m512i a) {
     return simde_mm256_loadu_si256((const simde__m256i *)v);
 }
 #define _mm512_cvtepi32_epi16(a) qt_simde_cvtepi32_epi16(a)
+typedef simde__mmask32 __mmask32;
+static inline simde__m512i qt_simde_maskz_loadu_epi16(simde__mmask32 k, const void *p) {
+    uint16_t v[32] = {0};
+    for (int i = 0; i < 32; i++)
+        if ((k >> i) & 1) memcpy(&v[i], (const char *)p + 2 * i, 2);
+    return simde_mm512_loadu_si512(v);
+}
+#define _mm512_maskz_loadu_epi16(k, p) qt_simde_maskz_loadu_epi16((k), (p))
+static inline simde__m512d qt_simde_cvtps_pd(simde__m256 a) {
+    float x[8];
+    double v[8];
+    simde_mm256_storeu_ps(x, a);
+    for (int i = 0; i < 8; i++) v[i] = x[i];
+    return simde_mm512_loadu_pd(v);
+}
+#define _mm512_cvtps_pd(a) qt_simde_cvtps_pd(a)
+static inline simde__m512i qt_simde_cvtps_epi32(simde__m512 a) {   // the default rounding: nearest even
+    float x[16];
+    int32_t v[16];
+    simde_mm512_storeu_ps(x, a);
+    for (int i = 0; i < 16; i++) v[i] = (int32_t)nearbyintf(x[i]);
+    return simde_mm512_loadu_si512(v);
+}
+#define _mm512_cvtps_epi32(a) qt_simde_cvtps_epi32(a)
+static inline simde__m512i qt_simde_srai_epi32(simde__m512i a, int n) {   // arithmetic shift, as vpsrad
+    int32_t v[16];
+    simde_mm512_storeu_si512(v, a);
+    for (int i = 0; i < 16; i++) v[i] = v[i] < 0 ? ~(~v[i] >> n) : v[i] >> n;
+    return simde_mm512_loadu_si512(v);
+}
+#define _mm512_srai_epi32(a, n) qt_simde_srai_epi32((a), (n))
 #define _mm512_moveldup_ps(a) qt_simde_movedup_ps((a), 0)
 #define _mm512_movehdup_ps(a) qt_simde_movedup_ps((a), 1)
 #else

@@ -16,7 +16,8 @@ void qt_kernels_fill_avx512bf16(qt_kernel_table *kt);   // kernels-avx512bf16.c,
 void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm);   // kernels-neon.c, on ref's
 
 void qt_vecmath_set_ref(qt_kernel_table *kt);    // vecmath-ref.c: libm expf, scalar loops
-void qt_vecmath_set_avx2(qt_kernel_table *kt);   // vecmath-avx2.c (the avx512 tables inherit it)
+void qt_vecmath_set_avx2(qt_kernel_table *kt);     // vecmath-avx2.c
+void qt_vecmath_set_avx512(qt_kernel_table *kt);   // vecmath-avx512.c (the avx512 tables, from avx512 on)
 void qt_vecmath_set_neon(qt_kernel_table *kt);   // vecmath-neon.c
 
 #endif
