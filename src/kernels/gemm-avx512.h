@@ -53,7 +53,7 @@
 // (Zen 5, 1 thread, best of alternated runs).
 #define G5_KC (G5_PAIRS ? 2048 : 1024)
 #define G5_MC 98     // A block: MC x KC, 7 panels (56 .. 140 measured the same)
-#define G5_NC 1024  // B block: KC x NC
+#define G5_NC 1024   // B block: KC x NC
 #define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
 #define G5_INLINE static inline __attribute__((always_inline))
 

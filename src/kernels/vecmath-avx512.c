@@ -34,13 +34,16 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_mul_ps(_mm512_mul_ps(p, s1), s2);
 }
 
-static inline __mmask16 tail_mask(int k) { return (__mmask16)((1u << k) - 1); }   // 0 < k < 16
+// the lanes of the next 16 elements when `left` remain (left > 0)
+static inline __mmask16 lanes(int left) { return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1); }
+
+static inline __m512 neg16(__m512 g) {
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
+}
 
 static void exp_f32_avx512(int n, const float *x, float *y) {
-    int i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        __mmask16 m = tail_mask(n - i);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i);
         _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
@@ -63,7 +66,7 @@ static double exp_sum_f32_avx512(int n, const float *x, float scale, float shift
     const __m512 vs = _mm512_set1_ps(scale), vsh = _mm512_set1_ps(shift);
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __mmask16 m = lanes(n - i);
         __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs), vsh)));
         if (y) _mm512_mask_storeu_ps(y + i, m, e);
         acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
@@ -76,13 +79,12 @@ static double exp_sum_f32_avx512(int n, const float *x, float scale, float shift
 
 static inline __m512 swiglu16(__m512 g, __m512 u) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = exp16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u))));
-    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), u);
+    return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, exp16(neg16(g)))), u);
 }
 
 static void swiglu_f32_avx512(int n, const float *gate, const float *up, float *out) {
     for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __mmask16 m = lanes(n - i);
         _mm512_mask_storeu_ps(out + i, m, swiglu16(_mm512_maskz_loadu_ps(m, gate + i), _mm512_maskz_loadu_ps(m, up + i)));
     }
 }
@@ -92,10 +94,9 @@ static void swiglu_backward_f32_avx512(int n, const float *dout, const float *ga
                                        float *dup) {
     const __m512 one = _mm512_set1_ps(1.0f);
     for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+        __mmask16 m = lanes(n - i);
         __m512 g = _mm512_maskz_loadu_ps(m, gate + i), d = _mm512_maskz_loadu_ps(m, dout + i);
-        __m512 ng = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(g), _mm512_set1_epi32((int)0x80000000u)));
-        __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp16(ng)));
+        __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, exp16(neg16(g))));
         if (dgate) {
             __m512 t = _mm512_mul_ps(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, up + i)), sig);
             t = _mm512_mul_ps(t, _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, sig))));
