@@ -25,6 +25,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
 #include "quant/types.h"
+#include "quant/blocks.h"
 #include "test.h"
 
 // Under emulation (make neon-test runs this binary in qemu-user) the thread
@@ -274,6 +275,93 @@ static void test_problem(const problem *p) {
         }
     }
     qt_free(y); qt_free(xq); qt_free(row); qt_free(row_ref);
+}
+
+// The integer kernels at the edges of their ranges: every weight quant at its
+// largest magnitude (Q4_0 -8, Q8_0 -127, Q4_K 15, Q5_K 31, Q6_K 63 - 32 with
+// scales -128; Q4_K/Q5_K scales and mins 63) against activations all 127 or
+// all -127: the fast kernels' int16 and int32 partial sums must not wrap or
+// saturate (the ref table sums exactly). A tile of 16 rows and a ragged one.
+static void test_quant_extremes(qt_rng *rng) {
+    const qt_kernel_table *ref = qt_kernels_ref();
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
+    const uint16_t d_half = 0x2c00;   // 1/16
+    for (size_t it = 0; it < QT_ARRAY_LEN(types); it++)
+        for (int sign = -1; sign <= 1; sign += 2) {
+            qt_type wt = types[it];
+            const int n_in = 2304, n_out = 19, T = 9;   // two K chunks of the VNNI k-quant gemm
+            problem p;
+            problem_init(&p, rng, wt, n_in, n_out, T);
+            const qt_type_traits *tt = qt_type_traits_get(wt), *xt = qt_type_traits_get(p.vdt);
+            int nb = n_in / tt->blck_size;
+            for (int r = 0; r < n_out; r++)
+                for (int b = 0; b < nb; b++) {
+                    char *blk = (char *)p.w + r * p.ws + (size_t)b * tt->type_size;
+                    switch (wt) {
+                    case QT_TYPE_Q4_0: memset(blk, 0x00, tt->type_size); memcpy(blk, &d_half, 2); break;
+                    case QT_TYPE_Q8_0: memset(blk, 0x81, tt->type_size); memcpy(blk, &d_half, 2); break;
+                    case QT_TYPE_Q4_K: case QT_TYPE_Q5_K:
+                        memset(blk, 0xff, tt->type_size); memcpy(blk, &d_half, 2); memcpy(blk + 2, &d_half, 2); break;
+                    default: {   // Q6_K
+                        block_q6_K *q = (block_q6_K *)blk;
+                        memset(q->ql, 0xff, sizeof(q->ql)); memset(q->qh, 0xff, sizeof(q->qh));
+                        memset(q->scales, 0x80, sizeof(q->scales)); q->d = d_half;
+                    }
+                    }
+                }
+            for (int t = 0; t < T; t++)
+                for (int b = 0; b < n_in / xt->blck_size; b++) {
+                    char *blk = (char *)p.xq + t * p.xs + (size_t)b * xt->type_size;
+                    if (p.vdt == QT_TYPE_Q8_0) {
+                        block_q8_0 *q = (block_q8_0 *)blk;
+                        memset(q->qs, (int8_t)(127 * sign), sizeof(q->qs));
+                        q->d = d_half;
+                    } else {
+                        block_q8_K *q = (block_q8_K *)blk;
+                        memset(q->qs, (int8_t)(127 * sign), sizeof(q->qs));
+                        for (int g = 0; g < QK_K / 16; g++) q->bsums[g] = (int16_t)(16 * 127 * sign);
+                        q->d = 1.0f / 64;
+                    }
+                }
+            for (int r = 0; r < n_out; r++) tt->to_float((char *)p.w + r * p.ws, p.wd + (size_t)r * n_in, n_in);
+            for (int t = 0; t < T; t++) xt->to_float((char *)p.xq + t * p.xs, p.xd + (size_t)t * n_in, n_in);
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < n_out; r++) {
+                    double a = 0;
+                    for (int k = 0; k < n_in; k++) a += fabs((double)p.wd[(size_t)r * n_in + k] * p.xd[(size_t)t * n_in + k]);
+                    p.absd[(size_t)t * n_out + r] = a;
+                    ref->type[wt].vec_dot(n_in, &p.yref[(size_t)t * n_out + r], (const char *)p.w + r * p.ws,
+                                          (const char *)p.xq + t * p.xs);
+                }
+            float *y = qt_malloc((size_t)T * n_out * sizeof(float));
+            for (int ti = 0; ti < g_n_tables; ti++) {
+                const qt_kernel_table *kt = g_tables[ti];
+                const qt_kernel_traits *tr = &kt->type[wt];
+                for (int t = 0; t < T; t++)
+                    for (int r = 0; r < n_out; r++)
+                        tr->vec_dot(n_in, &y[(size_t)t * n_out + r], (const char *)p.w + r * p.ws, (const char *)p.xq + t * p.xs);
+                CHECK(compare_same(&p, y, "vec_dot extremes", kt->isa, 1) == 0, "%s vec_dot %s at the range edges (x %+d)",
+                      kt->isa, qt_type_name(wt), 127 * sign);
+                if (tr->gemv) {
+                    for (int t = 0; t < T; t++)
+                        tr->gemv(n_in, p.w, p.ws, (const char *)p.xq + t * p.xs, y + (size_t)t * n_out, n_out);
+                    CHECK(compare_same(&p, y, "gemv extremes", kt->isa, 1) == 0, "%s gemv %s at the range edges (x %+d)",
+                          kt->isa, qt_type_name(wt), 127 * sign);
+                }
+                if (tr->gemm_small) {
+                    tr->gemm_small(n_in, p.w, p.ws, p.xq, p.xs, y, (size_t)n_out, n_out, T);
+                    CHECK(compare_same(&p, y, "gemm_small extremes", kt->isa, 1) == 0,
+                          "%s gemm_small %s at the range edges (x %+d)", kt->isa, qt_type_name(wt), 127 * sign);
+                }
+                if (tr->gemm) {
+                    tr->gemm(n_in, p.w, p.ws, p.xq, p.xs, y, (size_t)n_out, n_out, T);
+                    CHECK(compare_same(&p, y, "gemm extremes", kt->isa, 1) == 0, "%s gemm %s at the range edges (x %+d)",
+                          kt->isa, qt_type_name(wt), 127 * sign);
+                }
+            }
+            qt_free(y);
+            problem_free(&p);
+        }
 }
 
 static void test_matmul_types(qt_rng *rng) {
@@ -1016,6 +1104,7 @@ int main(void) {
     qt_rng rng;
     qt_rng_seed(&rng, 1234);
     test_matmul_types(&rng);
+    test_quant_extremes(&rng);
     test_gemv(&rng);
     test_gemm_small(&rng);
     test_gemm_xwt(&rng);

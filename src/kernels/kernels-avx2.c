@@ -1,13 +1,13 @@
 // kernels-avx2.c: the AVX2 + FMA + F16C kernel table (x86-64 since Haswell/Zen).
 //
 // Fast vec_dot for F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K. gemm for
-// T > 1: Q4_0, Q8_0, Q4_K and Q6_K interleave 8 weight rows on the fly so one
+// T > 1: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K interleave 8 weight rows on the fly so one
 // register holds 4 quants of each row and a broadcast activation dword feeds
 // 8 rows per maddubs (no horizontal sums; llama.cpp's q4_0_8x8 repacking idea
 // without changing the stored layout); F32 uses register tiles of 3 rows x
 // 4 columns, F16 and BF16 4 rows x 3 columns (llamafile's tinyBLAS). Conversions float -> Q8_0 /
 // Q8_K / F16 / BF16 bit-equal to the scalar references; fast dequantization
-// of Q4_0, Q8_0, Q4_K, Q6_K, F16, BF16. Everything else is the ref table's.
+// of Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16. Everything else is the ref table's.
 // Deliberately not: persistent weight repacking, the other i-quants.
 // Follows ggml-cpu/arch/x86/quants.c (vec_dot), ggml-cpu/repack.cpp and
 // llamafile/sgemm.cpp (gemm).
@@ -584,20 +584,32 @@ typedef struct {
     float a[IG_NB][IG_ROWS], b[IG_NB][IG_ROWS];
 } igk_tile;
 
-static void igk_repack_q4_K(igk_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
-    const __m256i m4 = _mm256_set1_epi8(0xf);
+// Q5_K (q5): the same with each quant's fifth bit from qh (bit 2jj for the
+// low nibbles of qs[32jj ..], 2jj + 1 for the high ones), 0..31.
+static void igk_repack(igk_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q5) {
+    const __m256i m4 = _mm256_set1_epi8(0xf), b4 = _mm256_set1_epi8(0x10);
+    const size_t bsz = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t oqs = q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     uint32_t lo[8], hi[8];
     for (int r = 0; r < IG_ROWS; r++) {
-        const block_q4_K *row = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0 / 8;
+        const char *row = (const char *)w + (size_t)(r < rm ? r : 0) * ws + (size_t)(l0 / 8) * bsz;
         for (int sb = 0; sb < nb / 8; sb++) {
-            const block_q4_K *b = &row[sb];
-            float d = r < rm ? fp16(b->d) : 0.0f, dmin = r < rm ? fp16(b->dmin) : 0.0f;
+            const char *b = row + (size_t)sb * bsz;
+            const block_q4_K *b4k = (const block_q4_K *)b;   // d, dmin, scales: the same offsets in Q5_K
+            float d = r < rm ? fp16(b4k->d) : 0.0f, dmin = r < rm ? fp16(b4k->dmin) : 0.0f;
             int sc[8], mn[8];
-            scales_k4(b->scales, sc, mn);
+            scales_k4(b4k->scales, sc, mn);
+            __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q5_K, qh))) : _mm256_setzero_si256();
             for (int jj = 0; jj < 4; jj++) {
-                __m256i bits = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * jj));
-                _mm256_storeu_si256((__m256i *)lo, _mm256_and_si256(bits, m4));
-                _mm256_storeu_si256((__m256i *)hi, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4));
+                __m256i bits = _mm256_loadu_si256((const __m256i *)(b + oqs + 32 * jj));
+                __m256i vl = _mm256_and_si256(bits, m4), vh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                if (q5) {
+                    __m256i bl = _mm256_set1_epi8((char)(1 << (2 * jj))), bh = _mm256_set1_epi8((char)(2 << (2 * jj)));
+                    vl = _mm256_or_si256(vl, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b4));
+                    vh = _mm256_or_si256(vh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b4));
+                }
+                _mm256_storeu_si256((__m256i *)lo, vl);
+                _mm256_storeu_si256((__m256i *)hi, vh);
                 int l = 8 * sb + 2 * jj;
                 for (int s = 0; s < 8; s++) {
                     t->q[l][s][r] = lo[s];
@@ -624,8 +636,10 @@ static void igk_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, i
     }
 }
 
-INLINE void igk_kernel_q4_K(const igk_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
-                            float *y, size_t ys, int rm, bool add, const int RN) {
+// Q4_K: 8 maddubs steps of |pair| <= 15*127*2 stay within int16; Q5_K's
+// quants to 31 allow 4 (4 * 31*127*2 = 31496), then vpmaddwd widens.
+INLINE void igk_kernel(const igk_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
+                       float *y, size_t ys, int rm, bool add, const int RN, const bool Q5) {
     const block_q8_K *xb[IG_COLS];
     __m256 acc[IG_COLS];
 #pragma GCC unroll 6
@@ -636,9 +650,9 @@ INLINE void igk_kernel_q4_K(const igk_tile *t, const ig_col *col, const void *x,
     const __m256i ones = _mm256_set1_epi16(1);
     for (int l = 0; l < nb; l++) {
         int gl = l0 + l;
-        __m256i p[IG_COLS];
+        __m256i p[IG_COLS], p32[IG_COLS];
 #pragma GCC unroll 6
-        for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
+        for (int j = 0; j < RN; j++) p[j] = p32[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
@@ -647,12 +661,18 @@ INLINE void igk_kernel_q4_K(const igk_tile *t, const ig_col *col, const void *x,
                 p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, bcast_dword(xb[j][gl >> 3].qs + 32 * (gl & 7) + 4 * s)));
                 PIN(p[j]);
             }
+            if (Q5 && s == 3)
+#pragma GCC unroll 6
+                for (int j = 0; j < RN; j++) {
+                    p32[j] = _mm256_madd_epi16(p[j], ones);
+                    p[j] = _mm256_setzero_si256();
+                }
         }
         __m256 va = _mm256_loadu_ps(t->a[l]), vb = _mm256_loadu_ps(t->b[l]);
 #pragma GCC unroll 6
         for (int j = 0; j < RN; j++) {
             const ig_col *c = &col[j * IG_NB + l];
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[j], ones));
+            __m256 f = _mm256_cvtepi32_ps(_mm256_add_epi32(p32[j], _mm256_madd_epi16(p[j], ones)));
             acc[j] = _mm256_fmadd_ps(va, _mm256_mul_ps(_mm256_set1_ps(c->d), f), acc[j]);
             acc[j] = _mm256_fmadd_ps(vb, _mm256_set1_ps(c->corr), acc[j]);
         }
@@ -661,17 +681,21 @@ INLINE void igk_kernel_q4_K(const igk_tile *t, const ig_col *col, const void *x,
     for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
 }
 
-#define IGK_N(k) \
+#define IGK_N(k)                                                                                          \
     static void igk_q4_K_##k(const igk_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                             float *y, size_t ys, int rm, bool add) { igk_kernel_q4_K(t, c, x, xs, l0, nb, y, ys, rm, add, k); }
+                             float *y, size_t ys, int rm, bool add) { igk_kernel(t, c, x, xs, l0, nb, y, ys, rm, add, k, false); } \
+    static void igk_q5_K_##k(const igk_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                             float *y, size_t ys, int rm, bool add) { igk_kernel(t, c, x, xs, l0, nb, y, ys, rm, add, k, true); }
 IGK_N(1) IGK_N(2) IGK_N(3) IGK_N(4) IGK_N(5) IGK_N(6)
 #undef IGK_N
 
-static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                           int n_rows, int n_cols) {
-    static void (*const kern[IG_COLS])(const igk_tile *, const ig_col *, const void *, size_t, int, int, float *,
-                                       size_t, int, bool) = {igk_q4_K_1, igk_q4_K_2, igk_q4_K_3,
-                                                             igk_q4_K_4, igk_q4_K_5, igk_q4_K_6};
+typedef void (*igk_fn)(const igk_tile *, const ig_col *, const void *, size_t, int, int, float *, size_t, int, bool);
+
+static void igk_gemm(bool q5, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                     int n_rows, int n_cols) {
+    static const igk_fn k4[IG_COLS] = {igk_q4_K_1, igk_q4_K_2, igk_q4_K_3, igk_q4_K_4, igk_q4_K_5, igk_q4_K_6};
+    static const igk_fn k5[IG_COLS] = {igk_q5_K_1, igk_q5_K_2, igk_q5_K_3, igk_q5_K_4, igk_q5_K_5, igk_q5_K_6};
+    const igk_fn *kern = q5 ? k5 : k4;
     igk_tile t;
     ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));
     int nb_all = n / 32;   // sub-blocks; IG_NB is a multiple of the 8 per super-block
@@ -680,7 +704,7 @@ static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_
         igk_columns(col, x, xs, l0, nb, n_cols);
         for (int r = 0; r < n_rows; r += IG_ROWS) {
             int rm = QT_MIN(IG_ROWS, n_rows - r);
-            igk_repack_q4_K(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            igk_repack(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm, q5);
             for (int c = 0; c < n_cols; c += IG_COLS) {
                 int rn = QT_MIN(IG_COLS, n_cols - c);
                 kern[rn - 1](&t, col + (size_t)c * IG_NB, (const char *)x + (size_t)c * xs, xs, l0, nb,
@@ -689,6 +713,16 @@ static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_
         }
     }
     qt_free(col);
+}
+
+static void gemm_q4_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                           int n_rows, int n_cols) {
+    igk_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+static void gemm_q5_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                           int n_rows, int n_cols) {
+    igk_gemm(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 // Q6_K x Q8_K: quants 0..63 (stored minus 32) with an int8 scale per 16.
@@ -995,6 +1029,29 @@ static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
     }
 }
 
+// Q5_K: Q4_K's affine sub-blocks on 5-bit quants (qh bit 2j for the low
+// nibbles of qs[32j ..], 2j + 1 for the high ones).
+static void to_float_q5_K_avx2(const void *vx, float *y, int64_t n) {
+    const block_q5_K *x = vx;
+    const __m256i m4 = _mm256_set1_epi8(0xf), b4 = _mm256_set1_epi8(0x10);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
+        int sc[8], mn[8];
+        scales_k4(x[i].scales, sc, mn);
+        __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        for (int j = 0; j < 4; j++, y += 64) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * j))), bh = _mm256_set1_epi8((char)(2 << (2 * j)));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4),
+                                         _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b4));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                         _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b4));
+            store_u8_affine(y, lo, _mm256_set1_ps(d * sc[2 * j]), _mm256_set1_ps(dmin * mn[2 * j]));
+            store_u8_affine(y + 32, hi, _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(dmin * mn[2 * j + 1]));
+        }
+    }
+}
+
 static void to_float_q6_K_avx2(const void *vx, float *y, int64_t n) {
     const block_q6_K *x = vx;
     const __m256i m32 = _mm256_set1_epi8(32);
@@ -1085,6 +1142,8 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     t[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx2;
     t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
     t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
+    t[QT_TYPE_Q5_K].gemm = gemm_q5_K_avx2;
+    t[QT_TYPE_Q5_K].to_float = to_float_q5_K_avx2;
     t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;
     t[QT_TYPE_Q6_K].gemv = qt_gemv_q6_K_avx2;
     // Q6_K (bench-kernels 1 0.3 q6_K T, 2048 x 2048, 1 thread, Zen 5, 13:57):

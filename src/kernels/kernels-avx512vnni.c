@@ -2,8 +2,8 @@
 // Cascade Lake, Zen 4 and later), on top of the avx512 table: Q8_0 and Q4_0
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
-// repacking, so training shares the weights); the same gemm for Q4_K
-// against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and Q4_K are
+// repacking, so training shares the weights); the same gemm for Q4_K, Q5_K
+// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and Q4_K are
 // gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
@@ -264,54 +264,78 @@ static void gemm_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x,
     v_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-// ---- prefill gemm for Q4_K weights (T > 1), activations in Q8_K ----
+// ---- prefill gemm for Q4_K, Q5_K and Q6_K weights (T > 1), activations in Q8_K ----
 //
-// The same 16 interleaved rows per zmm as above, a 32-quant sub-block at a
-// time: the tile holds the rows' unsigned nibbles (0..15, the u8 operand of
-// vpdpbusd; the activation's signed quants are broadcast 4 at a time, so no
-// +128 offset), and per sub-block the 16 rows' 6-bit scales. Per sub-block
-// and column: 8 vpdpbusd give the 16 rows' exact integer dots, one vpmulld by
-// the scales and one add sum the super-block in int32 (<= 8 * 63 * 32 * 15 *
-// 128 < 2^31). The mins meet the activation's 32-quant sums in 4 vpdpwssd
-// (min pairs of the 16 rows against a broadcast pair of sums); per super-block
-// and column one conversion each and two FMAs with d and dmin times the
-// column's scale.
+// The same 16 interleaved rows per zmm as above, a sub-block at a time: the
+// tile holds the rows' unsigned quants (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63:
+// the u8 operand of vpdpbusd; the activation's signed quants are broadcast 4
+// at a time, so no +128 offset) in the block's element order, and per
+// sub-block the 16 rows' scales. Per sub-block and column: vpdpbusd over its
+// dwords give the 16 rows' exact integer dots, one vpmulld by the scales and
+// one add sum the super-block in int32 (Q5_K <= 8 * 63 * 32 * 31 * 128,
+// Q6_K <= 16 * 128 * 16 * 63 * 128, both < 2^31). The offsets meet the
+// activation's sub-block sums in vpdpwssd (offset pairs of the 16 rows against
+// a broadcast pair of sums): Q4_K/Q5_K's 6-bit mins (times dmin), Q6_K's
+// 32 * scale (times d, its quants being stored plus 32). Per super-block and
+// column one conversion each and two FMAs with d and dmin times the column's
+// scale.
+// Sub-blocks per super-block: 8 of 32 quants (Q4_K, Q5_K) or 16 of 16 (Q6_K).
 
 #define K_NSB 8                     // super-blocks per K chunk (2048 quants)
 
 typedef struct {
-    uint32_t q[K_NSB][8][8][V_ROWS];   // [super-block][sub-block][dword s][row]: nibbles 4s..4s+3
-    int32_t sc[K_NSB][8][V_ROWS];      // sub-block scales
-    int32_t mn[K_NSB][4][V_ROWS];      // sub-block mins 2p, 2p+1 as an int16 pair
+    uint32_t q[K_NSB][QK_K / 4][V_ROWS];   // [super-block][dword s][row]: quants 4s..4s+3
+    int32_t sc[K_NSB][16][V_ROWS];         // sub-block scales
+    int32_t mn[K_NSB][8][V_ROWS];          // offsets of sub-blocks 2p, 2p+1 as an int16 pair
     float d[K_NSB][V_ROWS], dmin[K_NSB][V_ROWS];   // 0 for padding rows
 } k_tile;
 
 typedef struct {
     int8_t q[K_NSB][QK_K];
-    int32_t bs[K_NSB][4];           // quant sums of sub-blocks 2p, 2p+1 as an int16 pair
+    int32_t bs[K_NSB][8];           // quant sums of sub-blocks 2p, 2p+1 as an int16 pair
     float d[K_NSB];
 } k_col;
 
-static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const block_q4_K *row[V_ROWS];
-    for (int r = 0; r < V_ROWS; r++) row[r] = (const block_q4_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+// 16 rows' 32 quants (row k low half, row k + 8 high) -> tile dwords s0 .. s0+7
+static inline __attribute__((always_inline)) void k_store32(k_tile *t, int l, int s0, const __m512i z[8]) {
+    __m512i o[8];
+    transpose16x8(z, o);
+#pragma GCC unroll 8
+    for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][s0 + s], o[s]);
+}
+
+// rows of W (rm of V_ROWS real; the others repeat row 0 with scale 0), super-blocks l0 .. l0+nb
+static void k_repack_q45(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q5) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
+    const size_t bsz = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t oqs = q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
+    const char *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const char *)w + (size_t)(r < rm ? r : 0) * ws + (size_t)l0 * bsz;
     for (int l = 0; l < nb; l++) {
+        const char *blk[V_ROWS];
+        for (int r = 0; r < V_ROWS; r++) blk[r] = row[r] + (size_t)l * bsz;
+        __m512i qh[8];
+        if (q5)
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                qh[k] = pair256(_mm256_loadu_si256((const __m256i *)(blk[k] + offsetof(block_q5_K, qh))),
+                                _mm256_loadu_si256((const __m256i *)(blk[k + 8] + offsetof(block_q5_K, qh))));
         for (int p = 0; p < 4; p++) {
-            __m512i lo[8], hi[8], o[8];
+            __m512i lo[8], hi[8];
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
-                __m512i v = pair256(_mm256_loadu_si256((const __m256i *)(row[k][l].qs + 32 * p)),
-                                    _mm256_loadu_si256((const __m256i *)(row[k + 8][l].qs + 32 * p)));
+                __m512i v = pair256(_mm256_loadu_si256((const __m256i *)(blk[k] + oqs + 32 * p)),
+                                    _mm256_loadu_si256((const __m256i *)(blk[k + 8] + oqs + 32 * p)));
                 lo[k] = _mm512_and_si512(v, m4);
                 hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (q5) {   // fifth bit: qh bit 2p for sub-block 2p, bit 2p + 1 for 2p + 1
+                    lo[k] = _mm512_or_si512(lo[k], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(1 << (2 * p)))), b4));
+                    hi[k] = _mm512_or_si512(hi[k],
+                                            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(2 << (2 * p)))), b4));
+                }
             }
-            transpose16x8(lo, o);
-#pragma GCC unroll 8
-            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p][s], o[s]);
-            transpose16x8(hi, o);
-#pragma GCC unroll 8
-            for (int s = 0; s < 8; s++) _mm512_storeu_si512((void *)t->q[l][2 * p + 1][s], o[s]);
+            k_store32(t, l, 16 * p, lo);
+            k_store32(t, l, 16 * p + 8, hi);
         }
         // scales and mins: per row [sc0..7, mn0..7] widened to words = 8 dwords of
         // (sc 2p, sc 2p+1) and (mn 2p, mn 2p+1) pairs, transposed like the quants
@@ -319,8 +343,7 @@ static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm
         uint32_t dd[V_ROWS];
 #pragma GCC unroll 8
         for (int k = 0; k < 8; k++)
-            z[k] = pair256(_mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k][l])),
-                           _mm256_cvtepu8_epi16(q4_K_scales((const char *)&row[k + 8][l])));
+            z[k] = pair256(_mm256_cvtepu8_epi16(q4_K_scales(blk[k])), _mm256_cvtepu8_epi16(q4_K_scales(blk[k + 8])));
         transpose16x8(z, o);
         const __m512i lo16 = _mm512_set1_epi32(0xffff);
 #pragma GCC unroll 4
@@ -329,7 +352,7 @@ static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm
             _mm512_storeu_si512((void *)t->sc[l][2 * p + 1], _mm512_srli_epi32(o[p], 16));
             _mm512_storeu_si512((void *)t->mn[l][p], o[4 + p]);
         }
-        for (int r = 0; r < V_ROWS; r++) memcpy(&dd[r], &row[r][l], 4);   // d, dmin
+        for (int r = 0; r < V_ROWS; r++) memcpy(&dd[r], blk[r], 4);   // d, dmin (Q5_K: Q4_K's offsets)
         __m512i v = _mm512_loadu_si512((const void *)dd);
         const __mmask16 real = (__mmask16)((1u << rm) - 1);
         _mm512_storeu_ps(t->d[l], _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))));
@@ -337,13 +360,79 @@ static void k_repack(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm
     }
 }
 
-static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+// Q6_K: quant e of a half n (128 quants) is ql[64n + (e & 63)]'s low (e < 64)
+// or high nibble plus qh[32n + (e & 31)] bits 2 (e / 32) .. +1 as bits 4, 5
+// (ggml's dequantize_row_q6_K); the tile keeps them unsigned (0..63).
+static void k_repack_q6(k_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const block_q6_K *row[V_ROWS];
+    for (int r = 0; r < V_ROWS; r++) row[r] = (const block_q6_K *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+    for (int l = 0; l < nb; l++) {
+        for (int n = 0; n < 2; n++) {
+            __m512i ql[2][8], qh[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const block_q6_K *a = &row[k][l], *b = &row[k + 8][l];
+                ql[0][k] = pair256(_mm256_loadu_si256((const __m256i *)(a->ql + 64 * n)),
+                                   _mm256_loadu_si256((const __m256i *)(b->ql + 64 * n)));
+                ql[1][k] = pair256(_mm256_loadu_si256((const __m256i *)(a->ql + 64 * n + 32)),
+                                   _mm256_loadu_si256((const __m256i *)(b->ql + 64 * n + 32)));
+                qh[k] = pair256(_mm256_loadu_si256((const __m256i *)(a->qh + 32 * n)),
+                                _mm256_loadu_si256((const __m256i *)(b->qh + 32 * n)));
+            }
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {   // quants 128n + 32g .. +31
+                __m512i z[8];
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    __m512i v = ql[g & 1][k];
+                    __m512i lo4 = g < 2 ? _mm512_and_si512(v, m4) : _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    // bits 2g, 2g+1 of each byte to bits 4, 5 (16-bit shifts: the bits crossing a byte fall outside 0x30)
+                    __m512i h = g == 0 ? _mm512_slli_epi16(qh[k], 4) : g == 1 ? _mm512_slli_epi16(qh[k], 2)
+                              : g == 2 ? qh[k] : _mm512_srli_epi16(qh[k], 2);
+                    z[k] = _mm512_or_si512(lo4, _mm512_and_si512(h, m30));
+                }
+                k_store32(t, l, 32 * n + 8 * g, z);
+            }
+        }
+        // 16 int8 scales per row widened to words = 8 dwords of (sc 2p, sc 2p+1)
+        __m512i z[8], o[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++)
+            z[k] = pair256(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)row[k][l].scales)),
+                           _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)row[k + 8][l].scales)));
+        transpose16x8(z, o);
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; p++) {
+            _mm512_storeu_si512((void *)t->sc[l][2 * p], _mm512_srai_epi32(_mm512_slli_epi32(o[p], 16), 16));
+            _mm512_storeu_si512((void *)t->sc[l][2 * p + 1], _mm512_srai_epi32(o[p], 16));
+            _mm512_storeu_si512((void *)t->mn[l][p], _mm512_slli_epi16(o[p], 5));   // 32 * scale, |.| <= 4096
+        }
+        uint16_t dh[V_ROWS];
+        for (int r = 0; r < V_ROWS; r++) dh[r] = row[r][l].d;
+        const __mmask16 real = (__mmask16)((1u << rm) - 1);
+        __m512 d = _mm512_maskz_mov_ps(real, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dh)));
+        _mm512_storeu_ps(t->d[l], d);
+        _mm512_storeu_ps(t->dmin[l], d);
+    }
+}
+
+// nsub: sub-blocks per super-block (8: sums over 32 quants pair up bsums
+// 4p .. 4p+3; 16: bsums 2p, 2p+1 as they are)
+static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int n_cols, int nsub) {
     for (int c = 0; c < n_cols; c++) {
         const block_q8_K *b = (const block_q8_K *)((const char *)x + (size_t)c * xs) + l0;
         for (int l = 0; l < nb; l++) {
             memcpy(col[c].q[l], b[l].qs, QK_K);
-            for (int p = 0; p < 4; p++) {
-                int s0 = b[l].bsums[4 * p] + b[l].bsums[4 * p + 1], s1 = b[l].bsums[4 * p + 2] + b[l].bsums[4 * p + 3];
+            for (int p = 0; p < nsub / 2; p++) {
+                int s0, s1;
+                if (nsub == 8) {
+                    s0 = b[l].bsums[4 * p] + b[l].bsums[4 * p + 1];
+                    s1 = b[l].bsums[4 * p + 2] + b[l].bsums[4 * p + 3];
+                } else {
+                    s0 = b[l].bsums[2 * p];
+                    s1 = b[l].bsums[2 * p + 1];
+                }
                 col[c].bs[l][p] = (int32_t)((uint32_t)(uint16_t)s0 | ((uint32_t)(uint16_t)s1 << 16));
             }
             col[c].d[l] = b[l].d;
@@ -352,7 +441,8 @@ static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int 
 }
 
 static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, const k_col *col, int nb, float *y,
-                                                           size_t ys, int rm, bool add, const int RN) {
+                                                           size_t ys, int rm, bool add, const int RN, const int NSUB) {
+    const int DW = QK_K / 4 / NSUB;   // dwords per sub-block
     __m512 acc[V_COLS];
 #pragma GCC unroll 8
     for (int c = 0; c < RN; c++) acc[c] = _mm512_setzero_ps();
@@ -360,17 +450,17 @@ static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, cons
         __m512i is[V_COLS];
 #pragma GCC unroll 8
         for (int c = 0; c < RN; c++) is[c] = _mm512_setzero_si512();
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < NSUB; j++) {
             __m512i p[V_COLS];
 #pragma GCC unroll 8
             for (int c = 0; c < RN; c++) p[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
-            for (int s = 0; s < 8; s++) {
-                __m512i a = _mm512_loadu_si512((const void *)t->q[l][j][s]);
+            for (int s = 0; s < DW; s++) {
+                __m512i a = _mm512_loadu_si512((const void *)t->q[l][DW * j + s]);
 #pragma GCC unroll 8
                 for (int c = 0; c < RN; c++) {
                     int32_t v;
-                    memcpy(&v, col[c].q[l] + 32 * j + 4 * s, 4);
+                    memcpy(&v, col[c].q[l] + 4 * (DW * j + s), 4);
                     p[c] = _mm512_dpbusd_epi32(p[c], a, _mm512_set1_epi32(v));
                 }
             }
@@ -382,8 +472,8 @@ static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, cons
 #pragma GCC unroll 8
         for (int c = 0; c < RN; c++) {
             __m512i m = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int p = 0; p < 4; p++)
+#pragma GCC unroll 8
+            for (int p = 0; p < NSUB / 2; p++)
                 m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512((const void *)t->mn[l][p]), _mm512_set1_epi32(col[c].bs[l][p]));
             __m512 yd = _mm512_set1_ps(col[c].d[l]);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[c]), _mm512_mul_ps(dd, yd), acc[c]);
@@ -399,32 +489,57 @@ static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, cons
     }
 }
 
-#define K_KERNEL(rn)                                                                                       \
-    static void k_kernel_##rn(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
-        k_kernel(t, col, nb, y, ys, rm, add, rn);                                                          \
+typedef void (*k_kernel_fn)(const k_tile *, const k_col *, int, float *, size_t, int, bool);
+#define K_KERNEL(rn)                                                                                           \
+    static void k_kernel8_##rn(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add) {  \
+        k_kernel(t, col, nb, y, ys, rm, add, rn, 8);                                                           \
+    }                                                                                                          \
+    static void k_kernel16_##rn(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
+        k_kernel(t, col, nb, y, ys, rm, add, rn, 16);                                                          \
     }
 K_KERNEL(1) K_KERNEL(2) K_KERNEL(3) K_KERNEL(4) K_KERNEL(5) K_KERNEL(6) K_KERNEL(7) K_KERNEL(8)
 #undef K_KERNEL
-static void (*const k_kernels[V_COLS])(const k_tile *, const k_col *, int, float *, size_t, int, bool) = {
-    k_kernel_1, k_kernel_2, k_kernel_3, k_kernel_4, k_kernel_5, k_kernel_6, k_kernel_7, k_kernel_8};
+static const k_kernel_fn k_kernels8[V_COLS] = {k_kernel8_1, k_kernel8_2, k_kernel8_3, k_kernel8_4,
+                                               k_kernel8_5, k_kernel8_6, k_kernel8_7, k_kernel8_8};
+static const k_kernel_fn k_kernels16[V_COLS] = {k_kernel16_1, k_kernel16_2, k_kernel16_3, k_kernel16_4,
+                                                k_kernel16_5, k_kernel16_6, k_kernel16_7, k_kernel16_8};
 
-static void gemm_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                                 int n_rows, int n_cols) {
+static void k_gemm(qt_type wt, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                   int n_rows, int n_cols) {
     k_tile *t = qt_kernel_scratch(QT_SCRATCH_GEMM, sizeof(k_tile) + (size_t)n_cols * sizeof(k_col));
     k_col *col = (k_col *)(t + 1);
+    int nsub = wt == QT_TYPE_Q6_K ? 16 : 8;
+    const k_kernel_fn *kernels = nsub == 16 ? k_kernels16 : k_kernels8;
     int nb_all = n / QK_K;
     for (int l0 = 0; l0 < nb_all; l0 += K_NSB) {
         int nb = QT_MIN(K_NSB, nb_all - l0);
-        k_columns(col, x, xs, l0, nb, n_cols);
+        k_columns(col, x, xs, l0, nb, n_cols, nsub);
         for (int r = 0; r < n_rows; r += V_ROWS) {
             int rm = QT_MIN(V_ROWS, n_rows - r);
-            k_repack(t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            const char *wr = (const char *)w + (size_t)r * ws;
+            if (wt == QT_TYPE_Q6_K) k_repack_q6(t, wr, ws, l0, nb, rm);
+            else k_repack_q45(t, wr, ws, l0, nb, rm, wt == QT_TYPE_Q5_K);
             for (int c = 0; c < n_cols; c += V_COLS) {
                 int rn = QT_MIN(V_COLS, n_cols - c);
-                k_kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
+                kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
             }
         }
     }
+}
+
+static void gemm_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    k_gemm(QT_TYPE_Q4_K, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+static void gemm_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    k_gemm(QT_TYPE_Q5_K, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+static void gemm_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                 int n_rows, int n_cols) {
+    k_gemm(QT_TYPE_Q6_K, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 // Called once, by cpu.c, on a copy of the avx512 table.
@@ -449,4 +564,6 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_K].small_max_t = 8;
     kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
     kt->type[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx512vnni;
+    kt->type[QT_TYPE_Q5_K].gemm = gemm_q5_K_avx512vnni;
+    kt->type[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx512vnni;
 }
