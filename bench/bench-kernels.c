@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
     if (only_type && !strcmp(only_type, "bw")) return 0;
 
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
-                                    QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+                                    QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
     static const int Ts[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256, 512};
     qt_rng rng;
     qt_rng_seed(&rng, 42);

@@ -57,6 +57,7 @@ static void test_config_from_env(void) {
 static const qt_type g_types[] = {
     QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0, QT_TYPE_Q4_0, QT_TYPE_Q4_1, QT_TYPE_Q5_0,
     QT_TYPE_Q5_1, QT_TYPE_IQ4_NL, QT_TYPE_Q2_K, QT_TYPE_Q3_K, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K,
+    QT_TYPE_NF4,
 };
 
 static const qt_kernel_table *g_tables[QT_ISA_COUNT];
@@ -399,7 +400,8 @@ static void test_matmul_types(qt_rng *rng) {
 // view (0xff bytes between rows: nothing outside a row may be read), and
 // qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
 static void test_gemv(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16, QT_TYPE_BF16};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K,
+                                    QT_TYPE_Q6_K, QT_TYPE_F16,  QT_TYPE_BF16};
     static const int n_outs[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 33, 100, 131};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
@@ -467,7 +469,7 @@ static void test_gemv(qt_rng *rng) {
 // same arithmetic in the same order: the server's results do not depend on
 // how many slots decode together), and ref's within TOL_SAME.
 static void test_gemm_small(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
     static const int n_outs[] = {1, 3, 4, 5, 9, 37};
     static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {

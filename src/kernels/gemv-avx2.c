@@ -22,6 +22,8 @@
 // 6-bit scale pairs (transposed once per super-block with byte unpacks)
 // applies all sub-block scales; the mins of 8 rows meet the Q8_K bsums in 4
 // madds and a hadd tree, and d / dmin of the 8 rows are converted together.
+// Q5_K x Q8_K: the same passes with each row's fifth bits ORed in and its
+// scales applied per row before the rows are stacked (q5_K_block8).
 // Q6_K x Q8_K takes 4 rows per pass: quants unsigned (0..63) by maddubs, each
 // row's signed 16-element scales by madd with a pshufb broadcast, int32 sums
 // per row over the super-block and one hadd tree per super-block; the -32
@@ -29,7 +31,8 @@
 // type) take 4 rows per pass, two accumulators per row. All prefetch the next
 // pass the same way.
 // Deliberately not: persistent repacking (llama.cpp's block_q4_0x8,
-// block_q4_Kx8), Q5_K and the other k-quants (they use vec_dot per row).
+// block_q4_Kx8), Q2_K, Q3_K (q3k-avx2.c has its own) and the 4-bit
+// legacy variants (vec_dot per row).
 // Follows ggml-cpu/arch/x86/quants.c (the maddubs dot, the q4_K scale
 // unpacking) and ggml-cpu/repack.cpp (8 rows per pass sharing the activation
 // loads).
@@ -384,6 +387,26 @@ INLINE __m256i q4_K_step(const char *blk, int j, __m256i yl, __m256i yh) {
     return _mm256_hadd_epi16(_mm256_maddubs_epi16(lo, yl), _mm256_maddubs_epi16(hi, yh));
 }
 
+// acc += d * sum - dmin * (mins . bsums) of Q4_K/Q5_K rows, times y's scale;
+// sum: the rows' scaled quant dots [r0..r3 | r4..r7]
+INLINE __m256 k_finish8(const rows8 *p, const __m128i u[GV_ROWS], const block_q8_K *y, __m256i sum, __m256 acc) {
+    // min term: sum over sub-blocks of mn * (sum of its 32 activation quants);
+    // mins of rows (0,4), (1,5), (2,6), (3,7) side by side, then two rounds of
+    // hadd give [r0..r3 | r4..r7]
+    __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    __m256i bp = _mm256_broadcastsi128_si256(
+        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));   // |pair| <= 4064
+    __m256i m04 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[0], u[4])), bp);
+    __m256i m15 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[1], u[5])), bp);
+    __m256i m26 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[2], u[6])), bp);
+    __m256i m37 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[3], u[7])), bp);
+    __m256i mins = _mm256_hadd_epi32(_mm256_hadd_epi32(m04, m15), _mm256_hadd_epi32(m26, m37));
+    __m256 d, dmin;
+    pairs8(p, &d, &dmin);
+    __m256 v = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(sum), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mins)));
+    return _mm256_fmadd_ps(v, _mm256_broadcast_ss(&y->d), acc);
+}
+
 // acc += the 8 rows' super-block dots with y. Per step j (64 quants), two
 // more rounds of hadd leave [r0 2j, r0 2j+1, r1 .., r1 .., .. r3 2j+1 | same]
 // for rows 0..3 (and 4..7) with 16 products per lane (<= 16*15*127 = 30480),
@@ -422,22 +445,58 @@ INLINE __m256 q4_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
     // [r0..r3 | r4..r7]
     __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(suma, sumb, 0x20),
                                    _mm256_permute2x128_si256(suma, sumb, 0x31));
-    // min term: sum over sub-blocks of mn * (sum of its 32 activation quants);
-    // mins of rows (0,4), (1,5), (2,6), (3,7) side by side, then two rounds of
-    // hadd give [r0..r3 | r4..r7]
-    __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-    __m256i bp = _mm256_broadcastsi128_si256(
-        _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1)));   // |pair| <= 4064
-    __m256i m04 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[0], u[4])), bp);
-    __m256i m15 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[1], u[5])), bp);
-    __m256i m26 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[2], u[6])), bp);
-    __m256i m37 = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi64(u[3], u[7])), bp);
-    __m256i mins = _mm256_hadd_epi32(_mm256_hadd_epi32(m04, m15), _mm256_hadd_epi32(m26, m37));
-    __m256 d, dmin;
-    pairs8(p, &d, &dmin);
-    __m256 v = _mm256_fmsub_ps(d, _mm256_cvtepi32_ps(sum), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mins)));
-    return _mm256_fmadd_ps(v, _mm256_broadcast_ss(&y->d), acc);
+    return k_finish8(p, u, y, sum, acc);
 }
+
+// Q5_K: the fifth bit (bit j of qh[l] for quant l of sub-block j, 16) takes
+// a step's pair sums to 4 * 31 * 127 = 15748, so rows are not stacked by
+// hadd before the scales as in Q4_K (16 products would overflow int16): each
+// row's two sub-blocks of a step meet their scales (broadcast words) in
+// madds and sum in int32 per row; one hadd tree per super-block stacks the 8
+// rows. Mins, d and dmin as Q4_K (the same offsets in Q5_K).
+// bit b of each qh byte moved to bit 4 (epi16 shifts: nothing crosses into
+// bit 4 of the other byte for |4 - b| <= 4)
+INLINE __m256i q5_K_bit4(__m256i qh, int b) {
+    __m256i v = b <= 4 ? _mm256_slli_epi16(qh, 4 - b) : _mm256_srli_epi16(qh, b - 4);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// one row's super-block against y: 8 int32 partial sums of scale * dot
+INLINE __m256i q5_K_row(const char *blk, const int8_t *q8, const int16_t sc[16]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const char *qs = blk + offsetof(block_q5_K, qs);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q5_K, qh)));
+    __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), q5_K_bit4(qh, 2 * j));
+        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), q5_K_bit4(qh, 2 * j + 1));
+        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
+        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
+        acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j])),
+                                                     _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]))));
+    }
+    return acc;
+}
+
+INLINE __m256 q5_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
+    __m128i u[GV_ROWS];
+    __m256i s[GV_ROWS];
+#pragma GCC unroll 8
+    for (int r = 0; r < GV_ROWS; r++) {
+        u[r] = q4_K_scales(p->r[r]);
+        int16_t sc[16] __attribute__((aligned(32)));
+        _mm256_store_si256((__m256i *)sc, _mm256_cvtepu8_epi16(u[r]));
+        s[r] = q5_K_row(p->r[r], y->qs, sc);
+    }
+    // [r0 r1 r2 r3 | r0 r1 r2 r3] and the same for rows 4..7, then [r0..r3 | r4..r7]
+    __m256i sa = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    __m256i sb = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(sa, sb, 0x20), _mm256_permute2x128_si256(sa, sb, 0x31));
+    return k_finish8(p, u, y, sum, acc);
+}
+
 
 // Q6_K: 4 rows per pass, each row's 16-element scales applied by madd on its
 // own (the scales are signed bytes: no vector transpose as cheap as Q4_K's),
@@ -555,6 +614,7 @@ INLINE __m128 q6_K_block4(const rows4 *p, const block_q8_K *y, __m128 acc) {
     }
 
 GK_KERNELS(q4_K, rows8, GV_ROWS, __m256, _mm256_setzero_ps, _mm256_storeu_ps, q4_K_block8, sizeof(block_q4_K))
+GK_KERNELS(q5_K, rows8, GV_ROWS, __m256, _mm256_setzero_ps, _mm256_storeu_ps, q5_K_block8, sizeof(block_q5_K))
 GK_KERNELS(q6_K, rows4, GK6_ROWS, __m128, _mm_setzero_ps, _mm_storeu_ps, q6_K_block4, sizeof(block_q6_K))
 
 // A pass: the dots of m <= nr rows (a, rows s bytes apart) with x into out;
@@ -580,6 +640,10 @@ static void gemv_passes(pass_fn pass, int nr, int n_arg, size_t row_bytes, const
 
 void qt_gemv_q4_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(q4_K_pass, GV_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q4_K), w, ws, x, y, n_rows);
+}
+
+void qt_gemv_q5_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    gemv_passes(q5_K_pass, GV_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q5_K), w, ws, x, y, n_rows);
 }
 
 void qt_gemv_q6_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {

@@ -1,7 +1,7 @@
 // gemv-avx512vnni.c: AVX-512 VNNI multi-row kernels for T == 1 (decode),
 // y[r] = dot(W row r, x) for a run of rows, on the file's own weight layout
 // (zero-copy, shared with training): the avx512-vnni table's gemv for Q4_0
-// and Q8_0 (x in Q8_0), Q4_K (x in Q8_K, below).
+// and Q8_0 (x in Q8_0), Q4_K and Q5_K (x in Q8_K, below).
 //
 // The activation row is rearranged once per call (a few KiB, L1-resident)
 // into the order the weights come out of one 512-bit permute, so every
@@ -265,15 +265,28 @@ typedef struct {
     __m512 ddw;
 } vk_block;
 
-INLINE void q4_K_unpack(const char *blk, const __m512i sidx[4], vk_block *b) {
+// q5: a Q5_K super-block (d, dmin and the scales at Q4_K's offsets; quant l
+// of sub-block j takes bit j of qh[l] as its fifth bit, 16)
+INLINE void q4_K_unpack(const bool q5, const char *blk, const __m512i sidx[4], vk_block *b) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const char *qs = blk + offsetof(block_q4_K, qs);
+    const char *qs = blk + (q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs));
     __m512i z0 = _mm512_loadu_si512((const void *)qs), z1 = _mm512_loadu_si512((const void *)(qs + 64));
     b->sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(q4_K_scales(blk)));   // [sc0..7, mn0..7]
     b->q[0] = _mm512_and_si512(z0, m4);
     b->q[1] = _mm512_and_si512(_mm512_srli_epi16(z0, 4), m4);
     b->q[2] = _mm512_and_si512(z1, m4);
     b->q[3] = _mm512_and_si512(_mm512_srli_epi16(z1, 4), m4);
+    if (q5) {
+        // qh in both halves; q[k] holds sub-blocks j0 (bytes 0..31) and j0 + 2
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q5_K, qh))));
+        const __m512i b16 = _mm512_set1_epi8(16);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const int j0 = 2 * (k & ~1) + (k & 1);   // 0, 1, 4, 5
+            __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << j0)), _mm256_set1_epi8((char)(1 << (j0 + 2))), 1);
+            b->q[k] = _mm512_mask_add_epi8(b->q[k], _mm512_test_epi8_mask(qh, bit), b->q[k], b16);
+        }
+    }
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) b->sp[k] = _mm512_permutexvar_epi16(sidx[k], b->sc);
     uint32_t ddm;
@@ -293,14 +306,16 @@ INLINE __m512 q4_K_dot(const vk_block *b, const vk_step *st, __m512 acc) {
     return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc);
 }
 
-INLINE __m512 q4_K_step(const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
+INLINE __m512 q4_K_step(const bool q5, const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
     vk_block b;
-    q4_K_unpack(blk, sidx, &b);
+    q4_K_unpack(q5, blk, sidx, &b);
     return q4_K_dot(&b, st, acc);
 }
 
-// One pass over VG_ROWS rows, nb super-blocks.
-static void q4_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
+// One pass over VG_ROWS rows, nb super-blocks of bs bytes (Q4_K, or Q5_K: q5).
+INLINE void k_pass(const bool q5, const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb,
+                   float out[VG_ROWS]) {
+    const size_t bs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     __m512i sidx[4];
     q4_K_sidx(sidx);
     __m512 acc[VG_ROWS];
@@ -309,29 +324,45 @@ static void q4_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_ste
     for (int g = 0; g < nb; g++) {
 #pragma GCC unroll 8
         for (int i = 0; i < VG_ROWS; i++) {
-            const char *p = r[i] + (size_t)g * sizeof(block_q4_K);
-            vg_prefetch(pf, p, g, i, sizeof(block_q4_K));
-            acc[i] = q4_K_step(p, &st[g], sidx, acc[i]);
+            const char *p = r[i] + (size_t)g * bs;
+            vg_prefetch(pf, p, g, i, bs);
+            acc[i] = q4_K_step(q5, p, &st[g], sidx, acc[i]);
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+static void q4_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
+    k_pass(false, r, pf, st, nb, out);
+}
+
+static void q5_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
+    k_pass(true, r, pf, st, nb, out);
+}
+
+static void k_gemv(bool q5, int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     const int nb = n / QK_K;
     vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)QT_MAX(nb, 1) * sizeof(vk_step));
     q4_K_prep(x, nb, st);
-    const bool packed = ws == (size_t)nb * sizeof(block_q4_K);
+    const bool packed = ws == (size_t)nb * (q5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
         const char *a = (const char *)w + (size_t)r0 * ws;
         int m = QT_MIN(VG_ROWS, n_rows - r0);
         const char *r[VG_ROWS];
         for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
         float out[VG_ROWS];
-        q4_K_pass(r, packed ? a + VG_ROWS * ws : NULL, st, nb, out);
+        (q5 ? q5_K_pass : q4_K_pass)(r, packed ? a + VG_ROWS * ws : NULL, st, nb, out);
         for (int i = 0; i < m; i++) y[r0 + i] = out[i];
     }
+}
+
+void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    k_gemv(false, n, w, ws, x, y, n_rows);
+}
+
+void qt_gemv_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    k_gemv(true, n, w, ws, x, y, n_rows);
 }
 
 // ---- driver ----
@@ -511,16 +542,17 @@ INLINE void q8_0_pass_n(const int nt, const char *const r[4], const char *pf, co
 // 1 row x nt (<= VN_COLS) tokens of Q4_K: each super-block's quants, scales
 // and d/dmin unpacked once, then q4_K_step's arithmetic per token;
 // st: token j's steps at st + j * nb; out[j]
-INLINE void q4_K_row_n(const int nt, const char *row, const char *pf, const vk_step *st, int nb,
+INLINE void q4_K_row_n(const int nt, const bool q5, const char *row, const char *pf, const vk_step *st, int nb,
                        const __m512i sidx[4], float *out) {
+    const size_t bs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     __m512 acc[VN_COLS];
 #pragma GCC unroll 8
     for (int j = 0; j < nt; j++) acc[j] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g++) {
-        const char *blk = row + (size_t)g * sizeof(block_q4_K);
-        if (pf) prefetch_range(pf + (size_t)g * sizeof(block_q4_K), sizeof(block_q4_K));
+        const char *blk = row + (size_t)g * bs;
+        if (pf) prefetch_range(pf + (size_t)g * bs, bs);
         vk_block b;
-        q4_K_unpack(blk, sidx, &b);
+        q4_K_unpack(q5, blk, sidx, &b);
 #pragma GCC unroll 8
         for (int j = 0; j < nt; j++) acc[j] = q4_K_dot(&b, &st[(size_t)j * nb + g], acc[j]);
     }
@@ -579,11 +611,12 @@ static void vn_gemm(bool q4, int n, const void *w, size_t ws, const void *x, siz
     }
 }
 
-// Q4_K: row by row (a row of a 2048-wide matrix is 1152 bytes), rounds of
-// VN_COLS tokens over the row while it is in L1; the row two ahead is
-// prefetched a super-block per step (packed rows: a linear stream).
-void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                                   int n_rows, int n_cols) {
+// Q4_K and Q5_K (q5): row by row (a Q4_K row of a 2048-wide matrix is 1152
+// bytes), rounds of VN_COLS tokens over the row while it is in L1; the row
+// two ahead is prefetched a super-block per step (packed rows: a linear stream).
+#define K_ROW_N(nt, ...) ((q5) ? q4_K_row_n(nt, true, __VA_ARGS__) : q4_K_row_n(nt, false, __VA_ARGS__))
+static void k_gemm_small(const bool q5, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                         size_t ys, int n_rows, int n_cols) {
     const int nb = n / QK_K;
     vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(nb, 1) * sizeof(vk_step));
     for (int j = 0; j < n_cols; j++)
@@ -596,11 +629,21 @@ void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *
         const char *pf = r + 2 < n_rows ? row + 2 * ws : NULL;
         for (int j0 = 0; j0 < n_cols; j0 += VN_COLS) {
             const int nt = QT_MIN(VN_COLS, n_cols - j0);
-            VN_DISPATCH8(q4_K_row_n, nt, row, pf, st + (size_t)j0 * nb, nb, sidx, out)
+            VN_DISPATCH8(K_ROW_N, nt, row, pf, st + (size_t)j0 * nb, nb, sidx, out)
             pf = NULL;
             for (int j = 0; j < nt; j++) y[(size_t)(j0 + j) * ys + r] = out[j];
         }
     }
+}
+
+void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols) {
+    k_gemm_small(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+void qt_gemm_small_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols) {
+    k_gemm_small(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 void qt_gemm_small_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,

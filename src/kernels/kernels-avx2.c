@@ -1142,6 +1142,7 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     t[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx2;
     t[QT_TYPE_Q4_K].to_float = to_float_q4_K_avx2;
     t[QT_TYPE_Q5_K].vec_dot = vec_dot_q5_K_avx2;
+    t[QT_TYPE_Q5_K].gemv = qt_gemv_q5_K_avx2;
     t[QT_TYPE_Q5_K].gemm = gemm_q5_K_avx2;
     t[QT_TYPE_Q5_K].to_float = to_float_q5_K_avx2;
     t[QT_TYPE_Q6_K].vec_dot = vec_dot_q6_K_avx2;

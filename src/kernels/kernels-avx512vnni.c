@@ -3,7 +3,7 @@
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
 // repacking, so training shares the weights); the same gemm for Q4_K, Q5_K
-// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and Q4_K are
+// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0, Q4_K and Q5_K are
 // gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
@@ -564,6 +564,9 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_K].small_max_t = 8;
     kt->type[QT_TYPE_Q4_K].gemv = qt_gemv_q4_K_avx512vnni;
     kt->type[QT_TYPE_Q4_K].gemm = gemm_q4_K_avx512vnni;
+    kt->type[QT_TYPE_Q5_K].gemm_small = qt_gemm_small_q5_K_avx512vnni;   // Q4_K's kernels with the fifth bit
+    kt->type[QT_TYPE_Q5_K].small_max_t = 8;
+    kt->type[QT_TYPE_Q5_K].gemv = qt_gemv_q5_K_avx512vnni;
     kt->type[QT_TYPE_Q5_K].gemm = gemm_q5_K_avx512vnni;
     kt->type[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx512vnni;
 }

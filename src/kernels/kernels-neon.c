@@ -1,9 +1,11 @@
 // kernels-neon.c: the arm64 NEON kernel table (Apple Silicon, Graviton, recent
 // Cortex). It starts as a copy of the scalar reference table and overrides the
 // hot paths: vec_dot for F32, F16, BF16, Q4_0/Q8_0/IQ4_NL x Q8_0 and
-// Q4_K/Q5_K/Q6_K x Q8_K; gemm tiles (2 weight rows x 4 activation rows) for
-// Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16 and BF16; to_float for F16,
-// BF16, Q4_0 and Q8_0; and the f32 vector helpers.
+// Q4_K/Q5_K/Q6_K x Q8_K and NF4 x F32; gemm tiles (2 weight rows x 4
+// activation rows) for Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16
+// and BF16; to_float (bit-identical to the reference) for F16, BF16, Q4_0,
+// Q8_0, Q4_K, Q5_K, Q6_K and NF4, so QLoRA training's dequantized base rows
+// are not scalar work; and the f32 vector helpers.
 //
 // Multi-row decode (gemv, 4 rows per pass) for Q4_0 and Q8_0, and its
 // several-token form (gemm_small, a server's decode step); the float-
@@ -33,6 +35,7 @@
 
 #include "base/base.h"
 #include "quant/blocks.h"
+#include "quant/nf4.h"
 #include "quant/quant.h"
 
 // ---- helpers --------------------------------------------------------------
@@ -257,6 +260,162 @@ static void dequantize_row_q4_0_neon(const void *vx, float *y, int64_t k) {
             vst1q_f32(yb + 16 * h + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(b)), d));
         }
     }
+}
+
+// ---- k-quant and NF4 dequantization (to_float): what training's float
+// products and the prompt path of types without a gemm read, bit-identical
+// to the reference (the same float operations in the same order, no fused
+// multiply-add) ----
+
+// y[0..15] = d * q - m for 16 unsigned quants (Q4_K/Q5_K's affine sub-blocks)
+static inline void affine16_neon(float *y, uint8x16_t q, float d, float m) {
+    const uint16x8_t a = vmovl_u8(vget_low_u8(q)), b = vmovl_high_u8(q);
+    const float32x4_t mv = vdupq_n_f32(m);
+    vst1q_f32(y + 0, vsubq_f32(vmulq_n_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(a))), d), mv));
+    vst1q_f32(y + 4, vsubq_f32(vmulq_n_f32(vcvtq_f32_u32(vmovl_high_u16(a)), d), mv));
+    vst1q_f32(y + 8, vsubq_f32(vmulq_n_f32(vcvtq_f32_u32(vmovl_u16(vget_low_u16(b))), d), mv));
+    vst1q_f32(y + 12, vsubq_f32(vmulq_n_f32(vcvtq_f32_u32(vmovl_high_u16(b)), d), mv));
+}
+
+// Q4_K (q5 false) and Q5_K (q5: quant l of sub-block j adds 16 where bit j of qh[l] is set)
+static inline void dequantize_k45_neon(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, float d,
+                                       float min, float *y) {
+    for (int is = 0; is < 8; is += 2, qs += 32, y += 64) {
+        uint8_t sc, m;
+        scale_min_k4(is, scales, &sc, &m);
+        const float d1 = d * sc, m1 = min * m;
+        scale_min_k4(is + 1, scales, &sc, &m);
+        const float d2 = d * sc, m2 = min * m;
+        for (int h = 0; h < 2; h++) {
+            const uint8x16_t v = vld1q_u8(qs + 16 * h);
+            uint8x16_t lo = vandq_u8(v, vdupq_n_u8(0xF)), hi = vshrq_n_u8(v, 4);
+            if (qh) {
+                const uint8x16_t b = vld1q_u8(qh + 16 * h), b16 = vdupq_n_u8(16);
+                lo = vorrq_u8(lo, vandq_u8(vtstq_u8(b, vdupq_n_u8((uint8_t)(1u << is))), b16));
+                hi = vorrq_u8(hi, vandq_u8(vtstq_u8(b, vdupq_n_u8((uint8_t)(2u << is))), b16));
+            }
+            affine16_neon(y + 16 * h, lo, d1, m1);
+            affine16_neon(y + 32 + 16 * h, hi, d2, m2);
+        }
+    }
+}
+
+static void dequantize_row_q4_K_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK_K == 0);
+    const block_q4_K *x = vx;
+    for (int64_t i = 0; i < k / QK_K; i++)
+        dequantize_k45_neon(x[i].qs, NULL, x[i].scales, fp16_to_f32(x[i].d), fp16_to_f32(x[i].dmin), y + i * QK_K);
+}
+
+static void dequantize_row_q5_K_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK_K == 0);
+    const block_q5_K *x = vx;
+    for (int64_t i = 0; i < k / QK_K; i++)
+        dequantize_k45_neon(x[i].qs, x[i].qh, x[i].scales, fp16_to_f32(x[i].d), fp16_to_f32(x[i].dmin),
+                            y + i * QK_K);
+}
+
+// y[0..15] = ds * q for 16 signed quants
+static inline void scaled16_neon(float *y, int8x16_t q, float ds) {
+    const int16x8_t a = vmovl_s8(vget_low_s8(q)), b = vmovl_high_s8(q);
+    vst1q_f32(y + 0, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(a))), ds));
+    vst1q_f32(y + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(a)), ds));
+    vst1q_f32(y + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(b))), ds));
+    vst1q_f32(y + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(b)), ds));
+}
+
+// Q6_K: per 128 quants, ql 64 bytes (low nibbles: quants 0..63, high: 64..127)
+// and qh 32 bytes (bits 2k, 2k+1 of qh[l]: quant l + 32k); minus 32; one
+// int8 scale per 16 quants
+static void dequantize_row_q6_K_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK_K == 0);
+    const block_q6_K *x = vx;
+    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
+    const int8x16_t o32 = vdupq_n_s8(32);
+    for (int64_t i = 0; i < k / QK_K; i++) {
+        const float d = fp16_to_f32(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int h = 0; h < 2; h++) {   // quants l = 16h .. 16h + 15 of each quarter
+                const uint8x16_t a = vld1q_u8(ql + 16 * h), b = vld1q_u8(ql + 32 + 16 * h);
+                const uint8x16_t hb = vld1q_u8(qh + 16 * h);
+                const uint8x16_t q1 = vorrq_u8(vandq_u8(a, m4), vshlq_n_u8(vandq_u8(hb, m3), 4));
+                const uint8x16_t q2 = vorrq_u8(vandq_u8(b, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 2), m3), 4));
+                const uint8x16_t q3 = vorrq_u8(vshrq_n_u8(a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(hb, 4), m3), 4));
+                const uint8x16_t q4 = vorrq_u8(vshrq_n_u8(b, 4), vshlq_n_u8(vshrq_n_u8(hb, 6), 4));
+                scaled16_neon(y + 16 * h, vsubq_s8(vreinterpretq_s8_u8(q1), o32), d * sc[h + 0]);
+                scaled16_neon(y + 32 + 16 * h, vsubq_s8(vreinterpretq_s8_u8(q2), o32), d * sc[h + 2]);
+                scaled16_neon(y + 64 + 16 * h, vsubq_s8(vreinterpretq_s8_u8(q3), o32), d * sc[h + 4]);
+                scaled16_neon(y + 96 + 16 * h, vsubq_s8(vreinterpretq_s8_u8(q4), o32), d * sc[h + 6]);
+            }
+        }
+    }
+}
+
+// NF4: the 16-entry float code book split into its 4 byte planes (vld4q_u8),
+// so one table lookup per plane gives a byte of 16 values, and two rounds of
+// zips put the bytes back together as floats: code[q] exactly, then * d.
+typedef struct {
+    uint8x16x4_t p;
+} nf4_planes;
+
+static inline nf4_planes nf4_planes_neon(void) {
+    uint8_t bytes[64];
+    memcpy(bytes, qt_nf4_values, sizeof(bytes));
+    return (nf4_planes){vld4q_u8(bytes)};
+}
+
+// the code book values of 16 indices as 4 float vectors (index order)
+static inline void nf4_lookup16(const nf4_planes *t, uint8x16_t idx, float32x4_t v[4]) {
+    const uint8x16_t b0 = vqtbl1q_u8(t->p.val[0], idx), b1 = vqtbl1q_u8(t->p.val[1], idx);
+    const uint8x16_t b2 = vqtbl1q_u8(t->p.val[2], idx), b3 = vqtbl1q_u8(t->p.val[3], idx);
+    const uint16x8_t l01 = vreinterpretq_u16_u8(vzip1q_u8(b0, b1)), h01 = vreinterpretq_u16_u8(vzip2q_u8(b0, b1));
+    const uint16x8_t l23 = vreinterpretq_u16_u8(vzip1q_u8(b2, b3)), h23 = vreinterpretq_u16_u8(vzip2q_u8(b2, b3));
+    v[0] = vreinterpretq_f32_u16(vzip1q_u16(l01, l23));
+    v[1] = vreinterpretq_f32_u16(vzip2q_u16(l01, l23));
+    v[2] = vreinterpretq_f32_u16(vzip1q_u16(h01, h23));
+    v[3] = vreinterpretq_f32_u16(vzip2q_u16(h01, h23));
+}
+
+// element 2j is qs[j]'s high nibble, 2j + 1 its low nibble
+static inline void nf4_block_values(const nf4_planes *t, const block_nf4 *b, float32x4_t v[16]) {
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t q = vld1q_u8(b->qs + 16 * h);
+        const uint8x16_t hi = vshrq_n_u8(q, 4), lo = vandq_u8(q, vdupq_n_u8(0xF));
+        nf4_lookup16(t, vzip1q_u8(hi, lo), v + 8 * h);
+        nf4_lookup16(t, vzip2q_u8(hi, lo), v + 8 * h + 4);
+    }
+}
+
+static void dequantize_row_nf4_neon(const void *vx, float *y, int64_t k) {
+    QT_ASSERT(k % QK_NF4 == 0);
+    const block_nf4 *x = vx;
+    const nf4_planes t = nf4_planes_neon();
+    for (int64_t i = 0; i < k / QK_NF4; i++) {
+        float32x4_t v[16];
+        nf4_block_values(&t, &x[i], v);
+        for (int j = 0; j < 16; j++) vst1q_f32(y + i * QK_NF4 + 4 * j, vmulq_n_f32(v[j], x[i].d));
+    }
+}
+
+// NF4 x float32: per block the sum of code[q] * x, then times d
+static void vec_dot_nf4_f32_neon(int n, float *s, const void *vx, const void *vy) {
+    QT_ASSERT(n % QK_NF4 == 0);
+    const block_nf4 *x = vx;
+    const float *y = vy;
+    const nf4_planes t = nf4_planes_neon();
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int i = 0; i < n / QK_NF4; i++, y += QK_NF4) {
+        float32x4_t v[16], a0 = vdupq_n_f32(0), a1 = a0;
+        nf4_block_values(&t, &x[i], v);
+        for (int j = 0; j < 16; j += 2) {
+            a0 = vfmaq_f32(a0, v[j], vld1q_f32(y + 4 * j));
+            a1 = vfmaq_f32(a1, v[j + 1], vld1q_f32(y + 4 * j + 4));
+        }
+        acc = vfmaq_n_f32(acc, vaddq_f32(a0, a1), x[i].d);
+    }
+    *s = vaddvq_f32(acc);
 }
 
 static void vec_dot_q8_0_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
@@ -747,6 +906,11 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_conv(QT_TYPE_Q8_0, quantize_row_q8_0_neon, dequantize_row_q8_0_neon);
     set_conv(QT_TYPE_Q4_0, NULL, dequantize_row_q4_0_neon);
     set_conv(QT_TYPE_Q8_K, quantize_row_q8_K_neon, NULL);
+    set_conv(QT_TYPE_Q4_K, NULL, dequantize_row_q4_K_neon);
+    set_conv(QT_TYPE_Q5_K, NULL, dequantize_row_q5_K_neon);
+    set_conv(QT_TYPE_Q6_K, NULL, dequantize_row_q6_K_neon);
+    set_conv(QT_TYPE_NF4, NULL, dequantize_row_nf4_neon);
+    set_vec_dot(QT_TYPE_NF4, QT_TYPE_F32, vec_dot_nf4_f32_neon);
     (void)i8mm;   // no I8MM (SMMLA) kernels yet: the int8 paths use SDOT
     kt->f32 = *qt_gemm_ops_f32_neon();
     // BFDOT where the CPU has it; else QT_PREC_BF16 runs as F32
