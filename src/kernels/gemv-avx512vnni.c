@@ -1,7 +1,7 @@
 // gemv-avx512vnni.c: AVX-512 VNNI multi-row kernels for T == 1 (decode),
 // y[r] = dot(W row r, x) for a run of rows, on the file's own weight layout
 // (zero-copy, shared with training): the avx512-vnni table's gemv for Q4_0
-// and Q8_0 (x in Q8_0), Q4_K and Q5_K (x in Q8_K, below).
+// and Q8_0 (x in Q8_0), Q4_K, Q5_K and Q6_K (x in Q8_K, below).
 //
 // The activation row is rearranged once per call (a few KiB, L1-resident)
 // into the order the weights come out of one 512-bit permute, so every
@@ -283,7 +283,8 @@ INLINE void q4_K_unpack(const bool q5, const char *blk, const __m512i sidx[4], v
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const int j0 = 2 * (k & ~1) + (k & 1);   // 0, 1, 4, 5
-            __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << j0)), _mm256_set1_epi8((char)(1 << (j0 + 2))), 1);
+            __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << j0)),
+                                             _mm256_set1_epi8((char)(1 << (j0 + 2))), 1);
             b->q[k] = _mm512_mask_add_epi8(b->q[k], _mm512_test_epi8_mask(qh, bit), b->q[k], b16);
         }
     }
@@ -306,18 +307,109 @@ INLINE __m512 q4_K_dot(const vk_block *b, const vk_step *st, __m512 acc) {
     return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(m), _mm512_movehdup_ps(dd), acc);
 }
 
-INLINE __m512 q4_K_step(const bool q5, const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
-    vk_block b;
-    q4_K_unpack(q5, blk, sidx, &b);
-    return q4_K_dot(&b, st, acc);
+// ---- Q6_K (x in Q8_K, natural order) ----
+//
+// A super-block per step and row: per half of 128 quants one zmm of ql and
+// qh (32 bytes) in both halves; the low nibbles of ql are quants 0..63 of the
+// half, the high ones 64..127, and their two high bits come out of qh by
+// per-half variable shifts (bits 0-1 / 2-3 for the low nibbles of bytes
+// 0..31 / 32..63, bits 4-5 / 6-7 for the high ones) and a mask: four zmm of
+// unsigned quants 0..63 in the activation's own order. vpmaddubsw pair sums
+// (<= 2 * 63 * 128) meet the sub-block's int8 scale (one vpermw spreads the
+// 16 scales over each 16-quant sub-block's 8 words) in vpdpwssd; the -32
+// offset enters as the accumulator's start, -32 * scale against the
+// activation's 16-quant sums (|-32 * scale| <= 4096 fits a word). One int32
+// sum per super-block, times d and the activation's d in float.
+
+static void q6_K_prep(const block_q8_K *y, int nb, vk_step *st) {
+    for (int i = 0; i < nb; i++) {
+        memcpy(st[i].q, y[i].qs, QK_K);
+        memset(st[i].bs, 0, sizeof(st[i].bs));
+        for (int j = 0; j < 16; j++) st[i].bs[j] = y[i].bsums[j];
+        for (int l = 0; l < 16; l++) st[i].d[l] = y[i].d;
+    }
 }
 
-// One pass over VG_ROWS rows, nb super-blocks of bs bytes (Q4_K, or Q5_K: q5).
-INLINE void k_pass(const bool q5, const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb,
+// word index vectors spreading scale 4k + w / 8 over words w of zmm k
+INLINE void q6_K_sidx(__m512i idx[4]) {
+    for (int k = 0; k < 4; k++) {
+        int16_t v[32];
+        for (int w = 0; w < 32; w++) v[w] = (int16_t)(4 * k + w / 8);
+        idx[k] = _mm512_loadu_si512((const void *)v);
+    }
+}
+
+// a Q6_K super-block unpacked: q[2h], q[2h + 1] the quants 0..63, 64..127 of
+// half h; sp the scales per word; sc -32 * scales (words 0..15); ddw d
+INLINE void q6_K_unpack(const char *blk, const __m512i sidx[4], vk_block *b) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);   // bits 0-1 | 2-3 to 4-5
+    const __m512i sr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // bits 4-5 | 6-7 to 4-5
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m512i ql = _mm512_loadu_si512((const void *)(blk + offsetof(block_q6_K, ql) + 64 * h));
+        __m512i qh = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q6_K, qh) + 32 * h)));
+        b->q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qh, sl), m30));
+        b->q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qh, sr), m30));
+    }
+    const __m512i sc = _mm512_castsi256_si512(
+        _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + offsetof(block_q6_K, scales)))));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) b->sp[k] = _mm512_permutexvar_epi16(sidx[k], sc);
+    b->sc = _mm512_sub_epi16(_mm512_setzero_si512(), _mm512_slli_epi16(sc, 5));
+    uint16_t d;
+    memcpy(&d, blk + offsetof(block_q6_K, d), 2);
+    b->ddw = _mm512_cvtph_ps(_mm256_set1_epi16((short)d));
+}
+
+INLINE __m512 q6_K_dot(const vk_block *b, const vk_step *st, __m512 acc) {
+    __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), b->sc, _mm512_load_si512((const void *)st->bs));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(b->q[k], _mm512_load_si512((const void *)st->q[k])), b->sp[k]);
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(b->ddw, _mm512_load_ps(st->d)), acc);
+}
+
+// The three k-quant kinds through one set of loops (kind: a constant).
+enum { KQ4, KQ5, KQ6 };
+
+INLINE size_t k_bytes(const int kind) {
+    return kind == KQ6 ? sizeof(block_q6_K) : kind == KQ5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+}
+
+INLINE void k_sidx(const int kind, __m512i sidx[4]) {
+    if (kind == KQ6) q6_K_sidx(sidx);
+    else q4_K_sidx(sidx);
+}
+
+static void k_prep(const int kind, const block_q8_K *y, int nb, vk_step *st) {
+    if (kind == KQ6) q6_K_prep(y, nb, st);
+    else q4_K_prep(y, nb, st);
+}
+
+INLINE void k_unpack(const int kind, const char *blk, const __m512i sidx[4], vk_block *b) {
+    if (kind == KQ6) q6_K_unpack(blk, sidx, b);
+    else q4_K_unpack(kind == KQ5, blk, sidx, b);
+}
+
+INLINE __m512 k_dot(const int kind, const vk_block *b, const vk_step *st, __m512 acc) {
+    return kind == KQ6 ? q6_K_dot(b, st, acc) : q4_K_dot(b, st, acc);
+}
+
+INLINE __m512 k_step(const int kind, const char *blk, const vk_step *st, const __m512i sidx[4], __m512 acc) {
+    vk_block b;
+    k_unpack(kind, blk, sidx, &b);
+    return k_dot(kind, &b, st, acc);
+}
+
+// One pass over VG_ROWS rows, nb super-blocks.
+INLINE void k_pass(const int kind, const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb,
                    float out[VG_ROWS]) {
-    const size_t bs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const size_t bs = k_bytes(kind);
     __m512i sidx[4];
-    q4_K_sidx(sidx);
+    k_sidx(kind, sidx);
     __m512 acc[VG_ROWS];
 #pragma GCC unroll 8
     for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();
@@ -326,7 +418,7 @@ INLINE void k_pass(const bool q5, const char *const r[VG_ROWS], const char *pf, 
         for (int i = 0; i < VG_ROWS; i++) {
             const char *p = r[i] + (size_t)g * bs;
             vg_prefetch(pf, p, g, i, bs);
-            acc[i] = q4_K_step(q5, p, &st[g], sidx, acc[i]);
+            acc[i] = k_step(kind, p, &st[g], sidx, acc[i]);
         }
     }
 #pragma GCC unroll 8
@@ -334,35 +426,44 @@ INLINE void k_pass(const bool q5, const char *const r[VG_ROWS], const char *pf, 
 }
 
 static void q4_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
-    k_pass(false, r, pf, st, nb, out);
+    k_pass(KQ4, r, pf, st, nb, out);
 }
 
 static void q5_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
-    k_pass(true, r, pf, st, nb, out);
+    k_pass(KQ5, r, pf, st, nb, out);
 }
 
-static void k_gemv(bool q5, int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+static void q6_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
+    k_pass(KQ6, r, pf, st, nb, out);
+}
+
+static void k_gemv(int kind, int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     const int nb = n / QK_K;
     vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)QT_MAX(nb, 1) * sizeof(vk_step));
-    q4_K_prep(x, nb, st);
-    const bool packed = ws == (size_t)nb * (q5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
+    k_prep(kind, x, nb, st);
+    const bool packed = ws == (size_t)nb * k_bytes(kind);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
         const char *a = (const char *)w + (size_t)r0 * ws;
         int m = QT_MIN(VG_ROWS, n_rows - r0);
         const char *r[VG_ROWS];
         for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
         float out[VG_ROWS];
-        (q5 ? q5_K_pass : q4_K_pass)(r, packed ? a + VG_ROWS * ws : NULL, st, nb, out);
+        (kind == KQ6 ? q6_K_pass : kind == KQ5 ? q5_K_pass : q4_K_pass)(r, packed ? a + VG_ROWS * ws : NULL, st, nb,
+                                                                      out);
         for (int i = 0; i < m; i++) y[r0 + i] = out[i];
     }
 }
 
 void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
-    k_gemv(false, n, w, ws, x, y, n_rows);
+    k_gemv(KQ4, n, w, ws, x, y, n_rows);
 }
 
 void qt_gemv_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
-    k_gemv(true, n, w, ws, x, y, n_rows);
+    k_gemv(KQ5, n, w, ws, x, y, n_rows);
+}
+
+void qt_gemv_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    k_gemv(KQ6, n, w, ws, x, y, n_rows);
 }
 
 // ---- driver ----
@@ -539,12 +640,12 @@ INLINE void q8_0_pass_n(const int nt, const char *const r[4], const char *pf, co
         for (int i = 0; i < 4; i++) out[4 * j + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-// 1 row x nt (<= VN_COLS) tokens of Q4_K: each super-block's quants, scales
-// and d/dmin unpacked once, then q4_K_step's arithmetic per token;
+// 1 row x nt (<= VN_COLS) tokens of a k-quant: each super-block's quants,
+// scales and d (/dmin) unpacked once, then k_step's arithmetic per token;
 // st: token j's steps at st + j * nb; out[j]
-INLINE void q4_K_row_n(const int nt, const bool q5, const char *row, const char *pf, const vk_step *st, int nb,
-                       const __m512i sidx[4], float *out) {
-    const size_t bs = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+INLINE void k_row_n(const int nt, const int kind, const char *row, const char *pf, const vk_step *st, int nb,
+                    const __m512i sidx[4], float *out) {
+    const size_t bs = k_bytes(kind);
     __m512 acc[VN_COLS];
 #pragma GCC unroll 8
     for (int j = 0; j < nt; j++) acc[j] = _mm512_setzero_ps();
@@ -552,9 +653,9 @@ INLINE void q4_K_row_n(const int nt, const bool q5, const char *row, const char 
         const char *blk = row + (size_t)g * bs;
         if (pf) prefetch_range(pf + (size_t)g * bs, bs);
         vk_block b;
-        q4_K_unpack(q5, blk, sidx, &b);
+        k_unpack(kind, blk, sidx, &b);
 #pragma GCC unroll 8
-        for (int j = 0; j < nt; j++) acc[j] = q4_K_dot(&b, &st[(size_t)j * nb + g], acc[j]);
+        for (int j = 0; j < nt; j++) acc[j] = k_dot(kind, &b, &st[(size_t)j * nb + g], acc[j]);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < nt; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
@@ -611,18 +712,20 @@ static void vn_gemm(bool q4, int n, const void *w, size_t ws, const void *x, siz
     }
 }
 
-// Q4_K and Q5_K (q5): row by row (a Q4_K row of a 2048-wide matrix is 1152
+// Q4_K, Q5_K and Q6_K: row by row (a Q4_K row of a 2048-wide matrix is 1152
 // bytes), rounds of VN_COLS tokens over the row while it is in L1; the row
 // two ahead is prefetched a super-block per step (packed rows: a linear stream).
-#define K_ROW_N(nt, ...) ((q5) ? q4_K_row_n(nt, true, __VA_ARGS__) : q4_K_row_n(nt, false, __VA_ARGS__))
-static void k_gemm_small(const bool q5, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+#define K_ROW_N(nt, ...)                                                                                     \
+    (kind == KQ6 ? k_row_n(nt, KQ6, __VA_ARGS__)                                                             \
+                 : kind == KQ5 ? k_row_n(nt, KQ5, __VA_ARGS__) : k_row_n(nt, KQ4, __VA_ARGS__))
+static void k_gemm_small(const int kind, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
                          size_t ys, int n_rows, int n_cols) {
     const int nb = n / QK_K;
     vk_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(nb, 1) * sizeof(vk_step));
     for (int j = 0; j < n_cols; j++)
-        q4_K_prep((const block_q8_K *)((const char *)x + (size_t)j * xs), nb, st + (size_t)j * nb);
+        k_prep(kind, (const block_q8_K *)((const char *)x + (size_t)j * xs), nb, st + (size_t)j * nb);
     __m512i sidx[4];
-    q4_K_sidx(sidx);
+    k_sidx(kind, sidx);
     float out[VN_COLS];
     for (int r = 0; r < n_rows; r++) {
         const char *row = (const char *)w + (size_t)r * ws;
@@ -638,12 +741,17 @@ static void k_gemm_small(const bool q5, int n, const void *w, size_t ws, const v
 
 void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
-    k_gemm_small(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+    k_gemm_small(KQ4, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 void qt_gemm_small_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
-    k_gemm_small(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+    k_gemm_small(KQ5, n, w, ws, x, xs, y, ys, n_rows, n_cols);
+}
+
+void qt_gemm_small_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols) {
+    k_gemm_small(KQ6, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
 void qt_gemm_small_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,

@@ -599,7 +599,8 @@ static void igk_repack(igk_tile *t, const void *w, size_t ws, int l0, int nb, in
             float d = r < rm ? fp16(b4k->d) : 0.0f, dmin = r < rm ? fp16(b4k->dmin) : 0.0f;
             int sc[8], mn[8];
             scales_k4(b4k->scales, sc, mn);
-            __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q5_K, qh))) : _mm256_setzero_si256();
+            __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q5_K, qh)))
+                            : _mm256_setzero_si256();
             for (int jj = 0; jj < 4; jj++) {
                 __m256i bits = _mm256_loadu_si256((const __m256i *)(b + oqs + 32 * jj));
                 __m256i vl = _mm256_and_si256(bits, m4), vh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);

@@ -3,7 +3,7 @@
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
 // repacking, so training shares the weights); the same gemm for Q4_K, Q5_K
-// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0, Q4_K and Q5_K are
+// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and the k-quants are
 // gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
@@ -329,9 +329,10 @@ static void k_repack_q45(k_tile *t, const void *w, size_t ws, int l0, int nb, in
                 lo[k] = _mm512_and_si512(v, m4);
                 hi[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                 if (q5) {   // fifth bit: qh bit 2p for sub-block 2p, bit 2p + 1 for 2p + 1
-                    lo[k] = _mm512_or_si512(lo[k], _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(1 << (2 * p)))), b4));
-                    hi[k] = _mm512_or_si512(hi[k],
-                                            _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(2 << (2 * p)))), b4));
+                    const __mmask64 ml = _mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(1 << (2 * p))));
+                    const __mmask64 mh = _mm512_test_epi8_mask(qh[k], _mm512_set1_epi8((char)(2 << (2 * p))));
+                    lo[k] = _mm512_or_si512(lo[k], _mm512_maskz_mov_epi8(ml, b4));
+                    hi[k] = _mm512_or_si512(hi[k], _mm512_maskz_mov_epi8(mh, b4));
                 }
             }
             k_store32(t, l, 16 * p, lo);
@@ -440,8 +441,14 @@ static void k_columns(k_col *col, const void *x, size_t xs, int l0, int nb, int 
     }
 }
 
-static inline __attribute__((always_inline)) void k_kernel(const k_tile *t, const k_col *col, int nb, float *y,
-                                                           size_t ys, int rm, bool add, const int RN, const int NSUB) {
+// no_sanitize("undefined"): the kernel's only arithmetic outside the
+// intrinsics is its fixed-bound indexing into the tile and column panels,
+// and clang's UBSan checks (with -fno-sanitize-recover, as in
+// tests/cli-serve-abuse.sh) took the 16 instances from seconds to 8 minutes
+// of compile time; AddressSanitizer still covers its loads and stores.
+static inline __attribute__((always_inline, no_sanitize("undefined"))) void
+k_kernel(const k_tile *t, const k_col *col, int nb, float *y, size_t ys, int rm, bool add, const int RN,
+         const int NSUB) {
     const int DW = QK_K / 4 / NSUB;   // dwords per sub-block
     __m512 acc[V_COLS];
 #pragma GCC unroll 8
@@ -568,5 +575,8 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q5_K].small_max_t = 8;
     kt->type[QT_TYPE_Q5_K].gemv = qt_gemv_q5_K_avx512vnni;
     kt->type[QT_TYPE_Q5_K].gemm = gemm_q5_K_avx512vnni;
+    kt->type[QT_TYPE_Q6_K].gemv = qt_gemv_q6_K_avx512vnni;
+    kt->type[QT_TYPE_Q6_K].gemm_small = qt_gemm_small_q6_K_avx512vnni;
+    kt->type[QT_TYPE_Q6_K].small_max_t = 8;
     kt->type[QT_TYPE_Q6_K].gemm = gemm_q6_K_avx512vnni;
 }

@@ -63,8 +63,11 @@ void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *
                                    int n_rows, int n_cols);
 void qt_gemm_small_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols);
+void qt_gemm_small_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                                   int n_rows, int n_cols);
 void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 void qt_gemv_q5_K_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
+void qt_gemv_q6_K_avx512vnni(int n, const void *w, size_t w_stride, const void *x, float *y, int n_rows);
 
 // A per-thread scratch buffer of at least n bytes, 64-byte aligned, kept
 // between calls (so the hot loops do not map and fault in fresh pages every
