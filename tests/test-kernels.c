@@ -90,6 +90,21 @@ typedef struct {
     float *yexact;  // (T, n_out) wd @ x with x unrounded, accumulated in double
 } problem;
 
+// wd, xd and absd from the quantized w and xq (again after a test rewrites them)
+static void problem_dequantize(problem *p) {
+    const int n_in = p->n_in, n_out = p->n_out, T = p->T;
+    for (int r = 0; r < n_out; r++)
+        qt_type_traits_get(p->wt)->to_float((char *)p->w + r * p->ws, p->wd + (size_t)r * n_in, n_in);
+    for (int t = 0; t < T; t++)
+        qt_type_traits_get(p->vdt)->to_float((char *)p->xq + t * p->xs, p->xd + (size_t)t * n_in, n_in);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < n_out; r++) {
+            double a = 0;
+            for (int k = 0; k < n_in; k++) a += fabs((double)p->wd[(size_t)r * n_in + k] * p->xd[(size_t)t * n_in + k]);
+            p->absd[(size_t)t * n_out + r] = a;
+        }
+}
+
 static void problem_init(problem *p, qt_rng *rng, qt_type wt, int n_in, int n_out, int T) {
     const qt_kernel_table *ref = qt_kernels_ref();
     const qt_type_traits *tt = qt_type_traits_get(wt);
@@ -102,25 +117,14 @@ static void problem_init(problem *p, qt_rng *rng, qt_type wt, int n_in, int n_ou
     float *wf = randn(rng, (size_t)n_out * n_in, 0.5f);
     p->w = qt_malloc((size_t)n_out * p->ws);
     p->wd = qt_malloc((size_t)n_out * n_in * sizeof(float));
-    for (int r = 0; r < n_out; r++) {
-        tt->from_float_ref(wf + (size_t)r * n_in, (char *)p->w + r * p->ws, n_in);
-        tt->to_float((char *)p->w + r * p->ws, p->wd + (size_t)r * n_in, n_in);
-    }
+    for (int r = 0; r < n_out; r++) tt->from_float_ref(wf + (size_t)r * n_in, (char *)p->w + r * p->ws, n_in);
     qt_free(wf);
     p->x = randn(rng, (size_t)T * n_in, 1.0f);
     p->xq = qt_malloc((size_t)T * p->xs);
     p->xd = qt_malloc((size_t)T * n_in * sizeof(float));
-    for (int t = 0; t < T; t++) {
-        ref->type[p->vdt].from_float(p->x + (size_t)t * n_in, (char *)p->xq + t * p->xs, n_in);
-        qt_type_traits_get(p->vdt)->to_float((char *)p->xq + t * p->xs, p->xd + (size_t)t * n_in, n_in);
-    }
+    for (int t = 0; t < T; t++) ref->type[p->vdt].from_float(p->x + (size_t)t * n_in, (char *)p->xq + t * p->xs, n_in);
     p->absd = qt_malloc((size_t)T * n_out * sizeof(double));
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < n_out; r++) {
-            double a = 0;
-            for (int k = 0; k < n_in; k++) a += fabs((double)p->wd[(size_t)r * n_in + k] * p->xd[(size_t)t * n_in + k]);
-            p->absd[(size_t)t * n_out + r] = a;
-        }
+    problem_dequantize(p);
     p->yexact = qt_malloc((size_t)T * n_out * sizeof(float));
     for (int t = 0; t < T; t++)
         for (int r = 0; r < n_out; r++) {
@@ -324,16 +328,11 @@ static void test_quant_extremes(qt_rng *rng) {
                         q->d = 1.0f / 64;
                     }
                 }
-            for (int r = 0; r < n_out; r++) tt->to_float((char *)p.w + r * p.ws, p.wd + (size_t)r * n_in, n_in);
-            for (int t = 0; t < T; t++) xt->to_float((char *)p.xq + t * p.xs, p.xd + (size_t)t * n_in, n_in);
+            problem_dequantize(&p);
             for (int t = 0; t < T; t++)
-                for (int r = 0; r < n_out; r++) {
-                    double a = 0;
-                    for (int k = 0; k < n_in; k++) a += fabs((double)p.wd[(size_t)r * n_in + k] * p.xd[(size_t)t * n_in + k]);
-                    p.absd[(size_t)t * n_out + r] = a;
+                for (int r = 0; r < n_out; r++)
                     ref->type[wt].vec_dot(n_in, &p.yref[(size_t)t * n_out + r], (const char *)p.w + r * p.ws,
                                           (const char *)p.xq + t * p.xs);
-                }
             float *y = qt_malloc((size_t)T * n_out * sizeof(float));
             for (int ti = 0; ti < g_n_tables; ti++) {
                 const qt_kernel_table *kt = g_tables[ti];

@@ -454,41 +454,14 @@ INLINE __m256 q4_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
 // row's two sub-blocks of a step meet their scales (broadcast words) in
 // madds and sum in int32 per row; one hadd tree per super-block stacks the 8
 // rows. Mins, d and dmin as Q4_K (the same offsets in Q5_K).
-// bit b of each qh byte moved to bit 4 (epi16 shifts: nothing crosses into
-// bit 4 of the other byte for |4 - b| <= 4)
-INLINE __m256i q5_K_bit4(__m256i qh, int b) {
-    __m256i v = b <= 4 ? _mm256_slli_epi16(qh, 4 - b) : _mm256_srli_epi16(qh, b - 4);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-// one row's super-block against y: 8 int32 partial sums of scale * dot
-INLINE __m256i q5_K_row(const char *blk, const int8_t *q8, const int16_t sc[16]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const char *qs = blk + offsetof(block_q5_K, qs);
-    __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q5_K, qh)));
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-        __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), q5_K_bit4(qh, 2 * j));
-        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), q5_K_bit4(qh, 2 * j + 1));
-        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
-        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
-        acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j])),
-                                                     _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1]))));
-    }
-    return acc;
-}
-
 INLINE __m256 q5_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
     __m128i u[GV_ROWS];
     __m256i s[GV_ROWS];
 #pragma GCC unroll 8
     for (int r = 0; r < GV_ROWS; r++) {
         u[r] = q4_K_scales(p->r[r]);
-        int16_t sc[16] __attribute__((aligned(32)));
-        _mm256_store_si256((__m256i *)sc, _mm256_cvtepu8_epi16(u[r]));
-        s[r] = q5_K_row(p->r[r], y->qs, sc);
+        __m256i sc = _mm256_cvtepu8_epi16(u[r]);
+        s[r] = q5_K_sumi(p->r[r], y->qs, _mm256_permute2x128_si256(sc, sc, 0x00));   // quants-avx2.h
     }
     // [r0 r1 r2 r3 | r0 r1 r2 r3] and the same for rows 4..7, then [r0..r3 | r4..r7]
     __m256i sa = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
@@ -496,7 +469,6 @@ INLINE __m256 q5_K_block8(const rows8 *p, const block_q8_K *y, __m256 acc) {
     __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(sa, sb, 0x20), _mm256_permute2x128_si256(sa, sb, 0x31));
     return k_finish8(p, u, y, sum, acc);
 }
-
 
 // Q6_K: 4 rows per pass, each row's 16-element scales applied by madd on its
 // own (the scales are signed bytes: no vector transpose as cheap as Q4_K's),

@@ -177,11 +177,6 @@ _Static_assert(offsetof(block_q5_K, scales) == offsetof(block_q4_K, scales) &&
                    sizeof(block_q5_K) >= offsetof(block_q5_K, scales) + 16,
                "q4_K_scales reads 16 bytes from the scales");
 
-// int16 lane i of v broadcast to all 16 lanes (v holds the same 8 int16 in both halves)
-INLINE __m256i bcast_i16(__m256i v, int i) {
-    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * i + 1) << 8) | (2 * i))));
-}
-
 // sum over sub-blocks of min[j] * (sum of its 32 activation quants), 4 int32 lanes
 INLINE __m128i min_term_k4(__m256i mins_scales, const int16_t *bsums) {
     __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
@@ -221,40 +216,12 @@ static void vec_dot_q4_K_avx2(int n, float *s, const void *vx, const void *vy) {
 static void vec_dot_q5_K_avx2(int n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0xf), b5 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
     __m128 acc_m = _mm_setzero_ps();
     for (int i = 0; i < n / QK_K; i++) {
         __m256i ms = _mm256_cvtepu8_epi16(q4_K_scales((const char *)&x[i]));
         acc_m = _mm_fmadd_ps(_mm_set1_ps(y[i].d * fp16(x[i].dmin)), _mm_cvtepi32_ps(min_term_k4(ms, y[i].bsums)), acc_m);
-        __m256i sc = _mm256_permute2x128_si256(ms, ms, 0x00);
-        const uint8_t *q5 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
-            // bits 2j and 2j+1 of each qh byte are the 5th bits of the low and
-            // high nibbles: move them to bit 4 (16-bit shifts by at most 4 left
-            // or 3 right keep bit 4 of every byte within its byte)
-            __m256i hl, hh;
-            if (j < 2) {
-                hl = _mm256_sll_epi16(qh, _mm_cvtsi32_si128(4 - 2 * j));
-                hh = _mm256_sll_epi16(qh, _mm_cvtsi32_si128(3 - 2 * j));
-            } else {
-                hl = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j - 4));
-                hh = _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j - 3));
-            }
-            hl = _mm256_and_si256(hl, b5);
-            hh = _mm256_and_si256(hh, b5);
-            __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
-            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
-            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
-            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            pl = _mm256_madd_epi16(pl, bcast_i16(sc, 2 * j));
-            ph = _mm256_madd_epi16(ph, bcast_i16(sc, 2 * j + 1));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-        }
+        __m256i sumi = q5_K_sumi((const char *)&x[i], y[i].qs, _mm256_permute2x128_si256(ms, ms, 0x00));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * fp16(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
@@ -587,7 +554,7 @@ typedef struct {
 // Q5_K (q5): the same with each quant's fifth bit from qh (bit 2jj for the
 // low nibbles of qs[32jj ..], 2jj + 1 for the high ones), 0..31.
 static void igk_repack(igk_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q5) {
-    const __m256i m4 = _mm256_set1_epi8(0xf), b4 = _mm256_set1_epi8(0x10);
+    const __m256i m4 = _mm256_set1_epi8(0xf);
     const size_t bsz = q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const size_t oqs = q5 ? offsetof(block_q5_K, qs) : offsetof(block_q4_K, qs);
     uint32_t lo[8], hi[8];
@@ -601,13 +568,13 @@ static void igk_repack(igk_tile *t, const void *w, size_t ws, int l0, int nb, in
             scales_k4(b4k->scales, sc, mn);
             __m256i qh = q5 ? _mm256_loadu_si256((const __m256i *)(b + offsetof(block_q5_K, qh)))
                             : _mm256_setzero_si256();
-            for (int jj = 0; jj < 4; jj++) {
+#pragma GCC unroll 4
+            for (int jj = 0; jj < 4; jj++) {   // q5_K_bit4 wants constant shifts
                 __m256i bits = _mm256_loadu_si256((const __m256i *)(b + oqs + 32 * jj));
                 __m256i vl = _mm256_and_si256(bits, m4), vh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
                 if (q5) {
-                    __m256i bl = _mm256_set1_epi8((char)(1 << (2 * jj))), bh = _mm256_set1_epi8((char)(2 << (2 * jj)));
-                    vl = _mm256_or_si256(vl, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b4));
-                    vh = _mm256_or_si256(vh, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b4));
+                    vl = _mm256_or_si256(vl, q5_K_bit4(qh, 2 * jj));
+                    vh = _mm256_or_si256(vh, q5_K_bit4(qh, 2 * jj + 1));
                 }
                 _mm256_storeu_si256((__m256i *)lo, vl);
                 _mm256_storeu_si256((__m256i *)hi, vh);
@@ -1034,19 +1001,17 @@ static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
 // nibbles of qs[32j ..], 2j + 1 for the high ones).
 static void to_float_q5_K_avx2(const void *vx, float *y, int64_t n) {
     const block_q5_K *x = vx;
-    const __m256i m4 = _mm256_set1_epi8(0xf), b4 = _mm256_set1_epi8(0x10);
+    const __m256i m4 = _mm256_set1_epi8(0xf);
     for (int64_t i = 0; i < n / QK_K; i++) {
         float d = fp16(x[i].d), dmin = fp16(x[i].dmin);
         int sc[8], mn[8];
         scales_k4(x[i].scales, sc, mn);
         __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++, y += 64) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
-            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * j))), bh = _mm256_set1_epi8((char)(2 << (2 * j)));
-            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4),
-                                         _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bl), bl), b4));
-            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                                         _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bh), bh), b4));
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), q5_K_bit4(qh, 2 * j));
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), q5_K_bit4(qh, 2 * j + 1));
             store_u8_affine(y, lo, _mm256_set1_ps(d * sc[2 * j]), _mm256_set1_ps(dmin * mn[2 * j]));
             store_u8_affine(y + 32, hi, _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(dmin * mn[2 * j + 1]));
         }

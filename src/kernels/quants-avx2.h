@@ -41,4 +41,39 @@ static inline __attribute__((always_inline)) __m128i q4_K_scales(const char *blk
     return _mm_or_si128(_mm_or_si128(lo, hn), hb);
 }
 
+// int16 lane i of v broadcast to all 16 lanes (v holds the same 8 int16 in both halves)
+static inline __attribute__((always_inline)) __m256i bcast_i16(__m256i v, int i) {
+    return _mm256_shuffle_epi8(v, _mm256_set1_epi16((short)(((2 * i + 1) << 8) | (2 * i))));
+}
+
+// Q5_K's fifth bits of sub-block b: bit b of each qh byte as 16 (bit 4), all
+// other bits clear. The 16-bit shifts move bits by at most 4, so bit 4 of a
+// byte only ever receives a bit of the same byte.
+static inline __attribute__((always_inline)) __m256i q5_K_bit4(__m256i qh, int b) {
+    __m256i v = b <= 4 ? _mm256_slli_epi16(qh, 4 - b) : _mm256_srli_epi16(qh, b - 4);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// The integer part of a Q5_K super-block's dot with a Q8_K row's quants q8:
+// 8 int32 partial sums of scale * (5-bit quants . activations) over the 8
+// sub-blocks; sc: the 8 scales as int16 in both 128-bit halves.
+static inline __attribute__((always_inline)) __m256i q5_K_sumi(const char *blk, const int8_t *q8, __m256i sc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const char *qs = blk + offsetof(block_q5_K, qs);
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + offsetof(block_q5_K, qh)));
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), q5_K_bit4(qh, 2 * j));
+        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), q5_K_bit4(qh, 2 * j + 1));
+        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
+        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
+        pl = _mm256_madd_epi16(pl, bcast_i16(sc, 2 * j));
+        ph = _mm256_madd_epi16(ph, bcast_i16(sc, 2 * j + 1));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    return sumi;
+}
+
 #endif
