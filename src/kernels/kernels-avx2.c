@@ -7,7 +7,9 @@
 // without changing the stored layout); F32 uses register tiles of 3 rows x
 // 4 columns, F16 and BF16 4 rows x 3 columns (llamafile's tinyBLAS). Conversions float -> Q8_0 /
 // Q8_K / F16 / BF16 bit-equal to the scalar references; fast dequantization
-// of Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16. Everything else is the ref table's.
+// of Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16. Q3_K, NF4 and the legacy Q4_1, Q5_0,
+// Q5_1, IQ4_NL (vec_dot and dequantization) are in q3k-avx2.c, nf4-avx2.c and
+// legacy-avx2.c; everything else is the ref table's.
 // Deliberately not: persistent weight repacking, the other i-quants.
 // Follows ggml-cpu/arch/x86/quants.c (vec_dot), ggml-cpu/repack.cpp and
 // llamafile/sgemm.cpp (gemm).
@@ -16,6 +18,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/legacy-kernels.h"
 #include "kernels/matmul-internal.h"
 #include "kernels/nf4-kernels.h"
 #include "kernels/q3k-kernels.h"
@@ -1122,6 +1125,7 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     t[QT_TYPE_Q6_K].to_float = to_float_q6_K_avx2;
     qt_nf4_set_avx2(t);   // nf4-avx2.c
     qt_q3_K_set_avx2(t);  // q3k-avx2.c
+    qt_legacy_set_avx2(t);  // legacy-avx2.c
     kt->dot_f32 = dot_f32_avx2;
     kt->axpy_f32 = axpy_f32_avx2;
     kt->scale_f32 = scale_f32_avx2;

@@ -13,7 +13,8 @@
 // gemm-neon.c and, where HWCAP2 says BF16, gemm-neonbf16.c.
 //
 // Deliberately not here: gemm tiles for other types (matmul then uses vec_dot
-// per row), the quant types not listed (they keep the reference kernels),
+// per row), the quant types neither listed here nor in legacy-neon.c (Q4_1,
+// Q5_0, Q5_1; IQ4_NL's dequantization) keep the reference kernels,
 // SVE, i8mm and fp16 arithmetic (F16 is widened to f32 so dot products are as
 // accurate as the reference).
 //
@@ -26,6 +27,7 @@
 // Reference: block layouts in quant/blocks.h (GGML's ggml-common.h); the
 // behaviour follows GGML's ggml/src/ggml-cpu/arch/arm/quants.c.
 #include "kernels/kernels.h"
+#include "kernels/legacy-kernels.h"
 #include "kernels/matmul-internal.h"
 #include "kernels/vecmath-internal.h"
 
@@ -905,6 +907,7 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_conv(QT_TYPE_BF16, from_float_bf16_neon, to_float_bf16_neon);
     set_conv(QT_TYPE_Q8_0, quantize_row_q8_0_neon, dequantize_row_q8_0_neon);
     set_conv(QT_TYPE_Q4_0, NULL, dequantize_row_q4_0_neon);
+    qt_legacy_set_neon(kt->type);   // legacy-neon.c: Q4_1, Q5_0, Q5_1, IQ4_NL
     set_conv(QT_TYPE_Q8_K, quantize_row_q8_K_neon, NULL);
     set_conv(QT_TYPE_Q4_K, NULL, dequantize_row_q4_K_neon);
     set_conv(QT_TYPE_Q5_K, NULL, dequantize_row_q5_K_neon);

@@ -1,0 +1,220 @@
+// legacy-avx2.c: the legacy 32-element GGUF types with AVX2:
+//   Q4_1    x = d q + m, q 4 bits unsigned
+//   Q5_0    x = d (q - 16), q 5 bits
+//   Q5_1    x = d q + m, q 5 bits unsigned
+//   IQ4_NL  x = d kvalues_iq4nl[q], q 4 bits (a 16-entry signed code book)
+// vec_dot  against Q8_0 activations (kernels-ref.c's pairing, also for Q4_1
+//          and Q5_1): the 32 weights of a block as bytes, dotted with the
+//          activation quants by maddubs (unsigned weights directly, signed
+//          ones through the sign trick) and summed to 8 int32 lanes with
+//          madd; Q4_1/Q5_1's min term m d_y sum(y) takes the exact integer
+//          sum of the activation quants (maddubs with ones). Integer sums are
+//          exact, so the result differs from the reference (sums in double)
+//          only by the float products and their sum. Two blocks per step, one
+//          accumulator each, as kernels-avx2.c's Q4_0.
+// to_float the reference's arithmetic (q * d, then + m; no fma), bit-exact
+//          with qt_dequantize_row_q4_1 / _q5_0 / _q5_1 / _iq4_nl.
+// Layout (quant/blocks.h): qs[j] holds element j in its low nibble and
+// element j + 16 in its high one; the fifth bit of element j is bit j of the
+// little-endian u32 qh.
+// Follows ggml-cpu's ggml_vec_dot_q4_1_q8_1, _q5_0_q8_0, _q5_1_q8_1 and
+// _iq4_nl_q8_0 (arch/x86/quants.c, AVX2), with Q8_0 in place of Q8_1.
+// Deliberately not: gemv or gemm tiles (matmul runs vec_dot per row; these
+// types are rare next to Q4_0 and the k-quants), AVX-512 variants.
+#include "kernels/simd-x86.h"
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/legacy-kernels.h"
+#include "quant/blocks.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+// ---- helpers ----
+
+INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+INLINE float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 32 4-bit quants -> 32 bytes 0..15 in element order (low nibbles, then high)
+INLINE __m256i nibbles(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
+}
+
+// the 32 bits of qh as 32 bytes, 0xff where the bit is set (byte j: bit j)
+INLINE __m256i bits32(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));   // all bits but bit j % 8
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+// sum over 32 pairs of x*y as 8 int32 lanes, x and y signed bytes (x > -128)
+INLINE __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// the same for unsigned x (0..127) and signed y
+INLINE __m256i dot_u8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+// ---- the weights of one block as 32 bytes ----
+
+INLINE __m256i q4_1_u(const block_q4_1 *b) { return nibbles(b->qs); }
+
+// q - 16 as signed bytes: the nibble with 0xf0 or'ed in where the fifth bit is clear
+INLINE __m256i q5_0_s(const block_q5_0 *b) {
+    return _mm256_or_si256(nibbles(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0)));
+}
+
+INLINE __m256i q5_1_u(const block_q5_1 *b) {
+    return _mm256_or_si256(nibbles(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+}
+
+// kv: the code book in both 128-bit lanes
+INLINE __m256i iq4_nl_s(const block_iq4_nl *b, __m256i kv) { return _mm256_shuffle_epi8(kv, nibbles(b->qs)); }
+
+INLINE __m256i iq4_nl_book(void) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt_kvalues_iq4nl));
+}
+
+// ---- vec_dot against Q8_0 ----
+
+// acc + d_x d_y (q . y), q signed
+INLINE __m256 block_sym(__m256i q, float dx, const block_q8_0 *y, __m256 acc) {
+    __m256i p = dot_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(dx * fp16(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+// acc + d_x d_y (u . y) + m_x d_y sum(y), u unsigned
+INLINE __m256 block_affine(__m256i u, float dx, float mx, const block_q8_0 *y, __m256 acc) {
+    const __m256i q8 = _mm256_loadu_si256((const __m256i *)y->qs);
+    const float dy = fp16(y->d);
+    __m256i p = dot_u8(u, q8), sy = dot_u8(_mm256_set1_epi8(1), q8);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * dy), _mm256_cvtepi32_ps(p), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(mx * dy), _mm256_cvtepi32_ps(sy), acc);
+}
+
+static void vec_dot_q4_1_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q4_1 *x = vx;
+    const block_q8_0 *y = vy;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK4_1, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = block_affine(q4_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
+        acc1 = block_affine(q4_1_u(&x[i + 1]), fp16(x[i + 1].d), fp16(x[i + 1].m), &y[i + 1], acc1);
+    }
+    if (i < nb) acc0 = block_affine(q4_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_q5_0_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q5_0 *x = vx;
+    const block_q8_0 *y = vy;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK5_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = block_sym(q5_0_s(&x[i]), fp16(x[i].d), &y[i], acc0);
+        acc1 = block_sym(q5_0_s(&x[i + 1]), fp16(x[i + 1].d), &y[i + 1], acc1);
+    }
+    if (i < nb) acc0 = block_sym(q5_0_s(&x[i]), fp16(x[i].d), &y[i], acc0);
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_q5_1_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_q5_1 *x = vx;
+    const block_q8_0 *y = vy;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK5_1, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = block_affine(q5_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
+        acc1 = block_affine(q5_1_u(&x[i + 1]), fp16(x[i + 1].d), fp16(x[i + 1].m), &y[i + 1], acc1);
+    }
+    if (i < nb) acc0 = block_affine(q5_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+static void vec_dot_iq4_nl_avx2(int n, float *s, const void *vx, const void *vy) {
+    const block_iq4_nl *x = vx;
+    const block_q8_0 *y = vy;
+    const __m256i kv = iq4_nl_book();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int nb = n / QK4_NL, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        acc0 = block_sym(iq4_nl_s(&x[i], kv), fp16(x[i].d), &y[i], acc0);
+        acc1 = block_sym(iq4_nl_s(&x[i + 1], kv), fp16(x[i + 1].d), &y[i + 1], acc1);
+    }
+    if (i < nb) acc0 = block_sym(iq4_nl_s(&x[i], kv), fp16(x[i].d), &y[i], acc0);
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+// ---- to_float ----
+
+// y[0..31] = q * d, q signed bytes
+INLINE void store_i8_scaled(float *y, __m256i q, __m256 d) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++)
+        _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k])), d));
+}
+
+// y[0..31] = q * d + m, q unsigned bytes: mul then add, as the reference
+INLINE void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(f, d), m));
+    }
+}
+
+static void to_float_q4_1_avx2(const void *vx, float *y, int64_t n) {
+    const block_q4_1 *x = vx;
+    for (int64_t i = 0; i < n / QK4_1; i++, y += QK4_1)
+        store_u8_affine(y, q4_1_u(&x[i]), _mm256_set1_ps(fp16(x[i].d)), _mm256_set1_ps(fp16(x[i].m)));
+}
+
+static void to_float_q5_0_avx2(const void *vx, float *y, int64_t n) {
+    const block_q5_0 *x = vx;
+    for (int64_t i = 0; i < n / QK5_0; i++, y += QK5_0)
+        store_i8_scaled(y, q5_0_s(&x[i]), _mm256_set1_ps(fp16(x[i].d)));
+}
+
+static void to_float_q5_1_avx2(const void *vx, float *y, int64_t n) {
+    const block_q5_1 *x = vx;
+    for (int64_t i = 0; i < n / QK5_1; i++, y += QK5_1)
+        store_u8_affine(y, q5_1_u(&x[i]), _mm256_set1_ps(fp16(x[i].d)), _mm256_set1_ps(fp16(x[i].m)));
+}
+
+static void to_float_iq4_nl_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq4_nl *x = vx;
+    const __m256i kv = iq4_nl_book();
+    for (int64_t i = 0; i < n / QK4_NL; i++, y += QK4_NL)
+        store_i8_scaled(y, iq4_nl_s(&x[i], kv), _mm256_set1_ps(fp16(x[i].d)));
+}
+
+// ---- the table ----
+
+// vec_dot only where the table pairs the type with Q8_0 (as kernels-ref.c does)
+static void set(qt_kernel_traits *t, qt_type type, qt_vec_dot_fn vec_dot, qt_to_float_fn to_float) {
+    if (t[type].vec_dot_type == QT_TYPE_Q8_0) t[type].vec_dot = vec_dot;
+    t[type].to_float = to_float;
+}
+
+void qt_legacy_set_avx2(qt_kernel_traits *t) {
+    set(t, QT_TYPE_Q4_1, vec_dot_q4_1_avx2, to_float_q4_1_avx2);
+    set(t, QT_TYPE_Q5_0, vec_dot_q5_0_avx2, to_float_q5_0_avx2);
+    set(t, QT_TYPE_Q5_1, vec_dot_q5_1_avx2, to_float_q5_1_avx2);
+    set(t, QT_TYPE_IQ4_NL, vec_dot_iq4_nl_avx2, to_float_iq4_nl_avx2);
+}
