@@ -31,13 +31,6 @@
 
 // ---- helpers ----
 
-INLINE float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 INLINE int hsum_epi32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
@@ -52,17 +45,6 @@ INLINE __m256i nibbles(const uint8_t *qs) {
     __m128i t = _mm_loadu_si128((const __m128i *)qs);
     __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
     return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
-}
-
-// sum over 32 pairs of x*y as 8 int32 lanes, x and y signed bytes
-INLINE __m256i dot_i8(__m256i x, __m256i y) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-// the same for unsigned x (0..127) and signed y
-INLINE __m256i dot_u8(__m256i x, __m256i y) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 }
 
 INLINE __m256 load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
@@ -951,14 +933,6 @@ static void to_float_bf16_avx2(const void *vx, float *y, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_bf16(x + i));
     for (; i < n; i++) y[i] = qt_bf16_to_fp32(x[i]);
-}
-
-INLINE void store_i8_scaled(float *y, __m256i q, __m256 d) {
-    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm256_castsi256_si128(q))), d));
-    _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8))), d));
-    __m128i h = _mm256_extracti128_si256(q, 1);
-    _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h)), d));
-    _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h, 8))), d));
 }
 
 static void to_float_q8_0_avx2(const void *vx, float *y, int64_t n) {

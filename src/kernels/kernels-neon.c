@@ -29,6 +29,7 @@
 #include "kernels/kernels.h"
 #include "kernels/legacy-kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/simd-neon.h"
 #include "kernels/vecmath-internal.h"
 
 #include <arm_neon.h>
@@ -41,23 +42,6 @@
 #include "quant/quant.h"
 
 // ---- helpers --------------------------------------------------------------
-
-static inline float fp16_to_f32(uint16_t h) {
-    __fp16 v;
-    memcpy(&v, &h, sizeof(v));
-    return (float)v;
-}
-
-// acc += dot of 16 int8 pairs, summed into the 4 int32 lanes (which lane gets
-// which product differs between the two paths; callers only use the sum).
-static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
-    return vpadalq_s16(acc, vmull_high_s8(a, b));
-#endif
-}
 
 // 6-bit scale j and min j of a q4_K/q5_K super-block (12 packed bytes).
 static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {

@@ -26,6 +26,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/legacy-kernels.h"
+#include "kernels/quants-avx2.h"
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -33,13 +34,6 @@
 // ---- helpers ----
 
 INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
-
-INLINE float hsum_ps(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // 32 4-bit quants -> 32 bytes 0..15 in element order (low nibbles, then high)
 INLINE __m256i nibbles(const uint8_t *qs) {
@@ -56,17 +50,6 @@ INLINE __m256i bits32(const uint8_t *qh) {
     __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
     b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));   // all bits but bit j % 8
     return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
-}
-
-// sum over 32 pairs of x*y as 8 int32 lanes, x and y signed bytes (x > -128)
-INLINE __m256i dot_i8(__m256i x, __m256i y) {
-    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-// the same for unsigned x (0..127) and signed y
-INLINE __m256i dot_u8(__m256i x, __m256i y) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
 }
 
 // ---- the weights of one block as 32 bytes ----
@@ -106,68 +89,41 @@ INLINE __m256 block_affine(__m256i u, float dx, float mx, const block_q8_0 *y, _
     return _mm256_fmadd_ps(_mm256_set1_ps(mx * dy), _mm256_cvtepi32_ps(sy), acc);
 }
 
-static void vec_dot_q4_1_avx2(int n, float *s, const void *vx, const void *vy) {
-    const block_q4_1 *x = vx;
-    const block_q8_0 *y = vy;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int nb = n / QK4_1, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        acc0 = block_affine(q4_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
-        acc1 = block_affine(q4_1_u(&x[i + 1]), fp16(x[i + 1].d), fp16(x[i + 1].m), &y[i + 1], acc1);
-    }
-    if (i < nb) acc0 = block_affine(q4_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+// one block's contribution: acc + its d_x d_y (q . y) (+ m_x d_y sum(y))
+INLINE __m256 q4_1_step(const block_q4_1 *b, const block_q8_0 *y, __m256 acc) {
+    return block_affine(q4_1_u(b), fp16(b->d), fp16(b->m), y, acc);
+}
+INLINE __m256 q5_0_step(const block_q5_0 *b, const block_q8_0 *y, __m256 acc) {
+    return block_sym(q5_0_s(b), fp16(b->d), y, acc);
+}
+INLINE __m256 q5_1_step(const block_q5_1 *b, const block_q8_0 *y, __m256 acc) {
+    return block_affine(q5_1_u(b), fp16(b->d), fp16(b->m), y, acc);
+}
+INLINE __m256 iq4_nl_step(const block_iq4_nl *b, const block_q8_0 *y, __m256 acc) {
+    return block_sym(iq4_nl_s(b, iq4_nl_book()), fp16(b->d), y, acc);   // the book's load is hoisted
 }
 
-static void vec_dot_q5_0_avx2(int n, float *s, const void *vx, const void *vy) {
-    const block_q5_0 *x = vx;
-    const block_q8_0 *y = vy;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int nb = n / QK5_0, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        acc0 = block_sym(q5_0_s(&x[i]), fp16(x[i].d), &y[i], acc0);
-        acc1 = block_sym(q5_0_s(&x[i + 1]), fp16(x[i + 1].d), &y[i + 1], acc1);
+// The vec_dot of a type: two blocks per step, one accumulator each.
+#define VEC_DOT(type)                                                        \
+    static void vec_dot_##type##_avx2(int n, float *s, const void *vx, const void *vy) { \
+        const block_##type *x = vx;                                          \
+        const block_q8_0 *y = vy;                                            \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                      \
+        int nb = n / QK8_0, i = 0;                                           \
+        for (; i + 2 <= nb; i += 2) {                                        \
+            acc0 = type##_step(&x[i], &y[i], acc0);                          \
+            acc1 = type##_step(&x[i + 1], &y[i + 1], acc1);                  \
+        }                                                                    \
+        if (i < nb) acc0 = type##_step(&x[i], &y[i], acc0);                  \
+        *s = hsum_ps(_mm256_add_ps(acc0, acc1));                             \
     }
-    if (i < nb) acc0 = block_sym(q5_0_s(&x[i]), fp16(x[i].d), &y[i], acc0);
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
-}
 
-static void vec_dot_q5_1_avx2(int n, float *s, const void *vx, const void *vy) {
-    const block_q5_1 *x = vx;
-    const block_q8_0 *y = vy;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int nb = n / QK5_1, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        acc0 = block_affine(q5_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
-        acc1 = block_affine(q5_1_u(&x[i + 1]), fp16(x[i + 1].d), fp16(x[i + 1].m), &y[i + 1], acc1);
-    }
-    if (i < nb) acc0 = block_affine(q5_1_u(&x[i]), fp16(x[i].d), fp16(x[i].m), &y[i], acc0);
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
-}
-
-static void vec_dot_iq4_nl_avx2(int n, float *s, const void *vx, const void *vy) {
-    const block_iq4_nl *x = vx;
-    const block_q8_0 *y = vy;
-    const __m256i kv = iq4_nl_book();
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int nb = n / QK4_NL, i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        acc0 = block_sym(iq4_nl_s(&x[i], kv), fp16(x[i].d), &y[i], acc0);
-        acc1 = block_sym(iq4_nl_s(&x[i + 1], kv), fp16(x[i + 1].d), &y[i + 1], acc1);
-    }
-    if (i < nb) acc0 = block_sym(iq4_nl_s(&x[i], kv), fp16(x[i].d), &y[i], acc0);
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
-}
+VEC_DOT(q4_1)
+VEC_DOT(q5_0)
+VEC_DOT(q5_1)
+VEC_DOT(iq4_nl)
 
 // ---- to_float ----
-
-// y[0..31] = q * d, q signed bytes
-INLINE void store_i8_scaled(float *y, __m256i q, __m256 d) {
-    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int k = 0; k < 4; k++)
-        _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[k])), d));
-}
 
 // y[0..31] = q * d + m, q unsigned bytes: mul then add, as the reference
 INLINE void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {

@@ -22,31 +22,13 @@
 // Deliberately not: gemv or gemm tiles (matmul runs vec_dot per row), i8mm.
 #include "kernels/kernels.h"
 #include "kernels/legacy-kernels.h"
+#include "kernels/simd-neon.h"
 
 #include <arm_neon.h>
 #include <string.h>
 
 #include "base/base.h"
 #include "quant/blocks.h"
-
-// ---- helpers (kernels-neon.c's) ----
-
-static inline float fp16_to_f32(uint16_t h) {
-    __fp16 v;
-    memcpy(&v, &h, sizeof(v));
-    return (float)v;
-}
-
-// acc += dot of 16 int8 pairs, summed into the 4 int32 lanes (which lane gets
-// which product differs between the two paths; callers only use the sum).
-static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
-    return vdotq_s32(acc, a, b);
-#else
-    acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
-    return vpadalq_s16(acc, vmull_high_s8(a, b));
-#endif
-}
 
 // ---- the weights of one block: lo = elements 0..15, hi = 16..31 ----
 
@@ -102,68 +84,43 @@ static inline float32x4_t block_affine(uint8x16_t lo, uint8x16_t hi, float dx, f
     return vfmaq_n_f32(acc, vcvtq_f32_s32(sy), mx * dy);
 }
 
-static void vec_dot_q4_1_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
-    QT_ASSERT(n % QK8_0 == 0);
-    const block_q4_1 *x = vx;
-    const block_q8_0 *y = vy;
-    const int nb = n / QK8_0;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+// one block's contribution: acc + its d_x d_y (q . y) (+ m_x d_y sum(y))
+static inline float32x4_t q4_1_step(const block_q4_1 *b, const block_q8_0 *y, float32x4_t acc) {
     uint8x16_t l, h;
-    int i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        q4_1_u(&x[i], &l, &h);
-        acc0 = block_affine(l, h, fp16_to_f32(x[i].d), fp16_to_f32(x[i].m), &y[i], acc0);
-        q4_1_u(&x[i + 1], &l, &h);
-        acc1 = block_affine(l, h, fp16_to_f32(x[i + 1].d), fp16_to_f32(x[i + 1].m), &y[i + 1], acc1);
-    }
-    if (i < nb) {
-        q4_1_u(&x[i], &l, &h);
-        acc0 = block_affine(l, h, fp16_to_f32(x[i].d), fp16_to_f32(x[i].m), &y[i], acc0);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
+    q4_1_u(b, &l, &h);
+    return block_affine(l, h, fp16_to_f32(b->d), fp16_to_f32(b->m), y, acc);
 }
-
-static void vec_dot_q5_0_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
-    QT_ASSERT(n % QK8_0 == 0);
-    const block_q5_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int nb = n / QK8_0;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+static inline float32x4_t q5_0_step(const block_q5_0 *b, const block_q8_0 *y, float32x4_t acc) {
     int8x16_t l, h;
-    int i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        q5_0_s(&x[i], &l, &h);
-        acc0 = block_sym(l, h, fp16_to_f32(x[i].d), &y[i], acc0);
-        q5_0_s(&x[i + 1], &l, &h);
-        acc1 = block_sym(l, h, fp16_to_f32(x[i + 1].d), &y[i + 1], acc1);
-    }
-    if (i < nb) {
-        q5_0_s(&x[i], &l, &h);
-        acc0 = block_sym(l, h, fp16_to_f32(x[i].d), &y[i], acc0);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
+    q5_0_s(b, &l, &h);
+    return block_sym(l, h, fp16_to_f32(b->d), y, acc);
+}
+static inline float32x4_t q5_1_step(const block_q5_1 *b, const block_q8_0 *y, float32x4_t acc) {
+    uint8x16_t l, h;
+    q5_1_u(b, &l, &h);
+    return block_affine(l, h, fp16_to_f32(b->d), fp16_to_f32(b->m), y, acc);
 }
 
-static void vec_dot_q5_1_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
-    QT_ASSERT(n % QK8_0 == 0);
-    const block_q5_1 *x = vx;
-    const block_q8_0 *y = vy;
-    const int nb = n / QK8_0;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    uint8x16_t l, h;
-    int i = 0;
-    for (; i + 2 <= nb; i += 2) {
-        q5_1_u(&x[i], &l, &h);
-        acc0 = block_affine(l, h, fp16_to_f32(x[i].d), fp16_to_f32(x[i].m), &y[i], acc0);
-        q5_1_u(&x[i + 1], &l, &h);
-        acc1 = block_affine(l, h, fp16_to_f32(x[i + 1].d), fp16_to_f32(x[i + 1].m), &y[i + 1], acc1);
+// The vec_dot of a type: two blocks per step, one accumulator each.
+#define VEC_DOT(type)                                                                     \
+    static void vec_dot_##type##_q8_0_neon(int n, float *s, const void *vx, const void *vy) { \
+        QT_ASSERT(n % QK8_0 == 0);                                                        \
+        const block_##type *x = vx;                                                       \
+        const block_q8_0 *y = vy;                                                         \
+        const int nb = n / QK8_0;                                                         \
+        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);                         \
+        int i = 0;                                                                        \
+        for (; i + 2 <= nb; i += 2) {                                                     \
+            acc0 = type##_step(&x[i], &y[i], acc0);                                       \
+            acc1 = type##_step(&x[i + 1], &y[i + 1], acc1);                               \
+        }                                                                                 \
+        if (i < nb) acc0 = type##_step(&x[i], &y[i], acc0);                               \
+        *s = vaddvq_f32(vaddq_f32(acc0, acc1));                                           \
     }
-    if (i < nb) {
-        q5_1_u(&x[i], &l, &h);
-        acc0 = block_affine(l, h, fp16_to_f32(x[i].d), fp16_to_f32(x[i].m), &y[i], acc0);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
-}
+
+VEC_DOT(q4_1)
+VEC_DOT(q5_0)
+VEC_DOT(q5_1)
 
 // ---- to_float ----
 
@@ -186,17 +143,22 @@ static inline void store16_u8_affine(float *y, uint8x16_t v, float d, float m) {
     vst1q_f32(y + 12, vaddq_f32(vmulq_n_f32(vcvtq_f32_u32(vmovl_high_u16(b)), d), vm));
 }
 
-static void to_float_q4_1_neon(const void *vx, float *y, int64_t k) {
-    QT_ASSERT(k % QK4_1 == 0);
-    const block_q4_1 *x = vx;
-    for (int64_t i = 0; i < k / QK4_1; i++, y += QK4_1) {
-        uint8x16_t l, h;
-        q4_1_u(&x[i], &l, &h);
-        const float d = fp16_to_f32(x[i].d), m = fp16_to_f32(x[i].m);
-        store16_u8_affine(y, l, d, m);
-        store16_u8_affine(y + 16, h, d, m);
+// Q4_1 and Q5_1: q * d + m per block
+#define TO_FLOAT_AFFINE(type)                                                  \
+    static void to_float_##type##_neon(const void *vx, float *y, int64_t k) { \
+        QT_ASSERT(k % QK8_0 == 0);                                             \
+        const block_##type *x = vx;                                            \
+        for (int64_t i = 0; i < k / QK8_0; i++, y += QK8_0) {                  \
+            uint8x16_t l, h;                                                   \
+            type##_u(&x[i], &l, &h);                                           \
+            const float d = fp16_to_f32(x[i].d), m = fp16_to_f32(x[i].m);      \
+            store16_u8_affine(y, l, d, m);                                     \
+            store16_u8_affine(y + 16, h, d, m);                                \
+        }                                                                      \
     }
-}
+
+TO_FLOAT_AFFINE(q4_1)
+TO_FLOAT_AFFINE(q5_1)
 
 static void to_float_q5_0_neon(const void *vx, float *y, int64_t k) {
     QT_ASSERT(k % QK5_0 == 0);
@@ -207,18 +169,6 @@ static void to_float_q5_0_neon(const void *vx, float *y, int64_t k) {
         const float d = fp16_to_f32(x[i].d);
         store16_s8(y, l, d);
         store16_s8(y + 16, h, d);
-    }
-}
-
-static void to_float_q5_1_neon(const void *vx, float *y, int64_t k) {
-    QT_ASSERT(k % QK5_1 == 0);
-    const block_q5_1 *x = vx;
-    for (int64_t i = 0; i < k / QK5_1; i++, y += QK5_1) {
-        uint8x16_t l, h;
-        q5_1_u(&x[i], &l, &h);
-        const float d = fp16_to_f32(x[i].d), m = fp16_to_f32(x[i].m);
-        store16_u8_affine(y, l, d, m);
-        store16_u8_affine(y + 16, h, d, m);
     }
 }
 

@@ -1,5 +1,6 @@
 // quants-avx2.h: AVX2 unpacking of quant blocks shared by the x86 kernel
-// files (kernels-avx2.c, gemv-avx2.c, and the AVX-512 VNNI gemm and GEMV).
+// files (kernels-avx2.c, gemv-avx2.c, legacy-avx2.c, and the AVX-512 VNNI gemm
+// and GEMV).
 // Include only from files compiled with AVX2 (or AVX-512) enabled.
 #ifndef QT_QUANTS_AVX2_H
 #define QT_QUANTS_AVX2_H
@@ -74,6 +75,36 @@ static inline __attribute__((always_inline)) __m256i q5_K_sumi(const char *blk, 
         sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
     }
     return sumi;
+}
+
+// ---- small helpers of the AVX2 vec_dots and dequantizers ----
+
+// the sum of the 8 lanes
+static inline __attribute__((always_inline)) float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// sum over 32 pairs of x*y as 8 int32 lanes, x and y signed bytes (x > -128)
+static inline __attribute__((always_inline)) __m256i dot_i8(__m256i x, __m256i y) {
+    __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// the same for unsigned x (0..127) and signed y
+static inline __attribute__((always_inline)) __m256i dot_u8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
+// y[0..31] = q * d, q signed bytes
+static inline __attribute__((always_inline)) void store_i8_scaled(float *y, __m256i q, __m256 d) {
+    _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm256_castsi256_si128(q))), d));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(_mm256_castsi256_si128(q), 8))), d));
+    __m128i h = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h)), d));
+    _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h, 8))), d));
 }
 
 #endif
