@@ -55,8 +55,6 @@
 // Strided rows: each row is prefetched this many bytes ahead of where it is read.
 #define VG_AHEAD 3072
 
-INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
-
 // 16 fp16 values (the low half of v) as floats
 INLINE __m512 cvtph16(__m512i v) { return _mm512_cvtph_ps(_mm512_castsi512_si256(v)); }
 

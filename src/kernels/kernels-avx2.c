@@ -38,15 +38,6 @@ INLINE int hsum_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
-
-// 32 4-bit quants -> 32 bytes 0..15: low nibbles first, then high nibbles
-INLINE __m256i nibbles(const uint8_t *qs) {
-    __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
-}
-
 INLINE __m256 load_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 INLINE __m256 load_bf16(const uint16_t *p) {
     __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
@@ -947,16 +938,6 @@ static void to_float_q4_0_avx2(const void *vx, float *y, int64_t n) {
         store_i8_scaled(y, _mm256_sub_epi8(nibbles(x[i].qs), _mm256_set1_epi8(8)), _mm256_set1_ps(fp16(x[i].d)));
 }
 
-// y = d*q - m for 32 unsigned bytes, mul then sub (as the reference, no fma)
-INLINE void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {
-    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int k = 0; k < 4; k++) {
-        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
-        _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d, f), m));
-    }
-}
-
 static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
     const block_q4_K *x = vx;
     const __m256i m4 = _mm256_set1_epi8(0xf);
@@ -967,9 +948,9 @@ static void to_float_q4_K_avx2(const void *vx, float *y, int64_t n) {
         for (int j = 0; j < 4; j++, y += 64) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
             store_u8_affine(y, _mm256_and_si256(bits, m4), _mm256_set1_ps(d * sc[2 * j]),
-                            _mm256_set1_ps(dmin * mn[2 * j]));
+                            _mm256_set1_ps(-(dmin * mn[2 * j])));
             store_u8_affine(y + 32, _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-                            _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(dmin * mn[2 * j + 1]));
+                            _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(-(dmin * mn[2 * j + 1])));
         }
     }
 }
@@ -989,8 +970,8 @@ static void to_float_q5_K_avx2(const void *vx, float *y, int64_t n) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
             __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), q5_K_bit4(qh, 2 * j));
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), q5_K_bit4(qh, 2 * j + 1));
-            store_u8_affine(y, lo, _mm256_set1_ps(d * sc[2 * j]), _mm256_set1_ps(dmin * mn[2 * j]));
-            store_u8_affine(y + 32, hi, _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(dmin * mn[2 * j + 1]));
+            store_u8_affine(y, lo, _mm256_set1_ps(d * sc[2 * j]), _mm256_set1_ps(-(dmin * mn[2 * j])));
+            store_u8_affine(y + 32, hi, _mm256_set1_ps(d * sc[2 * j + 1]), _mm256_set1_ps(-(dmin * mn[2 * j + 1])));
         }
     }
 }

@@ -18,8 +18,6 @@
 #include "kernels/vecmath-internal.h"
 #include "quant/blocks.h"
 
-static inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
-
 // two consecutive blocks' 32 quants in one register: block i low, i+1 high
 static inline __m512i load2(const int8_t *a, const int8_t *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
@@ -51,11 +49,6 @@ static void vec_dot_q8_0_avx512(int n, float *s, const void *vx, const void *vy)
         sum += fp16(x[i].d) * fp16(y[i].d) * (float)sumi;
     }
     *s = sum;
-}
-
-static inline __m256i nibbles(const uint8_t *qs) {
-    __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0xf));
 }
 
 static void vec_dot_q4_0_avx512(int n, float *s, const void *vx, const void *vy) {

@@ -33,15 +33,6 @@
 
 // ---- helpers ----
 
-INLINE float fp16(uint16_t h) { return _cvtsh_ss(h); }
-
-// 32 4-bit quants -> 32 bytes 0..15 in element order (low nibbles, then high)
-INLINE __m256i nibbles(const uint8_t *qs) {
-    __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-    return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
-}
-
 // the 32 bits of qh as 32 bytes, 0xff where the bit is set (byte j: bit j)
 INLINE __m256i bits32(const uint8_t *qh) {
     uint32_t v;
@@ -124,16 +115,6 @@ VEC_DOT(q5_1)
 VEC_DOT(iq4_nl)
 
 // ---- to_float ----
-
-// y[0..31] = q * d + m, q unsigned bytes: mul then add, as the reference
-INLINE void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {
-    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int k = 0; k < 4; k++) {
-        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
-        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(f, d), m));
-    }
-}
 
 static void to_float_q4_1_avx2(const void *vx, float *y, int64_t n) {
     const block_q4_1 *x = vx;

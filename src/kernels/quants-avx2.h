@@ -79,6 +79,15 @@ static inline __attribute__((always_inline)) __m256i q5_K_sumi(const char *blk, 
 
 // ---- small helpers of the AVX2 vec_dots and dequantizers ----
 
+static inline __attribute__((always_inline)) float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+// 32 4-bit quants -> 32 bytes 0..15: low nibbles (elements 0..15) first, then high
+static inline __attribute__((always_inline)) __m256i nibbles(const uint8_t *qs) {
+    __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0xf));
+}
+
 // the sum of the 8 lanes
 static inline __attribute__((always_inline)) float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -105,6 +114,17 @@ static inline __attribute__((always_inline)) void store_i8_scaled(float *y, __m2
     __m128i h = _mm256_extracti128_si256(q, 1);
     _mm256_storeu_ps(y + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h)), d));
     _mm256_storeu_ps(y + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(h, 8))), d));
+}
+
+// y[0..31] = q * d + m, q unsigned bytes: mul then add, as the references
+// (no fma; the k-quants' d q - min is q d + (-min), the same bits)
+static inline __attribute__((always_inline)) void store_u8_affine(float *y, __m256i q, __m256 d, __m256 m) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
+        _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(f, d), m));
+    }
 }
 
 #endif
