@@ -1,9 +1,10 @@
 // bench-kernels.c: matmul throughput of the kernel table in use (QT_ISA
 // overrides) and the machine's memory read bandwidth.
 //
-// For a 2048 x 2048 weight in F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K: T = 1
-// (decode; reported also as GB/s of weight bytes, with enough copies of the
-// weight cycled that they do not fit in the last-level cache) and T = 64..512
+// For a 2048 x 2048 weight in F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K,
+// Q5_K, Q6_K: T = 1 (decode; reported also as GB/s of weight bytes, with
+// enough copies of the weight cycled that they do not fit in the last-level
+// cache) and T = 64..512
 // (prompt processing, GFLOP/s = 2 * n_in * n_out * T / s; 2..48: a server's
 // decode steps and prompt chunks), 1 and 2 threads.
 // Then the matmuls of a TinyLlama-1.1B layer at T = 512 (Q4_0, Q8_0, Q4_K, BF16, F16).
@@ -186,7 +187,8 @@ static void bench_gemm(const qt_kernel_table *kt, double secs) {
 // T = 1 on an L2-resident weight (2048 x 256), calling thread only: the
 // decode kernels' compute ceiling, as GB/s of weight bytes.
 static void bench_hot(const qt_kernel_table *kt, double secs) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q5_0, QT_TYPE_Q5_1,
+                                    QT_TYPE_Q4_K, QT_TYPE_Q6_K, QT_TYPE_F16};
     const int n_in = N, n_out = 256;
     qt_rng rng;
     qt_rng_seed(&rng, 3);
@@ -267,7 +269,7 @@ int main(int argc, char **argv) {
     if (only_type && !strcmp(only_type, "bw")) return 0;
 
     static const qt_type types[] = {QT_TYPE_F32, QT_TYPE_F16, QT_TYPE_BF16, QT_TYPE_Q8_0,
-                                    QT_TYPE_Q4_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
+                                    QT_TYPE_Q4_0, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
     static const int Ts[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256, 512};
     qt_rng rng;
     qt_rng_seed(&rng, 42);

@@ -283,13 +283,15 @@ static void test_problem(const problem *p) {
 }
 
 // The integer kernels at the edges of their ranges: every weight quant at its
-// largest magnitude (Q4_0 -8, Q8_0 -127, Q4_K 15, Q5_K 31, Q6_K 63 - 32 with
-// scales -128; Q4_K/Q5_K scales and mins 63) against activations all 127 or
+// largest magnitude (Q4_0 -8, Q8_0 -127, Q5_0 -16, IQ4_NL -127, Q4_1 15,
+// Q5_1 31, Q4_K 15, Q5_K 31, Q6_K 63 - 32 with scales -128; Q4_K/Q5_K
+// scales and mins 63) against activations all 127 or
 // all -127: the fast kernels' int16 and int32 partial sums must not wrap or
 // saturate (the ref table sums exactly). A tile of 16 rows and a ragged one.
 static void test_quant_extremes(qt_rng *rng) {
     const qt_kernel_table *ref = qt_kernels_ref();
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q5_0, QT_TYPE_IQ4_NL, QT_TYPE_Q4_1,
+                                    QT_TYPE_Q5_1, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
     const uint16_t d_half = 0x2c00;   // 1/16
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++)
         for (int sign = -1; sign <= 1; sign += 2) {
@@ -303,9 +305,10 @@ static void test_quant_extremes(qt_rng *rng) {
                 for (int b = 0; b < nb; b++) {
                     char *blk = (char *)p.w + r * p.ws + (size_t)b * tt->type_size;
                     switch (wt) {
-                    case QT_TYPE_Q4_0: memset(blk, 0x00, tt->type_size); memcpy(blk, &d_half, 2); break;
+                    case QT_TYPE_Q4_0: case QT_TYPE_Q5_0: case QT_TYPE_IQ4_NL:
+                        memset(blk, 0x00, tt->type_size); memcpy(blk, &d_half, 2); break;
                     case QT_TYPE_Q8_0: memset(blk, 0x81, tt->type_size); memcpy(blk, &d_half, 2); break;
-                    case QT_TYPE_Q4_K: case QT_TYPE_Q5_K:
+                    case QT_TYPE_Q4_1: case QT_TYPE_Q5_1: case QT_TYPE_Q4_K: case QT_TYPE_Q5_K:
                         memset(blk, 0xff, tt->type_size); memcpy(blk, &d_half, 2); memcpy(blk + 2, &d_half, 2); break;
                     default: {   // Q6_K
                         block_q6_K *q = (block_q6_K *)blk;
@@ -399,8 +402,9 @@ static void test_matmul_types(qt_rng *rng) {
 // view (0xff bytes between rows: nothing outside a row may be read), and
 // qt_matmul at T = 1 on 1..4 threads; all against ref vec_dot, TOL_SAME.
 static void test_gemv(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K,
-                                    QT_TYPE_Q6_K, QT_TYPE_F16,  QT_TYPE_BF16};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1,
+                                    QT_TYPE_IQ4_NL, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K, QT_TYPE_F16,
+                                    QT_TYPE_BF16};
     static const int n_outs[] = {1, 3, 7, 8, 9, 15, 16, 17, 23, 33, 100, 131};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
         qt_type wt = types[it];
@@ -458,6 +462,74 @@ static void test_gemv(qt_rng *rng) {
         }
         printf("  gemv %-5s %s (%d shapes)\n", qt_type_name(wt), test_n_fail == f0 ? "ok" : "FAILED", n_tested);
     }
+}
+
+// The decode kernels' prefetch twins (matmul-internal.h: gemv-avx2.c and
+// gemv-avx512vnni.c compiled twice, prefetching into L1 or L2; cpu.c uses
+// one set per CPU): a copy of each x86 table switched to the other set must
+// differ in its gemv / gemm_small entries and give the same bits, on packed
+// rows (the next-pass prefetch) and a strided view (the per-row one).
+static void test_prefetch_twins(qt_rng *rng) {
+#if !defined(__x86_64__)
+    (void)rng;
+    printf("  decode prefetch twins: x86 only (not built here)\n");
+#else
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1,
+                                    QT_TYPE_IQ4_NL, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K, QT_TYPE_F16,
+                                    QT_TYPE_BF16};
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        if (!kt->gemv_prefetch) continue;
+        qt_kernel_table *other = qt_malloc(sizeof(*other));
+        *other = *kt;
+        bool l1 = strcmp(kt->gemv_prefetch, "l1") != 0;   // the set kt does not use
+        qt_gemv_prefetch_avx2(other->type, l1);
+        if (!strcmp(kt->isa, "avx512-vnni") || !strcmp(kt->isa, "avx512-bf16"))
+            qt_gemv_prefetch_avx512vnni(other->type, l1);
+        int n_twins = 0, n_bad = 0;
+        for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
+            qt_type wt = types[it];
+            const qt_kernel_traits *a = &kt->type[wt], *b = &other->type[wt];
+            n_twins += (a->gemv != b->gemv) + (a->gemm_small != b->gemm_small);
+            if (a->gemv == b->gemv && a->gemm_small == b->gemm_small) continue;
+            int blk = qt_type_traits_get(wt)->blck_size;
+            const int n_in = blk * 66, n_out = 37, T = 5;
+            problem p;
+            problem_init(&p, rng, wt, n_in, n_out, T);
+            size_t ny = (size_t)T * n_out;
+            float *ya = qt_malloc(ny * sizeof(float)), *yb = qt_malloc(ny * sizeof(float));
+            size_t ws2 = p.ws + 3 * qt_type_traits_get(wt)->type_size;
+            char *w2 = qt_malloc((size_t)n_out * ws2);
+            for (int r = 0; r < n_out; r++) {
+                memcpy(w2 + r * ws2, (const char *)p.w + r * p.ws, p.ws);
+                memset(w2 + r * ws2 + p.ws, 0xff, ws2 - p.ws);
+            }
+            for (int view = 0; view < 2; view++) {
+                const void *w = view ? (const void *)w2 : p.w;
+                size_t ws = view ? ws2 : p.ws;
+                if (a->gemv != b->gemv) {
+                    a->gemv(n_in, w, ws, p.xq, ya, n_out);
+                    b->gemv(n_in, w, ws, p.xq, yb, n_out);
+                    n_bad += memcmp(ya, yb, (size_t)n_out * sizeof(float)) != 0;
+                }
+                if (a->gemm_small && a->gemm_small != b->gemm_small) {
+                    a->gemm_small(n_in, w, ws, p.xq, p.xs, ya, (size_t)n_out, n_out, T);
+                    b->gemm_small(n_in, w, ws, p.xq, p.xs, yb, (size_t)n_out, n_out, T);
+                    n_bad += memcmp(ya, yb, ny * sizeof(float)) != 0;
+                }
+            }
+            qt_free(w2);
+            qt_free(ya);
+            qt_free(yb);
+            problem_free(&p);
+        }
+        CHECK(n_twins > 0, "%s: no decode kernel has a prefetch twin", kt->isa);
+        CHECK(n_bad == 0, "%s: %d prefetch twins differ from the table's kernels", kt->isa, n_bad);
+        printf("  %s: decode prefetch %s; %d twin kernels (prefetch %s) give the same bits\n", kt->isa,
+               kt->gemv_prefetch, n_twins, l1 ? "l1" : "l2");
+        qt_free(other);
+    }
+#endif
 }
 
 // The small-batch kernels (gemm_small) on their own: 1..17 tokens (one
@@ -1108,6 +1180,7 @@ int main(void) {
     test_quant_extremes(&rng);
     test_gemv(&rng);
     test_gemm_small(&rng);
+    test_prefetch_twins(&rng);
     test_gemm_xwt(&rng);
     test_precisions(&rng);
     test_matmul_multi(&rng);

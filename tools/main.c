@@ -59,6 +59,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         printf("qtune %s\n", QT_VERSION);
         printf("kernels: %s\n", qt_kernels()->isa);
+        if (qt_kernels()->gemv_prefetch)
+            printf("decode prefetch: %s (L1D %d KiB)\n", qt_kernels()->gemv_prefetch, qt_cpu()->l1d_kib);
         printf("mpi: %s\n", qt_dist_compiled() ? "yes (mpirun -np N qtune train ...)" : "no");
         printf("cuda: %s\n", qt_backend_cuda_built() ? "yes (--device cuda; qtune info --devices)" : "no (make CUDA=1)");
         return 0;

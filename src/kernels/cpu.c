@@ -24,8 +24,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/base.h"
+#include "kernels/matmul-internal.h"
 #include "kernels/vecmath-internal.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -96,6 +98,10 @@ static void detect(qt_cpu_features *f) {
         f->avx512vnni = (c7 >> 11) & 1;
         f->avx512bf16 = (a71 >> 5) & 1;
     }
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    long l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE);   // glibc reads it from CPUID (leaf 4 / 0x8000001D)
+    f->l1d_kib = l1d > 0 && l1d < (1L << 30) ? (int)(l1d >> 10) : 0;
+#endif
 #elif defined(__aarch64__)
     f->neon = true;
 #if defined(__linux__)
@@ -155,6 +161,25 @@ static qt_kernel_table g_tables[QT_ISA_COUNT];
 static pthread_once_t g_once[QT_ISA_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
                                                PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
 
+// The decode kernels' prefetch target (matmul-internal.h): L1 where the L1D
+// is 48 KiB or more (Zen 5, Intel since Ice Lake), else L2 (Zen 3 / Zen 4:
+// 32 KiB). QT_PREFETCH=l1|l2 overrides (benchmarks).
+static bool g_prefetch_l1;
+static pthread_once_t g_prefetch_once = PTHREAD_ONCE_INIT;
+static void prefetch_choose(void) {
+    const char *env = getenv("QT_PREFETCH");
+    if (env && !strcmp(env, "l1")) g_prefetch_l1 = true;
+    else if (env && !strcmp(env, "l2")) g_prefetch_l1 = false;
+    else {
+        if (env && *env) qt_log_warn("QT_PREFETCH=%s is not l1 or l2; choosing by the L1D size", env);
+        g_prefetch_l1 = qt_cpu()->l1d_kib >= 48;
+    }
+}
+static bool gemv_prefetch_l1(void) {
+    pthread_once(&g_prefetch_once, prefetch_choose);
+    return g_prefetch_l1;
+}
+
 static void build(qt_isa isa) {
     qt_kernel_table *kt = &g_tables[isa];
     if (isa == QT_ISA_REF) {
@@ -171,6 +196,10 @@ static void build(qt_isa isa) {
         if (isa == QT_ISA_AVX512) qt_kernels_fill_avx512(kt);
         if (isa == QT_ISA_AVX512_VNNI) qt_kernels_fill_avx512vnni(kt);
         if (isa == QT_ISA_AVX512_BF16) qt_kernels_fill_avx512bf16(kt);
+        bool l1 = gemv_prefetch_l1();
+        qt_gemv_prefetch_avx2(kt->type, l1);
+        if (isa >= QT_ISA_AVX512_VNNI) qt_gemv_prefetch_avx512vnni(kt->type, l1);
+        kt->gemv_prefetch = l1 ? "l1" : "l2";
 #endif
     }
     kt->isa = g_isa_names[isa];

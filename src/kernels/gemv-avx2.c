@@ -16,9 +16,10 @@
 // range) are prefetched linearly at the rate they will be consumed: without
 // it the hardware prefetchers, facing 8 short streams, leave the kernel
 // waiting on memory (measured: 6-8 GB/s per thread instead of 16-17). The
-// prefetches go to L2 (prefetcht1): into L1 they evicted the current pass's
-// lines on Zen 4 (32 KiB L1D; BF16 decode 12-16 -> 13-20 tok/s, AVX2-table
-// Q8_0 16-21 -> 21-33, Q4_K 24-29 -> 39-41, TinyLlama, 2 threads).
+// prefetches go to L2 (prefetcht1), or to L1 in the gemv-l1 build (CPUs with
+// a 48 KiB L1D): into L1 they evicted the current pass's lines on Zen 4 (32
+// KiB L1D; BF16 decode 12-16 -> 13-20 tok/s, AVX2-table Q8_0 16-21 -> 21-33,
+// Q4_K 24-29 -> 39-41, TinyLlama, 2 threads); on Zen 5 L1 is 2-10% ahead.
 // Q4_K x Q8_K takes 8 rows per pass, a 256-element super-block at a time: each
 // row's 64 quants of a step give [sub-block 2j, 2j+1] int16 sums by maddubs +
 // hadd, two more hadd rounds stack 4 rows, and one madd against the 4 rows'
@@ -50,6 +51,14 @@
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
+
+// where the next pass's rows are prefetched to (matmul-internal.h: the file
+// is compiled twice)
+#ifdef QT_GEMV_L1
+#define QT_PF_HINT _MM_HINT_T0
+#else
+#define QT_PF_HINT _MM_HINT_T1
+#endif
 
 // Rows per pass. Fewer rows at the end of a range repeat the last row's
 // pointer (same cache lines, nothing read out of range) and drop its results.
@@ -109,7 +118,7 @@ INLINE __m256 scales8(const rows8 *p) {
 // group streams in linearly, one group ahead, at the rate it is consumed
 INLINE void prefetch_step(const char *pf, size_t step) {
 #pragma GCC unroll 8
-    for (size_t o = 0; o < step; o += 64) _mm_prefetch(pf + o, _MM_HINT_T1);
+    for (size_t o = 0; o < step; o += 64) _mm_prefetch(pf + o, QT_PF_HINT);
 }
 
 // ---- Q4_0 ----
@@ -257,11 +266,11 @@ static void gemv_q8_act(full_fn full, part_fn part, size_t bs, int n, const void
     }
 }
 
-void qt_gemv_q4_0_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q4_0_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_q8_act(q4_0_full, q4_0_part, sizeof(block_q4_0), n, w, ws, x, y, n_rows);
 }
 
-void qt_gemv_q8_0_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q8_0_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_q8_act(q8_0_full, q8_0_part, sizeof(block_q8_0), n, w, ws, x, y, n_rows);
 }
 
@@ -345,12 +354,12 @@ static void gemm_small_q8_act(bool q4, int n, const void *w, size_t ws, const vo
     }
 }
 
-void qt_gemm_small_q4_0_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q4_0_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                              int n_rows, int n_cols) {
     gemm_small_q8_act(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-void qt_gemm_small_q8_0_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q8_0_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                              int n_rows, int n_cols) {
     gemm_small_q8_act(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
@@ -613,15 +622,15 @@ static void gemv_passes(pass_fn pass, int nr, int n_arg, size_t row_bytes, const
     }
 }
 
-void qt_gemv_q4_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q4_K_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(q4_K_pass, GV_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q4_K), w, ws, x, y, n_rows);
 }
 
-void qt_gemv_q5_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q5_K_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(q5_K_pass, GV_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q5_K), w, ws, x, y, n_rows);
 }
 
-void qt_gemv_q6_K_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q6_K_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(q6_K_pass, GK6_ROWS, n / QK_K, (size_t)(n / QK_K) * sizeof(block_q6_K), w, ws, x, y, n_rows);
 }
 
@@ -631,7 +640,7 @@ void qt_gemv_q6_K_avx2(int n, const void *w, size_t ws, const void *x, float *y,
 // L1), then q6_K_block4's reduction and FMA per token, so results equal the
 // gemv's bit for bit (tests/test-kernels.c). For a Q4_K_M file's Q6_K tensors
 // (attn_v, half of ffn_down, often the output) in a server's decode step.
-void qt_gemm_small_q6_K_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q6_K_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                              int n_rows, int n_cols) {
     const int nb = n / QK_K;
     if (n_cols > GS_MAX_T) {
@@ -735,10 +744,32 @@ INLINE float gf_bf16(uint16_t h) {
 GF_KERNELS(f16, gf_load_f16, gf_f16)
 GF_KERNELS(bf16, gf_load_bf16, gf_bf16)
 
-void qt_gemv_f16_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_f16_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(f16_pass, GF_ROWS, n, (size_t)n * 2, w, ws, x, y, n_rows);
 }
 
-void qt_gemv_bf16_avx2(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_bf16_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_passes(bf16_pass, GF_ROWS, n, (size_t)n * 2, w, ws, x, y, n_rows);
 }
+
+#ifndef QT_GEMV_L1
+// this file's kernels and their L1-prefetching twins (gemv-l1-avx2.c)
+static const qt_gemv_twin g_gemv_twins[] = {
+    {qt_gemv_q4_0_avx2, qt_gemv_q4_0_avx2_l1},
+    {qt_gemv_q8_0_avx2, qt_gemv_q8_0_avx2_l1},
+    {qt_gemv_q4_K_avx2, qt_gemv_q4_K_avx2_l1},
+    {qt_gemv_q5_K_avx2, qt_gemv_q5_K_avx2_l1},
+    {qt_gemv_q6_K_avx2, qt_gemv_q6_K_avx2_l1},
+    {qt_gemv_f16_avx2, qt_gemv_f16_avx2_l1},
+    {qt_gemv_bf16_avx2, qt_gemv_bf16_avx2_l1},
+};
+static const qt_gemm_twin g_small_twins[] = {
+    {qt_gemm_small_q4_0_avx2, qt_gemm_small_q4_0_avx2_l1},
+    {qt_gemm_small_q8_0_avx2, qt_gemm_small_q8_0_avx2_l1},
+    {qt_gemm_small_q6_K_avx2, qt_gemm_small_q6_K_avx2_l1},
+};
+
+void qt_gemv_prefetch_avx2(qt_kernel_traits *t, bool l1) {
+    qt_gemv_twins_apply(t, l1, g_gemv_twins, QT_ARRAY_LEN(g_gemv_twins), g_small_twins, QT_ARRAY_LEN(g_small_twins));
+}
+#endif

@@ -1,7 +1,8 @@
 // gemv-avx512vnni.c: AVX-512 VNNI multi-row kernels for T == 1 (decode),
 // y[r] = dot(W row r, x) for a run of rows, on the file's own weight layout
 // (zero-copy, shared with training): the avx512-vnni table's gemv for Q4_0
-// and Q8_0 (x in Q8_0), Q4_K, Q5_K and Q6_K (x in Q8_K, below).
+// and Q8_0 (x in Q8_0), Q4_K, Q5_K and Q6_K (x in Q8_K, below), and the
+// legacy Q4_1, Q5_0, Q5_1 and IQ4_NL (x in Q8_0, further below).
 //
 // The activation row is rearranged once per call (a few KiB, L1-resident)
 // into the order the weights come out of one 512-bit permute, so every
@@ -49,6 +50,14 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+// where the next pass's rows are prefetched to (matmul-internal.h: the file
+// is compiled twice)
+#ifdef QT_GEMV_L1
+#define QT_PF_HINT _MM_HINT_T0
+#else
+#define QT_PF_HINT _MM_HINT_T1
+#endif
+
 // Rows per pass. The last, partial pass of a range repeats its last row
 // (same cache lines, nothing read out of range) and drops its results.
 #define VG_ROWS 8
@@ -58,14 +67,15 @@
 // 16 fp16 values (the low half of v) as floats
 INLINE __m512 cvtph16(__m512i v) { return _mm512_cvtph_ps(_mm512_castsi512_si256(v)); }
 
-// Prefetches go to L2 (prefetcht1), not L1: on Zen 4 (32 KiB L1D) pulling
-// the next pass (9 KiB and more) into L1 evicted the lines the current pass
-// and the activation were about to use; TinyLlama decode at 2 threads went
-// from 43-46 to 46-52 tok/s (Q4_0), 18-24 to 27-35 (Q8_0), 28-33 to 44-49
-// (Q4_K) with the hint changed alone (alternated runs).
+// Prefetches go to L2 (prefetcht1) or, in the gemv-l1 build, to L1: on Zen 4
+// (32 KiB L1D) pulling the next pass (9 KiB and more) into L1 evicted the
+// lines the current pass and the activation were about to use (TinyLlama
+// decode at 2 threads 43-46 -> 46-52 tok/s Q4_0, 18-24 -> 27-35 Q8_0, 28-33
+// -> 44-49 Q4_K with prefetcht1); on Zen 5 (48 KiB) prefetcht0 is ahead
+// (Q4_0 57 -> 61, Q8_0 30 -> 34, Q4_K 72 -> 77; 7B Q4_0 +7-15%).
 INLINE void prefetch_range(const char *p, size_t n) {
 #pragma GCC unroll 16
-    for (size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+    for (size_t o = 0; o < n; o += 64) _mm_prefetch(p + o, QT_PF_HINT);
 }
 
 // the prefetch of step g of row i (step: `bytes` bytes per row): pf (the next
@@ -78,6 +88,33 @@ INLINE void vg_prefetch(const char *pf, const char *p, int g, int i, size_t byte
     }
 }
 
+// The rows of the pass starting at row r0 in r[] (a partial last pass
+// repeats its last row); returns row r0.
+INLINE const char *vg_rows(const void *w, size_t ws, int r0, int n_rows, const char *r[VG_ROWS]) {
+    const char *a = (const char *)w + (size_t)r0 * ws;
+    int m = QT_MIN(VG_ROWS, n_rows - r0);
+    for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
+    return a;
+}
+
+// The row loop of a pass over VG_ROWS rows (r[i]: row i, repeated rows
+// allowed): ns steps of `bytes` bytes per row, acc[i] = STEP (an expression
+// of p, the step's bytes of row i, g and acc[i]), prefetching as
+// vg_prefetch says; then each row's lanes summed into out[i].
+#define VG_ROW_LOOP(ns, bytes, STEP)                                                                   \
+    do {                                                                                               \
+        __m512 acc[VG_ROWS];                                                                           \
+        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();        \
+        for (int g = 0; g < (ns); g++) {                                                               \
+            _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) {                                \
+                const char *p = r[i] + (size_t)g * (bytes);                                            \
+                vg_prefetch(pf, p, g, i, bytes);                                                       \
+                acc[i] = (STEP);                                                                       \
+            }                                                                                          \
+        }                                                                                              \
+        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]); \
+    } while (0)
+
 static int block_sum(const int8_t *q) {
     int s = 0;
     for (int j = 0; j < QK8_0; j++) s += q[j];
@@ -89,6 +126,7 @@ typedef struct {
     int8_t q[2][64];   // Q4_0: low / high halves of 4 blocks; Q8_0: q[0] = 2 blocks, q[1] unused
     int32_t off[16];   // accumulator's initial value per dword
     float d[16];       // activation scale per dword
+    float s[16];       // Q4_1 / Q5_1: d * (the block's quant sum) / 8 per dword
 } vg_step;
 
 // ---- Q4_0 ----
@@ -413,19 +451,7 @@ INLINE void k_pass(const int kind, const char *const r[VG_ROWS], const char *pf,
     const size_t bs = k_bytes(kind);
     __m512i sidx[4];
     k_sidx(kind, sidx);
-    __m512 acc[VG_ROWS];
-#pragma GCC unroll 8
-    for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();
-    for (int g = 0; g < nb; g++) {
-#pragma GCC unroll 8
-        for (int i = 0; i < VG_ROWS; i++) {
-            const char *p = r[i] + (size_t)g * bs;
-            vg_prefetch(pf, p, g, i, bs);
-            acc[i] = k_step(kind, p, &st[g], sidx, acc[i]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+    VG_ROW_LOOP(nb, bs, k_step(kind, p, &st[g], sidx, acc[i]));
 }
 
 static void q4_K_pass(const char *const r[VG_ROWS], const char *pf, const vk_step *st, int nb, float out[VG_ROWS]) {
@@ -446,10 +472,8 @@ static void k_gemv(int kind, int n, const void *w, size_t ws, const void *x, flo
     k_prep(kind, x, nb, st);
     const bool packed = ws == (size_t)nb * k_bytes(kind);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
-        const char *a = (const char *)w + (size_t)r0 * ws;
+        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
         int m = QT_MIN(VG_ROWS, n_rows - r0);
-        const char *r[VG_ROWS];
-        for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
         float out[VG_ROWS];
         (kind == KQ6 ? q6_K_pass : kind == KQ5 ? q5_K_pass : q4_K_pass)(r, packed ? a + VG_ROWS * ws : NULL, st, nb,
                                                                       out);
@@ -457,15 +481,15 @@ static void k_gemv(int kind, int n, const void *w, size_t ws, const void *x, flo
     }
 }
 
-void qt_gemv_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q4_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     k_gemv(KQ4, n, w, ws, x, y, n_rows);
 }
 
-void qt_gemv_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q5_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     k_gemv(KQ5, n, w, ws, x, y, n_rows);
 }
 
-void qt_gemv_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q6_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     k_gemv(KQ6, n, w, ws, x, y, n_rows);
 }
 
@@ -494,25 +518,11 @@ static float q8_0_tail(const char *row, const block_q8_0 *y, int b0, int nb) {
     return sum;
 }
 
-// One pass over VG_ROWS rows (r[i]: row i, repeated rows allowed), ns steps
-// of `bytes` bytes per row, prefetching as vg_prefetch says.
-#define VG_PASS(name, STEP, bytes)                                                                          \
-    static void name##_pass(const char *const r[VG_ROWS], const char *pf, const vg_step *st, int ns,         \
-                            __m512i qidx, float out[VG_ROWS]) {                                              \
-        const __m512i didx = name##_didx();                                                                  \
-        __m512 acc[VG_ROWS];                                                                                 \
-        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) acc[i] = _mm512_setzero_ps();              \
-        for (int g = 0; g < ns; g++) {                                                                       \
-            _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) {                                      \
-                const char *p = r[i] + (size_t)g * (bytes);                                                  \
-                vg_prefetch(pf, p, g, i, bytes);                                                             \
-                acc[i] = STEP(p, &st[g], qidx, didx, acc[i]);                                                \
-            }                                                                                                \
-        }                                                                                                    \
-        _Pragma("GCC unroll 8") for (int i = 0; i < VG_ROWS; i++) out[i] = _mm512_reduce_add_ps(acc[i]);     \
-    }
-
-VG_PASS(q8_0, q8_0_step, 2 * sizeof(block_q8_0))
+static void q8_0_pass(const char *const r[VG_ROWS], const char *pf, const vg_step *st, int ns, __m512i qidx,
+                      float out[VG_ROWS]) {
+    const __m512i didx = q8_0_didx();
+    VG_ROW_LOOP(ns, 2 * sizeof(block_q8_0), q8_0_step(p, &st[g], qidx, didx, acc[i]));
+}
 
 typedef void (*vg_pass_fn)(const char *const r[VG_ROWS], const char *pf, const vg_step *st, int ns, __m512i qidx,
                            float out[VG_ROWS]);
@@ -528,10 +538,8 @@ static void vg_gemv(vg_pass_fn pass, vg_tail_fn tail, void (*prep)(const block_q
     vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)(ns > 0 ? ns : 1) * sizeof(vg_step));
     prep(yb, ns, st);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
-        const char *a = (const char *)w + (size_t)r0 * ws;
+        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
         int m = QT_MIN(VG_ROWS, n_rows - r0);
-        const char *r[VG_ROWS];
-        for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
         float out[VG_ROWS];
         pass(r, packed ? a + VG_ROWS * ws : NULL, st, ns, qidx, out);
         for (int i = 0; i < m; i++)
@@ -539,15 +547,133 @@ static void vg_gemv(vg_pass_fn pass, vg_tail_fn tail, void (*prep)(const block_q
     }
 }
 
-void qt_gemv_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q4_0_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     vg_gemv(q4_0_pass, q4_0_tail, q4_0_prep, 4, sizeof(block_q4_0), q4_0_qidx(), n, w, ws, x, y,
             n_rows);
 }
 
-void qt_gemv_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+void GEMV_FN(qt_gemv_q8_0_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     vg_gemv(q8_0_pass, q8_0_tail, q8_0_prep, 2, sizeof(block_q8_0), q8_0_qidx(), n, w, ws, x, y,
             n_rows);
 }
+
+// ---- Q4_1, Q5_0, Q5_1, IQ4_NL ----
+//
+// Two blocks per step and row in one zmm (q32_unsigned2); the signed types'
+// quants are stored + 128 (unsigned, as vpdpbusd wants) and the +128 comes
+// back out through the accumulator's initial value, as Q8_0's. Q4_1 / Q5_1's quants are 0..31
+// already (initial value 0) and their min enters as m * (d_x * block sum),
+// spread as 1/8 over each block's 8 dwords (exact). Eight rows per pass, as
+// above; these types are compute-bound here (their unpacking costs more
+// than Q8_0's permute), so no 4-row grouping.
+
+static void q32_prep(const bool affine, const block_q8_0 *y, int ns, vg_step *st) {
+    for (int g = 0; g < ns; g++) {
+        for (int k = 0; k < 2; k++) {
+            const block_q8_0 *b = &y[2 * g + k];
+            memcpy(st[g].q[0] + 32 * k, b->qs, 32);
+            int sum = block_sum(b->qs);
+            float d = fp16(b->d);
+            for (int i = 0; i < 8; i++) {
+                st[g].off[8 * k + i] = affine ? 0 : -16 * sum;
+                st[g].d[8 * k + i] = d;
+                st[g].s[8 * k + i] = d * (float)sum * 0.125f;
+            }
+        }
+    }
+}
+
+// Blocks b0 and b0 + bs's 64 quants as unsigned bytes for vpdpbusd, in
+// element order: q + 128 for the signed types (Q5_0: q - 16 + 128), q for
+// Q4_1 / Q5_1. The nibbles of both blocks in one zmm ([lo 0, hi 0, lo 1,
+// hi 1] by a qword permute and a blend); the fifth bits of both as one
+// 64-bit mask for a masked add; IQ4_NL through a code book stored + 128.
+INLINE __m512i q32_unsigned2(const qt_type wt, const char *b0, size_t bs, __m512i book) {
+    const size_t qs = wt == QT_TYPE_Q4_1 ? offsetof(block_q4_1, qs)
+                    : wt == QT_TYPE_Q5_0 ? offsetof(block_q5_0, qs)
+                    : wt == QT_TYPE_Q5_1 ? offsetof(block_q5_1, qs) : offsetof(block_iq4_nl, qs);
+    __m256i two = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + qs))),
+                                          _mm_loadu_si128((const __m128i *)(b0 + bs + qs)), 1);
+    __m512i t = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), _mm512_castsi256_si512(two));
+    __m512i z = _mm512_and_si512(_mm512_mask_blend_epi64(0xCC, t, _mm512_srli_epi16(t, 4)), _mm512_set1_epi8(0x0f));
+    if (wt == QT_TYPE_IQ4_NL) return _mm512_shuffle_epi8(book, z);
+    if (wt == QT_TYPE_Q4_1) return z;
+    const size_t qh = wt == QT_TYPE_Q5_0 ? offsetof(block_q5_0, qh) : offsetof(block_q5_1, qh);
+    uint32_t h0, h1;
+    memcpy(&h0, b0 + qh, 4);
+    memcpy(&h1, b0 + bs + qh, 4);
+    __mmask64 fifth = (__mmask64)((uint64_t)h0 | (uint64_t)h1 << 32);
+    if (wt == QT_TYPE_Q5_0) z = _mm512_add_epi8(z, _mm512_set1_epi8(112));   // q - 16 + 128 without the fifth bit
+    return _mm512_mask_add_epi8(z, fifth, z, _mm512_set1_epi8(16));
+}
+
+INLINE __m512 q32_step(const qt_type wt, const char *p, const vg_step *st, __m512i book, __m512 acc) {
+    const size_t bs = q32_block_size(wt);
+    __m512i q = q32_unsigned2(wt, p, bs, book);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)st->off), q, _mm512_load_si512((const void *)st->q[0]));
+    uint16_t h0[2], h1[2];   // d (and m) of the two blocks
+    memcpy(h0, p, q32_affine(wt) ? 4 : 2);
+    memcpy(h1, p + bs, q32_affine(wt) ? 4 : 2);
+    __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[0])),
+                                                        _mm_set1_epi16((short)h1[0]), 1));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(st->d)), acc);
+    if (q32_affine(wt)) {
+        __m512 mw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[1])),
+                                                            _mm_set1_epi16((short)h1[1]), 1));
+        acc = _mm512_fmadd_ps(mw, _mm512_load_ps(st->s), acc);
+    }
+    return acc;
+}
+
+// the IQ4_NL code book + 128 in every 128-bit lane
+INLINE __m512i iq4_nl_book_u(void) {
+    return _mm512_xor_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)qt_kvalues_iq4nl)),
+                            _mm512_set1_epi8((char)0x80));
+}
+
+INLINE void q32_pass(const qt_type wt, const char *const r[VG_ROWS], const char *pf, const vg_step *st, int ns,
+                     float out[VG_ROWS]) {
+    const __m512i book = iq4_nl_book_u();
+    VG_ROW_LOOP(ns, 2 * q32_block_size(wt), q32_step(wt, p, &st[g], book, acc[i]));
+}
+
+// the last odd block of a row
+INLINE float q32_tail(const qt_type wt, const char *blk, const block_q8_0 *y) {
+    const __m256i q = q32_quants(wt, blk, iq4_nl_book()), yq = _mm256_loadu_si256((const __m256i *)y->qs);
+    uint16_t h[2];
+    memcpy(h, blk, q32_affine(wt) ? 4 : 2);
+    float s = fp16(h[0]) * fp16(y->d) * hsum_ps(_mm256_cvtepi32_ps(dot_i8(q, yq)));
+    if (q32_affine(wt)) s += fp16(h[1]) * fp16(y->d) * (float)block_sum(y->qs);
+    return s;
+}
+
+INLINE void q32_gemv(const qt_type wt, int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
+    const int nb = n / QK8_0, ns = nb / 2;
+    const size_t bs = q32_block_size(wt);
+    const block_q8_0 *yb = x;
+    const bool packed = ws == (size_t)nb * bs;   // the next pass is one contiguous range
+    vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)(ns > 0 ? ns : 1) * sizeof(vg_step));
+    q32_prep(q32_affine(wt), yb, ns, st);
+    for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
+        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
+        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        float out[VG_ROWS];
+        q32_pass(wt, r, packed ? a + VG_ROWS * ws : NULL, st, ns, out);
+        for (int i = 0; i < m; i++)
+            y[r0 + i] = 2 * ns < nb ? out[i] + q32_tail(wt, r[i] + (size_t)(nb - 1) * bs, yb + nb - 1) : out[i];
+    }
+}
+
+#define Q32_GEMV(name, wt)                                                                                   \
+    void GEMV_FN(qt_gemv_##name##_avx512vnni)(int n, const void *w, size_t ws, const void *x, float *y,     \
+                                               int n_rows) {                                           \
+        q32_gemv(wt, n, w, ws, x, y, n_rows);                                                                \
+    }
+Q32_GEMV(q4_1, QT_TYPE_Q4_1)
+Q32_GEMV(q5_0, QT_TYPE_Q5_0)
+Q32_GEMV(q5_1, QT_TYPE_Q5_1)
+Q32_GEMV(iq4_nl, QT_TYPE_IQ4_NL)
+#undef Q32_GEMV
 
 // ---- several tokens: a server's decode step ----
 //
@@ -742,27 +868,53 @@ static void k_gemm_small(const int kind, int n, const void *w, size_t ws, const 
     }
 }
 
-void qt_gemm_small_q4_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q4_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
     k_gemm_small(KQ4, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-void qt_gemm_small_q5_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q5_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
     k_gemm_small(KQ5, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-void qt_gemm_small_q6_K_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q6_K_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
     k_gemm_small(KQ6, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-void qt_gemm_small_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q4_0_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
     vn_gemm(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
 
-void qt_gemm_small_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+void GEMV_FN(qt_gemm_small_q8_0_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
                                    int n_rows, int n_cols) {
     vn_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
 }
+
+#ifndef QT_GEMV_L1
+// this file's kernels and their L1-prefetching twins (gemv-l1-avx512vnni.c)
+static const qt_gemv_twin g_gemv_twins[] = {
+    {qt_gemv_q4_0_avx512vnni, qt_gemv_q4_0_avx512vnni_l1},
+    {qt_gemv_q8_0_avx512vnni, qt_gemv_q8_0_avx512vnni_l1},
+    {qt_gemv_q4_1_avx512vnni, qt_gemv_q4_1_avx512vnni_l1},
+    {qt_gemv_q5_0_avx512vnni, qt_gemv_q5_0_avx512vnni_l1},
+    {qt_gemv_q5_1_avx512vnni, qt_gemv_q5_1_avx512vnni_l1},
+    {qt_gemv_iq4_nl_avx512vnni, qt_gemv_iq4_nl_avx512vnni_l1},
+    {qt_gemv_q4_K_avx512vnni, qt_gemv_q4_K_avx512vnni_l1},
+    {qt_gemv_q5_K_avx512vnni, qt_gemv_q5_K_avx512vnni_l1},
+    {qt_gemv_q6_K_avx512vnni, qt_gemv_q6_K_avx512vnni_l1},
+};
+static const qt_gemm_twin g_small_twins[] = {
+    {qt_gemm_small_q4_0_avx512vnni, qt_gemm_small_q4_0_avx512vnni_l1},
+    {qt_gemm_small_q8_0_avx512vnni, qt_gemm_small_q8_0_avx512vnni_l1},
+    {qt_gemm_small_q4_K_avx512vnni, qt_gemm_small_q4_K_avx512vnni_l1},
+    {qt_gemm_small_q5_K_avx512vnni, qt_gemm_small_q5_K_avx512vnni_l1},
+    {qt_gemm_small_q6_K_avx512vnni, qt_gemm_small_q6_K_avx512vnni_l1},
+};
+
+void qt_gemv_prefetch_avx512vnni(qt_kernel_traits *t, bool l1) {
+    qt_gemv_twins_apply(t, l1, g_gemv_twins, QT_ARRAY_LEN(g_gemv_twins), g_small_twins, QT_ARRAY_LEN(g_small_twins));
+}
+#endif

@@ -317,7 +317,7 @@ TILE43_SET(f32)
 TILE43_SET(f16)
 TILE43_SET(bf16)
 
-// ---- interleaved gemm for Q4_0 / Q8_0 weights ----
+// ---- interleaved gemm for the 32-element types (Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL) ----
 //
 // Eight weight rows are unpacked to bytes and interleaved so that one 32-byte
 // register holds four consecutive quants of each of the eight rows (lane r =
@@ -327,6 +327,13 @@ TILE43_SET(bf16)
 // per call (a K chunk of 8 rows at a time, in a stack buffer) and reused by
 // every activation column, so the weights stay in GGUF layout everywhere else.
 // The idea is llama.cpp's q4_0_8x8 repacking, done on the fly.
+// Three integer kernels by the weights' bytes: IG_U4 unsigned 0..15 (Q4_0's
+// nibbles, Q4_1), 8 maddubs summed in int16 (|sum| <= 8 * 2 * 15 * 127 =
+// 30480); IG_U5 unsigned 0..31 (Q5_0's q, Q5_1), each maddubs widened to
+// int32 at once; IG_S8 signed (Q8_0, IQ4_NL's code book values) by the sign
+// trick. Q4_0's -8 and Q5_0's -16 come back out per block and column as
+// off * d_x * (sum of the activation quants) (`corr`); Q4_1 / Q5_1's min adds
+// m_w * d_x * sum. Integer sums are exact.
 
 #define IG_ROWS 8
 #define IG_K 2048                 // K chunk: 8 rows x 2048 bytes of quants on the stack
@@ -336,43 +343,67 @@ TILE43_SET(bf16)
 typedef struct {
     uint32_t q[IG_NB][8][IG_ROWS];   // [block][dword s][row]: quants 4s..4s+3 of the block
     float d[IG_NB][IG_ROWS];         // weight scales
+    float m[IG_NB][IG_ROWS];         // Q4_1 / Q5_1: weight mins
 } ig_tile;
 
 typedef struct {
-    float d, corr;                   // activation scale; 8*d*sum(q) for Q4_0's offset
+    float d, corr;                   // activation scale; off * d * sum(q) (Q4_0: off 8, Q5_0: 16)
+    float s;                         // Q4_1 / Q5_1: d * sum(q)
 } ig_col;
 
-static void ig_repack_q4_0(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+enum { IG_U4, IG_U5, IG_S8 };
+
+INLINE int ig_kind(qt_type wt) {
+    return wt == QT_TYPE_Q4_0 || wt == QT_TYPE_Q4_1 ? IG_U4
+         : wt == QT_TYPE_Q5_0 || wt == QT_TYPE_Q5_1 ? IG_U5 : IG_S8;
+}
+
+// the offset a type's unsigned quants carry (Q4_0 8, Q5_0 16), else 0
+INLINE int ig_off(qt_type wt) { return wt == QT_TYPE_Q4_0 ? 8 : wt == QT_TYPE_Q5_0 ? 16 : 0; }
+
+// block b's 32 quants as the kernel of its kind reads them
+INLINE __m256i ig_quants(qt_type wt, const char *b, __m256i book) {
+    switch (wt) {
+    case QT_TYPE_Q4_0: return nibbles(((const block_q4_0 *)b)->qs);
+    case QT_TYPE_Q5_0: {   // q5_1_u's unpacking on Q5_0's layout: 0..31
+        const block_q5_0 *x = (const block_q5_0 *)b;
+        return _mm256_or_si256(nibbles(x->qs), _mm256_and_si256(bits32(x->qh), _mm256_set1_epi8(0x10)));
+    }
+    default: return q32_quants(wt, b, book);
+    }
+}
+
+INLINE void ig_repack_t(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm, const qt_type wt) {
+    const size_t bs = q32_block_size(wt);
+    const __m256i book = iq4_nl_book();
     uint32_t tmp[8];
     for (int r = 0; r < IG_ROWS; r++) {
-        const block_q4_0 *b = (const block_q4_0 *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
+        const char *row = (const char *)w + (size_t)(r < rm ? r : 0) * ws + (size_t)l0 * bs;
         for (int l = 0; l < nb; l++) {
-            _mm256_storeu_si256((__m256i *)tmp, nibbles(b[l].qs));
+            const char *b = row + (size_t)l * bs;
+            _mm256_storeu_si256((__m256i *)tmp, ig_quants(wt, b, book));
             for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
-            t->d[l][r] = r < rm ? fp16(b[l].d) : 0.0f;   // padding rows contribute 0
+            uint16_t h[2];   // d at offset 0 of every block, Q4_1 / Q5_1's m at 2
+            memcpy(h, b, q32_affine(wt) ? 4 : 2);
+            t->d[l][r] = r < rm ? fp16(h[0]) : 0.0f;   // padding rows contribute 0
+            if (q32_affine(wt)) t->m[l][r] = r < rm ? fp16(h[1]) : 0.0f;
         }
     }
 }
 
-static void ig_repack_q8_0(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
-    for (int r = 0; r < IG_ROWS; r++) {
-        const block_q8_0 *b = (const block_q8_0 *)((const char *)w + (size_t)(r < rm ? r : 0) * ws) + l0;
-        for (int l = 0; l < nb; l++) {
-            for (int s = 0; s < 8; s++) memcpy(&t->q[l][s][r], b[l].qs + 4 * s, 4);
-            t->d[l][r] = r < rm ? fp16(b[l].d) : 0.0f;
-        }
-    }
-}
-
-static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, int n_cols, bool q4) {
+static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, int n_cols, qt_type wt) {
+    const bool sums = ig_off(wt) || q32_affine(wt);
     for (int j = 0; j < n_cols; j++) {
         const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
         for (int l = 0; l < nb; l++) {
             float d = fp16(b[l].d);
-            col[j * IG_NB + l].d = d;
-            if (q4) {
+            ig_col *c = &col[j * IG_NB + l];
+            c->d = d;
+            c->corr = c->s = 0.0f;
+            if (sums) {
                 __m256i s = dot_u8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)b[l].qs));
-                col[j * IG_NB + l].corr = 8.0f * d * (float)hsum_epi32(s);
+                c->corr = (float)ig_off(wt) * d * (float)hsum_epi32(s);
+                c->s = d * (float)hsum_epi32(s);
             }
         }
     }
@@ -404,8 +435,8 @@ INLINE void ig_store(float *y, size_t ys, __m256 acc, int j, int rm, bool add) {
     }
 }
 
-INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
-                           float *y, size_t ys, int rm, bool add, const int RN) {
+INLINE void ig_kernel(const ig_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb, float *y,
+                      size_t ys, int rm, bool add, const int RN, const int kind, const bool affine) {
     const block_q8_0 *xb[IG_COLS];
     __m256 acc[IG_COLS];
 #pragma GCC unroll 6
@@ -418,105 +449,87 @@ INLINE void ig_kernel_q4_0(const ig_tile *t, const ig_col *col, const void *x, s
         __m256i p[IG_COLS];
 #pragma GCC unroll 6
         for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
-        // 8 steps of |pair| <= 15*127*2 stay within int16 (30480)
 #pragma GCC unroll 8
         for (int s = 0; s < 8; s++) {
             __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
+            __m256i aa = kind == IG_S8 ? _mm256_sign_epi8(a, a) : a;
 #pragma GCC unroll 6
-            for (int j = 0; j < RN; j++)
-            {
-                p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, bcast_dword(xb[j][l].qs + 4 * s)));
+            for (int j = 0; j < RN; j++) {
+                __m256i xq = bcast_dword(xb[j][l].qs + 4 * s);
+                if (kind == IG_U4) {
+                    p[j] = _mm256_add_epi16(p[j], _mm256_maddubs_epi16(a, xq));
+                } else {
+                    if (kind == IG_S8) xq = _mm256_sign_epi8(xq, a);
+                    p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aa, xq), ones));
+                }
                 PIN(p[j]);
             }
         }
         __m256 da = _mm256_loadu_ps(t->d[l]);
+        __m256 ma = affine ? _mm256_loadu_ps(t->m[l]) : _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int j = 0; j < RN; j++) {
             const ig_col *c = &col[j * IG_NB + l];
-            __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p[j], ones));
-            __m256 v = _mm256_fmsub_ps(_mm256_set1_ps(c->d), f, _mm256_set1_ps(c->corr));
+            __m256 f = _mm256_cvtepi32_ps(kind == IG_U4 ? _mm256_madd_epi16(p[j], ones) : p[j]);
+            __m256 v = kind == IG_S8 || affine ? _mm256_mul_ps(_mm256_set1_ps(c->d), f)
+                                               : _mm256_fmsub_ps(_mm256_set1_ps(c->d), f, _mm256_set1_ps(c->corr));
             acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
+            if (affine) acc[j] = _mm256_fmadd_ps(ma, _mm256_set1_ps(c->s), acc[j]);
         }
     }
 #pragma GCC unroll 6
     for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
 }
 
-INLINE void ig_kernel_q8_0(const ig_tile *t, const ig_col *col, const void *x, size_t xs, int l0, int nb,
-                           float *y, size_t ys, int rm, bool add, const int RN) {
-    const block_q8_0 *xb[IG_COLS];
-    __m256 acc[IG_COLS];
-#pragma GCC unroll 6
-    for (int j = 0; j < RN; j++) {
-        xb[j] = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
-        acc[j] = _mm256_setzero_ps();
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int l = 0; l < nb; l++) {
-        __m256i p[IG_COLS];
-#pragma GCC unroll 6
-        for (int j = 0; j < RN; j++) p[j] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) {
-            __m256i a = _mm256_loadu_si256((const __m256i *)t->q[l][s]);
-            __m256i aa = _mm256_sign_epi8(a, a);
-#pragma GCC unroll 6
-            for (int j = 0; j < RN; j++) {
-                __m256i yb = _mm256_sign_epi8(bcast_dword(xb[j][l].qs + 4 * s), a);
-                p[j] = _mm256_add_epi32(p[j], _mm256_madd_epi16(_mm256_maddubs_epi16(aa, yb), ones));
-                PIN(p[j]);
-            }
-        }
-        __m256 da = _mm256_loadu_ps(t->d[l]);
-#pragma GCC unroll 6
-        for (int j = 0; j < RN; j++) {
-            __m256 v = _mm256_mul_ps(_mm256_set1_ps(col[j * IG_NB + l].d), _mm256_cvtepi32_ps(p[j]));
-            acc[j] = _mm256_fmadd_ps(da, v, acc[j]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int j = 0; j < RN; j++) ig_store(y, ys, acc[j], j, rm, add);
-}
+typedef void (*ig_kernel_fn)(const ig_tile *, const ig_col *, const void *, size_t, int, int, float *, size_t, int,
+                             bool);
 
-#define IG_GEMM(name, blk_t, Q4)                                                                       \
-    static void ig_##name##_1(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 1); } \
-    static void ig_##name##_2(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 2); } \
-    static void ig_##name##_3(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 3); } \
-    static void ig_##name##_4(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 4); } \
-    static void ig_##name##_5(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 5); } \
-    static void ig_##name##_6(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
-                              float *y, size_t ys, int rm, bool add) { ig_kernel_##name(t, c, x, xs, l0, nb, y, ys, rm, add, 6); } \
+#define IG_K1(name, wt, rn)                                                                                \
+    static void ig_##name##_##rn(const ig_tile *t, const ig_col *c, const void *x, size_t xs, int l0, int nb, \
+                                 float *y, size_t ys, int rm, bool add) {                                  \
+        ig_kernel(t, c, x, xs, l0, nb, y, ys, rm, add, rn, ig_kind(wt), q32_affine(wt));                   \
+    }
+#define IG_GEMM(name, wt)                                                                                  \
+    IG_K1(name, wt, 1) IG_K1(name, wt, 2) IG_K1(name, wt, 3) IG_K1(name, wt, 4) IG_K1(name, wt, 5)        \
+    IG_K1(name, wt, 6)                                                                                     \
+    static void ig_repack_##name(ig_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {           \
+        ig_repack_t(t, w, ws, l0, nb, rm, wt);                                                             \
+    }                                                                                                      \
     static void gemm_##name##_avx2(int n, const void *w, size_t ws, const void *x, size_t xs, float *y,   \
                                    size_t ys, int n_rows, int n_cols) {                                   \
-        static void (*const kern[IG_COLS])(const ig_tile *, const ig_col *, const void *, size_t, int, int, \
-                                           float *, size_t, int, bool) = {                                \
-            ig_##name##_1, ig_##name##_2, ig_##name##_3, ig_##name##_4, ig_##name##_5, ig_##name##_6};                                  \
-        ig_tile t;                                                                                        \
-        ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));                                 \
-        int nb_all = n / 32;                                                                              \
-        for (int l0 = 0; l0 < nb_all; l0 += IG_NB) {                                                      \
-            int nb = QT_MIN(IG_NB, nb_all - l0);                                                          \
-            ig_columns(col, x, xs, l0, nb, n_cols, Q4);                                                   \
-            for (int r = 0; r < n_rows; r += IG_ROWS) {                                                   \
-                int rm = QT_MIN(IG_ROWS, n_rows - r);                                                     \
-                ig_repack_##name(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);                   \
-                for (int c = 0; c < n_cols; c += IG_COLS) {                                               \
-                    int rn = QT_MIN(IG_COLS, n_cols - c);                                                 \
-                    kern[rn - 1](&t, col + (size_t)c * IG_NB, (const char *)x + (size_t)c * xs, xs, l0, nb, \
-                                 y + (size_t)c * ys + r, ys, rm, l0 > 0);                                 \
-                }                                                                                         \
-            }                                                                                             \
-        }                                                                                                 \
-        qt_free(col);                                                                                     \
+        static const ig_kernel_fn kern[IG_COLS] = {ig_##name##_1, ig_##name##_2, ig_##name##_3,            \
+                                                   ig_##name##_4, ig_##name##_5, ig_##name##_6};           \
+        ig_gemm(kern, ig_repack_##name, wt, n, w, ws, x, xs, y, ys, n_rows, n_cols);                       \
     }
 
-IG_GEMM(q4_0, block_q4_0, true)
-IG_GEMM(q8_0, block_q8_0, false)
+static void ig_gemm(const ig_kernel_fn kern[IG_COLS], void (*repack)(ig_tile *, const void *, size_t, int, int, int),
+                    qt_type wt, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                    int n_rows, int n_cols) {
+    ig_tile t;
+    ig_col *col = qt_malloc((size_t)n_cols * IG_NB * sizeof(ig_col));
+    int nb_all = n / 32;
+    for (int l0 = 0; l0 < nb_all; l0 += IG_NB) {
+        int nb = QT_MIN(IG_NB, nb_all - l0);
+        ig_columns(col, x, xs, l0, nb, n_cols, wt);
+        for (int r = 0; r < n_rows; r += IG_ROWS) {
+            int rm = QT_MIN(IG_ROWS, n_rows - r);
+            repack(&t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
+            for (int c = 0; c < n_cols; c += IG_COLS) {
+                int rn = QT_MIN(IG_COLS, n_cols - c);
+                kern[rn - 1](&t, col + (size_t)c * IG_NB, (const char *)x + (size_t)c * xs, xs, l0, nb,
+                             y + (size_t)c * ys + r, ys, rm, l0 > 0);
+            }
+        }
+    }
+    qt_free(col);
+}
+
+IG_GEMM(q4_0, QT_TYPE_Q4_0)
+IG_GEMM(q8_0, QT_TYPE_Q8_0)
+IG_GEMM(q4_1, QT_TYPE_Q4_1)
+IG_GEMM(q5_0, QT_TYPE_Q5_0)
+IG_GEMM(q5_1, QT_TYPE_Q5_1)
+IG_GEMM(iq4_nl, QT_TYPE_IQ4_NL)
 
 // Q4_K x Q8_K through the same interleaved kernel: every 32-quant sub-block of
 // a Q4_K row is affine, x = a*q + b with a = d*scale, b = -dmin*min, so the
@@ -1081,6 +1094,11 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     qt_nf4_set_avx2(t);   // nf4-avx2.c
     qt_q3_K_set_avx2(t);  // q3k-avx2.c
     qt_legacy_set_avx2(t);  // legacy-avx2.c
+    // their gemm tiles where the table pairs them with Q8_0 (as kernels-ref.c does)
+    const qt_type legacy[] = {QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_IQ4_NL};
+    const qt_gemm_fn legacy_gemm[] = {gemm_q4_1_avx2, gemm_q5_0_avx2, gemm_q5_1_avx2, gemm_iq4_nl_avx2};
+    for (int i = 0; i < 4; i++)
+        if (t[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) t[legacy[i]].gemm = legacy_gemm[i];
     kt->dot_f32 = dot_f32_avx2;
     kt->axpy_f32 = axpy_f32_avx2;
     kt->scale_f32 = scale_f32_avx2;

@@ -2,9 +2,9 @@
 // Cascade Lake, Zen 4 and later), on top of the avx512 table: Q8_0 and Q4_0
 // on vpdpbusd: the dots (two 32-quant blocks per zmm) and the prefill gemm
 // (16 interleaved weight rows per zmm, on the file's layout: no persistent
-// repacking, so training shares the weights); the same gemm for Q4_K, Q5_K
-// and Q6_K against Q8_K. The decode kernels (gemv) of Q4_0, Q8_0 and the k-quants are
-// gemv-avx512vnni.c's.
+// repacking, so training shares the weights), also for Q4_1, Q5_0, Q5_1 and
+// IQ4_NL; the same gemm for Q4_K, Q5_K and Q6_K against Q8_K. The decode
+// kernels (gemv) of all of them are gemv-avx512vnni.c's.
 // Follows ggml-cpu/arch/x86/quants.c (the AVX512 VNNI paths).
 #include "kernels/simd-x86.h"
 
@@ -75,18 +75,21 @@ static void vec_dot_q4_0_avx512(int n, float *s, const void *vx, const void *vy)
     *s = sum;
 }
 
-// ---- prefill gemm for Q4_0 / Q8_0 weights (T > 1) ----
+// ---- prefill gemm for the 32-element types (T > 1) ----
 //
 // The AVX2 table's interleaved gemm (kernels-avx2.c, ig_*) at 512 bits on
-// vpdpbusd: 16 weight rows are unpacked to signed bytes (Q4_0: nibble - 8)
-// and interleaved so that one zmm holds 4 consecutive quants of each row
-// (lane r = row r); one activation dword (4 quants, stored + 128 as unsigned
-// bytes) broadcast to all lanes gives 16 rows' 4-term dots per vpdpbusd,
-// u8 x s8 as the instruction wants, without horizontal sums. The + 128 comes
-// back out per block as 128 * (sum of the row's quants), computed at repack.
-// Per 32-quant block and column: 8 vpdpbusd, one conversion, one FMA with
-// the 16 rows' scales times the column's scale. Integer sums are exact, so
-// the result equals ref's vec_dot up to the float summation order.
+// vpdpbusd: 16 weight rows are unpacked to signed bytes (Q4_0: nibble - 8;
+// Q5_0: 5 bits - 16; Q4_1 / Q5_1: the unsigned quants; IQ4_NL: the code
+// book's values) and interleaved so that one zmm holds 4 consecutive quants
+// of each row (lane r = row r); one activation dword (4 quants, stored + 128
+// as unsigned bytes) broadcast to all lanes gives 16 rows' 4-term dots per
+// vpdpbusd, u8 x s8 as the instruction wants, without horizontal sums. The
+// + 128 comes back out per block as 128 * (sum of the row's quants),
+// computed at repack. Per 32-quant block and column: 8 vpdpbusd, one
+// conversion, one FMA with the 16 rows' scales times the column's scale;
+// Q4_1 / Q5_1 add one FMA for the min: m_w * (d_x * sum of the column's
+// quants). Integer sums are exact, so the result equals ref's vec_dot up to
+// the float summation order.
 
 #define V_ROWS 16
 #define V_K 2048                  // K chunk: 16 rows x 2048 quants = 32 KiB of tile
@@ -97,18 +100,14 @@ typedef struct {
     uint32_t q[V_NB][8][V_ROWS];   // [block][dword s][row]: quants 4s..4s+3 (signed bytes)
     float d[V_NB][V_ROWS];         // weight scales (0 for padding rows)
     float c[V_NB][V_ROWS];         // 128 * sum of the block's quants, as float
+    float m[V_NB][V_ROWS];         // Q4_1 / Q5_1: the mins (0 for padding rows)
 } v_tile;
 
 typedef struct {
     uint8_t q[V_NB][32];           // activation quants + 128
     float d[V_NB];
+    float s[V_NB];                 // d * (sum of the quants): the min's factor
 } v_col;
-
-static inline __m256i nibbles_s8(const uint8_t *qs) {
-    __m128i t = _mm_loadu_si128((const __m128i *)qs);
-    __m256i b = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0xf));
-    return _mm256_sub_epi8(b, _mm256_set1_epi8(8));
-}
 
 // z[k] = [8 dwords of row k | 8 dwords of row k + 8], k < 8 -> o[s] = dword s
 // of rows 0..15: two 8 x 8 transposes side by side (unpacks within 128-bit
@@ -138,23 +137,20 @@ static inline __attribute__((always_inline)) void transpose16x8(const __m512i z[
 
 static inline __m512i pair256(__m256i a, __m256i b) { return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1); }
 
-// rows of W (rm of V_ROWS real; the others repeat row 0 with scale 0), blocks l0 .. l0+nb
-static void v_repack(v_tile *t, const void *w, size_t ws, int l0, int nb, int rm, bool q4) {
+// rows of W (rm of V_ROWS real; the others repeat row 0 with scale and min
+// 0), blocks l0 .. l0+nb; wt a constant after inlining
+static inline __attribute__((always_inline)) void v_repack_t(v_tile *t, const void *w, size_t ws, int l0, int nb,
+                                                             int rm, const qt_type wt) {
+    const size_t bs = q32_block_size(wt);
     const char *row[V_ROWS];
     for (int r = 0; r < V_ROWS; r++) row[r] = (const char *)w + (size_t)(r < rm ? r : 0) * ws;
     const __m512i ones = _mm512_set1_epi8(1);
+    const __m256i book = iq4_nl_book();
     for (int l = 0; l < nb; l++) {
+        const size_t off = (size_t)(l0 + l) * bs;
         __m512i z[8], o[8];
 #pragma GCC unroll 8
-        for (int k = 0; k < 8; k++) {
-            if (q4) {
-                const block_q4_0 *a = (const block_q4_0 *)row[k] + l0 + l, *b = (const block_q4_0 *)row[k + 8] + l0 + l;
-                z[k] = pair256(nibbles_s8(a->qs), nibbles_s8(b->qs));
-            } else {
-                const block_q8_0 *a = (const block_q8_0 *)row[k] + l0 + l, *b = (const block_q8_0 *)row[k + 8] + l0 + l;
-                z[k] = pair256(_mm256_loadu_si256((const __m256i *)a->qs), _mm256_loadu_si256((const __m256i *)b->qs));
-            }
-        }
+        for (int k = 0; k < 8; k++) z[k] = pair256(q32_quants(wt, row[k] + off, book), q32_quants(wt, row[k + 8] + off, book));
         transpose16x8(z, o);
         __m512i sum = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -164,12 +160,23 @@ static void v_repack(v_tile *t, const void *w, size_t ws, int l0, int nb, int rm
         }
         _mm512_storeu_ps(t->c[l], _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(128.0f)));
         for (int r = 0; r < V_ROWS; r++) {
-            // d at offset 0 of both block types
-            const char *b = row[r] + (size_t)(l0 + l) * (q4 ? sizeof(block_q4_0) : sizeof(block_q8_0));
-            uint16_t h;
-            memcpy(&h, b, 2);
-            t->d[l][r] = r < rm ? fp16(h) : 0.0f;
+            // d at offset 0 of every block type, Q4_1 / Q5_1's m at offset 2
+            uint16_t h[2];
+            memcpy(h, row[r] + off, q32_affine(wt) ? 4 : 2);
+            t->d[l][r] = r < rm ? fp16(h[0]) : 0.0f;
+            if (q32_affine(wt)) t->m[l][r] = r < rm ? fp16(h[1]) : 0.0f;
         }
+    }
+}
+
+static void v_repack(qt_type wt, v_tile *t, const void *w, size_t ws, int l0, int nb, int rm) {
+    switch (wt) {
+    case QT_TYPE_Q4_0: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_Q4_0); break;
+    case QT_TYPE_Q8_0: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_Q8_0); break;
+    case QT_TYPE_Q4_1: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_Q4_1); break;
+    case QT_TYPE_Q5_0: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_Q5_0); break;
+    case QT_TYPE_Q5_1: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_Q5_1); break;
+    default: v_repack_t(t, w, ws, l0, nb, rm, QT_TYPE_IQ4_NL); break;
     }
 }
 
@@ -178,14 +185,16 @@ static void v_columns(v_col *col, const void *x, size_t xs, int l0, int nb, int 
     for (int j = 0; j < n_cols; j++) {
         const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
         for (int l = 0; l < nb; l++) {
-            _mm256_storeu_si256((__m256i *)col[j].q[l], _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)b[l].qs), bias));
+            __m256i q = _mm256_loadu_si256((const __m256i *)b[l].qs);
+            _mm256_storeu_si256((__m256i *)col[j].q[l], _mm256_xor_si256(q, bias));
             col[j].d[l] = fp16(b[l].d);
+            // the quants' sum (|sum| <= 4064: exact in float) times d
+            col[j].s[l] = col[j].d[l] * hsum_ps(_mm256_cvtepi32_ps(dot_u8(_mm256_set1_epi8(1), q)));
         }
     }
 }
-
 static inline __attribute__((always_inline)) void v_kernel(const v_tile *t, const v_col *col, int nb, float *y,
-                                                           size_t ys, int rm, bool add, const int RN) {
+                                                           size_t ys, int rm, bool add, const int RN, const bool affine) {
     __m512 acc[V_COLS];
 #pragma GCC unroll 8
     for (int j = 0; j < RN; j++) acc[j] = _mm512_setzero_ps();
@@ -204,10 +213,12 @@ static inline __attribute__((always_inline)) void v_kernel(const v_tile *t, cons
             }
         }
         __m512 da = _mm512_loadu_ps(t->d[l]), ca = _mm512_loadu_ps(t->c[l]);
+        __m512 ma = affine ? _mm512_loadu_ps(t->m[l]) : _mm512_setzero_ps();
 #pragma GCC unroll 8
         for (int j = 0; j < RN; j++) {
             __m512 f = _mm512_sub_ps(_mm512_cvtepi32_ps(p[j]), ca);   // exact: |values| < 2^24
             acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(da, _mm512_set1_ps(col[j].d[l])), f, acc[j]);
+            if (affine) acc[j] = _mm512_fmadd_ps(ma, _mm512_set1_ps(col[j].s[l]), acc[j]);
         }
     }
 #pragma GCC unroll 8
@@ -219,43 +230,53 @@ static inline __attribute__((always_inline)) void v_kernel(const v_tile *t, cons
     }
 }
 
+typedef void (*v_kernel_fn)(const v_tile *, const v_col *, int, float *, size_t, int, bool);
 #define V_KERNEL(rn)                                                                                       \
     static void v_kernel_##rn(const v_tile *t, const v_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
-        v_kernel(t, col, nb, y, ys, rm, add, rn);                                                          \
+        v_kernel(t, col, nb, y, ys, rm, add, rn, false);                                                   \
+    }                                                                                                      \
+    static void v_kernel_aff_##rn(const v_tile *t, const v_col *col, int nb, float *y, size_t ys, int rm, bool add) { \
+        v_kernel(t, col, nb, y, ys, rm, add, rn, true);                                                    \
     }
 V_KERNEL(1) V_KERNEL(2) V_KERNEL(3) V_KERNEL(4) V_KERNEL(5) V_KERNEL(6) V_KERNEL(7) V_KERNEL(8)
 #undef V_KERNEL
-static void (*const v_kernels[V_COLS])(const v_tile *, const v_col *, int, float *, size_t, int, bool) = {
-    v_kernel_1, v_kernel_2, v_kernel_3, v_kernel_4, v_kernel_5, v_kernel_6, v_kernel_7, v_kernel_8};
+static const v_kernel_fn v_kernels[2][V_COLS] = {
+    {v_kernel_1, v_kernel_2, v_kernel_3, v_kernel_4, v_kernel_5, v_kernel_6, v_kernel_7, v_kernel_8},
+    {v_kernel_aff_1, v_kernel_aff_2, v_kernel_aff_3, v_kernel_aff_4, v_kernel_aff_5, v_kernel_aff_6, v_kernel_aff_7,
+     v_kernel_aff_8}};
 
-static void v_gemm(bool q4, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys, int n_rows,
-                   int n_cols) {
+static void v_gemm(qt_type wt, int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
+                   int n_rows, int n_cols) {
     v_tile *t = qt_kernel_scratch(QT_SCRATCH_GEMM, sizeof(v_tile) + (size_t)n_cols * sizeof(v_col));
     v_col *col = (v_col *)(t + 1);
+    const v_kernel_fn *kern = v_kernels[q32_affine(wt)];
     int nb_all = n / 32;
     for (int l0 = 0; l0 < nb_all; l0 += V_NB) {
         int nb = QT_MIN(V_NB, nb_all - l0);
         v_columns(col, x, xs, l0, nb, n_cols);
         for (int r = 0; r < n_rows; r += V_ROWS) {
             int rm = QT_MIN(V_ROWS, n_rows - r);
-            v_repack(t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm, q4);
+            v_repack(wt, t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);
             for (int c = 0; c < n_cols; c += V_COLS) {
                 int rn = QT_MIN(V_COLS, n_cols - c);
-                v_kernels[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
+                kern[rn - 1](t, col + c, nb, y + (size_t)c * ys + r, ys, rm, l0 > 0);
             }
         }
     }
 }
 
-static void gemm_q4_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                                 int n_rows, int n_cols) {
-    v_gemm(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
-}
-
-static void gemm_q8_0_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                                 int n_rows, int n_cols) {
-    v_gemm(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
-}
+#define V_GEMM(name, wt)                                                                                   \
+    static void gemm_##name##_avx512vnni(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, \
+                                         size_t ys, int n_rows, int n_cols) {                              \
+        v_gemm(wt, n, w, ws, x, xs, y, ys, n_rows, n_cols);                                                \
+    }
+V_GEMM(q4_0, QT_TYPE_Q4_0)
+V_GEMM(q8_0, QT_TYPE_Q8_0)
+V_GEMM(q4_1, QT_TYPE_Q4_1)
+V_GEMM(q5_0, QT_TYPE_Q5_0)
+V_GEMM(q5_1, QT_TYPE_Q5_1)
+V_GEMM(iq4_nl, QT_TYPE_IQ4_NL)
+#undef V_GEMM
 
 // ---- prefill gemm for Q4_K, Q5_K and Q6_K weights (T > 1), activations in Q8_K ----
 //
@@ -548,6 +569,17 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q4_0].vec_dot = vec_dot_q4_0_avx512;
     kt->type[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx512vnni;
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
+    // the legacy types where the table pairs them with Q8_0 (as kernels-ref.c does)
+    const qt_type legacy[] = {QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_IQ4_NL};
+    const qt_gemm_fn legacy_gemm[] = {gemm_q4_1_avx512vnni, gemm_q5_0_avx512vnni, gemm_q5_1_avx512vnni,
+                                      gemm_iq4_nl_avx512vnni};
+    const qt_gemv_fn legacy_gemv[] = {qt_gemv_q4_1_avx512vnni, qt_gemv_q5_0_avx512vnni, qt_gemv_q5_1_avx512vnni,
+                                      qt_gemv_iq4_nl_avx512vnni};
+    for (int i = 0; i < 4; i++)
+        if (kt->type[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) {
+            kt->type[legacy[i]].gemm = legacy_gemm[i];
+            kt->type[legacy[i]].gemv = legacy_gemv[i];
+        }
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
     // small_max_t: TinyLlama shape, 8 decoding slots + a prompt chunk, Zen 5

@@ -102,6 +102,7 @@ typedef struct {
 
 typedef struct {
     const char *isa;                          // "ref", "avx2", "avx512", "avx512-vnni", "avx512-bf16", "neon", ...
+    const char *gemv_prefetch;                // x86 decode kernels' next-pass prefetch: "l1" or "l2" (cpu.c); else NULL
     qt_kernel_traits type[QT_TYPE_COUNT];
     // float vector helpers for the layers (attention, norms, optimizers)
     float (*dot_f32)(int n, const float *x, const float *y);
@@ -163,6 +164,7 @@ const qt_kernel_table *qt_kernels_neon(void);
 typedef struct {
     bool avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512vnni, avx512bf16;
     bool neon, dotprod, neon_bf16, i8mm;
+    int l1d_kib;   // L1 data cache per core, KiB (0: unknown)
 } qt_cpu_features;
 const qt_cpu_features *qt_cpu(void);
 // Whether this CPU runs the table (false for NULL).

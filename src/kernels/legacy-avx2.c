@@ -19,8 +19,13 @@
 // little-endian u32 qh.
 // Follows ggml-cpu's ggml_vec_dot_q4_1_q8_1, _q5_0_q8_0, _q5_1_q8_1 and
 // _iq4_nl_q8_0 (arch/x86/quants.c, AVX2), with Q8_0 in place of Q8_1.
-// Deliberately not: gemv or gemm tiles (matmul runs vec_dot per row; these
-// types are rare next to Q4_0 and the k-quants), AVX-512 variants.
+// Their gemm tiles are kernels-avx2.c's interleaved gemm (ig_*) and, with
+// AVX-512 VNNI, kernels-avx512vnni.c's; the VNNI table's decode gemv is
+// gemv-avx512vnni.c's. The block unpacking (q5_0_s, q5_1_u, iq4_nl_s, ...)
+// lives in quants-avx2.h, shared with those. llama.cpp's quantizer falls
+// back to Q5_0 / Q5_1 / IQ4_NL for rows that are not a multiple of 256
+// (Qwen2-0.5B's 896), so k-quant files carry them.
+// Deliberately not: an AVX2 gemv (decode runs vec_dot per row here).
 #include "kernels/simd-x86.h"
 #include <string.h>
 
@@ -30,38 +35,6 @@
 #include "quant/blocks.h"
 
 #define INLINE static inline __attribute__((always_inline))
-
-// ---- helpers ----
-
-// the 32 bits of qh as 32 bytes, 0xff where the bit is set (byte j: bit j)
-INLINE __m256i bits32(const uint8_t *qh) {
-    uint32_t v;
-    memcpy(&v, qh, 4);
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
-    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));   // all bits but bit j % 8
-    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
-}
-
-// ---- the weights of one block as 32 bytes ----
-
-INLINE __m256i q4_1_u(const block_q4_1 *b) { return nibbles(b->qs); }
-
-// q - 16 as signed bytes: the nibble with 0xf0 or'ed in where the fifth bit is clear
-INLINE __m256i q5_0_s(const block_q5_0 *b) {
-    return _mm256_or_si256(nibbles(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0)));
-}
-
-INLINE __m256i q5_1_u(const block_q5_1 *b) {
-    return _mm256_or_si256(nibbles(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
-}
-
-// kv: the code book in both 128-bit lanes
-INLINE __m256i iq4_nl_s(const block_iq4_nl *b, __m256i kv) { return _mm256_shuffle_epi8(kv, nibbles(b->qs)); }
-
-INLINE __m256i iq4_nl_book(void) {
-    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt_kvalues_iq4nl));
-}
 
 // ---- vec_dot against Q8_0 ----
 

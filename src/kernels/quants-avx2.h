@@ -6,10 +6,13 @@
 #define QT_QUANTS_AVX2_H
 
 #include "kernels/simd-x86.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/types.h"
 
 // One half (128 quants) of a Q6_K super-block, from its 64 ql bytes (low 4
 // bits) and 32 qh bytes (high 2 bits): q[j] = the unsigned 6-bit quants
@@ -124,6 +127,73 @@ static inline __attribute__((always_inline)) void store_u8_affine(float *y, __m2
     for (int k = 0; k < 4; k++) {
         __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]));
         _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_mul_ps(f, d), m));
+    }
+}
+
+// ---- the legacy 32-element types' blocks as 32 bytes (element order) ----
+// (legacy-avx2.c's vec_dots and dequantizers, the AVX-512 VNNI gemm and gemv)
+
+// the 32 bits of qh as 32 bytes, 0xff where the bit is set (byte j: bit j)
+static inline __attribute__((always_inline)) __m256i bits32(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));   // all bits but bit j % 8
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+static inline __attribute__((always_inline)) __m256i q4_1_u(const block_q4_1 *b) { return nibbles(b->qs); }
+
+// q - 16 as signed bytes: the nibble with 0xf0 or'ed in where the fifth bit is clear
+static inline __attribute__((always_inline)) __m256i q5_0_s(const block_q5_0 *b) {
+    return _mm256_or_si256(nibbles(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0)));
+}
+
+static inline __attribute__((always_inline)) __m256i q5_1_u(const block_q5_1 *b) {
+    return _mm256_or_si256(nibbles(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+}
+
+// kv: the code book in both 128-bit lanes
+static inline __attribute__((always_inline)) __m256i iq4_nl_s(const block_iq4_nl *b, __m256i kv) {
+    return _mm256_shuffle_epi8(kv, nibbles(b->qs));
+}
+
+static inline __attribute__((always_inline)) __m256i iq4_nl_book(void) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qt_kvalues_iq4nl));
+}
+
+// ---- any 32-element type (Q4_0, Q8_0 and the legacy ones) ----
+
+// Q4_0's 32 quants - 8 as signed bytes
+static inline __attribute__((always_inline)) __m256i q4_0_s(const uint8_t *qs) {
+    return _mm256_sub_epi8(nibbles(qs), _mm256_set1_epi8(8));
+}
+
+static inline size_t q32_block_size(qt_type wt) {
+    switch (wt) {
+    case QT_TYPE_Q4_0: return sizeof(block_q4_0);
+    case QT_TYPE_Q8_0: return sizeof(block_q8_0);
+    case QT_TYPE_Q4_1: return sizeof(block_q4_1);
+    case QT_TYPE_Q5_0: return sizeof(block_q5_0);
+    case QT_TYPE_Q5_1: return sizeof(block_q5_1);
+    default: return sizeof(block_iq4_nl);
+    }
+}
+
+// x = d q + m (a min at byte offset 2) rather than x = d q
+static inline bool q32_affine(qt_type wt) { return wt == QT_TYPE_Q4_1 || wt == QT_TYPE_Q5_1; }
+
+// the 32 quants of block b as bytes, in element order (signed, > -128;
+// Q4_1 / Q5_1's are 0..31); book: iq4_nl_book(); wt a constant after inlining
+static inline __attribute__((always_inline)) __m256i q32_quants(qt_type wt, const char *b, __m256i book) {
+    switch (wt) {
+    case QT_TYPE_Q4_0: return q4_0_s(((const block_q4_0 *)b)->qs);
+    case QT_TYPE_Q8_0: return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)b)->qs);
+    case QT_TYPE_Q4_1: return q4_1_u((const block_q4_1 *)b);
+    case QT_TYPE_Q5_0: return q5_0_s((const block_q5_0 *)b);
+    case QT_TYPE_Q5_1: return q5_1_u((const block_q5_1 *)b);
+    default: return iq4_nl_s((const block_iq4_nl *)b, book);
     }
 }
 
