@@ -88,13 +88,13 @@ INLINE void vg_prefetch(const char *pf, const char *p, int g, int i, size_t byte
     }
 }
 
-// The rows of the pass starting at row r0 in r[] (a partial last pass
-// repeats its last row); returns row r0.
-INLINE const char *vg_rows(const void *w, size_t ws, int r0, int n_rows, const char *r[VG_ROWS]) {
+// The rows of the pass starting at row r0 in r[] (r[0]: row r0; a partial
+// last pass repeats its last row); returns how many are real.
+INLINE int vg_rows(const void *w, size_t ws, int r0, int n_rows, const char *r[VG_ROWS]) {
     const char *a = (const char *)w + (size_t)r0 * ws;
     int m = QT_MIN(VG_ROWS, n_rows - r0);
     for (int i = 0; i < VG_ROWS; i++) r[i] = a + (size_t)QT_MIN(i, m - 1) * ws;
-    return a;
+    return m;
 }
 
 // The row loop of a pass over VG_ROWS rows (r[i]: row i, repeated rows
@@ -472,10 +472,10 @@ static void k_gemv(int kind, int n, const void *w, size_t ws, const void *x, flo
     k_prep(kind, x, nb, st);
     const bool packed = ws == (size_t)nb * k_bytes(kind);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
-        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
-        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        const char *r[VG_ROWS];
+        int m = vg_rows(w, ws, r0, n_rows, r);
         float out[VG_ROWS];
-        (kind == KQ6 ? q6_K_pass : kind == KQ5 ? q5_K_pass : q4_K_pass)(r, packed ? a + VG_ROWS * ws : NULL, st, nb,
+        (kind == KQ6 ? q6_K_pass : kind == KQ5 ? q5_K_pass : q4_K_pass)(r, packed ? r[0] + VG_ROWS * ws : NULL, st, nb,
                                                                       out);
         for (int i = 0; i < m; i++) y[r0 + i] = out[i];
     }
@@ -538,10 +538,10 @@ static void vg_gemv(vg_pass_fn pass, vg_tail_fn tail, void (*prep)(const block_q
     vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)(ns > 0 ? ns : 1) * sizeof(vg_step));
     prep(yb, ns, st);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
-        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
-        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        const char *r[VG_ROWS];
+        int m = vg_rows(w, ws, r0, n_rows, r);
         float out[VG_ROWS];
-        pass(r, packed ? a + VG_ROWS * ws : NULL, st, ns, qidx, out);
+        pass(r, packed ? r[0] + VG_ROWS * ws : NULL, st, ns, qidx, out);
         for (int i = 0; i < m; i++)
             y[r0 + i] = ns * bpb < nb ? out[i] + tail(r[i], yb, ns * bpb, nb) : out[i];
     }
@@ -561,8 +561,9 @@ void GEMV_FN(qt_gemv_q8_0_avx512vnni)(int n, const void *w, size_t ws, const voi
 //
 // Two blocks per step and row in one zmm (q32_unsigned2); the signed types'
 // quants are stored + 128 (unsigned, as vpdpbusd wants) and the +128 comes
-// back out through the accumulator's initial value, as Q8_0's. Q4_1 / Q5_1's quants are 0..31
-// already (initial value 0) and their min enters as m * (d_x * block sum),
+// back out through the accumulator's initial value, as Q8_0's. Q4_1 /
+// Q5_1's quants are 0..31 already (initial value 0) and their min enters as
+// m * (d_x * block sum),
 // spread as 1/8 over each block's 8 dwords (exact). Eight rows per pass, as
 // above; these types are compute-bound here (their unpacking costs more
 // than Q8_0's permute), so no 4-row grouping.
@@ -640,10 +641,10 @@ INLINE void q32_pass(const qt_type wt, const char *const r[VG_ROWS], const char 
 // the last odd block of a row
 INLINE float q32_tail(const qt_type wt, const char *blk, const block_q8_0 *y) {
     const __m256i q = q32_quants(wt, blk, iq4_nl_book()), yq = _mm256_loadu_si256((const __m256i *)y->qs);
-    uint16_t h[2];
-    memcpy(h, blk, q32_affine(wt) ? 4 : 2);
-    float s = fp16(h[0]) * fp16(y->d) * hsum_ps(_mm256_cvtepi32_ps(dot_i8(q, yq)));
-    if (q32_affine(wt)) s += fp16(h[1]) * fp16(y->d) * (float)block_sum(y->qs);
+    float d, m;
+    q32_scale_min(wt, blk, &d, &m);
+    float s = d * fp16(y->d) * hsum_ps(_mm256_cvtepi32_ps(dot_i8(q, yq)));
+    if (q32_affine(wt)) s += m * fp16(y->d) * (float)block_sum(y->qs);
     return s;
 }
 
@@ -655,10 +656,10 @@ INLINE void q32_gemv(const qt_type wt, int n, const void *w, size_t ws, const vo
     vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)(ns > 0 ? ns : 1) * sizeof(vg_step));
     q32_prep(q32_affine(wt), yb, ns, st);
     for (int r0 = 0; r0 < n_rows; r0 += VG_ROWS) {
-        const char *r[VG_ROWS], *a = vg_rows(w, ws, r0, n_rows, r);
-        int m = QT_MIN(VG_ROWS, n_rows - r0);
+        const char *r[VG_ROWS];
+        int m = vg_rows(w, ws, r0, n_rows, r);
         float out[VG_ROWS];
-        q32_pass(wt, r, packed ? a + VG_ROWS * ws : NULL, st, ns, out);
+        q32_pass(wt, r, packed ? r[0] + VG_ROWS * ws : NULL, st, ns, out);
         for (int i = 0; i < m; i++)
             y[r0 + i] = 2 * ns < nb ? out[i] + q32_tail(wt, r[i] + (size_t)(nb - 1) * bs, yb + nb - 1) : out[i];
     }

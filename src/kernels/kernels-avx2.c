@@ -365,10 +365,7 @@ INLINE int ig_off(qt_type wt) { return wt == QT_TYPE_Q4_0 ? 8 : wt == QT_TYPE_Q5
 INLINE __m256i ig_quants(qt_type wt, const char *b, __m256i book) {
     switch (wt) {
     case QT_TYPE_Q4_0: return nibbles(((const block_q4_0 *)b)->qs);
-    case QT_TYPE_Q5_0: {   // q5_1_u's unpacking on Q5_0's layout: 0..31
-        const block_q5_0 *x = (const block_q5_0 *)b;
-        return _mm256_or_si256(nibbles(x->qs), _mm256_and_si256(bits32(x->qh), _mm256_set1_epi8(0x10)));
-    }
+    case QT_TYPE_Q5_0: return q5_u(((const block_q5_0 *)b)->qs, ((const block_q5_0 *)b)->qh);   // 0..31
     default: return q32_quants(wt, b, book);
     }
 }
@@ -383,10 +380,10 @@ INLINE void ig_repack_t(ig_tile *t, const void *w, size_t ws, int l0, int nb, in
             const char *b = row + (size_t)l * bs;
             _mm256_storeu_si256((__m256i *)tmp, ig_quants(wt, b, book));
             for (int s = 0; s < 8; s++) t->q[l][s][r] = tmp[s];
-            uint16_t h[2];   // d at offset 0 of every block, Q4_1 / Q5_1's m at 2
-            memcpy(h, b, q32_affine(wt) ? 4 : 2);
-            t->d[l][r] = r < rm ? fp16(h[0]) : 0.0f;   // padding rows contribute 0
-            if (q32_affine(wt)) t->m[l][r] = r < rm ? fp16(h[1]) : 0.0f;
+            float d, m;
+            q32_scale_min(wt, b, &d, &m);
+            t->d[l][r] = r < rm ? d : 0.0f;   // padding rows contribute 0
+            if (q32_affine(wt)) t->m[l][r] = r < rm ? m : 0.0f;
         }
     }
 }
@@ -401,9 +398,9 @@ static void ig_columns(ig_col *col, const void *x, size_t xs, int l0, int nb, in
             c->d = d;
             c->corr = c->s = 0.0f;
             if (sums) {
-                __m256i s = dot_u8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)b[l].qs));
-                c->corr = (float)ig_off(wt) * d * (float)hsum_epi32(s);
-                c->s = d * (float)hsum_epi32(s);
+                int sum = hsum_epi32(dot_u8(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)b[l].qs)));
+                c->corr = (float)ig_off(wt) * d * (float)sum;
+                c->s = d * (float)sum;
             }
         }
     }

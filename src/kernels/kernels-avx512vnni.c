@@ -160,11 +160,10 @@ static inline __attribute__((always_inline)) void v_repack_t(v_tile *t, const vo
         }
         _mm512_storeu_ps(t->c[l], _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(128.0f)));
         for (int r = 0; r < V_ROWS; r++) {
-            // d at offset 0 of every block type, Q4_1 / Q5_1's m at offset 2
-            uint16_t h[2];
-            memcpy(h, row[r] + off, q32_affine(wt) ? 4 : 2);
-            t->d[l][r] = r < rm ? fp16(h[0]) : 0.0f;
-            if (q32_affine(wt)) t->m[l][r] = r < rm ? fp16(h[1]) : 0.0f;
+            float d, m;
+            q32_scale_min(wt, row[r] + off, &d, &m);
+            t->d[l][r] = r < rm ? d : 0.0f;
+            if (q32_affine(wt)) t->m[l][r] = r < rm ? m : 0.0f;
         }
     }
 }
@@ -180,7 +179,8 @@ static void v_repack(qt_type wt, v_tile *t, const void *w, size_t ws, int l0, in
     }
 }
 
-static void v_columns(v_col *col, const void *x, size_t xs, int l0, int nb, int n_cols) {
+// the activation columns' blocks l0 .. l0+nb; sums: their quant sums (for the mins)
+static void v_columns(v_col *col, const void *x, size_t xs, int l0, int nb, int n_cols, bool sums) {
     const __m256i bias = _mm256_set1_epi8((char)0x80);
     for (int j = 0; j < n_cols; j++) {
         const block_q8_0 *b = (const block_q8_0 *)((const char *)x + (size_t)j * xs) + l0;
@@ -189,10 +189,11 @@ static void v_columns(v_col *col, const void *x, size_t xs, int l0, int nb, int 
             _mm256_storeu_si256((__m256i *)col[j].q[l], _mm256_xor_si256(q, bias));
             col[j].d[l] = fp16(b[l].d);
             // the quants' sum (|sum| <= 4064: exact in float) times d
-            col[j].s[l] = col[j].d[l] * hsum_ps(_mm256_cvtepi32_ps(dot_u8(_mm256_set1_epi8(1), q)));
+            if (sums) col[j].s[l] = col[j].d[l] * hsum_ps(_mm256_cvtepi32_ps(dot_u8(_mm256_set1_epi8(1), q)));
         }
     }
 }
+
 static inline __attribute__((always_inline)) void v_kernel(const v_tile *t, const v_col *col, int nb, float *y,
                                                            size_t ys, int rm, bool add, const int RN, const bool affine) {
     __m512 acc[V_COLS];
@@ -253,7 +254,7 @@ static void v_gemm(qt_type wt, int n, const void *w, size_t ws, const void *x, s
     int nb_all = n / 32;
     for (int l0 = 0; l0 < nb_all; l0 += V_NB) {
         int nb = QT_MIN(V_NB, nb_all - l0);
-        v_columns(col, x, xs, l0, nb, n_cols);
+        v_columns(col, x, xs, l0, nb, n_cols, q32_affine(wt));
         for (int r = 0; r < n_rows; r += V_ROWS) {
             int rm = QT_MIN(V_ROWS, n_rows - r);
             v_repack(wt, t, (const char *)w + (size_t)r * ws, ws, l0, nb, rm);

@@ -150,9 +150,12 @@ static inline __attribute__((always_inline)) __m256i q5_0_s(const block_q5_0 *b)
     return _mm256_or_si256(nibbles(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xf0)));
 }
 
-static inline __attribute__((always_inline)) __m256i q5_1_u(const block_q5_1 *b) {
-    return _mm256_or_si256(nibbles(b->qs), _mm256_and_si256(bits32(b->qh), _mm256_set1_epi8(0x10)));
+// the 5-bit quants 0..31 from 16 nibble bytes and the 4 fifth-bit bytes
+static inline __attribute__((always_inline)) __m256i q5_u(const uint8_t *qs, const uint8_t *qh) {
+    return _mm256_or_si256(nibbles(qs), _mm256_and_si256(bits32(qh), _mm256_set1_epi8(0x10)));
 }
+
+static inline __attribute__((always_inline)) __m256i q5_1_u(const block_q5_1 *b) { return q5_u(b->qs, b->qh); }
 
 // kv: the code book in both 128-bit lanes
 static inline __attribute__((always_inline)) __m256i iq4_nl_s(const block_iq4_nl *b, __m256i kv) {
@@ -183,6 +186,15 @@ static inline size_t q32_block_size(qt_type wt) {
 
 // x = d q + m (a min at byte offset 2) rather than x = d q
 static inline bool q32_affine(qt_type wt) { return wt == QT_TYPE_Q4_1 || wt == QT_TYPE_Q5_1; }
+
+// block b's scale (fp16 at offset 0 of every type) and, for Q4_1 / Q5_1, its
+// min (fp16 at offset 2; 0 for the others)
+static inline __attribute__((always_inline)) void q32_scale_min(qt_type wt, const char *b, float *d, float *m) {
+    uint16_t h[2] = {0, 0};
+    memcpy(h, b, q32_affine(wt) ? 4 : 2);
+    *d = fp16(h[0]);
+    *m = q32_affine(wt) ? fp16(h[1]) : 0.0f;
+}
 
 // the 32 quants of block b as bytes, in element order (signed, > -128;
 // Q4_1 / Q5_1's are 0..31); book: iq4_nl_book(); wt a constant after inlining
