@@ -563,10 +563,9 @@ void GEMV_FN(qt_gemv_q8_0_avx512vnni)(int n, const void *w, size_t ws, const voi
 // quants are stored + 128 (unsigned, as vpdpbusd wants) and the +128 comes
 // back out through the accumulator's initial value, as Q8_0's. Q4_1 /
 // Q5_1's quants are 0..31 already (initial value 0) and their min enters as
-// m * (d_x * block sum),
-// spread as 1/8 over each block's 8 dwords (exact). Eight rows per pass, as
-// above; these types are compute-bound here (their unpacking costs more
-// than Q8_0's permute), so no 4-row grouping.
+// m * (d_x * block sum), spread as 1/8 over each block's 8 dwords (exact).
+// Eight rows per pass, as above; these types are compute-bound here (their
+// unpacking costs more than Q8_0's permute), so no 4-row grouping.
 
 static void q32_prep(const bool affine, const block_q8_0 *y, int ns, vg_step *st) {
     for (int g = 0; g < ns; g++) {
