@@ -540,7 +540,8 @@ static void test_prefetch_twins(qt_rng *rng) {
 // same arithmetic in the same order: the server's results do not depend on
 // how many slots decode together), and ref's within TOL_SAME.
 static void test_gemm_small(qt_rng *rng) {
-    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K};
+    static const qt_type types[] = {QT_TYPE_Q4_0, QT_TYPE_Q8_0, QT_TYPE_Q4_K, QT_TYPE_Q5_K, QT_TYPE_Q6_K,
+                                    QT_TYPE_IQ4_NL, QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1};
     static const int n_outs[] = {1, 3, 4, 5, 9, 37};
     static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
     for (size_t it = 0; it < QT_ARRAY_LEN(types); it++) {
@@ -1171,6 +1172,11 @@ int main(void) {
                kt->bf16.gemm_acc ? "tested" : "not in this table (QT_PREC_BF16 runs as F32 on it)");
     }
 
+#if defined(__aarch64__)
+    // neon's int8 prefill tiles: SMMLA where HWCAP2 says I8MM (qemu -cpu max),
+    // else SDOT (make neon-test runs this binary both ways)
+    printf("  neon: int8 gemm tiles %s\n", qt_cpu()->i8mm ? "SMMLA (I8MM) tested" : "SDOT tested (no I8MM on this CPU)");
+#endif
     for (int n = 1; n <= 4; n++) g_pools[n] = qt_pool_init(n);
     test_pool();
 

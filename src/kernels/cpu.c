@@ -3,7 +3,8 @@
 // x86-64: CPUID leaves 1 and 7 (subleaves 0 and 1) plus XGETBV, so AVX and
 // AVX-512 count only when the OS saves their registers. arm64: NEON is
 // baseline; dotprod, BF16 and I8MM from the Linux auxiliary vector (HWCAP,
-// HWCAP2), all present on Apple M2 and later.
+// HWCAP2) or macOS's hw.optional.arm sysctls, all present on Apple M2 and
+// later.
 //
 // A table is assembled in this file (compiled without ISA flags) from the
 // per-ISA files' fill functions, each adding to the one before it:
@@ -44,6 +45,15 @@
 #ifndef HWCAP2_BF16
 #define HWCAP2_BF16 (1 << 14)
 #endif
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+// macOS reports arm64 features as sysctl integers (hw.optional.arm.FEAT_*)
+static bool apple_feature(const char *name) {
+    int v = 0;
+    size_t len = sizeof(v);
+    return sysctlbyname(name, &v, &len, NULL, 0) == 0 && v != 0;
+}
 #endif
 
 #if defined(__x86_64__)
@@ -110,7 +120,9 @@ static void detect(qt_cpu_features *f) {
     f->neon_bf16 = (hw2 & HWCAP2_BF16) != 0;
     f->i8mm = (hw2 & HWCAP2_I8MM) != 0;
 #elif defined(__APPLE__)
-    f->dotprod = true;   // every Apple arm64 CPU has it; BF16/I8MM (M2+) need sysctl, not probed
+    f->dotprod = true;   // every Apple arm64 CPU has it; BF16 and I8MM from M2 on
+    f->neon_bf16 = apple_feature("hw.optional.arm.FEAT_BF16");
+    f->i8mm = apple_feature("hw.optional.arm.FEAT_I8MM");
 #endif
 #endif
 }
@@ -161,6 +173,7 @@ static qt_kernel_table g_tables[QT_ISA_COUNT];
 static pthread_once_t g_once[QT_ISA_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
                                                PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
 
+#if defined(__x86_64__)
 // The decode kernels' prefetch target (matmul-internal.h): L1 where the L1D
 // is 48 KiB or more (Zen 5, Intel since Ice Lake), else L2 (Zen 3 / Zen 4:
 // 32 KiB). QT_PREFETCH=l1|l2 overrides (benchmarks).
@@ -179,6 +192,7 @@ static bool gemv_prefetch_l1(void) {
     pthread_once(&g_prefetch_once, prefetch_choose);
     return g_prefetch_l1;
 }
+#endif
 
 static void build(qt_isa isa) {
     qt_kernel_table *kt = &g_tables[isa];

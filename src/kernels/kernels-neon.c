@@ -2,21 +2,22 @@
 // Cortex). It starts as a copy of the scalar reference table and overrides the
 // hot paths: vec_dot for F32, F16, BF16, Q4_0/Q8_0/IQ4_NL x Q8_0 and
 // Q4_K/Q5_K/Q6_K x Q8_K and NF4 x F32; gemm tiles (2 weight rows x 4
-// activation rows) for Q4_0, Q8_0 and IQ4_NL; from_float to Q8_0, Q8_K, F16
-// and BF16; to_float (bit-identical to the reference) for F16, BF16, Q4_0,
-// Q8_0, Q4_K, Q5_K, Q6_K and NF4, so QLoRA training's dequantized base rows
-// are not scalar work; and the f32 vector helpers.
+// activation rows, SDOT) for the 32-element types (Q4_0, Q8_0, IQ4_NL, Q4_1,
+// Q5_0, Q5_1) and the k-quants (Q4_K, Q5_K, Q6_K), replaced by
+// gemm-neoni8mm.c's SMMLA tiles (4 x 4) where HWCAP2 says I8MM; from_float
+// to Q8_0, Q8_K, F16 and BF16; to_float (bit-identical to the reference) for
+// F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and NF4, so QLoRA training's
+// dequantized base rows are not scalar work; and the f32 vector helpers. The legacy types' vec_dot and to_float: legacy-neon.c; the
+// blocks' unpacking: quants-neon.h.
 //
-// Multi-row decode (gemv, 4 rows per pass) for Q4_0 and Q8_0, and its
+// Multi-row decode (gemv, 4 rows per pass) for those types, and its
 // several-token form (gemm_small, a server's decode step); the float-
 // activation products (training, QT_PREC_F32/BF16) on the packed gemm of
 // gemm-neon.c and, where HWCAP2 says BF16, gemm-neonbf16.c.
 //
-// Deliberately not here: gemm tiles for other types (matmul then uses vec_dot
-// per row), the quant types neither listed here nor in legacy-neon.c (Q4_1,
-// Q5_0, Q5_1; IQ4_NL's dequantization) keep the reference kernels,
-// SVE, i8mm and fp16 arithmetic (F16 is widened to f32 so dot products are as
-// accurate as the reference).
+// Deliberately not here: SVE and fp16 arithmetic (F16 is widened to f32 so dot products are as
+// accurate as the reference). None of this is timed on arm64 hardware yet
+// (the tests run under qemu-user).
 //
 // Integer dot products use vdotq_s32 when the compiler targets the dotprod
 // extension (__ARM_FEATURE_DOTPROD, ARMv8.2-a+dotprod, every Apple M chip) and
@@ -29,6 +30,7 @@
 #include "kernels/kernels.h"
 #include "kernels/legacy-kernels.h"
 #include "kernels/matmul-internal.h"
+#include "kernels/quants-neon.h"
 #include "kernels/simd-neon.h"
 #include "kernels/vecmath-internal.h"
 
@@ -42,17 +44,6 @@
 #include "quant/quant.h"
 
 // ---- helpers --------------------------------------------------------------
-
-// 6-bit scale j and min j of a q4_K/q5_K super-block (12 packed bytes).
-static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
 
 // ---- f32 vector helpers ---------------------------------------------------
 
@@ -427,14 +418,6 @@ static void vec_dot_q8_0_q8_0_neon(int n, float *s, const void *vx, const void *
     *s = sum;
 }
 
-// The 32 weights of a q4_0 block as signed int8 in [-8, 7]: low nibbles are
-// elements 0..15, high nibbles 16..31.
-static inline void unpack_q4_0(const block_q4_0 *b, int8x16_t *lo, int8x16_t *hi) {
-    const uint8x16_t q = vld1q_u8(b->qs);
-    *lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0xF))), vdupq_n_s8(8));
-    *hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), vdupq_n_s8(8));
-}
-
 static void vec_dot_q4_0_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
     QT_ASSERT(n % QK8_0 == 0);
     const block_q4_0 *x = vx;
@@ -465,11 +448,6 @@ static void vec_dot_q4_0_q8_0_neon(int n, float *s, const void *vx, const void *
 // block's loads; per-row int32 dots scaled into per-row float accumulators,
 // reduced together at the end. The next pass's rows are prefetched.
 
-static inline void unpack_q8_0(const block_q8_0 *b, int8x16_t *lo, int8x16_t *hi) {
-    *lo = vld1q_s8(b->qs);
-    *hi = vld1q_s8(b->qs + 16);
-}
-
 // The 4 rows of the pass at r0 (past n_rows: the last row again, nothing read
 // out of range), and the next pass's rows prefetched.
 static inline void rows4(const void *w, size_t ws, int r0, int n_rows, const void *row[4]) {
@@ -479,41 +457,48 @@ static inline void rows4(const void *w, size_t ws, int r0, int n_rows, const voi
             __builtin_prefetch((const char *)w + (size_t)(r0 + 4) * ws + o);
 }
 
-#define GEMV4_NEON(name, block, UNPACK)                                                                   \
-    static void gemv_##name##_neon(int n, const void *w, size_t ws, const void *vx, float *y, int n_rows) { \
-        const block_q8_0 *x = vx;                                                                       \
-        const int nb = n / QK8_0;                                                                       \
-        for (int r0 = 0; r0 < n_rows; r0 += 4) {                                                       \
-            const block *row[4];                                                                        \
-            rows4(w, ws, r0, n_rows, (const void **)row);                                               \
-            float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};      \
-            for (int b = 0; b < nb; b++) {                                                              \
-                const int8x16_t xl = vld1q_s8(x[b].qs), xh = vld1q_s8(x[b].qs + 16);                    \
-                const float dx = fp16_to_f32(x[b].d);                                                   \
-                for (int i = 0; i < 4; i++) {                                                           \
-                    int8x16_t l, h;                                                                     \
-                    UNPACK(&row[i][b], &l, &h);                                                         \
-                    int32x4_t p = dot16(dot16(vdupq_n_s32(0), l, xl), h, xh);                           \
-                    acc[i] = vfmaq_n_f32(acc[i], vcvtq_f32_s32(p), fp16_to_f32(row[i][b].d) * dx);      \
-                }                                                                                       \
-            }                                                                                           \
-            float32x4_t s = vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3]));         \
-            float out[4];                                                                               \
-            vst1q_f32(out, s);                                                                          \
-            for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[r0 + i] = out[i];                          \
-        }                                                                                               \
-    }
-GEMV4_NEON(q4_0, block_q4_0, unpack_q4_0)
-GEMV4_NEON(q8_0, block_q8_0, unpack_q8_0)
-#undef GEMV4_NEON
-// IQ4_NL: q4_0's layout with the nibbles mapped through a 16-entry table.
-static inline void unpack_iq4_nl(const block_iq4_nl *b, int8x16_t *lo, int8x16_t *hi) {
-    const int8x16_t kv = vld1q_s8(qt_kvalues_iq4nl);
-    const uint8x16_t q = vld1q_u8(b->qs);
-    *lo = vqtbl1q_s8(kv, vandq_u8(q, vdupq_n_u8(0xF)));
-    *hi = vqtbl1q_s8(kv, vshrq_n_u8(q, 4));
+// One (row, token) step on a 32-element block, shared by the gemv and
+// gemm_small so both do the same arithmetic: acc + d_w d_x (q . x)
+// (+ m_w d_x sum(x); sy: that sum as floats).
+static inline __attribute__((always_inline)) float32x4_t q32_dot_step(qt_type t, int8x16_t l, int8x16_t h, float d,
+                                                                      float m, int8x16_t xl, int8x16_t xh, float dx,
+                                                                      float32x4_t sy, float32x4_t acc) {
+    int32x4_t p = dot16(dot16(vdupq_n_s32(0), l, xl), h, xh);
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), d * dx);
+    if (q32_affine(t)) acc = vfmaq_n_f32(acc, sy, m * dx);
+    return acc;
+}
+// the activation quants' sum (Q4_1 / Q5_1's min term), else unused
+static inline float32x4_t q32_xsum(qt_type t, int8x16_t xl, int8x16_t xh) {
+    const int8x16_t one = vdupq_n_s8(1);
+    return q32_affine(t) ? vcvtq_f32_s32(dot16(dot16(vdupq_n_s32(0), one, xl), one, xh)) : vdupq_n_f32(0);
 }
 
+static inline __attribute__((always_inline)) void gemv_q32(qt_type t, int n, const void *w, size_t ws, const void *vx,
+                                                           float *y, int n_rows) {
+    const block_q8_0 *x = vx;
+    const int nb = n / QK8_0;
+    for (int r0 = 0; r0 < n_rows; r0 += 4) {
+        const void *row[4];
+        rows4(w, ws, r0, n_rows, row);
+        float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+        for (int b = 0; b < nb; b++) {
+            const int8x16_t xl = vld1q_s8(x[b].qs), xh = vld1q_s8(x[b].qs + 16);
+            const float dx = fp16_to_f32(x[b].d);
+            const float32x4_t sy = q32_xsum(t, xl, xh);
+            for (int i = 0; i < 4; i++) {
+                int8x16_t l, h;
+                float d, m = 0;
+                q32_unpack(t, row[i], b, &l, &h, &d, &m);
+                acc[i] = q32_dot_step(t, l, h, d, m, xl, xh, dx, sy, acc[i]);
+            }
+        }
+        float32x4_t s = vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3]));
+        float out[4];
+        vst1q_f32(out, s);
+        for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[r0 + i] = out[i];
+    }
+}
 static void vec_dot_iq4_nl_q8_0_neon(int n, float *s, const void *vx, const void *vy) {
     QT_ASSERT(n % QK8_0 == 0);
     const block_iq4_nl *x = vx;
@@ -529,89 +514,134 @@ static void vec_dot_iq4_nl_q8_0_neon(int n, float *s, const void *vx, const void
     *s = vaddvq_f32(acc);
 }
 
-// ---- gemm tiles for the Q8_0-paired types -----------------------------------
-
-// Weight block i of a row as 32 int8 (lo = elements 0..15, hi = 16..31) and its scale.
-typedef void (*unpack32_fn)(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d);
-
-static inline void unpack_row_q4_0(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
-    const block_q4_0 *b = (const block_q4_0 *)row + i;
-    unpack_q4_0(b, lo, hi);
-    *d = fp16_to_f32(b->d);
-}
-
-static inline void unpack_row_q8_0(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
-    const block_q8_0 *b = (const block_q8_0 *)row + i;
-    *lo = vld1q_s8(b->qs);
-    *hi = vld1q_s8(b->qs + 16);
-    *d = fp16_to_f32(b->d);
-}
-
-static inline void unpack_row_iq4_nl(const void *row, int i, int8x16_t *lo, int8x16_t *hi, float *d) {
-    const block_iq4_nl *b = (const block_iq4_nl *)row + i;
-    unpack_iq4_nl(b, lo, hi);
-    *d = fp16_to_f32(b->d);
-}
+// ---- gemm tiles for the 32-element types (x Q8_0) ---------------------------
 
 // Tiles of GEMM_R weight rows x GEMM_C activation rows: each weight block is
 // unpacked once for GEMM_C columns and each activation block loaded once for
-// GEMM_R rows. Ragged edges use vec_dot.
+// GEMM_R rows. Ragged edges repeat the last row or column (computed, not
+// stored). Q4_1 / Q5_1 add m_w d_x sum(x) per block (the activation quants'
+// sum by a dot with ones), as their vec_dot does. Where HWCAP2 says I8MM,
+// gemm-neoni8mm.c's SMMLA tiles replace these.
 // GCC and clang both take this pragma; fully unrolled, the accumulators stay in registers.
 enum { GEMM_R = 2, GEMM_C = 4 };
 #define UNROLL _Pragma("GCC unroll 4")
 
-static inline void gemm_q8_0_tiles(unpack32_fn unpack, qt_vec_dot_fn vec_dot, int n, const void *w,
-                                   size_t w_stride, const void *x, size_t x_stride, float *y,
-                                   size_t y_stride, int n_rows, int n_cols) {
+static inline __attribute__((always_inline)) void gemm_q32_tiles(qt_type t, int n, const void *w, size_t w_stride,
+                                                                 const void *x, size_t x_stride, float *y,
+                                                                 size_t y_stride, int n_rows, int n_cols) {
     QT_ASSERT(n % QK8_0 == 0);
     const int nb = n / QK8_0;
-    const char *wb = w, *xb = x;
-    int r = 0;
-    for (; r + GEMM_R <= n_rows; r += GEMM_R) {
-        int c = 0;
-        for (; c + GEMM_C <= n_cols; c += GEMM_C) {
+    const bool affine = q32_affine(t);
+    const int8x16_t ones = vdupq_n_s8(1);
+    for (int r = 0; r < n_rows; r += GEMM_R) {
+        const void *wr[GEMM_R];
+        UNROLL for (int a = 0; a < GEMM_R; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        for (int c = 0; c < n_cols; c += GEMM_C) {
+            const block_q8_0 *xc[GEMM_C];
+            UNROLL for (int b = 0; b < GEMM_C; b++)
+                xc[b] = (const block_q8_0 *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
             float32x4_t acc[GEMM_R][GEMM_C];
             UNROLL for (int a = 0; a < GEMM_R; a++)
                 UNROLL for (int b = 0; b < GEMM_C; b++) acc[a][b] = vdupq_n_f32(0);
             for (int i = 0; i < nb; i++) {
                 int8x16_t wl[GEMM_R], wh[GEMM_R];
-                float wd[GEMM_R];
-                UNROLL for (int a = 0; a < GEMM_R; a++)
-                    unpack(wb + (size_t)(r + a) * w_stride, i, &wl[a], &wh[a], &wd[a]);
+                float wd[GEMM_R], wm[GEMM_R] = {0};
+                UNROLL for (int a = 0; a < GEMM_R; a++) q32_unpack(t, wr[a], i, &wl[a], &wh[a], &wd[a], &wm[a]);
                 UNROLL for (int b = 0; b < GEMM_C; b++) {
-                    const block_q8_0 *xq = (const block_q8_0 *)(xb + (size_t)(c + b) * x_stride) + i;
+                    const block_q8_0 *xq = xc[b] + i;
                     const int8x16_t xl = vld1q_s8(xq->qs), xh = vld1q_s8(xq->qs + 16);
                     const float xd = fp16_to_f32(xq->d);
+                    const float32x4_t sy = affine ? vcvtq_f32_s32(dot16(dot16(vdupq_n_s32(0), ones, xl), ones, xh))
+                                                  : vdupq_n_f32(0);
                     UNROLL for (int a = 0; a < GEMM_R; a++) {
                         int32x4_t p = dot16(dot16(vdupq_n_s32(0), wl[a], xl), wh[a], xh);
                         acc[a][b] = vfmaq_n_f32(acc[a][b], vcvtq_f32_s32(p), wd[a] * xd);
+                        if (affine) acc[a][b] = vfmaq_n_f32(acc[a][b], sy, wm[a] * xd);
                     }
                 }
             }
             UNROLL for (int a = 0; a < GEMM_R; a++)
-                UNROLL for (int b = 0; b < GEMM_C; b++) y[(size_t)(c + b) * y_stride + r + a] = vaddvq_f32(acc[a][b]);
+                UNROLL for (int b = 0; b < GEMM_C; b++)
+                    if (r + a < n_rows && c + b < n_cols) y[(size_t)(c + b) * y_stride + r + a] = vaddvq_f32(acc[a][b]);
         }
-        for (; c < n_cols; c++)
-            for (int a = 0; a < GEMM_R; a++)
-                vec_dot(n, &y[(size_t)c * y_stride + r + a], wb + (size_t)(r + a) * w_stride,
-                        xb + (size_t)c * x_stride);
     }
-    for (; r < n_rows; r++)
-        for (int c = 0; c < n_cols; c++)
-            vec_dot(n, &y[(size_t)c * y_stride + r], wb + (size_t)r * w_stride, xb + (size_t)c * x_stride);
 }
 
-static void gemm_q4_0_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                float *y, size_t y_stride, int n_rows, int n_cols) {
-    gemm_q8_0_tiles(unpack_row_q4_0, vec_dot_q4_0_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
-                    n_rows, n_cols);
+
+// The k-quants (Q4_K, Q5_K, Q6_K x Q8_K) in tiles of R rows x C columns
+// (constants after inlining; at most 4 x 4): per super-block, each row's
+// scales are read once and its 64-element chunks unpacked once
+// (quants-neon.h) for the C columns; each group of 16's dot is scaled by its
+// integer scale in int32 lanes, and the super-block's sum and offset term go
+// to one float per (row, column) (kq_dot). Ragged edges repeat the last row
+// or column (computed, not stored). A (row, column)'s arithmetic does not
+// depend on the tile, so the gemv (4 x 1) and gemm_small (4 x 2) give the
+// same bits; the gemm (2 x 4) is replaced by gemm-neoni8mm.c's SMMLA tiles
+// where HWCAP2 says I8MM. With pf, each pass prefetches the next pass's rows.
+enum { KQ_RMAX = 4, KQ_CMAX = 4 };
+static inline __attribute__((always_inline)) void kq_tiles(qt_type t, const int R, const int C, bool pf, int n,
+                                                           const void *w, size_t w_stride, const void *x,
+                                                           size_t x_stride, float *y, size_t y_stride, int n_rows,
+                                                           int n_cols) {
+    QT_ASSERT(n % QK_K == 0 && R <= KQ_RMAX && C <= KQ_CMAX);
+    const int nb = n / QK_K;
+    const size_t bs = kq_block_size(t);
+    for (int r = 0; r < n_rows; r += R) {
+        const char *wr[KQ_RMAX];
+        UNROLL for (int a = 0; a < R; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        if (pf && r + R < n_rows)
+            for (size_t o = 0; o < (size_t)R * w_stride && r + R + (int)(o / w_stride) < n_rows; o += 64)
+                __builtin_prefetch((const char *)w + (size_t)(r + R) * w_stride + o);
+        for (int c = 0; c < n_cols; c += C) {
+            const block_q8_K *xc[KQ_CMAX];
+            UNROLL for (int b = 0; b < C; b++)
+                xc[b] = (const block_q8_K *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
+            float acc[KQ_RMAX][KQ_CMAX] = {{0}};
+            for (int i = 0; i < nb; i++) {
+                kq_scales sc[KQ_RMAX];
+                UNROLL for (int a = 0; a < R; a++) kq_scales_of(t, wr[a] + i * bs, &sc[a]);
+                int32x4_t isum[KQ_RMAX][KQ_CMAX];
+                UNROLL for (int a = 0; a < R; a++)
+                    UNROLL for (int b = 0; b < C; b++) isum[a][b] = vdupq_n_s32(0);
+                for (int j = 0; j < 4; j++) {
+                    int8x16_t q[KQ_RMAX][4];
+                    UNROLL for (int a = 0; a < R; a++) kq_chunk(t, wr[a] + i * bs, j, q[a]);
+                    UNROLL for (int b = 0; b < C; b++) {
+                        const int8_t *q8 = xc[b][i].qs + 64 * j;
+                        UNROLL for (int k = 0; k < 4; k++) {
+                            const int8x16_t yv = vld1q_s8(q8 + 16 * k);
+                            UNROLL for (int a = 0; a < R; a++)
+                                isum[a][b] = vmlaq_n_s32(isum[a][b], dot16(vdupq_n_s32(0), q[a][k], yv), sc[a].sc[4 * j + k]);
+                        }
+                    }
+                }
+                UNROLL for (int a = 0; a < R; a++)
+                    UNROLL for (int b = 0; b < C; b++)
+                        acc[a][b] += kq_dot(t, &sc[a], vaddvq_s32(isum[a][b]), kq_offset(&sc[a], &xc[b][i]), xc[b][i].d);
+            }
+            UNROLL for (int a = 0; a < R; a++)
+                UNROLL for (int b = 0; b < C; b++)
+                    if (r + a < n_rows && c + b < n_cols) y[(size_t)(c + b) * y_stride + r + a] = acc[a][b];
+        }
+    }
 }
 
-static void gemm_q8_0_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                float *y, size_t y_stride, int n_rows, int n_cols) {
-    gemm_q8_0_tiles(unpack_row_q8_0, vec_dot_q8_0_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
-                    n_rows, n_cols);
-}
+#define KQ_NEON(name, T)                                                                                        \
+    static void gemm_##name##_q8_K_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,    \
+                                        float *y, size_t y_stride, int n_rows, int n_cols) {                      \
+        kq_tiles(T, 2, 4, false, n, w, w_stride, x, x_stride, y, y_stride, n_rows, n_cols);                     \
+    }                                                                                                           \
+    static void gemv_##name##_neon(int n, const void *w, size_t ws, const void *vx, float *y, int n_rows) {       \
+        kq_tiles(T, 4, 1, true, n, w, ws, vx, 0, y, 0, n_rows, 1);                                              \
+    }                                                                                                           \
+    static void gemm_small_##name##_neon(int n, const void *w, size_t ws, const void *vx, size_t xs, float *y,    \
+                                         size_t ys, int n_rows, int n_cols) {                                     \
+        kq_tiles(T, 4, 2, true, n, w, ws, vx, xs, y, ys, n_rows, n_cols);                                       \
+    }
+KQ_NEON(q4_K, QT_TYPE_Q4_K)
+KQ_NEON(q5_K, QT_TYPE_Q5_K)
+KQ_NEON(q6_K, QT_TYPE_Q6_K)
+#undef KQ_NEON
 
 // gemm_small (a server's decode step, 2..small_max_t tokens; the gemm
 // contract y[c * ys + r]): the gemv's 4-row passes, each weight block
@@ -620,55 +650,63 @@ static void gemm_q8_0_q8_0_neon(int n, const void *w, size_t w_stride, const voi
 // the gemv's bit for bit (tests/test-kernels.c). The rows stay in cache for
 // the next round.
 enum { GS_C = 4 };
-#define GEMM_SMALL4_NEON(name, block, UNPACK)                                                                    \
-    static void gemm_small_##name##_neon(int n, const void *w, size_t ws, const void *vx, size_t xs, float *y,  \
-                                         size_t ys, int n_rows, int n_cols) {                                    \
-        const int nb = n / QK8_0;                                                                                \
-        for (int r0 = 0; r0 < n_rows; r0 += 4) {                                                                \
-            const block *row[4];                                                                                 \
-            rows4(w, ws, r0, n_rows, (const void **)row);                                                        \
-            for (int c0 = 0; c0 < n_cols; c0 += GS_C) {                                                          \
-                const int nc = QT_MIN(GS_C, n_cols - c0);                                                        \
-                float32x4_t acc[GS_C][4];                                                                        \
-                UNROLL for (int j = 0; j < GS_C; j++)                                                            \
-                    UNROLL for (int i = 0; i < 4; i++) acc[j][i] = vdupq_n_f32(0);                               \
-                for (int b = 0; b < nb; b++) {                                                                   \
-                    int8x16_t l[4], h[4];                                                                        \
-                    float wd[4];                                                                                 \
-                    UNROLL for (int i = 0; i < 4; i++) {                                                         \
-                        UNPACK(&row[i][b], &l[i], &h[i]);                                                        \
-                        wd[i] = fp16_to_f32(row[i][b].d);                                                        \
-                    }                                                                                            \
-                    UNROLL for (int j = 0; j < GS_C; j++) {                                                      \
-                        if (j >= nc) break;                                                                      \
-                        const block_q8_0 *x = (const block_q8_0 *)((const char *)vx + (size_t)(c0 + j) * xs) + b; \
-                        const int8x16_t xl = vld1q_s8(x->qs), xh = vld1q_s8(x->qs + 16);                         \
-                        const float dx = fp16_to_f32(x->d);                                                      \
-                        UNROLL for (int i = 0; i < 4; i++) {                                                     \
-                            int32x4_t p = dot16(dot16(vdupq_n_s32(0), l[i], xl), h[i], xh);                      \
-                            acc[j][i] = vfmaq_n_f32(acc[j][i], vcvtq_f32_s32(p), wd[i] * dx);                   \
-                        }                                                                                        \
-                    }                                                                                            \
-                }                                                                                                \
-                for (int j = 0; j < nc; j++) {                                                                   \
-                    float32x4_t s =                                                                              \
-                        vpaddq_f32(vpaddq_f32(acc[j][0], acc[j][1]), vpaddq_f32(acc[j][2], acc[j][3]));          \
-                    float out[4];                                                                                \
-                    vst1q_f32(out, s);                                                                           \
-                    for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[(size_t)(c0 + j) * ys + r0 + i] = out[i];   \
-                }                                                                                                \
-            }                                                                                                    \
-        }                                                                                                        \
+static inline __attribute__((always_inline)) void gemm_small_q32(qt_type t, int n, const void *w, size_t ws,
+                                                                 const void *vx, size_t xs, float *y, size_t ys,
+                                                                 int n_rows, int n_cols) {
+    const int nb = n / QK8_0;
+    for (int r0 = 0; r0 < n_rows; r0 += 4) {
+        const void *row[4];
+        rows4(w, ws, r0, n_rows, row);
+        for (int c0 = 0; c0 < n_cols; c0 += GS_C) {
+            const int nc = QT_MIN(GS_C, n_cols - c0);
+            float32x4_t acc[GS_C][4];
+            UNROLL for (int j = 0; j < GS_C; j++)
+                UNROLL for (int i = 0; i < 4; i++) acc[j][i] = vdupq_n_f32(0);
+            for (int b = 0; b < nb; b++) {
+                int8x16_t l[4], h[4];
+                float d[4], m[4] = {0};
+                UNROLL for (int i = 0; i < 4; i++) q32_unpack(t, row[i], b, &l[i], &h[i], &d[i], &m[i]);
+                UNROLL for (int j = 0; j < GS_C; j++) {
+                    if (j >= nc) break;
+                    const block_q8_0 *x = (const block_q8_0 *)((const char *)vx + (size_t)(c0 + j) * xs) + b;
+                    const int8x16_t xl = vld1q_s8(x->qs), xh = vld1q_s8(x->qs + 16);
+                    const float dx = fp16_to_f32(x->d);
+                    const float32x4_t sy = q32_xsum(t, xl, xh);
+                    UNROLL for (int i = 0; i < 4; i++)
+                        acc[j][i] = q32_dot_step(t, l[i], h[i], d[i], m[i], xl, xh, dx, sy, acc[j][i]);
+                }
+            }
+            for (int j = 0; j < nc; j++) {
+                float32x4_t s = vpaddq_f32(vpaddq_f32(acc[j][0], acc[j][1]), vpaddq_f32(acc[j][2], acc[j][3]));
+                float out[4];
+                vst1q_f32(out, s);
+                for (int i = 0; i < 4 && r0 + i < n_rows; i++) y[(size_t)(c0 + j) * ys + r0 + i] = out[i];
+            }
+        }
     }
-GEMM_SMALL4_NEON(q4_0, block_q4_0, unpack_q4_0)
-GEMM_SMALL4_NEON(q8_0, block_q8_0, unpack_q8_0)
-#undef GEMM_SMALL4_NEON
-
-static void gemm_iq4_nl_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,
-                                  float *y, size_t y_stride, int n_rows, int n_cols) {
-    gemm_q8_0_tiles(unpack_row_iq4_nl, vec_dot_iq4_nl_q8_0_neon, n, w, w_stride, x, x_stride, y, y_stride,
-                    n_rows, n_cols);
 }
+
+// The three int8 products of each 32-element type: gemm (prefill tiles),
+// gemv (decode), gemm_small (a server's few-token decode step).
+#define Q32_NEON(name, T)                                                                                         \
+    static void gemm_##name##_q8_0_neon(int n, const void *w, size_t w_stride, const void *x, size_t x_stride,      \
+                                        float *y, size_t y_stride, int n_rows, int n_cols) {                        \
+        gemm_q32_tiles(T, n, w, w_stride, x, x_stride, y, y_stride, n_rows, n_cols);                              \
+    }                                                                                                             \
+    static void gemv_##name##_neon(int n, const void *w, size_t ws, const void *vx, float *y, int n_rows) {         \
+        gemv_q32(T, n, w, ws, vx, y, n_rows);                                                                     \
+    }                                                                                                             \
+    static void gemm_small_##name##_neon(int n, const void *w, size_t ws, const void *vx, size_t xs, float *y,      \
+                                         size_t ys, int n_rows, int n_cols) {                                       \
+        gemm_small_q32(T, n, w, ws, vx, xs, y, ys, n_rows, n_cols);                                               \
+    }
+Q32_NEON(q4_0, QT_TYPE_Q4_0)
+Q32_NEON(q8_0, QT_TYPE_Q8_0)
+Q32_NEON(iq4_nl, QT_TYPE_IQ4_NL)
+Q32_NEON(q4_1, QT_TYPE_Q4_1)
+Q32_NEON(q5_0, QT_TYPE_Q5_0)
+Q32_NEON(q5_1, QT_TYPE_Q5_1)
+#undef Q32_NEON
 
 // ---- k-quants -------------------------------------------------------------
 
@@ -846,10 +884,6 @@ static void set_vec_dot(qt_type type, qt_type vec_dot_type, qt_vec_dot_fn fn) {
     t->vec_dot = fn;
 }
 
-static void set_gemm(qt_type type, qt_type vec_dot_type, qt_gemm_fn fn) {
-    if (g_neon->type[type].vec_dot_type == vec_dot_type) g_neon->type[type].gemm = fn;
-}
-
 static void set_conv(qt_type type, qt_from_float_fn from_float, qt_to_float_fn to_float) {
     // from_float is looked up on the vec_dot_type of some weight type, so it is
     // set on the type's own entry; to_float dequantizes rows of that type.
@@ -875,17 +909,41 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_vec_dot(QT_TYPE_Q4_K, QT_TYPE_Q8_K, vec_dot_q4_K_q8_K_neon);
     set_vec_dot(QT_TYPE_Q5_K, QT_TYPE_Q8_K, vec_dot_q5_K_q8_K_neon);
     set_vec_dot(QT_TYPE_Q6_K, QT_TYPE_Q8_K, vec_dot_q6_K_q8_K_neon);
-    set_gemm(QT_TYPE_Q4_0, QT_TYPE_Q8_0, gemm_q4_0_q8_0_neon);
-    set_gemm(QT_TYPE_Q8_0, QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon);
-    set_gemm(QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_neon);
-    kt->type[QT_TYPE_Q4_0].gemv = gemv_q4_0_neon;
-    kt->type[QT_TYPE_Q8_0].gemv = gemv_q8_0_neon;
-    // gemm_small where the gemv per token ran (2..8 tokens); not timed on
-    // arm64 hardware yet, so not extended into the tiles' range
-    kt->type[QT_TYPE_Q4_0].gemm_small = gemm_small_q4_0_neon;
-    kt->type[QT_TYPE_Q4_0].small_max_t = 8;
-    kt->type[QT_TYPE_Q8_0].gemm_small = gemm_small_q8_0_neon;
-    kt->type[QT_TYPE_Q8_0].small_max_t = 8;
+    // the 32-element types x Q8_0: gemm tiles (SDOT, or SMMLA where the CPU
+    // has I8MM), the 4-row gemv, and gemm_small where the gemv per token ran
+    // (2..8 tokens; not timed on arm64 hardware yet, so not extended into the
+    // tiles' range)
+    static const struct { qt_type type; qt_gemm_fn gemm; qt_gemv_fn gemv; qt_gemm_fn small; } q32[] = {
+        {QT_TYPE_Q4_0, gemm_q4_0_q8_0_neon, gemv_q4_0_neon, gemm_small_q4_0_neon},
+        {QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon, gemv_q8_0_neon, gemm_small_q8_0_neon},
+        {QT_TYPE_IQ4_NL, gemm_iq4_nl_q8_0_neon, gemv_iq4_nl_neon, gemm_small_iq4_nl_neon},
+        {QT_TYPE_Q4_1, gemm_q4_1_q8_0_neon, gemv_q4_1_neon, gemm_small_q4_1_neon},
+        {QT_TYPE_Q5_0, gemm_q5_0_q8_0_neon, gemv_q5_0_neon, gemm_small_q5_0_neon},
+        {QT_TYPE_Q5_1, gemm_q5_1_q8_0_neon, gemv_q5_1_neon, gemm_small_q5_1_neon},
+    };
+    for (size_t i = 0; i < QT_ARRAY_LEN(q32); i++) {
+        qt_kernel_traits *t = &kt->type[q32[i].type];
+        if (t->vec_dot_type != QT_TYPE_Q8_0) continue;
+        t->gemm = q32[i].gemm;
+        t->gemv = q32[i].gemv;
+        t->gemm_small = q32[i].small;
+        t->small_max_t = 8;
+    }
+    // the k-quants x Q8_K: the same three products (kq_tiles)
+    static const struct { qt_type type; qt_gemm_fn gemm; qt_gemv_fn gemv; qt_gemm_fn small; } kq[] = {
+        {QT_TYPE_Q4_K, gemm_q4_K_q8_K_neon, gemv_q4_K_neon, gemm_small_q4_K_neon},
+        {QT_TYPE_Q5_K, gemm_q5_K_q8_K_neon, gemv_q5_K_neon, gemm_small_q5_K_neon},
+        {QT_TYPE_Q6_K, gemm_q6_K_q8_K_neon, gemv_q6_K_neon, gemm_small_q6_K_neon},
+    };
+    for (size_t i = 0; i < QT_ARRAY_LEN(kq); i++) {
+        qt_kernel_traits *t = &kt->type[kq[i].type];
+        if (t->vec_dot_type != QT_TYPE_Q8_K) continue;
+        t->gemm = kq[i].gemm;
+        t->gemv = kq[i].gemv;
+        t->gemm_small = kq[i].small;
+        t->small_max_t = 8;
+    }
+    if (i8mm) qt_gemm_set_i8mm_neon(kt->type);   // gemm-neoni8mm.c
 
     set_conv(QT_TYPE_F16, from_float_f16_neon, to_float_f16_neon);
     set_conv(QT_TYPE_BF16, from_float_bf16_neon, to_float_bf16_neon);
@@ -898,7 +956,6 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_conv(QT_TYPE_Q6_K, NULL, dequantize_row_q6_K_neon);
     set_conv(QT_TYPE_NF4, NULL, dequantize_row_nf4_neon);
     set_vec_dot(QT_TYPE_NF4, QT_TYPE_F32, vec_dot_nf4_f32_neon);
-    (void)i8mm;   // no I8MM (SMMLA) kernels yet: the int8 paths use SDOT
     kt->f32 = *qt_gemm_ops_f32_neon();
     // BFDOT where the CPU has it; else QT_PREC_BF16 runs as F32
     kt->bf16 = bf16 ? *qt_gemm_ops_bf16_neon() : (qt_gemm_ops){0};

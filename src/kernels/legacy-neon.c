@@ -14,14 +14,14 @@
 //          their sum. Two blocks per step, as kernels-neon.c's Q4_0.
 // to_float the reference's arithmetic (q * d, then + m; no fma), bit-exact
 //          with qt_dequantize_row_q4_1 / _q5_0 / _q5_1 / _iq4_nl.
-// Layout (quant/blocks.h): qs[j] holds element j in its low nibble and
-// element j + 16 in its high one; the fifth bit of element j is bit j of the
-// little-endian u32 qh.
+// The blocks' unpacking: quants-neon.h.
 // Follows ggml-cpu's ggml_vec_dot_q4_1_q8_1, _q5_0_q8_0 and _q5_1_q8_1
 // (arch/arm/quants.c), with Q8_0 in place of Q8_1.
-// Deliberately not: gemv or gemm tiles (matmul runs vec_dot per row), i8mm.
+// Their gemm tiles, gemv and gemm_small are kernels-neon.c's (SDOT) and
+// gemm-neoni8mm.c's (SMMLA tiles).
 #include "kernels/kernels.h"
 #include "kernels/legacy-kernels.h"
+#include "kernels/quants-neon.h"
 #include "kernels/simd-neon.h"
 
 #include <arm_neon.h>
@@ -29,41 +29,6 @@
 
 #include "base/base.h"
 #include "quant/blocks.h"
-
-// ---- the weights of one block: lo = elements 0..15, hi = 16..31 ----
-
-static inline void nibbles(const uint8_t *qs, uint8x16_t *lo, uint8x16_t *hi) {
-    const uint8x16_t q = vld1q_u8(qs);
-    *lo = vandq_u8(q, vdupq_n_u8(0xf));
-    *hi = vshrq_n_u8(q, 4);
-}
-
-// the 32 bits of qh as bytes, 0xff where the bit is set (element j: bit j)
-static inline void bits32(const uint8_t *qh, uint8x16_t *lo, uint8x16_t *hi) {
-    static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-    const uint8x16_t m = vld1q_u8(bit);
-    *lo = vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), m);
-    *hi = vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), m);
-}
-
-static inline void q4_1_u(const block_q4_1 *b, uint8x16_t *lo, uint8x16_t *hi) { nibbles(b->qs, lo, hi); }
-
-// q - 16 as signed bytes: the nibble with 0xf0 or'ed in where the fifth bit is clear
-static inline void q5_0_s(const block_q5_0 *b, int8x16_t *lo, int8x16_t *hi) {
-    uint8x16_t l, h, bl, bh;
-    nibbles(b->qs, &l, &h);
-    bits32(b->qh, &bl, &bh);
-    *lo = vreinterpretq_s8_u8(vorrq_u8(l, vbicq_u8(vdupq_n_u8(0xf0), bl)));
-    *hi = vreinterpretq_s8_u8(vorrq_u8(h, vbicq_u8(vdupq_n_u8(0xf0), bh)));
-}
-
-static inline void q5_1_u(const block_q5_1 *b, uint8x16_t *lo, uint8x16_t *hi) {
-    uint8x16_t bl, bh;
-    nibbles(b->qs, lo, hi);
-    bits32(b->qh, &bl, &bh);
-    *lo = vorrq_u8(*lo, vandq_u8(bl, vdupq_n_u8(0x10)));
-    *hi = vorrq_u8(*hi, vandq_u8(bh, vdupq_n_u8(0x10)));
-}
 
 // ---- vec_dot against Q8_0 ----
 

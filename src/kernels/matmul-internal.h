@@ -34,6 +34,10 @@ const qt_gemm_ops *qt_gemm_ops_bf16_avx512(void);
 // The arm64 float ops (gemm-neon.c; gemm-neonbf16.c, built with +bf16).
 const qt_gemm_ops *qt_gemm_ops_f32_neon(void);
 const qt_gemm_ops *qt_gemm_ops_bf16_neon(void);
+// The SMMLA prefill gemm of the 32-element types and the k-quants
+// (gemm-neoni8mm.c, built with +i8mm) into the traits, where the type pairs
+// with Q8_0 / Q8_K as the reference does.
+void qt_gemm_set_i8mm_neon(qt_kernel_traits *t);
 
 // The decode kernels (gemv-avx2.c, gemv-avx512vnni.c) are compiled twice:
 // as themselves, prefetching the next pass of rows into L2 (prefetcht1),
