@@ -34,9 +34,12 @@
 // offset is 32 * sum(scale * bsum). F16 and BF16 (activations in the same
 // type) take 4 rows per pass, two accumulators per row. All prefetch the next
 // pass the same way.
+// The legacy Q4_1, Q5_0, Q5_1 and IQ4_NL take 8 rows per pass through Q8_0's
+// block dot, each row's block first unpacked to 32 signed bytes
+// (quants-avx2.h); Q4_1 / Q5_1 add their mins times d_y sum(y).
 // Deliberately not: persistent repacking (llama.cpp's block_q4_0x8,
-// block_q4_Kx8), Q2_K, Q3_K (q3k-avx2.c has its own) and the 4-bit
-// legacy variants (vec_dot per row).
+// block_q4_Kx8), Q2_K, Q3_K (q3k-avx2.c has its own), gemm_small for the
+// legacy types (the gemv per token).
 // Follows ggml-cpu/arch/x86/quants.c (the maddubs dot, the q4_K scale
 // unpacking) and ggml-cpu/repack.cpp (8 rows per pass sharing the activation
 // loads).
@@ -192,6 +195,45 @@ INLINE __m256 q8_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, 
     return q8_0_block8_u(w, aw, scales8(p), y, *dy, acc);
 }
 
+// ---- the legacy 32-element types (Q4_1, Q5_0, Q5_1, IQ4_NL) ----
+
+// the fp16 mins (Q4_1 / Q5_1: at offset 2 of each block) of the 8 rows
+INLINE __m256 mins8(const rows8 *p) {
+    rows8 q;
+#pragma GCC unroll 8
+    for (int k = 0; k < GV_ROWS; k++) q.r[k] = p->r[k] + 2;
+    return scales8(&q);
+}
+
+// Each row's block unpacked into its 32 quants as signed bytes
+// (quants-avx2.h's q32_quants; Q4_1 / Q5_1's 0..31) and taken through Q8_0's
+// block dot; Q4_1 / Q5_1 add the rows' mins times d_y sum(y) (sy8 / 8).
+INLINE __m256 q32_block8(qt_type wt, const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8,
+                         __m256 acc) {
+    const __m256i book = wt == QT_TYPE_IQ4_NL ? iq4_nl_book() : _mm256_setzero_si256();
+    __m256i w[GV_ROWS], aw[GV_ROWS];
+#pragma GCC unroll 8
+    for (int k = 0; k < GV_ROWS; k++) {
+        w[k] = q32_quants(wt, p->r[k], book);
+        aw[k] = _mm256_sign_epi8(w[k], w[k]);
+    }
+    acc = q8_0_block8_u(w, aw, scales8(p), y, *dy, acc);
+    if (q32_affine(wt)) acc = _mm256_fmadd_ps(mins8(p), _mm256_set1_ps(*dy * (float)(*sy8 / 8)), acc);
+    return acc;
+}
+INLINE __m256 q4_1_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
+    return q32_block8(QT_TYPE_Q4_1, p, y, dy, sy8, acc);
+}
+INLINE __m256 q5_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
+    return q32_block8(QT_TYPE_Q5_0, p, y, dy, sy8, acc);
+}
+INLINE __m256 q5_1_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
+    return q32_block8(QT_TYPE_Q5_1, p, y, dy, sy8, acc);
+}
+INLINE __m256 iq4_nl_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
+    return q32_block8(QT_TYPE_IQ4_NL, p, y, dy, sy8, acc);
+}
+
 // ---- driver ----
 
 // One kernel per weight type: full passes of 8 contiguous-stride rows with
@@ -233,6 +275,10 @@ INLINE __m256 q8_0_block8(const rows8 *p, const block_q8_0 *y, const float *dy, 
 
 GV_KERNELS(q4_0, q4_0_block8, sizeof(block_q4_0))
 GV_KERNELS(q8_0, q8_0_block8, sizeof(block_q8_0))
+GV_KERNELS(q4_1, q4_1_block8, sizeof(block_q4_1))
+GV_KERNELS(q5_0, q5_0_block8, sizeof(block_q5_0))
+GV_KERNELS(q5_1, q5_1_block8, sizeof(block_q5_1))
+GV_KERNELS(iq4_nl, iq4_nl_block8, sizeof(block_iq4_nl))
 
 typedef void (*full_fn)(int nb, const char *a, size_t s, const block_q8_0 *y, const float *dy, const int32_t *sy,
                         const char *pf, float out[GV_ROWS]);
@@ -273,6 +319,16 @@ void GEMV_FN(qt_gemv_q4_0_avx2)(int n, const void *w, size_t ws, const void *x, 
 void GEMV_FN(qt_gemv_q8_0_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) {
     gemv_q8_act(q8_0_full, q8_0_part, sizeof(block_q8_0), n, w, ws, x, y, n_rows);
 }
+
+#define GEMV_LEGACY(name)                                                                                    \
+    void GEMV_FN(qt_gemv_##name##_avx2)(int n, const void *w, size_t ws, const void *x, float *y, int n_rows) { \
+        gemv_q8_act(name##_full, name##_part, sizeof(block_##name), n, w, ws, x, y, n_rows);                  \
+    }
+GEMV_LEGACY(q4_1)
+GEMV_LEGACY(q5_0)
+GEMV_LEGACY(q5_1)
+GEMV_LEGACY(iq4_nl)
+#undef GEMV_LEGACY
 
 // ---- several tokens: a server's decode step (traits.gemm_small) ----
 //
@@ -757,6 +813,10 @@ void GEMV_FN(qt_gemv_bf16_avx2)(int n, const void *w, size_t ws, const void *x, 
 static const qt_gemv_twin g_gemv_twins[] = {
     {qt_gemv_q4_0_avx2, qt_gemv_q4_0_avx2_l1},
     {qt_gemv_q8_0_avx2, qt_gemv_q8_0_avx2_l1},
+    {qt_gemv_q4_1_avx2, qt_gemv_q4_1_avx2_l1},
+    {qt_gemv_q5_0_avx2, qt_gemv_q5_0_avx2_l1},
+    {qt_gemv_q5_1_avx2, qt_gemv_q5_1_avx2_l1},
+    {qt_gemv_iq4_nl_avx2, qt_gemv_iq4_nl_avx2_l1},
     {qt_gemv_q4_K_avx2, qt_gemv_q4_K_avx2_l1},
     {qt_gemv_q5_K_avx2, qt_gemv_q5_K_avx2_l1},
     {qt_gemv_q6_K_avx2, qt_gemv_q6_K_avx2_l1},

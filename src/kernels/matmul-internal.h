@@ -62,10 +62,14 @@ void qt_gemm_set_i8mm_neon(qt_kernel_traits *t);
 #endif
 
 // AVX2 multi-row decode kernels (gemv-avx2.c): the avx2 table's gemv for
-// Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, F16 and BF16 weights (qt_gemv_fn in
-// kernels.h), gemm_small for Q4_0, Q8_0 and Q6_K.
+// Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, Q6_K, F16 and BF16
+// weights (qt_gemv_fn in kernels.h), gemm_small for Q4_0, Q8_0 and Q6_K.
 QT_DECL_GEMV(qt_gemv_q4_0_avx2);
 QT_DECL_GEMV(qt_gemv_q8_0_avx2);
+QT_DECL_GEMV(qt_gemv_q4_1_avx2);
+QT_DECL_GEMV(qt_gemv_q5_0_avx2);
+QT_DECL_GEMV(qt_gemv_q5_1_avx2);
+QT_DECL_GEMV(qt_gemv_iq4_nl_avx2);
 QT_DECL_GEMV(qt_gemv_q4_K_avx2);
 QT_DECL_GEMV(qt_gemv_q5_K_avx2);
 QT_DECL_GEMV(qt_gemv_q6_K_avx2);
