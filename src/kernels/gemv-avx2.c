@@ -38,8 +38,7 @@
 // block dot, each row's block first unpacked to 32 signed bytes
 // (quants-avx2.h); Q4_1 / Q5_1 add their mins times d_y sum(y).
 // Deliberately not: persistent repacking (llama.cpp's block_q4_0x8,
-// block_q4_Kx8), Q2_K, Q3_K (q3k-avx2.c has its own), gemm_small for the
-// legacy types (the gemv per token).
+// block_q4_Kx8), Q2_K, Q3_K (q3k-avx2.c has its own).
 // Follows ggml-cpu/arch/x86/quants.c (the maddubs dot, the q4_K scale
 // unpacking) and ggml-cpu/repack.cpp (8 rows per pass sharing the activation
 // loads).
@@ -333,7 +332,8 @@ GEMV_LEGACY(iq4_nl)
 // ---- several tokens: a server's decode step (traits.gemm_small) ----
 //
 // The gemm contract (y[c * ys + r]) for a few columns: a full pass of 8 rows
-// unpacks each weight block once (Q4_0: the nibbles split, Q8_0: |w|) and
+// unpacks each weight block once (Q4_0: the nibbles split, Q8_0: |w|, the
+// legacy types: their bytes and |w|, which is most of their cost) and
 // takes it against every token's activation block before moving on; each
 // token's arithmetic is the full pass's above in the same order (even and
 // odd blocks in two accumulators, added at the end), so results equal the
@@ -347,9 +347,10 @@ GEMV_LEGACY(iq4_nl)
 
 // One full pass of 8 rows (a, stride s) against nt tokens: token j's blocks
 // at x + j * xs, its meta at dy/sy + j * nb; out[8 * j + i] = row i, token j.
-static void gs_pass(bool q4, int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy,
-                    const int32_t *sy, const char *pf, float *out) {
-    const size_t bs = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
+INLINE void gs_pass_t(qt_type wt, int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy,
+                      const int32_t *sy, const char *pf, float *out) {
+    const size_t bs = q32_block_size(wt);
+    const __m256i book = wt == QT_TYPE_IQ4_NL ? iq4_nl_book() : _mm256_setzero_si256();
     __m256 acc[GS_MAX_T][2];
     for (int j = 0; j < nt; j++) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     const char *b = a + 4 * s;
@@ -357,33 +358,46 @@ static void gs_pass(bool q4, int nb, const char *a, size_t s, const char *x, siz
         if (pf && i % 2 == 0) prefetch_step(pf + (size_t)i * GV_ROWS * bs, 2 * GV_ROWS * bs);
         rows8 p = rows_strided(a, b, s, 3 * s);
         __m256 sc = scales8(&p);
-        if (q4) {
+        if (wt == QT_TYPE_Q4_0) {
             __m256i lo[4], hi[4];
             q4_0_unpack8(&p, lo, hi);
             for (int j = 0; j < nt; j++) {
                 const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
                 acc[j][i & 1] = q4_0_block8_u(lo, hi, sc, y, dy[(size_t)j * nb + i], sy[(size_t)j * nb + i], acc[j][i & 1]);
             }
-        } else {
-            __m256i w[GV_ROWS], aw[GV_ROWS];
+            continue;
+        }
+        // Q8_0, and the legacy types unpacked to bytes as their gemv does
+        __m256i w[GV_ROWS], aw[GV_ROWS];
+        if (wt == QT_TYPE_Q8_0) {
             q8_0_load8(&p, w, aw);
-            for (int j = 0; j < nt; j++) {
-                const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
-                acc[j][i & 1] = q8_0_block8_u(w, aw, sc, y, dy[(size_t)j * nb + i], acc[j][i & 1]);
+        } else {
+#pragma GCC unroll 8
+            for (int k = 0; k < GV_ROWS; k++) {
+                w[k] = q32_quants(wt, p.r[k], book);
+                aw[k] = _mm256_sign_epi8(w[k], w[k]);
             }
+        }
+        const __m256 mn = q32_affine(wt) ? mins8(&p) : _mm256_setzero_ps();
+        for (int j = 0; j < nt; j++) {
+            const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
+            const float d = dy[(size_t)j * nb + i];
+            __m256 t = q8_0_block8_u(w, aw, sc, y, d, acc[j][i & 1]);
+            if (q32_affine(wt)) t = _mm256_fmadd_ps(mn, _mm256_set1_ps(d * (float)(sy[(size_t)j * nb + i] / 8)), t);
+            acc[j][i & 1] = t;
         }
     }
     for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + 8 * j, _mm256_add_ps(acc[j][0], acc[j][1]));
 }
 
-static void gemm_small_q8_act(bool q4, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
-                              size_t ys, int n_rows, int n_cols) {
+typedef void (*gs_pass_fn)(int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy,
+                           const int32_t *sy, const char *pf, float *out);
+
+static void gemm_small_q8_act(gs_pass_fn pass, qt_gemv_fn gemv, part_fn part, size_t bs, int n, const void *w,
+                              size_t ws, const void *x, size_t xs, float *y, size_t ys, int n_rows, int n_cols) {
     const int nb = n / QK8_0;
-    const size_t bs = q4 ? sizeof(block_q4_0) : sizeof(block_q8_0);
     if (nb > GV_CHUNK || n_cols > GS_MAX_T) {   // the gemv per token
-        for (int j = 0; j < n_cols; j++)
-            (q4 ? qt_gemv_q4_0_avx2 : qt_gemv_q8_0_avx2)(n, w, ws, (const char *)x + (size_t)j * xs, y + (size_t)j * ys,
-                                                       n_rows);
+        for (int j = 0; j < n_cols; j++) gemv(n, w, ws, (const char *)x + (size_t)j * xs, y + (size_t)j * ys, n_rows);
         return;
     }
     char *scr = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(nb, 1) * (sizeof(float) + sizeof(int32_t)));
@@ -397,12 +411,11 @@ static void gemm_small_q8_act(bool q4, int n, const void *w, size_t ws, const vo
         const char *a = (const char *)w + (size_t)r0 * ws;
         const int m = QT_MIN(GV_ROWS, n_rows - r0);
         if (m == GV_ROWS) {
-            gs_pass(q4, nb, a, ws, x, xs, n_cols, dy, sy, can_prefetch && r0 + GV_ROWS < n_rows ? a + GV_ROWS * ws : NULL,
-                    out);
+            pass(nb, a, ws, x, xs, n_cols, dy, sy, can_prefetch && r0 + GV_ROWS < n_rows ? a + GV_ROWS * ws : NULL, out);
         } else {
             for (int j = 0; j < n_cols; j++) {
                 const block_q8_0 *yb = (const block_q8_0 *)((const char *)x + (size_t)j * xs);
-                (q4 ? q4_0_part : q8_0_part)(nb, a, ws, m, yb, dy + (size_t)j * nb, sy + (size_t)j * nb, out + 8 * j);
+                part(nb, a, ws, m, yb, dy + (size_t)j * nb, sy + (size_t)j * nb, out + 8 * j);
             }
         }
         for (int j = 0; j < n_cols; j++)
@@ -410,15 +423,25 @@ static void gemm_small_q8_act(bool q4, int n, const void *w, size_t ws, const vo
     }
 }
 
-void GEMV_FN(qt_gemm_small_q4_0_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                             int n_rows, int n_cols) {
-    gemm_small_q8_act(true, n, w, ws, x, xs, y, ys, n_rows, n_cols);
-}
-
-void GEMV_FN(qt_gemm_small_q8_0_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y, size_t ys,
-                             int n_rows, int n_cols) {
-    gemm_small_q8_act(false, n, w, ws, x, xs, y, ys, n_rows, n_cols);
-}
+// gemm_small of the 32-element types: each one's full pass, and its gemv and
+// partial pass for what the passes do not take
+#define GEMM_SMALL_Q32(name, T)                                                                                  \
+    static void gs_pass_##name(int nb, const char *a, size_t s, const char *x, size_t xs, int nt, const float *dy, \
+                               const int32_t *sy, const char *pf, float *out) {                                   \
+        gs_pass_t(T, nb, a, s, x, xs, nt, dy, sy, pf, out);                                                      \
+    }                                                                                                            \
+    void GEMV_FN(qt_gemm_small_##name##_avx2)(int n, const void *w, size_t ws, const void *x, size_t xs, float *y,  \
+                                              size_t ys, int n_rows, int n_cols) {                                \
+        gemm_small_q8_act(gs_pass_##name, GEMV_FN(qt_gemv_##name##_avx2), name##_part, sizeof(block_##name), n, w, \
+                          ws, x, xs, y, ys, n_rows, n_cols);                                                     \
+    }
+GEMM_SMALL_Q32(q4_0, QT_TYPE_Q4_0)
+GEMM_SMALL_Q32(q8_0, QT_TYPE_Q8_0)
+GEMM_SMALL_Q32(q4_1, QT_TYPE_Q4_1)
+GEMM_SMALL_Q32(q5_0, QT_TYPE_Q5_0)
+GEMM_SMALL_Q32(q5_1, QT_TYPE_Q5_1)
+GEMM_SMALL_Q32(iq4_nl, QT_TYPE_IQ4_NL)
+#undef GEMM_SMALL_Q32
 
 // ---- k-quants against Q8_K ----
 //
@@ -826,6 +849,10 @@ static const qt_gemv_twin g_gemv_twins[] = {
 static const qt_gemm_twin g_small_twins[] = {
     {qt_gemm_small_q4_0_avx2, qt_gemm_small_q4_0_avx2_l1},
     {qt_gemm_small_q8_0_avx2, qt_gemm_small_q8_0_avx2_l1},
+    {qt_gemm_small_q4_1_avx2, qt_gemm_small_q4_1_avx2_l1},
+    {qt_gemm_small_q5_0_avx2, qt_gemm_small_q5_0_avx2_l1},
+    {qt_gemm_small_q5_1_avx2, qt_gemm_small_q5_1_avx2_l1},
+    {qt_gemm_small_iq4_nl_avx2, qt_gemm_small_iq4_nl_avx2_l1},
     {qt_gemm_small_q6_K_avx2, qt_gemm_small_q6_K_avx2_l1},
 };
 

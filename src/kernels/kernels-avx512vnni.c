@@ -580,6 +580,12 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
         if (kt->type[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) {
             kt->type[legacy[i]].gemm = legacy_gemm[i];
             kt->type[legacy[i]].gemv = legacy_gemv[i];
+            // the AVX2 gemm_small gives the AVX2 gemv's bits, not this gemv's;
+            // this gemv per token up to 4 tokens, then the gemm's tiles
+            // (bench-batch, TinyLlama Q5_0, Zen 5, ms per step, gemv / tiles:
+            // 2 slots 28 / 52, 4: 51 / 54, 8: 100 / 62)
+            kt->type[legacy[i]].gemm_small = NULL;
+            kt->type[legacy[i]].small_max_t = 4;
         }
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;

@@ -52,9 +52,11 @@ typedef struct {
     // prompt chunk) on the file's own layout, each weight loaded and
     // unpacked once for all of them; the gemm's contract (any n_cols), each
     // token's result the gemv's. NULL: the gemv per token over row blocks
-    // for T <= QT_MATMUL_GEMV_MAX_T.
+    // for T <= small_max_t.
     qt_gemm_fn gemm_small;
-    int small_max_t;             // where gemm_small beats gemm (bench/bench-batch.c)
+    // up to where gemm_small (without one: the gemv per token) beats gemm
+    // (bench/bench-batch.c); 0: QT_MATMUL_GEMV_MAX_T
+    int small_max_t;
 } qt_kernel_traits;
 
 // A weight matrix as the float-activation gemms read it: rows `stride` bytes

@@ -63,7 +63,8 @@ void qt_gemm_set_i8mm_neon(qt_kernel_traits *t);
 
 // AVX2 multi-row decode kernels (gemv-avx2.c): the avx2 table's gemv for
 // Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K, Q6_K, F16 and BF16
-// weights (qt_gemv_fn in kernels.h), gemm_small for Q4_0, Q8_0 and Q6_K.
+// weights (qt_gemv_fn in kernels.h), gemm_small for the same 32-element
+// types and Q6_K.
 QT_DECL_GEMV(qt_gemv_q4_0_avx2);
 QT_DECL_GEMV(qt_gemv_q8_0_avx2);
 QT_DECL_GEMV(qt_gemv_q4_1_avx2);
@@ -77,6 +78,10 @@ QT_DECL_GEMV(qt_gemv_f16_avx2);
 QT_DECL_GEMV(qt_gemv_bf16_avx2);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q4_0_avx2);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q8_0_avx2);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q4_1_avx2);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q5_0_avx2);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q5_1_avx2);
+QT_DECL_GEMM_SMALL(qt_gemm_small_iq4_nl_avx2);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q6_K_avx2);
 
 // AVX-512 VNNI multi-row decode kernels (gemv-avx512vnni.c): the

@@ -8,8 +8,8 @@
 //
 //   precision  T          weights            path      kernel
 //   FAST       1          any                MM_GEMV   traits.gemv, else traits.vec_dot row by row
-//   FAST       2..8       quantized, no      MM_GEMV   the gemv per token, over blocks of rows
-//                         gemm_small
+//   FAST       2..8 (or   quantized, no      MM_GEMV   the gemv per token, over blocks of rows
+//              small_max_t) gemm_small
 //   FAST       2..small_  quantized with a   MM_GEMV   traits.gemm_small over each thread's rows
 //              max_t      gemm_small
 //   FAST       2..15      any other          MM_TILES  traits.gemm, else traits.vec_dot per pair
@@ -81,8 +81,8 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
     // float weights, and quantized ones whose vec_dot takes float activations (NF4)
     bool float_w = wtype == QT_TYPE_F32 || wtype == QT_TYPE_F16 || wtype == QT_TYPE_BF16 ||
                    kt->type[wtype].vec_dot_type == QT_TYPE_F32;
-    if (T == 1 || (!float_w && T <= (kt->type[wtype].gemm_small ? kt->type[wtype].small_max_t : QT_MATMUL_GEMV_MAX_T)))
-        return MM_GEMV;
+    const int small_max_t = kt->type[wtype].small_max_t > 0 ? kt->type[wtype].small_max_t : QT_MATMUL_GEMV_MAX_T;
+    if (T == 1 || (!float_w && T <= small_max_t)) return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
     if (wtype == QT_TYPE_BF16 && has_bf16) *ops = &kt->bf16;
     return MM_XWT;
