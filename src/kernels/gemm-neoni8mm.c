@@ -45,6 +45,21 @@ static inline void pair_chunks(int8x16_t ul, int8x16_t uh, int8x16_t vl, int8x16
     out[3] = vreinterpretq_s8_s64(vzip2q_s64(c, d));
 }
 
+// a 4 x 4 tile's results (acc[p][q]'s lanes: rows 2p, 2p+1 x columns 2q,
+// 2q+1) into y[column * y_stride + row], inside n_rows x n_cols only
+static inline void store_tile(const float32x4_t acc[2][2], int r, int c, int n_rows, int n_cols, float *y,
+                              size_t y_stride) {
+    UNROLL for (int p = 0; p < 2; p++)
+        UNROLL for (int q = 0; q < 2; q++) {
+            float out[4];
+            vst1q_f32(out, acc[p][q]);
+            UNROLL for (int l = 0; l < 4; l++) {
+                const int rr = r + 2 * p + (l >> 1), cc = c + 2 * q + (l & 1);
+                if (rr < n_rows && cc < n_cols) y[(size_t)cc * y_stride + rr] = out[l];
+            }
+        }
+}
+
 static inline __attribute__((always_inline)) void gemm_q32_i8mm(qt_type t, int n, const void *w, size_t w_stride,
                                                                 const void *x, size_t x_stride, float *y,
                                                                 size_t y_stride, int n_rows, int n_cols) {
@@ -52,12 +67,11 @@ static inline __attribute__((always_inline)) void gemm_q32_i8mm(qt_type t, int n
     const int nb = n / QK8_0;
     const bool affine = q32_affine(t);
     for (int r = 0; r < n_rows; r += 4) {
-        const void *wr[4];
-        UNROLL for (int a = 0; a < 4; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        const char *wr[4];
+        tile_rows(w, w_stride, r, n_rows, 4, wr);
         for (int c = 0; c < n_cols; c += 4) {
-            const block_q8_0 *xc[4];
-            UNROLL for (int b = 0; b < 4; b++)
-                xc[b] = (const block_q8_0 *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
+            const char *xc[4];
+            tile_rows(x, x_stride, c, n_cols, 4, xc);
             // acc[p][q]: rows 2p, 2p+1 x columns 2q, 2q+1, lanes (2p,2q) (2p,2q+1) (2p+1,2q) (2p+1,2q+1)
             float32x4_t acc[2][2];
             UNROLL for (int p = 0; p < 2; p++) UNROLL for (int q = 0; q < 2; q++) acc[p][q] = vdupq_n_f32(0);
@@ -66,7 +80,7 @@ static inline __attribute__((always_inline)) void gemm_q32_i8mm(qt_type t, int n
                 float wd[4], wm[4] = {0}, xd[4], xs[4] = {0};
                 UNROLL for (int a = 0; a < 4; a++) q32_unpack(t, wr[a], i, &wl[a], &wh[a], &wd[a], &wm[a]);
                 UNROLL for (int b = 0; b < 4; b++) {
-                    const block_q8_0 *xq = xc[b] + i;
+                    const block_q8_0 *xq = (const block_q8_0 *)xc[b] + i;
                     xl[b] = vld1q_s8(xq->qs);
                     xh[b] = vld1q_s8(xq->qs + 16);
                     xd[b] = fp16_to_f32(xq->d);
@@ -89,15 +103,7 @@ static inline __attribute__((always_inline)) void gemm_q32_i8mm(qt_type t, int n
                     }
                 }
             }
-            UNROLL for (int p = 0; p < 2; p++)
-                UNROLL for (int q = 0; q < 2; q++) {
-                    float out[4];
-                    vst1q_f32(out, acc[p][q]);
-                    UNROLL for (int l = 0; l < 4; l++) {
-                        const int rr = r + 2 * p + (l >> 1), cc = c + 2 * q + (l & 1);
-                        if (rr < n_rows && cc < n_cols) y[(size_t)cc * y_stride + rr] = out[l];
-                    }
-                }
+            store_tile(acc, r, c, n_rows, n_cols, y, y_stride);
         }
     }
 }
@@ -114,11 +120,12 @@ static inline __attribute__((always_inline)) void gemm_kq_i8mm(qt_type t, int n,
     const size_t bs = kq_block_size(t);
     for (int r = 0; r < n_rows; r += 4) {
         const char *wr[4];
-        UNROLL for (int a = 0; a < 4; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        tile_rows(w, w_stride, r, n_rows, 4, wr);
         for (int c = 0; c < n_cols; c += 4) {
+            const char *xr[4];
+            tile_rows(x, x_stride, c, n_cols, 4, xr);
             const block_q8_K *xc[4];
-            UNROLL for (int b = 0; b < 4; b++)
-                xc[b] = (const block_q8_K *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
+            UNROLL for (int b = 0; b < 4; b++) xc[b] = (const block_q8_K *)xr[b];
             float32x4_t acc[2][2];   // lanes as gemm_q32_i8mm's
             UNROLL for (int p = 0; p < 2; p++) UNROLL for (int q = 0; q < 2; q++) acc[p][q] = vdupq_n_f32(0);
             for (int i = 0; i < nb; i++) {
@@ -164,15 +171,7 @@ static inline __attribute__((always_inline)) void gemm_kq_i8mm(qt_type t, int n,
                         acc[p][q] = vaddq_f32(acc[p][q], vld1q_f32(v));
                     }
             }
-            UNROLL for (int p = 0; p < 2; p++)
-                UNROLL for (int q = 0; q < 2; q++) {
-                    float out[4];
-                    vst1q_f32(out, acc[p][q]);
-                    UNROLL for (int l = 0; l < 4; l++) {
-                        const int rr = r + 2 * p + (l >> 1), cc = c + 2 * q + (l & 1);
-                        if (rr < n_rows && cc < n_cols) y[(size_t)cc * y_stride + rr] = out[l];
-                    }
-                }
+            store_tile(acc, r, c, n_rows, n_cols, y, y_stride);
         }
     }
 }

@@ -534,12 +534,11 @@ static inline __attribute__((always_inline)) void gemm_q32_tiles(qt_type t, int 
     const bool affine = q32_affine(t);
     const int8x16_t ones = vdupq_n_s8(1);
     for (int r = 0; r < n_rows; r += GEMM_R) {
-        const void *wr[GEMM_R];
-        UNROLL for (int a = 0; a < GEMM_R; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        const char *wr[GEMM_R];
+        tile_rows(w, w_stride, r, n_rows, GEMM_R, wr);
         for (int c = 0; c < n_cols; c += GEMM_C) {
-            const block_q8_0 *xc[GEMM_C];
-            UNROLL for (int b = 0; b < GEMM_C; b++)
-                xc[b] = (const block_q8_0 *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
+            const char *xc[GEMM_C];
+            tile_rows(x, x_stride, c, n_cols, GEMM_C, xc);
             float32x4_t acc[GEMM_R][GEMM_C];
             UNROLL for (int a = 0; a < GEMM_R; a++)
                 UNROLL for (int b = 0; b < GEMM_C; b++) acc[a][b] = vdupq_n_f32(0);
@@ -548,7 +547,7 @@ static inline __attribute__((always_inline)) void gemm_q32_tiles(qt_type t, int 
                 float wd[GEMM_R], wm[GEMM_R] = {0};
                 UNROLL for (int a = 0; a < GEMM_R; a++) q32_unpack(t, wr[a], i, &wl[a], &wh[a], &wd[a], &wm[a]);
                 UNROLL for (int b = 0; b < GEMM_C; b++) {
-                    const block_q8_0 *xq = xc[b] + i;
+                    const block_q8_0 *xq = (const block_q8_0 *)xc[b] + i;
                     const int8x16_t xl = vld1q_s8(xq->qs), xh = vld1q_s8(xq->qs + 16);
                     const float xd = fp16_to_f32(xq->d);
                     const float32x4_t sy = affine ? vcvtq_f32_s32(dot16(dot16(vdupq_n_s32(0), ones, xl), ones, xh))
@@ -588,14 +587,13 @@ static inline __attribute__((always_inline)) void kq_tiles(qt_type t, const int 
     const size_t bs = kq_block_size(t);
     for (int r = 0; r < n_rows; r += R) {
         const char *wr[KQ_RMAX];
-        UNROLL for (int a = 0; a < R; a++) wr[a] = (const char *)w + (size_t)QT_MIN(r + a, n_rows - 1) * w_stride;
+        tile_rows(w, w_stride, r, n_rows, R, wr);
         if (pf && r + R < n_rows)
             for (size_t o = 0; o < (size_t)R * w_stride && r + R + (int)(o / w_stride) < n_rows; o += 64)
                 __builtin_prefetch((const char *)w + (size_t)(r + R) * w_stride + o);
         for (int c = 0; c < n_cols; c += C) {
-            const block_q8_K *xc[KQ_CMAX];
-            UNROLL for (int b = 0; b < C; b++)
-                xc[b] = (const block_q8_K *)((const char *)x + (size_t)QT_MIN(c + b, n_cols - 1) * x_stride);
+            const char *xr[KQ_CMAX];
+            tile_rows(x, x_stride, c, n_cols, C, xr);
             float acc[KQ_RMAX][KQ_CMAX] = {{0}};
             for (int i = 0; i < nb; i++) {
                 kq_scales sc[KQ_RMAX];
@@ -607,7 +605,7 @@ static inline __attribute__((always_inline)) void kq_tiles(qt_type t, const int 
                     int8x16_t q[KQ_RMAX][4];
                     UNROLL for (int a = 0; a < R; a++) kq_chunk(t, wr[a] + i * bs, j, q[a]);
                     UNROLL for (int b = 0; b < C; b++) {
-                        const int8_t *q8 = xc[b][i].qs + 64 * j;
+                        const int8_t *q8 = ((const block_q8_K *)xr[b] + i)->qs + 64 * j;
                         UNROLL for (int k = 0; k < 4; k++) {
                             const int8x16_t yv = vld1q_s8(q8 + 16 * k);
                             UNROLL for (int a = 0; a < R; a++)
@@ -616,8 +614,10 @@ static inline __attribute__((always_inline)) void kq_tiles(qt_type t, const int 
                     }
                 }
                 UNROLL for (int a = 0; a < R; a++)
-                    UNROLL for (int b = 0; b < C; b++)
-                        acc[a][b] += kq_dot(t, &sc[a], vaddvq_s32(isum[a][b]), kq_offset(&sc[a], &xc[b][i]), xc[b][i].d);
+                    UNROLL for (int b = 0; b < C; b++) {
+                        const block_q8_K *yb = (const block_q8_K *)xr[b] + i;
+                        acc[a][b] += kq_dot(t, &sc[a], vaddvq_s32(isum[a][b]), kq_offset(&sc[a], yb), yb->d);
+                    }
             }
             UNROLL for (int a = 0; a < R; a++)
                 UNROLL for (int b = 0; b < C; b++)
@@ -909,38 +909,27 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     set_vec_dot(QT_TYPE_Q4_K, QT_TYPE_Q8_K, vec_dot_q4_K_q8_K_neon);
     set_vec_dot(QT_TYPE_Q5_K, QT_TYPE_Q8_K, vec_dot_q5_K_q8_K_neon);
     set_vec_dot(QT_TYPE_Q6_K, QT_TYPE_Q8_K, vec_dot_q6_K_q8_K_neon);
-    // the 32-element types x Q8_0: gemm tiles (SDOT, or SMMLA where the CPU
-    // has I8MM), the 4-row gemv, and gemm_small where the gemv per token ran
-    // (2..8 tokens; not timed on arm64 hardware yet, so not extended into the
-    // tiles' range)
-    static const struct { qt_type type; qt_gemm_fn gemm; qt_gemv_fn gemv; qt_gemm_fn small; } q32[] = {
-        {QT_TYPE_Q4_0, gemm_q4_0_q8_0_neon, gemv_q4_0_neon, gemm_small_q4_0_neon},
-        {QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon, gemv_q8_0_neon, gemm_small_q8_0_neon},
-        {QT_TYPE_IQ4_NL, gemm_iq4_nl_q8_0_neon, gemv_iq4_nl_neon, gemm_small_iq4_nl_neon},
-        {QT_TYPE_Q4_1, gemm_q4_1_q8_0_neon, gemv_q4_1_neon, gemm_small_q4_1_neon},
-        {QT_TYPE_Q5_0, gemm_q5_0_q8_0_neon, gemv_q5_0_neon, gemm_small_q5_0_neon},
-        {QT_TYPE_Q5_1, gemm_q5_1_q8_0_neon, gemv_q5_1_neon, gemm_small_q5_1_neon},
+    // the 32-element types x Q8_0 and the k-quants x Q8_K: gemm tiles (SDOT,
+    // or SMMLA where the CPU has I8MM), the 4-row gemv, and gemm_small where
+    // the gemv per token ran (2..8 tokens; not timed on arm64 hardware yet,
+    // so not extended into the tiles' range)
+    static const struct { qt_type type, x; qt_gemm_fn gemm; qt_gemv_fn gemv; qt_gemm_fn small; } int8[] = {
+        {QT_TYPE_Q4_0, QT_TYPE_Q8_0, gemm_q4_0_q8_0_neon, gemv_q4_0_neon, gemm_small_q4_0_neon},
+        {QT_TYPE_Q8_0, QT_TYPE_Q8_0, gemm_q8_0_q8_0_neon, gemv_q8_0_neon, gemm_small_q8_0_neon},
+        {QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_neon, gemv_iq4_nl_neon, gemm_small_iq4_nl_neon},
+        {QT_TYPE_Q4_1, QT_TYPE_Q8_0, gemm_q4_1_q8_0_neon, gemv_q4_1_neon, gemm_small_q4_1_neon},
+        {QT_TYPE_Q5_0, QT_TYPE_Q8_0, gemm_q5_0_q8_0_neon, gemv_q5_0_neon, gemm_small_q5_0_neon},
+        {QT_TYPE_Q5_1, QT_TYPE_Q8_0, gemm_q5_1_q8_0_neon, gemv_q5_1_neon, gemm_small_q5_1_neon},
+        {QT_TYPE_Q4_K, QT_TYPE_Q8_K, gemm_q4_K_q8_K_neon, gemv_q4_K_neon, gemm_small_q4_K_neon},
+        {QT_TYPE_Q5_K, QT_TYPE_Q8_K, gemm_q5_K_q8_K_neon, gemv_q5_K_neon, gemm_small_q5_K_neon},
+        {QT_TYPE_Q6_K, QT_TYPE_Q8_K, gemm_q6_K_q8_K_neon, gemv_q6_K_neon, gemm_small_q6_K_neon},
     };
-    for (size_t i = 0; i < QT_ARRAY_LEN(q32); i++) {
-        qt_kernel_traits *t = &kt->type[q32[i].type];
-        if (t->vec_dot_type != QT_TYPE_Q8_0) continue;
-        t->gemm = q32[i].gemm;
-        t->gemv = q32[i].gemv;
-        t->gemm_small = q32[i].small;
-        t->small_max_t = 8;
-    }
-    // the k-quants x Q8_K: the same three products (kq_tiles)
-    static const struct { qt_type type; qt_gemm_fn gemm; qt_gemv_fn gemv; qt_gemm_fn small; } kq[] = {
-        {QT_TYPE_Q4_K, gemm_q4_K_q8_K_neon, gemv_q4_K_neon, gemm_small_q4_K_neon},
-        {QT_TYPE_Q5_K, gemm_q5_K_q8_K_neon, gemv_q5_K_neon, gemm_small_q5_K_neon},
-        {QT_TYPE_Q6_K, gemm_q6_K_q8_K_neon, gemv_q6_K_neon, gemm_small_q6_K_neon},
-    };
-    for (size_t i = 0; i < QT_ARRAY_LEN(kq); i++) {
-        qt_kernel_traits *t = &kt->type[kq[i].type];
-        if (t->vec_dot_type != QT_TYPE_Q8_K) continue;
-        t->gemm = kq[i].gemm;
-        t->gemv = kq[i].gemv;
-        t->gemm_small = kq[i].small;
+    for (size_t i = 0; i < QT_ARRAY_LEN(int8); i++) {
+        qt_kernel_traits *t = &kt->type[int8[i].type];
+        if (t->vec_dot_type != int8[i].x) continue;   // the reference's pairing only
+        t->gemm = int8[i].gemm;
+        t->gemv = int8[i].gemv;
+        t->gemm_small = int8[i].small;
         t->small_max_t = 8;
     }
     if (i8mm) qt_gemm_set_i8mm_neon(kt->type);   // gemm-neoni8mm.c
