@@ -162,10 +162,14 @@ NEON_CC   ?= aarch64-linux-gnu-gcc
 NEON_AR   ?= aarch64-linux-gnu-ar
 NEON_QEMU ?= qemu-aarch64 -cpu max
 NEON_SRC   = $(filter-out %-avx2.c %-avx512.c %-avx512vnni.c %-avx512bf16.c,$(wildcard src/base/*.c src/quant/*.c src/kernels/*.c))
+# NEON_SAN: sanitizer flags for a second build (scripts/test.sh runs one under
+# UBSan on a CPU without BF16/I8MM), NEON_BUILD its folder.
+NEON_BUILD ?= build-arm64
+NEON_SAN   ?=
 neon-test:
-	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=build-arm64 LDFLAGS=-static MPI=0 \
-	  LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" build-arm64/tests/test-kernels
-	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) build-arm64/tests/test-kernels
+	$(MAKE) ARCH=aarch64 CC=$(NEON_CC) AR=$(NEON_AR) BUILD=$(NEON_BUILD) LDFLAGS="-static $(NEON_SAN)" \
+	  EXTRA_CFLAGS="$(NEON_SAN)" MPI=0 LDLIBS="-lm -pthread" SRC="$(NEON_SRC)" $(NEON_BUILD)/tests/test-kernels
+	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 $(NEON_QEMU) $(NEON_BUILD)/tests/test-kernels
 
 # The x86 SIMD tables (avx2, avx512, avx512-vnni, avx512-bf16) compiled a
 # second time against SIMDe's portable intrinsics (Debian: libsimde-dev), no
@@ -180,7 +184,7 @@ simde-test:
 	QT_TEST_MAX_THREADS=2 QT_TEST_POOL_RUNS=500 build-simde/tests/test-kernels
 
 clean:
-	rm -rf build build-asan build-arm64 build-simde
+	rm -rf build build-asan build-arm64 build-arm64-ubsan build-simde
 
 .PHONY: all test tests asan bench neon-test simde-test cuda-test clean
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

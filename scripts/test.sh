@@ -23,8 +23,9 @@ run() {  # name, command...
 run "tests" make -j"$jobs" test
 run "tests under ASan+UBSan" make -j"$jobs" asan
 run "arm64 NEON kernels under qemu (-cpu max: BF16, I8MM)" make -j"$jobs" neon-test
-run "arm64 NEON kernels under qemu (-cpu cortex-a76: dotprod, no BF16 or I8MM)" make -j"$jobs" neon-test \
-  NEON_QEMU="qemu-aarch64 -cpu cortex-a76"
+run "arm64 NEON kernels under qemu and UBSan (-cpu cortex-a76: dotprod, no BF16 or I8MM)" make -j"$jobs" neon-test \
+  NEON_QEMU="qemu-aarch64 -cpu cortex-a76" NEON_BUILD=build-arm64-ubsan \
+  NEON_SAN="-fsanitize=undefined -fno-sanitize-recover=undefined"
 run "x86 SIMD kernels on SIMDe (AVX-512 without AVX-512)" make -j"$jobs" simde-test
 # The CUDA backend: compiled (not run: no GPU here) when nvcc is installed.
 NVCC=$(command -v nvcc || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })

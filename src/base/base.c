@@ -73,6 +73,13 @@ void *qt_calloc(size_t count, size_t size) {
     if (!p) oom(count * size);
     return p;
 }
+void *qt_calloc_aligned(size_t n, size_t align) {
+    size_t len = (QT_MAX(n, (size_t)1) + align - 1) & ~(align - 1);   // aligned_alloc: a multiple of align
+    void *p = aligned_alloc(align, len);
+    if (!p) oom(len);
+    memset(p, 0, len);
+    return p;
+}
 void *qt_realloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) oom(n);

@@ -41,6 +41,9 @@ void qt_log_set_sink(qt_log_sink_fn sink, void *ud);
 // not check. qt_free(NULL) is a no-op.
 void *qt_malloc(size_t n);
 void *qt_calloc(size_t count, size_t size);
+// n zeroed bytes aligned to align (a power of two, at least sizeof(void *)),
+// for structs with over-aligned members; freed with qt_free.
+void *qt_calloc_aligned(size_t n, size_t align);
 void *qt_realloc(void *p, size_t n);
 char *qt_strdup(const char *s);
 void qt_free(void *p);

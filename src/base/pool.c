@@ -106,7 +106,7 @@ static void *worker_main(void *arg) {
 qt_pool *qt_pool_init(int n_threads) {
     if (n_threads <= 0) n_threads = qt_n_cpus();
     if (n_threads <= 0) n_threads = 1;
-    qt_pool *p = qt_calloc(1, sizeof(*p));
+    qt_pool *p = qt_calloc_aligned(sizeof(*p), _Alignof(qt_pool));   // its cache-line members
     p->n_threads = n_threads;
     atomic_init(&p->gen, 0);
     atomic_init(&p->n_left, 0);
