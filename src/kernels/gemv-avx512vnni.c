@@ -607,22 +607,39 @@ INLINE __m512i q32_unsigned2(const qt_type wt, const char *b0, size_t bs, __m512
     return _mm512_mask_add_epi8(z, fifth, z, _mm512_set1_epi8(16));
 }
 
-INLINE __m512 q32_step(const qt_type wt, const char *p, const vg_step *st, __m512i book, __m512 acc) {
+// A step's two blocks of one row unpacked: quants (q32_unsigned2), scales dw
+// and (Q4_1 / Q5_1) mins mw, each block's in its 8 dwords.
+typedef struct {
+    __m512i q;
+    __m512 dw, mw;
+} q32_w;
+
+INLINE q32_w q32_unpack2(const qt_type wt, const char *p, __m512i book) {
     const size_t bs = q32_block_size(wt);
-    __m512i q = q32_unsigned2(wt, p, bs, book);
-    __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)st->off), q, _mm512_load_si512((const void *)st->q[0]));
+    q32_w u;
+    u.q = q32_unsigned2(wt, p, bs, book);
     uint16_t h0[2], h1[2];   // d (and m) of the two blocks
     memcpy(h0, p, q32_affine(wt) ? 4 : 2);
     memcpy(h1, p + bs, q32_affine(wt) ? 4 : 2);
-    __m512 dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[0])),
-                                                        _mm_set1_epi16((short)h1[0]), 1));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(st->d)), acc);
-    if (q32_affine(wt)) {
-        __m512 mw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[1])),
-                                                            _mm_set1_epi16((short)h1[1]), 1));
-        acc = _mm512_fmadd_ps(mw, _mm512_load_ps(st->s), acc);
-    }
+    u.dw = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[0])),
+                                                   _mm_set1_epi16((short)h1[0]), 1));
+    u.mw = q32_affine(wt) ? _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)h0[1])),
+                                                                    _mm_set1_epi16((short)h1[1]), 1))
+                          : _mm512_setzero_ps();
+    return u;
+}
+
+// acc + the step's dots of the unpacked blocks u with one token's step st
+INLINE __m512 q32_dot(const qt_type wt, const q32_w *u, const vg_step *st, __m512 acc) {
+    __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512((const void *)st->off), u->q, _mm512_load_si512((const void *)st->q[0]));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(u->dw, _mm512_load_ps(st->d)), acc);
+    if (q32_affine(wt)) acc = _mm512_fmadd_ps(u->mw, _mm512_load_ps(st->s), acc);
     return acc;
+}
+
+INLINE __m512 q32_step(const qt_type wt, const char *p, const vg_step *st, __m512i book, __m512 acc) {
+    const q32_w u = q32_unpack2(wt, p, book);
+    return q32_dot(wt, &u, st, acc);
 }
 
 // the IQ4_NL code book + 128 in every 128-bit lane
@@ -841,6 +858,64 @@ static void vn_gemm(bool q4, int n, const void *w, size_t ws, const void *x, siz
     }
 }
 
+// Q4_1, Q5_0, Q5_1, IQ4_NL: row by row, as the k-quants below: 1 row x nt
+// (<= VN_COLS) tokens, each step's two blocks unpacked once (q32_unpack2),
+// then the gemv's q32_dot per token; st: token j's steps at st + j * ns;
+// out[j] (without the odd last block: q32_tail)
+INLINE void q32_row_n(const int nt, const qt_type wt, const char *row, const char *pf, const vg_step *st, int ns,
+                      float *out) {
+    const size_t bytes = 2 * q32_block_size(wt);
+    const __m512i book = iq4_nl_book_u();
+    __m512 acc[VN_COLS];
+#pragma GCC unroll 8
+    for (int j = 0; j < nt; j++) acc[j] = _mm512_setzero_ps();
+    for (int g = 0; g < ns; g++) {
+        if (pf) prefetch_range(pf + (size_t)g * bytes, bytes);
+        const q32_w u = q32_unpack2(wt, row + (size_t)g * bytes, book);
+#pragma GCC unroll 8
+        for (int j = 0; j < nt; j++) acc[j] = q32_dot(wt, &u, &st[(size_t)j * ns + g], acc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nt; j++) out[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+#define Q32_ROW_N(nt, ...) q32_row_n(nt, __VA_ARGS__)
+INLINE void q32_gemm_small(const qt_type wt, int n, const void *w, size_t ws, const void *x, size_t xs, float *y,
+                           size_t ys, int n_rows, int n_cols) {
+    const int nb = n / QK8_0, ns = nb / 2;
+    const size_t bs = q32_block_size(wt);
+    vg_step *st = qt_kernel_scratch(QT_SCRATCH_GEMV, (size_t)n_cols * QT_MAX(ns, 1) * sizeof(vg_step));
+    for (int j = 0; j < n_cols; j++)
+        q32_prep(q32_affine(wt), (const block_q8_0 *)((const char *)x + (size_t)j * xs), ns, st + (size_t)j * ns);
+    float out[VN_COLS];
+    for (int r = 0; r < n_rows; r++) {
+        const char *row = (const char *)w + (size_t)r * ws;
+        const char *pf = r + 2 < n_rows ? row + 2 * ws : NULL;
+        for (int j0 = 0; j0 < n_cols; j0 += VN_COLS) {
+            const int nt = QT_MIN(VN_COLS, n_cols - j0);
+            VN_DISPATCH8(Q32_ROW_N, nt, wt, row, pf, st + (size_t)j0 * ns, ns, out)
+            pf = NULL;
+            for (int j = 0; j < nt; j++) {
+                const block_q8_0 *yb = (const block_q8_0 *)((const char *)x + (size_t)(j0 + j) * xs);
+                y[(size_t)(j0 + j) * ys + r] =
+                    2 * ns < nb ? out[j] + q32_tail(wt, row + (size_t)(nb - 1) * bs, yb + nb - 1) : out[j];
+            }
+        }
+    }
+}
+#undef Q32_ROW_N
+
+#define Q32_GEMM_SMALL(name, wt)                                                                               \
+    void GEMV_FN(qt_gemm_small_##name##_avx512vnni)(int n, const void *w, size_t ws, const void *x, size_t xs,   \
+                                                    float *y, size_t ys, int n_rows, int n_cols) {              \
+        q32_gemm_small(wt, n, w, ws, x, xs, y, ys, n_rows, n_cols);                                             \
+    }
+Q32_GEMM_SMALL(q4_1, QT_TYPE_Q4_1)
+Q32_GEMM_SMALL(q5_0, QT_TYPE_Q5_0)
+Q32_GEMM_SMALL(q5_1, QT_TYPE_Q5_1)
+Q32_GEMM_SMALL(iq4_nl, QT_TYPE_IQ4_NL)
+#undef Q32_GEMM_SMALL
+
 // Q4_K, Q5_K and Q6_K: row by row (a Q4_K row of a 2048-wide matrix is 1152
 // bytes), rounds of VN_COLS tokens over the row while it is in L1; the row
 // two ahead is prefetched a super-block per step (packed rows: a linear stream).
@@ -909,6 +984,10 @@ static const qt_gemv_twin g_gemv_twins[] = {
 static const qt_gemm_twin g_small_twins[] = {
     {qt_gemm_small_q4_0_avx512vnni, qt_gemm_small_q4_0_avx512vnni_l1},
     {qt_gemm_small_q8_0_avx512vnni, qt_gemm_small_q8_0_avx512vnni_l1},
+    {qt_gemm_small_q4_1_avx512vnni, qt_gemm_small_q4_1_avx512vnni_l1},
+    {qt_gemm_small_q5_0_avx512vnni, qt_gemm_small_q5_0_avx512vnni_l1},
+    {qt_gemm_small_q5_1_avx512vnni, qt_gemm_small_q5_1_avx512vnni_l1},
+    {qt_gemm_small_iq4_nl_avx512vnni, qt_gemm_small_iq4_nl_avx512vnni_l1},
     {qt_gemm_small_q4_K_avx512vnni, qt_gemm_small_q4_K_avx512vnni_l1},
     {qt_gemm_small_q5_K_avx512vnni, qt_gemm_small_q5_K_avx512vnni_l1},
     {qt_gemm_small_q6_K_avx512vnni, qt_gemm_small_q6_K_avx512vnni_l1},

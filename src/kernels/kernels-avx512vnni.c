@@ -576,16 +576,18 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
                                       gemm_iq4_nl_avx512vnni};
     const qt_gemv_fn legacy_gemv[] = {qt_gemv_q4_1_avx512vnni, qt_gemv_q5_0_avx512vnni, qt_gemv_q5_1_avx512vnni,
                                       qt_gemv_iq4_nl_avx512vnni};
+    const qt_gemm_fn legacy_small[] = {qt_gemm_small_q4_1_avx512vnni, qt_gemm_small_q5_0_avx512vnni,
+                                       qt_gemm_small_q5_1_avx512vnni, qt_gemm_small_iq4_nl_avx512vnni};
+    // gemm_small against the gemm's tiles: bench-batch, TinyLlama Q5_0, Zen 5,
+    // ms per step (BENCHMARKS.md): 4 slots 32 / 50, 8 slots 68-72 / 59; both
+    // grow linearly in between, so the gemm_small up to 6
+    enum { LEGACY_SMALL_MAX_T = 6 };
     for (int i = 0; i < 4; i++)
         if (kt->type[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) {
             kt->type[legacy[i]].gemm = legacy_gemm[i];
             kt->type[legacy[i]].gemv = legacy_gemv[i];
-            // the AVX2 gemm_small gives the AVX2 gemv's bits, not this gemv's;
-            // this gemv per token up to 4 tokens, then the gemm's tiles
-            // (bench-batch, TinyLlama Q5_0, Zen 5, ms per step, gemv / tiles:
-            // 2 slots 28 / 52, 4: 51 / 54, 8: 100 / 62)
-            kt->type[legacy[i]].gemm_small = NULL;
-            kt->type[legacy[i]].small_max_t = 4;
+            kt->type[legacy[i]].gemm_small = legacy_small[i];
+            kt->type[legacy[i]].small_max_t = LEGACY_SMALL_MAX_T;
         }
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;

@@ -86,8 +86,7 @@ QT_DECL_GEMM_SMALL(qt_gemm_small_q6_K_avx2);
 
 // AVX-512 VNNI multi-row decode kernels (gemv-avx512vnni.c): the
 // avx512-vnni table's gemv for Q4_0, Q8_0, Q4_1, Q5_0, Q5_1, IQ4_NL (x in
-// Q8_0), Q4_K, Q5_K, Q6_K (x in Q8_K); gemm_small for Q4_0, Q8_0 and the
-// k-quants.
+// Q8_0), Q4_K, Q5_K, Q6_K (x in Q8_K); gemm_small for all of them.
 QT_DECL_GEMV(qt_gemv_q4_0_avx512vnni);
 QT_DECL_GEMV(qt_gemv_q8_0_avx512vnni);
 QT_DECL_GEMV(qt_gemv_q4_1_avx512vnni);
@@ -99,6 +98,10 @@ QT_DECL_GEMV(qt_gemv_q5_K_avx512vnni);
 QT_DECL_GEMV(qt_gemv_q6_K_avx512vnni);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q4_0_avx512vnni);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q8_0_avx512vnni);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q4_1_avx512vnni);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q5_0_avx512vnni);
+QT_DECL_GEMM_SMALL(qt_gemm_small_q5_1_avx512vnni);
+QT_DECL_GEMM_SMALL(qt_gemm_small_iq4_nl_avx512vnni);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q4_K_avx512vnni);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q5_K_avx512vnni);
 QT_DECL_GEMM_SMALL(qt_gemm_small_q6_K_avx512vnni);
