@@ -1,8 +1,9 @@
 // gemm-neoni8mm.c: the neon table's prefill gemm for the 32-element types
 // (Q4_0, Q8_0, IQ4_NL, Q4_1, Q5_0, Q5_1 x Q8_0 activations) and the
-// k-quants (Q4_K, Q5_K, Q6_K x Q8_K) on SMMLA, where
-// HWCAP2 says I8MM (Apple M2 and later, Graviton 3, Neoverse V1/N2). Built
-// with +i8mm; cpu.c's flags decide whether kernels-neon.c installs it.
+// k-quants (Q4_K, Q5_K, Q6_K x Q8_K) on SMMLA, where the CPU has I8MM
+// (HWCAP2 on Linux, hw.optional.arm.FEAT_I8MM on macOS: Apple M2 and later,
+// Graviton 3, Neoverse V1/N2). Built with +i8mm; kernels-neon.c installs it
+// only after cpu.c's check. Not timed on arm64 hardware yet.
 //
 // SMMLA (vmmlaq_s32) multiplies a 2 x 8 int8 matrix by an 8 x 2 one (given as
 // its two columns) into a 2 x 2 int32 block: 32 products per instruction
