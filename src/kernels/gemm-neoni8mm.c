@@ -35,15 +35,18 @@ static inline float32x4_t cols2(float a, float b) {
     return vcombine_f32(v, v);
 }
 
-// The four 8-element chunks of two 32-element blocks, interleaved: chunk k
-// holds u's elements 8k..8k+7, then v's.
-static inline void pair_chunks(int8x16_t ul, int8x16_t uh, int8x16_t vl, int8x16_t vh, int8x16_t out[4]) {
-    const int64x2_t a = vreinterpretq_s64_s8(ul), b = vreinterpretq_s64_s8(vl);
-    const int64x2_t c = vreinterpretq_s64_s8(uh), d = vreinterpretq_s64_s8(vh);
+// The two 8-element chunks of two 16-element vectors, interleaved: out[k]
+// holds u's elements 8k..8k+7, then v's (SMMLA's two rows, or two columns).
+static inline void pair16(int8x16_t u, int8x16_t v, int8x16_t out[2]) {
+    const int64x2_t a = vreinterpretq_s64_s8(u), b = vreinterpretq_s64_s8(v);
     out[0] = vreinterpretq_s8_s64(vzip1q_s64(a, b));
     out[1] = vreinterpretq_s8_s64(vzip2q_s64(a, b));
-    out[2] = vreinterpretq_s8_s64(vzip1q_s64(c, d));
-    out[3] = vreinterpretq_s8_s64(vzip2q_s64(c, d));
+}
+
+// The same for two 32-element blocks (lo, hi halves): four chunk pairs.
+static inline void pair_chunks(int8x16_t ul, int8x16_t uh, int8x16_t vl, int8x16_t vh, int8x16_t out[4]) {
+    pair16(ul, vl, out);
+    pair16(uh, vh, out + 2);
 }
 
 // a 4 x 4 tile's results (acc[p][q]'s lanes: rows 2p, 2p+1 x columns 2q,
@@ -139,21 +142,14 @@ static inline __attribute__((always_inline)) void gemm_kq_i8mm(qt_type t, int n,
                     UNROLL for (int a = 0; a < 4; a++) kq_chunk(t, wr[a] + i * bs, j, wq[a]);
                     UNROLL for (int k = 0; k < 4; k++) {
                         const int g = 4 * j + k;
-                        int8x16_t xv[2][2];
-                        UNROLL for (int q = 0; q < 2; q++) {
-                            const int64x2_t u = vreinterpretq_s64_s8(vld1q_s8(xc[2 * q][i].qs + 16 * g));
-                            const int64x2_t v = vreinterpretq_s64_s8(vld1q_s8(xc[2 * q + 1][i].qs + 16 * g));
-                            xv[q][0] = vreinterpretq_s8_s64(vzip1q_s64(u, v));
-                            xv[q][1] = vreinterpretq_s8_s64(vzip2q_s64(u, v));
-                        }
+                        int8x16_t xv[2][2], wv[2];
+                        UNROLL for (int q = 0; q < 2; q++)
+                            pair16(vld1q_s8(xc[2 * q][i].qs + 16 * g), vld1q_s8(xc[2 * q + 1][i].qs + 16 * g), xv[q]);
                         UNROLL for (int p = 0; p < 2; p++) {
-                            const int64x2_t u = vreinterpretq_s64_s8(wq[2 * p][k]);
-                            const int64x2_t v = vreinterpretq_s64_s8(wq[2 * p + 1][k]);
-                            const int8x16_t w0 = vreinterpretq_s8_s64(vzip1q_s64(u, v));
-                            const int8x16_t w1 = vreinterpretq_s8_s64(vzip2q_s64(u, v));
+                            pair16(wq[2 * p][k], wq[2 * p + 1][k], wv);
                             const int32x4_t scv = vcombine_s32(vdup_n_s32(sc[2 * p].sc[g]), vdup_n_s32(sc[2 * p + 1].sc[g]));
                             UNROLL for (int q = 0; q < 2; q++) {
-                                const int32x4_t s = vmmlaq_s32(vmmlaq_s32(vdupq_n_s32(0), w0, xv[q][0]), w1, xv[q][1]);
+                                const int32x4_t s = vmmlaq_s32(vmmlaq_s32(vdupq_n_s32(0), wv[0], xv[q][0]), wv[1], xv[q][1]);
                                 isum[p][q] = vmlaq_s32(isum[p][q], s, scv);
                             }
                         }
@@ -200,15 +196,13 @@ GEMM_KQ_I8MM(q6_K, QT_TYPE_Q6_K)
 #undef GEMM_KQ_I8MM
 
 void qt_gemm_set_i8mm_neon(qt_kernel_traits *t) {
-    static const struct { qt_type type; qt_gemm_fn fn; } k[] = {
-        {QT_TYPE_Q4_0, gemm_q4_0_q8_0_i8mm}, {QT_TYPE_Q8_0, gemm_q8_0_q8_0_i8mm}, {QT_TYPE_IQ4_NL, gemm_iq4_nl_q8_0_i8mm},
-        {QT_TYPE_Q4_1, gemm_q4_1_q8_0_i8mm}, {QT_TYPE_Q5_0, gemm_q5_0_q8_0_i8mm}, {QT_TYPE_Q5_1, gemm_q5_1_q8_0_i8mm},
+    static const struct { qt_type type, x; qt_gemm_fn fn; } k[] = {
+        {QT_TYPE_Q4_0, QT_TYPE_Q8_0, gemm_q4_0_q8_0_i8mm}, {QT_TYPE_Q8_0, QT_TYPE_Q8_0, gemm_q8_0_q8_0_i8mm},
+        {QT_TYPE_IQ4_NL, QT_TYPE_Q8_0, gemm_iq4_nl_q8_0_i8mm}, {QT_TYPE_Q4_1, QT_TYPE_Q8_0, gemm_q4_1_q8_0_i8mm},
+        {QT_TYPE_Q5_0, QT_TYPE_Q8_0, gemm_q5_0_q8_0_i8mm}, {QT_TYPE_Q5_1, QT_TYPE_Q8_0, gemm_q5_1_q8_0_i8mm},
+        {QT_TYPE_Q4_K, QT_TYPE_Q8_K, gemm_q4_K_q8_K_i8mm}, {QT_TYPE_Q5_K, QT_TYPE_Q8_K, gemm_q5_K_q8_K_i8mm},
+        {QT_TYPE_Q6_K, QT_TYPE_Q8_K, gemm_q6_K_q8_K_i8mm},
     };
     for (size_t i = 0; i < QT_ARRAY_LEN(k); i++)
-        if (t[k[i].type].vec_dot_type == QT_TYPE_Q8_0) t[k[i].type].gemm = k[i].fn;
-    static const struct { qt_type type; qt_gemm_fn fn; } kq[] = {
-        {QT_TYPE_Q4_K, gemm_q4_K_q8_K_i8mm}, {QT_TYPE_Q5_K, gemm_q5_K_q8_K_i8mm}, {QT_TYPE_Q6_K, gemm_q6_K_q8_K_i8mm},
-    };
-    for (size_t i = 0; i < QT_ARRAY_LEN(kq); i++)
-        if (t[kq[i].type].vec_dot_type == QT_TYPE_Q8_K) t[kq[i].type].gemm = kq[i].fn;
+        if (t[k[i].type].vec_dot_type == k[i].x) t[k[i].type].gemm = k[i].fn;   // the reference's pairing only
 }

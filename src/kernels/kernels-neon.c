@@ -7,17 +7,18 @@
 // gemm-neoni8mm.c's SMMLA tiles (4 x 4) where HWCAP2 says I8MM; from_float
 // to Q8_0, Q8_K, F16 and BF16; to_float (bit-identical to the reference) for
 // F16, BF16, Q4_0, Q8_0, Q4_K, Q5_K, Q6_K and NF4, so QLoRA training's
-// dequantized base rows are not scalar work; and the f32 vector helpers. The legacy types' vec_dot and to_float: legacy-neon.c; the
-// blocks' unpacking: quants-neon.h.
+// dequantized base rows are not scalar work; and the f32 vector helpers.
+// The legacy types' vec_dot and to_float: legacy-neon.c; the blocks'
+// unpacking: quants-neon.h.
 //
 // Multi-row decode (gemv, 4 rows per pass) for those types, and its
 // several-token form (gemm_small, a server's decode step); the float-
 // activation products (training, QT_PREC_F32/BF16) on the packed gemm of
 // gemm-neon.c and, where HWCAP2 says BF16, gemm-neonbf16.c.
 //
-// Deliberately not here: SVE and fp16 arithmetic (F16 is widened to f32 so dot products are as
-// accurate as the reference). None of this is timed on arm64 hardware yet
-// (the tests run under qemu-user).
+// Deliberately not here: SVE and fp16 arithmetic (F16 is widened to f32 so
+// dot products are as accurate as the reference). None of this is timed on
+// arm64 hardware yet (the tests run under qemu-user).
 //
 // Integer dot products use vdotq_s32 when the compiler targets the dotprod
 // extension (__ARM_FEATURE_DOTPROD, ARMv8.2-a+dotprod, every Apple M chip) and
@@ -448,13 +449,18 @@ static void vec_dot_q4_0_q8_0_neon(int n, float *s, const void *vx, const void *
 // block's loads; per-row int32 dots scaled into per-row float accumulators,
 // reduced together at the end. The next pass's rows are prefetched.
 
+// Prefetch rows r .. r+k-1 (those below n_rows): the next pass of a decode kernel.
+static inline void prefetch_rows(const void *w, size_t ws, int r, int k, int n_rows) {
+    if (r < n_rows)
+        for (size_t o = 0; o < (size_t)k * ws && r + (int)(o / ws) < n_rows; o += 64)
+            __builtin_prefetch((const char *)w + (size_t)r * ws + o);
+}
+
 // The 4 rows of the pass at r0 (past n_rows: the last row again, nothing read
 // out of range), and the next pass's rows prefetched.
 static inline void rows4(const void *w, size_t ws, int r0, int n_rows, const void *row[4]) {
     for (int i = 0; i < 4; i++) row[i] = (const char *)w + (size_t)QT_MIN(r0 + i, n_rows - 1) * ws;
-    if (r0 + 4 < n_rows)
-        for (size_t o = 0; o < 4 * ws && r0 + 4 + (int)(o / ws) < n_rows; o += 64)
-            __builtin_prefetch((const char *)w + (size_t)(r0 + 4) * ws + o);
+    prefetch_rows(w, ws, r0 + 4, 4, n_rows);
 }
 
 // One (row, token) step on a 32-element block, shared by the gemv and
@@ -531,8 +537,6 @@ static inline __attribute__((always_inline)) void gemm_q32_tiles(qt_type t, int 
                                                                  size_t y_stride, int n_rows, int n_cols) {
     QT_ASSERT(n % QK8_0 == 0);
     const int nb = n / QK8_0;
-    const bool affine = q32_affine(t);
-    const int8x16_t ones = vdupq_n_s8(1);
     for (int r = 0; r < n_rows; r += GEMM_R) {
         const char *wr[GEMM_R];
         tile_rows(w, w_stride, r, n_rows, GEMM_R, wr);
@@ -550,13 +554,9 @@ static inline __attribute__((always_inline)) void gemm_q32_tiles(qt_type t, int 
                     const block_q8_0 *xq = (const block_q8_0 *)xc[b] + i;
                     const int8x16_t xl = vld1q_s8(xq->qs), xh = vld1q_s8(xq->qs + 16);
                     const float xd = fp16_to_f32(xq->d);
-                    const float32x4_t sy = affine ? vcvtq_f32_s32(dot16(dot16(vdupq_n_s32(0), ones, xl), ones, xh))
-                                                  : vdupq_n_f32(0);
-                    UNROLL for (int a = 0; a < GEMM_R; a++) {
-                        int32x4_t p = dot16(dot16(vdupq_n_s32(0), wl[a], xl), wh[a], xh);
-                        acc[a][b] = vfmaq_n_f32(acc[a][b], vcvtq_f32_s32(p), wd[a] * xd);
-                        if (affine) acc[a][b] = vfmaq_n_f32(acc[a][b], sy, wm[a] * xd);
-                    }
+                    const float32x4_t sy = q32_xsum(t, xl, xh);
+                    UNROLL for (int a = 0; a < GEMM_R; a++)
+                        acc[a][b] = q32_dot_step(t, wl[a], wh[a], wd[a], wm[a], xl, xh, xd, sy, acc[a][b]);
                 }
             }
             UNROLL for (int a = 0; a < GEMM_R; a++)
@@ -588,9 +588,7 @@ static inline __attribute__((always_inline)) void kq_tiles(qt_type t, const int 
     for (int r = 0; r < n_rows; r += R) {
         const char *wr[KQ_RMAX];
         tile_rows(w, w_stride, r, n_rows, R, wr);
-        if (pf && r + R < n_rows)
-            for (size_t o = 0; o < (size_t)R * w_stride && r + R + (int)(o / w_stride) < n_rows; o += 64)
-                __builtin_prefetch((const char *)w + (size_t)(r + R) * w_stride + o);
+        if (pf) prefetch_rows(w, w_stride, r + R, R, n_rows);
         for (int c = 0; c < n_cols; c += C) {
             const char *xr[KQ_CMAX];
             tile_rows(x, x_stride, c, n_cols, C, xr);
@@ -754,31 +752,35 @@ static inline int32_t q8_K_mins_dot(const block_q8_K *y, const uint8_t mn[8]) {
     return vaddvq_s32(vmlal_high_s16(p, bs, mins));
 }
 
-static void vec_dot_q4_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+// Q4_K and Q5_K (quant l of chunk j adds 16 where qh[l]'s bit 2j / 2j+1 is
+// set: kq_chunk): per 64-element chunk, the dots of its two 32-element
+// sub-blocks times their 6-bit scales, in integers.
+static inline __attribute__((always_inline)) void vec_dot_k45(qt_type t, int n, float *s, const void *vx,
+                                                              const void *vy) {
     QT_ASSERT(n % QK_K == 0);
-    const block_q4_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
-    const uint8x16_t m4 = vdupq_n_u8(0xF);
+    const size_t bs = kq_block_size(t);
     float sumf = 0;
     for (int i = 0; i < nb; i++) {
-        const float d = y[i].d * fp16_to_f32(x[i].d);
-        const float dmin = y[i].d * fp16_to_f32(x[i].dmin);
+        const char *blk = (const char *)vx + (size_t)i * bs;
+        const uint8_t *scales = t == QT_TYPE_Q4_K ? ((const block_q4_K *)blk)->scales : ((const block_q5_K *)blk)->scales;
+        const uint16_t hd = t == QT_TYPE_Q4_K ? ((const block_q4_K *)blk)->d : ((const block_q5_K *)blk)->d;
+        const uint16_t hm = t == QT_TYPE_Q4_K ? ((const block_q4_K *)blk)->dmin : ((const block_q5_K *)blk)->dmin;
+        const float d = y[i].d * fp16_to_f32(hd);
+        const float dmin = y[i].d * fp16_to_f32(hm);
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+        for (int j = 0; j < 8; j++) scale_min_k4(j, scales, &sc[j], &mn[j]);
 
         const int32_t summs = q8_K_mins_dot(&y[i], mn);
 
-        // 4 chunks of 64: 32 bytes of nibbles, low = sub-block 2j, high = 2j+1
-        const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         int32_t sumi = 0;
-        for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
-            const uint8x16_t a = vld1q_u8(q4), b = vld1q_u8(q4 + 16);
-            int32x4_t plo = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(a, m4)), vld1q_s8(q8));
-            plo = dot16(plo, vreinterpretq_s8_u8(vandq_u8(b, m4)), vld1q_s8(q8 + 16));
-            int32x4_t phi = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(a, 4)), vld1q_s8(q8 + 32));
-            phi = dot16(phi, vreinterpretq_s8_u8(vshrq_n_u8(b, 4)), vld1q_s8(q8 + 48));
+        for (int j = 0; j < 4; j++, q8 += 64) {
+            int8x16_t q[4];   // sub-block 2j: q[0], q[1]; 2j+1: q[2], q[3]
+            kq_chunk(t, blk, j, q);
+            int32x4_t plo = dot16(dot16(vdupq_n_s32(0), q[0], vld1q_s8(q8)), q[1], vld1q_s8(q8 + 16));
+            int32x4_t phi = dot16(dot16(vdupq_n_s32(0), q[2], vld1q_s8(q8 + 32)), q[3], vld1q_s8(q8 + 48));
             sumi += vaddvq_s32(plo) * sc[2 * j] + vaddvq_s32(phi) * sc[2 * j + 1];
         }
         sumf += d * (float)sumi - dmin * (float)summs;
@@ -786,44 +788,12 @@ static void vec_dot_q4_K_q8_K_neon(int n, float *s, const void *vx, const void *
     *s = sumf;
 }
 
-// Q5_K: Q4_K plus a 5th bit per element in qh[32]: bit 2j of qh[l] belongs to
-// element 64j+l, bit 2j+1 to element 64j+32+l.
-static void vec_dot_q5_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
-    QT_ASSERT(n % QK_K == 0);
-    const block_q5_K *x = vx;
-    const block_q8_K *y = vy;
-    const int nb = n / QK_K;
-    const uint8_t m4 = 0xF;
-    float sumf = 0;
-    for (int i = 0; i < nb; i++) {
-        const float d = y[i].d * fp16_to_f32(x[i].d);
-        const float dmin = y[i].d * fp16_to_f32(x[i].dmin);
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-        const int32_t summs = q8_K_mins_dot(&y[i], mn);
+static void vec_dot_q4_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+    vec_dot_k45(QT_TYPE_Q4_K, n, s, vx, vy);
+}
 
-        const uint8x16_t qh0 = vld1q_u8(x[i].qh), qh1 = vld1q_u8(x[i].qh + 16);
-        const uint8x16_t b16 = vdupq_n_u8(16);
-        const uint8_t *q5 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        int32_t sumi = 0;
-        for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
-            const uint8x16_t a = vld1q_u8(q5), b = vld1q_u8(q5 + 16);
-            const uint8x16_t mlo = vdupq_n_u8((uint8_t)(1u << (2 * j)));
-            const uint8x16_t mhi = vdupq_n_u8((uint8_t)(2u << (2 * j)));
-            const uint8x16_t a_lo = vorrq_u8(vandq_u8(a, vdupq_n_u8(m4)), vandq_u8(vtstq_u8(qh0, mlo), b16));
-            const uint8x16_t b_lo = vorrq_u8(vandq_u8(b, vdupq_n_u8(m4)), vandq_u8(vtstq_u8(qh1, mlo), b16));
-            const uint8x16_t a_hi = vorrq_u8(vshrq_n_u8(a, 4), vandq_u8(vtstq_u8(qh0, mhi), b16));
-            const uint8x16_t b_hi = vorrq_u8(vshrq_n_u8(b, 4), vandq_u8(vtstq_u8(qh1, mhi), b16));
-            int32x4_t plo = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a_lo), vld1q_s8(q8));
-            plo = dot16(plo, vreinterpretq_s8_u8(b_lo), vld1q_s8(q8 + 16));
-            int32x4_t phi = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a_hi), vld1q_s8(q8 + 32));
-            phi = dot16(phi, vreinterpretq_s8_u8(b_hi), vld1q_s8(q8 + 48));
-            sumi += vaddvq_s32(plo) * sc[2 * j] + vaddvq_s32(phi) * sc[2 * j + 1];
-        }
-        sumf += d * (float)sumi - dmin * (float)summs;
-    }
-    *s = sumf;
+static void vec_dot_q5_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
+    vec_dot_k45(QT_TYPE_Q5_K, n, s, vx, vy);
 }
 
 static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *vy) {
@@ -831,7 +801,6 @@ static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
     const int nb = n / QK_K;
-    const uint8x16_t m4 = vdupq_n_u8(0xF), m3 = vdupq_n_u8(3);
     float sumf = 0;
     for (int i = 0; i < nb; i++) {
         const float d = y[i].d * fp16_to_f32(x[i].d);
@@ -846,25 +815,13 @@ static void vec_dot_q6_K_q8_K_neon(int n, float *s, const void *vx, const void *
         pb = vmlal_high_s16(pb, sc_hi, vld1q_s16(y[i].bsums + 8));
         int32_t sumi = -32 * vaddvq_s32(pb);
 
-        // Two halves of 128: 64 bytes ql, 32 bytes qh; group g of 16 uses scale g.
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *q8 = y[i].qs, *sc = x[i].scales;
-        for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128, sc += 8) {
-            const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16);
-            const uint8x16_t l0 = vld1q_u8(ql), l1 = vld1q_u8(ql + 16);
-            const uint8x16_t l2 = vld1q_u8(ql + 32), l3 = vld1q_u8(ql + 48);
-            uint8x16_t q[8];
-            q[0] = vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8(vandq_u8(h0, m3), 4));
-            q[1] = vorrq_u8(vandq_u8(l1, m4), vshlq_n_u8(vandq_u8(h1, m3), 4));
-            q[2] = vorrq_u8(vandq_u8(l2, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 2), m3), 4));
-            q[3] = vorrq_u8(vandq_u8(l3, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 2), m3), 4));
-            q[4] = vorrq_u8(vshrq_n_u8(l0, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h0, 4), m3), 4));
-            q[5] = vorrq_u8(vshrq_n_u8(l1, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h1, 4), m3), 4));
-            q[6] = vorrq_u8(vshrq_n_u8(l2, 4), vshlq_n_u8(vshrq_n_u8(h0, 6), 4));
-            q[7] = vorrq_u8(vshrq_n_u8(l3, 4), vshlq_n_u8(vshrq_n_u8(h1, 6), 4));
-            for (int g = 0; g < 8; g++) {
-                int32x4_t p = dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(q[g]), vld1q_s8(q8 + 16 * g));
-                sumi += vaddvq_s32(p) * sc[g];
+        // 16 groups of 16 (kq_chunk: 4 per 64-element chunk); group g uses scale g
+        for (int j = 0; j < 4; j++) {
+            int8x16_t q[4];
+            kq_chunk(QT_TYPE_Q6_K, &x[i], j, q);
+            for (int k = 0; k < 4; k++) {
+                int32x4_t p = dot16(vdupq_n_s32(0), q[k], vld1q_s8(y[i].qs + 64 * j + 16 * k));
+                sumi += vaddvq_s32(p) * x[i].scales[4 * j + k];
             }
         }
         sumf += d * (float)sumi;

@@ -72,12 +72,8 @@ static inline void q5_1_u(const block_q5_1 *b, uint8x16_t *lo, uint8x16_t *hi) {
     *hi = vorrq_u8(*hi, vandq_u8(bh, vdupq_n_u8(0x10)));
 }
 
-// The types whose blocks are 32 weights against Q8_0 activations, and which
-// carry a min (x = d q + m: the product adds m d_y sum(y)).
-static inline bool q32_type(qt_type t) {
-    return t == QT_TYPE_Q4_0 || t == QT_TYPE_Q8_0 || t == QT_TYPE_IQ4_NL || t == QT_TYPE_Q4_1 || t == QT_TYPE_Q5_0 ||
-           t == QT_TYPE_Q5_1;
-}
+// The 32-element types that carry a min (x = d q + m: the product adds
+// m d_y sum(y)).
 static inline bool q32_affine(qt_type t) { return t == QT_TYPE_Q4_1 || t == QT_TYPE_Q5_1; }
 
 // Block i of a row of type t: its 32 quants (unsigned ones, 0..31, as int8),
@@ -155,8 +151,6 @@ typedef struct {
     int16_t sc[16], mn[16];
     float d, m;
 } kq_scales;
-
-static inline bool kq_type(qt_type t) { return t == QT_TYPE_Q4_K || t == QT_TYPE_Q5_K || t == QT_TYPE_Q6_K; }
 
 static inline __attribute__((always_inline)) void kq_scales_of(qt_type t, const void *blk, kq_scales *s) {
     if (t == QT_TYPE_Q6_K) {
