@@ -204,21 +204,33 @@ INLINE __m256 mins8(const rows8 *p) {
     return scales8(&q);
 }
 
-// Each row's block unpacked into its 32 quants as signed bytes
-// (quants-avx2.h's q32_quants; Q4_1 / Q5_1's 0..31) and taken through Q8_0's
-// block dot; Q4_1 / Q5_1 add the rows' mins times d_y sum(y) (sy8 / 8).
-INLINE __m256 q32_block8(qt_type wt, const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8,
-                         __m256 acc) {
-    const __m256i book = wt == QT_TYPE_IQ4_NL ? iq4_nl_book() : _mm256_setzero_si256();
-    __m256i w[GV_ROWS], aw[GV_ROWS];
+// Each row's block unpacked into its 32 quants as signed bytes (w;
+// quants-avx2.h's q32_quants, Q4_1 / Q5_1's 0..31) and their magnitudes (aw),
+// as q8_0_load8 gives Q8_0's; book: iq4_nl_book() for IQ4_NL
+INLINE void q32_load8(qt_type wt, const rows8 *p, __m256i book, __m256i w[GV_ROWS], __m256i aw[GV_ROWS]) {
 #pragma GCC unroll 8
     for (int k = 0; k < GV_ROWS; k++) {
         w[k] = q32_quants(wt, p->r[k], book);
         aw[k] = _mm256_sign_epi8(w[k], w[k]);
     }
-    acc = q8_0_block8_u(w, aw, scales8(p), y, *dy, acc);
-    if (q32_affine(wt)) acc = _mm256_fmadd_ps(mins8(p), _mm256_set1_ps(*dy * (float)(*sy8 / 8)), acc);
+}
+
+// acc + the 8 rows' block dots with y through Q8_0's block dot; Q4_1 / Q5_1
+// add the rows' mins mn times d_y sum(y) (sy8 / 8). Unpacked once (the
+// gemm_small shares it among tokens).
+INLINE __m256 q32_block8_u(qt_type wt, const __m256i w[GV_ROWS], const __m256i aw[GV_ROWS], __m256 sc, __m256 mn,
+                           const block_q8_0 *y, float dy, int32_t sy8, __m256 acc) {
+    acc = q8_0_block8_u(w, aw, sc, y, dy, acc);
+    if (q32_affine(wt)) acc = _mm256_fmadd_ps(mn, _mm256_set1_ps(dy * (float)(sy8 / 8)), acc);
     return acc;
+}
+
+INLINE __m256 q32_block8(qt_type wt, const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8,
+                         __m256 acc) {
+    __m256i w[GV_ROWS], aw[GV_ROWS];
+    q32_load8(wt, p, wt == QT_TYPE_IQ4_NL ? iq4_nl_book() : _mm256_setzero_si256(), w, aw);
+    const __m256 mn = q32_affine(wt) ? mins8(p) : _mm256_setzero_ps();
+    return q32_block8_u(wt, w, aw, scales8(p), mn, y, *dy, *sy8, acc);
 }
 INLINE __m256 q4_1_block8(const rows8 *p, const block_q8_0 *y, const float *dy, const int32_t *sy8, __m256 acc) {
     return q32_block8(QT_TYPE_Q4_1, p, y, dy, sy8, acc);
@@ -369,22 +381,13 @@ INLINE void gs_pass_t(qt_type wt, int nb, const char *a, size_t s, const char *x
         }
         // Q8_0, and the legacy types unpacked to bytes as their gemv does
         __m256i w[GV_ROWS], aw[GV_ROWS];
-        if (wt == QT_TYPE_Q8_0) {
-            q8_0_load8(&p, w, aw);
-        } else {
-#pragma GCC unroll 8
-            for (int k = 0; k < GV_ROWS; k++) {
-                w[k] = q32_quants(wt, p.r[k], book);
-                aw[k] = _mm256_sign_epi8(w[k], w[k]);
-            }
-        }
+        if (wt == QT_TYPE_Q8_0) q8_0_load8(&p, w, aw);
+        else q32_load8(wt, &p, book, w, aw);
         const __m256 mn = q32_affine(wt) ? mins8(&p) : _mm256_setzero_ps();
         for (int j = 0; j < nt; j++) {
             const block_q8_0 *y = (const block_q8_0 *)(x + (size_t)j * xs) + i;
-            const float d = dy[(size_t)j * nb + i];
-            __m256 t = q8_0_block8_u(w, aw, sc, y, d, acc[j][i & 1]);
-            if (q32_affine(wt)) t = _mm256_fmadd_ps(mn, _mm256_set1_ps(d * (float)(sy[(size_t)j * nb + i] / 8)), t);
-            acc[j][i & 1] = t;
+            acc[j][i & 1] = q32_block8_u(wt, w, aw, sc, mn, y, dy[(size_t)j * nb + i], sy[(size_t)j * nb + i],
+                                         acc[j][i & 1]);
         }
     }
     for (int j = 0; j < nt; j++) _mm256_storeu_ps(out + 8 * j, _mm256_add_ps(acc[j][0], acc[j][1]));

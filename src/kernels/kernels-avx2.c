@@ -1091,22 +1091,14 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
     qt_nf4_set_avx2(t);   // nf4-avx2.c
     qt_q3_K_set_avx2(t);  // q3k-avx2.c
     qt_legacy_set_avx2(t);  // legacy-avx2.c
-    // small_max_t of the legacy types' gemm_small: bench-batch, TinyLlama Q5_0 (BENCHMARKS.md)
-    enum { LEGACY_SMALL_MAX_T = 16 };
-    // their gemm tiles and gemv (gemv-avx2.c) where the table pairs them with
-    // Q8_0 (as kernels-ref.c does)
-    const qt_type legacy[] = {QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_IQ4_NL};
+    // their gemm tiles, gemv and gemm_small (gemv-avx2.c) where the table
+    // pairs them with Q8_0 (as kernels-ref.c does); gemm_small up to 16
+    // tokens (bench-batch, TinyLlama Q5_0: level with the tiles at 16, BENCHMARKS.md)
     const qt_gemm_fn legacy_gemm[] = {gemm_q4_1_avx2, gemm_q5_0_avx2, gemm_q5_1_avx2, gemm_iq4_nl_avx2};
     const qt_gemv_fn legacy_gemv[] = {qt_gemv_q4_1_avx2, qt_gemv_q5_0_avx2, qt_gemv_q5_1_avx2, qt_gemv_iq4_nl_avx2};
     const qt_gemm_fn legacy_small[] = {qt_gemm_small_q4_1_avx2, qt_gemm_small_q5_0_avx2, qt_gemm_small_q5_1_avx2,
                                        qt_gemm_small_iq4_nl_avx2};
-    for (int i = 0; i < 4; i++)
-        if (t[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) {
-            t[legacy[i]].gemm = legacy_gemm[i];
-            t[legacy[i]].gemv = legacy_gemv[i];
-            t[legacy[i]].gemm_small = legacy_small[i];
-            t[legacy[i]].small_max_t = LEGACY_SMALL_MAX_T;
-        }
+    qt_legacy_set_products_x86(t, legacy_gemm, legacy_gemv, legacy_small, 16);
     kt->dot_f32 = dot_f32_avx2;
     kt->axpy_f32 = axpy_f32_avx2;
     kt->scale_f32 = scale_f32_avx2;

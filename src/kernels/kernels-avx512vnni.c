@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "kernels/kernels.h"
+#include "kernels/legacy-kernels.h"
 #include "kernels/matmul-internal.h"
 #include "kernels/quants-avx2.h"
 #include "kernels/vecmath-internal.h"
@@ -571,7 +572,6 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     kt->type[QT_TYPE_Q8_0].gemm = gemm_q8_0_avx512vnni;
     kt->type[QT_TYPE_Q4_0].gemm = gemm_q4_0_avx512vnni;
     // the legacy types where the table pairs them with Q8_0 (as kernels-ref.c does)
-    const qt_type legacy[] = {QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_IQ4_NL};
     const qt_gemm_fn legacy_gemm[] = {gemm_q4_1_avx512vnni, gemm_q5_0_avx512vnni, gemm_q5_1_avx512vnni,
                                       gemm_iq4_nl_avx512vnni};
     const qt_gemv_fn legacy_gemv[] = {qt_gemv_q4_1_avx512vnni, qt_gemv_q5_0_avx512vnni, qt_gemv_q5_1_avx512vnni,
@@ -581,14 +581,7 @@ void qt_kernels_fill_avx512vnni(qt_kernel_table *kt) {
     // gemm_small against the gemm's tiles: bench-batch, TinyLlama Q5_0, Zen 5,
     // ms per step (BENCHMARKS.md): 4 slots 32 / 50, 8 slots 68-72 / 59; both
     // grow linearly in between, so the gemm_small up to 6
-    enum { LEGACY_SMALL_MAX_T = 6 };
-    for (int i = 0; i < 4; i++)
-        if (kt->type[legacy[i]].vec_dot_type == QT_TYPE_Q8_0) {
-            kt->type[legacy[i]].gemm = legacy_gemm[i];
-            kt->type[legacy[i]].gemv = legacy_gemv[i];
-            kt->type[legacy[i]].gemm_small = legacy_small[i];
-            kt->type[legacy[i]].small_max_t = LEGACY_SMALL_MAX_T;
-        }
+    qt_legacy_set_products_x86(kt->type, legacy_gemm, legacy_gemv, legacy_small, 6);
     kt->type[QT_TYPE_Q8_0].gemv = qt_gemv_q8_0_avx512vnni;   // gemv-avx512vnni.c
     kt->type[QT_TYPE_Q4_0].gemv = qt_gemv_q4_0_avx512vnni;
     // small_max_t: TinyLlama shape, 8 decoding slots + a prompt chunk, Zen 5

@@ -128,3 +128,16 @@ void qt_legacy_set_avx2(qt_kernel_traits *t) {
     set(t, QT_TYPE_Q5_1, vec_dot_q5_1_avx2, to_float_q5_1_avx2);
     set(t, QT_TYPE_IQ4_NL, vec_dot_iq4_nl_avx2, to_float_iq4_nl_avx2);
 }
+
+void qt_legacy_set_products_x86(qt_kernel_traits *t, const qt_gemm_fn gemm[4], const qt_gemv_fn gemv[4],
+                                const qt_gemm_fn small[4], int small_max_t) {
+    static const qt_type types[4] = {QT_TYPE_Q4_1, QT_TYPE_Q5_0, QT_TYPE_Q5_1, QT_TYPE_IQ4_NL};
+    for (int i = 0; i < 4; i++) {
+        qt_kernel_traits *k = &t[types[i]];
+        if (k->vec_dot_type != QT_TYPE_Q8_0) continue;   // the reference's pairing only
+        k->gemm = gemm[i];
+        k->gemv = gemv[i];
+        k->gemm_small = small[i];
+        k->small_max_t = small_max_t;
+    }
+}
