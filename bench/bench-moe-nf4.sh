@@ -37,7 +37,7 @@ for i in $(seq "$REPS"); do
   run $Q bench -m "$TL" --quantize q4_0 -p 256 -n 0 -r 1 -t 2 | grep pp
 done
 for i in $(seq "$REPS"); do
-  run build/bench/bench-train "$TL" "$T_TL" 2 2 16 q,k,v,o,gate 0 nf4
-  run build/bench/bench-train "$TL" "$T_TL" 2 2 16 q,k,v,o,gate 0 q4_0
+  run build/bench/bench-train "$TL" "$T_TL" 2 2 16 q,k,v,o,gate 0 auto 1 nf4
+  run build/bench/bench-train "$TL" "$T_TL" 2 2 16 q,k,v,o,gate 0 auto 1 q4_0
 done
 run build/bench/bench-train "$MX" "$T_MX" 2 2 16 q,k,v,o,w1,w2,w3 1

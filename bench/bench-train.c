@@ -52,7 +52,8 @@ int main(int argc, char **argv) {
     const int NT = T * B;
     double t_load = qt_time_s();
     qt_model *m = qt_model_load(argv[1]);
-    if (!m || (argc > 8 && qt_model_quantize_name(m, argv[8]) != QT_OK)) return 1;
+    if (!m || (argc > 10 && qt_model_quantize_name(m, argv[10]) != QT_OK)) return 1;
+    if (getenv("QT_NO_MMAP") && qt_model_copy_weights(m) != QT_OK) return 1;
     t_load = qt_time_s() - t_load;
     qt_lora_config cfg = qt_lora_defaults();
     cfg.rank = rank;

@@ -22,7 +22,8 @@
 // zero-padded to whole panels and edge tiles of C go through a scratch tile,
 // so every element of C sums in the same order (units ascending, from C's old
 // value or from 0). fp32 -> bf16 rounds to nearest even, as
-// qt_fp32_to_bf16 (quant/types.h) and PyTorch's .to(torch.bfloat16).
+// qt_fp32_to_bf16 (quant/types.h) and PyTorch's .to(torch.bfloat16), up to
+// denormals (flushed: vdpbf16ps would read them as zero).
 // B comes from three sources: float rows (gemm_acc), weight rows of any type
 // dequantized a row segment at a time (gemm_acc_w: B = W), and weight rows
 // transposed 16 x 16 units at a time (gemm_xwt: B = W^T; F32 rows and, for
@@ -42,6 +43,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul-internal.h"
 #include "kernels/simd-x86.h"
+#include "quant/blocks.h"
 #include "quant/types.h"
 
 #define G5_MR 14     // 28 accumulators; measured in L1 on Zen 5: 14 rows reach the bf16 peak, 12 do not
@@ -59,22 +61,20 @@
 
 // ---- units from floats ----
 
-// bf16 bits of fp32 lanes in their upper halves, rounded to nearest even;
-// NaN stays a quiet NaN (as qt_fp32_to_bf16).
-G5_INLINE __m512i g5_round_bf16(__m512i u) {
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                           _mm512_set1_epi32(0x7f800000));
-    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
-}
+#if G5_PAIRS
+// fp32 -> bf16 by vcvtne2ps2bf16 (qt_cvtne_bf16x32): nearest even, as
+// qt_fp32_to_bf16 and PyTorch's .to(torch.bfloat16), NaN quiet, but
+// denormals flushed to zero: vdpbf16ps, the only reader of the packed
+// panels, treats denormal inputs as zero, so the products are the same. One
+// instruction per 32 values against ~14 for the integer rounding.
 
 // 16 pairs: lane i = (bf16(even[i]), bf16(odd[i])), even in the low half
 G5_INLINE __m512i g5_pairs(__m512 even, __m512 odd) {
-    __m512i lo = _mm512_srli_epi32(g5_round_bf16(_mm512_castps_si512(even)), 16);
-    __m512i hi = _mm512_and_si512(g5_round_bf16(_mm512_castps_si512(odd)), _mm512_set1_epi32((int)0xffff0000u));
-    return _mm512_or_si512(lo, hi);
+    const __m512i zip = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(zip, qt_cvtne_bf16x32(even, odd));
 }
+#endif
 
 G5_INLINE __mmask16 g5_mask(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1); }
 
@@ -85,9 +85,7 @@ G5_INLINE __m512i g5_row_units(const float *row, int u0, int n) {
     int k0 = 2 * u0;
     __m512 a = _mm512_maskz_loadu_ps(g5_mask(n - k0), row + k0);
     __m512 b = _mm512_maskz_loadu_ps(g5_mask(n - k0 - 16), row + k0 + 16);
-    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    return g5_pairs(_mm512_permutex2var_ps(a, ie, b), _mm512_permutex2var_ps(a, io, b));
+    return qt_cvtne_bf16x32(a, b);   // 32 bf16 in element order: the pairs
 #else
     return _mm512_castps_si512(_mm512_maskz_loadu_ps(g5_mask(n - u0), row + u0));
 #endif
@@ -119,6 +117,7 @@ G5_INLINE void g5_transpose16(__m512i r[16]) {
 
 // ---- packing A ----
 
+#define G5_PA_AHEAD 4
 // Ap = A (mc x kc, rows lda apart) as row panels; 16 rows x 16 units
 // transposed at a time, the panel's MR rows stored with a mask.
 static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc, int kc) {
@@ -126,6 +125,15 @@ static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc,
     for (int i0 = 0; i0 < mc; i0 += G5_MR, Ap += (size_t)ku * G5_MR) {
         int rows = QT_MIN(G5_MR, mc - i0);
         for (int u0 = 0; u0 < ku; u0 += 16) {
+            // the rows' segments G5_PA_AHEAD steps on: MR streams lda apart,
+            // which the hardware prefetcher does not keep up with
+            int kp = (G5_PAIRS ? 2 : 1) * (u0 + 16 * G5_PA_AHEAD);
+            if (kp < kc)
+                for (int i = 0; i < rows; i++) {
+                    const float *p = A + (size_t)(i0 + i) * lda + kp;
+                    _mm_prefetch((const char *)p, _MM_HINT_T0);
+                    if (G5_PAIRS && kp + 16 < kc) _mm_prefetch((const char *)(p + 16), _MM_HINT_T0);
+                }
             __m512i v[16];
             for (int i = 0; i < 16; i++)
                 v[i] = i < rows ? g5_row_units(A + (size_t)(i0 + i) * lda, u0, kc) : _mm512_setzero_si512();
@@ -207,49 +215,107 @@ typedef struct {
     size_t blck_bytes;
 } g5_w_src;
 
-// B = W (K rows of W, B's columns a block-aligned range of each row): each
-// row segment dequantized into an L1 buffer, then dealt out.
-static void g5_pack_wq(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
-    const g5_w_src *s = src;
-    const int ku = G5_KU(kc);
-    float buf[2][G5_NC] __attribute__((aligned(64)));
-    const size_t off = (size_t)(n0 / s->blck) * s->blck_bytes;
+G5_INLINE void g5_prefetch_seg0(const g5_w_src *s, const char *row, int e0, int ne) {
+    const char *p = row + (size_t)(e0 / s->blck) * s->blck_bytes;
+    size_t bytes = (size_t)(ne / s->blck) * s->blck_bytes;
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+}
+
 #if G5_PAIRS
-    if (s->type == QT_TYPE_BF16) {
-        // BF16 rows are pairs already: the halves of rows k and k + 1
-        // interleaved by one vpermt2w per 16 columns (bit-identical to
-        // widening and rounding back, but for signalling NaNs, which stay so),
-        // instead of a round trip through fp32 (the output head's backward:
-        // 4% of a QLoRA step)
-        const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                            39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-        const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
-        for (int u = 0; u < ku; u++) {
-            int k = k0 + 2 * u;
-            const uint16_t *r0 = (const uint16_t *)(s->w + (size_t)k * s->stride + off);
-            const uint16_t *r1 = k + 1 < k0 + kc ? (const uint16_t *)(s->w + (size_t)(k + 1) * s->stride + off) : NULL;
-            for (int j0 = 0; j0 < nc; j0 += G5_NR) {   // whole panels: the masked loads zero the padding
-                __mmask32 m = nc - j0 >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (nc - j0)) - 1);
-                __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j0);
-                __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j0) : _mm512_setzero_si512();
-                uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR;
-                _mm512_store_si512((void *)d, _mm512_permutex2var_epi16(a, lo, b));
-                _mm512_store_si512((void *)(d + 16), _mm512_permutex2var_epi16(a, hi, b));
-            }
+// A weight row segment of n elements (whole blocks of its type) as bf16 in
+// y: the fp32 values of the type's to_float rounded to bf16. Q4_0 and Q8_0
+// straight from their blocks ((q - 8) * d and q * d in fp32, as their
+// to_float; 12 instructions a block), other types through tmp (n floats).
+// An odd n gets a zero after it (the last pair's upper half).
+static void g5_row_bf16(const g5_w_src *s, const char *x, uint16_t *y, int n, float *tmp) {
+    if (s->type == QT_TYPE_Q4_0) {
+        const block_q4_0 *b = (const block_q4_0 *)x;
+        // q - 8 as floats, by the low 4 bits of each lane (vpermps ignores the rest)
+        const __m512 lut = _mm512_set_ps(7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8);
+        for (int i = 0; i < n / QK4_0; i++, y += QK4_0) {
+            __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs));
+            __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+            _mm512_storeu_si512((void *)y, qt_cvtne_bf16x32(_mm512_mul_ps(_mm512_permutexvar_ps(q, lut), d),
+                                                            _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut), d)));
         }
         return;
     }
-#endif
-    for (int u = 0; u < ku; u++) {
-        int k = G5_PAIRS ? k0 + 2 * u : k0 + u;
-        s->to_float(s->w + (size_t)k * s->stride + off, buf[0], nc);
-        const float *r1 = NULL;
-        if (G5_PAIRS && k + 1 < k0 + kc) {
-            s->to_float(s->w + (size_t)(k + 1) * s->stride + off, buf[1], nc);
-            r1 = buf[1];
+    if (s->type == QT_TYPE_Q8_0) {
+        const block_q8_0 *b = (const block_q8_0 *)x;
+        for (int i = 0; i < n / QK8_0; i++, y += QK8_0) {
+            __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
+            __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs)));
+            __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b[i].qs + 16))));
+            _mm512_storeu_si512((void *)y, qt_cvtne_bf16x32(_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d)));
         }
-        g5_deal(buf[0], r1, nc, ku, u, Bp, NULL, NULL);
+        return;
     }
+    s->to_float(x, tmp, n);
+    for (int j = 0; j < n; j += 32) {
+        __m512i v = qt_cvtne_bf16x32(_mm512_maskz_loadu_ps(g5_mask(n - j), tmp + j),
+                                     _mm512_maskz_loadu_ps(g5_mask(n - j - 16), tmp + j + 16));
+        if (n - j >= 32) _mm512_storeu_si512((void *)(y + j), v);
+        else _mm512_mask_storeu_epi16(y + j, (__mmask32)((1u << (n - j)) - 1), v);
+    }
+    if (n % 2) y[n] = 0;
+}
+
+// Unit row u of a block from two bf16 k-rows r0 (k) and r1 (k + 1, NULL past
+// K): nc columns, the halves interleaved by one vpermt2w per 16 columns,
+// dealt out to whole panels (the masked loads zero the padding).
+G5_INLINE void g5_deal_bf16(const uint16_t *r0, const uint16_t *r1, int nc, int ku, int u, uint32_t *restrict Bp) {
+    const __m512i lo = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                        39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
+    for (int j0 = 0; j0 < nc; j0 += G5_NR) {
+        __mmask32 m = nc - j0 >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (nc - j0)) - 1);
+        __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j0);
+        __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j0) : _mm512_setzero_si512();
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR;
+        _mm512_store_si512((void *)d, _mm512_permutex2var_epi16(a, lo, b));
+        _mm512_store_si512((void *)(d + 16), _mm512_permutex2var_epi16(a, hi, b));
+    }
+}
+#endif
+
+// B = W (K rows of W, B's columns a block-aligned range of each row). fp32:
+// each row segment dequantized into an L1 buffer, then dealt out. Pairs:
+// BF16 rows are pairs already, the halves of rows k and k + 1 interleaved
+// (bit-identical to widening and rounding back, but for signalling NaNs,
+// which stay so; the output head's backward lost 4% of a QLoRA step to the
+// fp32 round trip); other types dequantized to bf16 rows first (g5_row_bf16:
+// a Q4_0 base's backward spent 7% of a QLoRA step in the fp32 dequantization
+// and its rounding).
+static void g5_pack_wq(const void *src, int k0, int kc, int n0, int nc, uint32_t *restrict Bp) {
+    const g5_w_src *s = src;
+    const int ku = G5_KU(kc);
+    const size_t off = (size_t)(n0 / s->blck) * s->blck_bytes;
+#if G5_PAIRS
+    uint16_t h[2][G5_NC + 32] __attribute__((aligned(64)));
+    float tmp[G5_NC] __attribute__((aligned(64)));
+    for (int u = 0; u < ku; u++) {
+        int k = k0 + 2 * u;
+        const char *w0 = s->w + (size_t)k * s->stride + off, *w1 = k + 1 < k0 + kc ? w0 + s->stride : NULL;
+        const uint16_t *r0 = (const uint16_t *)w0, *r1 = (const uint16_t *)w1;
+        for (int kp = k + 32; kp < k + 32 + 2 && kp < k0 + kc; kp++)
+            g5_prefetch_seg0(s, s->w + (size_t)kp * s->stride, n0, nc);
+        if (s->type != QT_TYPE_BF16) {
+            g5_row_bf16(s, w0, h[0], nc, tmp);
+            r0 = h[0];
+            if (w1) {
+                g5_row_bf16(s, w1, h[1], nc, tmp);
+                r1 = h[1];
+            }
+        }
+        g5_deal_bf16(r0, r1, nc, ku, u, Bp);
+    }
+#else
+    float buf[G5_NC] __attribute__((aligned(64)));
+    for (int u = 0; u < ku; u++) {
+        s->to_float(s->w + (size_t)(k0 + u) * s->stride + off, buf, nc);
+        g5_deal(buf, NULL, nc, ku, u, Bp, NULL, NULL);
+    }
+#endif
 }
 
 // B = W^T: B (k, j) = W row n0 + j, element k0 + k. Per group of 16 rows,
@@ -261,10 +327,19 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
     const int ku = G5_KU(kc);
     const bool in_place_f32 = s->type == QT_TYPE_F32;
     const bool in_place_bf16 = G5_PAIRS && s->type == QT_TYPE_BF16 && kc % 2 == 0;
+    // bf16 units: in place, or (pairs, any type but F32) rows dequantized to bf16
+    const bool bf16_units = G5_PAIRS && !in_place_f32;
+#if G5_PAIRS
+    uint16_t buf[16][G5_WT_CHUNK + 32] __attribute__((aligned(64)));
+    float tmp[G5_WT_CHUNK] __attribute__((aligned(64)));
+#else
     float buf[16][G5_WT_CHUNK] __attribute__((aligned(64)));
+#endif
     for (int j0 = 0; j0 < nc; j0 += 16) {
         int rows = QT_MIN(16, nc - j0);
         uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (j0 % G5_NR);
+        for (int i = 0; i < 16 && j0 + 16 + i < nc; i++)
+            g5_prefetch_seg0(s, s->w + (size_t)(n0 + j0 + 16 + i) * s->stride, k0, kc);
         for (int c0 = 0; c0 < kc; c0 += G5_WT_CHUNK) {   // k0 + c0 .. + cc: units cu0 .. + cku
             int cc = QT_MIN(G5_WT_CHUNK, kc - c0), cu0 = G5_KU(c0), cku = G5_KU(cc);
             const char *r[16];
@@ -273,7 +348,11 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
                 if (in_place_f32) r[i] = row + (size_t)(k0 + c0) * 4;
                 else if (in_place_bf16) r[i] = row + (size_t)(k0 + c0) * 2;
                 else {
+#if G5_PAIRS
+                    g5_row_bf16(s, row + (size_t)((k0 + c0) / s->blck) * s->blck_bytes, buf[i], cc, tmp);
+#else
                     s->to_float(row + (size_t)((k0 + c0) / s->blck) * s->blck_bytes, buf[i], cc);
+#endif
                     r[i] = (const char *)buf[i];
                 }
             }
@@ -281,7 +360,7 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
                 __m512i v[16];
                 for (int i = 0; i < 16; i++) {
                     if (i >= rows) v[i] = _mm512_setzero_si512();
-                    else if (in_place_bf16) v[i] = _mm512_maskz_loadu_epi32(g5_mask(cku - u0), (const uint32_t *)r[i] + u0);
+                    else if (bf16_units) v[i] = _mm512_maskz_loadu_epi32(g5_mask(cku - u0), (const uint32_t *)r[i] + u0);
                     else v[i] = g5_row_units((const float *)r[i], u0, cc);
                 }
                 g5_transpose16(v);

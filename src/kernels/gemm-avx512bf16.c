@@ -1,6 +1,7 @@
 // gemm-avx512bf16.c: the avx512-bf16 table's bf16 ops (qt_gemm_ops): the
 // blocked gemm of gemm-avx512.h on bf16 pairs with a 14 x 32 vdpbf16ps
-// micro-kernel: both operands rounded to bfloat16 (nearest even) when packed,
+// micro-kernel: both operands rounded to bfloat16 (nearest even, by
+// vcvtne2ps2bf16; Q4_0 / Q8_0 weights straight from their blocks) when packed,
 // each instruction adds two exact products per lane to an fp32 accumulator
 // (PyTorch autocast's bf16 matmul numerics, up to the summation order).
 // Needs AVX-512 BF16.

@@ -86,6 +86,14 @@ static inline simde__m512i qt_simde_cvtepu8_epi32(simde__m128i a) {
     return simde_mm512_loadu_si512(v);
 }
 #define _mm512_cvtepu8_epi32(a) qt_simde_cvtepu8_epi32(a)
+static inline simde__m512i qt_simde_cvtepi8_epi32(simde__m128i a) {
+    int8_t x[16];
+    int32_t v[16];
+    simde_mm_storeu_si128((simde__m128i *)x, a);
+    for (int i = 0; i < 16; i++) v[i] = x[i];
+    return simde_mm512_loadu_si512(v);
+}
+#define _mm512_cvtepi8_epi32(a) qt_simde_cvtepi8_epi32(a)
 static inline simde__m256i qt_simde_cvtepi32_epi16(simde__m512i a) {
     int32_t x[16];
     int16_t v[16];
@@ -102,6 +110,13 @@ static inline simde__m512i qt_simde_maskz_loadu_epi16(simde__mmask32 k, const vo
     return simde_mm512_loadu_si512(v);
 }
 #define _mm512_maskz_loadu_epi16(k, p) qt_simde_maskz_loadu_epi16((k), (p))
+static inline void qt_simde_mask_storeu_epi16(void *p, simde__mmask32 k, simde__m512i a) {
+    uint16_t v[32];
+    simde_mm512_storeu_si512(v, a);
+    for (int i = 0; i < 32; i++)
+        if ((k >> i) & 1) memcpy((char *)p + 2 * i, &v[i], 2);
+}
+#define _mm512_mask_storeu_epi16(p, k, a) qt_simde_mask_storeu_epi16((p), (k), (a))
 static inline simde__m512d qt_simde_cvtps_pd(simde__m256 a) {
     float x[8];
     double v[8];
@@ -142,6 +157,29 @@ static inline __attribute__((always_inline)) __m512bh qt_as_bh(__m512i v) {
     return r;
 #else
     return (__m512bh)v;
+#endif
+}
+
+// vcvtne2ps2bf16: 32 bf16 of the fp32 lanes lo (elements 0 .. 15) and hi
+// (16 .. 31), in element order; nearest even, denormal inputs and results
+// to zero, NaN quiet (SIMDe 0.7 lacks it: lane by lane there).
+static inline __attribute__((always_inline)) __m512i qt_cvtne_bf16x32(__m512 lo, __m512 hi) {
+#if defined(QT_SIMDE)
+    float x[32];
+    uint16_t v[32];
+    _mm512_storeu_ps(x, lo);
+    _mm512_storeu_ps(x + 16, hi);
+    for (int i = 0; i < 32; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        if ((u & 0x7f800000) == 0) u &= 0x80000000u;   // DAZ
+        memcpy(&x[i], &u, 4);
+        v[i] = qt_fp32_to_bf16(x[i]);
+        if ((v[i] & 0x7f80) == 0) v[i] &= 0x8000;   // FTZ
+    }
+    return _mm512_loadu_si512(v);
+#else
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 #endif
 }
 #endif
