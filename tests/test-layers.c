@@ -480,9 +480,10 @@ static void test_attention(void) {
     // bigger than one 64 x 96 matmul tile and the 32-wide transpose blocks
     attention_case(70, 4, 1, 16, false);
     attention_case(100, 2, 2, 64, false);
-    // several 48-row blocks of queries and 128-key blocks, the last ones ragged
+    // several 84-row blocks of queries and 224-key blocks, the last ones ragged
     attention_case(203, 4, 1, 32, false);
     attention_case(300, 2, 1, 16, false);
+    attention_case(470, 2, 1, 16, false);
 }
 
 // ---------------------------------------------------------------- swiglu

@@ -22,10 +22,24 @@
 #include "backend/layers-train.h"
 #include "base/base.h"
 
-// Query rows per task (a multiple of the f32 gemm's 6-row micro-tile) and
-// keys per block.
-#define FA_TQ 48
-#define FA_TK 128
+// Query rows per task and keys per block: 84 = 6 x 14 and 224 = 7 x 32 =
+// 16 x 14, so the products' rows are whole micro-tiles of the f32 AVX2 gemm
+// (6 rows) and the AVX-512 gemms (14; the key blocks are the rows of phase
+// 2's transposed products) and the forward's and phase 1's scores whole
+// 32-column panels: few tiles go through the drivers' ragged-edge path.
+// Phase 2's key blocks (FA_TKB) stay small: its first query chunk of each
+// key block computes a triangle that is thrown away (224 there lost 4-5% on
+// the AVX2 table). The earlier 48 / 128 / 128 blocks ran a TinyLlama layer's
+// attention (T = 512, bf16, 2 threads, Zen 5) in 7.0 + 22.0 ms forward +
+// backward, these in 5.6 + 17.3 (T = 2048: 89 + 281 -> 72 + 235 ms; f32 on
+// the AVX2 table: 11.8 + 31.4 -> 12.0 + 32.6).
+#define FA_TQ 84
+#define FA_TK 224
+#define FA_TKB 84
+// Up to this T the backward's phase 1 keeps a task's P and dP (2 x FA_TQ x T
+// floats per thread, 5.25 MiB at 8192) from the pass that sums D for the
+// pass that forms dQ, instead of computing them again.
+#define FA_KEEP_T 8192
 
 // Task i of n (most expensive first) runs on thread snake(i): 0, 1, ..,
 // nth-1, nth-1, .., 0, 0, 1, .. so the costly early tasks spread evenly and
@@ -169,8 +183,8 @@ void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const
 
 // Phase 1, task (query head hg, block of query rows t0..t1):
 //   first D = rowsum(P * dP) over every key block, then for each key block:
-//   S = Q Kt, P = exp(S * scale - lse), dP = dO Vt, dS = P * (dP - D) * scale,
-//   dQ += dS K. D is the materialised softmax backward's sum, not
+//   S = Q Kt, P = exp(S * scale - lse), dP = dO Vt (kept from the first
+//   pass up to FA_KEEP_T), dS = P * (dP - D) * scale, dQ += dS K. D is the materialised softmax backward's sum, not
 //   FlashAttention's dO . O (equal in exact arithmetic): dP - D cancels, and
 //   with bf16 products the two differ by a rounding that the cancellation
 //   amplifies. Phase 2 reads the D this phase leaves in DT.
@@ -178,13 +192,16 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
     const int n_tb = (T + FA_TQ - 1) / FA_TQ;
+    // keep: the task's P and dP blocks from pass 0 for pass 1 (FA_TQ x T each)
+    const bool keep = j->dq && T <= FA_KEEP_T;
+    const size_t blk = keep ? (size_t)FA_TQ * T : (size_t)FA_TQ * FA_TK;
     float *S = NULL, *dP = NULL, *acc = NULL;
     double *Dacc = NULL;
     for (int i = 0; i < j->NH * n_tb; i++) {
         if (!my_task(i, ith, nth)) continue;
         if (!S) {
-            S = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
-            dP = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
+            S = qt_malloc(sizeof(float) * blk);
+            dP = qt_malloc(sizeof(float) * blk);
             acc = qt_malloc(sizeof(float) * FA_TQ * (size_t)HS);
             Dacc = qt_malloc(sizeof(double) * FA_TQ);
         }
@@ -199,14 +216,17 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
             else memset(acc, 0, sizeof(float) * (size_t)nr * HS);
             for (int k0 = 0; k0 < t1; k0 += FA_TK) {
                 int nk = QT_MIN(t1, k0 + FA_TK) - k0;
-                memset(S, 0, sizeof(float) * (size_t)nr * nk);
-                memset(dP, 0, sizeof(float) * (size_t)nr * nk);
-                qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, j->Kt + (size_t)h * HS * T + k0, T, S, nk);
-                qt_gemm_acc(j->kc, nr, nk, HS, dO, qd, j->Vt + (size_t)h * HS * T + k0, T, dP, nk);
+                float *Sb = keep ? S + (size_t)nr * k0 : S, *dPb = keep ? dP + (size_t)nr * k0 : dP;
+                if (pass == 0 || !keep) {   // (kept: pass 0 left P and dP of this block)
+                    memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
+                    memset(dPb, 0, sizeof(float) * (size_t)nr * nk);
+                    qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, j->Kt + (size_t)h * HS * T + k0, T, Sb, nk);
+                    qt_gemm_acc(j->kc, nr, nk, HS, dO, qd, j->Vt + (size_t)h * HS * T + k0, T, dPb, nk);
+                }
                 for (int r = 0; r < nr; r++) {
-                    float *s = S + (size_t)r * nk, *dp = dP + (size_t)r * nk;
+                    float *s = Sb + (size_t)r * nk, *dp = dPb + (size_t)r * nk;
                     int n = n_valid(t0 + r, k0, nk);
-                    if (n > 0) j->kc->kt->exp_sum_f32(n, s, j->scale, lse[r], s);
+                    if (n > 0 && (pass == 0 || !keep)) j->kc->kt->exp_sum_f32(n, s, j->scale, lse[r], s);
                     if (pass == 0) {
                         for (int c = 0; c < n; c++) Dacc[r] += (double)s[c] * dp[c];
                         continue;
@@ -215,7 +235,7 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
                     for (int c = n; c < nk; c++) s[c] = 0;
                 }
                 if (pass == 1)
-                    qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
+                    qt_gemm_acc(j->kc, nr, HS, nk, Sb, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
             }
             if (pass == 0)
                 for (int r = 0; r < nr; r++) D[r] = (float)Dacc[r];
@@ -242,19 +262,19 @@ static void fa_backward_kv_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
     const qt_kernel_table *K = j->kc->kt;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
-    const int n_kb = (T + FA_TK - 1) / FA_TK;
+    const int n_kb = (T + FA_TKB - 1) / FA_TKB;
     float *St = NULL, *dPt = NULL, *accv = NULL, *acck = NULL, *row = NULL;
     for (int i = 0; i < j->NKV * n_kb; i++) {
         if (!my_task(i, ith, nth)) continue;
         if (!St) {
-            St = qt_malloc(sizeof(float) * FA_TK * FA_TQ);
-            dPt = qt_malloc(sizeof(float) * FA_TK * FA_TQ);
-            accv = qt_malloc(sizeof(float) * FA_TK * (size_t)HS);
-            acck = qt_malloc(sizeof(float) * FA_TK * (size_t)HS);
+            St = qt_malloc(sizeof(float) * FA_TKB * FA_TQ);
+            dPt = qt_malloc(sizeof(float) * FA_TKB * FA_TQ);
+            accv = qt_malloc(sizeof(float) * FA_TKB * (size_t)HS);
+            acck = qt_malloc(sizeof(float) * FA_TKB * (size_t)HS);
             row = qt_malloc(sizeof(float) * FA_TQ);
         }
         int h = i % j->NKV, kb = i / j->NKV;   // earlier key blocks see more queries: most expensive first
-        int k0 = kb * FA_TK, nk = QT_MIN(T, k0 + FA_TK) - k0;
+        int k0 = kb * FA_TKB, nk = QT_MIN(T, k0 + FA_TKB) - k0;
         const float *Kb = j->k + (size_t)k0 * kvd + (size_t)h * HS, *Vb = j->v + (size_t)k0 * kvd + (size_t)h * HS;
         memset(accv, 0, sizeof(float) * (size_t)nk * HS);
         memset(acck, 0, sizeof(float) * (size_t)nk * HS);
