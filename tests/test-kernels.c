@@ -992,6 +992,49 @@ static void test_pool(void) {
 
 #include <float.h>
 
+// dot_f32_f64 and softmax_grad_f32 (the training attention's backward) of
+// every table: the dot against a long-double sum, within 1e-15 of the sum of
+// |x y| (the lanes' order differs); the softmax gradient bit for bit against
+// p * (dp - d) * scale evaluated here, with a vector d and a scalar d0, on
+// ragged lengths and in place.
+static void test_softmax_grad(qt_rng *rng) {
+    static const int lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 84, 224, 1001};
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        int bad_dot = 0, bad_g = 0;
+        for (size_t li = 0; li < QT_ARRAY_LEN(lens); li++) {
+            int n = lens[li];
+            float *p = randn(rng, (size_t)n + 1, 1.0f), *dp = randn(rng, (size_t)n + 1, 3.0f), *d = randn(rng, (size_t)n + 1, 1.0f);
+            float *out = qt_malloc(sizeof(float) * ((size_t)n + 1)), *io = qt_malloc(sizeof(float) * ((size_t)n + 1));
+            long double want = 0, mag = 0;
+            for (int i = 0; i < n; i++) {
+                want += (long double)p[i] * dp[i];
+                mag += fabsl((long double)p[i] * dp[i]);
+            }
+            double got = kt->dot_f32_f64(n, p, dp);
+            if (fabsl(got - want) > 1e-15L * mag) bad_dot++;
+            for (int vec = 0; vec < 2; vec++) {
+                const float scale = 0.125f, d0 = 0.3f;
+                out[n] = io[n] = 42.0f;   // past the end: untouched
+                kt->softmax_grad_f32(n, p, dp, vec ? d : NULL, d0, scale, out);
+                memcpy(io, dp, sizeof(float) * (size_t)n);
+                kt->softmax_grad_f32(n, p, io, vec ? d : NULL, d0, scale, io);   // out aliases dp
+                for (int i = 0; i < n; i++) {
+                    volatile float t = dp[i] - (vec ? d[i] : d0);
+                    volatile float u = p[i] * t;
+                    float w = u * scale;
+                    bad_g += memcmp(&out[i], &w, sizeof(float)) != 0 || memcmp(&io[i], &w, sizeof(float)) != 0;
+                }
+                bad_g += out[n] != 42.0f || io[n] != 42.0f;
+            }
+            qt_free(p); qt_free(dp); qt_free(d); qt_free(out); qt_free(io);
+        }
+        CHECK(bad_dot == 0, "%s dot_f32_f64: %d lengths off", kt->isa, bad_dot);
+        CHECK(bad_g == 0, "%s softmax_grad_f32: %d elements differ from p * (dp - d) * scale", kt->isa, bad_g);
+        printf("  %s dot_f32_f64, softmax_grad_f32 %s\n", kt->isa, bad_dot + bad_g ? "FAILED" : "ok");
+    }
+}
+
 // The element-wise math helpers (kernels.h: exp_f32, max_f32, exp_sum_f32,
 // swiglu_f32, swiglu_backward_f32) of every table against double-precision
 // definitions. exp over a sweep of [-110, 95] (every 2^-9 plus random
@@ -1194,6 +1237,7 @@ int main(void) {
     test_float_helpers(&rng);
     test_gemm_acc(&rng);
     test_vecmath(&rng);
+    test_softmax_grad(&rng);
     for (int ti = 0; ti < g_n_tables; ti++)
         printf("  %s: worst |y - y_ref| / sum|w*x| = %.3g (tolerance %.3g)\n", g_tables[ti]->isa, g_worst[ti], TOL_SAME);
 

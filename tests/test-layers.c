@@ -484,6 +484,8 @@ static void test_attention(void) {
     attention_case(203, 4, 1, 32, false);
     attention_case(300, 2, 1, 16, false);
     attention_case(470, 2, 1, 16, false);
+    // past FA_KEEP_T (8192): the scores and P / dP computed again, not kept
+    attention_case(8200, 1, 1, 8, false);
 }
 
 // ---------------------------------------------------------------- swiglu

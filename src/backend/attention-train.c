@@ -36,9 +36,11 @@
 #define FA_TQ 84
 #define FA_TK 224
 #define FA_TKB 84
-// Up to this T the backward's phase 1 keeps a task's P and dP (2 x FA_TQ x T
-// floats per thread, 5.25 MiB at 8192) from the pass that sums D for the
-// pass that forms dQ, instead of computing them again.
+// Up to this T the forward keeps a task's scores (FA_TQ x T floats per
+// thread) from the pass that finds the log-sum-exp for the pass that forms
+// P, and the backward's phase 1 its P and dP (2 x FA_TQ x T, 5.25 MiB at
+// 8192) from the pass that sums D for the pass that forms dQ, instead of
+// computing them again.
 #define FA_KEEP_T 8192
 
 // Task i of n (most expensive first) runs on thread snake(i): 0, 1, ..,
@@ -98,20 +100,23 @@ static inline int n_valid(int t, int k0, int nk) { return QT_MAX(0, QT_MIN(nk, t
 // Task (query head hg, block of query rows t0..t1), two passes over the
 // causal key blocks: the first finds each row's log-sum-exp (running max and
 // sum), the second forms the normalised probabilities P = exp(S * scale -
-// lse) and accumulates O = P V. S is computed twice, but P is exactly the
-// matrix the backward recomputes (and what a materialised softmax holds, also
-// when products round to bf16), and O needs no rescaling.
+// lse) and accumulates O = P V. S is kept from the first pass up to
+// FA_KEEP_T (computed twice beyond), and P is exactly the matrix the backward
+// recomputes (and what a materialised softmax holds, also when products round
+// to bf16), and O needs no rescaling.
 static void fa_forward_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
     const qt_kernel_table *K = j->kc->kt;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
     const int n_tb = (T + FA_TQ - 1) / FA_TQ;
+    // keep: the task's scores from pass 1 for pass 2 (FA_TQ x T)
+    const bool keep = T <= FA_KEEP_T;
     float *S = NULL, *m = NULL, *L = NULL;
     double *l = NULL;
     for (int i = 0; i < j->NH * n_tb; i++) {
         if (!my_task(i, ith, nth)) continue;
         if (!S) {
-            S = qt_malloc(sizeof(float) * FA_TQ * FA_TK);
+            S = qt_malloc(sizeof(float) * (keep ? (size_t)FA_TQ * T : (size_t)FA_TQ * FA_TK));
             m = qt_malloc(sizeof(float) * FA_TQ);
             L = qt_malloc(sizeof(float) * FA_TQ);
             l = qt_malloc(sizeof(double) * FA_TQ);
@@ -125,12 +130,13 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
         // pass 1: lse per row
         for (int k0 = 0; k0 < t1; k0 += FA_TK) {
             int nk = QT_MIN(t1, k0 + FA_TK) - k0;
-            memset(S, 0, sizeof(float) * (size_t)nr * nk);
-            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, S, nk);
+            float *Sb = keep ? S + (size_t)nr * k0 : S;
+            memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
+            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
             for (int r = 0; r < nr; r++) {
                 int n = n_valid(t0 + r, k0, nk);
                 if (n == 0) continue;
-                float *s = S + (size_t)r * nk;
+                float *s = Sb + (size_t)r * nk;
                 float mn = QT_MAX(m[r], j->scale * K->max_f32(n, s));   // scale > 0: max commutes
                 double sum = K->exp_sum_f32(n, s, j->scale, mn, NULL);
                 l[r] = l[r] * exp((double)m[r] - mn) + sum;            // exp(-inf) = 0 on the first block
@@ -144,15 +150,18 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
         // pass 2: P = exp(S * scale - lse), O += P V
         for (int k0 = 0; k0 < t1; k0 += FA_TK) {
             int nk = QT_MIN(t1, k0 + FA_TK) - k0;
-            memset(S, 0, sizeof(float) * (size_t)nr * nk);
-            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, S, nk);
+            float *Sb = keep ? S + (size_t)nr * k0 : S;
+            if (!keep) {
+                memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
+                qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
+            }
             for (int r = 0; r < nr; r++) {
-                float *s = S + (size_t)r * nk;
+                float *s = Sb + (size_t)r * nk;
                 int n = n_valid(t0 + r, k0, nk);
                 if (n > 0) K->exp_sum_f32(n, s, j->scale, L[r], s);
                 for (int c = n; c < nk; c++) s[c] = 0;
             }
-            qt_gemm_acc(j->kc, nr, HS, nk, S, nk, j->v + (size_t)k0 * kvd + (size_t)h * HS, kvd, O, qd);
+            qt_gemm_acc(j->kc, nr, HS, nk, Sb, nk, j->v + (size_t)k0 * kvd + (size_t)h * HS, kvd, O, qd);
         }
         if (j->lse)
             for (int r = 0; r < nr; r++) j->lse[(size_t)(t0 + r) * j->NH + hg] = L[r];
@@ -190,6 +199,7 @@ void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const
 //   amplifies. Phase 2 reads the D this phase leaves in DT.
 static void fa_backward_q_worker(void *ctx, int ith, int nth) {
     const fa_job *j = ctx;
+    const qt_kernel_table *K = j->kc->kt;
     const int T = j->T, HS = j->HS, G = j->NH / j->NKV, qd = j->NH * HS, kvd = j->NKV * HS;
     const int n_tb = (T + FA_TQ - 1) / FA_TQ;
     // keep: the task's P and dP blocks from pass 0 for pass 1 (FA_TQ x T each)
@@ -226,12 +236,12 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
                 for (int r = 0; r < nr; r++) {
                     float *s = Sb + (size_t)r * nk, *dp = dPb + (size_t)r * nk;
                     int n = n_valid(t0 + r, k0, nk);
-                    if (n > 0 && (pass == 0 || !keep)) j->kc->kt->exp_sum_f32(n, s, j->scale, lse[r], s);
+                    if (n > 0 && (pass == 0 || !keep)) K->exp_sum_f32(n, s, j->scale, lse[r], s);
                     if (pass == 0) {
-                        for (int c = 0; c < n; c++) Dacc[r] += (double)s[c] * dp[c];
+                        Dacc[r] += K->dot_f32_f64(n, s, dp);
                         continue;
                     }
-                    for (int c = 0; c < n; c++) s[c] = s[c] * (dp[c] - D[r]) * j->scale;
+                    K->softmax_grad_f32(n, s, dp, NULL, D[r], j->scale, s);
                     for (int c = n; c < nk; c++) s[c] = 0;
                 }
                 if (pass == 1)
@@ -242,10 +252,7 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
         }
         if (!j->dq) continue;
         // summed apart and then added: independent of dq's old value
-        for (int r = 0; r < nr; r++) {
-            float *d = j->dq + (size_t)(t0 + r) * qd + (size_t)hg * HS;
-            for (int c = 0; c < HS; c++) d[c] += acc[(size_t)r * HS + c];
-        }
+        for (int r = 0; r < nr; r++) K->axpy_f32(HS, 1.0f, acc + (size_t)r * HS, j->dq + (size_t)(t0 + r) * qd + (size_t)hg * HS);
     }
     qt_free(S);
     qt_free(dP);
@@ -298,19 +305,15 @@ static void fa_backward_kv_worker(void *ctx, int ith, int nth) {
                     for (int r = 0; r < n; r++) row[r] = st[r0 + r] * j->scale - lse[tq0 + r0 + r];
                     K->exp_f32(n, row, st + r0);                                  // Pt
                     for (int r = 0; r < r0; r++) dpt[r] = 0;
-                    for (int r = r0; r < nr; r++) dpt[r] = st[r] * (dpt[r] - D[tq0 + r]) * j->scale;   // dSt
+                    K->softmax_grad_f32(n, st + r0, dpt + r0, D + tq0 + r0, 0.0f, j->scale, dpt + r0);   // dSt
                 }
                 qt_gemm_acc(j->kc, nk, HS, nr, St, nr, j->dout + (size_t)tq0 * qd + (size_t)hg * HS, qd, accv, HS);
                 qt_gemm_acc(j->kc, nk, HS, nr, dPt, nr, j->q + (size_t)tq0 * qd + (size_t)hg * HS, qd, acck, HS);
             }
         }
-        for (int a = 0; a < nk; a++) {
-            float *dkr = j->dk ? j->dk + (size_t)(k0 + a) * kvd + (size_t)h * HS : NULL;
-            float *dvr = j->dv ? j->dv + (size_t)(k0 + a) * kvd + (size_t)h * HS : NULL;
-            for (int c = 0; c < HS; c++) {
-                if (dkr) dkr[c] += acck[(size_t)a * HS + c];
-                if (dvr) dvr[c] += accv[(size_t)a * HS + c];
-            }
+        for (int a = 0; a < nk; a++) {   // (y += 1 * x: the bits of y + x)
+            if (j->dk) K->axpy_f32(HS, 1.0f, acck + (size_t)a * HS, j->dk + (size_t)(k0 + a) * kvd + (size_t)h * HS);
+            if (j->dv) K->axpy_f32(HS, 1.0f, accv + (size_t)a * HS, j->dv + (size_t)(k0 + a) * kvd + (size_t)h * HS);
         }
     }
     qt_free(St);

@@ -131,6 +131,13 @@ typedef struct {
     void (*swiglu_f32)(int n, const float *gate, const float *up, float *out);
     // dgate += dout * up * silu'(gate), dup += dout * silu(gate); either may be NULL.
     void (*swiglu_backward_f32)(int n, const float *dout, const float *gate, const float *up, float *dgate, float *dup);
+    // sum x[i] * y[i], products and sums in double (ref: index order; the
+    // SIMD tables sum in lanes, within 1e-15 of sum |x[i] y[i]| of it).
+    double (*dot_f32_f64)(int n, const float *x, const float *y);
+    // The softmax backward per element: out[i] = p[i] * (dp[i] - d[i] or d0) *
+    // scale, in that order and without fused multiply-adds, so every table
+    // gives the ref's bits; d NULL: d0 for every element; out may alias p or dp.
+    void (*softmax_grad_f32)(int n, const float *p, const float *dp, const float *d, float d0, float scale, float *out);
 } qt_kernel_table;
 
 // Bound on the SIMD exp_f32's relative error against exact exp for results

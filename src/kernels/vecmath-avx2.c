@@ -1,6 +1,6 @@
 // vecmath-avx2.c: element-wise math for the AVX2+FMA table: exp, max,
-// exp-sum (softmax, cross-entropy), SwiGLU forward and backward, 8 floats at
-// a time (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
+// exp-sum (softmax, cross-entropy), SwiGLU forward and backward, the double
+// dot and the softmax gradient, 8 floats at a time (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
 //
 // exp(x) = 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite: ln 2
 // split in a 9-bit high part, exact for |n| < 2^15, and a low part, both
@@ -147,10 +147,39 @@ static void swiglu_backward_f32_avx2(int n, const float *dout, const float *gate
     }
 }
 
+static double dot_f32_f64_avx2(int n, const float *x, const float *y) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(y + i);
+        acc0 = _mm256_add_pd(acc0, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(a)),
+                                                 _mm256_cvtps_pd(_mm256_castps256_ps128(b))));
+        acc1 = _mm256_add_pd(acc1, _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1))));
+    }
+    double sum = hsum_pd(acc0, acc1);
+    for (; i < n; i++) sum += (double)x[i] * y[i];
+    return sum;
+}
+
+static void softmax_grad_f32_avx2(int n, const float *p, const float *dp, const float *d, float d0, float scale,
+                                  float *out) {
+    const __m256 vs = _mm256_set1_ps(scale), vd0 = _mm256_set1_ps(d0);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 dd = d ? _mm256_loadu_ps(d + i) : vd0;
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(p + i), _mm256_sub_ps(_mm256_loadu_ps(dp + i), dd));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(g, vs));
+    }
+    for (; i < n; i++) out[i] = p[i] * (dp[i] - (d ? d[i] : d0)) * scale;
+}
+
 void qt_vecmath_set_avx2(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_avx2;
     kt->max_f32 = max_f32_avx2;
     kt->exp_sum_f32 = exp_sum_f32_avx2;
     kt->swiglu_f32 = swiglu_f32_avx2;
     kt->swiglu_backward_f32 = swiglu_backward_f32_avx2;
+    kt->dot_f32_f64 = dot_f32_f64_avx2;
+    kt->softmax_grad_f32 = softmax_grad_f32_avx2;
 }

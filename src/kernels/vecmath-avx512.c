@@ -108,10 +108,38 @@ static void swiglu_backward_f32_avx512(int n, const float *dout, const float *ga
     }
 }
 
+static double dot_f32_f64_avx512(int n, const float *x, const float *y) {
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i);
+        __m512 a = _mm512_maskz_loadu_ps(m, x + i), b = _mm512_maskz_loadu_ps(m, y + i);
+        acc0 = _mm512_add_pd(acc0, _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)),
+                                                 _mm512_cvtps_pd(_mm512_castps512_ps256(b))));
+        acc1 = _mm512_add_pd(acc1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
+                                                 _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1)))));
+    }
+    double t[8];
+    _mm512_storeu_pd(t, _mm512_add_pd(acc0, acc1));
+    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+
+static void softmax_grad_f32_avx512(int n, const float *p, const float *dp, const float *d, float d0, float scale,
+                                    float *out) {
+    const __m512 vs = _mm512_set1_ps(scale), vd0 = _mm512_set1_ps(d0);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i);
+        __m512 dd = d ? _mm512_maskz_loadu_ps(m, d + i) : vd0;
+        __m512 g = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + i), _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dp + i), dd));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(g, vs));
+    }
+}
+
 void qt_vecmath_set_avx512(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_avx512;
     kt->max_f32 = max_f32_avx512;
     kt->exp_sum_f32 = exp_sum_f32_avx512;
     kt->swiglu_f32 = swiglu_f32_avx512;
     kt->swiglu_backward_f32 = swiglu_backward_f32_avx512;
+    kt->dot_f32_f64 = dot_f32_f64_avx512;
+    kt->softmax_grad_f32 = softmax_grad_f32_avx512;
 }

@@ -1,5 +1,5 @@
 // vecmath-ref.c: the ref table's element-wise math (exp, max, exp-sum,
-// SwiGLU forward and backward): plain loops over libm's expf, sums in double,
+// SwiGLU forward and backward, the double dot and the softmax gradient): plain loops over libm's expf, sums in double,
 // in index order. These are the definitions the SIMD versions
 // (vecmath-avx2.c, vecmath-neon.c) are tested against; they reproduce the
 // loops the layers used before the kernels existed, bit for bit.
@@ -45,10 +45,23 @@ static void swiglu_backward_f32_ref(int n, const float *dout, const float *gate,
     }
 }
 
+static double dot_f32_f64_ref(int n, const float *x, const float *y) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
+    return s;
+}
+
+static void softmax_grad_f32_ref(int n, const float *p, const float *dp, const float *d, float d0, float scale,
+                                 float *out) {
+    for (int i = 0; i < n; i++) out[i] = p[i] * (dp[i] - (d ? d[i] : d0)) * scale;
+}
+
 void qt_vecmath_set_ref(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_ref;
     kt->max_f32 = max_f32_ref;
     kt->exp_sum_f32 = exp_sum_f32_ref;
     kt->swiglu_f32 = swiglu_f32_ref;
     kt->swiglu_backward_f32 = swiglu_backward_f32_ref;
+    kt->dot_f32_f64 = dot_f32_f64_ref;
+    kt->softmax_grad_f32 = softmax_grad_f32_ref;
 }
