@@ -1035,6 +1035,45 @@ static void test_softmax_grad(qt_rng *rng) {
     }
 }
 
+// rmsnorm_f32 and rmsnorm_backward_f32 of every table against the ref
+// table's (index-order double sums): r within 2 ulp, outputs within 4e-7
+// relative of the terms' size (the sums' order moves r and c by an ulp at
+// most; the element-wise parts use the same operations), on ragged lengths;
+// the backward accumulates into dx.
+static void test_rmsnorm_rows(qt_rng *rng) {
+    static const int lens[] = {1, 5, 8, 15, 16, 17, 33, 100, 2048};
+    const qt_kernel_table *ref = NULL;
+    for (int ti = 0; ti < g_n_tables; ti++)
+        if (!strcmp(g_tables[ti]->isa, "ref")) ref = g_tables[ti];
+    if (!ref) {
+        printf("  rmsnorm rows: no ref table, not compared\n");
+        return;
+    }
+    for (int ti = 0; ti < g_n_tables; ti++) {
+        const qt_kernel_table *kt = g_tables[ti];
+        int bad = 0;
+        for (size_t li = 0; li < QT_ARRAY_LEN(lens); li++) {
+            int n = lens[li];
+            float *x = randn(rng, (size_t)n, 2.0f), *w = randn(rng, (size_t)n, 1.0f), *d = randn(rng, (size_t)n, 1.0f);
+            float *y0 = qt_malloc(sizeof(float) * (size_t)n), *y1 = qt_malloc(sizeof(float) * (size_t)n);
+            float *dx0 = randn(rng, (size_t)n, 1.0f), *dx1 = qt_malloc(sizeof(float) * (size_t)n);
+            memcpy(dx1, dx0, sizeof(float) * (size_t)n);
+            float r0 = ref->rmsnorm_f32(n, x, w, 1e-5f, y0), r1 = kt->rmsnorm_f32(n, x, w, 1e-5f, y1);
+            bad += !(fabsf(r1 - r0) <= 2 * FLT_EPSILON * r0);
+            for (int i = 0; i < n; i++) bad += !(fabsf(y1[i] - y0[i]) <= 4e-7f * fabsf(x[i] * r0 * w[i]) + 1e-30f);
+            ref->rmsnorm_backward_f32(n, d, x, w, r0, dx0);
+            kt->rmsnorm_backward_f32(n, d, x, w, r0, dx1);
+            for (int i = 0; i < n; i++) {
+                float mag = fabsf(dx0[i]) + fabsf(d[i] * w[i] * r0) + fabsf(x[i]) * r0;
+                bad += !(fabsf(dx1[i] - dx0[i]) <= 4e-7f * mag);
+            }
+            qt_free(x); qt_free(w); qt_free(d); qt_free(y0); qt_free(y1); qt_free(dx0); qt_free(dx1);
+        }
+        CHECK(bad == 0, "%s rmsnorm rows: %d values off the ref table's", kt->isa, bad);
+        printf("  %s rmsnorm_f32, rmsnorm_backward_f32 %s\n", kt->isa, bad ? "FAILED" : "ok");
+    }
+}
+
 // The element-wise math helpers (kernels.h: exp_f32, max_f32, exp_sum_f32,
 // swiglu_f32, swiglu_backward_f32) of every table against double-precision
 // definitions. exp over a sweep of [-110, 95] (every 2^-9 plus random
@@ -1238,6 +1277,7 @@ int main(void) {
     test_gemm_acc(&rng);
     test_vecmath(&rng);
     test_softmax_grad(&rng);
+    test_rmsnorm_rows(&rng);
     for (int ti = 0; ti < g_n_tables; ti++)
         printf("  %s: worst |y - y_ref| / sum|w*x| = %.3g (tolerance %.3g)\n", g_tables[ti]->isa, g_worst[ti], TOL_SAME);
 

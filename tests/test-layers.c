@@ -148,7 +148,7 @@ static void test_rmsnorm(void) {
             fill(x, n, -2, 2);
             fill(w, C, 0.5, 1.5);
             fill(dout, n, -1, 1);
-            qt_rmsnorm_forward(y, rstd, x, w, T, C, eps);
+            qt_rmsnorm_forward(qt_kernels(), y, rstd, x, w, T, C, eps);
             rms_ctx c = { to_double(x, n), to_double(w, C), to_double(dout, n), T, C, eps };
             double *yd = qt_malloc(sizeof(double) * n), *gx = qt_malloc(sizeof(double) * n),
                    *gw = qt_malloc(sizeof(double) * C);
@@ -157,17 +157,17 @@ static void test_rmsnorm(void) {
             fd_grad(gx, c.x, n, rms_loss, &c);
             fd_grad(gw, c.w, C, rms_loss, &c);
 
-            qt_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, C);
+            qt_rmsnorm_backward(qt_kernels(), dx, dw, dout, x, w, rstd, T, C);
             CHECK(close_enough("rmsnorm dx", dx, gx, n, FD_REL, FD_ABS), "T=%d C=%d", T, C);
             CHECK(close_enough("rmsnorm dw", dw, gw, C, FD_REL, FD_ABS), "T=%d C=%d", T, C);
             // frozen weight: dw NULL gives the same dx
-            qt_rmsnorm_backward(dx2, NULL, dout, x, w, rstd, T, C);
+            qt_rmsnorm_backward(qt_kernels(), dx2, NULL, dout, x, w, rstd, T, C);
             CHECK(memcmp(dx, dx2, sizeof(float) * n) == 0, "rmsnorm dx with dw NULL differs, T=%d C=%d", T, C);
             // accumulate: a second call doubles
             float *dx1 = falloc(n), *dw1 = falloc(C);
             memcpy(dx1, dx, sizeof(float) * n);
             memcpy(dw1, dw, sizeof(float) * C);
-            qt_rmsnorm_backward(dx, dw, dout, x, w, rstd, T, C);
+            qt_rmsnorm_backward(qt_kernels(), dx, dw, dout, x, w, rstd, T, C);
             CHECK(doubled("rmsnorm dx twice", dx, dx1, n) && doubled("rmsnorm dw twice", dw, dw1, C),
                   "rmsnorm accumulate T=%d C=%d", T, C);
             qt_free(dx1); qt_free(dw1);

@@ -71,6 +71,7 @@ static void cpu_embed(qt_backend *be, float *out, const int32_t *tokens, int64_t
 // thread waiting for ~3% of the step (TinyLlama, T = 512).
 #define RMS_POOL_MIN 16
 typedef struct {
+    const qt_kernel_table *K;
     float *out, *rstd;                 // forward: y, rstd; backward: dx
     const float *x, *w, *dout, *rstd_in;   // backward: dout and the saved rstd
     int64_t C;
@@ -79,19 +80,19 @@ typedef struct {
 
 static void rms_fwd_range(void *ctx, int64_t t0, int64_t t1) {
     const rms_job *j = ctx;
-    qt_rmsnorm_forward(j->out + t0 * j->C, j->rstd ? j->rstd + t0 : NULL, j->x + t0 * j->C, j->w, t1 - t0, j->C, j->eps);
+    qt_rmsnorm_forward(j->K, j->out + t0 * j->C, j->rstd ? j->rstd + t0 : NULL, j->x + t0 * j->C, j->w, t1 - t0, j->C, j->eps);
 }
 
 static void rms_bwd_range(void *ctx, int64_t t0, int64_t t1) {
     const rms_job *j = ctx;
-    qt_rmsnorm_backward(j->out + t0 * j->C, NULL, j->dout + t0 * j->C, j->x + t0 * j->C, j->w, j->rstd_in + t0,
+    qt_rmsnorm_backward(j->K, j->out + t0 * j->C, NULL, j->dout + t0 * j->C, j->x + t0 * j->C, j->w, j->rstd_in + t0,
                         (int)(t1 - t0), (int)j->C);
 }
 
 static void cpu_rmsnorm(qt_backend *be, float *out, float *rstd, const float *x, const qt_tensor *w, int64_t N,
                         int64_t C, float eps) {
     QT_ASSERT(w->type == QT_TYPE_F32 && w->ne0 == C);
-    rms_job j = { .out = out, .rstd = rstd, .x = x, .w = w->dev, .C = C, .eps = eps };
+    rms_job j = { .K = kctx(be)->kt, .out = out, .rstd = rstd, .x = x, .w = w->dev, .C = C, .eps = eps };
     qt_pool_for(kctx(be)->pool, N, 1, RMS_POOL_MIN, rms_fwd_range, &j);
 }
 
@@ -225,7 +226,7 @@ static void cpu_matmul_dw(qt_backend *be, float *dw, const float *dy, const floa
 static void cpu_rmsnorm_backward(qt_backend *be, float *dx, const float *dout, const float *x, const qt_tensor *w,
                                  const float *rstd, int64_t N, int64_t C) {
     QT_ASSERT(N <= INT32_MAX && C <= INT32_MAX);
-    rms_job j = { .out = dx, .rstd_in = rstd, .x = x, .w = w->dev, .dout = dout, .C = C };
+    rms_job j = { .K = kctx(be)->kt, .out = dx, .rstd_in = rstd, .x = x, .w = w->dev, .dout = dout, .C = C };
     qt_pool_for(kctx(be)->pool, N, 1, RMS_POOL_MIN, rms_bwd_range, &j);
 }
 

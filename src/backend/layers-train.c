@@ -22,17 +22,12 @@
 
 // ---- RMSNorm ----
 
-void qt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
-                         int T, int C) {
+void qt_rmsnorm_backward(const qt_kernel_table *K, float *dx, float *dw, const float *dout, const float *x,
+                         const float *w, const float *rstd, int T, int C) {
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * C, *dot = dout + (size_t)t * C;
-        float *dxt = dx + (size_t)t * C;
         float r = rstd[t];
-        // y_i = x_i r w_i, dr/dx_j = -r^3 x_j / C
-        double s = 0;
-        for (int i = 0; i < C; i++) s += (double)dot[i] * w[i] * xt[i];
-        float c = (float)(s * r * r * r / C);
-        for (int i = 0; i < C; i++) dxt[i] += dot[i] * w[i] * r - c * xt[i];
+        K->rmsnorm_backward_f32(C, dot, xt, w, r, dx + (size_t)t * C);
         if (dw)
             for (int i = 0; i < C; i++) dw[i] += dot[i] * xt[i] * r;
     }

@@ -16,9 +16,10 @@
 #include "backend/layers.h"
 
 // Backward of y = x * rstd * w (qt_rmsnorm_forward, which saved rstd (T)).
-// dx (T, C) += ..., dw (C) += ... (dw may be NULL); dout, x (T, C); w (C).
-void qt_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
-                         int T, int C);
+// dx (T, C) += ... (the table's rmsnorm_backward_f32 per row), dw (C) += ...
+// (dw may be NULL); dout, x (T, C); w (C).
+void qt_rmsnorm_backward(const qt_kernel_table *K, float *dx, float *dw, const float *dout, const float *x,
+                         const float *w, const float *rstd, int T, int C);
 
 // Backward of qt_rope_forward: the inverse (transposed) rotation applied in
 // place to the gradient dx (T, NHX, HS), with the same cs table and type.

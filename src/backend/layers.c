@@ -13,15 +13,12 @@
 #include "base/base.h"
 #include "kernels/kernels.h"
 
-void qt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C, float eps) {
+void qt_rmsnorm_forward(const qt_kernel_table *K, float *out, float *rstd, const float *x, const float *w, int64_t T,
+                        int64_t C, float eps) {
+    QT_ASSERT(C > 0 && C <= INT32_MAX);
     for (int64_t t = 0; t < T; t++) {
-        const float *xt = x + (size_t)t * C;
-        float *ot = out + (size_t)t * C;
-        double ss = 0;
-        for (int64_t i = 0; i < C; i++) ss += (double)xt[i] * xt[i];
-        float r = (float)(1.0 / sqrt(ss / C + eps));
+        float r = K->rmsnorm_f32((int)C, x + (size_t)t * C, w, eps, out + (size_t)t * C);
         if (rstd) rstd[t] = r;
-        for (int64_t i = 0; i < C; i++) ot[i] = xt[i] * r * w[i];
     }
 }
 

@@ -14,8 +14,10 @@
 #include "kernels/kernels.h"
 #include "backend/backend.h"
 
-// out (T, C) = x / sqrt(mean(x^2) + eps) * w; rstd (T) is saved when non-NULL.
-void qt_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int64_t T, int64_t C, float eps);
+// out (T, C) = x / sqrt(mean(x^2) + eps) * w; rstd (T) is saved when non-NULL
+// (the table's rmsnorm_f32 per row).
+void qt_rmsnorm_forward(const qt_kernel_table *K, float *out, float *rstd, const float *x, const float *w, int64_t T,
+                        int64_t C, float eps);
 
 // RoPE tables for T positions: cs (T, HS/2, 2) holds cos, sin of pos[t] * freq_i,
 // freq_i = theta^(-2i/HS) / freq_factors[i] (freq_factors may be NULL).

@@ -138,6 +138,12 @@ typedef struct {
     // scale, in that order and without fused multiply-adds, so every table
     // gives the ref's bits; d NULL: d0 for every element; out may alias p or dp.
     void (*softmax_grad_f32)(int n, const float *p, const float *dp, const float *d, float d0, float scale, float *out);
+    // RMSNorm of one row: r = 1 / sqrt(sum(x^2) / n + eps) (the sum in double:
+    // ref in index order, SIMD in lanes), out[i] = x[i] * r * w[i]; returns r.
+    float (*rmsnorm_f32)(int n, const float *x, const float *w, float eps, float *out);
+    // Its backward for one row (w frozen): c = sum(dout * w * x) * r^3 / n
+    // (double), dx[i] += dout[i] * w[i] * r - c * x[i].
+    void (*rmsnorm_backward_f32)(int n, const float *dout, const float *x, const float *w, float r, float *dx);
 } qt_kernel_table;
 
 // Bound on the SIMD exp_f32's relative error against exact exp for results

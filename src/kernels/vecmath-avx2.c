@@ -1,6 +1,6 @@
 // vecmath-avx2.c: element-wise math for the AVX2+FMA table: exp, max,
 // exp-sum (softmax, cross-entropy), SwiGLU forward and backward, the double
-// dot and the softmax gradient, 8 floats at a time (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
+// dot, the softmax gradient and the RMSNorm rows, 8 floats at a time (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
 //
 // exp(x) = 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite: ln 2
 // split in a 9-bit high part, exact for |n| < 2^15, and a low part, both
@@ -174,6 +174,42 @@ static void softmax_grad_f32_avx2(int n, const float *p, const float *dp, const 
     for (; i < n; i++) out[i] = p[i] * (dp[i] - (d ? d[i] : d0)) * scale;
 }
 
+// The RMSNorm rows: sums in 8 double lanes, the element-wise parts in the
+// ref's operation order (the same bits given the same r and c).
+static float rmsnorm_f32_avx2(int n, const float *x, const float *w, float eps, float *out) {
+    float r = (float)(1.0 / sqrt(dot_f32_f64_avx2(n, x, x) / n + eps));
+    const __m256 vr = _mm256_set1_ps(r);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vr), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = x[i] * r * w[i];
+    return r;
+}
+
+static void rmsnorm_backward_f32_avx2(int n, const float *dout, const float *x, const float *w, float r, float *dx) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {   // (double)dout * w * x, as the ref: both products in double
+        __m256 d = _mm256_loadu_ps(dout + i), wv = _mm256_loadu_ps(w + i), xv = _mm256_loadu_ps(x + i);
+        acc0 = _mm256_add_pd(acc0, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(d)),
+                                                               _mm256_cvtps_pd(_mm256_castps256_ps128(wv))),
+                                                 _mm256_cvtps_pd(_mm256_castps256_ps128(xv))));
+        acc1 = _mm256_add_pd(acc1, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)),
+                                                               _mm256_cvtps_pd(_mm256_extractf128_ps(wv, 1))),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1))));
+    }
+    double s = hsum_pd(acc0, acc1);
+    for (; i < n; i++) s += (double)dout[i] * w[i] * x[i];
+    float c = (float)(s * r * r * r / n);
+    const __m256 vr = _mm256_set1_ps(r), vc = _mm256_set1_ps(c);
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dout + i), _mm256_loadu_ps(w + i)), vr);
+        g = _mm256_sub_ps(g, _mm256_mul_ps(vc, _mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), g));
+    }
+    for (; i < n; i++) dx[i] += dout[i] * w[i] * r - c * x[i];
+}
+
 void qt_vecmath_set_avx2(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_avx2;
     kt->max_f32 = max_f32_avx2;
@@ -182,4 +218,6 @@ void qt_vecmath_set_avx2(qt_kernel_table *kt) {
     kt->swiglu_backward_f32 = swiglu_backward_f32_avx2;
     kt->dot_f32_f64 = dot_f32_f64_avx2;
     kt->softmax_grad_f32 = softmax_grad_f32_avx2;
+    kt->rmsnorm_f32 = rmsnorm_f32_avx2;
+    kt->rmsnorm_backward_f32 = rmsnorm_backward_f32_avx2;
 }

@@ -134,6 +134,46 @@ static void softmax_grad_f32_avx512(int n, const float *p, const float *dp, cons
     }
 }
 
+// The RMSNorm rows: sums in 16 double lanes, the element-wise parts in the
+// ref's operation order (the same bits given the same r and c).
+static float rmsnorm_f32_avx512(int n, const float *x, const float *w, float eps, float *out) {
+    float r = (float)(1.0 / sqrt(dot_f32_f64_avx512(n, x, x) / n + eps));
+    const __m512 vr = _mm512_set1_ps(r);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vr);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i)));
+    }
+    return r;
+}
+
+static void rmsnorm_backward_f32_avx512(int n, const float *dout, const float *x, const float *w, float r, float *dx) {
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {   // (double)dout * w * x, as the ref: both products in double
+        __mmask16 m = lanes(n - i);
+        __m512 d = _mm512_maskz_loadu_ps(m, dout + i), wv = _mm512_maskz_loadu_ps(m, w + i), xv = _mm512_maskz_loadu_ps(m, x + i);
+        __m512d p0 = _mm512_mul_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(d)), _mm512_cvtps_pd(_mm512_castps512_ps256(wv))),
+                                   _mm512_cvtps_pd(_mm512_castps512_ps256(xv)));
+        __m512d p1 = _mm512_mul_pd(
+            _mm512_mul_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1))),
+                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1)))),
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1))));
+        acc0 = _mm512_add_pd(acc0, p0);
+        acc1 = _mm512_add_pd(acc1, p1);
+    }
+    double t[8];
+    _mm512_storeu_pd(t, _mm512_add_pd(acc0, acc1));
+    double s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    float c = (float)(s * r * r * r / n);
+    const __m512 vr = _mm512_set1_ps(r), vc = _mm512_set1_ps(c);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 m = lanes(n - i);
+        __m512 g = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, dout + i), _mm512_maskz_loadu_ps(m, w + i)), vr);
+        g = _mm512_sub_ps(g, _mm512_mul_ps(vc, _mm512_maskz_loadu_ps(m, x + i)));
+        _mm512_mask_storeu_ps(dx + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dx + i), g));
+    }
+}
+
 void qt_vecmath_set_avx512(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_avx512;
     kt->max_f32 = max_f32_avx512;
@@ -142,4 +182,6 @@ void qt_vecmath_set_avx512(qt_kernel_table *kt) {
     kt->swiglu_backward_f32 = swiglu_backward_f32_avx512;
     kt->dot_f32_f64 = dot_f32_f64_avx512;
     kt->softmax_grad_f32 = softmax_grad_f32_avx512;
+    kt->rmsnorm_f32 = rmsnorm_f32_avx512;
+    kt->rmsnorm_backward_f32 = rmsnorm_backward_f32_avx512;
 }

@@ -1,5 +1,6 @@
 // vecmath-ref.c: the ref table's element-wise math (exp, max, exp-sum,
-// SwiGLU forward and backward, the double dot and the softmax gradient): plain loops over libm's expf, sums in double,
+// SwiGLU forward and backward, the double dot, the softmax gradient, RMSNorm
+// rows forward and backward): plain loops over libm's expf, sums in double,
 // in index order. These are the definitions the SIMD versions
 // (vecmath-avx2.c, vecmath-neon.c) are tested against; they reproduce the
 // loops the layers used before the kernels existed, bit for bit.
@@ -56,6 +57,21 @@ static void softmax_grad_f32_ref(int n, const float *p, const float *dp, const f
     for (int i = 0; i < n; i++) out[i] = p[i] * (dp[i] - (d ? d[i] : d0)) * scale;
 }
 
+static float rmsnorm_f32_ref(int n, const float *x, const float *w, float eps, float *out) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+    return r;
+}
+
+static void rmsnorm_backward_f32_ref(int n, const float *dout, const float *x, const float *w, float r, float *dx) {
+    double s = 0;   // y_i = x_i r w_i, dr/dx_j = -r^3 x_j / n
+    for (int i = 0; i < n; i++) s += (double)dout[i] * w[i] * x[i];
+    float c = (float)(s * r * r * r / n);
+    for (int i = 0; i < n; i++) dx[i] += dout[i] * w[i] * r - c * x[i];
+}
+
 void qt_vecmath_set_ref(qt_kernel_table *kt) {
     kt->exp_f32 = exp_f32_ref;
     kt->max_f32 = max_f32_ref;
@@ -64,4 +80,6 @@ void qt_vecmath_set_ref(qt_kernel_table *kt) {
     kt->swiglu_backward_f32 = swiglu_backward_f32_ref;
     kt->dot_f32_f64 = dot_f32_f64_ref;
     kt->softmax_grad_f32 = softmax_grad_f32_ref;
+    kt->rmsnorm_f32 = rmsnorm_f32_ref;
+    kt->rmsnorm_backward_f32 = rmsnorm_backward_f32_ref;
 }
