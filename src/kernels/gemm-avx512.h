@@ -94,21 +94,26 @@ G5_INLINE __m512i g5_row_units(const float *row, int u0, int n) {
 // In-register 16 x 16 transpose of dwords: r[i] (row i) -> r[j] (column j).
 G5_INLINE void g5_transpose16(__m512i r[16]) {
     __m512i t[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
     }
+#pragma GCC unroll 16
     for (int g = 0; g < 16; g += 4) {   // r[g + c] lane L: column 4L + c of rows g .. g+3
         r[g + 0] = _mm512_unpacklo_epi64(t[g + 0], t[g + 2]);
         r[g + 1] = _mm512_unpackhi_epi64(t[g + 0], t[g + 2]);
         r[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
         r[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
     }
+#pragma GCC unroll 16
     for (int h = 0; h < 16; h += 8)
+#pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             t[h + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0x88);       // columns c, 8 + c
             t[h + 4 + c] = _mm512_shuffle_i32x4(r[h + c], r[h + 4 + c], 0xdd);   // columns 4 + c, 12 + c
         }
+#pragma GCC unroll 16
     for (int c = 0; c < 8; c++) {
         r[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
         r[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
@@ -135,6 +140,16 @@ static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc,
                     if (G5_PAIRS && kp + 16 < kc) _mm_prefetch((const char *)(p + 16), _MM_HINT_T0);
                 }
             __m512i v[16];
+            if (rows == G5_MR && u0 + 16 <= ku) {   // whole: unrolled, so v stays in registers
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; i++)
+                    v[i] = i < G5_MR ? g5_row_units(A + (size_t)(i0 + i) * lda, u0, kc) : _mm512_setzero_si512();
+                g5_transpose16(v);
+#pragma GCC unroll 16
+                for (int u = 0; u < 16; u++)
+                    _mm512_mask_storeu_epi32(Ap + (size_t)(u0 + u) * G5_MR, (__mmask16)((1u << G5_MR) - 1), v[u]);
+                continue;
+            }
             for (int i = 0; i < 16; i++)
                 v[i] = i < rows ? g5_row_units(A + (size_t)(i0 + i) * lda, u0, kc) : _mm512_setzero_si512();
             g5_transpose16(v);
@@ -358,6 +373,14 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
             }
             for (int u0 = 0; u0 < cku; u0 += 16) {
                 __m512i v[16];
+                if (rows == 16 && bf16_units && u0 + 16 <= cku) {   // whole: unrolled, v in registers
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; i++) v[i] = _mm512_loadu_si512((const uint32_t *)r[i] + u0);
+                    g5_transpose16(v);
+#pragma GCC unroll 16
+                    for (int u = 0; u < 16; u++) _mm512_store_si512((void *)(d + (size_t)(cu0 + u0 + u) * G5_NR), v[u]);
+                    continue;
+                }
                 for (int i = 0; i < 16; i++) {
                     if (i >= rows) v[i] = _mm512_setzero_si512();
                     else if (bf16_units) v[i] = _mm512_maskz_loadu_epi32(g5_mask(cku - u0), (const uint32_t *)r[i] + u0);
