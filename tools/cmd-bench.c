@@ -89,7 +89,9 @@ int qt_cmd_bench(int argc, char **argv) {
     for (int test = 0; test < 2; test++) {
         int np = test == 0 ? n_prompt : 0, ng = test == 1 ? n_gen : 0;
         if (np == 0 && ng == 0) continue;
-        run_once(ctx, toks, np ? QT_MIN(np, 32) : 0, ng ? QT_MIN(ng, 4) : 0);   // warm-up: page in the weights
+        // warm-up: pages in the weights and first-touches the buffers of a whole
+        // prompt (as llama-bench's, which runs the full prompt first)
+        run_once(ctx, toks, np, ng ? QT_MIN(ng, 4) : 0);
         for (int i = 0; i < reps; i++) {
             ts[i] = run_once(ctx, toks, np, ng);
             if (ts[i] < 0) goto done;
