@@ -32,14 +32,16 @@ static inline simde__m512 qt_simde_maskz_loadu_ps(simde__mmask16 k, const void *
 }
 #define _mm512_maskz_loadu_ps(k, p) qt_simde_maskz_loadu_ps((k), (p))
 #define _mm512_maskz_loadu_epi32(k, p) simde_mm512_castps_si512(qt_simde_maskz_loadu_ps((k), (p)))
-static inline void qt_simde_mask_storeu_epi32(void *p, simde__mmask16 k, simde__m512i a) {
-    uint32_t v[16];
+// masked store of the lanes of width w bytes (4: epi32 / ps, 2: epi16) that k selects
+static inline void qt_simde_mask_storeu(void *p, uint64_t k, simde__m512i a, int w) {
+    unsigned char v[64];
     simde_mm512_storeu_si512(v, a);
-    for (int i = 0; i < 16; i++)
-        if ((k >> i) & 1) memcpy((char *)p + 4 * i, &v[i], 4);
+    for (int i = 0; i < 64 / w; i++)
+        if ((k >> i) & 1) memcpy((char *)p + w * i, v + w * i, (size_t)w);
 }
-#define _mm512_mask_storeu_epi32(p, k, a) qt_simde_mask_storeu_epi32((p), (k), (a))
-#define _mm512_mask_storeu_ps(p, k, a) qt_simde_mask_storeu_epi32((p), (k), simde_mm512_castps_si512(a))
+#define _mm512_mask_storeu_epi32(p, k, a) qt_simde_mask_storeu((p), (k), (a), 4)
+#define _mm512_mask_storeu_ps(p, k, a) qt_simde_mask_storeu((p), (k), simde_mm512_castps_si512(a), 4)
+#define _mm512_mask_storeu_epi16(p, k, a) qt_simde_mask_storeu((p), (k), (a), 2)
 static inline simde__mmask16 qt_simde_cmpgt_epu32_mask(simde__m512i a, simde__m512i b) {
     uint32_t x[16], y[16];
     simde_mm512_storeu_si512(x, a);
@@ -78,22 +80,15 @@ static inline simde__m512 qt_simde_movedup_ps(simde__m512 a, int odd) {
     for (int i = 0; i < 16; i += 2) v[i] = v[i + 1 - !odd], v[i + 1] = v[i];
     return simde_mm512_loadu_ps(v);
 }
-static inline simde__m512i qt_simde_cvtepu8_epi32(simde__m128i a) {
+static inline simde__m512i qt_simde_cvt8_epi32(simde__m128i a, int is_signed) {   // vpmovzxbd / vpmovsxbd
     uint8_t x[16];
     int32_t v[16];
     simde_mm_storeu_si128((simde__m128i *)x, a);
-    for (int i = 0; i < 16; i++) v[i] = x[i];
+    for (int i = 0; i < 16; i++) v[i] = is_signed ? (int32_t)(int8_t)x[i] : (int32_t)x[i];
     return simde_mm512_loadu_si512(v);
 }
-#define _mm512_cvtepu8_epi32(a) qt_simde_cvtepu8_epi32(a)
-static inline simde__m512i qt_simde_cvtepi8_epi32(simde__m128i a) {
-    int8_t x[16];
-    int32_t v[16];
-    simde_mm_storeu_si128((simde__m128i *)x, a);
-    for (int i = 0; i < 16; i++) v[i] = x[i];
-    return simde_mm512_loadu_si512(v);
-}
-#define _mm512_cvtepi8_epi32(a) qt_simde_cvtepi8_epi32(a)
+#define _mm512_cvtepu8_epi32(a) qt_simde_cvt8_epi32((a), 0)
+#define _mm512_cvtepi8_epi32(a) qt_simde_cvt8_epi32((a), 1)
 static inline simde__m256i qt_simde_cvtepi32_epi16(simde__m512i a) {
     int32_t x[16];
     int16_t v[16];
@@ -110,13 +105,6 @@ static inline simde__m512i qt_simde_maskz_loadu_epi16(simde__mmask32 k, const vo
     return simde_mm512_loadu_si512(v);
 }
 #define _mm512_maskz_loadu_epi16(k, p) qt_simde_maskz_loadu_epi16((k), (p))
-static inline void qt_simde_mask_storeu_epi16(void *p, simde__mmask32 k, simde__m512i a) {
-    uint16_t v[32];
-    simde_mm512_storeu_si512(v, a);
-    for (int i = 0; i < 32; i++)
-        if ((k >> i) & 1) memcpy((char *)p + 2 * i, &v[i], 2);
-}
-#define _mm512_mask_storeu_epi16(p, k, a) qt_simde_mask_storeu_epi16((p), (k), (a))
 static inline simde__m512d qt_simde_cvtps_pd(simde__m256 a) {
     float x[8];
     double v[8];
