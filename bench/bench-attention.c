@@ -44,8 +44,8 @@ int main(int argc, char **argv) {
     }
     double mac = (double)NH * HS * T * T / 2;   // one causal product
     printf("attention %s T=%d NH=%d NKV=%d HS=%d, %d thread%s: forward %.2f ms (%.0f GFLOP/s), backward %.2f ms "
-           "(%.0f GFLOP/s), best of %d\n", kc.kt->bf16.gemm_acc ? "bf16" : "f32", T, NH, NKV, HS, nth, nth > 1 ? "s" : "",
-           tf * 1e3, 2 * 2 * mac / tf / 1e9, tb * 1e3, 4 * 2 * mac / tb / 1e9, reps);
+           "(%.0f GFLOP/s), best of %d\n", kc.kt->bf16.gemm_acc ? "bf16" : "f32", T, NH, NKV, HS, nth,
+           nth > 1 ? "s" : "", tf * 1e3, 2 * 2 * mac / tf / 1e9, tb * 1e3, 4 * 2 * mac / tb / 1e9, reps);
     qt_free(q); qt_free(k); qt_free(v); qt_free(out); qt_free(lse); qt_free(dout);
     qt_free(dq); qt_free(dk); qt_free(dv); qt_free(scratch);
     qt_pool_free(pool);

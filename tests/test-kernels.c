@@ -1004,7 +1004,8 @@ static void test_softmax_grad(qt_rng *rng) {
         int bad_dot = 0, bad_g = 0;
         for (size_t li = 0; li < QT_ARRAY_LEN(lens); li++) {
             int n = lens[li];
-            float *p = randn(rng, (size_t)n + 1, 1.0f), *dp = randn(rng, (size_t)n + 1, 3.0f), *d = randn(rng, (size_t)n + 1, 1.0f);
+            float *p = randn(rng, (size_t)n + 1, 1.0f), *dp = randn(rng, (size_t)n + 1, 3.0f);
+            float *d = randn(rng, (size_t)n + 1, 1.0f);
             float *out = qt_malloc(sizeof(float) * ((size_t)n + 1)), *io = qt_malloc(sizeof(float) * ((size_t)n + 1));
             long double want = 0, mag = 0;
             for (int i = 0; i < n; i++) {

@@ -193,8 +193,8 @@ void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const
 // Phase 1, task (query head hg, block of query rows t0..t1):
 //   first D = rowsum(P * dP) over every key block, then for each key block:
 //   S = Q Kt, P = exp(S * scale - lse), dP = dO Vt (kept from the first
-//   pass up to FA_KEEP_T), dS = P * (dP - D) * scale, dQ += dS K. D is the materialised softmax backward's sum, not
-//   FlashAttention's dO . O (equal in exact arithmetic): dP - D cancels, and
+//   pass up to FA_KEEP_T), dS = P * (dP - D) * scale, dQ += dS K. D is the
+//   materialised softmax backward's sum, not FlashAttention's dO . O (equal in exact arithmetic): dP - D cancels, and
 //   with bf16 products the two differ by a rounding that the cancellation
 //   amplifies. Phase 2 reads the D this phase leaves in DT.
 static void fa_backward_q_worker(void *ctx, int ith, int nth) {
@@ -252,7 +252,8 @@ static void fa_backward_q_worker(void *ctx, int ith, int nth) {
         }
         if (!j->dq) continue;
         // summed apart and then added: independent of dq's old value
-        for (int r = 0; r < nr; r++) K->axpy_f32(HS, 1.0f, acc + (size_t)r * HS, j->dq + (size_t)(t0 + r) * qd + (size_t)hg * HS);
+        for (int r = 0; r < nr; r++)
+            K->axpy_f32(HS, 1.0f, acc + (size_t)r * HS, j->dq + (size_t)(t0 + r) * qd + (size_t)hg * HS);
     }
     qt_free(S);
     qt_free(dP);

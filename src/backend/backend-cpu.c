@@ -80,7 +80,8 @@ typedef struct {
 
 static void rms_fwd_range(void *ctx, int64_t t0, int64_t t1) {
     const rms_job *j = ctx;
-    qt_rmsnorm_forward(j->K, j->out + t0 * j->C, j->rstd ? j->rstd + t0 : NULL, j->x + t0 * j->C, j->w, t1 - t0, j->C, j->eps);
+    qt_rmsnorm_forward(j->K, j->out + t0 * j->C, j->rstd ? j->rstd + t0 : NULL, j->x + t0 * j->C, j->w, t1 - t0, j->C,
+                       j->eps);
 }
 
 static void rms_bwd_range(void *ctx, int64_t t0, int64_t t1) {

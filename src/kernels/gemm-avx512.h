@@ -250,8 +250,8 @@ static void g5_row_bf16(const g5_w_src *s, const char *x, uint16_t *y, int n, fl
         for (int i = 0; i < n / QK4_0; i++, y += QK4_0) {
             __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b[i].qs));
             __m512 d = _mm512_set1_ps(_cvtsh_ss(b[i].d));
-            _mm512_storeu_si512((void *)y, qt_cvtne_bf16x32(_mm512_mul_ps(_mm512_permutexvar_ps(q, lut), d),
-                                                            _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut), d)));
+            __m512 lo = _mm512_permutexvar_ps(q, lut), hi = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
+            _mm512_storeu_si512((void *)y, qt_cvtne_bf16x32(_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d)));
         }
         return;
     }

@@ -1,6 +1,7 @@
 // vecmath-avx2.c: element-wise math for the AVX2+FMA table: exp, max,
 // exp-sum (softmax, cross-entropy), SwiGLU forward and backward, the double
-// dot, the softmax gradient and the RMSNorm rows, 8 floats at a time (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
+// dot, the softmax gradient and the RMSNorm rows, 8 floats at a time
+// (vecmath-avx512.c is the same 16 wide, for the avx512 tables).
 //
 // exp(x) = 2^n * p(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite: ln 2
 // split in a 9-bit high part, exact for |n| < 2^15, and a low part, both

@@ -108,15 +108,19 @@ static void swiglu_backward_f32_avx512(int n, const float *dout, const float *ga
     }
 }
 
+// lanes 0..7 / 8..15 of a as doubles
+static inline __m512d lo8_pd(__m512 a) { return _mm512_cvtps_pd(_mm512_castps512_ps256(a)); }
+static inline __m512d hi8_pd(__m512 a) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
 static double dot_f32_f64_avx512(int n, const float *x, const float *y) {
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
         __mmask16 m = lanes(n - i);
         __m512 a = _mm512_maskz_loadu_ps(m, x + i), b = _mm512_maskz_loadu_ps(m, y + i);
-        acc0 = _mm512_add_pd(acc0, _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(a)),
-                                                 _mm512_cvtps_pd(_mm512_castps512_ps256(b))));
-        acc1 = _mm512_add_pd(acc1, _mm512_mul_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))),
-                                                 _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1)))));
+        acc0 = _mm512_add_pd(acc0, _mm512_mul_pd(lo8_pd(a), lo8_pd(b)));
+        acc1 = _mm512_add_pd(acc1, _mm512_mul_pd(hi8_pd(a), hi8_pd(b)));
     }
     double t[8];
     _mm512_storeu_pd(t, _mm512_add_pd(acc0, acc1));
@@ -151,15 +155,10 @@ static void rmsnorm_backward_f32_avx512(int n, const float *dout, const float *x
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {   // (double)dout * w * x, as the ref: both products in double
         __mmask16 m = lanes(n - i);
-        __m512 d = _mm512_maskz_loadu_ps(m, dout + i), wv = _mm512_maskz_loadu_ps(m, w + i), xv = _mm512_maskz_loadu_ps(m, x + i);
-        __m512d p0 = _mm512_mul_pd(_mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(d)), _mm512_cvtps_pd(_mm512_castps512_ps256(wv))),
-                                   _mm512_cvtps_pd(_mm512_castps512_ps256(xv)));
-        __m512d p1 = _mm512_mul_pd(
-            _mm512_mul_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1))),
-                          _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(wv), 1)))),
-            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1))));
-        acc0 = _mm512_add_pd(acc0, p0);
-        acc1 = _mm512_add_pd(acc1, p1);
+        __m512 d = _mm512_maskz_loadu_ps(m, dout + i), wv = _mm512_maskz_loadu_ps(m, w + i);
+        __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+        acc0 = _mm512_add_pd(acc0, _mm512_mul_pd(_mm512_mul_pd(lo8_pd(d), lo8_pd(wv)), lo8_pd(xv)));
+        acc1 = _mm512_add_pd(acc1, _mm512_mul_pd(_mm512_mul_pd(hi8_pd(d), hi8_pd(wv)), hi8_pd(xv)));
     }
     double t[8];
     _mm512_storeu_pd(t, _mm512_add_pd(acc0, acc1));
