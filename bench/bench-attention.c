@@ -3,7 +3,11 @@
 // heads, 4 key/value heads, head size 64) and T tokens, in the kernel
 // table's bf16 products (QT_ISA picks another table; one without bf16 runs
 // f32). Prints the best of `reps` calls of each, in ms, and the model FLOP
-// rate (causal: forward 2, backward 4 products of NH * HS * T^2 / 2 MACs).
+// rate (causal: forward 2, backward 4 products of NH * HS * T^2 / 2 MACs);
+// then the forward in fp32 products beside inference's KV-cache attention
+// (layers.c) on the same T tokens from position 0. (Routing prompts from an
+// empty cache to the streaming forward, faster here, measured no faster in
+// a whole TinyLlama BF16 pp512: not done.)
 //   build/bench/bench-attention [T=512] [reps=10] [threads=2]
 // Not a test: no checks, numbers only.
 #include <stdio.h>
@@ -43,6 +47,32 @@ int main(int argc, char **argv) {
         tb = QT_MIN(tb, t2 - t1);
     }
     double mac = (double)NH * HS * T * T / 2;   // one causal product
+    // the same forward in fp32 products (QT_PREC_F32: inference's precision),
+    // and inference's own path over a KV cache of T positions (layers.c)
+    qt_kctx kf = kc;
+    kf.prec = QT_PREC_F32;
+    float *kcache = qt_malloc(4 * kn), *vt = qt_malloc(4 * kn);
+    for (int h = 0; h < NKV; h++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < HS; d++) {
+                kcache[((size_t)h * T + t) * HS + d] = k[((size_t)t * NKV + h) * HS + d];
+                vt[((size_t)h * HS + d) * T + t] = v[((size_t)t * NKV + h) * HS + d];
+            }
+    float *iscratch = qt_malloc(4 * qt_attention_scratch(T, NH, NKV, HS, T, nth));
+    qt_attn_seq sq = { out, q, kcache, vt, T, 0 };
+    double tf32 = 1e30, tinf = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = qt_time_s();
+        qt_attention_train_forward(&kf, out, NULL, q, k, v, T, NH, NKV, HS, scratch);
+        double t1 = qt_time_s();
+        qt_attention_forward(&kf, &sq, 1, NH, NKV, HS, T, iscratch);
+        double t2 = qt_time_s();
+        tf32 = QT_MIN(tf32, t1 - t0);
+        tinf = QT_MIN(tinf, t2 - t1);
+    }
+    printf("forward in fp32 products: streaming (attention-train.c) %.2f ms, inference's KV-cache path (layers.c) "
+           "%.2f ms\n", tf32 * 1e3, tinf * 1e3);
+    qt_free(kcache); qt_free(vt); qt_free(iscratch);
     printf("attention %s T=%d NH=%d NKV=%d HS=%d, %d thread%s: forward %.2f ms (%.0f GFLOP/s), backward %.2f ms "
            "(%.0f GFLOP/s), best of %d\n", kc.kt->bf16.gemm_acc ? "bf16" : "f32", T, NH, NKV, HS, nth,
            nth > 1 ? "s" : "", tf * 1e3, 2 * 2 * mac / tf / 1e9, tb * 1e3, 4 * 2 * mac / tb / 1e9, reps);

@@ -261,6 +261,29 @@ static void check_batched(const qt_model *m, qt_backend *be, const wide_ref *r) 
     free(want);
 }
 
+// A prompt from an empty cache against the same prompt in two chunks (the
+// second attending over the cache the first wrote) and one token at a time
+// (the decode path): the last position's logits.
+static void check_prompt_paths(const qt_model *m, qt_backend *be, const wide_ref *r) {
+    enum { T = 36 };
+    QT_ASSERT(r->N >= T);
+    float want[V];
+    qt_ctx *c = qt_ctx_init(m, be, 64, 64, false);
+    const float *lg = qt_ctx_eval(c, r->tokens, T);
+    CHECK(lg != NULL, "a %d-token prompt", T);
+    if (lg) memcpy(want, lg, sizeof(want));
+    double w2 = 1, w1 = 1;
+    qt_ctx_truncate(c, 0);
+    if (lg && qt_ctx_eval(c, r->tokens, 7) && (lg = qt_ctx_eval(c, r->tokens + 7, T - 7))) w2 = rel_err(lg, want, V);
+    qt_ctx_truncate(c, 0);
+    for (int t = 0; lg && t < T; t++) lg = qt_ctx_eval(c, r->tokens + t, 1);
+    if (lg) w1 = rel_err(lg, want, V);
+    CHECK(w2 <= BATCH_RTOL && w1 <= BATCH_RTOL, "a prompt whole vs in two chunks (rel err %.3g) and token by token (%.3g)",
+          w2, w1);
+    printf("prompt of %d whole vs 7 + %d: rel err %.3g, vs token by token: %.3g\n", T, T - 7, w2, w1);
+    qt_ctx_free(c);
+}
+
 int main(void) {
     wide_ref r;
     CHECK(load_ref(&r, "tests/data/wide-ref.bin") == 0, "cannot read tests/data/wide-ref.bin");
@@ -298,6 +321,7 @@ int main(void) {
         // would agree only to ~1e-3, which would hide a wrong slot or position.
         CHECK(qt_model_quantize(hf, QT_TYPE_F32) == QT_OK, "projections to F32");
         check_batched(hf, be, &r);
+        check_prompt_paths(hf, be, &r);
     }
     qt_model_free(hf);
     qt_backend_free(be);
