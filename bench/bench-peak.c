@@ -1,0 +1,169 @@
+// bench-peak.c: the arithmetic peak of this CPU right now, per core and with
+// every thread busy at once: fp32 FMA (AVX2 and AVX-512), bf16 dot
+// (vdpbf16ps) and int8 dot (vpdpbusd), where the CPU has them. Twelve
+// independent accumulators per loop hide each instruction's latency; FLOPs
+// are counted as the gemms count them (an FMA lane 2, a vdpbf16ps lane 4:
+// two products and two adds; a vpdpbusd lane 8 integer operations).
+// Efficiencies in BENCHMARKS.md are quoted against these, measured in the
+// same window: a VM's clock moves with the host's load, so a peak noted on
+// another day is no yardstick (on one Zen 5 VM: fp32 226 / bf16 453 GFLOP/s
+// per core one day, 282 / 505 another).
+//   build/bench/bench-peak [threads=2] [seconds=0.5]
+// Not a test: no checks, numbers only.
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "base/base.h"
+
+#define ACC 12
+
+typedef double (*peak_fn)(long iters);   // returns FLOPs done
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static double peak_fma256(long iters) {
+    __m256 acc[ACC], x = _mm256_set1_ps(1e-8f);
+    for (int j = 0; j < ACC; j++) acc[j] = _mm256_setzero_ps();
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < ACC; j++) acc[j] = _mm256_fmadd_ps(acc[j], x, x);
+        __asm__ volatile("" : "+x"(x));
+    }
+    float s = 0;
+    for (int j = 0; j < ACC; j++) s += acc[j][0];
+    __asm__ volatile("" ::"x"(s));
+    return (double)iters * ACC * 16;
+}
+
+__attribute__((target("avx512f"))) static double peak_fma512(long iters) {
+    __m512 acc[ACC], x = _mm512_set1_ps(1e-8f);
+    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < ACC; j++) acc[j] = _mm512_fmadd_ps(acc[j], x, x);
+        __asm__ volatile("" : "+v"(x));
+    }
+    float s = 0;
+    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_ps(acc[j]);
+    __asm__ volatile("" ::"x"(s));
+    return (double)iters * ACC * 32;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double peak_bf16(long iters) {
+    __m512 acc[ACC];
+    __m512i a = _mm512_set1_epi16(0x3f80);
+    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < ACC; j++) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)a, (__m512bh)a);
+        __asm__ volatile("" : "+v"(a));
+    }
+    float s = 0;
+    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_ps(acc[j]);
+    __asm__ volatile("" ::"x"(s));
+    return (double)iters * ACC * 64;
+}
+
+__attribute__((target("avx512f,avx512vnni"))) static double peak_vnni(long iters) {
+    __m512i acc[ACC], a = _mm512_set1_epi8(1);
+    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_si512();
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 12
+        for (int j = 0; j < ACC; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], a, a);
+        __asm__ volatile("" : "+v"(a));
+    }
+    int s = 0;
+    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_epi32(acc[j]);
+    __asm__ volatile("" ::"r"(s));
+    return (double)iters * ACC * 128;
+}
+#endif
+
+typedef struct {
+    peak_fn fn;
+    long iters;
+    double flops, secs;
+} peak_job;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void *peak_thread(void *arg) {
+    peak_job *j = arg;
+    double t0 = now_s();
+    j->flops = j->fn(j->iters);
+    j->secs = now_s() - t0;
+    return NULL;
+}
+
+// GFLOP/s per thread with nth threads running fn at once (the slowest one's)
+static double run_peak(peak_fn fn, int nth, double secs) {
+    long iters = 1000;
+    for (;;) {   // calibrate on one thread
+        double t0 = now_s();
+        fn(iters);
+        double dt = now_s() - t0;
+        if (dt > 0.05) {
+            iters = (long)(iters * secs / dt) + 1;
+            break;
+        }
+        iters *= 4;
+    }
+    peak_job jobs[64];
+    pthread_t th[64];
+    double worst = 1e300;
+    for (int i = 0; i < nth; i++) {
+        jobs[i] = (peak_job){ fn, iters, 0, 0 };
+        QT_ASSERT(pthread_create(&th[i], NULL, peak_thread, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < nth; i++) {
+        pthread_join(th[i], NULL);
+        worst = QT_MIN(worst, jobs[i].flops / jobs[i].secs / 1e9);
+    }
+    return worst;
+}
+
+int main(int argc, char **argv) {
+    int nth = argc > 1 ? atoi(argv[1]) : 2;
+    double secs = argc > 2 ? atof(argv[2]) : 0.5;
+    if (nth < 1 || nth > 64 || !(secs > 0 && secs < 100)) {
+        fprintf(stderr, "usage: %s [threads=2 (1..64)] [seconds=0.5]\n", argv[0]);
+        return 2;
+    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    struct {
+        const char *name, *feature;
+        peak_fn fn;
+    } cases[] = {
+        { "fp32 FMA, 256-bit", "avx2", peak_fma256 },
+        { "fp32 FMA, 512-bit", "avx512f", peak_fma512 },
+        { "bf16 dot (vdpbf16ps)", "avx512bf16", peak_bf16 },
+        { "int8 dot (vpdpbusd)", "avx512vnni", peak_vnni },
+    };
+    printf("| unit | GFLOP/s, 1 thread | GFLOP/s per thread, %d at once | all %d together |\n|---|---:|---:|---:|\n",
+           nth, nth);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int ok = !__builtin_strcmp(cases[i].feature, "avx2") ? __builtin_cpu_supports("avx2")
+                 : !__builtin_strcmp(cases[i].feature, "avx512f") ? __builtin_cpu_supports("avx512f")
+                 : !__builtin_strcmp(cases[i].feature, "avx512bf16") ? __builtin_cpu_supports("avx512bf16")
+                                                                     : __builtin_cpu_supports("avx512vnni");
+        if (!ok) {
+            printf("| %s | (this CPU lacks %s) | | |\n", cases[i].name, cases[i].feature);
+            continue;
+        }
+        double one = run_peak(cases[i].fn, 1, secs), all = run_peak(cases[i].fn, nth, secs);
+        printf("| %s | %.0f | %.0f | %.0f |\n", cases[i].name, one, all, all * nth);
+    }
+    return 0;
+#else
+    (void)nth;
+    printf("bench-peak: x86-64 only (this build is for another architecture)\n");
+    return 0;
+#endif
+}
