@@ -23,62 +23,43 @@
 typedef double (*peak_fn)(long iters);   // returns FLOPs done
 
 #if defined(__x86_64__)
-__attribute__((target("avx2,fma"))) static double peak_fma256(long iters) {
-    __m256 acc[ACC], x = _mm256_set1_ps(1e-8f);
-    for (int j = 0; j < ACC; j++) acc[j] = _mm256_setzero_ps();
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-        for (int j = 0; j < ACC; j++) acc[j] = _mm256_fmadd_ps(acc[j], x, x);
-        __asm__ volatile("" : "+x"(x));
+// One unit's loop: ACC accumulators of type V, each step ACC instructions
+// OP(acc, a); `a` passes through an empty asm so the compiler cannot fold
+// the loop. FLOPS: per instruction.
+#define PEAK_FN(name, target_, V, ZERO, A0, OP, FLOPS)                                                        \
+    __attribute__((target(target_))) static double name(long iters) {                                       \
+        V acc[ACC], a = A0;                                                                                \
+        for (int j = 0; j < ACC; j++) acc[j] = ZERO;                                                       \
+        for (long i = 0; i < iters; i++) {                                                                 \
+            _Pragma("GCC unroll 12") for (int j = 0; j < ACC; j++) acc[j] = OP(acc[j], a);                 \
+            __asm__ volatile("" : "+x"(a));                                                                \
+        }                                                                                                  \
+        for (int j = 1; j < ACC; j++) acc[0] = OP(acc[0], acc[j]);                                         \
+        __asm__ volatile("" ::"x"(acc[0]));                                                                \
+        return (double)iters * ACC * (FLOPS);                                                              \
     }
-    float s = 0;
-    for (int j = 0; j < ACC; j++) s += acc[j][0];
-    __asm__ volatile("" ::"x"(s));
-    return (double)iters * ACC * 16;
-}
 
-__attribute__((target("avx512f"))) static double peak_fma512(long iters) {
-    __m512 acc[ACC], x = _mm512_set1_ps(1e-8f);
-    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-        for (int j = 0; j < ACC; j++) acc[j] = _mm512_fmadd_ps(acc[j], x, x);
-        __asm__ volatile("" : "+v"(x));
-    }
-    float s = 0;
-    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_ps(acc[j]);
-    __asm__ volatile("" ::"x"(s));
-    return (double)iters * ACC * 32;
-}
-
+#define FMA256(c, a) _mm256_fmadd_ps(c, a, a)
+#define FMA512(c, a) _mm512_fmadd_ps(c, a, a)
+#define DPBF16(c, a) _mm512_dpbf16_ps(c, (__m512bh)(a), (__m512bh)(a))
+#define DPBUSD(c, a) _mm512_dpbusd_epi32(c, a, a)
+PEAK_FN(peak_fma256, "avx2,fma", __m256, _mm256_setzero_ps(), _mm256_set1_ps(1e-8f), FMA256, 16)
+PEAK_FN(peak_fma512, "avx512f", __m512, _mm512_setzero_ps(), _mm512_set1_ps(1e-8f), FMA512, 32)
+// vdpbf16ps: fp32 accumulators, bf16 operands (1.0 in every half)
 __attribute__((target("avx512f,avx512bf16"))) static double peak_bf16(long iters) {
     __m512 acc[ACC];
     __m512i a = _mm512_set1_epi16(0x3f80);
     for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
     for (long i = 0; i < iters; i++) {
 #pragma GCC unroll 12
-        for (int j = 0; j < ACC; j++) acc[j] = _mm512_dpbf16_ps(acc[j], (__m512bh)a, (__m512bh)a);
-        __asm__ volatile("" : "+v"(a));
+        for (int j = 0; j < ACC; j++) acc[j] = DPBF16(acc[j], a);
+        __asm__ volatile("" : "+x"(a));
     }
-    float s = 0;
-    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_ps(acc[j]);
-    __asm__ volatile("" ::"x"(s));
+    for (int j = 1; j < ACC; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+    __asm__ volatile("" ::"x"(acc[0]));
     return (double)iters * ACC * 64;
 }
-
-__attribute__((target("avx512f,avx512vnni"))) static double peak_vnni(long iters) {
-    __m512i acc[ACC], a = _mm512_set1_epi8(1);
-    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_si512();
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-        for (int j = 0; j < ACC; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], a, a);
-        __asm__ volatile("" : "+v"(a));
-    }
-    int s = 0;
-    for (int j = 0; j < ACC; j++) s += _mm512_reduce_add_epi32(acc[j]);
-    __asm__ volatile("" ::"r"(s));
-    return (double)iters * ACC * 128;
-}
+PEAK_FN(peak_vnni, "avx512f,avx512vnni", __m512i, _mm512_setzero_si512(), _mm512_set1_epi8(1), DPBUSD, 128)
 #endif
 
 typedef struct {
