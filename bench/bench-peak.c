@@ -7,7 +7,7 @@
 // Efficiencies in BENCHMARKS.md are quoted against these, measured in the
 // same window: a VM's clock moves with the host's load, so a peak noted on
 // another day is no yardstick (on one Zen 5 VM: fp32 226 / bf16 453 GFLOP/s
-// per core in the team's notes, 261-269 / 480-525 on 2026-12-07).
+// per core in the team's notes, 261-285 / 480-525 on 2026-12-07).
 //   build/bench/bench-peak [threads=2] [seconds=0.5]
 // Not a test: no checks, numbers only.
 #include <immintrin.h>
