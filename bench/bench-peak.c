@@ -23,43 +23,34 @@
 typedef double (*peak_fn)(long iters);   // returns FLOPs done
 
 #if defined(__x86_64__)
-// One unit's loop: ACC accumulators of type V, each step ACC instructions
-// OP(acc, a); `a` passes through an empty asm so the compiler cannot fold
-// the loop. FLOPS: per instruction.
-#define PEAK_FN(name, target_, V, ZERO, A0, OP, FLOPS)                                                        \
-    __attribute__((target(target_))) static double name(long iters) {                                       \
-        V acc[ACC], a = A0;                                                                                \
-        for (int j = 0; j < ACC; j++) acc[j] = ZERO;                                                       \
-        for (long i = 0; i < iters; i++) {                                                                 \
-            _Pragma("GCC unroll 12") for (int j = 0; j < ACC; j++) acc[j] = OP(acc[j], a);                 \
-            __asm__ volatile("" : "+x"(a));                                                                \
-        }                                                                                                  \
-        for (int j = 1; j < ACC; j++) acc[0] = OP(acc[0], acc[j]);                                         \
-        __asm__ volatile("" ::"x"(acc[0]));                                                                \
-        return (double)iters * ACC * (FLOPS);                                                              \
+// One unit's loop: ACC accumulators of type VACC, each step ACC instructions
+// OP(acc, a) on the operand a (type VOP), which passes through an empty asm
+// so the compiler cannot fold the loop; ADD sums the accumulators at the end.
+// FLOPS: per instruction.
+#define PEAK_FN(name, target_, VACC, ZERO, VOP, A0, OP, ADD, FLOPS)                                       \
+    __attribute__((target(target_))) static double name(long iters) {                                    \
+        VACC acc[ACC];                                                                                  \
+        VOP a = A0;                                                                                     \
+        for (int j = 0; j < ACC; j++) acc[j] = ZERO;                                                    \
+        for (long i = 0; i < iters; i++) {                                                              \
+            _Pragma("GCC unroll 12") for (int j = 0; j < ACC; j++) acc[j] = OP(acc[j], a);              \
+            __asm__ volatile("" : "+x"(a));                                                             \
+        }                                                                                               \
+        for (int j = 1; j < ACC; j++) acc[0] = ADD(acc[0], acc[j]);                                     \
+        __asm__ volatile("" ::"x"(acc[0]));                                                             \
+        return (double)iters * ACC * (FLOPS);                                                           \
     }
 
 #define FMA256(c, a) _mm256_fmadd_ps(c, a, a)
 #define FMA512(c, a) _mm512_fmadd_ps(c, a, a)
-#define DPBF16(c, a) _mm512_dpbf16_ps(c, (__m512bh)(a), (__m512bh)(a))
+#define DPBF16(c, a) _mm512_dpbf16_ps(c, (__m512bh)(a), (__m512bh)(a))   // bf16 1.0 in every half
 #define DPBUSD(c, a) _mm512_dpbusd_epi32(c, a, a)
-PEAK_FN(peak_fma256, "avx2,fma", __m256, _mm256_setzero_ps(), _mm256_set1_ps(1e-8f), FMA256, 16)
-PEAK_FN(peak_fma512, "avx512f", __m512, _mm512_setzero_ps(), _mm512_set1_ps(1e-8f), FMA512, 32)
-// vdpbf16ps: fp32 accumulators, bf16 operands (1.0 in every half)
-__attribute__((target("avx512f,avx512bf16"))) static double peak_bf16(long iters) {
-    __m512 acc[ACC];
-    __m512i a = _mm512_set1_epi16(0x3f80);
-    for (int j = 0; j < ACC; j++) acc[j] = _mm512_setzero_ps();
-    for (long i = 0; i < iters; i++) {
-#pragma GCC unroll 12
-        for (int j = 0; j < ACC; j++) acc[j] = DPBF16(acc[j], a);
-        __asm__ volatile("" : "+x"(a));
-    }
-    for (int j = 1; j < ACC; j++) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-    __asm__ volatile("" ::"x"(acc[0]));
-    return (double)iters * ACC * 64;
-}
-PEAK_FN(peak_vnni, "avx512f,avx512vnni", __m512i, _mm512_setzero_si512(), _mm512_set1_epi8(1), DPBUSD, 128)
+PEAK_FN(peak_fma256, "avx2,fma", __m256, _mm256_setzero_ps(), __m256, _mm256_set1_ps(1e-8f), FMA256, _mm256_add_ps, 16)
+PEAK_FN(peak_fma512, "avx512f", __m512, _mm512_setzero_ps(), __m512, _mm512_set1_ps(1e-8f), FMA512, _mm512_add_ps, 32)
+PEAK_FN(peak_bf16, "avx512f,avx512bf16", __m512, _mm512_setzero_ps(), __m512i, _mm512_set1_epi16(0x3f80), DPBF16,
+        _mm512_add_ps, 64)
+PEAK_FN(peak_vnni, "avx512f,avx512vnni", __m512i, _mm512_setzero_si512(), __m512i, _mm512_set1_epi8(1), DPBUSD,
+        _mm512_add_epi32, 128)
 #endif
 
 typedef struct {
@@ -82,19 +73,18 @@ static void *peak_thread(void *arg) {
     return NULL;
 }
 
-// GFLOP/s per thread with nth threads running fn at once (the slowest one's)
-static double run_peak(peak_fn fn, int nth, double secs) {
-    long iters = 1000;
-    for (;;) {   // calibrate on one thread
+// Iterations of fn that run about secs on one thread
+static long calibrate(peak_fn fn, double secs) {
+    for (long iters = 1000;; iters *= 4) {
         double t0 = now_s();
         fn(iters);
         double dt = now_s() - t0;
-        if (dt > 0.05) {
-            iters = (long)(iters * secs / dt) + 1;
-            break;
-        }
-        iters *= 4;
+        if (dt > 0.05) return (long)(iters * secs / dt) + 1;
     }
+}
+
+// GFLOP/s per thread with nth threads running fn at once (the slowest one's)
+static double run_peak(peak_fn fn, int nth, long iters) {
     peak_job jobs[64];
     pthread_t th[64];
     double worst = 1e300;
@@ -121,24 +111,22 @@ int main(int argc, char **argv) {
     struct {
         const char *name, *feature;
         peak_fn fn;
+        int has;
     } cases[] = {
-        { "fp32 FMA, 256-bit", "avx2", peak_fma256 },
-        { "fp32 FMA, 512-bit", "avx512f", peak_fma512 },
-        { "bf16 dot (vdpbf16ps)", "avx512bf16", peak_bf16 },
-        { "int8 dot (vpdpbusd)", "avx512vnni", peak_vnni },
+        { "fp32 FMA, 256-bit", "avx2", peak_fma256, __builtin_cpu_supports("avx2") },
+        { "fp32 FMA, 512-bit", "avx512f", peak_fma512, __builtin_cpu_supports("avx512f") },
+        { "bf16 dot (vdpbf16ps)", "avx512bf16", peak_bf16, __builtin_cpu_supports("avx512bf16") },
+        { "int8 dot (vpdpbusd)", "avx512vnni", peak_vnni, __builtin_cpu_supports("avx512vnni") },
     };
     printf("| unit | GFLOP/s, 1 thread | GFLOP/s per thread, %d at once | all %d together |\n|---|---:|---:|---:|\n",
            nth, nth);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        int ok = !__builtin_strcmp(cases[i].feature, "avx2") ? __builtin_cpu_supports("avx2")
-                 : !__builtin_strcmp(cases[i].feature, "avx512f") ? __builtin_cpu_supports("avx512f")
-                 : !__builtin_strcmp(cases[i].feature, "avx512bf16") ? __builtin_cpu_supports("avx512bf16")
-                                                                     : __builtin_cpu_supports("avx512vnni");
-        if (!ok) {
+        if (!cases[i].has) {
             printf("| %s | (this CPU lacks %s) | | |\n", cases[i].name, cases[i].feature);
             continue;
         }
-        double one = run_peak(cases[i].fn, 1, secs), all = run_peak(cases[i].fn, nth, secs);
+        long iters = calibrate(cases[i].fn, secs);
+        double one = run_peak(cases[i].fn, 1, iters), all = run_peak(cases[i].fn, nth, iters);
         printf("| %s | %.0f | %.0f | %.0f |\n", cases[i].name, one, all, all * nth);
     }
     return 0;
