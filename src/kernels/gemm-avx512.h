@@ -57,6 +57,11 @@
 #define G5_MC 98     // A block: MC x KC, 7 panels (56 .. 140 measured the same)
 #define G5_NC 1024   // B block: KC x NC
 #define G5_KU(kc) (G5_PAIRS ? ((kc) + 1) / 2 : (kc))
+// Units from one B panel to the next: ku x NR and one cache line more, so
+// that the packers, which write unit row u of every panel in turn, do not
+// send all of those lines (ku x 128 bytes apart, a multiple of 4 KiB) to one
+// cache set.
+#define G5_BPS(ku) ((size_t)(ku) * G5_NR + 16)
 #define G5_INLINE static inline __attribute__((always_inline))
 
 // ---- units from floats ----
@@ -182,7 +187,7 @@ G5_INLINE void g5_deal(const float *r0, const float *r1, int nc, int ku, int u, 
         if (p0) _mm_prefetch((const char *)(p0 + j0), _MM_HINT_T0);
         if (p1) _mm_prefetch((const char *)(p1 + j0), _MM_HINT_T0);
         __m512 a = _mm512_maskz_loadu_ps(m, r0 + j0);
-        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR + (j0 % G5_NR);
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * G5_BPS(ku) + (size_t)u * G5_NR + (j0 % G5_NR);
 #if G5_PAIRS
         __m512 b = r1 ? _mm512_maskz_loadu_ps(m, r1 + j0) : _mm512_setzero_ps();
         _mm512_store_si512((void *)d, g5_pairs(a, b));
@@ -192,7 +197,7 @@ G5_INLINE void g5_deal(const float *r0, const float *r1, int nc, int ku, int u, 
 #endif
     }
     if (nc % G5_NR && nc % G5_NR <= 16)   // the upper half of a last panel with at most 16 columns
-        _mm512_store_si512((void *)(Bp + (size_t)(nc / G5_NR) * ku * G5_NR + (size_t)u * G5_NR + 16),
+        _mm512_store_si512((void *)(Bp + (size_t)(nc / G5_NR) * G5_BPS(ku) + (size_t)u * G5_NR + 16),
                            _mm512_setzero_si512());
 }
 
@@ -286,7 +291,7 @@ G5_INLINE void g5_deal_bf16(const uint16_t *r0, const uint16_t *r1, int nc, int 
         __mmask32 m = nc - j0 >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (nc - j0)) - 1);
         __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j0);
         __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j0) : _mm512_setzero_si512();
-        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (size_t)u * G5_NR;
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * G5_BPS(ku) + (size_t)u * G5_NR;
         _mm512_store_si512((void *)d, _mm512_permutex2var_epi16(a, lo, b));
         _mm512_store_si512((void *)(d + 16), _mm512_permutex2var_epi16(a, hi, b));
     }
@@ -352,7 +357,7 @@ static void g5_pack_wt(const void *src, int k0, int kc, int n0, int nc, uint32_t
 #endif
     for (int j0 = 0; j0 < nc; j0 += 16) {
         int rows = QT_MIN(16, nc - j0);
-        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * ku * G5_NR + (j0 % G5_NR);
+        uint32_t *d = Bp + (size_t)(j0 / G5_NR) * G5_BPS(ku) + (j0 % G5_NR);
         for (int i = 0; i < 16 && j0 + 16 + i < nc; i++)
             g5_prefetch_seg0(s, s->w + (size_t)(n0 + j0 + 16 + i) * s->stride, k0, kc);
         for (int c0 = 0; c0 < kc; c0 += G5_WT_CHUNK) {   // k0 + c0 .. + cc: units cu0 .. + cku
@@ -449,7 +454,7 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
     }
     int ku_max = G5_KU((int)QT_MIN(K, G5_KC)), nc_max = (int)QT_MIN((N + G5_NR - 1) / G5_NR * G5_NR, G5_NC);
     int mc_max = (int)QT_MIN((M + G5_MR - 1) / G5_MR * G5_MR, G5_MC);
-    size_t nb = (size_t)ku_max * nc_max, na = Apre ? 0 : (size_t)mc_max * ku_max;
+    size_t nb = (size_t)(nc_max / G5_NR) * G5_BPS(ku_max), na = Apre ? 0 : (size_t)mc_max * ku_max;
     uint32_t *Bp = qt_kernel_scratch(QT_SCRATCH_GEMM, (nb + na) * sizeof(uint32_t)), *Ap = Bp + nb;
     float tmp[G5_MR * G5_NR] __attribute__((aligned(64)));
     for (int jc = 0; jc < N; jc += G5_NC) {
@@ -466,7 +471,7 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
                 int mc = (int)QT_MIN(G5_MC, M - ic);
                 if (!Apre) g5_pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
                 for (int jr = 0; jr < nc; jr += G5_NR) {
-                    const uint32_t *bp = Bp + (size_t)jr * ku;
+                    const uint32_t *bp = Bp + (size_t)(jr / G5_NR) * G5_BPS(ku);
                     int nr = QT_MIN(G5_NR, nc - jr);
                     // spread over the first row block's calls: a slice of the next block each
                     if (prefetch && ic == 0 && jn < N) {
