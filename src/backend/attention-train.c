@@ -138,8 +138,7 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
         for (int k0 = 0; k0 < t1; k0 += FA_TK) {
             int nk = QT_MIN(t1, k0 + FA_TK) - k0;
             float *Sb = keep ? S + (size_t)nr * k0 : S;
-            memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
-            qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
+            qt_gemm_set(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
             for (int r = 0; r < nr; r++) {
                 int n = n_valid(t0 + r, k0, nk);
                 if (n == 0) continue;
@@ -164,8 +163,7 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
             int nk = QT_MIN(t1, k0 + FA_TK) - k0;
             float *Sb = keep ? S + (size_t)nr * k0 : S;
             if (!keep) {
-                memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
-                qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
+                qt_gemm_set(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
             }
             for (int r = 0; r < nr; r++) {
                 float *s = Sb + (size_t)r * nk;
@@ -256,10 +254,8 @@ static void fa_backward_worker(void *ctx, int ith, int nth) {
                     int nk = QT_MIN(t1, k0 + FA_TK) - k0;
                     float *Sb = keep ? S + (size_t)nr * k0 : S, *dPb = keep ? dP + (size_t)nr * k0 : dP;
                     if (pass == 0 || !keep) {   // (kept: pass 0 left P and dP of this block)
-                        memset(Sb, 0, sizeof(float) * (size_t)nr * nk);
-                        memset(dPb, 0, sizeof(float) * (size_t)nr * nk);
-                        qt_gemm_acc(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
-                        qt_gemm_acc(j->kc, nr, nk, HS, dO, qd, Vt + k0, T, dPb, nk);
+                        qt_gemm_set(j->kc, nr, nk, HS, Q, qd, Kt + k0, T, Sb, nk);
+                        qt_gemm_set(j->kc, nr, nk, HS, dO, qd, Vt + k0, T, dPb, nk);
                         for (int r = 0; r < nr; r++) {   // P, zero on the masked keys
                             float *s = Sb + (size_t)r * nk;
                             int n = n_valid(t0 + r, k0, nk);

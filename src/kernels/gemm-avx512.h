@@ -516,6 +516,12 @@ static void g5_gemm_acc(int64_t M, int64_t N, int64_t K, const float *A, int64_t
     g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
 }
 
+static void g5_gemm_set(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                        float *C, int64_t ldc) {
+    g5_rows_src s = { B, (size_t)ldb };
+    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, false);
+}
+
 static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
                           const qt_wmat *W, int64_t n0, float *C, int64_t ldc) {
     const qt_type_traits *tt = qt_type_traits_get(W->type);
@@ -555,7 +561,7 @@ static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *
 }
 
 static const qt_gemm_ops g5_ops = {
-    .gemm_acc = g5_gemm_acc, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
+    .gemm_acc = g5_gemm_acc, .gemm_set = g5_gemm_set, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
     .pack_x_size = g5_pack_x_size, .pack_x = g5_pack_x,
 };
 

@@ -76,6 +76,10 @@ typedef struct {
     // C (M, N) += A (M, K) @ B (K, N), row-major, leading dimensions lda, ldb, ldc.
     void (*gemm_acc)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float *C, int64_t ldc);
+    // C (M, N) = A (M, K) @ B (K, N): gemm_acc without reading C. Optional
+    // (NULL: C zeroed, then gemm_acc).
+    void (*gemm_set)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float *C, int64_t ldc);
     // C (M, N) += A (M, K) @ W[0:K, n0:n0+N]: W's K rows in any type with a
     // to_float; n0 and N multiples of its block size (qt_matmul_t: dx += dy @ W).
     // ap: A (all M rows) already packed by pack_x(M, K, A, lda), or NULL.
@@ -260,6 +264,9 @@ void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, q
 // BF16 rounds A and B to bfloat16 where the table has a bf16 gemm, F32 and
 // FAST multiply in fp32.
 void qt_gemm_acc(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                 int64_t ldb, float *C, int64_t ldc);
+// C (M, N) = A (M, K) @ B (K, N), as qt_gemm_acc but C written, not read.
+void qt_gemm_set(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc);
 
 // The float-activation products kc->prec selects: the table's bf16 ops at
