@@ -144,7 +144,8 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
                 if (n == 0) continue;
                 float *s = Sb + (size_t)r * nk;
                 float mn = QT_MAX(m[r], j->scale * K->max_f32(n, s));   // scale > 0: max commutes
-                if (!keep) l[r] = l[r] * exp((double)m[r] - mn) + K->exp_sum_f32(n, s, j->scale, mn, NULL);   // exp(-inf) = 0
+                if (!keep)   // exp(-inf) = 0 on the first block
+                    l[r] = l[r] * exp((double)m[r] - mn) + K->exp_sum_f32(n, s, j->scale, mn, NULL);
                 m[r] = mn;
             }
         }
@@ -271,7 +272,8 @@ static void fa_backward_worker(void *ctx, int ith, int nth) {
                         K->softmax_grad_f32(n, Sb + (size_t)r * nk, dp, NULL, D[r], j->scale, dp);
                         for (int c = n; c < nk; c++) dp[c] = 0;
                     }
-                    if (j->dq) qt_gemm_acc(j->kc, nr, HS, nk, dPb, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
+                    if (j->dq)
+                        qt_gemm_acc(j->kc, nr, HS, nk, dPb, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
                     if (kv) {
                         qt_gemm_acc(j->kc, HS, nk, nr, dOt + t0, T, Sb, nk, dVp + k0, T);
                         qt_gemm_acc(j->kc, HS, nk, nr, Qt + t0, T, dPb, nk, dKp + k0, T);
