@@ -892,8 +892,9 @@ static void test_float_helpers(qt_rng *rng) {
     }
 }
 
-// Every table's gemm_acc (f32 and bf16 ops), qt_gemm_acc and qt_gemm_set
-// (C overwritten: it starts as garbage) in each precision: M, N, K ragged against the micro-tiles (6 x 16, 14 x 32) and
+// Every table's gemm_acc (f32 and bf16 ops), qt_gemm_acc, qt_gemm_set (C
+// overwritten: it starts as garbage) and qt_gemm_acc_at (A given transposed)
+// in each precision: M, N, K ragged against the micro-tiles (6 x 16, 14 x 32) and
 // the cache blocks (A 96 x 256, B 256 x 1024; AVX-512: k blocks of 1024
 // fp32, 2048 as bf16 pairs), odd K (a half bf16 pair),
 // leading dimensions larger than the extents (the columns past N untouched),
@@ -904,13 +905,13 @@ static void test_gemm_acc(qt_rng *rng) {
                                     {17, 37, 2085}};
     int f0 = test_n_fail;
     for (int ti = 0; ti < g_n_tables; ti++)
-        for (int mode = 0; mode < 6; mode++) {   // ops f32, ops bf16, qt_gemm_acc at F32, at BF16, qt_gemm_set at F32, at BF16
+        for (int mode = 0; mode < 8; mode++) {   // ops f32, ops bf16; qt_gemm_acc, _set, _acc_at at F32, at BF16
             const qt_kernel_table *kt = g_tables[ti];
             const qt_gemm_ops *ops = table_ops(kt, mode & 1);
             if (mode < 2 && !ops->gemm_acc) continue;
             bool bf = (mode & 1) && kt->bf16.gemm_acc;
-            qt_kctx kc = { .kt = kt, .prec = mode == 3 || mode == 5 ? QT_PREC_BF16 : QT_PREC_F32 };
-            const bool set = mode >= 4;
+            qt_kctx kc = { .kt = kt, .prec = mode >= 2 && (mode & 1) ? QT_PREC_BF16 : QT_PREC_F32 };
+            const bool set = mode == 4 || mode == 5, at = mode >= 6;
             for (size_t si = 0; si < QT_ARRAY_LEN(shapes); si++) {
                 int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2];
                 int lda = K + 3, ldb = N + 5, ldc = N + 1;
@@ -918,8 +919,15 @@ static void test_gemm_acc(qt_rng *rng) {
                 float *C = randn(rng, (size_t)M * ldc, 1), *C0 = qt_malloc((size_t)M * ldc * sizeof(float));
                 memcpy(C0, C, (size_t)M * ldc * sizeof(float));
                 if (mode < 2) ops->gemm_acc(M, N, K, A, lda, B, ldb, C, ldc);
-                else if (!set) qt_gemm_acc(&kc, M, N, K, A, lda, B, ldb, C, ldc);
-                else qt_gemm_set(&kc, M, N, K, A, lda, B, ldb, C, ldc);
+                else if (set) qt_gemm_set(&kc, M, N, K, A, lda, B, ldb, C, ldc);
+                else if (!at) qt_gemm_acc(&kc, M, N, K, A, lda, B, ldb, C, ldc);
+                else {   // At (K, M), rows M + 2 apart
+                    float *At = qt_malloc((size_t)K * (M + 2) * sizeof(float));
+                    for (int k = 0; k < K; k++)
+                        for (int i = 0; i < M; i++) At[(size_t)k * (M + 2) + i] = A[(size_t)i * lda + k];
+                    qt_gemm_acc_at(&kc, M, N, K, At, M + 2, B, ldb, C, ldc);
+                    qt_free(At);
+                }
                 int bad = 0;
                 for (int i = 0; i < M; i++)
                     for (int j = 0; j < ldc; j++) {
@@ -935,12 +943,13 @@ static void test_gemm_acc(qt_rng *rng) {
                     }
                 CHECK(bad == 0, "%s %s M=%d N=%d K=%d: %d wrong", kt->isa,
                       mode == 0 ? "f32 gemm_acc" : mode == 1 ? "bf16 gemm_acc" : mode == 2 ? "qt_gemm_acc F32"
-                      : mode == 3 ? "qt_gemm_acc BF16" : mode == 4 ? "qt_gemm_set F32" : "qt_gemm_set BF16",
+                      : mode == 3 ? "qt_gemm_acc BF16" : mode == 4 ? "qt_gemm_set F32" : mode == 5 ? "qt_gemm_set BF16"
+                      : mode == 6 ? "qt_gemm_acc_at F32" : "qt_gemm_acc_at BF16",
                       M, N, K, bad);
                 qt_free(A); qt_free(B); qt_free(C); qt_free(C0);
             }
         }
-    printf("  gemm_acc (f32, bf16, qt_gemm_acc, qt_gemm_set) %s\n", test_n_fail == f0 ? "ok" : "FAILED");
+    printf("  gemm_acc (f32, bf16, qt_gemm_acc, qt_gemm_set, qt_gemm_acc_at) %s\n", test_n_fail == f0 ? "ok" : "FAILED");
 }
 
 // ---- pool ----

@@ -63,7 +63,6 @@ typedef struct {
     float *dq, *dk, *dv;                    // backward outputs (+=)
     const float *q, *k, *v, *dout;
     const float *Kt, *Vt;                   // (NKV, HS, T)
-    const float *Qt, *dOt;                  // (NH, HS, T)
     const float *LT;                        // (NH, T): lse per head
     float *dKp, *dVp;                       // (NH, HS, T): each query head's share of dK, dV transposed
     int T, NH, NKV, HS;
@@ -186,8 +185,8 @@ static void fa_forward_worker(void *ctx, int ith, int nth) {
 
 size_t qt_attention_train_scratch(int T, int NH, int NKV, int HS) {
     size_t t = (size_t)T, hs = (size_t)HS;
-    // Kt, Vt (NKV, HS, T); Qt, dOt, dKp, dVp (NH, HS, T); LT (NH, T)
-    return 2 * (size_t)NKV * hs * t + 4 * (size_t)NH * hs * t + (size_t)NH * t;
+    // Kt, Vt (NKV, HS, T); dKp, dVp (NH, HS, T); LT (NH, T)
+    return 2 * (size_t)NKV * hs * t + 2 * (size_t)NH * hs * t + (size_t)NH * t;
 }
 
 void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const float *q, const float *k,
@@ -206,6 +205,7 @@ void qt_attention_train_forward(const qt_kctx *kc, float *out, float *lse, const
 // causal key blocks:
 //   pass 0: S = Q Kt, dP = dO Vt, P = exp(S * scale - lse), D = rowsum(P * dP)
 //   pass 1: dS = P * (dP - D) * scale, dQ += dS K, dV^T += dO^T P, dK^T += Q^T dS
+//           (the last two with their A given transposed: dO and Q as they are)
 // P and dP are kept from pass 0 for pass 1 up to FA_KEEP_T (computed again
 // beyond), so each block costs five products and one exp. D is the
 // materialised softmax backward's sum, not FlashAttention's dO . O (equal in
@@ -237,7 +237,6 @@ static void fa_backward_worker(void *ctx, int ith, int nth) {
         }
         const int h = hg / G;
         const float *Kt = j->Kt + (size_t)h * HS * T, *Vt = j->Vt + (size_t)h * HS * T;
-        const float *Qt = j->Qt + (size_t)hg * HS * T, *dOt = j->dOt + (size_t)hg * HS * T;
         float *dKp = j->dKp + (size_t)hg * HS * T, *dVp = j->dVp + (size_t)hg * HS * T;
         if (kv) {
             memset(dKp, 0, sizeof(float) * (size_t)HS * T);
@@ -275,8 +274,8 @@ static void fa_backward_worker(void *ctx, int ith, int nth) {
                     if (j->dq)
                         qt_gemm_acc(j->kc, nr, HS, nk, dPb, nk, j->k + (size_t)k0 * kvd + (size_t)h * HS, kvd, acc, HS);
                     if (kv) {
-                        qt_gemm_acc(j->kc, HS, nk, nr, dOt + t0, T, Sb, nk, dVp + k0, T);
-                        qt_gemm_acc(j->kc, HS, nk, nr, Qt + t0, T, dPb, nk, dKp + k0, T);
+                        qt_gemm_acc_at(j->kc, HS, nk, nr, dO, qd, Sb, nk, dVp + k0, T);
+                        qt_gemm_acc_at(j->kc, HS, nk, nr, Q, qd, dPb, nk, dKp + k0, T);
                     }
                 }
                 if (pass == 0)
@@ -345,20 +344,15 @@ void qt_attention_train_backward(const qt_kctx *kc, float *dq, float *dk, float 
     if (!dq && !dk && !dv) return;
     const size_t t = (size_t)T, hs = (size_t)HS;
     float *Kt = scratch, *Vt = Kt + (size_t)NKV * hs * t;
-    float *Qt = Vt + (size_t)NKV * hs * t, *dOt = Qt + (size_t)NH * hs * t;
-    float *dKp = dOt + (size_t)NH * hs * t, *dVp = dKp + (size_t)NH * hs * t;
+    float *dKp = Vt + (size_t)NKV * hs * t, *dVp = dKp + (size_t)NH * hs * t;
     float *LT = dVp + (size_t)NH * hs * t;
     transpose_heads(kc, Kt, k, T, NKV, HS);
     transpose_heads(kc, Vt, v, T, NKV, HS);
     ld_job lj = { LT, lse, T, NH };
     qt_pool_run(kc->pool, ld_worker, &lj);
     fa_job j = { .kc = kc, .dq = dq, .dk = dk, .dv = dv, .q = q, .k = k, .v = v, .dout = dout, .Kt = Kt, .Vt = Vt,
-                 .Qt = Qt, .dOt = dOt, .dKp = dKp, .dVp = dVp, .LT = LT, .T = T, .NH = NH, .NKV = NKV, .HS = HS,
+                 .dKp = dKp, .dVp = dVp, .LT = LT, .T = T, .NH = NH, .NKV = NKV, .HS = HS,
                  .scale = 1.0f / sqrtf((float)HS) };
-    if (dk || dv) {
-        transpose_heads(kc, Qt, q, T, NH, HS);
-        transpose_heads(kc, dOt, dout, T, NH, HS);
-    }
     qt_pool_run(kc->pool, fa_backward_worker, &j);
     if (dk || dv) qt_pool_run(kc->pool, fa_reduce_worker, &j);
 }

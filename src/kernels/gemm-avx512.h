@@ -164,6 +164,27 @@ static void g5_pack_a(uint32_t *restrict Ap, const float *A, size_t lda, int mc,
     }
 }
 
+// Ap = A (mc x kc) as row panels from its transpose At (kc x mc, rows ldat
+// apart): unit u of a panel is row k = u (or rows 2u, 2u + 1 as pairs) of
+// At, MR consecutive values, so no transpose is needed.
+static void g5_pack_at(uint32_t *restrict Ap, const float *At, size_t ldat, int mc, int kc) {
+    const int ku = G5_KU(kc);
+    for (int i0 = 0; i0 < mc; i0 += G5_MR, Ap += (size_t)ku * G5_MR) {
+        __mmask16 m = g5_mask(QT_MIN(G5_MR, mc - i0));
+        for (int u = 0; u < ku; u++) {
+#if G5_PAIRS
+            const float *r0 = At + (size_t)(2 * u) * ldat + i0;
+            __m512 a = _mm512_maskz_loadu_ps(m, r0);
+            __m512 b = 2 * u + 1 < kc ? _mm512_maskz_loadu_ps(m, r0 + ldat) : _mm512_setzero_ps();
+            __m512i v = g5_pairs(a, b);
+#else
+            __m512i v = _mm512_castps_si512(_mm512_maskz_loadu_ps(m, At + (size_t)u * ldat + i0));
+#endif
+            _mm512_mask_storeu_epi32(Ap + (size_t)u * G5_MR, (__mmask16)((1u << G5_MR) - 1), v);
+        }
+    }
+}
+
 // ---- packing B ----
 
 // Producer of B's packed blocks: Bp = B[k0 : k0+kc, n0 : n0+nc] as
@@ -441,8 +462,9 @@ G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t K, 
 static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
 
 // C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
-// A packed here (Apre NULL) or pre-packed by g5_pack_x.
-static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, const uint32_t *Apre,
+// A packed here (Apre NULL; a_t: A is given as At (K, M), rows lda apart) or
+// pre-packed by g5_pack_x.
+static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t lda, bool a_t, const uint32_t *Apre,
                       g5_pack_b_fn pack, g5_prefetch_fn prefetch, const void *src, float *C, size_t ldc,
                       bool accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -469,7 +491,8 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
             int pf_calls = (nc + G5_NR - 1) / G5_NR * ((int)QT_MIN(G5_MC, M) + G5_MR - 1) / G5_MR;
             for (int64_t ic = 0; ic < M; ic += G5_MC) {
                 int mc = (int)QT_MIN(G5_MC, M - ic);
-                if (!Apre) g5_pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
+                if (!Apre && a_t) g5_pack_at(Ap, A + (size_t)pc * lda + ic, lda, mc, kc);
+                else if (!Apre) g5_pack_a(Ap, A + (size_t)ic * lda + pc, lda, mc, kc);
                 for (int jr = 0; jr < nc; jr += G5_NR) {
                     const uint32_t *bp = Bp + (size_t)(jr / G5_NR) * G5_BPS(ku);
                     int nr = QT_MIN(G5_NR, nc - jr);
@@ -513,13 +536,19 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
 static void g5_gemm_acc(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float *C, int64_t ldc) {
     g5_rows_src s = { B, (size_t)ldb };
-    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
+    g5_driver(M, N, K, A, (size_t)lda, false, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
+}
+
+static void g5_gemm_acc_at(int64_t M, int64_t N, int64_t K, const float *At, int64_t ldat, const float *B,
+                           int64_t ldb, float *C, int64_t ldc) {
+    g5_rows_src s = { B, (size_t)ldb };
+    g5_driver(M, N, K, At, (size_t)ldat, true, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
 }
 
 static void g5_gemm_set(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                         float *C, int64_t ldc) {
     g5_rows_src s = { B, (size_t)ldb };
-    g5_driver(M, N, K, A, (size_t)lda, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, false);
+    g5_driver(M, N, K, A, (size_t)lda, false, NULL, g5_pack_rows, NULL, &s, C, (size_t)ldc, false);
 }
 
 static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *ap,
@@ -528,12 +557,12 @@ static void g5_gemm_acc_w(int64_t M, int64_t N, int64_t K, const float *A, int64
     QT_ASSERT(N % tt->blck_size == 0 && n0 % tt->blck_size == 0 && G5_NC % tt->blck_size == 0);
     if (W->type == QT_TYPE_F32) {
         g5_rows_src s = { (const float *)W->data + n0, W->stride / sizeof(float) };
-        g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
+        g5_driver(M, N, K, A, (size_t)lda, false, (const uint32_t *)ap, g5_pack_rows, NULL, &s, C, (size_t)ldc, true);
         return;
     }
     g5_w_src s = { (const char *)W->data + (size_t)(n0 / tt->blck_size) * tt->type_size, W->stride, W->type,
                    W->to_float, tt->blck_size, tt->type_size };
-    g5_driver(M, N, K, A, (size_t)lda, (const uint32_t *)ap, g5_pack_wq, g5_prefetch_wq, &s, C, (size_t)ldc, true);
+    g5_driver(M, N, K, A, (size_t)lda, false, (const uint32_t *)ap, g5_pack_wq, g5_prefetch_wq, &s, C, (size_t)ldc, true);
 }
 
 static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const float *xp, const qt_wmat *W, float *y,
@@ -541,7 +570,7 @@ static void g5_gemm_xwt(int64_t T, int64_t n, const float *x, int64_t ldx, const
     const qt_type_traits *tt = qt_type_traits_get(W->type);
     QT_ASSERT(G5_KC % tt->blck_size == 0 && G5_WT_CHUNK % tt->blck_size == 0 && n % tt->blck_size == 0);
     g5_w_src s = { W->data, W->stride, W->type, W->to_float, tt->blck_size, tt->type_size };
-    g5_driver(T, n_rows, n, x, (size_t)ldx, (const uint32_t *)xp, g5_pack_wt, g5_prefetch_wt, &s, y, (size_t)ldy, false);
+    g5_driver(T, n_rows, n, x, (size_t)ldx, false, (const uint32_t *)xp, g5_pack_wt, g5_prefetch_wt, &s, y, (size_t)ldy, false);
 }
 
 static size_t g5_pack_x_size(int64_t T, int64_t n) {
@@ -561,7 +590,7 @@ static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *
 }
 
 static const qt_gemm_ops g5_ops = {
-    .gemm_acc = g5_gemm_acc, .gemm_set = g5_gemm_set, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
+    .gemm_acc = g5_gemm_acc, .gemm_acc_at = g5_gemm_acc_at, .gemm_set = g5_gemm_set, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
     .pack_x_size = g5_pack_x_size, .pack_x = g5_pack_x,
 };
 

@@ -80,6 +80,10 @@ typedef struct {
     // (NULL: C zeroed, then gemm_acc).
     void (*gemm_set)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float *C, int64_t ldc);
+    // C (M, N) += A (M, K) @ B (K, N) with A given transposed: At (K, M), rows
+    // ldat apart. Optional (NULL: qt_gemm_acc_at transposes At first).
+    void (*gemm_acc_at)(int64_t M, int64_t N, int64_t K, const float *At, int64_t ldat, const float *B, int64_t ldb,
+                        float *C, int64_t ldc);
     // C (M, N) += A (M, K) @ W[0:K, n0:n0+N]: W's K rows in any type with a
     // to_float; n0 and N multiples of its block size (qt_matmul_t: dx += dy @ W).
     // ap: A (all M rows) already packed by pack_x(M, K, A, lda), or NULL.
@@ -265,6 +269,10 @@ void qt_matmul_t(const qt_kctx *kc, float *dx, const float *dy, const void *w, q
 // FAST multiply in fp32.
 void qt_gemm_acc(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc);
+// C (M, N) += At^T (M, K) @ B (K, N), At (K, M) rows ldat apart: qt_gemm_acc
+// with its A given transposed.
+void qt_gemm_acc_at(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *At, int64_t ldat, const float *B,
+                    int64_t ldb, float *C, int64_t ldc);
 // C (M, N) = A (M, K) @ B (K, N), as qt_gemm_acc but C written, not read.
 void qt_gemm_set(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                  int64_t ldb, float *C, int64_t ldc);

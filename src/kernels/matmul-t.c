@@ -7,7 +7,7 @@
 // reduction), or of its rows when n_in is too narrow to give every thread a
 // useful share (the LoRA rank-r products); then each thread dequantizes all
 // of W itself, which is cheap because W is narrow.
-// Also qt_gemm_acc and qt_gemm_set, the single-threaded float gemms in the context's precision.
+// Also qt_gemm_acc, qt_gemm_acc_at and qt_gemm_set, the single-threaded float gemms in the context's precision.
 // Deliberately not: a quantized-activation path (W's blocks run along n_in,
 // the contraction here runs along n_out), caching dequantized weights between
 // calls.
@@ -111,4 +111,20 @@ void qt_gemm_set(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float
     }
     for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(float) * (size_t)N);
     if (K > 0) ops->gemm_acc(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
+void qt_gemm_acc_at(const qt_kctx *kc, int64_t M, int64_t N, int64_t K, const float *At, int64_t ldat, const float *B,
+                    int64_t ldb, float *C, int64_t ldc) {
+    QT_ASSERT(M >= 0 && N >= 0 && K >= 0 && ldat >= M && ldb >= N && ldc >= N);
+    if (M == 0 || N == 0 || K == 0) return;
+    const qt_gemm_ops *ops = qt_gemm_ops_for(kc);
+    if (ops->gemm_acc_at) {
+        ops->gemm_acc_at(M, N, K, At, ldat, B, ldb, C, ldc);
+        return;
+    }
+    float *A = qt_malloc(sizeof(float) * (size_t)M * (size_t)K);   // A (M, K) = At^T
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t i = 0; i < M; i++) A[i * K + k] = At[k * ldat + i];
+    ops->gemm_acc(M, N, K, A, K, B, ldb, C, ldc);
+    qt_free(A);
 }

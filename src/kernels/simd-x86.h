@@ -67,6 +67,17 @@ static inline simde__m512 qt_simde_cvtepi32_ps(simde__m512i a) {
     return simde_mm512_loadu_ps(v);
 }
 #define _mm512_cvtepi32_ps(a) qt_simde_cvtepi32_ps(a)
+// a * 2^floor(b) correctly rounded, as vscalefps (SIMDe multiplies by
+// exp2(floor(b)), which is inf or 0 where 2^b is no float: b = 128, -150)
+static inline simde__m512 qt_simde_scalef_ps(simde__m512 a, simde__m512 b) {
+    float x[16], e[16];
+    simde_mm512_storeu_ps(x, a);
+    simde_mm512_storeu_ps(e, b);
+    for (int i = 0; i < 16; i++)
+        x[i] = e[i] != e[i] ? e[i] : ldexpf(x[i], (int)floorf(e[i] < -400.0f ? -400.0f : e[i] > 400.0f ? 400.0f : e[i]));
+    return simde_mm512_loadu_ps(x);
+}
+#define _mm512_scalef_ps(a, b) qt_simde_scalef_ps((a), (b))
 static inline simde__m512 qt_simde_cvtph_ps(simde__m256i a) {
     float v[16];
     simde_mm256_storeu_ps(v, simde_mm256_cvtph_ps(simde_mm256_castsi256_si128(a)));

@@ -30,7 +30,8 @@ static inline __m512 exp16(__m512 x) {
     p = _mm512_add_ps(p, _mm512_set1_ps(1.0f));
     // p * 2^n in one correctly rounded step: the AVX2 code's p * 2^(n/2) *
     // 2^(n - n/2) is exact up to its last product, so the bits are the same
-    // (n in [-150, 128]); 9 instructions fewer
+    // (n in [-150, 128]); 9 instructions fewer (two vscalefps by n/2 and
+    // n - n/2 measured no faster than the integer code)
     return _mm512_scalef_ps(p, n);
 }
 
