@@ -590,7 +590,8 @@ static void g5_pack_x(int64_t T, int64_t n, const float *x, int64_t ldx, float *
 }
 
 static const qt_gemm_ops g5_ops = {
-    .gemm_acc = g5_gemm_acc, .gemm_acc_at = g5_gemm_acc_at, .gemm_set = g5_gemm_set, .gemm_acc_w = g5_gemm_acc_w, .gemm_xwt = g5_gemm_xwt,
+    .gemm_acc = g5_gemm_acc, .gemm_acc_at = g5_gemm_acc_at, .gemm_set = g5_gemm_set, .gemm_acc_w = g5_gemm_acc_w,
+    .gemm_xwt = g5_gemm_xwt,
     .pack_x_size = g5_pack_x_size, .pack_x = g5_pack_x,
 };
 

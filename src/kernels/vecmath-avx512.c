@@ -63,6 +63,12 @@ static float max_f32_avx512(int n, const float *x) {
     return mx;
 }
 
+// lanes 0..7 / 8..15 of a as doubles
+static inline __m512d lo8_pd(__m512 a) { return _mm512_cvtps_pd(_mm512_castps512_ps256(a)); }
+static inline __m512d hi8_pd(__m512 a) {
+    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
 static double exp_sum_f32_avx512(int n, const float *x, float scale, float shift, float *y) {
     const __m512 vs = _mm512_set1_ps(scale), vsh = _mm512_set1_ps(shift);
     __m512d acc0 = _mm512_setzero_pd(), acc1 = _mm512_setzero_pd();
@@ -70,8 +76,8 @@ static double exp_sum_f32_avx512(int n, const float *x, float scale, float shift
         __mmask16 m = lanes(n - i);
         __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vs), vsh)));
         if (y) _mm512_mask_storeu_ps(y + i, m, e);
-        acc0 = _mm512_add_pd(acc0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
-        acc1 = _mm512_add_pd(acc1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        acc0 = _mm512_add_pd(acc0, lo8_pd(e));
+        acc1 = _mm512_add_pd(acc1, hi8_pd(e));
     }
     double t[8];
     _mm512_storeu_pd(t, _mm512_add_pd(acc0, acc1));
@@ -107,12 +113,6 @@ static void swiglu_backward_f32_avx512(int n, const float *dout, const float *ga
             _mm512_mask_storeu_ps(dup + i, m,
                                   _mm512_add_ps(_mm512_maskz_loadu_ps(m, dup + i), _mm512_mul_ps(d, _mm512_mul_ps(g, sig))));
     }
-}
-
-// lanes 0..7 / 8..15 of a as doubles
-static inline __m512d lo8_pd(__m512 a) { return _mm512_cvtps_pd(_mm512_castps512_ps256(a)); }
-static inline __m512d hi8_pd(__m512 a) {
-    return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
 }
 
 static double dot_f32_f64_avx512(int n, const float *x, const float *y) {
