@@ -5,9 +5,9 @@
 // f32). Prints the best of `reps` calls of each, in ms, and the model FLOP
 // rate (causal: forward 2, backward 4 products of NH * HS * T^2 / 2 MACs);
 // then the forward in fp32 products beside inference's KV-cache attention
-// (layers.c) on the same T tokens from position 0. (Routing prompts from an
-// empty cache to the streaming forward, faster here, measured no faster in
-// a whole TinyLlama BF16 pp512: not done.)
+// (layers.c) on the same T tokens from position 0, which inference now
+// keeps for prompts that continue a cache (backend-cpu.c sends those from an
+// empty cache to the streaming forward).
 //   build/bench/bench-attention [T=512] [reps=10] [threads=2]
 // Not a test: no checks, numbers only.
 #include <stdio.h>

@@ -34,6 +34,8 @@
 #define LOSS_RTOL 1e-5
 // Batched vs single runs (different kernels, same math), relative to the logit scale.
 #define BATCH_RTOL 1e-5
+// The same with bf16 operands (2^-8 relative each) on one path and not the other.
+#define BF16_RTOL 1e-2
 
 enum { C = 2048, F = 5632, NH = 32, NKV = 4, HS = 64, NL = 2, V = 512, RANK = 4 };
 #define SEED 0x5EEDull
@@ -261,26 +263,28 @@ static void check_batched(const qt_model *m, qt_backend *be, const wide_ref *r) 
     free(want);
 }
 
-// A prompt from an empty cache against the same prompt in two chunks (the
-// second attending over the cache the first wrote) and one token at a time
-// (the decode path): the last position's logits.
-static void check_prompt_paths(const qt_model *m, qt_backend *be, const wide_ref *r) {
-    enum { T = 36 };
-    QT_ASSERT(r->N >= T);
+// A prompt from an empty cache (T >= 64: the streaming attention) against
+// the same prompt in two chunks (the second attending over the cache the
+// first wrote) and one token at a time (the decode path): the last
+// position's logits, within tol of the logit scale.
+static void check_prompt_paths(const char *what, const qt_model *m, qt_backend *be, const wide_ref *r, double tol) {
+    enum { T = 80, T1 = 7 };
+    int32_t tok[T];
+    for (int t = 0; t < T; t++) tok[t] = r->tokens[t % r->N];
     float want[V];
-    qt_ctx *c = qt_ctx_init(m, be, 64, 64, false);
-    const float *lg = qt_ctx_eval(c, r->tokens, T);
-    CHECK(lg != NULL, "a %d-token prompt", T);
+    qt_ctx *c = qt_ctx_init(m, be, 96, 96, false);
+    const float *lg = qt_ctx_eval(c, tok, T);
+    CHECK(lg != NULL, "%s: a %d-token prompt", what, T);
     if (lg) memcpy(want, lg, sizeof(want));
     double w2 = 1, w1 = 1;
     qt_ctx_truncate(c, 0);
-    if (lg && qt_ctx_eval(c, r->tokens, 7) && (lg = qt_ctx_eval(c, r->tokens + 7, T - 7))) w2 = rel_err(lg, want, V);
+    if (lg && qt_ctx_eval(c, tok, T1) && (lg = qt_ctx_eval(c, tok + T1, T - T1))) w2 = rel_err(lg, want, V);
     qt_ctx_truncate(c, 0);
-    for (int t = 0; lg && t < T; t++) lg = qt_ctx_eval(c, r->tokens + t, 1);
+    for (int t = 0; lg && t < T; t++) lg = qt_ctx_eval(c, tok + t, 1);
     if (lg) w1 = rel_err(lg, want, V);
-    CHECK(w2 <= BATCH_RTOL && w1 <= BATCH_RTOL, "a prompt whole vs in two chunks (rel err %.3g) and token by token (%.3g)",
-          w2, w1);
-    printf("prompt of %d whole vs 7 + %d: rel err %.3g, vs token by token: %.3g\n", T, T - 7, w2, w1);
+    CHECK(w2 <= tol && w1 <= tol, "%s: a prompt whole vs in two chunks (rel err %.3g) and token by token (%.3g), "
+          "tolerance %g", what, w2, w1, tol);
+    printf("%s: prompt of %d whole vs %d + %d: rel err %.3g, vs token by token: %.3g\n", what, T, T1, T - T1, w2, w1);
     qt_ctx_free(c);
 }
 
@@ -303,6 +307,12 @@ int main(void) {
               "hyper-parameters");
         check_logits("hf", hf, be, &r);
         check_lora(hf, be, &r);
+        // inference's own precision on BF16 weights: activations, and the
+        // attention's operands, rounded to bf16 (fp32 sums); the decode path's
+        // attention stays fp32
+        qt_backend_cpu_kctx(be)->prec = QT_PREC_FAST;
+        check_prompt_paths("bf16 weights, FAST", hf, be, &r, BF16_RTOL);
+        qt_backend_cpu_kctx(be)->prec = QT_PREC_F32;
         // GGUF form: llama.cpp's names, q/k rows permuted to interleaved RoPE order
         char gpath[600], vocab[512];
         snprintf(gpath, sizeof(gpath), "%s/wide.gguf", g_dir);
@@ -321,7 +331,7 @@ int main(void) {
         // would agree only to ~1e-3, which would hide a wrong slot or position.
         CHECK(qt_model_quantize(hf, QT_TYPE_F32) == QT_OK, "projections to F32");
         check_batched(hf, be, &r);
-        check_prompt_paths(hf, be, &r);
+        check_prompt_paths("f32 weights", hf, be, &r, BATCH_RTOL);
     }
     qt_model_free(hf);
     qt_backend_free(be);

@@ -172,7 +172,10 @@ typedef struct {
 
     // ---- KV cache ----
     // n_slots independent sequences of up to n_ctx positions per layer.
-    qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS);
+    // bf16: the attention over this cache may round its operands to bfloat16
+    // (products summed in fp32), as the model's own projections do (a BF16
+    // model's prompt); false: fp32 products.
+    qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, bool bf16);
     void (*kv_free)(qt_backend *be, qt_kv *kv);
     size_t (*kv_bytes)(int n_layer, int n_slots, int n_ctx, int NKV, int HS);
 
