@@ -2,8 +2,10 @@
 // products) and gemm-avx512bf16.c (bf16 products with fp32 sums). Include
 // only from those two files, after defining G5_PAIRS (0: fp32, 1: bf16 pairs)
 // and the micro-kernel
-//   static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
-// which computes C (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp.
+//   static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
+// which computes C (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp
+// and stores its first mr rows, and g5_kernel_8, g5_kernel_4, the same on
+// the first 8 or 4 rows of the A panel (mr <= 8, 4: a last, short row panel).
 // G5_MR <= 16 (the A pack transposes 16 rows at a time).
 //
 // Packed operands hold 4-byte units: an fp32 value (one k), or with G5_PAIRS
@@ -459,7 +461,9 @@ G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t K, 
     return xp + ((size_t)pb * panels + (size_t)i) * g5_xp_panel_units(K);
 }
 
-static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c);
+static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
+static void g5_kernel_8(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
+static void g5_kernel_4(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
 
 // C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
 // A packed here (Apre NULL; a_t: A is given as At (K, M), rows lda apart) or
@@ -515,13 +519,16 @@ static void g5_driver(int64_t M, int64_t N, int64_t K, const float *A, size_t ld
                                 _mm_prefetch((const char *)(cn + (size_t)i * ldc), _MM_HINT_T0);
                                 _mm_prefetch((const char *)(cn + (size_t)i * ldc + 16), _MM_HINT_T0);
                             }
-                        if (mr == G5_MR && nr == G5_NR) {
-                            g5_kernel(ku, ap, bp, c, ldc, load_c);
+                        // a last row panel of at most 8 or 4 rows: a kernel of that height
+                        void (*kern)(int, const uint32_t *, const uint32_t *, float *, size_t, bool, int) =
+                            mr > 8 ? g5_kernel : mr > 4 ? g5_kernel_8 : g5_kernel_4;
+                        if (nr == G5_NR) {
+                            kern(ku, ap, bp, c, ldc, load_c, mr);
                         } else {
                             memset(tmp, 0, sizeof(tmp));
                             if (load_c)
                                 for (int i = 0; i < mr; i++) memcpy(tmp + i * G5_NR, c + (size_t)i * ldc, sizeof(float) * nr);
-                            g5_kernel(ku, ap, bp, tmp, G5_NR, true);
+                            kern(ku, ap, bp, tmp, G5_NR, true, mr);
                             for (int i = 0; i < mr; i++) memcpy(c + (size_t)i * ldc, tmp + i * G5_NR, sizeof(float) * nr);
                         }
                     }

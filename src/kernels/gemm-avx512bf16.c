@@ -9,27 +9,41 @@
 #define G5_PAIRS 1
 #include "kernels/gemm-avx512.h"
 
-static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c) {
+// The first `rows` rows of a tile (rows a constant after inlining); C's
+// first mr <= rows rows loaded (load_c) and stored.
+G5_INLINE void g5_tile(const int rows, int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc,
+                       bool load_c, int mr) {
     __m512 c[G5_MR][2];
 #pragma GCC unroll 14
-    for (int i = 0; i < G5_MR; i++) {
-        c[i][0] = load_c ? _mm512_loadu_ps(C + i * ldc) : _mm512_setzero_ps();
-        c[i][1] = load_c ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < rows; i++) {
+        c[i][0] = load_c && i < mr ? _mm512_loadu_ps(C + i * ldc) : _mm512_setzero_ps();
+        c[i][1] = load_c && i < mr ? _mm512_loadu_ps(C + i * ldc + 16) : _mm512_setzero_ps();
     }
     for (int k = 0; k < ku; k++, Ap += G5_MR, Bp += G5_NR) {
         __m512bh b0 = qt_as_bh(_mm512_load_si512((const void *)Bp)), b1 = qt_as_bh(_mm512_load_si512((const void *)(Bp + 16)));
 #pragma GCC unroll 14
-        for (int i = 0; i < G5_MR; i++) {
+        for (int i = 0; i < rows; i++) {
             __m512bh a = qt_as_bh(_mm512_set1_epi32((int)Ap[i]));
             c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
             c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
         }
     }
 #pragma GCC unroll 14
-    for (int i = 0; i < G5_MR; i++) {
-        _mm512_storeu_ps(C + i * ldc, c[i][0]);
-        _mm512_storeu_ps(C + i * ldc + 16, c[i][1]);
-    }
+    for (int i = 0; i < rows; i++)
+        if (i < mr) {
+            _mm512_storeu_ps(C + i * ldc, c[i][0]);
+            _mm512_storeu_ps(C + i * ldc + 16, c[i][1]);
+        }
+}
+
+static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(G5_MR, ku, Ap, Bp, C, ldc, load_c, mr);
+}
+static void g5_kernel_8(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(8, ku, Ap, Bp, C, ldc, load_c, mr);
+}
+static void g5_kernel_4(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(4, ku, Ap, Bp, C, ldc, load_c, mr);
 }
 
 const qt_gemm_ops *qt_gemm_ops_bf16_avx512(void) { return &g5_ops; }
