@@ -329,6 +329,11 @@ int main(void) {
         // and a 1e-7 difference in summation order between the T = 1 and the
         // T = 4 kernels can flip such a rounding (2^-8 relative): the two
         // would agree only to ~1e-3, which would hide a wrong slot or position.
+        // F16 weights: prompts on the bf16 products too where the CPU has them
+        CHECK(qt_model_quantize(hf, QT_TYPE_F16) == QT_OK, "projections to F16");
+        qt_backend_cpu_kctx(be)->prec = QT_PREC_FAST;
+        check_prompt_paths("f16 weights, FAST", hf, be, &r, BF16_RTOL);
+        qt_backend_cpu_kctx(be)->prec = QT_PREC_F32;
         CHECK(qt_model_quantize(hf, QT_TYPE_F32) == QT_OK, "projections to F32");
         check_batched(hf, be, &r);
         check_prompt_paths("f32 weights", hf, be, &r, BATCH_RTOL);

@@ -88,6 +88,7 @@ typedef struct {
     double *absd;   // (T, n_out) sum |wd * xd|
     float *yref;    // (T, n_out) ref matmul
     float *yexact;  // (T, n_out) wd @ x with x unrounded, accumulated in double
+    float *ybf16;   // (T, n_out) the same with wd and x rounded to bf16 (the bf16 ops' operands)
 } problem;
 
 // wd, xd and absd from the quantized w and xq (again after a test rewrites them)
@@ -132,12 +133,21 @@ static void problem_init(problem *p, qt_rng *rng, qt_type wt, int n_in, int n_ou
             for (int k = 0; k < n_in; k++) d += (double)p->wd[(size_t)r * n_in + k] * p->x[(size_t)t * n_in + k];
             p->yexact[(size_t)t * n_out + r] = (float)d;
         }
+    p->ybf16 = qt_malloc((size_t)T * n_out * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < n_out; r++) {
+            double d = 0;
+            for (int k = 0; k < n_in; k++)
+                d += (double)qt_bf16_to_fp32(qt_fp32_to_bf16(p->wd[(size_t)r * n_in + k])) *
+                     qt_bf16_to_fp32(qt_fp32_to_bf16(p->x[(size_t)t * n_in + k]));
+            p->ybf16[(size_t)t * n_out + r] = (float)d;
+        }
     p->yref = qt_malloc((size_t)T * n_out * sizeof(float));
 }
 
 static void problem_free(problem *p) {
     qt_free(p->w); qt_free(p->wd); qt_free(p->x); qt_free(p->xq); qt_free(p->xd);
-    qt_free(p->absd); qt_free(p->yref); qt_free(p->yexact);
+    qt_free(p->absd); qt_free(p->yref); qt_free(p->yexact); qt_free(p->ybf16);
 }
 
 // compares y (T, n_out) to p->yref; returns the number of mismatches
@@ -271,10 +281,12 @@ static void test_problem(const problem *p) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             qt_matmul(&(qt_kctx){ .kt = kt, .pool = g_pools[nth] }, y, p->x, p->w, p->wt, n_in, n_out, T);
             // the float-activation path (float weights, T >= QT_MATMUL_WT_MIN_T)
-            // keeps x in float and matches the exact product; on bf16 ops x is
-            // rounded to bf16 (BF16's vec_dot_type), as ref's vec_dot does
+            // keeps x in float and matches the exact product; BF16 and F16
+            // weights on a table with bf16 ops take them: x and the weights
+            // rounded to bf16 (for BF16, x as its vec_dot_type rounds it)
             bool xwt = T >= QT_MATMUL_WT_MIN_T && (p->wt == QT_TYPE_F32 || p->wt == QT_TYPE_F16 || p->wt == QT_TYPE_BF16);
-            const float *want = xwt && !(p->wt == QT_TYPE_BF16 && kt->bf16.gemm_xwt) ? p->yexact : p->yref;
+            bool bf16_ops = xwt && p->wt != QT_TYPE_F32 && kt->bf16.gemm_xwt;
+            const float *want = bf16_ops ? p->ybf16 : xwt ? p->yexact : p->yref;
             CHECK(compare_to(p, y, want, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
                   kt->isa, qt_type_name(p->wt), n_in, n_out, T, nth);
         }

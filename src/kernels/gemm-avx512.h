@@ -293,6 +293,19 @@ static void g5_row_bf16(const g5_w_src *s, const char *x, uint16_t *y, int n, fl
         }
         return;
     }
+    if (s->type == QT_TYPE_F16) {   // exact to fp32, then rounded (F16 weights on the bf16 path: matmul.c)
+        const uint16_t *h = (const uint16_t *)x;
+        for (int j = 0; j < n; j += 32) {
+            __mmask32 m = n - j >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n - j)) - 1);
+            __m512i v = _mm512_maskz_loadu_epi16(m, h + j);
+            __m512i b = qt_cvtne_bf16x32(_mm512_cvtph_ps(_mm512_castsi512_si256(v)),
+                                         _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)));
+            if (n - j >= 32) _mm512_storeu_si512((void *)(y + j), b);
+            else _mm512_mask_storeu_epi16(y + j, m, b);
+        }
+        if (n % 2) y[n] = 0;
+        return;
+    }
     s->to_float(x, tmp, n);
     for (int j = 0; j < n; j += 32) {
         __m512i v = qt_cvtne_bf16x32(_mm512_maskz_loadu_ps(g5_mask(n - j), tmp + j),
