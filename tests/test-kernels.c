@@ -281,11 +281,11 @@ static void test_problem(const problem *p) {
             for (int i = 0; i < T * n_out; i++) y[i] = NAN;
             qt_matmul(&(qt_kctx){ .kt = kt, .pool = g_pools[nth] }, y, p->x, p->w, p->wt, n_in, n_out, T);
             // the float-activation path (float weights, T >= QT_MATMUL_WT_MIN_T)
-            // keeps x in float and matches the exact product; BF16 and F16
-            // weights on a table with bf16 ops take them: x and the weights
-            // rounded to bf16 (for BF16, x as its vec_dot_type rounds it)
+            // keeps x in float and matches the exact product; BF16 weights on
+            // a table with bf16 ops, and F16 ones where those are the CPU's
+            // own (bf16_hw), take them: x and the weights rounded to bf16
             bool xwt = T >= QT_MATMUL_WT_MIN_T && (p->wt == QT_TYPE_F32 || p->wt == QT_TYPE_F16 || p->wt == QT_TYPE_BF16);
-            bool bf16_ops = xwt && p->wt != QT_TYPE_F32 && kt->bf16.gemm_xwt;
+            bool bf16_ops = xwt && kt->bf16.gemm_xwt && (p->wt == QT_TYPE_BF16 || (p->wt == QT_TYPE_F16 && kt->bf16_hw));
             const float *want = bf16_ops ? p->ybf16 : xwt ? p->yexact : p->yref;
             CHECK(compare_to(p, y, want, "matmul", kt->isa, nth) == 0, "%s matmul %s n_in=%d n_out=%d T=%d threads=%d",
                   kt->isa, qt_type_name(p->wt), n_in, n_out, T, nth);

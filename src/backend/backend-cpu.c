@@ -224,8 +224,8 @@ static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q
         return;
     }
     QT_ASSERT(kv->NKV == NKV && kv->HS == HS && il >= 0 && il < kv->n_layer);
-    qt_kctx akc = *kc;   // the attention's precision: the cache's
-    if (kv->bf16 && akc.prec == QT_PREC_FAST) akc.prec = QT_PREC_BF16;
+    qt_kctx akc = *kc;   // the attention's precision: the cache's, where the CPU has bf16 products
+    if (kv->bf16 && akc.prec == QT_PREC_FAST && akc.kt->bf16_hw) akc.prec = QT_PREC_BF16;
     qt_attn_seq stack[16];
     qt_attn_seq *as = s->n_seq <= 16 ? stack : qt_malloc(sizeof(qt_attn_seq) * (size_t)s->n_seq);
     int max_T = 0, n_as = 0;

@@ -29,4 +29,5 @@ static void vec_dot_bf16_avx512(int n, float *s, const void *vx, const void *vy)
 void qt_kernels_fill_avx512bf16(qt_kernel_table *kt) {
     kt->type[QT_TYPE_BF16].vec_dot = vec_dot_bf16_avx512;
     kt->bf16 = *qt_gemm_ops_bf16_avx512();
+    kt->bf16_hw = true;
 }

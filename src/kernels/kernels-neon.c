@@ -905,4 +905,5 @@ void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     kt->f32 = *qt_gemm_ops_f32_neon();
     // BFDOT where the CPU has it; else QT_PREC_BF16 runs as F32
     kt->bf16 = bf16 ? *qt_gemm_ops_bf16_neon() : (qt_gemm_ops){0};
+    kt->bf16_hw = bf16;
 }

@@ -123,6 +123,9 @@ typedef struct {
                          float *C, int64_t ldc);
     qt_gemm_ops f32;    // always complete
     qt_gemm_ops bf16;   // all NULL where the CPU has no bf16 dot product: QT_PREC_BF16 then runs as F32
+    // bf16 runs on the CPU's own bf16 instructions (not ref's emulation): F16
+    // weights' prompts take it at QT_PREC_FAST (matmul.c)
+    bool bf16_hw;
     // Element-wise math for softmax, cross-entropy and SwiGLU (vecmath-*.c).
     // exp: ref is libm expf; the SIMD tables use one polynomial whose relative
     // error is <= QT_EXP_MAX_REL_ERR for results >= FLT_MIN (subnormal results

@@ -18,8 +18,9 @@
 //   FAST       >= 16      F32, F16, BF16,    MM_XWT    f32.gemm_xwt (BF16 and F16 weights:
 //                         float-x types (NF4)          bf16.gemm_xwt where the table has it: x
 //                                                     rounded to bf16, BF16's vec_dot_type; F16
-//                                                     weights rounded to bf16 too, exact for the
-//                                                     usual F16 files made from BF16 checkpoints)
+//                                                     weights where the table's bf16_hw: rounded
+//                                                     to bf16 too, exact for the usual F16 files
+//                                                     made from BF16 checkpoints)
 //   F32        any        any                MM_XWT    f32.gemm_xwt: x float, W dequantized
 //   BF16       any        any                MM_XWT    bf16.gemm_xwt, f32's where the table has none
 //
@@ -85,7 +86,7 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
     const int small_max_t = kt->type[wtype].small_max_t > 0 ? kt->type[wtype].small_max_t : QT_MATMUL_GEMV_MAX_T;
     if (T == 1 || (!float_w && T <= small_max_t)) return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
-    if ((wtype == QT_TYPE_BF16 || wtype == QT_TYPE_F16) && has_bf16) *ops = &kt->bf16;
+    if ((wtype == QT_TYPE_BF16 || (wtype == QT_TYPE_F16 && kt->bf16_hw)) && has_bf16) *ops = &kt->bf16;
     return MM_XWT;
 }
 
