@@ -5,8 +5,6 @@
 #define G5_PAIRS 0
 #include "kernels/gemm-avx512.h"
 
-// The first `rows` rows of a tile (rows a constant after inlining); C's
-// first mr <= rows rows loaded (load_c) and stored.
 G5_INLINE void g5_tile(const int rows, int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc,
                        bool load_c, int mr) {
     const float *A = (const float *)Ap, *B = (const float *)Bp;
@@ -31,16 +29,6 @@ G5_INLINE void g5_tile(const int rows, int ku, const uint32_t *Ap, const uint32_
             _mm512_storeu_ps(C + i * ldc, c[i][0]);
             _mm512_storeu_ps(C + i * ldc + 16, c[i][1]);
         }
-}
-
-static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
-    g5_tile(G5_MR, ku, Ap, Bp, C, ldc, load_c, mr);
-}
-static void g5_kernel_8(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
-    g5_tile(8, ku, Ap, Bp, C, ldc, load_c, mr);
-}
-static void g5_kernel_4(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
-    g5_tile(4, ku, Ap, Bp, C, ldc, load_c, mr);
 }
 
 const qt_gemm_ops *qt_gemm_ops_f32_avx512(void) { return &g5_ops; }

@@ -2,10 +2,12 @@
 // products) and gemm-avx512bf16.c (bf16 products with fp32 sums). Include
 // only from those two files, after defining G5_PAIRS (0: fp32, 1: bf16 pairs)
 // and the micro-kernel
-//   static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
-// which computes C (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp
-// and stores its first mr rows, and g5_kernel_8, g5_kernel_4, the same on
-// the first 8 or 4 rows of the A panel (mr <= 8, 4: a last, short row panel).
+//   G5_INLINE void g5_tile(const int rows, int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc,
+//                          bool load_c, int mr);
+// which computes the first `rows` rows (a constant where inlined) of C
+// (G5_MR x G5_NR, rows ldc apart) = (load_c ? C : 0) + Ap @ Bp, loading and
+// storing C's first mr <= rows of them; the driver calls it through
+// g5_kernel (G5_MR rows), g5_kernel_8 and g5_kernel_4 (a last, short row panel).
 // G5_MR <= 16 (the A pack transposes 16 rows at a time).
 //
 // Packed operands hold 4-byte units: an fp32 value (one k), or with G5_PAIRS
@@ -474,9 +476,17 @@ G5_INLINE const uint32_t *g5_xp_panel(const uint32_t *xp, int64_t M, int64_t K, 
     return xp + ((size_t)pb * panels + (size_t)i) * g5_xp_panel_units(K);
 }
 
-static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
-static void g5_kernel_8(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
-static void g5_kernel_4(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr);
+G5_INLINE void g5_tile(const int rows, int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc,
+                       bool load_c, int mr);
+static void g5_kernel(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(G5_MR, ku, Ap, Bp, C, ldc, load_c, mr);
+}
+static void g5_kernel_8(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(8, ku, Ap, Bp, C, ldc, load_c, mr);
+}
+static void g5_kernel_4(int ku, const uint32_t *Ap, const uint32_t *Bp, float *C, size_t ldc, bool load_c, int mr) {
+    g5_tile(4, ku, Ap, Bp, C, ldc, load_c, mr);
+}
 
 // C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B through its packer;
 // A packed here (Apre NULL; a_t: A is given as At (K, M), rows lda apart) or
