@@ -649,7 +649,7 @@ static void t_attention_kv(qt_rng *r) {
     const int NH = 8, NKV = 2, HS = 64, L = 2, n_ctx = 64, il = 1;
     const int steps[3][3] = { { 5, 12, 1 }, { 1, 1, 1 }, { 0, 9, 0 } };   // new tokens per slot per call
     qt_kv *kv[NB];
-    for (int b = 0; b < NB; b++) kv[b] = g_be[b]->ops->kv_init(g_be[b], L, 3, n_ctx, NKV, HS, false);
+    for (int b = 0; b < NB; b++) kv[b] = g_be[b]->ops->kv_init(g_be[b], L, 3, n_ctx, NKV, HS, QT_TYPE_F32);
     int past[3] = { 0, 0, 0 };
     for (int st = 0; st < 3; st++) {
         int start[4] = { 0 }, pos0[3], slot[3], n_seq = 0;

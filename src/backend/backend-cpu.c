@@ -26,7 +26,7 @@ struct qt_kv {
     int n_layer, n_slots, n_ctx, NKV, HS;
     float *k, *v;          // (n_layer, n_slots, NKV, n_ctx, HS), (n_layer, n_slots, NKV, HS, n_ctx)
     size_t bytes;          // of each
-    bool bf16;             // attention in bf16 products (kv_init)
+    qt_type wtype;         // the model's projection weights (kv_init)
 };
 
 static cpu_impl *impl(qt_backend *be) { return be->impl; }
@@ -224,8 +224,8 @@ static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q
         return;
     }
     QT_ASSERT(kv->NKV == NKV && kv->HS == HS && il >= 0 && il < kv->n_layer);
-    qt_kctx akc = *kc;   // the attention's precision: the cache's, where the CPU has bf16 products
-    if (kv->bf16 && akc.prec == QT_PREC_FAST && akc.kt->bf16_hw) akc.prec = QT_PREC_BF16;
+    qt_kctx akc = *kc;   // bf16 products where the model's prompt projections take them on the CPU's bf16
+    if (akc.prec == QT_PREC_FAST && qt_matmul_bf16_hw(akc.kt, kv->wtype)) akc.prec = QT_PREC_BF16;
     qt_attn_seq stack[16];
     qt_attn_seq *as = s->n_seq <= 16 ? stack : qt_malloc(sizeof(qt_attn_seq) * (size_t)s->n_seq);
     int max_T = 0, n_as = 0;
@@ -381,10 +381,10 @@ static size_t cpu_kv_bytes(int n_layer, int n_slots, int n_ctx, int NKV, int HS)
     return 2 * kv_one(n_layer, n_slots, n_ctx, NKV, HS);
 }
 
-static qt_kv *cpu_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, bool bf16) {
+static qt_kv *cpu_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype) {
     QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0);
     qt_kv *kv = qt_calloc(1, sizeof(qt_kv));
-    *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL, kv_one(n_layer, n_slots, n_ctx, NKV, HS), bf16 };
+    *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL, kv_one(n_layer, n_slots, n_ctx, NKV, HS), wtype };
     kv->k = qt_alloc_big(kv->bytes, "the KV cache (keys)");
     kv->v = kv->k ? qt_alloc_big(kv->bytes, "the KV cache (values)") : NULL;
     if (!kv->v) {

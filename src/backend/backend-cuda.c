@@ -268,8 +268,8 @@ static size_t cuda_kv_bytes(int n_layer, int n_slots, int n_ctx, int NKV, int HS
     return 2 * kv_one(n_layer, n_slots, n_ctx, NKV, HS);
 }
 
-static qt_kv *cuda_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, bool bf16) {
-    (void)bf16;   // the GPU's attention keeps its own precision
+static qt_kv *cuda_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype) {
+    (void)wtype;   // the GPU's attention keeps its own precision
     QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0);
     qt_kv *kv = qt_calloc(1, sizeof(qt_kv));
     *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL, kv_one(n_layer, n_slots, n_ctx, NKV, HS) };

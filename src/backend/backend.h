@@ -172,10 +172,10 @@ typedef struct {
 
     // ---- KV cache ----
     // n_slots independent sequences of up to n_ctx positions per layer.
-    // bf16: the attention over this cache may round its operands to bfloat16
-    // (products summed in fp32), as the model's own projections do (a BF16
-    // model's prompt); false: fp32 products.
-    qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, bool bf16);
+    // wtype: the type of the model's projection weights; where its prompts'
+    // products round to bfloat16 on the CPU's bf16 instructions, the
+    // attention over this cache may too (products summed in fp32).
+    qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype);
     void (*kv_free)(qt_backend *be, qt_kv *kv);
     size_t (*kv_bytes)(int n_layer, int n_slots, int n_ctx, int NKV, int HS);
 

@@ -286,6 +286,14 @@ static inline const qt_gemm_ops *qt_gemm_ops_for(const qt_kctx *kc) {
     return kc->prec == QT_PREC_BF16 && kc->kt->bf16.gemm_acc ? &kc->kt->bf16 : &kc->kt->f32;
 }
 
+// Whether prompts on weights of type wtype (qt_matmul at QT_PREC_FAST,
+// T >= QT_MATMUL_WT_MIN_T) run on the CPU's own bf16 products: BF16 and F16
+// weights on a table with bf16_hw. (BF16 weights also take ref's emulated
+// bf16 ops, the products its vec_dot_type pairs them with.)
+static inline bool qt_matmul_bf16_hw(const qt_kernel_table *kt, qt_type wtype) {
+    return kt->bf16_hw && (wtype == QT_TYPE_BF16 || wtype == QT_TYPE_F16);
+}
+
 // Dequantize row `row` of W (n_in elements) into dst.
 void qt_get_row(const qt_kernel_table *kt, float *dst, const void *w, qt_type wtype, int64_t n_in, int64_t row);
 

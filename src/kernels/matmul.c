@@ -86,7 +86,7 @@ static mm_path mm_plan(const qt_kernel_table *kt, qt_prec prec, qt_type wtype, i
     const int small_max_t = kt->type[wtype].small_max_t > 0 ? kt->type[wtype].small_max_t : QT_MATMUL_GEMV_MAX_T;
     if (T == 1 || (!float_w && T <= small_max_t)) return MM_GEMV;
     if (!float_w || T < QT_MATMUL_WT_MIN_T) return MM_TILES;
-    if ((wtype == QT_TYPE_BF16 || (wtype == QT_TYPE_F16 && kt->bf16_hw)) && has_bf16) *ops = &kt->bf16;
+    if (qt_matmul_bf16_hw(kt, wtype) || (wtype == QT_TYPE_BF16 && has_bf16)) *ops = &kt->bf16;
     return MM_XWT;
 }
 

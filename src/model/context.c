@@ -71,11 +71,10 @@ qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_ba
     c->n_slots = n_slots;
     c->logits_all = logits_all;
     c->n_past = qt_calloc((size_t)n_slots, sizeof(int));
-    // a BF16 or F16 model's prompt products round their operands to bf16
-    // where the CPU has bf16 products (qt_matmul's policy): its attention may too
+    // the projections' type: the backend runs the attention in the precision
+    // the prompt's products take on those weights
     qt_type wt = m->arch->n_linears > 0 ? qt_model_linear(m, 0, 0)->type : QT_TYPE_F32;
-    bool bf16 = wt == QT_TYPE_BF16 || wt == QT_TYPE_F16;
-    c->kv = be->ops->kv_init(be, cf->n_layer, n_slots, n_ctx, cf->n_head_kv, cf->head_dim, bf16);
+    c->kv = be->ops->kv_init(be, cf->n_layer, n_slots, n_ctx, cf->n_head_kv, cf->head_dim, wt);
     if (!c->kv) goto fail;
     c->arena_size = plan(m, c->n_batch, n_slots, logits_all, NULL);
     c->arena = be->ops->alloc(be, c->arena_size, "the inference activations");
