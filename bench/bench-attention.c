@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
         double t0 = qt_time_s();
         qt_attention_train_forward(&kf, out, NULL, q, k, v, T, NH, NKV, HS, scratch);
         double t1 = qt_time_s();
-        qt_attention_forward(&kf, &sq, 1, NH, NKV, HS, T, iscratch);
+        qt_attention_forward(&kf, &sq, 1, NH, NKV, HS, T, QT_TYPE_F32, iscratch);
         double t2 = qt_time_s();
         tf32 = QT_MIN(tf32, t1 - t0);
         tinf = QT_MIN(tinf, t2 - t1);

@@ -333,7 +333,20 @@ int main(void) {
         CHECK(qt_model_quantize(hf, QT_TYPE_F16) == QT_OK, "projections to F16");
         qt_backend_cpu_kctx(be)->prec = QT_PREC_FAST;
         check_prompt_paths("f16 weights, FAST", hf, be, &r, BF16_RTOL);
+        // Q8_0 weights: the cache in fp16 (the products round activations to
+        // Q8 already), which token by token reads and the whole prompt's
+        // streaming attention does not (it takes k, v in fp32)
+        CHECK(qt_model_quantize(hf, QT_TYPE_Q8_0) == QT_OK, "projections to Q8_0");
+        const qt_kctx *kx = qt_backend_cpu_kctx(be);
+        CHECK(qt_backend_cpu_kv_type(kx, QT_TYPE_Q8_0) == QT_TYPE_F16 &&
+                  qt_backend_cpu_kv_type(kx, QT_TYPE_BF16) == QT_TYPE_F16 &&
+                  qt_backend_cpu_kv_type(kx, QT_TYPE_NF4) == QT_TYPE_F32 &&
+                  qt_backend_cpu_kv_type(kx, QT_TYPE_F32) == QT_TYPE_F32,
+              "KV cache types at FAST: fp16 for Q8_0 and BF16, fp32 for NF4 and F32");
+        check_prompt_paths("q8_0 weights, FAST (fp16 cache)", hf, be, &r, BF16_RTOL);
         qt_backend_cpu_kctx(be)->prec = QT_PREC_F32;
+        CHECK(qt_backend_cpu_kv_type(qt_backend_cpu_kctx(be), QT_TYPE_Q8_0) == QT_TYPE_F32,
+              "KV cache type at F32: fp32");
         CHECK(qt_model_quantize(hf, QT_TYPE_F32) == QT_OK, "projections to F32");
         check_batched(hf, be, &r);
         check_prompt_paths("f32 weights", hf, be, &r, BATCH_RTOL);

@@ -889,6 +889,16 @@ static void test_float_helpers(qt_rng *rng) {
             for (int k = 0; k < n; k++) { d += (double)x[k] * y[k]; a += fabs((double)x[k] * y[k]); }
             float s = kt->dot_f32(n, x, y);
             CHECK(fabs(s - d) <= TOL_SAME * a, "%s dot_f32 n=%d: %g vs %g", kt->isa, n, s, d);
+            // y in fp16 (an F16 KV cache): against the double sum of the halves' values
+            uint16_t *yh = qt_malloc(n * sizeof(uint16_t));
+            d = 0;
+            for (int k = 0; k < n; k++) {
+                yh[k] = qt_fp32_to_fp16(y[k]);
+                d += (double)x[k] * qt_fp16_to_fp32(yh[k]);
+            }
+            s = kt->dot_f32_f16(n, x, yh);
+            CHECK(fabs(s - d) <= TOL_SAME * a, "%s dot_f32_f16 n=%d: %g vs %g", kt->isa, n, s, d);
+            qt_free(yh);
             memcpy(y2, y, n * sizeof(float));
             kt->axpy_f32(n, 0.75f, x, y2);
             int bad = 0;

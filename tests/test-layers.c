@@ -817,7 +817,11 @@ static void test_pool_variants(void) {
 
 // The inference attention (qt_attention_forward: per-task path for few rows,
 // token chunks on the matmuls otherwise) against a double reference, with a
-// filled cache before the batch (pos0 > 0) and batches across several chunks.
+// filled cache before the batch (pos0 > 0) and batches across several chunks;
+// with an fp32 cache and an fp16 one (holding the same values: the cache's
+// floats are rounded to fp16 first, so the reference is exact for both; the
+// fp16 cache's products at QT_PREC_F32, as the CPU backend runs them for
+// models that are not BF16/F16).
 static void test_attention_inference(void) {
     static const int cases[][5] = {   // T, pos0, NH, NKV, HS
         {1, 9, 4, 2, 16}, {5, 0, 8, 2, 16}, {70, 0, 8, 2, 16}, {150, 37, 4, 1, 32}, {129, 3, 6, 3, 8},
@@ -830,12 +834,21 @@ static void test_attention_inference(void) {
         fill(q, (size_t)T * NH * HS, -1, 1);
         fill(kc, (size_t)NKV * n_ctx * HS, -1, 1);
         fill(vt, (size_t)NKV * HS * n_ctx, -1, 1);
-        for (int ip = 0; ip < 3; ip++) {
+        const size_t nk = (size_t)NKV * n_ctx * HS;
+        uint16_t *kh = malloc(sizeof(uint16_t) * nk), *vh = malloc(sizeof(uint16_t) * nk);
+        for (int it = 0; it < 6; it++) {
+            const int ip = it % 3;
+            const bool f16 = it >= 3;
+            if (it == 3)
+                for (size_t i = 0; i < nk; i++) {
+                    kh[i] = qt_fp32_to_fp16(kc[i]), kc[i] = qt_fp16_to_fp32(kh[i]);
+                    vh[i] = qt_fp32_to_fp16(vt[i]), vt[i] = qt_fp16_to_fp32(vh[i]);
+                }
             int nth = qt_pool_n_threads(g_pools[ip]);
             float *scratch = falloc(qt_attention_scratch(T, NH, NKV, HS, n_ctx, nth));
-            const qt_attn_seq sq = { out, q, kc, vt, T, pos0 };
-            qt_attention_forward(&(qt_kctx){ .kt = qt_kernels(), .pool = g_pools[ip] }, &sq, 1, NH, NKV, HS, n_ctx,
-                                 scratch);
+            const qt_attn_seq sq = { out, q, f16 ? (const void *)kh : kc, f16 ? (const void *)vh : vt, T, pos0 };
+            const qt_kctx kx = { .kt = qt_kernels(), .pool = g_pools[ip], .prec = f16 ? QT_PREC_F32 : QT_PREC_FAST };
+            qt_attention_forward(&kx, &sq, 1, NH, NKV, HS, n_ctx, f16 ? QT_TYPE_F16 : QT_TYPE_F32, scratch);
             double worst = 0;
             double *sc = malloc(sizeof(double) * n);
             for (int t = 0; t < T; t++)
@@ -857,10 +870,12 @@ static void test_attention_inference(void) {
                     }
                 }
             free(sc);
-            CHECK(worst <= ATTN_INFER_TOL, "attention_forward T=%d pos0=%d NH=%d NKV=%d HS=%d threads=%d: max err %.3g",
-                  T, pos0, NH, NKV, HS, nth, worst);
+            CHECK(worst <= ATTN_INFER_TOL,
+                  "attention_forward (%s cache) T=%d pos0=%d NH=%d NKV=%d HS=%d threads=%d: max err %.3g",
+                  f16 ? "fp16" : "fp32", T, pos0, NH, NKV, HS, nth, worst);
             qt_free(scratch);
         }
+        free(kh); free(vh);
         qt_free(q); qt_free(kc); qt_free(vt); qt_free(out);
     }
 }

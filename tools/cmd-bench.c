@@ -1,7 +1,9 @@
 // cmd-bench.c: `qtune bench`: prompt processing (pp) and token generation
 // (tg) speed, measured like llama.cpp's llama-bench so the two can be
 // compared on the same file: pp = N random tokens in one fresh context in
-// batches; tg = N tokens decoded one at a time from an empty context.
+// batches; tg = N tokens decoded one at a time, both from an empty context
+// or, with -d D, after D tokens already in the cache (llama-bench's -d:
+// attention over a long cache, untimed fill).
 // Reports the median over repetitions (the host is noisy).
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +23,15 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 // Runs one test; returns tokens/s or a negative value on failure.
-static double run_once(qt_ctx *ctx, const int32_t *toks, int n_prompt, int n_gen) {
-    qt_ctx_truncate(ctx, 0);
+// The depth's tokens are evaluated once (first call) and kept: each run
+// truncates the context back to them.
+static double run_once(qt_ctx *ctx, const int32_t *toks, int depth, int n_prompt, int n_gen) {
+    if (qt_ctx_n_past(ctx, 0) < depth) {
+        qt_ctx_truncate(ctx, 0);
+        if (!qt_ctx_eval(ctx, toks, depth)) return -1;
+    }
+    qt_ctx_truncate(ctx, depth);
+    toks += depth;
     double t0 = qt_time_s();
     if (n_prompt > 0) {
         if (!qt_ctx_eval(ctx, toks, n_prompt)) return -1;
@@ -36,13 +45,14 @@ static double run_once(qt_ctx *ctx, const int32_t *toks, int n_prompt, int n_gen
 
 int qt_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
-    int n_prompt = 512, n_gen = 128, threads = 0, reps = 5, n_batch = 512, verbose = 1;
+    int n_prompt = 512, n_gen = 128, depth = 0, threads = 0, reps = 5, n_batch = 512, verbose = 1;
     const char *device = NULL, *quantize = NULL;
     bool no_mmap = false;
     const qt_opt opts[] = {
         { "model", 'm', QT_OPT_STR, &model, "PATH", "model: .gguf file or Hugging Face folder" },
         { "n-prompt", 'p', QT_OPT_INT, &n_prompt, "N", "prompt tokens for the pp test; 0 = skip (default 512)", NULL, "[0,10000000]" },
         { "n-gen", 'n', QT_OPT_INT, &n_gen, "N", "tokens for the tg test; 0 = skip (default 128)", NULL, "[0,10000000]" },
+        { "n-depth", 'd', QT_OPT_INT, &depth, "N", "tokens already in the cache when each test starts (default 0)", NULL, "[0,10000000]" },
         QT_CLI_THREADS_OPT(threads),
         QT_CLI_NO_MMAP_OPT(no_mmap),
         QT_CLI_DEVICE_OPT(device),
@@ -75,7 +85,7 @@ int qt_cmd_bench(int argc, char **argv) {
         return 1;
     }
     int nth = qt_cli_threads(threads), rc = 1;
-    int n_ctx = QT_MAX(n_prompt, n_gen);
+    int n_ctx = depth + QT_MAX(n_prompt, n_gen);
     qt_cli_backend cb = { 0 };
     qt_ctx *ctx = NULL;
     if (qt_cli_backend_init(&cb, m, device, nth) == QT_OK) ctx = qt_ctx_init(m, cb.be, n_ctx, n_batch, false);
@@ -91,16 +101,18 @@ int qt_cmd_bench(int argc, char **argv) {
         if (np == 0 && ng == 0) continue;
         // warm-up: pages in the weights and first-touches the buffers of a whole
         // prompt (as llama-bench's, which runs the full prompt first)
-        run_once(ctx, toks, np, ng ? QT_MIN(ng, 4) : 0);
+        run_once(ctx, toks, depth, np, ng ? QT_MIN(ng, 4) : 0);
         for (int i = 0; i < reps; i++) {
-            ts[i] = run_once(ctx, toks, np, ng);
+            ts[i] = run_once(ctx, toks, depth, np, ng);
             if (ts[i] < 0) goto done;
         }
         qsort(ts, (size_t)reps, sizeof(double), cmp_double);
         double med = reps % 2 ? ts[reps / 2] : 0.5 * (ts[reps / 2 - 1] + ts[reps / 2]);
-        printf("| %s | %.2f GiB | %.2f B | %s | %d | %s%d | %.2f (min %.2f, max %.2f) |\n", m->name,
+        char at[32] = "";
+        if (depth > 0) snprintf(at, sizeof(at), " @ d%d", depth);
+        printf("| %s | %.2f GiB | %.2f B | %s | %d | %s%d%s | %.2f (min %.2f, max %.2f) |\n", m->name,
                qt_model_weight_bytes(m) / 1073741824.0, qt_model_n_params(m) / 1e9, cb.be && qt_backend_cpu_kctx(cb.be) ? qt_backend_cpu_kctx(cb.be)->kt->isa : cb.be ? cb.be->name : "?", nth,
-               np ? "pp" : "tg", np ? np : ng, med, ts[0], ts[reps - 1]);
+               np ? "pp" : "tg", np ? np : ng, at, med, ts[0], ts[reps - 1]);
         fflush(stdout);
     }
     rc = 0;

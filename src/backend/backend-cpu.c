@@ -5,7 +5,13 @@
 // lie (the memory-mapped file), transfers are memcpy.
 // KV cache: per layer and slot, keys (NKV, n_ctx, HS) head-major and values
 // transposed (NKV, HS, n_ctx), so attention's two products are matmuls over
-// contiguous rows (layers.h).
+// contiguous rows (layers.h). In fp16 where the inference products already
+// round activations (QT_PREC_FAST on weights whose vec_dot_type is not F32:
+// Q8 for the quantized types, bf16/fp16 for BF16/F16): llama.cpp's default
+// cache type, half the memory and half the bytes a long context's decode
+// reads. In fp32 where the products keep fp32 activations (F32 and NF4
+// weights, or QT_PREC_F32 / BF16 set before the cache is made): those
+// numerics are PyTorch's fp32, the tests' reference.
 #include "backend/backend-cpu.h"
 
 #include <string.h>
@@ -24,9 +30,10 @@ typedef struct {
 
 struct qt_kv {
     int n_layer, n_slots, n_ctx, NKV, HS;
-    float *k, *v;          // (n_layer, n_slots, NKV, n_ctx, HS), (n_layer, n_slots, NKV, HS, n_ctx)
+    void *k, *v;           // (n_layer, n_slots, NKV, n_ctx, HS), (n_layer, n_slots, NKV, HS, n_ctx)
     size_t bytes;          // of each
     qt_type wtype;         // the model's projection weights (kv_init)
+    qt_type type;          // of the cache's elements: F32 or F16 (qt_backend_cpu_kv_type)
 };
 
 static cpu_impl *impl(qt_backend *be) { return be->impl; }
@@ -170,18 +177,43 @@ static void cpu_rope(qt_backend *be, float *x, const float *cs, int64_t N, int n
     qt_pool_for(kctx(be)->pool, N, 1, TOK_POOL_MIN, rope_range, &j);
 }
 
-static float *kv_k(const qt_kv *kv, int il, int slot) {
-    return kv->k + ((size_t)il * kv->n_slots + slot) * (size_t)kv->NKV * kv->n_ctx * kv->HS;
-}
-static float *kv_v(const qt_kv *kv, int il, int slot) {
-    return kv->v + ((size_t)il * kv->n_slots + slot) * (size_t)kv->NKV * kv->n_ctx * kv->HS;
+// Head size bound of the fp16 stores' row buffers (every supported model's is <= 256).
+#define KV_MAX_HS 1024
+
+qt_type qt_backend_cpu_kv_type(const qt_kctx *kc, qt_type wtype) {
+    QT_ASSERT((unsigned)wtype < QT_TYPE_COUNT);
+    bool rounded = kc->prec == QT_PREC_FAST && kc->kt->type[wtype].vec_dot_type != QT_TYPE_F32;
+    return rounded ? QT_TYPE_F16 : QT_TYPE_F32;
 }
 
+size_t qt_backend_cpu_kv_bytes(const qt_kctx *kc, int n_layer, int n_slots, int n_ctx, int NKV, int HS,
+                               qt_type wtype) {
+    return 2 * (size_t)n_layer * n_slots * (size_t)n_ctx * NKV * HS * qt_row_size(qt_backend_cpu_kv_type(kc, wtype), 1);
+}
+
+// one (layer, slot)'s keys / values
+static size_t kv_offset(const qt_kv *kv, int il, int slot) {
+    return ((size_t)il * kv->n_slots + slot) * (size_t)kv->NKV * kv->n_ctx * kv->HS * qt_row_size(kv->type, 1);
+}
+static void *kv_k(const qt_kv *kv, int il, int slot) { return (char *)kv->k + kv_offset(kv, il, slot); }
+static void *kv_v(const qt_kv *kv, int il, int slot) { return (char *)kv->v + kv_offset(kv, il, slot); }
+
 typedef struct {
-    float *kc, *vt;
+    void *kc, *vt;
     const float *k, *v;
     int pos0, NKV, HS, n_ctx;
+    qt_type type;
+    qt_from_float_fn to_f16;
 } store_kv_job;
+
+// One row of HS floats as fp16, values beyond fp16's range saturated to
+// +-65504 (not inf: one outlier would turn the attention's sums into NaN);
+// NaN stays NaN.
+static void row_to_f16(qt_from_float_fn to_f16, const float *x, uint16_t *dst, int HS) {
+    float c[KV_MAX_HS];
+    for (int i = 0; i < HS; i++) c[i] = x[i] > 65504.0f ? 65504.0f : x[i] < -65504.0f ? -65504.0f : x[i];
+    to_f16(c, dst, HS);
+}
 
 // tokens [t0, t1) of k, v (T, NKV*HS) -> kc (NKV, n_ctx, HS) rows pos0 + t,
 // vt (NKV, HS, n_ctx) columns pos0 + t
@@ -191,16 +223,26 @@ static void store_kv_range(void *ctx, int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; t++)
         for (int h = 0; h < NKV; h++) {
             const float *ks = j->k + ((size_t)t * NKV + h) * HS, *vs = j->v + ((size_t)t * NKV + h) * HS;
-            memcpy(j->kc + ((size_t)h * n_ctx + j->pos0 + t) * HS, ks, sizeof(float) * HS);
-            float *vd = j->vt + (size_t)h * HS * n_ctx + j->pos0 + t;
-            for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vs[d];
+            const size_t kofs = ((size_t)h * n_ctx + j->pos0 + t) * HS, vofs = (size_t)h * HS * n_ctx + j->pos0 + t;
+            if (j->type == QT_TYPE_F16) {
+                uint16_t vh[KV_MAX_HS], *vd = (uint16_t *)j->vt + vofs;
+                row_to_f16(j->to_f16, ks, (uint16_t *)j->kc + kofs, HS);
+                row_to_f16(j->to_f16, vs, vh, HS);
+                for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vh[d];
+            } else {
+                float *vd = (float *)j->vt + vofs;
+                memcpy((float *)j->kc + kofs, ks, sizeof(float) * HS);
+                for (int d = 0; d < HS; d++) vd[(size_t)d * n_ctx] = vs[d];
+            }
         }
 }
 
-static void store_kv(qt_pool *pool, float *kc, float *vt, const float *k, const float *v, int T, int pos0, int NKV,
-                     int HS, int n_ctx) {
-    store_kv_job j = { kc, vt, k, v, pos0, NKV, HS, n_ctx };
-    qt_pool_for(pool, T, 1, TOK_POOL_MIN, store_kv_range, &j);
+static void store_kv(const qt_kctx *kc, const qt_kv *kv, void *kcache, void *vt, const float *k, const float *v, int T,
+                     int pos0) {
+    store_kv_job j = { kcache, vt, k, v, pos0, kv->NKV, kv->HS, kv->n_ctx, kv->type,
+                       kc->kt->type[QT_TYPE_F16].from_float };
+    QT_ASSERT(kv->type == QT_TYPE_F32 || j.to_f16 != NULL);
+    qt_pool_for(kc->pool, T, 1, TOK_POOL_MIN, store_kv_range, &j);
 }
 
 // Prompts of at least this many tokens from an empty cache take the
@@ -224,8 +266,11 @@ static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q
         return;
     }
     QT_ASSERT(kv->NKV == NKV && kv->HS == HS && il >= 0 && il < kv->n_layer);
-    qt_kctx akc = *kc;   // bf16 products where the model's prompt projections take them on the CPU's bf16
-    if (akc.prec == QT_PREC_FAST && qt_matmul_bf16_hw(akc.kt, kv->wtype)) akc.prec = QT_PREC_BF16;
+    // bf16 products where the model's prompt projections take them on the
+    // CPU's bf16; otherwise fp32 products, on an fp16 cache too (its keys
+    // and values widened, the queries and probabilities not rounded)
+    qt_kctx akc = *kc;
+    if (akc.prec == QT_PREC_FAST) akc.prec = qt_matmul_bf16_hw(akc.kt, kv->wtype) ? QT_PREC_BF16 : QT_PREC_F32;
     qt_attn_seq stack[16];
     qt_attn_seq *as = s->n_seq <= 16 ? stack : qt_malloc(sizeof(qt_attn_seq) * (size_t)s->n_seq);
     int max_T = 0, n_as = 0;
@@ -233,8 +278,8 @@ static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q
         int o = s->start[i], T = s->start[i + 1] - o, pos0 = s->pos0 ? s->pos0[i] : 0;
         int slot = s->slot ? s->slot[i] : i;
         QT_ASSERT(slot >= 0 && slot < kv->n_slots && pos0 >= 0 && pos0 + T <= kv->n_ctx);
-        float *kc_ = kv_k(kv, il, slot), *vt = kv_v(kv, il, slot);
-        store_kv(kc->pool, kc_, vt, k + (size_t)o * kvd, v + (size_t)o * kvd, T, pos0, NKV, HS, kv->n_ctx);
+        void *kc_ = kv_k(kv, il, slot), *vt = kv_v(kv, il, slot);
+        store_kv(kc, kv, kc_, vt, k + (size_t)o * kvd, v + (size_t)o * kvd, T, pos0);
         if (pos0 == 0 && T >= ATTN_STREAM_MIN_T) {
             // a prompt from an empty cache sees only its own keys: the
             // streaming attention on k, v as they are (no scores kept)
@@ -248,7 +293,7 @@ static void cpu_attention(qt_backend *be, float *out, float *lse, const float *q
     }
     if (n_as > 0) {
         float *ws = scratch(be, qt_attention_scratch(max_T, NH, NKV, HS, kv->n_ctx, qt_pool_n_threads(kc->pool)));
-        qt_attention_forward(&akc, as, n_as, NH, NKV, HS, kv->n_ctx, ws);
+        qt_attention_forward(&akc, as, n_as, NH, NKV, HS, kv->n_ctx, kv->type, ws);
     }
     if (as != stack) qt_free(as);
 }
@@ -373,18 +418,12 @@ static void cpu_moe_combine_backward(qt_backend *be, float *dy, float *dw, const
 
 // ---- KV cache ----
 
-static size_t kv_one(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
-    return (size_t)n_layer * n_slots * (size_t)n_ctx * NKV * HS * sizeof(float);
-}
-
-static size_t cpu_kv_bytes(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
-    return 2 * kv_one(n_layer, n_slots, n_ctx, NKV, HS);
-}
-
 static qt_kv *cpu_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype) {
-    QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0);
+    QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0 && HS <= KV_MAX_HS);
     qt_kv *kv = qt_calloc(1, sizeof(qt_kv));
-    *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL, kv_one(n_layer, n_slots, n_ctx, NKV, HS), wtype };
+    *kv = (qt_kv){ n_layer, n_slots, n_ctx, NKV, HS, NULL, NULL,
+                   qt_backend_cpu_kv_bytes(kctx(be), n_layer, n_slots, n_ctx, NKV, HS, wtype) / 2, wtype,
+                   qt_backend_cpu_kv_type(kctx(be), wtype) };
     kv->k = qt_alloc_big(kv->bytes, "the KV cache (keys)");
     kv->v = kv->k ? qt_alloc_big(kv->bytes, "the KV cache (values)") : NULL;
     if (!kv->v) {
@@ -424,7 +463,7 @@ static const qt_backend_ops cpu_ops = {
     .layernorm = cpu_layernorm, .gelu = cpu_gelu, .geglu = cpu_geglu, .copy_2d = cpu_copy_2d,
     .layernorm_backward = cpu_layernorm_backward, .gelu_backward = cpu_gelu_backward,
     .geglu_backward = cpu_geglu_backward,
-    .kv_init = cpu_kv_init, .kv_free = cpu_kv_free, .kv_bytes = cpu_kv_bytes,
+    .kv_init = cpu_kv_init, .kv_free = cpu_kv_free,
     .sync = cpu_sync, .destroy = cpu_destroy,
     .moe_route = cpu_moe_route, .moe_route_backward = cpu_moe_route_backward, .moe_gather = cpu_moe_gather,
     .moe_gather_backward = cpu_moe_gather_backward, .moe_combine = cpu_moe_combine,

@@ -12,5 +12,12 @@ qt_backend *qt_backend_cpu_init(qt_pool *pool);
 // The backend's kernel context (table, pool, precision, stop flag), or NULL
 // when be is not a CPU backend. Training sets prec; tests pick tables.
 qt_kctx *qt_backend_cpu_kctx(qt_backend *be);
+// The element type of the KV cache kv_init makes on a CPU backend whose
+// kernel context is kc, for a model whose projections are wtype (F16 where
+// kc's products round the activations, else F32: backend-cpu.c), and the
+// cache's bytes.
+qt_type qt_backend_cpu_kv_type(const qt_kctx *kc, qt_type wtype);
+size_t qt_backend_cpu_kv_bytes(const qt_kctx *kc, int n_layer, int n_slots, int n_ctx, int NKV, int HS,
+                               qt_type wtype);
 
 #endif

@@ -264,10 +264,6 @@ static size_t kv_one(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
     return (size_t)n_layer * n_slots * (size_t)n_ctx * NKV * HS * sizeof(float);
 }
 
-static size_t cuda_kv_bytes(int n_layer, int n_slots, int n_ctx, int NKV, int HS) {
-    return 2 * kv_one(n_layer, n_slots, n_ctx, NKV, HS);
-}
-
 static qt_kv *cuda_kv_init(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype) {
     (void)wtype;   // the GPU's attention keeps its own precision
     QT_ASSERT(n_layer > 0 && n_slots > 0 && n_ctx > 0 && NKV > 0 && HS > 0);
@@ -318,7 +314,7 @@ static const qt_backend_ops cuda_ops = {
     .matmul_t = cuda_matmul_t, .matmul_dw = cuda_matmul_dw, .rmsnorm_backward = cuda_rmsnorm_backward,
     .attention_backward = cuda_attention_backward, .swiglu_backward = cuda_swiglu_backward,
     .cross_entropy = cuda_cross_entropy, .dropout = cuda_dropout,
-    .kv_init = cuda_kv_init, .kv_free = cuda_kv_free, .kv_bytes = cuda_kv_bytes,
+    .kv_init = cuda_kv_init, .kv_free = cuda_kv_free,
     .mem_info = cuda_mem_info, .scratch_bytes = cuda_scratch_bytes,
     .sync = cuda_sync, .destroy = cuda_destroy,
 };

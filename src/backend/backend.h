@@ -177,7 +177,6 @@ typedef struct {
     // attention over this cache may too (products summed in fp32).
     qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype);
     void (*kv_free)(qt_backend *be, qt_kv *kv);
-    size_t (*kv_bytes)(int n_layer, int n_slots, int n_ctx, int NKV, int HS);
 
     // ---- device memory (NULL on backends whose memory is host memory) ----
     // The device's free and total bytes, and the most this backend has held

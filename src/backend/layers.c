@@ -71,6 +71,7 @@ typedef struct {
     const qt_attn_seq *seqs;
     const int *task0;    // (n_seq + 1) first task of each sequence
     int n_seq, NH, NKV, HS, n_ctx;
+    bool f16;            // the cache is fp16
     float *scratch;
 } attn_job;
 
@@ -97,12 +98,19 @@ static void attn_task_worker(void *ctx, int ith, int nth) {
         int local = task - j->task0[si], t = local / j->NH, h = local % j->NH, kvh = h / group;
         int n = sq->pos0 + t + 1;   // causal window
         const float *qh = sq->q + ((size_t)t * j->NH + h) * j->HS;
-        const float *kh = sq->kc + (size_t)kvh * j->n_ctx * j->HS;
-        const float *vh = sq->vt + (size_t)kvh * j->HS * j->n_ctx;
-        for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
-        softmax_row(K, s, n, 1.0f);
+        const size_t k0 = (size_t)kvh * j->n_ctx * j->HS, v0 = (size_t)kvh * j->HS * j->n_ctx;
         float *oh = sq->out + ((size_t)t * j->NH + h) * j->HS;
-        for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32(n, s, vh + (size_t)d * j->n_ctx);
+        if (j->f16) {
+            const uint16_t *kh = (const uint16_t *)sq->kc + k0, *vh = (const uint16_t *)sq->vt + v0;
+            for (int p = 0; p < n; p++) s[p] = K->dot_f32_f16(j->HS, qh, kh + (size_t)p * j->HS) * scale;
+            softmax_row(K, s, n, 1.0f);
+            for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32_f16(n, s, vh + (size_t)d * j->n_ctx);
+        } else {
+            const float *kh = (const float *)sq->kc + k0, *vh = (const float *)sq->vt + v0;
+            for (int p = 0; p < n; p++) s[p] = K->dot_f32(j->HS, qh, kh + (size_t)p * j->HS) * scale;
+            softmax_row(K, s, n, 1.0f);
+            for (int d = 0; d < j->HS; d++) oh[d] = K->dot_f32(n, s, vh + (size_t)d * j->n_ctx);
+        }
     }
 }
 
@@ -130,7 +138,8 @@ static void mask_softmax_worker(void *ctx, int ith, int nth) {
 // t*G + g), tokens in chunks of ATTN_T_CHUNK, each against only the keys its
 // last token sees, so the masked upper triangle is (mostly) never computed.
 static void attention_long(const qt_kctx *kc, const qt_attn_seq *sq, int NH, int NKV, int HS, int n_ctx,
-                           float *scratch) {
+                           qt_type kv_type, float *scratch) {
+    const size_t es = qt_row_size(kv_type, 1);
     const int G = NH / NKV, T = sq->T, pos0 = sq->pos0, rows = G * T;
     float *Qg = scratch;                        // (T*G, HS)
     float *Og = Qg + (size_t)rows * HS;         // (T*G, HS)
@@ -141,12 +150,13 @@ static void attention_long(const qt_kctx *kc, const qt_attn_seq *sq, int NH, int
         for (int t0 = 0; t0 < T; t0 += ATTN_T_CHUNK) {
             int t1 = QT_MIN(T, t0 + ATTN_T_CHUNK), nv = pos0 + t1, cr = (t1 - t0) * G;
             // S (cr, nv) = Qg[t0*G:] @ K_h[:nv]^T, K_h (n_ctx, HS) dense
-            qt_matmul(kc, S, Qg + (size_t)t0 * G * HS, sq->kc + (size_t)kvh * n_ctx * HS, QT_TYPE_F32, HS, nv, cr);
+            qt_matmul(kc, S, Qg + (size_t)t0 * G * HS, (const char *)sq->kc + (size_t)kvh * n_ctx * HS * es, kv_type,
+                      HS, nv, cr);
             mask_job mj = { kc->kt, S, cr, G, t0, pos0, nv, 1.0f / sqrtf((float)HS) };
             qt_pool_run(kc->pool, mask_softmax_worker, &mj);
             // Og[t0*G:] (cr, HS) = P @ V_h[:nv], with V_h^T (HS, n_ctx) rows n_ctx apart
-            qt_matmul_strided(kc, Og + (size_t)t0 * G * HS, S, sq->vt + (size_t)kvh * HS * n_ctx, QT_TYPE_F32, nv,
-                              HS, cr, sizeof(float) * (size_t)n_ctx);
+            qt_matmul_strided(kc, Og + (size_t)t0 * G * HS, S, (const char *)sq->vt + (size_t)kvh * HS * n_ctx * es,
+                              kv_type, nv, HS, cr, es * (size_t)n_ctx);
         }
         for (int t = 0; t < T; t++)
             memcpy(sq->out + ((size_t)t * NH + kvh * G) * HS, Og + (size_t)t * G * HS, sizeof(float) * G * HS);
@@ -154,8 +164,8 @@ static void attention_long(const qt_kctx *kc, const qt_attn_seq *sq, int NH, int
 }
 
 void qt_attention_forward(const qt_kctx *kc, const qt_attn_seq *seqs, int n_seq, int NH, int NKV, int HS, int n_ctx,
-                          float *scratch) {
-    QT_ASSERT(NKV > 0 && NH % NKV == 0 && n_seq >= 0);
+                          qt_type kv_type, float *scratch) {
+    QT_ASSERT(NKV > 0 && NH % NKV == 0 && n_seq >= 0 && (kv_type == QT_TYPE_F32 || kv_type == QT_TYPE_F16));
     const int G = NH / NKV;
     int stack_t0[17];
     int *task0 = n_seq < 17 ? stack_t0 : qt_malloc(sizeof(int) * (size_t)(n_seq + 1));
@@ -173,11 +183,11 @@ void qt_attention_forward(const qt_kctx *kc, const qt_attn_seq *seqs, int n_seq,
             task0[n_short + 1] = task0[n_short] + sq->T * NH;
             n_short++;
         } else {
-            attention_long(kc, sq, NH, NKV, HS, n_ctx, scratch);
+            attention_long(kc, sq, NH, NKV, HS, n_ctx, kv_type, scratch);
         }
     }
     if (n_short > 0) {
-        attn_job j = { kc->kt, shorts, task0, n_short, NH, NKV, HS, n_ctx, scratch };
+        attn_job j = { kc->kt, shorts, task0, n_short, NH, NKV, HS, n_ctx, kv_type == QT_TYPE_F16, scratch };
         qt_pool_run(kc->pool, attn_task_worker, &j);
     }
     if (task0 != stack_t0) qt_free(task0);

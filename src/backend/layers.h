@@ -37,15 +37,16 @@ void qt_rope_forward(float *x, const float *cs, int64_t T, int NHX, int HS, qt_r
 // per key/value head as two matmuls, S = Q K^T and O = softmax(S) V, with
 // the causal mask applied to S.
 // scratch: qt_attention_scratch() floats (n_batch: the most tokens of one
-// sequence).
+// sequence). kv_type: the cache's elements, F32 or F16 (each product
+// widens them to float: dot_f32_f16 per task, the matmuls' F16 weights).
 typedef struct {
     float *out;
     const float *q;
-    const float *kc, *vt;
+    const void *kc, *vt;
     int T, pos0;
 } qt_attn_seq;
 void qt_attention_forward(const qt_kctx *kc, const qt_attn_seq *seqs, int n_seq, int NH, int NKV, int HS, int n_ctx,
-                          float *scratch);
+                          qt_type kv_type, float *scratch);
 size_t qt_attention_scratch(int n_batch, int NH, int NKV, int HS, int n_ctx, int n_threads);
 
 // SwiGLU forward and backward (layers-train.c): elements per kernel call (the

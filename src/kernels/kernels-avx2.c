@@ -1019,6 +1019,21 @@ static float dot_f32_avx2(int n, const float *x, const float *y) {
     return s;
 }
 
+static float dot_f32_f16_avx2(int n, const float *x, const uint16_t *y) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load_f16(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load_f16(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load_f16(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load_f16(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load_f16(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) sum += x[i] * fp16(y[i]);
+    return sum;
+}
+
 static void axpy_f32_avx2(int n, float a, const float *x, float *y) {
     __m256 va = _mm256_set1_ps(a);
     int i = 0;
@@ -1100,6 +1115,7 @@ void qt_kernels_fill_avx2(qt_kernel_table *kt) {
                                        qt_gemm_small_iq4_nl_avx2};
     qt_legacy_set_products_x86(t, legacy_gemm, legacy_gemv, legacy_small, 16);
     kt->dot_f32 = dot_f32_avx2;
+    kt->dot_f32_f16 = dot_f32_f16_avx2;
     kt->axpy_f32 = axpy_f32_avx2;
     kt->scale_f32 = scale_f32_avx2;
     kt->f32 = (qt_gemm_ops){

@@ -91,6 +91,21 @@ static inline float32x4_t load_f16x4(const uint16_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
 
+static float dot_f32_f16_neon(int n, const float *x, const uint16_t *y) {
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = vfmaq_f32(s0, vld1q_f32(x + i), load_f16x4(y + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), load_f16x4(y + i + 4));
+        s2 = vfmaq_f32(s2, vld1q_f32(x + i + 8), load_f16x4(y + i + 8));
+        s3 = vfmaq_f32(s3, vld1q_f32(x + i + 12), load_f16x4(y + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(x + i), load_f16x4(y + i));
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
+    for (; i < n; i++) sum += x[i] * qt_fp16_to_fp32(y[i]);
+    return sum;
+}
+
 // bf16 -> f32 is a 16-bit left shift of the bit pattern.
 static inline float32x4_t load_bf16x4(const uint16_t *p) {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
@@ -853,6 +868,7 @@ static void set_conv(qt_type type, qt_from_float_fn from_float, qt_to_float_fn t
 void qt_kernels_fill_neon(qt_kernel_table *kt, bool bf16, bool i8mm) {
     g_neon = kt;
     kt->dot_f32 = dot_f32_neon;
+    kt->dot_f32_f16 = dot_f32_f16_neon;
     kt->axpy_f32 = axpy_f32_neon;
     kt->scale_f32 = scale_f32_neon;
     qt_vecmath_set_neon(kt);

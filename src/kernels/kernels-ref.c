@@ -294,6 +294,12 @@ static float dot_f32_ref(int n, const float *x, const float *y) {
     return (float)sum;
 }
 
+static float dot_f32_f16_ref(int n, const float *x, const uint16_t *y) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (double)x[i] * qt_fp16_to_fp32(y[i]);
+    return (float)sum;
+}
+
 static void axpy_f32_ref(int n, float a, const float *x, float *y) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
@@ -425,6 +431,7 @@ void qt_kernels_fill_ref(qt_kernel_table *kt) {
     set(QT_TYPE_Q5_K, QT_TYPE_Q8_K, vec_dot_q5_K_ref);
     set(QT_TYPE_Q6_K, QT_TYPE_Q8_K, vec_dot_q6_K_ref);
     kt->dot_f32 = dot_f32_ref;
+    kt->dot_f32_f16 = dot_f32_f16_ref;
     kt->axpy_f32 = axpy_f32_ref;
     kt->scale_f32 = scale_f32_ref;
     kt->f32 = (qt_gemm_ops){ .gemm_acc = gemm_acc_f32_ref, .gemm_acc_w = gemm_acc_w_f32_ref, .gemm_xwt = gemm_xwt_f32_ref };

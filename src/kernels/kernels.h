@@ -116,6 +116,9 @@ typedef struct {
     qt_kernel_traits type[QT_TYPE_COUNT];
     // float vector helpers for the layers (attention, norms, optimizers)
     float (*dot_f32)(int n, const float *x, const float *y);
+    // sum x[i] * y[i] with y in fp16 (an F16 KV cache), float products and
+    // sums (ref: in double, index order)
+    float (*dot_f32_f16)(int n, const float *x, const uint16_t *y);
     void (*axpy_f32)(int n, float a, const float *x, float *y);   // y += a*x
     void (*scale_f32)(int n, float a, float *y);                  // y *= a
     // = f32.gemm_acc (kept for the layers until they call qt_gemm_acc)

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "backend/backend-cpu.h"
 #include "base/base.h"
 
 typedef struct {
@@ -50,11 +51,22 @@ static size_t plan(const qt_model *m, int n_batch, int n_slots, bool logits_all,
     return p.off;
 }
 
-size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
+// the projections' type: the backend runs the attention in the precision
+// the prompt's products take on those weights, and chooses the CPU cache's
+// element type by it
+static qt_type linear_type(const qt_model *m) {
+    return m->arch->n_linears > 0 ? qt_model_linear(m, 0, 0)->type : QT_TYPE_F32;
+}
+
+size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx) {
     const qt_config *cf = &m->cfg;
+    const qt_kctx kc = qt_kctx_default(NULL);
+    return qt_backend_cpu_kv_bytes(&kc, cf->n_layer, 1, n_ctx, cf->n_head_kv, cf->head_dim, linear_type(m));
+}
+
+size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
     n_batch = QT_MIN(n_batch, n_ctx);
-    size_t kv = 2 * (size_t)cf->n_layer * (size_t)n_ctx * (size_t)cf->n_head_kv * cf->head_dim * sizeof(float);
-    return kv + plan(m, n_batch, 1, logits_all, NULL);
+    return qt_ctx_kv_bytes(m, n_ctx) + plan(m, n_batch, 1, logits_all, NULL);
 }
 
 qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_batch, int n_slots, bool logits_all) {
@@ -71,10 +83,7 @@ qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_ba
     c->n_slots = n_slots;
     c->logits_all = logits_all;
     c->n_past = qt_calloc((size_t)n_slots, sizeof(int));
-    // the projections' type: the backend runs the attention in the precision
-    // the prompt's products take on those weights
-    qt_type wt = m->arch->n_linears > 0 ? qt_model_linear(m, 0, 0)->type : QT_TYPE_F32;
-    c->kv = be->ops->kv_init(be, cf->n_layer, n_slots, n_ctx, cf->n_head_kv, cf->head_dim, wt);
+    c->kv = be->ops->kv_init(be, cf->n_layer, n_slots, n_ctx, cf->n_head_kv, cf->head_dim, linear_type(m));
     if (!c->kv) goto fail;
     c->arena_size = plan(m, c->n_batch, n_slots, logits_all, NULL);
     c->arena = be->ops->alloc(be, c->arena_size, "the inference activations");
