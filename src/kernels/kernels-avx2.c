@@ -46,52 +46,46 @@ INLINE __m256 load_bf16(const uint16_t *p) {
 
 // ---- float vec_dot ----
 
+#define AS_FLOAT(v) (v)
+
+// The float dots' one body: sum x[i] * y[i] over n elements, x and y loaded
+// 8 at a time as floats by LX / LY and one at a time by SX / SY (the ragged
+// tail); four accumulators, summed lane-wise and then across.
+#define DOT_F32_BODY(n, x, y, LX, LY, SX, SY)                                                  \
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                 \
+    int i = 0;                                                                                \
+    for (; i + 32 <= (n); i += 32) {                                                          \
+        a0 = _mm256_fmadd_ps(LX((x) + i), LY((y) + i), a0);                                   \
+        a1 = _mm256_fmadd_ps(LX((x) + i + 8), LY((y) + i + 8), a1);                           \
+        a2 = _mm256_fmadd_ps(LX((x) + i + 16), LY((y) + i + 16), a2);                         \
+        a3 = _mm256_fmadd_ps(LX((x) + i + 24), LY((y) + i + 24), a3);                         \
+    }                                                                                         \
+    for (; i + 8 <= (n); i += 8) a0 = _mm256_fmadd_ps(LX((x) + i), LY((y) + i), a0);          \
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));         \
+    for (; i < (n); i++) sum += SX((x)[i]) * SY((y)[i]);
+
 static void vec_dot_f32_avx2(int n, float *s, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += x[i] * y[i];
+    DOT_F32_BODY(n, x, y, _mm256_loadu_ps, _mm256_loadu_ps, AS_FLOAT, AS_FLOAT)
     *s = sum;
 }
 
 static void vec_dot_f16_avx2(int n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), a0);
-        a1 = _mm256_fmadd_ps(load_f16(x + i + 8), load_f16(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(load_f16(x + i + 16), load_f16(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(load_f16(x + i + 24), load_f16(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16(x + i), load_f16(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += fp16(x[i]) * fp16(y[i]);
+    DOT_F32_BODY(n, x, y, load_f16, load_f16, fp16, fp16)
     *s = sum;
 }
 
 static void vec_dot_bf16_avx2(int n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), a0);
-        a1 = _mm256_fmadd_ps(load_bf16(x + i + 8), load_bf16(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(load_bf16(x + i + 16), load_bf16(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(load_bf16(x + i + 24), load_bf16(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16(x + i), load_bf16(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += qt_bf16_to_fp32(x[i]) * qt_bf16_to_fp32(y[i]);
+    DOT_F32_BODY(n, x, y, load_bf16, load_bf16, qt_bf16_to_fp32, qt_bf16_to_fp32)
     *s = sum;
+}
+
+// x float, y fp16 (an F16 KV cache)
+static float dot_f32_f16_avx2(int n, const float *x, const uint16_t *y) {
+    DOT_F32_BODY(n, x, y, _mm256_loadu_ps, load_f16, AS_FLOAT, fp16)
+    return sum;
 }
 
 // ---- Q8_0 / Q4_0 vec_dot against Q8_0 ----
@@ -1019,20 +1013,6 @@ static float dot_f32_avx2(int n, const float *x, const float *y) {
     return s;
 }
 
-static float dot_f32_f16_avx2(int n, const float *x, const uint16_t *y) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load_f16(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load_f16(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), load_f16(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), load_f16(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load_f16(y + i), a0);
-    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) sum += x[i] * fp16(y[i]);
-    return sum;
-}
 
 static void axpy_f32_avx2(int n, float a, const float *x, float *y) {
     __m256 va = _mm256_set1_ps(a);

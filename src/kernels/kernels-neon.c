@@ -48,19 +48,27 @@
 
 // ---- f32 vector helpers ---------------------------------------------------
 
+#define AS_FLOAT(v) (v)
+
+// The float dots' one body: sum x[i] * y[i] over n elements, x and y loaded
+// 4 at a time as floats by LX / LY and one at a time by SX / SY (the ragged
+// tail); four accumulators, summed lane-wise and then across.
+#define DOT_F32_BODY(n, x, y, LX, LY, SX, SY)                                                  \
+    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;                                 \
+    int i = 0;                                                                                \
+    for (; i + 16 <= (n); i += 16) {                                                          \
+        s0 = vfmaq_f32(s0, LX((x) + i), LY((y) + i));                                         \
+        s1 = vfmaq_f32(s1, LX((x) + i + 4), LY((y) + i + 4));                                 \
+        s2 = vfmaq_f32(s2, LX((x) + i + 8), LY((y) + i + 8));                                 \
+        s3 = vfmaq_f32(s3, LX((x) + i + 12), LY((y) + i + 12));                               \
+    }                                                                                         \
+    for (; i + 4 <= (n); i += 4) s0 = vfmaq_f32(s0, LX((x) + i), LY((y) + i));                \
+    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));                  \
+    for (; i < (n); i++) sum += SX((x)[i]) * SY((y)[i]);
+
 static float dot_f32_neon(int n, const float *x, const float *y) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-        s2 = vfmaq_f32(s2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
-        s3 = vfmaq_f32(s3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(x + i), vld1q_f32(y + i));
-    float s = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
+    DOT_F32_BODY(n, x, y, vld1q_f32, vld1q_f32, AS_FLOAT, AS_FLOAT)
+    return sum;
 }
 
 static void axpy_f32_neon(int n, float a, const float *x, float *y) {
@@ -91,55 +99,26 @@ static inline float32x4_t load_f16x4(const uint16_t *p) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
 
-static float dot_f32_f16_neon(int n, const float *x, const uint16_t *y) {
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = vfmaq_f32(s0, vld1q_f32(x + i), load_f16x4(y + i));
-        s1 = vfmaq_f32(s1, vld1q_f32(x + i + 4), load_f16x4(y + i + 4));
-        s2 = vfmaq_f32(s2, vld1q_f32(x + i + 8), load_f16x4(y + i + 8));
-        s3 = vfmaq_f32(s3, vld1q_f32(x + i + 12), load_f16x4(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, vld1q_f32(x + i), load_f16x4(y + i));
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) sum += x[i] * qt_fp16_to_fp32(y[i]);
-    return sum;
-}
-
 // bf16 -> f32 is a 16-bit left shift of the bit pattern.
 static inline float32x4_t load_bf16x4(const uint16_t *p) {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
 }
 
+// x float, y fp16 (an F16 KV cache)
+static float dot_f32_f16_neon(int n, const float *x, const uint16_t *y) {
+    DOT_F32_BODY(n, x, y, vld1q_f32, load_f16x4, AS_FLOAT, fp16_to_f32)
+    return sum;
+}
+
 static void vec_dot_f16_neon(int n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = vfmaq_f32(s0, load_f16x4(x + i), load_f16x4(y + i));
-        s1 = vfmaq_f32(s1, load_f16x4(x + i + 4), load_f16x4(y + i + 4));
-        s2 = vfmaq_f32(s2, load_f16x4(x + i + 8), load_f16x4(y + i + 8));
-        s3 = vfmaq_f32(s3, load_f16x4(x + i + 12), load_f16x4(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, load_f16x4(x + i), load_f16x4(y + i));
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) sum += fp16_to_f32(x[i]) * fp16_to_f32(y[i]);
+    DOT_F32_BODY(n, x, y, load_f16x4, load_f16x4, fp16_to_f32, fp16_to_f32)
     *s = sum;
 }
 
 static void vec_dot_bf16_neon(int n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
-    float32x4_t s0 = vdupq_n_f32(0), s1 = s0, s2 = s0, s3 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = vfmaq_f32(s0, load_bf16x4(x + i), load_bf16x4(y + i));
-        s1 = vfmaq_f32(s1, load_bf16x4(x + i + 4), load_bf16x4(y + i + 4));
-        s2 = vfmaq_f32(s2, load_bf16x4(x + i + 8), load_bf16x4(y + i + 8));
-        s3 = vfmaq_f32(s3, load_bf16x4(x + i + 12), load_bf16x4(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) s0 = vfmaq_f32(s0, load_bf16x4(x + i), load_bf16x4(y + i));
-    float sum = vaddvq_f32(vaddq_f32(vaddq_f32(s0, s1), vaddq_f32(s2, s3)));
-    for (; i < n; i++) sum += qt_bf16_to_fp32(x[i]) * qt_bf16_to_fp32(y[i]);
+    DOT_F32_BODY(n, x, y, load_bf16x4, load_bf16x4, qt_bf16_to_fp32, qt_bf16_to_fp32)
     *s = sum;
 }
 
