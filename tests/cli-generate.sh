@@ -33,6 +33,14 @@ h=$($Q generate -m ../shared/models/tinystories-260K/hf --tokenizer $M -p "Once 
 
 # info
 $Q info $M > "$tmp/info" 2>&1 && grep -q "parameters: *292800" "$tmp/info" && ok || bad "info: $(cat "$tmp/info")"
+# the KV cache's type and size: fp32 for F32 weights, fp16 for quantized ones
+# (5 layers x 2048 positions x 4 heads x 8 x 2 (k, v) x 4 or 2 bytes)
+grep -q "KV cache 2.50 MiB (f32)" "$tmp/info" && ok || bad "info, KV cache of the F32 model: $(grep 'to run' "$tmp/info")"
+$Q quantize $M "$tmp/q8.gguf" --type q8_0 > /dev/null 2>&1 && $Q info "$tmp/q8.gguf" > "$tmp/info8" 2>&1 \
+  && grep -q "KV cache 1.25 MiB (f16)" "$tmp/info8" && ok || bad "info, KV cache of the Q8_0 model: $(grep 'to run' "$tmp/info8")"
+# bench -d: the tests after that many tokens in the cache, labelled as llama-bench labels them
+$Q bench -m "$tmp/q8.gguf" -p 8 -n 4 -d 16 -r 1 -t 1 > "$tmp/bench" 2>&1 && grep -q "| pp8 @ d16 |" "$tmp/bench" \
+  && grep -q "| tg4 @ d16 |" "$tmp/bench" && ok || bad "bench -d: $(cat "$tmp/bench")"
 
 # every command has --help
 for c in generate info bench; do

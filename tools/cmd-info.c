@@ -204,11 +204,13 @@ int qt_cmd_info(int argc, char **argv) {
     printf("weights:        %.2f MiB (%zu tensors, %.2f MiB of tensor data)\n", qt_model_weight_bytes(m) / 1048576.0,
            (size_t)n_tensors, total / 1048576.0);
     int ctx = n_ctx ? n_ctx : c->n_ctx_train;
-    size_t kv = qt_ctx_kv_bytes(m, ctx);
+    qt_type kvt;
+    size_t kv = qt_ctx_kv_bytes(m, ctx, &kvt);
     size_t run = qt_ctx_bytes(m, qt_n_cpus(), ctx, 256, false);
-    printf("to run:         %.2f MiB at context %d = weights %.2f MiB (memory-mapped) + KV cache %.2f MiB + buffers %.2f MiB\n",
+    printf("to run:         %.2f MiB at context %d = weights %.2f MiB (memory-mapped) + KV cache %.2f MiB (%s) + buffers "
+           "%.2f MiB\n",
            (qt_model_weight_bytes(m) + run) / 1048576.0, ctx, qt_model_weight_bytes(m) / 1048576.0, kv / 1048576.0,
-           (run - kv) / 1048576.0);
+           qt_type_name(kvt), (run - kv) / 1048576.0);
     qt_model_free(m);
     return 0;
 }

@@ -58,15 +58,16 @@ static qt_type linear_type(const qt_model *m) {
     return m->arch->n_linears > 0 ? qt_model_linear(m, 0, 0)->type : QT_TYPE_F32;
 }
 
-size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx) {
+size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx, qt_type *type) {
     const qt_config *cf = &m->cfg;
     const qt_kctx kc = qt_kctx_default(NULL);
+    if (type) *type = qt_backend_cpu_kv_type(&kc, linear_type(m));
     return qt_backend_cpu_kv_bytes(&kc, cf->n_layer, 1, n_ctx, cf->n_head_kv, cf->head_dim, linear_type(m));
 }
 
 size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
     n_batch = QT_MIN(n_batch, n_ctx);
-    return qt_ctx_kv_bytes(m, n_ctx) + plan(m, n_batch, 1, logits_all, NULL);
+    return qt_ctx_kv_bytes(m, n_ctx, NULL) + plan(m, n_batch, 1, logits_all, NULL);
 }
 
 qt_ctx *qt_ctx_init_slots(const qt_model *m, qt_backend *be, int n_ctx, int n_batch, int n_slots, bool logits_all) {

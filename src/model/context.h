@@ -58,8 +58,9 @@ void qt_ctx_free(qt_ctx *c);   // NULL is a no-op
 // Bytes the context would allocate on the CPU backend (for `qtune info` and
 // memory estimates).
 size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all);
-// Of that, the KV cache's (one sequence of n_ctx, on the CPU at inference precision).
-size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx);
+// Of that, the KV cache's (one sequence of n_ctx, on the CPU at inference
+// precision); *type (unless NULL): its elements' type, F16 or F32.
+size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx, qt_type *type);
 
 // Run tokens at positions n_past .. n_past+n-1 of slot 0 through the model
 // (in chunks of n_batch) and append them to its KV cache. Returns the
