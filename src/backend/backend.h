@@ -174,7 +174,9 @@ typedef struct {
     // n_slots independent sequences of up to n_ctx positions per layer.
     // wtype: the type of the model's projection weights; where its prompts'
     // products round to bfloat16 on the CPU's bf16 instructions, the
-    // attention over this cache may too (products summed in fp32).
+    // attention over this cache may too (products summed in fp32). The CPU
+    // also picks the cache's element type by it (qt_backend_cpu_kv_type:
+    // fp16 where the products round activations); the GPU's stays fp32.
     qt_kv *(*kv_init)(qt_backend *be, int n_layer, int n_slots, int n_ctx, int NKV, int HS, qt_type wtype);
     void (*kv_free)(qt_backend *be, qt_kv *kv);
 

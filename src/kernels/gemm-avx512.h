@@ -272,6 +272,15 @@ G5_INLINE void g5_prefetch_seg0(const g5_w_src *s, const char *row, int e0, int 
 // straight from their blocks ((q - 8) * d and q * d in fp32, as their
 // to_float; 12 instructions a block), other types through tmp (n floats).
 // An odd n gets a zero after it (the last pair's upper half).
+// The first `left` (all 32 when left >= 32) of 32 halves.
+G5_INLINE __mmask32 g5_mask32(int left) { return left >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << left) - 1); }
+
+// 32 bf16 values b at y, or the first `left` of them where fewer remain.
+G5_INLINE void g5_store_bf16x32(uint16_t *y, int left, __m512i b) {
+    if (left >= 32) _mm512_storeu_si512((void *)y, b);
+    else _mm512_mask_storeu_epi16(y, g5_mask32(left), b);
+}
+
 static void g5_row_bf16(const g5_w_src *s, const char *x, uint16_t *y, int n, float *tmp) {
     if (s->type == QT_TYPE_Q4_0) {
         const block_q4_0 *b = (const block_q4_0 *)x;
@@ -298,22 +307,19 @@ static void g5_row_bf16(const g5_w_src *s, const char *x, uint16_t *y, int n, fl
     if (s->type == QT_TYPE_F16) {   // exact to fp32, then rounded (F16 weights on the bf16 path: matmul.c)
         const uint16_t *h = (const uint16_t *)x;
         for (int j = 0; j < n; j += 32) {
-            __mmask32 m = n - j >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << (n - j)) - 1);
-            __m512i v = _mm512_maskz_loadu_epi16(m, h + j);
-            __m512i b = qt_cvtne_bf16x32(_mm512_cvtph_ps(_mm512_castsi512_si256(v)),
-                                         _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)));
-            if (n - j >= 32) _mm512_storeu_si512((void *)(y + j), b);
-            else _mm512_mask_storeu_epi16(y + j, m, b);
+            __m512i v = _mm512_maskz_loadu_epi16(g5_mask32(n - j), h + j);
+            g5_store_bf16x32(y + j, n - j,
+                             qt_cvtne_bf16x32(_mm512_cvtph_ps(_mm512_castsi512_si256(v)),
+                                              _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1))));
         }
         if (n % 2) y[n] = 0;
         return;
     }
     s->to_float(x, tmp, n);
     for (int j = 0; j < n; j += 32) {
-        __m512i v = qt_cvtne_bf16x32(_mm512_maskz_loadu_ps(g5_mask(n - j), tmp + j),
-                                     _mm512_maskz_loadu_ps(g5_mask(n - j - 16), tmp + j + 16));
-        if (n - j >= 32) _mm512_storeu_si512((void *)(y + j), v);
-        else _mm512_mask_storeu_epi16(y + j, (__mmask32)((1u << (n - j)) - 1), v);
+        g5_store_bf16x32(y + j, n - j,
+                         qt_cvtne_bf16x32(_mm512_maskz_loadu_ps(g5_mask(n - j), tmp + j),
+                                          _mm512_maskz_loadu_ps(g5_mask(n - j - 16), tmp + j + 16)));
     }
     if (n % 2) y[n] = 0;
 }
@@ -326,7 +332,7 @@ G5_INLINE void g5_deal_bf16(const uint16_t *r0, const uint16_t *r1, int nc, int 
                                         39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     const __m512i hi = _mm512_add_epi16(lo, _mm512_set1_epi16(16));
     for (int j0 = 0; j0 < nc; j0 += G5_NR) {
-        __mmask32 m = nc - j0 >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (nc - j0)) - 1);
+        __mmask32 m = g5_mask32(nc - j0);
         __m512i a = _mm512_maskz_loadu_epi16(m, r0 + j0);
         __m512i b = r1 ? _mm512_maskz_loadu_epi16(m, r1 + j0) : _mm512_setzero_si512();
         uint32_t *d = Bp + (size_t)(j0 / G5_NR) * G5_BPS(ku) + (size_t)u * G5_NR;

@@ -61,8 +61,9 @@ static qt_type linear_type(const qt_model *m) {
 size_t qt_ctx_kv_bytes(const qt_model *m, int n_ctx, qt_type *type) {
     const qt_config *cf = &m->cfg;
     const qt_kctx kc = qt_kctx_default(NULL);
-    if (type) *type = qt_backend_cpu_kv_type(&kc, linear_type(m));
-    return qt_backend_cpu_kv_bytes(&kc, cf->n_layer, 1, n_ctx, cf->n_head_kv, cf->head_dim, linear_type(m));
+    const qt_type wt = linear_type(m);
+    if (type) *type = qt_backend_cpu_kv_type(&kc, wt);
+    return qt_backend_cpu_kv_bytes(&kc, cf->n_layer, 1, n_ctx, cf->n_head_kv, cf->head_dim, wt);
 }
 
 size_t qt_ctx_bytes(const qt_model *m, int n_threads, int n_ctx, int n_batch, bool logits_all) {
